@@ -1,0 +1,86 @@
+"""The studio's document: the Recipe being edited, plus what is known about its data and model.
+
+Panels never keep their own copy of a fact: they read the document and edit it through `edit()`, and every
+panel refreshes on `recipe_changed`. The engine's plan (layer tree per phase, groups, lr curves) is derived
+from the recipe on demand and cached until the recipe changes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.plan import RunPlan, plan_run
+from engine.presets import make_recipe
+from engine.recipe import Recipe
+from engine.scan import ScanReport
+
+
+class RecipeDocument(QObject):
+    recipe_changed = Signal()  # any field of the recipe changed
+    data_scanned = Signal()  # a new scan report is available (or it was cleared)
+    path_changed = Signal(str)  # the recipe file this document is saved to
+
+    def __init__(self, recipe: Recipe | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self._recipe = recipe or make_recipe("feature_extraction", "resnet18", epochs=5)
+        self._scan: ScanReport | None = None
+        self._plan: RunPlan | None = None
+        self._plan_error = ""
+        self.path = ""
+
+    # --- the recipe -------------------------------------------------------------------------------------------
+    @property
+    def recipe(self) -> Recipe:
+        """The live recipe. Read freely; change it only through edit() so that views refresh."""
+        return self._recipe
+
+    def set_recipe(self, recipe: Recipe) -> None:
+        self._recipe = recipe.copy()
+        self._changed()
+
+    def edit(self, change: Callable[[Recipe], None]) -> None:
+        """Apply `change` to the recipe and notify the views once."""
+        change(self._recipe)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._plan = None
+        self.recipe_changed.emit()
+
+    def set_path(self, path: str) -> None:
+        self.path = path
+        self.path_changed.emit(path)
+
+    # --- data ---------------------------------------------------------------------------------------------------
+    @property
+    def scan(self) -> ScanReport | None:
+        return self._scan
+
+    def set_scan(self, report: ScanReport | None) -> None:
+        self._scan = report
+        self._plan = None
+        self.data_scanned.emit()
+
+    @property
+    def num_classes(self) -> int:
+        if self._scan is not None and self._scan.classes:
+            return max(2, len(self._scan.classes))
+        return 2
+
+    # --- the derived plan -------------------------------------------------------------------------------------
+    def plan(self) -> RunPlan | None:
+        """What the recipe will do per phase (layer tree, groups, lr curves); None if it cannot be planned."""
+        if self._plan is None:
+            try:
+                self._plan = plan_run(self._recipe, self.num_classes)
+                self._plan_error = ""
+            except Exception as exc:  # noqa: BLE001 - shown to the user, never fatal for the editor
+                self._plan_error = str(exc)
+                return None
+        return self._plan
+
+    @property
+    def plan_error(self) -> str:
+        return self._plan_error
