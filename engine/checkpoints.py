@@ -33,13 +33,38 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def link_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Make `target` the same checkpoint as `source` without writing it twice (a hard link, atomically
+    replaced; a copy where links are not supported). A later write of `source` replaces its file, so the link
+    keeps the old content."""
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(target.name + ".link.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    from .errors import BadInputError
+
     path = Path(path)
     if not path.is_file():
-        from .errors import BadInputError
-
         raise BadInputError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt, truncated or foreign files are the user's input
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{path} cannot be read as a checkpoint: {first_line}") from exc
+    if not isinstance(state, dict):
+        raise BadInputError(f"{path} is not a Thaw checkpoint")
+    return state
 
 
 def rng_states() -> dict[str, Any]:

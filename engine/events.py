@@ -51,6 +51,7 @@ class RunStarted(Event):
     phase_start_epochs: list[int]
     class_names: list[str]
     resumed: bool
+    device_warning: str = ""  # e.g. "no GPU found: training runs on the CPU"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import events as ev
-from .checkpoints import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from .checkpoints import link_checkpoint, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .datasets import PreparedData, prepare_data
 from .devices import DeviceSetup, setup_device
 from .errors import BadInputError, ThawError
@@ -213,7 +213,7 @@ class Trainer:
             "final_val_acc": previous.get("final_val_acc"), "epochs_done": previous.get("epochs_done", 0),
             "wall_seconds": previous.get("wall_seconds", 0.0), "train_images_per_s": previous.get("train_images_per_s"),
             "phases": previous.get("phases", []), "preprocessing": self.built.preprocessing.to_dict(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "device_warning": self.device.fallback_warning, "error": "",
         }
 
@@ -252,7 +252,7 @@ class Trainer:
 
         self.bus.emit(ev.RunStarted(str(self.run_dir), r.name, r.strategy, r.model.arch, self.built.weights_name,
                                     self.device.describe(), self.device.precision, r.total_epochs, start_epoch,
-                                    starts, list(self.data.classes), bool(state)))
+                                    starts, list(self.data.classes), bool(state), self.device.fallback_warning))
         self.optimizer = None
         for phase_index in range(start_phase, len(r.phases)):
             phase = r.phases[phase_index]
@@ -417,7 +417,7 @@ class Trainer:
         self.last_checkpoint = str(save_checkpoint(checkpoint_path(self.run_dir, "last"), payload))
         self.bus.emit(ev.CheckpointSaved(self.last_checkpoint, "last", epoch + 1))
         if is_best:
-            best = save_checkpoint(checkpoint_path(self.run_dir, "best"), payload)
+            best = link_checkpoint(self.last_checkpoint, checkpoint_path(self.run_dir, "best"))
             self.bus.emit(ev.CheckpointSaved(str(best), "best", epoch + 1))
         self._save_summary()
         self.bus.emit(ev.EpochFinished(epoch, phase_index, train_loss, train_acc, val_loss, val_acc, lrs,
