@@ -110,7 +110,7 @@ def model_info(arch: str) -> ModelInfo:
             file_name=weights_file_name(weights),
             cached=cached_weights_path(weights).is_file(),
             preprocessing=Preprocessing.from_weights(weights).to_dict(),
-            num_categories=len(weights.meta.get("categories", [])),
+            num_categories=len(weights.meta.get("categories") or []),
             is_default=weights is enum.DEFAULT,
         ))
     default = enum.DEFAULT
