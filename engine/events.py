@@ -67,6 +67,28 @@ class PhaseStarted(Event):
 
 
 @dataclass(frozen=True)
+class FeaturesProgressed(Event):
+    """The frozen backbone is computing the features of a head-only phase (once; later runs reuse them)."""
+
+    phase_index: int
+    done: int  # images (× views) processed
+    total: int
+
+
+@dataclass(frozen=True)
+class FeaturesCached(Event):
+    """A head-only phase trains on cached backbone features."""
+
+    phase_index: int
+    key: str
+    images: int
+    views: int
+    dim: int
+    seconds: float  # time to compute them; 0 when they came from the cache
+    from_disk: bool
+
+
+@dataclass(frozen=True)
 class EpochStarted(Event):
     epoch: int  # global, 0-based
     phase_index: int

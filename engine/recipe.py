@@ -44,6 +44,11 @@ class DataConfig:
     num_workers: int = -1  # -1: automatic
     max_train_batches: int = 0  # 0: all; a cap for quick experiments and tests
     max_val_batches: int = 0
+    # Cached features: when a phase trains only the head, compute the frozen backbone once per image (per view)
+    # and train the head on the stored features. "auto": whenever possible; "off": always run the backbone.
+    cache_features: str = "auto"
+    feature_views: int = 1  # augmented views per training image in the feature cache (1: one view, reused)
+    feature_cache_mb: int = 2048  # on-disk budget of the feature cache; 0 keeps features in memory only
     # Mean/std for input channels beyond RGB (e.g. IR, depth). Empty: 0.5 / 0.25 each.
     extra_channel_mean: list[float] = field(default_factory=list)
     extra_channel_std: list[float] = field(default_factory=list)
@@ -60,6 +65,12 @@ class DataConfig:
                 raise RecipeError(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.resize_size and self.crop_size and self.crop_size > self.resize_size:
             raise RecipeError(f"{prefix}.crop_size", f"{self.crop_size} is larger than resize_size {self.resize_size}")
+        if self.cache_features not in ("auto", "off"):
+            raise RecipeError(f"{prefix}.cache_features", f"'{self.cache_features}' is not one of auto, off")
+        if self.feature_views < 1:
+            raise RecipeError(f"{prefix}.feature_views", f"must be >= 1, got {self.feature_views}")
+        if self.feature_cache_mb < 0:
+            raise RecipeError(f"{prefix}.feature_cache_mb", "must be >= 0")
         if self.num_workers < -1:
             raise RecipeError(f"{prefix}.num_workers", "must be -1 (automatic) or >= 0")
         if any(s <= 0 for s in self.extra_channel_std):

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from . import events as ev
 from .checkpoints import link_checkpoint, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .datasets import PreparedData, prepare_data
+from .feature_cache import FeatureSet, FeatureStore, build_feature_set, head_only
 from .devices import DeviceSetup, setup_device
 from .errors import BadInputError, ThawError
 from .freezing import (FreezeState, Fingerprint, apply_freeze_plan, count_params, restore_freeze_state,
@@ -70,7 +71,9 @@ def auto_workers(dataset_size: int) -> int:
 
     if dataset_size < 512:
         return 0  # spawning workers costs more than decoding a few hundred small images
-    return max(0, min(8, (os.cpu_count() or 2) - 1))
+    workers = max(0, min(8, (os.cpu_count() or 2) - 1))
+    cap = os.environ.get("THAW_MAX_WORKERS", "")  # 0 in a frozen (packaged) build where workers cannot spawn
+    return min(workers, int(cap)) if cap.isdigit() else workers
 
 
 def epoch_order(n: int, batch_size: int, seed: int, epoch: int, max_batches: int) -> list[int]:
@@ -301,10 +304,15 @@ class Trainer:
             if resume.get("scaler"):
                 self.scaler.load_state_dict(resume["scaler"])
         self.fingerprint = Fingerprint(model, self.freeze.bn_modes)
+        self.features = self._cached_features(index, phase)
         trainable, total = count_params(model)
         phases = self.summary["phases"]
         entry = {"index": index, "name": phase.name, "epochs": phase.epochs, "trainable_params": trainable,
                  "total_params": total, "groups": {g.name: g.lr for g in infos}, "freeze_verified": None, "moved": []}
+        if self.features is not None:
+            entry["cached_features"] = {"images": int(self.features.train.shape[1]),
+                                        "views": int(self.features.train.shape[0]),
+                                        "seconds": self.features.seconds, "from_disk": self.features.from_disk}
         if index < len(phases):
             phases[index] = {**entry, "freeze_verified": phases[index].get("freeze_verified"),
                              "moved": phases[index].get("moved", [])}
@@ -312,6 +320,29 @@ class Trainer:
             phases.append(entry)
         self.bus.emit(ev.PhaseStarted(index, phase.name, phase.epochs, self.recipe.phase_start_epochs()[index],
                                       trainable, total, self._trainable_modules(), {g.name: g.lr for g in infos}))
+
+    def _cached_features(self, index: int, phase: PhaseConfig) -> FeatureSet | None:
+        """Features of the frozen backbone when this phase trains only the head (engine/feature_cache.py)."""
+        r = self.recipe
+        if r.data.cache_features == "off" or not head_only(self.model, self.built.head_path, self.freeze.bn_modes):
+            return None
+        views = r.data.feature_views
+        describe = {"arch": r.model.arch, "weights": self.built.weights_name, "in_channels": r.model.in_channels,
+                    "preprocessing": self.built.preprocessing.to_dict(), "augmentation": r.data.augmentation,
+                    "seed": r.seed, "head": self.built.head_path}
+
+        def progress(done: int, total: int) -> None:
+            self.bus.emit(ev.FeaturesProgressed(index, done, total))
+
+        features = build_feature_set(self.model, self.built.head_path, self._loader, self.data.train, self.data.val,
+                                     views, self.device.device, self.device.autocast, self.device.channels_last,
+                                     describe, FeatureStore(budget_mb=r.data.feature_cache_mb), progress,
+                                     lambda: self.control.stop_requested)
+        if features is None:
+            return None
+        self.bus.emit(ev.FeaturesCached(index, features.key, int(features.train.shape[1]), views,
+                                        int(features.train.shape[2]), features.seconds, features.from_disk))
+        return features.to(self.device.device)
 
     def _trainable_modules(self) -> list[str]:
         """The shallowest modules whose parameters all train (for the PhaseStarted event and the GUI)."""
@@ -352,10 +383,16 @@ class Trainer:
             loss_sum, correct, seen, train_seconds = 0.0, 0, 0, 0.0
         self.bus.emit(ev.EpochStarted(epoch, phase_index, n_batches))
         set_train_mode(model, self.freeze.bn_modes, training=True)
-        loader = self._loader(self.data.train, order[batch0 * r.batch_size:])
+        if self.features is not None:  # a head-only phase: the head trains on the cached backbone features
+            forward = model.get_submodule(self.built.head_path)
+            batches = self.features.train_batches(order[batch0 * r.batch_size:], epoch % self.features.train.shape[0],
+                                                   r.batch_size)
+        else:
+            forward = model
+            batches = self._loader(self.data.train, order[batch0 * r.batch_size:])
         recent: list[tuple[float, int]] = []
         tick = time.perf_counter()
-        for batch, (images, labels) in enumerate(loader, start=batch0):
+        for batch, (images, labels) in enumerate(batches, start=batch0):
             self.control.wait_while_paused()
             if self.control.stop_requested:
                 train_seconds += time.perf_counter() - tick
@@ -365,7 +402,7 @@ class Trainer:
                 return "stopped"
             images, labels = _to_device(images, labels, self.device)
             with self.device.autocast():
-                logits = _logits(model(images))
+                logits = _logits(forward(images))
                 loss = self.criterion(logits.float(), labels)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
@@ -390,8 +427,11 @@ class Trainer:
             self.bus.emit(ev.BatchFinished(epoch, batch, n_batches, self.global_step, loss_value, correct / seen,
                                            current_lrs(self.optimizer), ips))
         lrs = current_lrs(self.optimizer)  # the rates this epoch trained with, before an epoch-wise step
-        val_loss, val_acc = evaluate(model, self._loader(self.data.val, list(range(len(self.data.val)))),
-                                     self.device, self.criterion, r.data.max_val_batches)
+        if self.features is not None:
+            val_batches = self.features.val_batches(r.batch_size, r.data.max_val_batches)
+        else:
+            val_batches = self._loader(self.data.val, list(range(len(self.data.val))))
+        val_loss, val_acc = evaluate(forward, val_batches, self.device, self.criterion, r.data.max_val_batches)
         self.bus.emit(ev.ValidationFinished(epoch, val_loss, val_acc))
         self.schedule.step_epoch(val_acc if r.early_stopping.metric == "val_acc" else val_loss)
         train_loss, train_acc = loss_sum / max(1, seen), correct / max(1, seen)

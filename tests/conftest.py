@@ -38,12 +38,14 @@ def seed_torch_home(torch_home: Path, archs=SEEDED_WEIGHTS) -> dict[str, Path]:
 def offline_torch_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("torch_home")
     runs = tmp_path_factory.mktemp("runs")
-    saved = {k: os.environ.get(k) for k in ("TORCH_HOME", "THAW_OFFLINE", "THAW_RUNS_DIR")}
+    cache = tmp_path_factory.mktemp("feature_cache")
+    saved = {k: os.environ.get(k) for k in ("TORCH_HOME", "THAW_OFFLINE", "THAW_RUNS_DIR", "THAW_CACHE_DIR")}
     os.environ["TORCH_HOME"] = str(home)
     os.environ["THAW_OFFLINE"] = "1"  # a test that would download fails loudly instead
     os.environ["THAW_RUNS_DIR"] = str(runs)
+    os.environ["THAW_CACHE_DIR"] = str(cache)  # cached backbone features
     files = seed_torch_home(home)
-    yield {"home": home, "files": files, "runs": runs}
+    yield {"home": home, "files": files, "runs": runs, "cache": cache}
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
