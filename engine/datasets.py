@@ -54,6 +54,11 @@ class ImageFiles(SeededDataset):
         super().__init__(transform, seed)
         self.samples = samples
         self.channels = channels
+        self.cache = None  # a DecodedImageCache (engine/ram_cache.py) once the trainer enables it
+
+    def decode(self, index: int) -> torch.Tensor:
+        """The image as the cache stores it: decoded and shrunk to the training resolution."""
+        return self.cache.shrink(load_image(self.samples[index][0], self.channels))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -63,6 +68,10 @@ class ImageFiles(SeededDataset):
         return [label for _, label in self.samples]
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.cache is not None:
+            cached = self.cache.get(index)
+            if cached is not None:
+                return cached, self.samples[index][1]
         # A file that became unreadable after the scan is replaced by the next one, never a crash mid-run.
         for attempt in range(len(self.samples)):
             path, label = self.samples[(index + attempt) % len(self.samples)]

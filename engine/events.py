@@ -67,6 +67,25 @@ class PhaseStarted(Event):
 
 
 @dataclass(frozen=True)
+class DecodedCacheEstimated(Event):
+    """The RAM cache of decoded images: its estimated size, shown before anything is cached."""
+
+    images: int
+    bytes: int
+    budget: int
+    enabled: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class DecodedCacheFilled(Event):
+    images: int  # cached
+    bytes: int
+    refused: int  # images left out because the budget was reached (decoded from disk each epoch)
+    seconds: float
+
+
+@dataclass(frozen=True)
 class FeaturesProgressed(Event):
     """The frozen backbone is computing the features of a head-only phase (once; later runs reuse them)."""
 

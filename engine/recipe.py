@@ -49,6 +49,10 @@ class DataConfig:
     cache_features: str = "auto"
     feature_views: int = 1  # augmented views per training image in the feature cache (1: one view, reused)
     feature_cache_mb: int = 2048  # on-disk budget of the feature cache; 0 keeps features in memory only
+    # Decoded images kept in RAM as uint8 at the training resolution: from the second epoch no file is decoded.
+    # "auto": when the estimate fits the budget; "on": up to the budget; "off": never.
+    ram_cache: str = "auto"
+    ram_cache_mb: int = 0  # 0: a quarter of the machine's memory
     # Mean/std for input channels beyond RGB (e.g. IR, depth). Empty: 0.5 / 0.25 each.
     extra_channel_mean: list[float] = field(default_factory=list)
     extra_channel_std: list[float] = field(default_factory=list)
@@ -67,6 +71,10 @@ class DataConfig:
             raise RecipeError(f"{prefix}.crop_size", f"{self.crop_size} is larger than resize_size {self.resize_size}")
         if self.cache_features not in ("auto", "off"):
             raise RecipeError(f"{prefix}.cache_features", f"'{self.cache_features}' is not one of auto, off")
+        if self.ram_cache not in ("auto", "on", "off"):
+            raise RecipeError(f"{prefix}.ram_cache", f"'{self.ram_cache}' is not one of auto, on, off")
+        if self.ram_cache_mb < 0:
+            raise RecipeError(f"{prefix}.ram_cache_mb", "must be >= 0")
         if self.feature_views < 1:
             raise RecipeError(f"{prefix}.feature_views", f"must be >= 1, got {self.feature_views}")
         if self.feature_cache_mb < 0:

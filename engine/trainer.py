@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 import traceback
@@ -27,7 +28,8 @@ from torch.utils.data import DataLoader
 
 from . import events as ev
 from .checkpoints import link_checkpoint, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from .datasets import PreparedData, prepare_data
+from .datasets import ImageFiles, PreparedData, prepare_data
+from .ram_cache import DecodedImageCache, default_budget_bytes, estimate, fill
 from .feature_cache import FeatureSet, FeatureStore, build_feature_set, head_only
 from .devices import DeviceSetup, setup_device
 from .errors import BadInputError, ThawError
@@ -193,13 +195,45 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
         # Validate every phase's freeze plan and groups now: a bad phase 3 must fail before phase 1 trains.
         self.phase_group_specs = []
+        self.phase_head_only = []
         for i, phase in enumerate(r.phases):
-            apply_freeze_plan(model, self.built.stages, phase.trainable, phase.frozen, phase.bn_modes, f"phases[{i}]")
+            freeze = apply_freeze_plan(model, self.built.stages, phase.trainable, phase.frozen, phase.bn_modes,
+                                       f"phases[{i}]")
+            self.phase_head_only.append(head_only(model, self.built.head_path, freeze.bn_modes))
             specs = phase_groups(self.built.stages, phase)
             torch_param_groups(model, self.built.stages, specs, phase.optimizer, f"phases[{i}].groups")
             self.phase_group_specs.append(specs)
         if self.resume_state is not None:
             model.load_state_dict(self.resume_state["model"])
+        self._enable_ram_cache()
+
+    def _enable_ram_cache(self) -> None:
+        """Keep decoded images in RAM when they fit — unless every phase trains on cached features anyway."""
+        r, data = self.recipe, self.data
+        if r.data.ram_cache == "off" or not isinstance(data.train, ImageFiles):
+            return
+        if r.data.cache_features == "auto" and all(self.phase_head_only):
+            return
+        prep = self.built.preprocessing
+        budget = r.data.ram_cache_mb * 2**20 or default_budget_bytes()
+        # TrivialAugment crops the full-resolution image first; caching its training images would change them.
+        datasets = [data.val] if r.data.augmentation == "trivialaugment" else [data.train, data.val]
+        paths = [path for ds in datasets for path, _ in ds.samples]
+        guess = estimate(paths, prep.resize_size, r.model.in_channels, budget)
+        enabled = guess.fits or r.data.ram_cache == "on"
+        self.bus.emit(ev.DecodedCacheEstimated(guess.images, guess.bytes, budget, enabled, guess.text()))
+        if not enabled:
+            return
+        started = time.perf_counter()
+        cache = DecodedImageCache(prep.resize_size, prep.interpolation, budget)  # one budget for both sets
+        workers = max(1, min(8, (os.cpu_count() or 2)))
+        offset = 0
+        for ds in datasets:
+            ds.cache = cache.view(offset)
+            fill(ds.cache, len(ds), ds.decode, workers)
+            offset += len(ds)
+        self.bus.emit(ev.DecodedCacheFilled(len(cache.images), cache.bytes, cache.refused,
+                                            time.perf_counter() - started))
 
     def _initial_summary(self, started: float) -> dict[str, Any]:
         r = self.recipe
