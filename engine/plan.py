@@ -8,6 +8,7 @@ instantly. The result is plain data: the CLI prints it, the GUI's tree and plots
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ from .freezing import apply_freeze_plan, count_params
 from .groups import assignment, phase_groups, torch_param_groups
 from .layer_tree import LayerNode, build_layer_tree
 from .optim import preview_lrs
-from .recipe import Recipe
+from .recipe import HeadConfig, Recipe
 from .stages import StageMap, compute_stages
 from .surgery import adapt_input_channels, replace_head
 
@@ -31,6 +32,7 @@ class PhasePlan:
     trainable_params: int
     total_params: int
     groups: dict[str, float]  # non-empty groups → lr
+    group_params: dict[str, int]  # non-empty groups → number of parameter elements
     unassigned: list[str]  # trainable parameters in no group
     error: str = ""  # what is wrong with this phase (a bad path, a parameter in two groups), "" when fine
 
@@ -41,6 +43,13 @@ class RunPlan:
     head_path: str
     phases: list[PhasePlan] = field(default_factory=list)
     lr_curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # group → (epoch, lr) points
+
+
+@lru_cache(maxsize=8)
+def _cached_skeleton(arch: str, num_classes: int, in_channels: int, dropout: float, hidden: int
+                     ) -> tuple[nn.Module, str, StageMap]:
+    model, head_path = skeleton(arch, num_classes, in_channels, HeadConfig(dropout, hidden))
+    return model, head_path, compute_stages(model, head_path)
 
 
 def skeleton(arch: str, num_classes: int, in_channels: int = 3, head=None) -> tuple[nn.Module, str]:
@@ -56,19 +65,24 @@ def skeleton(arch: str, num_classes: int, in_channels: int = 3, head=None) -> tu
 
 
 def plan_run(recipe: Recipe, num_classes: int = 2, steps_per_epoch: int = 10) -> RunPlan:
-    model, head_path = skeleton(recipe.model.arch, num_classes, recipe.model.in_channels, recipe.model.head)
-    stages = compute_stages(model, head_path)
+    # One skeleton per architecture and head, reused across phases and edits: plan_run sets every flag it reads.
+    head = recipe.model.head
+    model, head_path, stages = _cached_skeleton(recipe.model.arch, num_classes, recipe.model.in_channels,
+                                                head.dropout, head.hidden)
     plan = RunPlan(stages, head_path)
     starts = recipe.phase_start_epochs()
     for i, phase in enumerate(recipe.phases):
         error = ""
         groups_lr: dict[str, float] = {}
+        group_params: dict[str, int] = {}
         unassigned: list[str] = []
         try:
             freeze = apply_freeze_plan(model, stages, phase.trainable, phase.frozen, phase.bn_modes, f"phases[{i}]")
             bn_modes = freeze.bn_modes
-        except RecipeError as exc:
+        except RecipeError as exc:  # show the phase as fully frozen, not with the previous phase's flags
             error, bn_modes = str(exc), {}
+            for p in model.parameters():
+                p.requires_grad_(False)
         specs = phase_groups(stages, phase)
         try:
             owners = assignment(model, stages, specs, f"phases[{i}].groups", strict=False)
@@ -76,12 +90,14 @@ def plan_run(recipe: Recipe, num_classes: int = 2, steps_per_epoch: int = 10) ->
             if not error:
                 _, infos = torch_param_groups(model, stages, specs, phase.optimizer, f"phases[{i}].groups")
                 groups_lr = {g.name: g.lr for g in infos}
+                group_params = {g.name: g.params for g in infos}
         except ThawError as exc:
             owners = {}
             error = error or str(exc)
         trainable, total = count_params(model)
         tree = build_layer_tree(model, stages, bn_modes, owners)
-        plan.phases.append(PhasePlan(i, phase.name, tree, trainable, total, groups_lr, unassigned, error))
+        plan.phases.append(PhasePlan(i, phase.name, tree, trainable, total, groups_lr, group_params, unassigned,
+                                     error))
         if groups_lr:
             for name, values in preview_lrs(groups_lr, phase, steps_per_epoch).items():
                 points = plan.lr_curves.setdefault(name, [])

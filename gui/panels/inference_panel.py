@@ -1,0 +1,477 @@
+"""The Inference tab: pick a checkpoint, drop images or folders, read the top-k, and see where the model looked.
+
+Everything that touches the model runs on an InferenceWorker in a QThread; the panel only sends requests and
+draws results. Heat maps are computed on demand for the selected row (one forward and backward pass each), so
+a folder of thousands of images costs only batched predictions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import shiboken6
+from PySide6.QtCore import QSignalBlocker, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QPixmap, QResizeEvent, QShowEvent
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFrame, QHBoxLayout,
+                               QHeaderView, QLabel, QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from engine.explain import ATTENTION_ROLLOUT, overlay
+from engine.images import IMAGE_EXTENSIONS
+from engine.runs import checkpoint_path, list_runs
+from gui.document import RecipeDocument
+from gui.image_utils import local_paths, rgb_to_qimage
+from gui.inference_worker import InferenceWorker
+
+ERROR_COLOUR = QColor(190, 30, 30)
+HEATMAP_MIN_SIDE = 256
+OPEN_CHECKPOINT = "open"  # item data of the "Open checkpoint…" entry (checkpoint entries hold their path)
+IMAGE_FILTER = "Images ({})".format(" ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS)))
+
+
+class CheckpointCombo(QComboBox):
+    """best.pt / last.pt of every run, newest run first, then files opened by hand, then "Open checkpoint…"."""
+
+    def __init__(self, parent: QWidget | None = None, objectName: str = ""):
+        super().__init__(parent, objectName=objectName)
+        self._opened: list[str] = []
+
+    def populate(self, keep: str = "") -> None:
+        """Relist the runs; keep `keep` selected when it is still there, else select the newest run's best."""
+        blocker = QSignalBlocker(self)
+        self.clear()
+        for run in reversed(list_runs()):
+            for kind in ("best", "last"):
+                path = checkpoint_path(run.path, kind)
+                if path.is_file():
+                    accuracy = (f", val acc {run.best_val_acc:.1%}"
+                                if kind == "best" and run.best_val_acc is not None else "")
+                    self._add(f"{run.name} — {kind}{accuracy} · {run.arch} · {run.started}", str(path))
+        for path in self._opened:
+            self._add(f"{Path(path).parent.name}/{Path(path).name}", path)
+        self.addItem("Open checkpoint…", OPEN_CHECKPOINT)
+        index = self.findData(keep) if keep else -1
+        self.setCurrentIndex(index if index >= 0 else (0 if self.count() > 1 else -1))
+        del blocker
+
+    def select_path(self, path: str) -> None:
+        """Select the entry of `path`, adding it when it is not a listed run's."""
+        if self.findData(path) < 0:
+            self._opened.append(path)
+            self.populate(keep=path)
+        self.setCurrentIndex(self.findData(path))
+
+    def _add(self, text: str, path: str) -> None:
+        if self.findData(path) < 0:
+            self.addItem(text, path)
+            self.setItemData(self.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
+
+    def current_path(self) -> str:
+        data = self.currentData()
+        return data if isinstance(data, str) and data != OPEN_CHECKPOINT else ""
+
+
+class DropArea(QLabel):
+    """Accepts image files and folders dragged from the file manager."""
+
+    paths_dropped = Signal(list)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Drop images or folders here", parent)
+        self.setAcceptDrops(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setMinimumHeight(60)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        mime = event.mimeData()
+        if mime is not None and mime.hasUrls() and local_paths(mime.urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = local_paths(event.mimeData().urls()) if event.mimeData() is not None else []
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.paths_dropped.emit(paths)
+
+
+class PredictionsTable(QTableWidget):
+    """One row per image: its top-1 class and probability, the top-k, or why it could not be read."""
+
+    COLUMNS = ("File", "Top-1", "Probability", "Top-k", "Error")
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(0, len(self.COLUMNS), parent)
+        self.setHorizontalHeaderLabels(self.COLUMNS)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.verticalHeader().setVisible(False)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+
+    def show_results(self, results: list[dict]) -> None:
+        blocker = QSignalBlocker(self)  # the panel selects a row itself once the rows are in
+        self.clearContents()
+        self.setRowCount(len(results))
+        for row, result in enumerate(results):
+            top = result["top"]
+            cells = [os.path.basename(result["path"]), top[0][0] if top else "",
+                     f"{top[0][1]:.1%}" if top else "", ", ".join(f"{name} {p:.3f}" for name, p in top),
+                     result["error"]]
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(result["path"] if column == 0 else text)
+                if result["error"]:
+                    item.setForeground(QBrush(ERROR_COLOUR))
+                self.setItem(row, column, item)
+        del blocker
+
+
+class InferencePanel(QWidget):
+    """The Inference tab. Reads no recipe: a checkpoint carries its own model, classes and preprocessing."""
+
+    checkpoint_requested = Signal(str)  # → InferenceWorker.load_checkpoint
+    predict_requested = Signal(int, list, int, bool)  # → InferenceWorker.predict
+    explain_requested = Signal(str)  # → InferenceWorker.explain
+    checkpoint_loaded = Signal(dict)
+    predictions_shown = Signal(int)  # rows in the table
+    heatmap_shown = Signal(str)  # the image path whose heat map (or its error) is on display
+
+    def __init__(self, document: RecipeDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document  # kept for the common panel interface; inference reads the checkpoint only
+        self._worker = InferenceWorker()
+        self._thread: QThread | None = None
+        self._shut_down = False
+        self._requested_checkpoint = ""  # the path the worker was last asked to load
+        self._inputs: list[str] = []  # what was dropped or opened last (re-predicted on a new checkpoint)
+        self._request = 0  # id of the predict request whose results the table should show
+        self._results: list[dict] = []
+        self._explanations: dict[str, dict] = {}  # path → the worker's explanation, for the loaded checkpoint
+        self._explaining: set[str] = set()  # paths whose explanation was asked for and has not arrived
+        self._build()
+        self._connect()
+        self.checkpointCombo.populate()
+
+    # --- construction -----------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.checkpointCombo = CheckpointCombo(objectName="checkpointCombo")
+        self.checkpointCombo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.refreshCheckpointsButton = QPushButton("Refresh", objectName="refreshCheckpointsButton")
+        self.refreshCheckpointsButton.setToolTip("List the runs again")
+        self.checkpointInfoLabel = QLabel(objectName="checkpointInfoLabel")
+        self.checkpointInfoLabel.setWordWrap(True)
+        checkpoint_row = QHBoxLayout()
+        checkpoint_row.addWidget(QLabel("Checkpoint"))
+        checkpoint_row.addWidget(self.checkpointCombo, 1)
+        checkpoint_row.addWidget(self.refreshCheckpointsButton)
+
+        self.inferenceDropArea = DropArea()
+        self.inferenceDropArea.setObjectName("inferenceDropArea")
+        self.openImagesButton = QPushButton("Open images…", objectName="openImagesButton")
+        self.topkSpin = QSpinBox(objectName="topkSpin")
+        self.topkSpin.setRange(1, 20)
+        self.topkSpin.setValue(5)
+        self.topkSpin.setPrefix("top ")
+        self.topkSpin.setKeyboardTracking(False)
+        self.inferenceProgress = QProgressBar(objectName="inferenceProgress")
+        self.inferenceProgress.setVisible(False)
+        self.inferenceStatusLabel = QLabel(objectName="inferenceStatusLabel")
+        self.inferenceStatusLabel.setWordWrap(True)
+        input_row = QHBoxLayout()
+        input_row.addWidget(self.inferenceDropArea, 1)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.openImagesButton)
+        buttons.addWidget(self.topkSpin)
+        input_row.addLayout(buttons)
+
+        self.predictionsTable = PredictionsTable()
+        self.predictionsTable.setObjectName("predictionsTable")
+        self.heatmapView = QLabel(objectName="heatmapView")
+        self.heatmapView.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.heatmapView.setMinimumSize(HEATMAP_MIN_SIDE, HEATMAP_MIN_SIDE)
+        self.heatmapView.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.heatmapToggle = QCheckBox("Show where the model looked", objectName="heatmapToggle")
+        self.heatmapToggle.setChecked(True)
+        self.heatmapCaption = QLabel(objectName="heatmapCaption")
+        self.heatmapCaption.setWordWrap(True)
+        explanation = QWidget()
+        explanation_layout = QVBoxLayout(explanation)
+        explanation_layout.setContentsMargins(0, 0, 0, 0)
+        explanation_layout.addWidget(self.heatmapView, 1)
+        explanation_layout.addWidget(self.heatmapToggle)
+        explanation_layout.addWidget(self.heatmapCaption)
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(self.predictionsTable)
+        body.addWidget(explanation)
+        body.setStretchFactor(0, 3)
+        body.setStretchFactor(1, 2)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(checkpoint_row)
+        layout.addWidget(self.checkpointInfoLabel)
+        layout.addLayout(input_row)
+        layout.addWidget(self.inferenceProgress)
+        layout.addWidget(self.inferenceStatusLabel)
+        layout.addWidget(body, 1)
+
+    def _connect(self) -> None:
+        self.checkpointCombo.currentIndexChanged.connect(self._on_checkpoint_chosen)
+        self.refreshCheckpointsButton.clicked.connect(self.refresh_checkpoints)
+        self.inferenceDropArea.paths_dropped.connect(self.predict_files)
+        self.openImagesButton.clicked.connect(self._on_open_images_clicked)
+        self.topkSpin.valueChanged.connect(self._on_topk_changed)
+        self.predictionsTable.itemSelectionChanged.connect(self._on_row_selected)
+        self.heatmapToggle.toggled.connect(self._show_selected)
+
+        self.checkpoint_requested.connect(self._worker.load_checkpoint)
+        self.predict_requested.connect(self._worker.predict)
+        self.explain_requested.connect(self._worker.explain)
+        self._worker.checkpoint_loaded.connect(self._on_checkpoint_loaded)
+        self._worker.predictions_progressed.connect(self._on_predictions_progressed)
+        self._worker.predictions_ready.connect(self._on_predictions_ready)
+        self._worker.explanation_ready.connect(self._on_explanation_ready)
+        self._worker.inference_failed.connect(self._on_inference_failed)
+
+    # --- public -----------------------------------------------------------------------------------------------
+    @Slot(str)
+    def set_checkpoint(self, path: str) -> None:
+        """Select (adding it if needed) and load the checkpoint at `path`."""
+        blocker = QSignalBlocker(self.checkpointCombo)
+        self.checkpointCombo.select_path(str(path))
+        del blocker
+        self._load(str(path))
+
+    @Slot(list)
+    def predict_files(self, paths: list) -> None:
+        """Predict image files and folders (folders are expanded by the worker)."""
+        self._inputs = [str(path) for path in paths]
+        self._run_predictions()
+
+    @Slot()
+    def refresh_checkpoints(self) -> None:
+        self.checkpointCombo.populate(keep=self.checkpointCombo.current_path() or self._requested_checkpoint)
+
+    @property
+    def results(self) -> list[dict]:
+        """The rows on display, as the worker gave them (path, top, error)."""
+        return list(self._results)
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (the main window calls this on close; safe to call twice)."""
+        self._shut_down = True
+        if self._thread is not None:
+            _stop_thread(self._thread, self._worker)
+            self._thread = None
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        # Loading waits until the tab is first seen: a model costs memory and seconds that most sessions never need.
+        if not self._requested_checkpoint and self.checkpointCombo.current_path():
+            self._load(self.checkpointCombo.current_path())
+
+    @Slot(int)
+    def _on_checkpoint_chosen(self, _index: int) -> None:
+        if self.checkpointCombo.currentData() == OPEN_CHECKPOINT:
+            self._open_checkpoint_file()
+        elif self.checkpointCombo.current_path():
+            self._load(self.checkpointCombo.current_path())
+
+    def _open_checkpoint_file(self) -> None:
+        start = str(Path(self._requested_checkpoint).parent) if self._requested_checkpoint else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a Thaw checkpoint", start, "Checkpoints (*.pt *.pth)")
+        if path:
+            self.set_checkpoint(path)
+            return
+        blocker = QSignalBlocker(self.checkpointCombo)  # cancelled: back to what was loaded
+        index = self.checkpointCombo.findData(self._requested_checkpoint) if self._requested_checkpoint else 0
+        self.checkpointCombo.setCurrentIndex(max(0, index) if self.checkpointCombo.count() > 1 else -1)
+        del blocker
+
+    def _load(self, path: str) -> None:
+        if path == self._requested_checkpoint or not self._ensure_thread():
+            return
+        self._requested_checkpoint = path
+        self._explanations.clear()
+        self._explaining.clear()
+        self.checkpointInfoLabel.setText(f"Loading {path} …")
+        self.checkpoint_requested.emit(path)
+        if self._inputs:  # the worker loads first, then re-predicts what is on display with the new model
+            self._run_predictions()
+
+    @Slot(dict)
+    def _on_checkpoint_loaded(self, info: dict) -> None:
+        if info["path"] != self._requested_checkpoint:
+            return  # a newer choice is already on its way
+        classes = info["class_names"]
+        shown = ", ".join(classes[:12]) + (f", … ({len(classes)} classes)" if len(classes) > 12 else "")
+        self.checkpointInfoLabel.setText(
+            f"{info['arch']} · {len(classes)} classes ({shown}) · {info['crop_size']} px crops, "
+            f"{info['channels']} channel(s) · on {info['device']}")
+        self.checkpointInfoLabel.setStyleSheet("")
+        self.checkpoint_loaded.emit(info)
+
+    @Slot(str)
+    def _on_inference_failed(self, message: str) -> None:
+        self._requested_checkpoint = ""  # so that choosing or using it again retries the load
+        self.checkpointInfoLabel.setText(message)
+        self.checkpointInfoLabel.setStyleSheet(f"color: {ERROR_COLOUR.name()}")
+
+    # --- predictions ------------------------------------------------------------------------------------------
+    @Slot()
+    def _on_open_images_clicked(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Images to classify", "", f"{IMAGE_FILTER};;All files (*)")
+        if paths:
+            self.predict_files(paths)
+
+    @Slot(int)
+    def _on_topk_changed(self, _value: int) -> None:
+        if self._inputs:
+            self._run_predictions()
+
+    def _run_predictions(self) -> None:
+        checkpoint = self.checkpointCombo.current_path()
+        if not checkpoint:
+            self.inferenceStatusLabel.setText("Choose a checkpoint first: train a run, or open a .pt file.")
+            return
+        if checkpoint != self._requested_checkpoint:
+            self._load(checkpoint)  # _load re-runs the predictions once the load is queued
+            return
+        if not self._ensure_thread():
+            return
+        self._request = self._worker.begin_request()
+        self.inferenceProgress.setRange(0, 0)
+        self.inferenceProgress.setVisible(True)
+        self.inferenceStatusLabel.setText("Predicting …")
+        self.predict_requested.emit(self._request, list(self._inputs), self.topkSpin.value(), False)
+
+    @Slot(int, int, int)
+    def _on_predictions_progressed(self, request: int, done: int, total: int) -> None:
+        if request == self._request:
+            self.inferenceProgress.setRange(0, max(1, total))
+            self.inferenceProgress.setValue(done)
+
+    @Slot(int, list)
+    def _on_predictions_ready(self, request: int, results: list) -> None:
+        if request != self._request:
+            return  # superseded by a newer drop, checkpoint or top-k
+        self.inferenceProgress.setVisible(False)
+        self._results = results
+        failed = sum(1 for result in results if result["error"])
+        if not results:
+            self.inferenceStatusLabel.setText("No image files found in what was dropped.")
+        else:
+            self.inferenceStatusLabel.setText(
+                f"{len(results)} image(s)" + (f", {failed} could not be read" if failed else ""))
+        self.predictionsTable.show_results(results)
+        self.predictions_shown.emit(len(results))
+        first_ok = next((row for row, result in enumerate(results) if not result["error"]), 0 if results else -1)
+        blocker = QSignalBlocker(self.predictionsTable)
+        self.predictionsTable.setCurrentCell(first_ok, 0)
+        del blocker
+        self._on_row_selected()
+
+    # --- heat maps --------------------------------------------------------------------------------------------
+    def _selected_result(self) -> dict | None:
+        row = self.predictionsTable.currentRow()
+        return self._results[row] if 0 <= row < len(self._results) else None
+
+    @Slot()
+    def _on_row_selected(self) -> None:
+        """Show the selected image's heat map, asking the worker for it the first time."""
+        result = self._selected_result()
+        needs_explanation = result is not None and not result["error"] and result["path"] not in self._explanations
+        if not needs_explanation:
+            self._show_selected()
+        elif result["path"] not in self._explaining and self._ensure_thread():
+            self._explaining.add(result["path"])
+            self.heatmapView.clear()
+            self.heatmapCaption.setText("Computing the heat map …")
+            self.explain_requested.emit(result["path"])
+
+    @Slot(dict)
+    def _on_explanation_ready(self, explanation: dict) -> None:
+        self._explaining.discard(explanation["path"])
+        if explanation["checkpoint"] != self._requested_checkpoint:
+            return  # made by the model that was loaded before
+        self._explanations[explanation["path"]] = explanation
+        selected = self._selected_result()
+        if selected is not None and selected["path"] == explanation["path"]:
+            self._show_selected()
+
+    @Slot()
+    def _show_selected(self) -> None:
+        if self._render():
+            self.heatmap_shown.emit(self._selected_result()["path"])
+
+    def _render(self) -> bool:
+        """Draw the selected row's image and heat map (or say why there is none); False while it is computed."""
+        result = self._selected_result()
+        if result is None:
+            self.heatmapView.clear()
+            self.heatmapCaption.setText("")
+            return False
+        if result["error"]:
+            self.heatmapView.clear()
+            self.heatmapCaption.setText(f"{os.path.basename(result['path'])}: {result['error']}")
+            return True
+        explanation = self._explanations.get(result["path"])
+        if explanation is None:
+            return False
+        if explanation["error"]:
+            self.heatmapView.clear()
+            self.heatmapCaption.setText(f"No heat map: {explanation['error']}")
+        else:
+            self._draw(explanation)
+        return True
+
+    def _draw(self, explanation: dict) -> None:
+        image: np.ndarray = explanation["image"]
+        if self.heatmapToggle.isChecked():
+            image = overlay(image, explanation["heatmap"])
+        side = max(HEATMAP_MIN_SIDE, min(self.heatmapView.width(), self.heatmapView.height()))
+        pixmap = QPixmap.fromImage(rgb_to_qimage(image))
+        self.heatmapView.setPixmap(pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                                                 Qt.TransformationMode.SmoothTransformation))
+        method = ("Attention rollout (where the class token drew from; not class-specific)"
+                  if explanation["method"] == ATTENTION_ROLLOUT else f"Grad-CAM for “{explanation['class_name']}”")
+        self.heatmapCaption.setText(f"{method}, over the {image.shape[1]}×{image.shape[0]} crop the model saw.")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if not self.heatmapView.pixmap().isNull():
+            self._render()
+
+    # --- the worker thread ------------------------------------------------------------------------------------
+    def _ensure_thread(self) -> bool:
+        """Start the worker thread on first use; False once the panel is shut down (its worker is gone)."""
+        if self._shut_down:
+            return False
+        if self._thread is None:
+            self._thread = QThread()
+            self._thread.setObjectName("inferencePanelWorkerThread")
+            self._worker.moveToThread(self._thread)
+            self._thread.start()
+            # If the panel is deleted without shutdown(), still stop the thread: Qt aborts on a running QThread's
+            # destruction. The partial holds the thread, not the panel, so it can run after the panel is gone.
+            self.destroyed.connect(functools.partial(_stop_thread, self._thread, self._worker))
+        return True
+
+
+def _stop_thread(thread: QThread, worker: InferenceWorker, *_args) -> None:
+    if not shiboken6.isValid(thread):
+        return  # already stopped and deleted (at interpreter exit, after shutdown())
+    worker.cancel()  # a long prediction stops at its next batch
+    thread.quit()
+    thread.wait()

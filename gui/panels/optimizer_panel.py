@@ -1,0 +1,450 @@
+"""The Optimizer tab: the selected phase's parameter groups, lr preset, optimizer and schedule, and a preview of
+every group's learning rate over the whole run."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QSplitter, QTableView,
+                               QVBoxLayout, QWidget)
+
+import numpy as np
+import pyqtgraph as pg
+
+from engine.recipe import LR_PRESETS, OPTIMIZERS, SCHEDULES, PhaseConfig
+from gui.document import RecipeDocument
+from gui.groups_model import GroupsModel, compress_parameter_names, scientific
+from gui.phase_selection import PhaseCombo, PhaseSelection
+
+CUSTOM = "custom"  # the lr preset combo's entry for explicit groups
+_PRESET_DESCRIPTIONS = {
+    "single": "one rate for everything",
+    "discriminative": "early 1/100, middle 1/10, head × 1 (the lesson's 1e-5 / 1e-4 / 1e-3)",
+    "layerwise": "head rate × decay^depth, per stage",
+}
+PRESET_LABELS = {name: f"{name}: {_PRESET_DESCRIPTIONS.get(name, '')}".rstrip(": ") for name in LR_PRESETS}
+PRESET_LABELS[CUSTOM] = "custom groups (edited in the table)"
+CURVE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
+
+
+class ScientificSpinBox(QDoubleSpinBox):
+    """A spin box for rates: scientific text, and arrows that walk the 1-2-5 ladder (1e-4, 2e-4, 5e-4, 1e-3)."""
+
+    SMALLEST = 1e-8
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setDecimals(12)
+        self.setRange(self.SMALLEST, 10.0)
+        self.setKeyboardTracking(False)
+
+    def textFromValue(self, value: float) -> str:
+        return scientific(value) if value > 0 else "0"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int) -> object:
+        stripped = text.strip()
+        try:
+            float(stripped)
+            return QValidator.State.Acceptable, text, pos
+        except ValueError:
+            # A half-typed number ("1e-", "2.") is fine while typing.
+            partial = stripped.lower().rstrip("e-+.")
+            ok = not stripped or partial == "" or _is_number(partial)
+            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
+
+    def stepBy(self, steps: int) -> None:
+        value = self.value()
+        if value <= 0:
+            self.setValue(self.minimum() if steps < 0 else max(self.minimum(), 1e-6))
+            return
+        rungs = (1.0, 2.0, 5.0)
+        exponent = math.floor(math.log10(value) + 1e-9)
+        mantissa = value / 10 ** exponent
+        rung = max(i for i, r in enumerate(rungs) if r <= mantissa + 1e-9)
+        on_ladder = math.isclose(mantissa, rungs[rung], rel_tol=1e-6)
+        position = 3 * exponent + rung + (steps + 1 if not on_ladder and steps < 0 else steps)
+        new = rungs[position % 3] * 10.0 ** (position // 3)
+        self.setValue(min(self.maximum(), max(self.minimum(), float(f"{new:.6g}"))))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+class _PhaseBinding:
+    """One widget bound to one field of the selected phase: how to read the field and how to write it."""
+
+    def __init__(self, widget: QWidget, read: Callable[[PhaseConfig], Any], write: Callable[[PhaseConfig, Any], None]):
+        self.widget, self.read, self.write = widget, read, write
+
+    def show(self, phase: PhaseConfig) -> None:
+        value = self.read(phase)
+        with QSignalBlocker(self.widget):
+            if isinstance(self.widget, QComboBox):
+                self.widget.setCurrentIndex(max(0, self.widget.findData(value)))
+            elif isinstance(self.widget, QCheckBox):
+                self.widget.setChecked(bool(value))
+            else:
+                self.widget.setValue(value)
+
+    def value(self) -> Any:
+        if isinstance(self.widget, QComboBox):
+            return self.widget.currentData()
+        if isinstance(self.widget, QCheckBox):
+            return self.widget.isChecked()
+        return self.widget.value()
+
+    def connect(self, slot: Callable[[], None]) -> None:
+        if isinstance(self.widget, QComboBox):
+            self.widget.currentIndexChanged.connect(slot)
+        elif isinstance(self.widget, QCheckBox):
+            self.widget.toggled.connect(slot)
+        else:
+            self.widget.valueChanged.connect(slot)
+
+
+def _combo(name: str, items: dict[str, str]) -> QComboBox:
+    combo = QComboBox()
+    combo.setObjectName(name)
+    for value, label in items.items():
+        combo.addItem(label, value)
+    return combo
+
+
+def _spin(name: str, low: float, high: float, step: float, decimals: int | None = None) -> QSpinBox | QDoubleSpinBox:
+    spin = QSpinBox() if decimals is None else QDoubleSpinBox()
+    if decimals is not None:
+        spin.setDecimals(decimals)
+    spin.setObjectName(name)
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setKeyboardTracking(False)  # one edit per finished number, not per keystroke
+    return spin
+
+
+def _set_lr_preset(phase: PhaseConfig, preset: str) -> None:
+    if preset != CUSTOM:
+        phase.groups = []
+        phase.lr_preset = preset
+
+
+def _set_optimizer(phase: PhaseConfig, name: str) -> None:
+    phase.optimizer.name = name
+    if name != "sgd":
+        phase.optimizer.nesterov = False  # Nesterov exists only for SGD; the recipe would be invalid
+
+
+def _set_momentum(phase: PhaseConfig, momentum: float) -> None:
+    phase.optimizer.momentum = momentum
+    if momentum == 0:
+        phase.optimizer.nesterov = False
+
+
+class OptimizerPanel(QWidget):
+    def __init__(self, document: RecipeDocument, parent: QWidget | None = None,
+                 selection: PhaseSelection | None = None):
+        super().__init__(parent)
+        self.setObjectName("optimizerPanel")
+        self._document = document
+        self._selection = selection or PhaseSelection.for_document(document)
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self._boundaries: list[pg.InfiniteLine] = []
+
+        self.groups_model = GroupsModel(document, self._selection, self)
+        self._build()
+        self._bindings = self._make_bindings()
+        for binding in self._bindings:
+            binding.connect(lambda *_, b=binding: self._on_field_edited(b))  # *_: the new value
+        self._lr_preset_combo.currentIndexChanged.connect(self._on_lr_preset_chosen)
+        self._add_button.clicked.connect(self._on_add_group)
+        self._remove_button.clicked.connect(self._on_remove_groups)
+        self._merge_button.clicked.connect(self._on_merge_groups)
+        self._groups_table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.groups_model.modelReset.connect(self._update_buttons)
+
+        document.recipe_changed.connect(self._refresh)
+        document.data_scanned.connect(self._refresh)
+        self._selection.index_changed.connect(self._refresh)
+        self._refresh()
+
+    # --- layout --------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self._phase_combo = PhaseCombo(self._document, self._selection)
+        self._phase_combo.setObjectName("optimizerPhaseCombo")
+
+        self._lr_preset_combo = _combo("lrPresetCombo", PRESET_LABELS)
+        self._head_lr_spin = ScientificSpinBox()
+        self._head_lr_spin.setObjectName("headLrSpin")
+        self._head_lr_spin.setToolTip("The head's learning rate; the presets derive the other groups' rates from it")
+        self._layer_decay_spin = _spin("layerDecaySpin", 0.01, 1.0, 0.05, 3)
+        lr_form = QFormLayout()
+        lr_form.addRow("Preset", self._lr_preset_combo)
+        lr_form.addRow("Head lr", self._head_lr_spin)
+        lr_form.addRow("Layer decay", self._layer_decay_spin)
+        self._lr_form = lr_form
+
+        self._optimizer_combo = _combo("optimizerCombo", {name: name for name in OPTIMIZERS})
+        self._weight_decay_spin = ScientificSpinBox()
+        self._weight_decay_spin.setObjectName("weightDecaySpin")
+        self._weight_decay_spin.setRange(0.0, 1.0)
+        self._momentum_spin = _spin("momentumSpin", 0.0, 0.999, 0.05, 3)
+        self._nesterov_check = QCheckBox("Nesterov momentum")
+        self._nesterov_check.setObjectName("nesterovCheck")
+        self._no_decay_check = QCheckBox("No weight decay on norm layers and biases")
+        self._no_decay_check.setObjectName("noDecayNormBiasCheck")
+        opt_form = QFormLayout()
+        opt_form.addRow("Optimizer", self._optimizer_combo)
+        opt_form.addRow("Weight decay", self._weight_decay_spin)
+        opt_form.addRow("Momentum", self._momentum_spin)
+        opt_form.addRow("", self._nesterov_check)
+        opt_form.addRow("", self._no_decay_check)
+        self._opt_form = opt_form
+
+        self._schedule_combo = _combo("scheduleCombo", {name: name for name in SCHEDULES})
+        self._step_size_spin = _spin("stepSizeSpin", 1, 1000, 1)
+        self._gamma_spin = _spin("gammaSpin", 0.001, 1.0, 0.05, 3)
+        self._warmup_spin = _spin("warmupEpochsSpin", 0.0, 1000.0, 0.5, 2)
+        self._min_lr_ratio_spin = _spin("minLrRatioSpin", 0.0, 0.99, 0.01, 3)
+        self._pct_start_spin = _spin("pctStartSpin", 0.01, 0.99, 0.05, 2)
+        self._div_factor_spin = _spin("divFactorSpin", 1.0, 1e4, 5.0, 1)
+        self._patience_spin = _spin("patienceSpin", 0, 100, 1)
+        self._factor_spin = _spin("plateauFactorSpin", 0.001, 1.0, 0.05, 3)
+        sched_form = QFormLayout()
+        sched_form.addRow("Schedule", self._schedule_combo)
+        self._schedule_rows = {
+            "step": [("Step size (epochs)", self._step_size_spin), ("Gamma", self._gamma_spin)],
+            "cosine": [("Warm-up epochs", self._warmup_spin), ("Final lr / peak", self._min_lr_ratio_spin)],
+            "onecycle": [("Rising share", self._pct_start_spin), ("Start = max lr /", self._div_factor_spin)],
+            "plateau": [("Patience (epochs)", self._patience_spin), ("Factor", self._factor_spin)],
+        }
+        for rows in self._schedule_rows.values():
+            for label, widget in rows:
+                sched_form.addRow(label, widget)
+        self._sched_form = sched_form
+
+        settings = QVBoxLayout()
+        phase_row = QHBoxLayout()
+        phase_row.addWidget(QLabel("Phase"))
+        phase_row.addWidget(self._phase_combo, 1)
+        settings.addLayout(phase_row)
+        for title, form in (("Learning rates", lr_form), ("Optimizer", opt_form), ("Schedule", sched_form)):
+            box = QGroupBox(title)
+            box.setLayout(form)
+            settings.addWidget(box)
+        settings.addStretch(1)
+        left = QWidget()
+        left.setLayout(settings)
+
+        self._groups_table = QTableView()
+        self._groups_table.setObjectName("groupsTable")
+        self._groups_table.setModel(self.groups_model)
+        self._groups_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self._groups_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self._groups_table.verticalHeader().setVisible(False)
+        self._add_button = QPushButton("Add group")
+        self._add_button.setObjectName("addGroupButton")
+        self._add_button.setToolTip("A new group at the phase's lr, holding the modules no group covers yet")
+        self._remove_button = QPushButton("Remove")
+        self._remove_button.setObjectName("removeGroupButton")
+        self._merge_button = QPushButton("Merge")
+        self._merge_button.setObjectName("mergeGroupsButton")
+        self._merge_button.setToolTip("Merge the selected groups into the first one (its name and lr)")
+        buttons = QHBoxLayout()
+        for button in (self._add_button, self._remove_button, self._merge_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        self._unassigned_label = QLabel()
+        self._unassigned_label.setObjectName("unassignedLabel")
+        self._unassigned_label.setWordWrap(True)
+        self._unassigned_label.setStyleSheet("color: #c62828;")
+        self._unassigned_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self._plot = pg.PlotWidget()
+        self._plot.setObjectName("lrPreviewPlot")
+        self._plot.setLogMode(y=True)
+        self._plot.setLabel("bottom", "epoch")
+        self._plot.setLabel("left", "learning rate")
+        self._plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" next to a log axis misleads
+        self._plot.showGrid(x=True, y=True, alpha=0.2)
+        self._plot.addLegend(offset=(-10, 10))
+
+        right_top = QWidget()
+        table_box = QVBoxLayout(right_top)
+        table_box.setContentsMargins(0, 0, 0, 0)
+        table_box.addWidget(QLabel("Parameter groups of this phase"))
+        table_box.addWidget(self._groups_table, 1)
+        table_box.addLayout(buttons)
+        table_box.addWidget(self._unassigned_label)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(right_top)
+        right.addWidget(self._plot)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+    def _make_bindings(self) -> list[_PhaseBinding]:
+        widget_for = {"weight_decay": self._weight_decay_spin, "nesterov": self._nesterov_check,
+                      "no_decay_norm_bias": self._no_decay_check}
+
+        def opt(name: str) -> _PhaseBinding:
+            return _PhaseBinding(widget_for[name], lambda p: getattr(p.optimizer, name),
+                                 lambda p, v: setattr(p.optimizer, name, v))
+
+        def sched(widget: QWidget, name: str) -> _PhaseBinding:
+            return _PhaseBinding(widget, lambda p: getattr(p.schedule, name), lambda p, v: setattr(p.schedule, name, v))
+
+        return [
+            _PhaseBinding(self._head_lr_spin, lambda p: p.lr, lambda p, v: setattr(p, "lr", v)),
+            _PhaseBinding(self._layer_decay_spin, lambda p: p.layer_decay, lambda p, v: setattr(p, "layer_decay", v)),
+            _PhaseBinding(self._optimizer_combo, lambda p: p.optimizer.name, _set_optimizer),
+            _PhaseBinding(self._momentum_spin, lambda p: p.optimizer.momentum, _set_momentum),
+            opt("weight_decay"), opt("nesterov"), opt("no_decay_norm_bias"),
+            _PhaseBinding(self._schedule_combo, lambda p: p.schedule.name,
+                          lambda p, v: setattr(p.schedule, "name", v)),
+            sched(self._step_size_spin, "step_size"), sched(self._gamma_spin, "gamma"),
+            sched(self._warmup_spin, "warmup_epochs"), sched(self._min_lr_ratio_spin, "min_lr_ratio"),
+            sched(self._pct_start_spin, "pct_start"), sched(self._div_factor_spin, "div_factor"),
+            sched(self._patience_spin, "patience"), sched(self._factor_spin, "factor"),
+        ]
+
+    # --- reading the document ------------------------------------------------------------------------------
+    def _phase(self) -> PhaseConfig:
+        return self._document.recipe.phases[self._selection.index]
+
+    def _refresh(self) -> None:
+        phase = self._phase()
+        for binding in self._bindings:
+            binding.show(phase)
+        with QSignalBlocker(self._lr_preset_combo):
+            preset = CUSTOM if phase.groups else phase.lr_preset
+            self._lr_preset_combo.setCurrentIndex(self._lr_preset_combo.findData(preset))
+        self._show_relevant_fields(phase)
+        self._show_unassigned()
+        self._update_plot()
+        self._update_buttons()
+
+    def _show_relevant_fields(self, phase: PhaseConfig) -> None:
+        self._lr_form.setRowVisible(self._layer_decay_spin, phase.lr_preset == "layerwise" and not phase.groups)
+        sgd = phase.optimizer.name == "sgd"
+        self._opt_form.setRowVisible(self._momentum_spin, sgd)
+        self._opt_form.setRowVisible(self._nesterov_check, sgd)
+        for name, rows in self._schedule_rows.items():
+            for _, widget in rows:
+                self._sched_form.setRowVisible(widget, name == phase.schedule.name)
+
+    def _show_unassigned(self) -> None:
+        plan = self._document.plan()
+        if plan is None:
+            self._unassigned_label.setText(f"⚠ {self._document.plan_error}")
+            return
+        phase_plan = plan.phases[self._selection.index]
+        lines = []
+        if phase_plan.unassigned:
+            modules = compress_parameter_names(phase_plan.unassigned, phase_plan.tree)
+            lines.append("⚠ Trainable but in no parameter group (add them to a group or freeze them): "
+                         + ", ".join(modules))
+        if phase_plan.error:
+            lines.append(f"⚠ {phase_plan.error}")
+        self._unassigned_label.setText("\n".join(lines))
+
+    def _update_buttons(self) -> None:
+        rows = self._selected_rows()
+        self._remove_button.setEnabled(bool(rows) and len(rows) < self.groups_model.rowCount())
+        self._merge_button.setEnabled(len(rows) >= 2)
+
+    # --- the lr preview -------------------------------------------------------------------------------------
+    def _update_plot(self) -> None:
+        plan = self._document.plan()
+        curves = plan.lr_curves if plan is not None else {}
+        for name in [n for n in self._curves if n not in curves]:
+            self._plot.removeItem(self._curves.pop(name))
+        for i, (name, points) in enumerate(curves.items()):
+            item = self._curves.get(name)
+            if item is None:
+                item = self._plot.plot(name=name, pen=pg.mkPen(CURVE_COLOURS[i % len(CURVE_COLOURS)], width=2))
+                item.setClipToView(True)
+                item.setDownsampling(auto=True, method="peak")
+                self._curves[name] = item
+            x, y = _with_gaps(points)
+            item.setData(x, y, connect="finite")
+        self._update_phase_boundaries()
+
+    def _update_phase_boundaries(self) -> None:
+        recipe = self._document.recipe
+        starts = recipe.phase_start_epochs()[1:]
+        while len(self._boundaries) < len(starts):
+            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine),
+                                   label="", labelOpts={"position": 0.05, "color": "#888"})
+            self._plot.addItem(line)
+            self._boundaries.append(line)
+        while len(self._boundaries) > len(starts):
+            self._plot.removeItem(self._boundaries.pop())
+        for line, start, phase in zip(self._boundaries, starts, recipe.phases[1:]):
+            line.setValue(start)
+            line.label.setFormat(phase.name)
+
+    # --- edits ---------------------------------------------------------------------------------------------
+    def _edit_phase(self, change: Callable[[PhaseConfig], None]) -> None:
+        index = self._selection.index
+        self._document.edit(lambda recipe: change(recipe.phases[index]))
+
+    def _on_field_edited(self, binding: _PhaseBinding) -> None:
+        value = binding.value()
+        self._edit_phase(lambda phase: binding.write(phase, value))
+
+    def _on_lr_preset_chosen(self) -> None:
+        preset = self._lr_preset_combo.currentData()
+        if preset == CUSTOM:
+            self.groups_model.materialise()
+        else:
+            self._edit_phase(lambda phase: _set_lr_preset(phase, preset))
+
+    def _selected_rows(self) -> list[int]:
+        return sorted({index.row() for index in self._groups_table.selectionModel().selectedRows()})
+
+    def _on_add_group(self) -> None:
+        plan = self._document.plan()
+        if plan is None:
+            return
+        phase_plan = plan.phases[self._selection.index]
+        self.groups_model.add_group(compress_parameter_names(phase_plan.unassigned, phase_plan.tree))
+
+    def _on_remove_groups(self) -> None:
+        self.groups_model.remove_rows(self._selected_rows())
+
+    def _on_merge_groups(self) -> None:
+        self.groups_model.merge_rows(self._selected_rows())
+
+
+def _with_gaps(points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """The points as arrays, with a NaN where the group skips a phase (so no line is drawn across it) and
+    non-positive rates (a cosine's last step) dropped from the log plot."""
+    if not points:
+        return np.empty(0), np.empty(0)
+    x = np.array([p[0] for p in points], dtype=float)
+    y = np.array([p[1] for p in points], dtype=float)
+    y[y <= 0] = np.nan
+    steps = np.diff(x)
+    usual = np.median(steps) if len(steps) else 0.0
+    gaps = np.nonzero(steps > usual * 1.5 + 1e-9)[0] + 1 if len(steps) else np.empty(0, dtype=int)
+    # x stays finite (clipping to the view searches it); the NaN rate breaks the line.
+    return np.insert(x, gaps, (x[gaps - 1] + x[gaps]) / 2), np.insert(y, gaps, np.nan)

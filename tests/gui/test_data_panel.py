@@ -1,0 +1,193 @@
+"""The Data tab: scanning on a worker thread, the class/problem report, split truth, recipe edits, previews."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import shiboken6
+from PySide6.QtCore import QMimeData, QPointF, QSize, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from gui.document import RecipeDocument
+from gui.image_utils import qimage_to_rgb
+from gui.panels.data_panel import DataPanel
+from tests.helpers import make_image_folder
+
+SCAN_TIMEOUT_MS = 15000
+
+
+@pytest.fixture
+def document():
+    return RecipeDocument()
+
+
+@pytest.fixture
+def panel(qtbot, document):
+    widget = DataPanel(document)
+    qtbot.addWidget(widget)
+    yield widget
+    thread = widget._thread
+    widget.shutdown()
+    assert thread is None or thread.isFinished()
+
+
+def scan(qtbot, panel: DataPanel, folder: Path) -> None:
+    """Type the folder and press Enter, as a user would; wait for the document to receive the scan."""
+    with qtbot.waitSignal(panel.document.data_scanned, timeout=SCAN_TIMEOUT_MS):
+        panel.dataFolderEdit.setText(str(folder))
+        panel.dataFolderEdit.editingFinished.emit()
+
+
+def column(table, index: int) -> list[str]:
+    return [table.item(row, index).text() for row in range(table.rowCount())]
+
+
+def test_scan_reports_classes_split_and_problems(qtbot, panel, document, image_folder):
+    scan(qtbot, panel, image_folder)
+
+    assert document.recipe.data.root == str(image_folder)
+    assert document.scan is not None and document.scan.num_samples == 36
+    table = panel.classesTable
+    assert column(table, 0) == ["cat", "dog", "fox"]
+    assert column(table, 1) == ["12", "12", "12"]  # the truncated JPEG and the non-image are not counted
+    assert column(table, 3) == ["33.3 %"] * 3
+    # The default val_fraction 0.2 takes round(12 × 0.2) = 2 images per class, as training will.
+    assert column(table, 4) == ["10"] * 3 and column(table, 5) == ["2"] * 3
+    assert "1.0×" in panel.imbalanceLabel.text() and "Warning" not in panel.imbalanceLabel.text()
+
+    problems = dict(zip(column(panel.problemsTable, 0), column(panel.problemsTable, 1)))
+    assert set(problems) == {str(Path("cat") / "truncated.jpg"), str(Path("cat") / "notes.jpg")}
+    assert all(reason for reason in problems.values())
+    assert not panel.scanProgress.isVisible()
+    assert "36 usable images in 3 classes" in panel.scanStatusLabel.text()
+
+
+def test_split_columns_follow_the_validation_fraction(qtbot, panel, document, image_folder):
+    scan(qtbot, panel, image_folder)
+    panel.valFractionSpin.setValue(0.5)
+    assert document.recipe.data.val_fraction == 0.5
+    assert column(panel.classesTable, 4) == ["6"] * 3 and column(panel.classesTable, 5) == ["6"] * 3
+
+
+def test_train_val_layout_shows_the_folders_split(qtbot, panel, tmp_path):
+    folder = make_image_folder(tmp_path / "tv", classes=2, per_class=9, layout="train_val")
+    scan(qtbot, panel, folder)
+    assert column(panel.classesTable, 1) == ["12", "12"]
+    assert column(panel.classesTable, 4) == ["9", "9"] and column(panel.classesTable, 5) == ["3", "3"]
+    assert panel.problemsTable.rowCount() == 0
+
+
+def test_imbalance_and_empty_class_folders_are_reported(qtbot, panel, tmp_path):
+    folder = make_image_folder(tmp_path / "imb", classes=3, per_class=12)
+    for path in sorted((folder / "dog").iterdir())[3:]:
+        path.unlink()
+    for path in (folder / "fox").iterdir():
+        path.unlink()
+    scan(qtbot, panel, folder)
+    assert column(panel.classesTable, 1) == ["12", "3", "0"]
+    assert "fox" in panel.imbalanceLabel.text() and "Warning" in panel.imbalanceLabel.text()
+    assert column(panel.problemsTable, 0) == ["fox/"]
+
+    for path in (folder / "cat").iterdir():  # with fox gone too, only the 12 : 3 ratio is left
+        path.rename(folder / "fox" / path.name)
+    for path in sorted((folder / "fox").iterdir())[3:]:
+        path.unlink()
+    with qtbot.waitSignal(panel.document.data_scanned, timeout=SCAN_TIMEOUT_MS):
+        panel.rescanButton.click()
+    assert column(panel.classesTable, 1) == ["0", "3", "3"]
+
+
+def test_thumbnails_are_loaded_off_the_gui_thread(qtbot, panel, image_folder):
+    with qtbot.waitSignal(panel.thumbnails_shown, timeout=SCAN_TIMEOUT_MS) as shown:
+        scan(qtbot, panel, image_folder)
+    assert shown.args == [12]  # 4 per class
+    view = panel.thumbnailsView
+    assert [view.item(i).text() for i in range(view.count())] == ["cat"] * 4 + ["dog"] * 4 + ["fox"] * 4
+    assert view.item(0).icon().availableSizes()[0] == QSize(40, 40)  # 40 px images are not enlarged
+
+
+def test_settings_edit_the_recipe_and_follow_it(qtbot, panel, document):
+    combo = panel.augmentationCombo
+    combo.setCurrentIndex(combo.findData("trivialaugment"))
+    assert document.recipe.data.augmentation == "trivialaugment"
+    panel.splitSeedSpin.setValue(7)
+    panel.cropSizeSpin.setValue(112)
+    panel.resizeSizeSpin.setValue(128)
+    panel.batchSizeSpin.setValue(24)
+    data = document.recipe.data
+    assert (data.split_seed, data.crop_size, data.resize_size, document.recipe.batch_size) == (7, 112, 128, 24)
+    assert "112×112" in panel.effectiveSizeLabel.text()
+
+    panel.resizeSizeSpin.setValue(64)  # smaller than the crop: named, not silently accepted
+    assert "crop_size" in panel.dataHintLabel.text()
+
+    document.edit(lambda recipe: setattr(recipe.data, "augmentation", "none"))
+    assert combo.currentData() == "none"
+
+
+def test_augmentation_preview_uses_the_training_transform(qtbot, panel, document, image_folder):
+    document.edit(lambda recipe: (setattr(recipe.data, "resize_size", 36), setattr(recipe.data, "crop_size", 32)))
+    scan(qtbot, panel, image_folder)
+
+    def previews() -> list:
+        with qtbot.waitSignal(panel.augment_preview_shown, timeout=SCAN_TIMEOUT_MS) as shown:
+            panel.augmentPreviewButton.click()
+        assert shown.args == [8] and panel.augmentPreview.count() == 8
+        icons = [panel.augmentPreview.item(i).icon() for i in range(8)]
+        assert all(icon.availableSizes()[0] == QSize(32, 32) for icon in icons)  # the recipe's crop
+        return [qimage_to_rgb(icon.pixmap(32, 32).toImage()).tobytes() for icon in icons]
+
+    first = previews()
+    assert len(set(first)) > 1  # random crops and flips differ
+    assert previews() != first  # a new seed per click
+
+
+def drop_urls(widget, paths) -> QDropEvent:
+    """A real drop: Qt delivers a Drop only to the widget that accepted the drag's DragEnter."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(QPointF(5, 5), *args)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(5, 5), *args)
+    QApplication.sendEvent(widget, drop)
+    return drop
+
+
+def test_dropping_a_folder_sets_the_root(qtbot, panel, document, image_folder):
+    with qtbot.waitSignal(document.data_scanned, timeout=SCAN_TIMEOUT_MS):
+        drop = drop_urls(panel, [image_folder])
+    assert drop.isAccepted()
+    assert document.recipe.data.root == str(image_folder)
+    assert panel.classesTable.rowCount() == 3
+
+
+def test_deleting_the_panel_without_shutdown_stops_its_thread(qtbot, document, image_folder):
+    widget = DataPanel(document)
+    with qtbot.waitSignal(document.data_scanned, timeout=SCAN_TIMEOUT_MS):
+        widget.set_data_folder(str(image_folder))
+    thread = widget._thread
+    assert thread.isRunning()
+    shiboken6.delete(widget)
+    assert thread.isFinished()
+
+
+def test_a_missing_folder_is_a_message(qtbot, panel, document, tmp_path):
+    with qtbot.waitSignal(panel.scan_failed, timeout=SCAN_TIMEOUT_MS) as failed:
+        panel.set_data_folder(str(tmp_path / "nowhere"))
+    assert "not found" in failed.args[0]
+    assert "not found" in panel.scanStatusLabel.text()
+    assert document.scan is None and panel.classesTable.rowCount() == 0
+
+
+def test_builtin_datasets_skip_the_scan(qtbot, panel, document, image_folder):
+    scan(qtbot, panel, image_folder)
+    panel.datasetCombo.setCurrentIndex(panel.datasetCombo.findData("CIFAR10"))
+    assert document.recipe.data.dataset == "CIFAR10"
+    assert document.scan is None and panel.classesTable.rowCount() == 0
+    assert panel.builtinNoteLabel.isVisibleTo(panel)
+    assert "never downloads" in panel.builtinNoteLabel.text()
+    assert not panel.valFractionSpin.isEnabled()

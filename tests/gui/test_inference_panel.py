@@ -1,0 +1,176 @@
+"""The Inference tab: checkpoints from runs, real drops, predictions equal to the engine's, heat maps on demand."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from engine.explain import GRAD_CAM
+from engine.inference import Predictor
+from engine.runs import checkpoint_path
+from engine.trainer import fit
+from gui.document import RecipeDocument
+from gui.image_utils import qimage_to_rgb
+from gui.inference_worker import InferenceWorker
+from gui.panels.inference_panel import OPEN_CHECKPOINT, InferencePanel
+from tests.helpers import tiny_recipe
+
+TIMEOUT_MS = 20000
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, image_folder) -> Path:
+    """A one-epoch run in its own runs folder, plus a copy of it dated earlier (training twice is slow)."""
+    root = tmp_path_factory.mktemp("inference_runs")
+    result = fit(tiny_recipe(image_folder, epochs=1, out=root, name="newest"))
+    assert result.status == "finished", result.error
+    shutil.copytree(result.run_dir, root / "20000101-000000-older")
+    return root
+
+
+@pytest.fixture
+def runs_root(trained_runs, monkeypatch) -> Path:
+    monkeypatch.setenv("THAW_RUNS_DIR", str(trained_runs))
+    return trained_runs
+
+
+def newest_best(runs_root: Path) -> Path:
+    return checkpoint_path(sorted(p for p in runs_root.iterdir() if p.is_dir())[-1], "best")
+
+
+@pytest.fixture
+def panel(qtbot, runs_root):
+    widget = InferencePanel(RecipeDocument())
+    qtbot.addWidget(widget)
+    yield widget
+    thread = widget._thread
+    widget.shutdown()
+    assert thread is None or thread.isFinished()
+
+
+def drop_urls(widget, paths) -> QDropEvent:
+    """A real drop: Qt delivers a Drop only to the widget that accepted the drag's DragEnter."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(QPointF(5, 5), *args)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(5, 5), *args)
+    QApplication.sendEvent(widget, drop)
+    return drop
+
+
+def pixels(panel: InferencePanel) -> np.ndarray:
+    pixmap = panel.heatmapView.pixmap()
+    assert not pixmap.isNull()
+    return qimage_to_rgb(pixmap.toImage())
+
+
+def test_checkpoints_of_runs_are_listed_newest_best_first(panel, runs_root):
+    combo = panel.checkpointCombo
+    paths = [combo.itemData(i) for i in range(combo.count())]
+    runs = sorted(p for p in runs_root.iterdir() if p.is_dir())
+    assert paths == [str(checkpoint_path(run, kind)) for run in reversed(runs) for kind in ("best", "last")] + [
+        OPEN_CHECKPOINT]
+    assert combo.current_path() == str(newest_best(runs_root))
+    assert "newest — best" in combo.currentText()
+
+
+def test_dropped_images_are_predicted_as_the_engine_predicts(qtbot, panel, runs_root, image_folder):
+    best = newest_best(runs_root)
+    with qtbot.waitSignal(panel.checkpoint_loaded, timeout=TIMEOUT_MS) as loaded:
+        panel.set_checkpoint(str(best))
+    assert "resnet18" in panel.checkpointInfoLabel.text() and "3 classes" in panel.checkpointInfoLabel.text()
+
+    files = [image_folder / "dog" / "dog_000.png", image_folder / "fox" / "fox_003.png",
+             image_folder / "cat" / "truncated.jpg"]
+    with qtbot.waitSignals([panel.predictions_shown, panel.heatmap_shown], timeout=TIMEOUT_MS):
+        assert drop_urls(panel.inferenceDropArea, files).isAccepted()
+
+    # Same device as the panel's worker (a GPU when there is one), so that the numbers can agree closely.
+    expected = Predictor.from_checkpoint(best, loaded.args[0]["device"]).predict(files, topk=5)
+    table = panel.predictionsTable
+    assert table.rowCount() == 3
+    for row, (prediction, result) in enumerate(zip(expected, panel.results)):
+        assert table.item(row, 0).text() == Path(prediction.path).name
+        if prediction.ok:
+            assert table.item(row, 1).text() == prediction.top[0][0]
+            assert table.item(row, 2).text() == f"{result['top'][0][1]:.1%}"
+            assert [name for name, _ in result["top"]] == [name for name, _ in prediction.top]
+            assert np.allclose([p for _, p in result["top"]], [p for _, p in prediction.top], atol=1e-4)
+            assert table.item(row, 4).text() == ""
+    assert expected[2].error and table.item(2, 4).text() == expected[2].error
+    assert table.item(2, 1).text() == ""
+    assert table.item(2, 4).foreground().color().red() > 150
+
+    # The first row is selected and explained; switching the overlay off shows the plain crop.
+    assert table.currentRow() == 0
+    with_overlay = pixels(panel)
+    assert "Grad-CAM" in panel.heatmapCaption.text() and "32×32" in panel.heatmapCaption.text()
+    with qtbot.waitSignal(panel.heatmap_shown, timeout=TIMEOUT_MS):
+        panel.heatmapToggle.setChecked(False)
+    plain = pixels(panel)
+    assert plain.shape == with_overlay.shape and not np.array_equal(plain, with_overlay)
+
+    # Another row is explained on selection; the unreadable one shows its reason instead.
+    with qtbot.waitSignal(panel.heatmap_shown, timeout=TIMEOUT_MS) as shown:
+        table.selectRow(1)
+    assert shown.args == [str(files[1])]
+    with qtbot.waitSignal(panel.heatmap_shown, timeout=TIMEOUT_MS):
+        table.selectRow(2)
+    assert panel.heatmapView.pixmap().isNull()
+    assert expected[2].error in panel.heatmapCaption.text()
+
+
+def test_topk_change_repredicts_with_fewer_classes(qtbot, panel, image_folder):
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.predict_files([image_folder / "dog"])  # a folder: the worker expands it; the default checkpoint loads
+    assert panel.predictionsTable.rowCount() == 12
+    assert all(len(result["top"]) == 3 for result in panel.results)  # top 5 of 3 classes is all 3
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.topkSpin.setValue(1)
+    assert all(len(result["top"]) == 1 for result in panel.results)
+    assert panel.predictionsTable.item(0, 3).text().count(" ") == 1  # "dog 0.912"
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_message(qtbot, panel, tmp_path, image_folder):
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    with qtbot.waitSignal(panel._worker.inference_failed, timeout=TIMEOUT_MS):
+        panel.set_checkpoint(str(bogus))
+    assert "cannot load" in panel.checkpointInfoLabel.text()
+    assert panel.checkpointCombo.current_path() == str(bogus)
+
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.predict_files([image_folder / "dog" / "dog_000.png"])
+    assert panel.predictionsTable.item(0, 4).text() == "no checkpoint loaded"
+
+
+def test_worker_predicts_folders_with_heatmaps(qtbot, runs_root, image_folder):
+    worker = InferenceWorker(device="cpu")  # no thread: slots called directly, signals emitted synchronously
+    with qtbot.waitSignal(worker.checkpoint_loaded) as loaded:
+        worker.load_checkpoint(str(newest_best(runs_root)))
+    assert loaded.args[0]["class_names"] == ["cat", "dog", "fox"]
+    with qtbot.waitSignal(worker.predictions_ready) as ready:
+        worker.predict(worker.begin_request(), [str(image_folder / "cat")], 2, True)
+    request, results = ready.args
+    assert len(results) == 14  # 12 images + the truncated JPEG + the non-image named .jpg
+    broken = [r for r in results if r["error"]]
+    assert sorted(Path(r["path"]).name for r in broken) == ["notes.jpg", "truncated.jpg"]
+    assert all(r["heatmap"] is None for r in broken)
+    good = [r for r in results if not r["error"]]
+    for result in good:
+        assert len(result["top"]) == 2 and result["method"] == GRAD_CAM
+        assert result["heatmap"].shape == (32, 32) and result["image"].shape == (32, 32, 3)
+        assert 0.0 <= result["heatmap"].min() and result["heatmap"].max() <= 1.0
+
+    worker.begin_request()
+    with qtbot.assertNotEmitted(worker.predictions_ready):
+        worker.predict(request, [str(image_folder / "cat")], 2, False)  # superseded by the newer request
