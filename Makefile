@@ -22,3 +22,15 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Packaging (packaging/README.md): a PyInstaller onedir bundle in dist/Thaw/, its self-test, the desktop entry.
+.PHONY: package package-test install-desktop
+
+package: $(STAMP)
+	PY=$(PY) packaging/build.sh
+
+package-test: package
+	packaging/package_test.sh
+
+install-desktop:
+	packaging/install_desktop.sh

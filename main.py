@@ -1,12 +1,18 @@
-"""Thaw's entry point. No argument opens the studio; a command runs headless (`python main.py --help`)."""
+"""Thaw's entry point. No argument opens the studio; a command runs headless (`python main.py --help`);
+`--self-test` checks the installation or bundle (gui/selftest.py)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--self-test":
+        from gui.selftest import main as self_test_main
+
+        return self_test_main(argv[1:])
     from engine.cli import COMMANDS
 
     wants_cli = bool(argv) and (argv[0] in COMMANDS or argv[0] in ("-h", "--help", "-v", "--verbose"))
@@ -21,4 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    multiprocessing.freeze_support()  # first: a frozen worker process runs its task here and exits
+    from gui.platform_setup import prepare_process
+
+    prepare_process()  # a windowed build's missing stdout/stderr → the log file, before anything prints
     sys.exit(main())

@@ -73,8 +73,12 @@ def auto_workers(dataset_size: int) -> int:
 
     if dataset_size < 512:
         return 0  # spawning workers costs more than decoding a few hundred small images
-    workers = max(0, min(8, (os.cpu_count() or 2) - 1))
-    cap = os.environ.get("THAW_MAX_WORKERS", "")  # 0 in a frozen (packaged) build where workers cannot spawn
+    return max(0, min(8, (os.cpu_count() or 2) - 1))
+
+
+def worker_cap(workers: int) -> int:
+    """THAW_MAX_WORKERS caps loader workers (0 in a packaged build, where worker processes cannot spawn)."""
+    cap = os.environ.get("THAW_MAX_WORKERS", "").strip()
     return min(workers, int(cap)) if cap.isdigit() else workers
 
 
@@ -397,7 +401,7 @@ class Trainer:
 
     def _loader(self, dataset, indices: list[int]) -> DataLoader:
         r = self.recipe
-        workers = r.data.num_workers if r.data.num_workers >= 0 else auto_workers(len(dataset))
+        workers = worker_cap(r.data.num_workers if r.data.num_workers >= 0 else auto_workers(len(dataset)))
         return DataLoader(dataset, batch_size=r.batch_size, sampler=indices, num_workers=workers,
                           pin_memory=self.device.device.type == "cuda", persistent_workers=False)
 

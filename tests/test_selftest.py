@@ -1,0 +1,207 @@
+"""The self-test (`python main.py --self-test`), resource lookup, windowed-start set-up and the desktop entry.
+
+The packaged build is not made here (that is `make package-test`); these tests run from source and are fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKS = ("torch", "torch._dynamo", "torchvision ops", "resources", "image decode", "train step", "engine run",
+          "data loader worker", "Qt", "main window")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)})
+    env.update(extra)
+    return env
+
+
+# --- the self-test from source, as a user runs it ---------------------------------------------------------------
+def test_self_test_from_source_passes_every_check(tmp_path):
+    shot = tmp_path / "window.png"
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--self-test", "--screenshot", str(shot)],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=240)
+    out = proc.stdout
+    assert proc.returncode == 0, f"self-test failed:\n{out}\n{proc.stderr}"
+    lines = out.splitlines()
+    assert lines[0].startswith("Thaw ") and "self-test" in lines[0]
+    for name in CHECKS:
+        pattern = re.compile(rf"^ok\s+{re.escape(name)}\s+\d+\.\d\d s  \S")
+        assert any(pattern.match(line) for line in lines), f"no passing line for {name!r} in:\n{out}"
+    assert re.match(r"^self-test passed: \d+ checks in \d+\.\d s", lines[-1]), out
+    assert shot.is_file() and shot.stat().st_size > 1000
+
+
+# --- the runner: failures are reported by name and make the exit status non-zero --------------------------------
+def test_failed_check_is_reported_with_its_reason(capsys):
+    from gui.selftest import CheckWarning, run_checks, summary_line
+
+    def broken():
+        raise ImportError("No module named 'gui.nowhere'")
+
+    def shaky():
+        raise CheckWarning("workers unavailable")
+
+    results = run_checks([("fine", lambda: "all good"), ("broken", broken), ("shaky", shaky)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [r.status for r in results] == ["ok", "FAIL", "warn"]
+    assert re.match(r"^ok\s+fine\s+\d+\.\d\d s  all good$", lines[0])
+    assert re.match(r"^FAIL\s+broken\s+\d+\.\d\d s  ImportError: No module named 'gui.nowhere'$", lines[1])
+    assert lines[2].startswith("warn")
+    assert summary_line(results, 1.0).startswith("self-test FAILED: 1 of 3 checks failed (broken)")
+
+
+def test_main_exits_non_zero_when_a_check_fails(monkeypatch, capsys):
+    from gui import selftest
+
+    def failing_checks(self):
+        return [("torch", lambda: "fine"), ("main window", lambda: (_ for _ in ()).throw(RuntimeError("boom")))]
+
+    monkeypatch.setattr(selftest.SelfTest, "checks", failing_checks)
+    assert selftest.main([]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  main window" in out and "RuntimeError: boom" in out
+    assert "self-test FAILED: 1 of 2 checks failed (main window)" in out
+
+
+def test_missing_main_window_is_a_failed_check_not_a_crash(qapp, monkeypatch, tmp_path, capsys):
+    from gui.selftest import SelfTest, run_checks
+
+    monkeypatch.setitem(sys.modules, "gui.main_window", None)  # `import gui.main_window` now raises ImportError
+    test = SelfTest(tmp_path)
+    test.app, test.qt_ok = qapp, True
+    (result,) = run_checks([("main window", test.check_main_window)])
+    assert result.failed and "Error" in result.detail and "gui.main_window" in result.detail
+    assert "FAIL  main window" in capsys.readouterr().out
+
+
+# --- resources from source, from a bundle, and overridden --------------------------------------------------------
+def test_resources_resolve_from_source():
+    from gui.resources import ICON_PNG, ICON_SVG, SAMPLE_IMAGE, resource_path, resources_dir
+
+    assert resources_dir() == ROOT / "resources"
+    for name in (ICON_PNG, ICON_SVG, SAMPLE_IMAGE):
+        assert resource_path(name).is_file()
+
+
+def test_resources_resolve_from_a_pyinstaller_bundle(monkeypatch, tmp_path):
+    from gui import resources
+
+    (tmp_path / "resources").mkdir()
+    (tmp_path / "resources" / "thaw.png").write_bytes(b"png")
+    monkeypatch.delenv(resources.RESOURCES_ENV, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert resources.resource_path("thaw.png") == tmp_path / "resources" / "thaw.png"
+    with pytest.raises(resources.ResourceNotFoundError, match="sample.png"):
+        resources.resource_path("sample.png")
+    assert resources.find_resource("sample.png") is None
+    monkeypatch.setenv(resources.RESOURCES_ENV, str(ROOT / "resources"))
+    assert resources.resource_path("sample.png") == ROOT / "resources" / "sample.png"
+
+
+def test_app_icon_renders(qapp):
+    from gui.resources import app_icon
+
+    icon = app_icon()
+    assert not icon.isNull()
+    assert not icon.pixmap(256, 256).isNull()
+
+
+# --- windowed builds: streams, freeze support, workers -------------------------------------------------------------
+def test_missing_streams_go_to_the_log_file(tmp_path):
+    """A windowed build starts with sys.stdout/sys.stderr None; after prepare_process they write to thaw.log."""
+    script = (
+        "import sys; sys.stdout = None; sys.stderr = None\n"
+        "from gui.platform_setup import prepare_process, log_path\n"
+        "prepare_process()\n"
+        "print('hello from print'); sys.stderr.write('hello from stderr\\n')\n"
+        "import logging; logging.basicConfig(); logging.getLogger('t').warning('hello from logging')\n"
+        "open(sys.argv[1], 'w').write(str(log_path()))\n"
+    )
+    where = tmp_path / "where.txt"
+    env = _env(XDG_STATE_HOME=str(tmp_path / "state"), HOME=str(tmp_path), LOCALAPPDATA=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script, str(where)], cwd=ROOT, env=env, check=True, timeout=60)
+    log = Path(where.read_text())
+    assert log.name == "thaw.log" and str(log).startswith(str(tmp_path))
+    text = log.read_text()
+    assert "hello from print" in text and "hello from stderr" in text and "hello from logging" in text
+
+
+def test_streams_that_exist_are_left_alone(monkeypatch):
+    from gui import platform_setup
+
+    monkeypatch.delenv(platform_setup.LOG_TO_FILE_ENV, raising=False)
+    before = (sys.stdout, sys.stderr)
+    assert platform_setup.redirect_streams_to_log() is None
+    assert (sys.stdout, sys.stderr) == before
+
+
+def test_frozen_build_loads_data_in_the_main_process(monkeypatch):
+    from gui import platform_setup
+
+    for key in (platform_setup.MAX_WORKERS_ENV, platform_setup.FROZEN_ENV, "PYQTGRAPH_QT_LIB"):
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    platform_setup.configure_frozen_environment()
+    assert not platform_setup.is_frozen() and platform_setup.max_workers_override() is None
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    platform_setup.configure_frozen_environment()
+    assert platform_setup.is_frozen()
+    assert os.environ[platform_setup.MAX_WORKERS_ENV] == "0" and platform_setup.max_workers_override() == 0
+    monkeypatch.setenv(platform_setup.MAX_WORKERS_ENV, "3")  # a user's own choice wins
+    platform_setup.configure_frozen_environment()
+    assert platform_setup.max_workers_override() == 3
+
+
+def test_main_calls_freeze_support_before_anything_else():
+    tree = ast.parse((ROOT / "main.py").read_text())
+    guard = next(node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test))
+    first = ast.unparse(guard.body[0])
+    assert first == "multiprocessing.freeze_support()"
+    assert "prepare_process()" in ast.unparse(guard.body[2])
+
+
+# --- packaging files -------------------------------------------------------------------------------------------------
+def test_spec_never_excludes_dynamo():
+    tree = ast.parse((ROOT / "packaging" / "thaw.spec").read_text())
+    assign = next(node for node in tree.body if isinstance(node, ast.Assign)
+                  and any(getattr(t, "id", "") == "excludes" for t in node.targets))
+    excludes = ast.literal_eval(assign.value)
+    protected = ("torch", "torch._dynamo", "torchvision", "PySide6", "pyqtgraph", "sympy", "engine", "gui")
+    for name in excludes:
+        assert not any(p == name or p.startswith(name + ".") for p in protected), name
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="freedesktop.org desktop entries")
+def test_desktop_entry_installs_for_the_user(tmp_path):
+    fake = tmp_path / "my apps" / "Thaw"  # a bundle path with a space, to check the Exec quoting
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    prefix = tmp_path / "share"
+    subprocess.run([str(ROOT / "packaging" / "install_desktop.sh"), "--prefix", str(prefix), "--bundle", str(fake)],
+                   check=True, capture_output=True, timeout=60)
+    entry = (prefix / "applications" / "thaw.desktop").read_text()
+    assert f'Exec=env THAW_LOG_TO_FILE=1 "{fake}" %F\n' in entry
+    assert "MimeType=application/json;inode/directory;" in entry and "Icon=thaw\n" in entry
+    assert (prefix / "icons" / "hicolor" / "256x256" / "apps" / "thaw.png").is_file()
+    if shutil.which("desktop-file-validate"):
+        check = subprocess.run(["desktop-file-validate", str(prefix / "applications" / "thaw.desktop")],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    if not (ROOT / ".venv" / "bin" / "python").exists():
+        return
+    source = subprocess.run([str(ROOT / "packaging" / "install_desktop.sh"), "--print", "--source"],
+                            check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "main.py %F" in source
