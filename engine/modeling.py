@@ -40,7 +40,11 @@ def build_model(config: ModelConfig, num_classes: int, data: DataConfig | None =
     """`pretrained=False` builds the same architecture without loading any weights (to restore a checkpoint)."""
     weights = zoo.resolve_weights(config.arch, config.weights) if not config.weights_file else None
     preprocessing = resolve_preprocessing(config, data)
-    model = zoo.build_backbone(config.arch, weights if pretrained else None, progress)
+    if pretrained and weights is not None:
+        model = zoo.build_backbone(config.arch, weights, progress)  # torchvision configures and loads
+    else:  # the same architecture the weights (or the preprocessing) call for, without loading anything
+        model = zoo.build_backbone(config.arch, None, progress,
+                                   **zoo.architecture_kwargs(config.arch, weights, preprocessing.crop_size))
     report = None
     state_file = None
     if config.weights_file and pretrained:
@@ -51,6 +55,7 @@ def build_model(config: ModelConfig, num_classes: int, data: DataConfig | None =
     if state_file and report and (report.mismatched or report.unexpected):
         # A file saved from an adapted model (other channel count, same head) fits only after surgery.
         retry = zoo.load_weights_file(model, state_file)
+        report.missing = retry.missing
         report.mismatched = retry.mismatched
         report.unexpected = retry.unexpected
     if weights is not None:

@@ -226,13 +226,35 @@ class LoadReport:
         return "; ".join(parts)
 
 
-def build_backbone(arch: str, weights: Any | None, progress: ProgressCallback | None = None) -> torch.nn.Module:
+def build_backbone(arch: str, weights: Any | None, progress: ProgressCallback | None = None,
+                   **kwargs: Any) -> torch.nn.Module:
     """The torchvision model with its original head, with pretrained weights loaded by torchvision itself."""
     _check_arch(arch, "model.arch")
     if weights is not None:
         ensure_weights_cached(weights, progress)
         return tvm.get_model(arch, weights=weights)
-    return tvm.get_model(arch, weights=None)
+    return tvm.get_model(arch, weights=None, **kwargs)
+
+
+def architecture_kwargs(arch: str, weights: Any | None, crop_size: int) -> dict[str, Any]:
+    """Constructor settings that torchvision's builders apply only when they load weights, found from the
+    model class's constructor parameters (not its name): a ViT's `image_size` (the weights' size, or the crop
+    size when training from scratch) and Inception/GoogLeNet's `transform_input`. Used to rebuild a checkpoint's
+    architecture without its pretrained file, and to size a from-scratch ViT to its input."""
+    import inspect
+
+    builder = tvm.get_model_builder(arch)
+    module = __import__(builder.__module__, fromlist=["_"])
+    params: set[str] = set()
+    for obj in vars(module).values():  # the model classes defined in the builder's module
+        if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and obj.__module__ == module.__name__:
+            params |= set(inspect.signature(obj.__init__).parameters)
+    kwargs: dict[str, Any] = {}
+    if "image_size" in params and "patch_size" in params:
+        kwargs["image_size"] = int(weights.meta["min_size"][0]) if weights is not None else int(crop_size)
+    if "transform_input" in params and weights is not None:
+        kwargs["transform_input"] = True
+    return kwargs
 
 
 def load_weights_file(model: torch.nn.Module, path: str | Path) -> LoadReport:
