@@ -49,6 +49,7 @@ class RunStarted(Event):
     total_epochs: int
     start_epoch: int  # > 0 when resuming
     phase_start_epochs: list[int]
+    phase_names: list[str]
     class_names: list[str]
     resumed: bool
     device_warning: str = ""  # e.g. "no GPU found: training runs on the CPU"

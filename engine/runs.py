@@ -36,6 +36,11 @@ def default_runs_root() -> Path:
     return Path(platformdirs.user_data_dir("Thaw", appauthor=False)) / "runs"
 
 
+def runs_root_for(output_dir: str = "") -> Path:
+    """Where a recipe's runs go: its output_dir, else the default runs folder."""
+    return Path(output_dir).expanduser() if output_dir else default_runs_root()
+
+
 def new_run_dir(root: str | Path, name: str) -> Path:
     root = Path(root).expanduser()
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"

@@ -39,8 +39,8 @@ from .groups import current_lrs, phase_groups, torch_param_groups
 from .modeling import BuiltModel, build_model, resolve_preprocessing
 from .optim import Schedule, build_optimizer, build_schedule
 from .recipe import PhaseConfig, Recipe
-from .runs import (RECIPE_FILE, SKIPPED_FILE, SUMMARY_FILE, MetricsWriter, checkpoint_path, default_runs_root,
-                   new_run_dir, write_json_atomic)
+from .runs import (RECIPE_FILE, SKIPPED_FILE, SUMMARY_FILE, MetricsWriter, checkpoint_path, new_run_dir,
+                   runs_root_for, write_json_atomic)
 from .transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,7 @@ class Trainer:
         self.recipe = recipe.copy().validate()
         self.bus = ev.EventBus(callbacks)
         self.control = control or ev.RunControl()
-        self.runs_root = Path(runs_root) if runs_root else (Path(self.recipe.output_dir).expanduser()
-                                                            if self.recipe.output_dir else default_runs_root())
+        self.runs_root = Path(runs_root) if runs_root else runs_root_for(self.recipe.output_dir)
         self.run_dir: Path | None = None
         self.resume_state: dict[str, Any] | None = None
         # Built in _prepare():
@@ -293,7 +292,8 @@ class Trainer:
 
         self.bus.emit(ev.RunStarted(str(self.run_dir), r.name, r.strategy, r.model.arch, self.built.weights_name,
                                     self.device.describe(), self.device.precision, r.total_epochs, start_epoch,
-                                    starts, list(self.data.classes), bool(state), self.device.fallback_warning))
+                                    starts, [p.name for p in r.phases], list(self.data.classes), bool(state),
+                                    self.device.fallback_warning))
         self.optimizer = None
         for phase_index in range(start_phase, len(r.phases)):
             phase = r.phases[phase_index]

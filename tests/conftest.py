@@ -11,6 +11,10 @@ import torch
 
 from tests.helpers import make_image_folder
 
+# One intra-op thread: the suite's tiny models are faster that way on 2 cores, and a Qt worker thread and the
+# test thread do not fight over OpenMP's spinning threads.
+torch.set_num_threads(1)
+
 # Weight files the tests put where torchvision's loader looks: <TORCH_HOME>/hub/checkpoints/<file from the URL>.
 SEEDED_WEIGHTS = ("resnet18", "mobilenet_v3_small")
 

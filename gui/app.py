@@ -1,0 +1,60 @@
+"""Starting the studio: the QApplication, the main window, and what the command line hands it.
+
+    python main.py                   the studio with a new recipe
+    python main.py recipe.json       … with that recipe open
+    python main.py path/to/images    … with that folder as the data root
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # before anything imports pyqtgraph
+
+from PySide6.QtGui import QIcon  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from engine import __version__  # noqa: E402
+
+ICON_FILE = Path(__file__).resolve().parent.parent / "resources" / "thaw.png"
+
+
+def create_app(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (the existing one if there is one), named so QSettings and the desktop know it."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    app.setApplicationName("Thaw")
+    app.setOrganizationName("Thaw")
+    app.setApplicationVersion(__version__)
+    app.setApplicationDisplayName("Thaw")
+    if ICON_FILE.is_file():
+        app.setWindowIcon(QIcon(str(ICON_FILE)))
+    return app
+
+
+def apply_arguments(window, arguments: list[str]) -> None:
+    """A recipe .json is opened; a folder becomes the data root; anything else is reported and ignored."""
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if path.is_dir():
+            window.set_data_root(str(path))
+        elif path.suffix.lower() == ".json":
+            window.open_recipe(str(path))
+        else:
+            logging.getLogger(__name__).warning("ignoring argument %r: not a recipe .json or a folder", argument)
+
+
+def run_studio(argv: list[str] | None = None) -> int:
+    """Show the studio and run the event loop; `argv` is the arguments after the program name."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    app = create_app([sys.argv[0] if sys.argv else "thaw", *arguments])
+    from gui.main_window import MainWindow  # after the QApplication: widgets need it
+
+    window = MainWindow()
+    window.show()
+    apply_arguments(window, app.arguments()[1:])  # Qt has removed its own options (-style …) by now
+    return app.exec()

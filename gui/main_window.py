@@ -1,0 +1,386 @@
+"""The studio's main window: the composition root. It creates the document, the training controller and the
+panels, wires them together, and owns menus, the status bar, recipe files and the remembered window state.
+It holds no facts of its own: the recipe lives in the document, runs in the runs folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torchvision
+from PySide6 import __version__ as pyside_version
+from PySide6.QtCore import QTimer, Slot, qVersion
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+
+import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
+
+from engine import __version__ as thaw_version
+from engine.errors import RecipeError
+from engine.presets import STRATEGIES, make_recipe
+from engine.recipe import Recipe
+from engine.runs import checkpoint_path
+from gui.document import RecipeDocument
+from gui.panels.data_panel import DataPanel
+from gui.panels.inference_panel import InferencePanel
+from gui.panels.model_panel import ModelPanel
+from gui.panels.optimizer_panel import OptimizerPanel
+from gui.panels.phases_panel import PhasesPanel
+from gui.panels.runs_panel import RunsPanel
+from gui.panels.training_panel import TrainingPanel, expected_device
+from gui.settings import StudioSettings
+from gui.worker import TrainingController
+
+RECIPE_FILTER = "Thaw recipe (*.json);;All files (*)"
+STATUS_INTERVAL_MS = 1000
+STOP_ON_QUIT_TIMEOUT_MS = 120_000
+
+
+def process_memory_bytes() -> tuple[int, bool] | None:
+    """(bytes, is_peak): the resident memory of this process from /proc, else the peak from `resource`."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"), False
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (peak if sys.platform == "darwin" else peak * 1024), True  # macOS reports bytes, Linux KiB
+
+
+def memory_text() -> str:
+    parts = []
+    memory = process_memory_bytes()
+    if memory is not None:
+        amount, is_peak = memory
+        parts.append(f"{'peak ' if is_peak else ''}RAM {amount / 2**20:,.0f} MB")
+    if torch.cuda.is_initialized():  # never initialise CUDA just to show a number
+        parts.append(f"GPU {torch.cuda.memory_allocated() / 2**20:,.0f} MB "
+                     f"(reserved {torch.cuda.memory_reserved() / 2**20:,.0f} MB)")
+    return " · ".join(parts)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, document: RecipeDocument | None = None, settings: StudioSettings | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.document = document or RecipeDocument()
+        self.settings = settings or StudioSettings()
+        self.controller = TrainingController(self)
+        self._closing_after_stop = False
+
+        d = self.document
+        self.data_panel = DataPanel(d)
+        self.model_panel = ModelPanel(d)
+        self.optimizer_panel = OptimizerPanel(d)
+        self.phases_panel = PhasesPanel(d)
+        self.training_panel = TrainingPanel(d, self.controller)
+        self.runs_panel = RunsPanel(d)
+        self.inference_panel = InferencePanel(d)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("mainTabs")
+        for panel, title, name in (
+                (self.data_panel, "Data", "dataPanel"), (self.model_panel, "Model", "modelPanel"),
+                (self.optimizer_panel, "Optimizer", "optimizerPanel"), (self.phases_panel, "Phases", "phasesPanel"),
+                (self.training_panel, "Training", "trainingPanel"), (self.runs_panel, "Runs", "runsPanel"),
+                (self.inference_panel, "Inference", "inferencePanel")):
+            if not panel.objectName():
+                panel.setObjectName(name)
+            self.tabs.addTab(panel, title)
+        self.setCentralWidget(self.tabs)
+
+        self._build_menus()
+        self._build_status_bar()
+        self._wire_panels()
+        self._restore_settings()
+        self._update_title()
+        self.setWindowModified(False)
+
+    # --- construction ---------------------------------------------------------------------------------------------
+    def _action(self, name: str, text: str, slot, shortcut: QKeySequence | str | None = None,
+                tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.newRecipeAction = self._action("newRecipeAction", "&New recipe", self.new_recipe,
+                                            QKeySequence.StandardKey.New)
+        self.openRecipeAction = self._action("openRecipeAction", "&Open recipe…", self._on_open_recipe, "Ctrl+O")
+        self.saveRecipeAction = self._action("saveRecipeAction", "&Save recipe", self._on_save_recipe, "Ctrl+S")
+        self.saveRecipeAsAction = self._action("saveRecipeAsAction", "Save recipe &as…", self._on_save_recipe_as,
+                                               QKeySequence.StandardKey.SaveAs)
+        self.quitAction = self._action("quitAction", "&Quit", self.close, "Ctrl+Q")
+        for action in (self.newRecipeAction, self.openRecipeAction, self.saveRecipeAction, self.saveRecipeAsAction):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quitAction)
+
+        strategy_menu = bar.addMenu("&Strategy")
+        self.strategy_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        for name, description in STRATEGIES.items():
+            action = self._action(f"strategyAction_{name}", name.replace("_", " ").capitalize(),
+                                  lambda _checked=False, s=name: self.apply_strategy(s), tip=description)
+            action.setToolTip(description)
+            action.setCheckable(True)
+            group.addAction(action)
+            strategy_menu.addAction(action)
+            self.strategy_actions[name] = action
+
+        run_menu = bar.addMenu("&Run")
+        panel = self.training_panel
+        self.startRunAction = self._action("startRunAction", "&Start", self._on_start_run, "Ctrl+Return",
+                                           "Train the current recipe")
+        self.pauseRunAction = self._action("pauseRunAction", "&Pause", panel.toggle_pause, "Ctrl+P",
+                                           "Pause or resume the run")
+        self.stopRunAction = self._action("stopRunAction", "S&top", panel.stop_run, "Ctrl+.",
+                                          "Stop after the current batch; a checkpoint is saved")
+        self.resumeRunAction = self._action("resumeRunAction", "&Resume last run", self._on_resume_last_run,
+                                            "Ctrl+Shift+Return", "Continue the last stopped run")
+        for action in (self.startRunAction, self.pauseRunAction, self.stopRunAction, self.resumeRunAction):
+            run_menu.addAction(action)
+
+        help_menu = bar.addMenu("&Help")
+        self.aboutAction = self._action("aboutAction", "&About Thaw", self._on_about)
+        help_menu.addAction(self.aboutAction)
+
+    def _build_status_bar(self) -> None:
+        device, warning = expected_device("auto")
+        self.deviceStatusLabel = QLabel(f"Device: {device}" + (" (no GPU found)" if warning else ""))
+        self.deviceStatusLabel.setObjectName("deviceStatusLabel")
+        self.deviceStatusLabel.setToolTip(warning or "Where training runs with device 'auto'")
+        self.memoryStatusLabel = QLabel()
+        self.memoryStatusLabel.setObjectName("memoryStatusLabel")
+        self.statusBar().addPermanentWidget(self.deviceStatusLabel)
+        self.statusBar().addPermanentWidget(self.memoryStatusLabel)
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(STATUS_INTERVAL_MS)
+        self._status_timer.timeout.connect(self._update_memory)
+        self._status_timer.start()
+        self._update_memory()
+
+    def _wire_panels(self) -> None:
+        d, c = self.document, self.controller
+        d.recipe_changed.connect(self._on_recipe_changed)
+        d.path_changed.connect(self._update_title)
+        c.running_changed.connect(self._on_running_changed)
+        c.paused_changed.connect(self._on_paused_changed)
+        c.freeze_verified.connect(self._on_freeze_verified)
+        self.training_panel.run_ended.connect(self._on_run_ended)
+        self.runs_panel.checkpoint_chosen.connect(self._on_checkpoint_chosen)
+        app = QApplication.instance()
+        if app is not None:
+            # Any other way out (Ctrl+C, app.quit()) must still not destroy a running thread.
+            app.aboutToQuit.connect(self._on_about_to_quit)
+        self._on_running_changed(False)
+        self._on_recipe_changed()
+
+    # --- recipe files ----------------------------------------------------------------------------------------
+    @Slot()
+    def new_recipe(self) -> None:
+        """A fresh feature-extraction recipe for the same data folder."""
+        root = self.document.recipe.data.root
+        self.document.set_recipe(make_recipe("feature_extraction", "resnet18", root, epochs=5))
+        self.document.set_path("")
+        self.setWindowModified(False)
+
+    def open_recipe(self, path: str) -> bool:
+        try:
+            recipe = Recipe.load(path)
+        except RecipeError as exc:
+            self._show_error("Cannot open recipe", f"{path}\n\n{exc}")
+            return False
+        except OSError as exc:
+            self._show_error("Cannot open recipe", f"{path}\n\n{exc}")
+            return False
+        self.document.set_recipe(recipe)
+        self.document.set_path(str(path))
+        self.settings.set_last_folder("recipe", str(Path(path).parent))
+        self.setWindowModified(False)
+        return True
+
+    def save_recipe(self, path: str) -> bool:
+        try:
+            recipe = self.document.recipe.copy()  # validates: an invalid recipe is not written
+            recipe.save(path)
+        except RecipeError as exc:
+            self._show_error("Cannot save recipe", f"The recipe is not valid: {exc}")
+            return False
+        except OSError as exc:
+            self._show_error("Cannot save recipe", f"{path}\n\n{exc}")
+            return False
+        self.document.set_path(str(path))
+        self.settings.set_last_folder("recipe", str(Path(path).parent))
+        self.setWindowModified(False)
+        return True
+
+    @Slot()
+    def _on_open_recipe(self) -> None:
+        path = self._ask_open_path()
+        if path:
+            self.open_recipe(path)
+
+    @Slot()
+    def _on_save_recipe(self) -> None:
+        if self.document.path:
+            self.save_recipe(self.document.path)
+        else:
+            self._on_save_recipe_as()
+
+    @Slot()
+    def _on_save_recipe_as(self) -> None:
+        path = self._ask_save_path()
+        if path:
+            self.save_recipe(path if path.lower().endswith(".json") else path + ".json")
+
+    def _ask_open_path(self) -> str:
+        path, _ = QFileDialog.getOpenFileName(self, "Open recipe", self.settings.last_folder("recipe"), RECIPE_FILTER)
+        return path
+
+    def _ask_save_path(self) -> str:
+        start = self.document.path or str(Path(self.settings.last_folder("recipe") or Path.home())
+                                          / f"{self.document.recipe.name}.json")
+        path, _ = QFileDialog.getSaveFileName(self, "Save recipe", start, RECIPE_FILTER)
+        return path
+
+    def set_data_root(self, folder: str) -> None:
+        self.data_panel.set_data_folder(folder)
+
+    def apply_strategy(self, strategy: str) -> None:
+        """Replace the recipe's phases by a strategy preset (the Model tab's rule: data, model, epochs kept)."""
+        self.model_panel.apply_strategy(strategy)
+
+    def _show_error(self, title: str, message: str) -> None:
+        QMessageBox.warning(self, title, message)
+
+    # --- runs ------------------------------------------------------------------------------------------------
+    @Slot()
+    def _on_start_run(self) -> None:
+        self.tabs.setCurrentWidget(self.training_panel)
+        self.training_panel.start_run()
+
+    @Slot()
+    def _on_resume_last_run(self) -> None:
+        self.tabs.setCurrentWidget(self.training_panel)
+        self.training_panel.resume_last_run()
+
+    @Slot(bool)
+    def _on_running_changed(self, running: bool) -> None:
+        self.startRunAction.setEnabled(not running)
+        self.pauseRunAction.setEnabled(running)
+        self.stopRunAction.setEnabled(running)
+        self.resumeRunAction.setEnabled(not running and bool(self.training_panel.resumable_run))
+        if not running:
+            self._on_paused_changed(False)
+            if self._closing_after_stop:
+                self.close()
+
+    @Slot(bool)
+    def _on_paused_changed(self, paused: bool) -> None:
+        self.pauseRunAction.setText("Res&ume" if paused else "&Pause")
+
+    @Slot(object)
+    def _on_freeze_verified(self, d: dict) -> None:
+        self.model_panel.show_freeze_verification(d["phase_index"], d["moved"], d["checked_tensors"])
+
+    @Slot(str, str)
+    def _on_run_ended(self, run_dir: str, status: str) -> None:
+        self.runs_panel.refresh()
+        self.inference_panel.refresh_checkpoints()
+        self.resumeRunAction.setEnabled(not self.controller.is_running and bool(self.training_panel.resumable_run))
+        if run_dir:
+            self.runs_panel.select_run(run_dir)
+        best = checkpoint_path(run_dir, "best") if run_dir else None
+        if status in ("finished", "early_stopped") and best is not None and best.is_file():
+            self.inference_panel.set_checkpoint(str(best))  # the newest model is ready to try
+
+    @Slot(str)
+    def _on_checkpoint_chosen(self, path: str) -> None:
+        self.inference_panel.set_checkpoint(path)
+        self.tabs.setCurrentWidget(self.inference_panel)
+
+    # --- title, status, about --------------------------------------------------------------------------------
+    @Slot()
+    def _on_recipe_changed(self) -> None:
+        self.setWindowModified(True)
+        self._update_title()
+        strategy = self.strategy_actions.get(self.document.recipe.strategy)
+        for action in self.strategy_actions.values():
+            action.setChecked(action is strategy)
+
+    def _update_title(self, *_args) -> None:
+        self.setWindowTitle(f"Thaw — {self.document.recipe.name}[*]")
+
+    @Slot()
+    def _update_memory(self) -> None:
+        self.memoryStatusLabel.setText(memory_text())
+
+    def about_text(self) -> str:
+        device, warning = expected_device("auto")
+        return (f"<h3>Thaw {thaw_version}</h3><p>A studio for transfer learning and fine-tuning of image "
+                f"classifiers.</p><p>torch {torch.__version__} · torchvision {torchvision.__version__}<br>"
+                f"PySide6 {pyside_version} (Qt {qVersion()}) · pyqtgraph {pg.__version__}<br>"
+                f"Device: {device}{' — ' + warning if warning else ''}</p>")
+
+    @Slot()
+    def _on_about(self) -> None:
+        QMessageBox.about(self, "About Thaw", self.about_text())
+
+    # --- settings and closing --------------------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        self.settings.restore_window(self)
+        name = self.settings.current_tab
+        for i in range(self.tabs.count()):
+            if self.tabs.widget(i).objectName() == name:
+                self.tabs.setCurrentIndex(i)
+
+    def _save_settings(self) -> None:
+        self.settings.save_window(self)
+        self.settings.current_tab = self.tabs.currentWidget().objectName()
+        self.settings.sync()
+
+    def _confirm_close(self) -> bool:
+        """Ask whether to stop the active run (its checkpoint is saved) and close. Tests replace this."""
+        box = QMessageBox(QMessageBox.Icon.Question, "A run is in progress",
+                          "Training is still running. Stop it and close? A checkpoint is saved, so the run can be "
+                          "resumed later.", parent=self)
+        stop = box.addButton("Stop and save", QMessageBox.ButtonRole.AcceptRole)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(cancel)
+        box.exec()
+        return box.clickedButton() is stop
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        if self.controller.is_running:
+            # Close once the run has stopped and its checkpoint is written; the window stays responsive meanwhile.
+            event.ignore()
+            if not self._closing_after_stop and self._confirm_close():
+                self._closing_after_stop = True
+                self.statusBar().showMessage("Stopping the run and saving a checkpoint …")
+                self.training_panel.stop_run()
+            return
+        self._closing_after_stop = False
+        self._status_timer.stop()
+        for panel in (self.data_panel, self.inference_panel):
+            panel.shutdown()
+        self._save_settings()
+        super().closeEvent(event)
+
+    @Slot()
+    def _on_about_to_quit(self) -> None:
+        self.controller.stop_and_wait(STOP_ON_QUIT_TIMEOUT_MS)

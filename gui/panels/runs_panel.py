@@ -1,0 +1,370 @@
+"""The Runs tab: every run in the runs folder as a sortable table; selected runs compared side by side.
+
+Selecting two runs answers the lesson's exercise "compare feature extraction and fine-tuning: accuracy and
+training time" in one view: their validation accuracy per epoch overlaid, their wall times as bars, and a
+sentence with the accuracy difference and the speed ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal, Slot
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton,
+                               QSplitter, QTableView, QVBoxLayout, QWidget)
+
+import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
+
+from engine.errors import RecipeError
+from engine.recipe import Recipe
+from engine.runs import RECIPE_FILE, RunRecord, checkpoint_path, list_runs, read_metrics
+from gui.document import RecipeDocument
+from gui.panels.training_panel import format_duration, series_color
+from gui.worker import runs_root_for
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    value: Callable[[RunRecord], Any]
+    text: Callable[[Any], str] = str
+
+
+COLUMNS = (
+    Column("Name", lambda r: r.name),
+    Column("Strategy", lambda r: r.strategy),
+    Column("Model", lambda r: r.arch),
+    Column("Status", lambda r: r.status),
+    Column("Best val acc", lambda r: r.best_val_acc, _percent),
+    Column("Final val acc", lambda r: r.final_val_acc, _percent),
+    Column("Wall time", lambda r: r.wall_seconds, format_duration),
+    Column("Trainable params", lambda r: r.trainable_params, lambda v: f"{v:,}"),
+    Column("Device", lambda r: r.device),
+    Column("Started", lambda r: r.started),
+)
+STARTED_COLUMN = len(COLUMNS) - 1
+
+
+class RunsTableModel(QAbstractTableModel):
+    """A Qt table over a list of RunRecords (the engine's view of the runs folder). Sorting keeps selections."""
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._records: list[RunRecord] = []
+
+    def set_records(self, records: list[RunRecord]) -> None:
+        self.beginResetModel()
+        self._records = list(records)
+        self.endResetModel()
+
+    def record(self, row: int) -> RunRecord:
+        return self._records[row]
+
+    def row_of(self, path: str) -> int:
+        return next((i for i, r in enumerate(self._records) if r.path == path), -1)
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802 - Qt's signature
+        return 0 if parent.isValid() else len(self._records)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section].title
+        return None
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        record, column = self._records[index.row()], COLUMNS[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            value = column.value(record)
+            return "—" if value is None else column.text(value)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return record.path
+        if role == Qt.ItemDataRole.TextAlignmentRole and isinstance(column.value(record), (int, float)):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        value = COLUMNS[column].value
+        self.layoutAboutToBeChanged.emit()
+        persistent = self.persistentIndexList()
+        moved = [(self._records[i.row()], i.column()) for i in persistent]
+        known = sorted((r for r in self._records if value(r) is not None), key=value,
+                       reverse=order == Qt.SortOrder.DescendingOrder)
+        self._records = known + [r for r in self._records if value(r) is None]  # unknown values last
+        rows = {id(r): i for i, r in enumerate(self._records)}
+        self.changePersistentIndexList(persistent, [self.index(rows[id(r)], c) for r, c in moved])
+        self.layoutChanged.emit()
+
+
+def seconds_per_epoch(record: RunRecord) -> float | None:
+    if not record.wall_seconds or not record.epochs_done:
+        return None
+    return record.wall_seconds / record.epochs_done
+
+
+def comparison_text(records: list[RunRecord]) -> str:
+    """A few lines a user can read aloud: each run's best accuracy and time; who is more accurate, who faster."""
+    lines = []
+    for r in records:
+        best = _percent(r.best_val_acc) if r.best_val_acc is not None else "—"
+        wall = format_duration(r.wall_seconds) if r.wall_seconds is not None else "—"
+        per_epoch = seconds_per_epoch(r)
+        pace = f", {per_epoch:.1f} s/epoch" if per_epoch is not None else ""
+        lines.append(f"{r.name} ({r.strategy}, {r.arch}): best val acc {best}, {wall} for {r.epochs_done} "
+                     f"epochs{pace}")
+    scored = [r for r in records if r.best_val_acc is not None]
+    if len(scored) >= 2:
+        top = max(scored, key=lambda r: r.best_val_acc)
+        low = min(scored, key=lambda r: r.best_val_acc)
+        lines.append(f"Most accurate: {top.name} ({top.strategy}), {100 * (top.best_val_acc - low.best_val_acc):+.1f} "
+                     f"points over {low.name} ({low.strategy}).")
+    timed = [r for r in records if seconds_per_epoch(r)]
+    if len(timed) >= 2:
+        fast = min(timed, key=seconds_per_epoch)
+        slow = max(timed, key=seconds_per_epoch)
+        lines.append(f"Fastest per epoch: {fast.name} ({fast.strategy}), "
+                     f"{seconds_per_epoch(slow) / seconds_per_epoch(fast):.1f}× faster than {slow.name} "
+                     f"({slow.strategy}).")
+    return "\n".join(lines)
+
+
+class RunComparison(QWidget):
+    """Validation accuracy per epoch of the selected runs overlaid, their wall times as bars, and a summary."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.runsComparePlot = pg.PlotWidget(title="Validation accuracy")
+        self.runsComparePlot.setObjectName("runsComparePlot")
+        self.runsComparePlot.setBackground("w")
+        self.runsComparePlot.showGrid(x=True, y=True, alpha=0.3)
+        self.runsComparePlot.setLabel("bottom", "epoch")
+        self.runsComparePlot.setLabel("left", "val accuracy (%)")
+        self._legend = self.runsComparePlot.addLegend(offset=(-10, 10))
+        self.runsTimePlot = pg.PlotWidget(title="Wall time")
+        self.runsTimePlot.setObjectName("runsTimePlot")
+        self.runsTimePlot.setBackground("w")
+        self.runsTimePlot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.runsTimePlot.invertY(True)  # the first selected run on top, as in the table
+        self._bars = pg.BarGraphItem(x0=0, y=[], width=[], height=0.6, pen=None)  # horizontal: names fit on the y axis
+        self.runsTimePlot.addItem(self._bars)
+        self.runsSummaryLabel = QLabel("Select two or more runs to compare their accuracy and training time.")
+        self.runsSummaryLabel.setObjectName("runsSummaryLabel")
+        self.runsSummaryLabel.setWordWrap(True)
+        self.runsSummaryLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._curves: list[pg.PlotDataItem] = []
+
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        plots.addWidget(self.runsComparePlot)
+        plots.addWidget(self.runsTimePlot)
+        plots.setStretchFactor(0, 3)
+        plots.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(plots, 1)
+        layout.addWidget(self.runsSummaryLabel)
+
+    def accuracy_curves(self) -> list[pg.PlotDataItem]:
+        """The curves that currently show a run (one per selected run)."""
+        return [c for c in self._curves if c.isVisible()]
+
+    def show_runs(self, records: list[RunRecord]) -> None:
+        for i, record in enumerate(records):
+            rows = [row for row in read_metrics(record.path) if row.get("val_acc") is not None]
+            curve = self._curve(i)
+            curve.setData([row["epoch"] for row in rows], [100 * row["val_acc"] for row in rows])
+            self._legend.removeItem(curve)
+            self._legend.addItem(curve, f"{record.name} ({record.strategy})")
+            curve.show()
+        for curve in self._curves[len(records):]:
+            curve.setData([], [])
+            self._legend.removeItem(curve)
+            curve.hide()
+        self._show_times(records)
+        if len(records) >= 2:
+            self.runsSummaryLabel.setText(comparison_text(records))
+        elif records:
+            self.runsSummaryLabel.setText(comparison_text(records) + "\nSelect another run to compare.")
+        else:
+            self.runsSummaryLabel.setText("Select two or more runs to compare their accuracy and training time.")
+
+    def bar_lengths(self) -> list[float]:
+        return list(self._bars.opts["width"])
+
+    def _show_times(self, records: list[RunRecord]) -> None:
+        seconds = [r.wall_seconds or 0.0 for r in records]
+        unit, scale = ("h", 3600) if max(seconds, default=0) > 7200 else (
+            ("min", 60) if max(seconds, default=0) > 120 else ("s", 1))
+        colors = [self._color(i) for i in range(len(records))]
+        self._bars.setOpts(x0=0, y=list(range(len(records))), width=[s / scale for s in seconds], height=0.6,
+                           brushes=colors)
+        self.runsTimePlot.setLabel("bottom", f"wall time ({unit})")
+        self.runsTimePlot.getAxis("left").setTicks([[(i, r.strategy) for i, r in enumerate(records)]])
+
+    def _curve(self, i: int) -> pg.PlotDataItem:
+        while len(self._curves) <= i:
+            color = self._color(len(self._curves))
+            curve = self.runsComparePlot.plot([], [], pen=pg.mkPen(color, width=2), symbol="o", symbolSize=6,
+                                              symbolBrush=color, symbolPen=None)
+            curve.setClipToView(True)
+            curve.setDownsampling(auto=True, method="peak")
+            self._curves.append(curve)
+        return self._curves[i]
+
+    @staticmethod
+    def _color(i: int):
+        return series_color(i)
+
+
+class RunsPanel(QWidget):
+    """The runs table, the comparison of the selected runs, and actions on a run (open its recipe, use it)."""
+
+    checkpoint_chosen = Signal(str)  # a checkpoint file for the inference tab
+
+    def __init__(self, document: RecipeDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("runsPanel")
+        self._document = document
+        self._root: Path | None = None
+        self.show_error_dialogs = True  # False: errors are not shown in a dialog (tests)
+
+        self.runsRootLabel = QLabel()
+        self.runsRootLabel.setObjectName("runsRootLabel")
+        self.runsRootLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.refreshRunsButton = self._button("refreshRunsButton", "Refresh", "Read the runs folder again")
+        self.openRecipeButton = self._button("openRecipeButton", "Open recipe",
+                                             "Load the selected run's recipe into the editor, to re-run or change it")
+        self.useCheckpointButton = self._button("useCheckpointButton", "Use for inference",
+                                                "Classify images with the selected run's best checkpoint")
+        self.model = RunsTableModel(self)
+        self.runsTable = QTableView()
+        self.runsTable.setObjectName("runsTable")
+        self.runsTable.setModel(self.model)
+        self.runsTable.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.runsTable.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.runsTable.setSortingEnabled(True)
+        self.runsTable.sortByColumn(STARTED_COLUMN, Qt.SortOrder.DescendingOrder)
+        self.runsTable.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.runsTable.verticalHeader().hide()
+        self.comparison = RunComparison()
+        self._layout()
+
+        self.refreshRunsButton.clicked.connect(self.refresh)
+        self.openRecipeButton.clicked.connect(self._on_open_recipe)
+        self.useCheckpointButton.clicked.connect(self._on_use_checkpoint)
+        self.runsTable.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        document.recipe_changed.connect(self._on_recipe_changed)
+        self._on_recipe_changed()
+
+    def _button(self, name: str, text: str, tip: str) -> QPushButton:
+        button = QPushButton(text)
+        button.setObjectName(name)
+        button.setToolTip(tip)
+        return button
+
+    def _layout(self) -> None:
+        top = QHBoxLayout()
+        top.addWidget(self.runsRootLabel, 1)
+        for button in (self.refreshRunsButton, self.openRecipeButton, self.useCheckpointButton):
+            top.addWidget(button)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.runsTable)
+        splitter.addWidget(self.comparison)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+
+    # --- convenience for tests and the main window -----------------------------------------------------------
+    @property
+    def runsComparePlot(self) -> pg.PlotWidget:  # noqa: N802 - named like the widget's objectName
+        return self.comparison.runsComparePlot
+
+    @property
+    def runsTimePlot(self) -> pg.PlotWidget:  # noqa: N802
+        return self.comparison.runsTimePlot
+
+    @property
+    def runs_root(self) -> Path | None:
+        return self._root
+
+    def selected_runs(self) -> list[RunRecord]:
+        rows = sorted(i.row() for i in self.runsTable.selectionModel().selectedRows())
+        return [self.model.record(row) for row in rows]
+
+    def select_run(self, run_dir: str) -> None:
+        row = self.model.row_of(run_dir)
+        if row >= 0:
+            self.runsTable.selectRow(row)
+
+    # --- refreshing ---------------------------------------------------------------------------------------------
+    @Slot()
+    def refresh(self) -> None:
+        """Read the runs folder again, keeping the selection and the sort order."""
+        selected = [r.path for r in self.selected_runs()]
+        self.model.set_records(list_runs(self._root))
+        header = self.runsTable.horizontalHeader()
+        self.model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
+        selection = self.runsTable.selectionModel()
+        for path in selected:
+            row = self.model.row_of(path)
+            if row >= 0:
+                selection.select(self.model.index(row, 0), selection.SelectionFlag.Select
+                                 | selection.SelectionFlag.Rows)
+        self._on_selection_changed()
+
+    @Slot()
+    def _on_recipe_changed(self) -> None:
+        root = runs_root_for(self._document.recipe)
+        if root != self._root:
+            self._root = root
+            self.runsRootLabel.setText(f"Runs folder: {root}")
+            self.refresh()
+
+    def _on_selection_changed(self, *_args) -> None:
+        runs = self.selected_runs()
+        self.comparison.show_runs(runs)
+        self.openRecipeButton.setEnabled(len(runs) == 1)
+        self.useCheckpointButton.setEnabled(len(runs) == 1 and bool(self._checkpoint_of(runs[0])))
+
+    # --- actions on the selected run ------------------------------------------------------------------------------
+    @staticmethod
+    def _checkpoint_of(record: RunRecord) -> str:
+        for kind in ("best", "last"):
+            path = checkpoint_path(record.path, kind)
+            if path.is_file():
+                return str(path)
+        return ""
+
+    @Slot()
+    def _on_open_recipe(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) != 1:
+            return
+        path = Path(runs[0].path) / RECIPE_FILE
+        try:
+            recipe = Recipe.load(path)
+        except RecipeError as exc:
+            self._show_error("Cannot open the run's recipe", f"{path}:\n{exc}")
+            return
+        self._document.set_recipe(recipe)
+        self._document.set_path("")  # a run's recipe is a starting point: saving it asks for a new file
+
+    @Slot()
+    def _on_use_checkpoint(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) == 1 and self._checkpoint_of(runs[0]):
+            self.checkpoint_chosen.emit(self._checkpoint_of(runs[0]))
+
+    def _show_error(self, title: str, message: str) -> None:
+        if self.show_error_dialogs:
+            box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+            box.open()

@@ -1,0 +1,588 @@
+"""The Training tab: start, pause, stop and resume a run; live curves, progress, device, log, freeze check.
+
+The panel reads the recipe from the document and drives the run through a TrainingController (which the main
+window owns, so that closing the window can stop the run). Everything it shows arrives as controller signals
+with plain payloads (see gui/worker.py).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
+                               QSplitter, QVBoxLayout, QWidget)
+
+import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
+
+from engine.devices import pick_device
+from engine.errors import RecipeError
+from engine.runs import checkpoint_path, list_runs, read_metrics
+from gui.document import RecipeDocument
+from gui.worker import TrainingController, runs_root_for
+
+# A qualitative palette (matplotlib's tab10) that reads well on white; series i takes colour i.
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+SMOOTHING = 0.98  # EMA factor of the smoothed batch loss (debiased, as fastai's Recorder does)
+PROGRESS_STEPS = 1000  # the progress bar counts per-mille of the whole run
+
+
+def expected_device(requested: str = "auto") -> tuple[str, str]:
+    """(what a run would train on, a warning or "") for a recipe's `device` field."""
+    try:
+        device, warning = pick_device(requested)
+    except RecipeError as exc:
+        return requested, exc.message
+    if device.type == "cuda":
+        return f"CUDA ({torch.cuda.get_device_name(device)})", warning
+    if device.type == "mps":
+        return "MPS (Apple GPU)", warning
+    return device.type.upper(), warning
+
+
+def series_color(i: int) -> tuple[int, int, int]:
+    return PALETTE[i % len(PALETTE)]
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class GrowingSeries:
+    """x/y float arrays that grow by doubling, so appending is cheap and setData gets views, not copies."""
+
+    def __init__(self, capacity: int = 256):
+        self._x = np.empty(capacity)
+        self._y = np.empty(capacity)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, x: float, y: float) -> None:
+        if self._n == len(self._x):
+            self._x = np.concatenate([self._x, np.empty(len(self._x))])
+            self._y = np.concatenate([self._y, np.empty(len(self._y))])
+        self._x[self._n], self._y[self._n] = x, y
+        self._n += 1
+
+    def clear(self) -> None:
+        self._n = 0
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self._n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self._n]
+
+
+def _new_plot(object_name: str, title: str, y_label: str) -> pg.PlotWidget:
+    plot = pg.PlotWidget(title=title)
+    plot.setObjectName(object_name)
+    plot.setBackground("w")
+    plot.showGrid(x=True, y=True, alpha=0.3)
+    plot.setLabel("bottom", "epoch")
+    plot.setLabel("left", y_label)
+    plot.addLegend(offset=(-10, 10))
+    return plot
+
+
+def _new_curve(plot: pg.PlotWidget, name: str, color, width: float = 2, symbol: str | None = None
+               ) -> pg.PlotDataItem:
+    curve = plot.plot([], [], name=name, pen=pg.mkPen(color, width=width), symbol=symbol, symbolSize=6,
+                      symbolBrush=color, symbolPen=None)
+    curve.setClipToView(True)
+    curve.setDownsampling(auto=True, method="peak")
+    return curve
+
+
+class TrainingCurves(QWidget):
+    """Loss, accuracy and learning-rate plots of one run, with the phase boundaries marked on each.
+
+    x is in epochs: a batch point sits at epoch + (batch + 1) / batches, an epoch's metrics at epoch + 1.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.lossPlot = _new_plot("lossPlot", "Loss", "loss")
+        self.accuracyPlot = _new_plot("accuracyPlot", "Accuracy", "accuracy (%)")
+        self.lrPlot = _new_plot("lrPlot", "Learning rate per group", "lr")
+        self.lrPlot.setLogMode(y=True)
+        self.lrPlot.getAxis("left").enableAutoSIPrefix(False)  # "lr (x0.001)" on a log axis only confuses
+        self.smoothed_loss_curve = _new_curve(self.lossPlot, "train loss (smoothed, per batch)", (150, 150, 150), 1)
+        self.train_loss_curve = _new_curve(self.lossPlot, "train loss", series_color(0), symbol="o")
+        self.val_loss_curve = _new_curve(self.lossPlot, "val loss", series_color(1), symbol="o")
+        self.train_acc_curve = _new_curve(self.accuracyPlot, "train accuracy", series_color(0), symbol="o")
+        self.val_acc_curve = _new_curve(self.accuracyPlot, "val accuracy", series_color(1), symbol="o")
+        self.lr_curves: dict[str, pg.PlotDataItem] = {}
+        self._series = {curve: GrowingSeries() for curve in self._epoch_curves() + [self.smoothed_loss_curve]}
+        self._lr_series: dict[str, GrowingSeries] = {}
+        self._phase_lines: list[tuple[pg.PlotWidget, pg.InfiniteLine]] = []
+        self._loss_average = 0.0
+        self._loss_count = 0
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):
+            splitter.addWidget(plot)
+        layout.addWidget(splitter)
+
+    def _epoch_curves(self) -> list[pg.PlotDataItem]:
+        return [self.train_loss_curve, self.val_loss_curve, self.train_acc_curve, self.val_acc_curve]
+
+    def reset(self) -> None:
+        for curve, series in self._series.items():
+            series.clear()
+            curve.setData([], [])
+        for curve in self.lr_curves.values():  # the next run may have other groups
+            self.lrPlot.removeItem(curve)
+        self.lr_curves.clear()
+        self._lr_series.clear()
+        for plot, line in self._phase_lines:
+            plot.removeItem(line)
+        self._phase_lines.clear()
+        self._loss_average, self._loss_count = 0.0, 0
+
+    def mark_phases(self, start_epochs: list[int], names: list[str]) -> None:
+        for start, name in zip(start_epochs, names):
+            for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):
+                line = pg.InfiniteLine(pos=start, angle=90, movable=False,
+                                       pen=pg.mkPen((120, 120, 120), width=1, style=Qt.PenStyle.DashLine),
+                                       label=name, labelOpts={"position": 0.92, "color": (80, 80, 80)})
+                plot.addItem(line)
+                self._phase_lines.append((plot, line))
+
+    def add_batches(self, batches: list[dict]) -> None:
+        smoothed = self._series[self.smoothed_loss_curve]
+        touched: set[str] = set()
+        for b in batches:
+            x = b["epoch"] + (b["batch"] + 1) / max(1, b["batches"])
+            self._loss_count += 1
+            self._loss_average = SMOOTHING * self._loss_average + (1 - SMOOTHING) * b["loss"]
+            smoothed.append(x, self._loss_average / (1 - SMOOTHING ** self._loss_count))
+            for group, lr in b["lrs"].items():
+                if lr > 0:  # the lr plot is logarithmic
+                    self._lr_series_for(group).append(x, lr)
+                    touched.add(group)
+        self.smoothed_loss_curve.setData(smoothed.x, smoothed.y)
+        for group in touched:
+            self.lr_curves[group].setData(self._lr_series[group].x, self._lr_series[group].y)
+
+    def _lr_series_for(self, group: str) -> GrowingSeries:
+        if group not in self.lr_curves:
+            self.lr_curves[group] = _new_curve(self.lrPlot, group, series_color(len(self.lr_curves)))
+            self._lr_series[group] = GrowingSeries()
+        return self._lr_series[group]
+
+    def add_epoch(self, epoch: int, train_loss: float, val_loss: float, train_acc: float, val_acc: float) -> None:
+        """Metrics of global epoch `epoch` (0-based); accuracies 0..1."""
+        x = epoch + 1
+        for curve, y in ((self.train_loss_curve, train_loss), (self.val_loss_curve, val_loss),
+                         (self.train_acc_curve, 100 * train_acc), (self.val_acc_curve, 100 * val_acc)):
+            series = self._series[curve]
+            series.append(x, y)
+            curve.setData(series.x, series.y)
+
+
+class RunProgress(QWidget):
+    """The progress bar over the whole run and a line with epoch, batch, images/s and ETA."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.trainProgress = QProgressBar()
+        self.trainProgress.setObjectName("trainProgress")
+        self.trainProgress.setRange(0, PROGRESS_STEPS)
+        self.trainProgress.setValue(0)
+        self.progressLabel = QLabel("No run yet")
+        self.progressLabel.setObjectName("progressLabel")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.trainProgress)
+        layout.addWidget(self.progressLabel)
+        self._total_epochs = 1
+        self._start_fraction = 0.0
+        self._started = 0.0
+
+    def start(self, total_epochs: int, start_epoch: int) -> None:
+        self._total_epochs = max(1, total_epochs)
+        self._start_fraction = start_epoch / self._total_epochs
+        self._started = time.monotonic()
+        self.trainProgress.setValue(round(self._start_fraction * PROGRESS_STEPS))
+        self.progressLabel.setText(f"Epoch {start_epoch + 1}/{total_epochs} · starting")
+
+    def show_batch(self, b: dict) -> None:
+        done = b["epoch"] + (b["batch"] + 1) / max(1, b["batches"])
+        fraction = min(1.0, done / self._total_epochs)
+        self.trainProgress.setValue(round(fraction * PROGRESS_STEPS))
+        self.progressLabel.setText(
+            f"Epoch {b['epoch'] + 1}/{self._total_epochs} · batch {b['batch'] + 1}/{b['batches']} · "
+            f"{b['images_per_second']:.0f} images/s · ETA {self._eta(fraction)}")
+
+    def _eta(self, fraction: float) -> str:
+        progressed = fraction - self._start_fraction
+        if progressed <= 0:
+            return "…"
+        elapsed = time.monotonic() - self._started
+        return format_duration(elapsed * (1 - fraction) / progressed)
+
+    def finish(self, text: str) -> None:
+        self.trainProgress.setValue(self.trainProgress.maximum())
+        self.progressLabel.setText(text)
+
+    def halt(self, text: str) -> None:
+        self.progressLabel.setText(text)
+
+
+class TrainingPanel(QWidget):
+    """Start/pause/stop/resume, live curves, progress, device, freeze verification and the run log."""
+
+    run_completed = Signal(str)  # run folder of a run that finished (or stopped early): best.pt exists
+    run_ended = Signal(str, str)  # run folder ("" if it never started), status finished/early_stopped/stopped/failed
+
+    def __init__(self, document: RecipeDocument, controller: TrainingController, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("trainingPanel")
+        self._document = document
+        self._controller = controller
+        self.show_error_dialogs = True  # False: failures go to the log only (tests)
+        self._error_box: QMessageBox | None = None
+        self._run_dir = ""
+        self._run_total_epochs = 0
+        self._phase_names: list[str] = []
+        self._freeze_lines: list[str] = []
+        self._resumable_run = ""
+        self._device_requested: str | None = None
+
+        self.startButton = self._button("startButton", "Start", "Train the current recipe (Ctrl+Return)")
+        self.pauseButton = self._button("pauseButton", "Pause", "Pause after the current batch")
+        self.stopButton = self._button("stopButton", "Stop", "Stop after the current batch and save a checkpoint "
+                                                             "(Ctrl+.)")
+        self.resumeRunButton = self._button("resumeRunButton", "Resume last run",
+                                            "Continue the last stopped run from its checkpoint")
+        self.deviceLabel = QLabel()
+        self.deviceLabel.setObjectName("deviceLabel")
+        self.deviceLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.curves = TrainingCurves()
+        self.progress = RunProgress()
+        self.freezeLabel = QLabel("Freeze verification: after each phase")
+        self.freezeLabel.setObjectName("freezeLabel")
+        self.freezeLabel.setWordWrap(True)
+        self.runLog = QPlainTextEdit()
+        self.runLog.setObjectName("runLog")
+        self.runLog.setReadOnly(True)
+        self.runLog.setMaximumBlockCount(10_000)
+        self._layout()
+
+        self.startButton.clicked.connect(self.start_run)
+        self.pauseButton.clicked.connect(self.toggle_pause)
+        self.stopButton.clicked.connect(self.stop_run)
+        self.resumeRunButton.clicked.connect(self.resume_last_run)
+        c = controller
+        c.running_changed.connect(self._on_running_changed)
+        c.paused_changed.connect(self._on_paused_changed)
+        c.data_prepared.connect(self._on_data_prepared)
+        c.download_progressed.connect(self._on_download_progressed)
+        c.cache_estimated.connect(self._on_cache_estimated)
+        c.cache_filled.connect(self._on_cache_filled)
+        c.features_progressed.connect(self._on_features_progressed)
+        c.features_cached.connect(self._on_features_cached)
+        c.run_started.connect(self._on_run_started)
+        c.phase_started.connect(self._on_phase_started)
+        c.batches_finished.connect(self._on_batches_finished)
+        c.epoch_finished.connect(self._on_epoch_finished)
+        c.freeze_verified.connect(self._on_freeze_verified)
+        c.run_finished.connect(self._on_run_finished)
+        c.run_stopped.connect(self._on_run_stopped)
+        c.run_failed.connect(self._on_run_failed)
+        document.recipe_changed.connect(self._on_recipe_changed)
+
+        self._set_resumable_run(self._newest_stopped_run())
+        self._on_recipe_changed()
+        self._on_running_changed(controller.is_running)
+
+    def _button(self, name: str, text: str, tip: str) -> QPushButton:
+        button = QPushButton(text)
+        button.setObjectName(name)
+        button.setToolTip(tip)
+        return button
+
+    def _layout(self) -> None:
+        buttons = QHBoxLayout()
+        for button in (self.startButton, self.pauseButton, self.stopButton, self.resumeRunButton):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.deviceLabel)
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.addWidget(self.progress)
+        side_layout.addWidget(self.freezeLabel)
+        side_layout.addWidget(QLabel("Log"))
+        side_layout.addWidget(self.runLog, 1)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.curves)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(splitter, 1)
+
+    # --- the plots, for tests and the main window -------------------------------------------------------------
+    @property
+    def lossPlot(self) -> pg.PlotWidget:  # noqa: N802 - named like the widget's objectName
+        return self.curves.lossPlot
+
+    @property
+    def accuracyPlot(self) -> pg.PlotWidget:  # noqa: N802
+        return self.curves.accuracyPlot
+
+    @property
+    def lrPlot(self) -> pg.PlotWidget:  # noqa: N802
+        return self.curves.lrPlot
+
+    @property
+    def trainProgress(self) -> QProgressBar:  # noqa: N802
+        return self.progress.trainProgress
+
+    @property
+    def resumable_run(self) -> str:
+        return self._resumable_run
+
+    # --- commands (buttons and the main window's Run menu) -------------------------------------------------
+    @Slot()
+    def start_run(self) -> None:
+        if self._controller.is_running:
+            return
+        self._run_dir = ""
+        self.log("─" * 24)
+        self.log(f"Starting '{self._document.recipe.name}' …")
+        self._controller.start(self._document.recipe)
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        if self._controller.is_paused:
+            self._controller.resume()
+        else:
+            self._controller.pause()
+
+    @Slot()
+    def stop_run(self) -> None:
+        if self._controller.is_running:
+            self.log("Stopping after the current batch; a checkpoint will be saved …")
+            self._controller.request_stop()
+
+    @Slot()
+    def resume_last_run(self) -> None:
+        if self._controller.is_running or not self._resumable_run:
+            return
+        self._run_dir = ""
+        self.log("─" * 24)
+        self.log(f"Resuming {self._resumable_run} …")
+        self._controller.resume_run(self._resumable_run)
+
+    def log(self, line: str) -> None:
+        self.runLog.appendPlainText(line)
+
+    # --- controller state ----------------------------------------------------------------------------------------
+    @Slot(bool)
+    def _on_running_changed(self, running: bool) -> None:
+        self.startButton.setEnabled(not running)
+        self.pauseButton.setEnabled(running)
+        self.stopButton.setEnabled(running)
+        self.resumeRunButton.setEnabled(not running and bool(self._resumable_run))
+        if not running:
+            self._on_paused_changed(False)
+
+    @Slot(bool)
+    def _on_paused_changed(self, paused: bool) -> None:
+        self.pauseButton.setText("Resume" if paused else "Pause")
+        self.pauseButton.setToolTip("Continue training" if paused else "Pause after the current batch")
+        if paused:
+            self.progress.halt("Paused — " + self.progress.progressLabel.text())
+
+    def _set_resumable_run(self, run_dir: str) -> None:
+        self._resumable_run = run_dir
+        self.resumeRunButton.setEnabled(bool(run_dir) and not self._controller.is_running)
+        self.resumeRunButton.setToolTip(f"Continue {run_dir} from its last checkpoint" if run_dir
+                                        else "No stopped run to resume")
+
+    def _newest_stopped_run(self) -> str:
+        root = runs_root_for(self._document.recipe)
+        stopped = [r for r in list_runs(root)
+                   if r.status == "stopped" and checkpoint_path(r.path, "last").is_file()]
+        return max(stopped, key=lambda r: Path(r.path).name).path if stopped else ""
+
+    @Slot()
+    def _on_recipe_changed(self) -> None:
+        requested = self._document.recipe.device
+        if requested == self._device_requested or self._controller.is_running:
+            return
+        self._device_requested = requested
+        text, warning = expected_device(requested)
+        self._show_device(text, warning)
+
+    def _show_device(self, text: str, warning: str) -> None:
+        if warning:
+            self.deviceLabel.setText(f"Device: {text} — ⚠ {warning}")
+            self.deviceLabel.setStyleSheet("color: #b00020; font-weight: bold;")
+        else:
+            self.deviceLabel.setText(f"Device: {text}")
+            self.deviceLabel.setStyleSheet("")
+
+    # --- engine events -------------------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_data_prepared(self, d: dict) -> None:
+        skipped = d["skipped"]
+        line = (f"Data: {len(d['classes'])} classes ({', '.join(d['classes'][:8])}"
+                f"{' …' if len(d['classes']) > 8 else ''}), {d['train_size']} training / {d['val_size']} "
+                f"validation images")
+        if skipped:
+            line += f"; {len(skipped)} unusable files skipped (e.g. {Path(skipped[0][0]).name}: {skipped[0][1]})"
+        self.log(line)
+
+    @Slot(object)
+    def _on_download_progressed(self, d: dict) -> None:
+        done, total = d["done_bytes"] / 1e6, d["total_bytes"] / 1e6
+        amount = f"{done:.1f} / {total:.1f} MB" if total else f"{done:.1f} MB"
+        self.progress.halt(f"Downloading {d['weights']}: {amount}")
+
+    @Slot(object)
+    def _on_cache_estimated(self, d: dict) -> None:
+        message = d["message"]
+        self.log(message[:1].upper() + message[1:])
+
+    @Slot(object)
+    def _on_cache_filled(self, d: dict) -> None:
+        line = (f"Cached {d['images']} decoded images in RAM ({d['bytes'] / 2**20:,.0f} MB, "
+                f"{format_seconds(d['seconds'])})")
+        if d["refused"]:
+            line += f"; {d['refused']} did not fit and are read from disk each epoch"
+        self.log(line)
+
+    @Slot(object)
+    def _on_features_progressed(self, d: dict) -> None:
+        self.progress.halt(f"Computing the frozen backbone's features (phase {d['phase_index'] + 1}): "
+                           f"{d['done']}/{d['total']}")
+
+    @Slot(object)
+    def _on_features_cached(self, d: dict) -> None:
+        origin = "loaded from the disk cache" if d["from_disk"] else f"computed in {format_seconds(d['seconds'])}"
+        self.log(f"Phase {d['phase_index'] + 1} trains the head on cached backbone features: {d['images']} images"
+                 f" × {d['views']} view(s), {d['dim']} features each ({origin})")
+
+    @Slot(object)
+    def _on_run_started(self, d: dict) -> None:
+        self._run_dir = d["run_dir"]
+        self._run_total_epochs = d["total_epochs"]
+        self._phase_names = d.get("phase_names") or [f"phase {i + 1}" for i in range(len(d["phase_start_epochs"]))]
+        self._freeze_lines = []
+        self.freezeLabel.setText("Freeze verification: after each phase")
+        self.freezeLabel.setStyleSheet("")
+        self.curves.reset()
+        self.curves.mark_phases(d["phase_start_epochs"], self._phase_names)
+        if d["resumed"]:
+            self._replay_finished_epochs(d["run_dir"], d["start_epoch"])
+        self.progress.start(d["total_epochs"], d["start_epoch"])
+        device = d["device"].split(",")[0]
+        self._show_device(device.upper() if device in ("cpu", "mps") else d["device"], d.get("device_warning", ""))
+        verb = "Resumed" if d["resumed"] else "Started"
+        self.log(f"{verb} '{d['recipe_name']}' ({d['strategy']}): {d['arch']} with {d['weights']} weights on "
+                 f"{d['device']}; {d['total_epochs']} epochs"
+                 + (f", from epoch {d['start_epoch'] + 1}" if d["resumed"] else "") + f"\nRun folder: {d['run_dir']}")
+
+    def _replay_finished_epochs(self, run_dir: str, start_epoch: int) -> None:
+        """A resumed run shows the epochs trained before the stop (from metrics.csv) before it continues."""
+        for row in read_metrics(run_dir)[:start_epoch]:
+            self.curves.add_epoch(row["epoch"] - 1, row["train_loss"], row["val_loss"], row["train_acc"],
+                                  row["val_acc"])
+
+    @Slot(object)
+    def _on_phase_started(self, d: dict) -> None:
+        share = 100 * d["trainable_params"] / max(1, d["total_params"])
+        groups = ", ".join(f"{name} {lr:.1e}" for name, lr in d["groups"].items())
+        self.log(f"Phase {d['phase_index'] + 1} '{d['name']}' ({d['epochs']} epochs): trainable "
+                 f"{d['trainable_params']:,} of {d['total_params']:,} parameters ({share:.1f} %); lr {groups}")
+
+    @Slot(object)
+    def _on_batches_finished(self, batches: list) -> None:
+        self.curves.add_batches(batches)
+        self.progress.show_batch(batches[-1])
+
+    @Slot(object)
+    def _on_epoch_finished(self, d: dict) -> None:
+        self.curves.add_epoch(d["epoch"], d["train_loss"], d["val_loss"], d["train_accuracy"], d["val_accuracy"])
+        phase = self._phase_names[d["phase_index"]] if d["phase_index"] < len(self._phase_names) else ""
+        self.log(f"Epoch {d['epoch'] + 1}/{self._run_total_epochs} [{phase}] train loss {d['train_loss']:.4f} "
+                 f"acc {100 * d['train_accuracy']:.1f} % · val loss {d['val_loss']:.4f} "
+                 f"acc {100 * d['val_accuracy']:.1f} % · {format_seconds(d['seconds'])}, {d['images_per_second']:.0f} images/s"
+                 + (" · best so far" if d["is_best"] else ""))
+
+    @Slot(object)
+    def _on_freeze_verified(self, d: dict) -> None:
+        index = d["phase_index"]
+        phase = self._phase_names[index] if index < len(self._phase_names) else f"phase {index + 1}"
+        moved = d["moved"]
+        if moved:
+            names = ", ".join(moved[:5]) + (f" (+{len(moved) - 5} more)" if len(moved) > 5 else "")
+            line = f"⚠ Frozen tensors changed in phase '{phase}': {names}"
+        elif d["checked_tensors"]:
+            line = f"Frozen layers unchanged: {d['checked_tensors']} tensors verified (phase '{phase}')"
+        else:
+            line = f"Nothing was frozen in phase '{phase}'"
+        self._freeze_lines.append(line)
+        self.freezeLabel.setText("\n".join(self._freeze_lines))
+        if any(s.startswith("⚠") for s in self._freeze_lines):
+            self.freezeLabel.setStyleSheet("color: #b00020; font-weight: bold;")
+        self.log(line)
+
+    @Slot(object)
+    def _on_run_finished(self, d: dict) -> None:
+        s = d["summary"]
+        status = s.get("status", "finished")
+        best = s.get("best_val_acc")
+        best_text = f"best val accuracy {100 * best:.1f} % (epoch {s.get('best_epoch')})" if best is not None else ""
+        wall = format_duration(s.get("wall_seconds") or 0)
+        verb = "Stopped early (no improvement)" if status == "early_stopped" else "Finished"
+        self.progress.finish(f"{verb}: {best_text} in {wall}")
+        self.log(f"{verb}: {best_text}; wall time {wall}. Best checkpoint: {checkpoint_path(d['run_dir'], 'best')}")
+        if self._resumable_run == d["run_dir"]:
+            self._set_resumable_run("")
+        self.run_completed.emit(d["run_dir"])
+        self.run_ended.emit(d["run_dir"], status)
+
+    @Slot(object)
+    def _on_run_stopped(self, d: dict) -> None:
+        self.progress.halt(f"Stopped at epoch {d['epoch'] + 1}, batch {d['batch'] + 1}")
+        self.log(f"Stopped at epoch {d['epoch'] + 1}, batch {d['batch'] + 1}. Checkpoint saved: {d['checkpoint']}. "
+                 f"'Resume last run' continues from there.")
+        self._set_resumable_run(d["run_dir"])
+        self.run_ended.emit(d["run_dir"], "stopped")
+
+    @Slot(str)
+    def _on_run_failed(self, message: str) -> None:
+        started = bool(self._run_dir)
+        self.progress.halt("Failed" if started else "Could not start")
+        self.log(f"ERROR: {message}")
+        if started and checkpoint_path(self._run_dir, "last").is_file():
+            self._set_resumable_run(self._run_dir)
+            self.log(f"The last checkpoint is kept: {checkpoint_path(self._run_dir, 'last')}")
+        if self.show_error_dialogs:
+            self._error_box = QMessageBox(QMessageBox.Icon.Critical, "Training failed" if started
+                                          else "Cannot start training", message, QMessageBox.StandardButton.Ok, self)
+            self._error_box.open()  # not exec(): never block the event loop while a thread reports
+        self.run_ended.emit(self._run_dir, "failed")

@@ -1,0 +1,63 @@
+"""GUI test set-up: offscreen Qt, settings in a temporary file, and no test may leave a QThread running."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
+import pytest  # noqa: E402
+import shiboken6  # noqa: E402
+from PySide6.QtCore import Qt, QThread  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    """The studio's QSettings go to a temporary INI file, never the user's."""
+    path = tmp_path / "thaw-settings.ini"
+    monkeypatch.setenv("THAW_SETTINGS", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_running(monkeypatch):
+    """Fail a test that leaves a QThread running (as napari's conftest does): every QThread started during the
+    test is recorded, and each must have ended by teardown."""
+    started: list[QThread] = []
+    original_start = QThread.start
+
+    def recording_start(thread, *args, **kwargs):
+        started.append(thread)
+        return original_start(thread, *args, **kwargs)
+
+    monkeypatch.setattr(QThread, "start", recording_start)
+    yield started
+    running = [t for t in started if shiboken6.isValid(t) and t.isRunning()]
+    for thread in running:
+        thread.wait(30_000)  # so that the leak does not crash the next test as well
+    if running:
+        pytest.fail(f"{len(running)} QThread(s) still running at the end of the test: {running}")
+
+
+@pytest.fixture
+def pause_at_first():
+    """Installs a hook that pauses a controller's next run (only the next one) on the first emission of one of
+    its worker's signals ("batches_finished", "epoch_finished" …), in the worker thread itself: the engine then
+    waits before its next batch, so "mid-run" is deterministic, not a race with the GUI thread."""
+
+    def install(controller, signal_name: str = "batches_finished") -> None:
+        def on_worker_created(worker) -> None:
+            controller.worker_created.disconnect(on_worker_created)
+            paused = []
+
+            def pause_once(*_args) -> None:
+                if not paused:
+                    paused.append(True)
+                    controller.pause()
+
+            getattr(worker, signal_name).connect(pause_once, Qt.ConnectionType.DirectConnection)
+
+        controller.worker_created.connect(on_worker_created)
+
+    return install

@@ -1,0 +1,165 @@
+"""The main window: composition, strategy presets, recipe files, remembered state, and a safe close mid-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+for module in ("gui.panels.data_panel", "gui.panels.model_panel", "gui.panels.optimizer_panel",
+               "gui.panels.phases_panel", "gui.panels.inference_panel"):
+    pytest.importorskip(module)  # other panels are written in parallel; the lead integrates them
+
+from PySide6.QtWidgets import QTabWidget  # noqa: E402
+
+from engine.recipe import Recipe  # noqa: E402
+from engine.runs import SUMMARY_FILE, checkpoint_path  # noqa: E402
+from gui.app import apply_arguments, create_app  # noqa: E402
+from gui.document import RecipeDocument  # noqa: E402
+from gui.main_window import MainWindow  # noqa: E402
+from tests.helpers import tiny_recipe  # noqa: E402
+
+RUN_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def make_window(qtbot, image_folder, runs_root, monkeypatch):
+    """Main windows on a tiny recipe; none asks questions or shows blocking dialogs."""
+    errors: list[tuple[str, str]] = []
+
+    def make(recipe: Recipe | None = None) -> MainWindow:
+        if recipe is None:
+            recipe = tiny_recipe(image_folder, epochs=2, out=runs_root)
+            recipe.data.max_train_batches = 2
+        window = MainWindow(RecipeDocument(recipe))
+        monkeypatch.setattr(window, "_show_error", lambda title, message: errors.append((title, message)))
+        monkeypatch.setattr(window, "_confirm_close", lambda: True)
+        window.training_panel.show_error_dialogs = False
+        qtbot.addWidget(window)
+        return window
+
+    make.errors = errors
+    return make
+
+
+def test_window_composes_the_panels_as_tabs(make_window):
+    window = make_window()
+    tabs = window.findChild(QTabWidget, "mainTabs")
+    assert [tabs.tabText(i) for i in range(tabs.count())] == [
+        "Data", "Model", "Optimizer", "Phases", "Training", "Runs", "Inference"]
+    assert window.windowTitle() == f"Thaw — {window.document.recipe.name}[*]"
+    assert not window.isWindowModified()
+    assert window.deviceStatusLabel.text().startswith("Device: ")
+    assert "RAM" in window.memoryStatusLabel.text()
+    assert not window.stopRunAction.isEnabled() and window.startRunAction.isEnabled()
+    assert "torchvision" in window.about_text()
+
+
+def test_strategy_menu_replaces_the_phases_and_keeps_the_epochs(make_window):
+    window = make_window()
+    assert [p.name for p in window.document.recipe.phases] == ["feature_extraction"]
+
+    window.strategy_actions["gradual_unfreezing"].trigger()
+
+    recipe = window.document.recipe
+    assert recipe.strategy == "gradual_unfreezing"
+    assert [p.name for p in recipe.phases] == ["head", "head+layer4", "all"]
+    assert recipe.total_epochs == 3  # one epoch per phase at least, so 2 becomes 3
+    assert recipe.batch_size == 8 and recipe.data.crop_size == 32  # the tiny recipe's settings survive
+    assert window.strategy_actions["gradual_unfreezing"].isChecked()
+    assert window.isWindowModified()
+
+
+def test_recipe_save_and_open_round_trip(make_window, tmp_path):
+    window = make_window()
+    window.document.edit(lambda r: setattr(r, "name", "round-trip"))
+    path = tmp_path / "recipe.json"
+
+    assert window.save_recipe(str(path))
+    assert not window.isWindowModified() and window.document.path == str(path)
+    saved = window.document.recipe.to_dict()
+    window.document.edit(lambda r: setattr(r, "batch_size", 3))
+
+    assert window.open_recipe(str(path))
+    assert window.document.recipe.to_dict() == saved
+    assert window.windowTitle() == "Thaw — round-trip[*]" and not window.isWindowModified()
+
+
+def test_a_bad_recipe_file_names_the_field_and_changes_nothing(make_window, tmp_path):
+    window = make_window()
+    before = window.document.recipe.to_dict()
+    path = tmp_path / "bad.json"
+    data = dict(before, batch_size=0)
+    path.write_text(json.dumps(data))
+
+    assert not window.open_recipe(str(path))
+
+    (title, message), = make_window.errors
+    assert "batch_size" in message and str(path) in message
+    assert window.document.recipe.to_dict() == before
+
+
+def test_command_line_opens_a_recipe_and_sets_a_data_folder(make_window, tmp_path, image_folder):
+    assert create_app() is create_app()  # the running QApplication, named for QSettings
+    window = make_window()
+    path = tmp_path / "cli.json"
+    tiny_recipe(image_folder, name="from-cli").save(path)
+    apply_arguments(window, [str(path)])
+    assert window.document.recipe.name == "from-cli"
+    apply_arguments(window, [str(tmp_path)])
+    assert window.document.recipe.data.root == str(tmp_path)
+
+
+def test_current_tab_is_remembered(make_window, isolated_settings):
+    window = make_window()
+    window.tabs.setCurrentWidget(window.runs_panel)
+    window.close()
+    assert isolated_settings.is_file()
+
+    again = make_window()
+    assert again.tabs.currentWidget() is again.runs_panel
+
+
+def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot, make_window, monkeypatch):
+    window = make_window()
+    chosen: list[str] = []
+    monkeypatch.setattr(window.inference_panel, "set_checkpoint", chosen.append)
+
+    with qtbot.waitSignal(window.controller.running_changed, check_params_cb=lambda running: not running,
+                          timeout=RUN_TIMEOUT_MS):
+        window.startRunAction.trigger()
+
+    assert window.tabs.currentWidget() is window.training_panel
+    (run,) = window.runs_panel.selected_runs()
+    assert run.status == "finished" and window.runs_panel.model.rowCount() == 1
+    assert chosen == [str(checkpoint_path(run.path, "best"))]
+
+
+def test_close_mid_run_stops_saves_and_leaves_no_thread(qtbot, make_window, monkeypatch, pause_at_first,
+                                                       no_thread_left_running):
+    window = make_window()
+    window.show()
+    pause_at_first(window.controller)
+    window.startRunAction.trigger()
+    qtbot.waitUntil(lambda: window.controller.is_paused, timeout=RUN_TIMEOUT_MS)
+    run_dir = window.training_panel._run_dir
+
+    monkeypatch.setattr(window, "_confirm_close", lambda: False)  # "Cancel": the window and the run stay
+    window.close()
+    assert window.isVisible() and window.controller.is_running
+
+    monkeypatch.setattr(window, "_confirm_close", lambda: True)  # "Stop and save"
+    with qtbot.waitSignal(window.controller.running_changed, check_params_cb=lambda running: not running,
+                          timeout=RUN_TIMEOUT_MS):
+        window.close()
+
+    assert not window.isVisible()
+    assert not any(thread.isRunning() for thread in no_thread_left_running)
+    assert checkpoint_path(run_dir, "last").is_file()
+    assert json.loads((Path(run_dir) / SUMMARY_FILE).read_text())["status"] == "stopped"

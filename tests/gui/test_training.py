@@ -1,0 +1,226 @@
+"""The Training tab drives real (tiny) runs on the CPU: curves, progress, checkpoints, pause, stop, resume,
+and errors a user can read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyqtgraph as pg
+import pytest
+from PySide6.QtCore import Qt
+
+from engine import events as ev
+from engine.devices import pick_device
+from engine.runs import SUMMARY_FILE, checkpoint_path
+from gui.document import RecipeDocument
+from gui.panels.training_panel import TrainingPanel
+from gui.worker import TrainingController, TrainingWorker
+from tests.helpers import tiny_recipe
+
+RUN_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def controller():
+    controller = TrainingController()
+    yield controller
+    controller.stop_and_wait()
+
+
+@pytest.fixture
+def panel(qtbot, controller, image_folder, runs_root):
+    document = RecipeDocument(tiny_recipe(image_folder, epochs=2, out=runs_root))
+    panel = TrainingPanel(document, controller)
+    panel.show_error_dialogs = False
+    qtbot.addWidget(panel)
+    return panel
+
+
+class Recorder:
+    """What the panel and controller said during a run."""
+
+    def __init__(self, panel: TrainingPanel, controller: TrainingController):
+        self.batches: list[dict] = []
+        self.ended: list[tuple[str, str]] = []
+        controller.batches_finished.connect(self.batches.extend)
+        panel.run_ended.connect(lambda run_dir, status: self.ended.append((run_dir, status)))
+
+
+def click_and_wait_until_idle(qtbot, controller, button) -> None:
+    """Click, then wait until the run's thread has ended (running_changed(False))."""
+    with qtbot.waitSignal(controller.running_changed, check_params_cb=lambda running: not running,
+                          timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def points(curve: pg.PlotDataItem) -> int:
+    x = curve.getOriginalDataset()[0]
+    return 0 if x is None else len(x)
+
+
+def phase_lines(plot: pg.PlotWidget) -> list[pg.InfiniteLine]:
+    return [item for item in plot.getPlotItem().items if isinstance(item, pg.InfiniteLine)]
+
+
+def test_full_run_draws_curves_and_writes_checkpoints(qtbot, panel, controller):
+    seen = Recorder(panel, controller)
+    click_and_wait_until_idle(qtbot, controller, panel.startButton)
+
+    assert len(seen.ended) == 1
+    run_dir, status = seen.ended[0]
+    assert status == "finished"
+    curves = panel.curves
+    for curve in (curves.train_loss_curve, curves.val_loss_curve, curves.train_acc_curve, curves.val_acc_curve):
+        assert points(curve) == 2  # one point per epoch
+    batches_per_epoch = seen.batches[0]["batches"]
+    # The throttled signal coalesces batches but loses none: the smoothed curve has every batch of both epochs.
+    assert sorted((b["epoch"], b["batch"]) for b in seen.batches) == [
+        (e, b) for e in range(2) for b in range(batches_per_epoch)]
+    assert points(curves.smoothed_loss_curve) == 2 * batches_per_epoch
+    (group,) = seen.batches[0]["lrs"]  # feature extraction: one group, the head
+    assert list(curves.lr_curves) == [group] and points(curves.lr_curves[group]) == 2 * batches_per_epoch
+    assert panel.trainProgress.value() == panel.trainProgress.maximum()
+    assert checkpoint_path(run_dir, "best").is_file() and checkpoint_path(run_dir, "last").is_file()
+    for plot in (panel.lossPlot, panel.accuracyPlot, panel.lrPlot):
+        assert [line.label.toPlainText() for line in phase_lines(plot)] == ["feature_extraction"]
+    log = panel.runLog.toPlainText()
+    assert "Epoch 1/2" in log and "Epoch 2/2" in log
+    assert "Frozen layers unchanged:" in panel.freezeLabel.text()
+    assert "CPU" in panel.deviceLabel.text()
+    assert panel.startButton.isEnabled() and not panel.stopButton.isEnabled()
+
+
+def test_pause_holds_the_engine_until_resumed(qtbot, panel, controller, pause_at_first):
+    pause_at_first(controller)
+    seen = Recorder(panel, controller)
+    qtbot.mouseClick(panel.startButton, Qt.MouseButton.LeftButton)
+    worker = controller.worker
+    qtbot.waitUntil(lambda: worker.control.paused and panel.pauseButton.text() == "Resume", timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: len(seen.batches) == 1)
+    qtbot.wait(300)  # the engine is blocked in wait_while_paused: no batch may arrive meanwhile
+    assert len(seen.batches) == 1 and controller.is_running
+
+    click_and_wait_until_idle(qtbot, controller, panel.pauseButton)
+
+    assert [status for _, status in seen.ended] == ["finished"]
+    batches_per_epoch = seen.batches[0]["batches"]
+    assert len(seen.batches) == 2 * batches_per_epoch
+    assert panel.pauseButton.text() == "Pause"
+    assert panel.trainProgress.value() == panel.trainProgress.maximum()
+
+
+def test_stop_saves_a_checkpoint_and_resume_finishes_the_run(qtbot, panel, controller, pause_at_first,
+                                                            no_thread_left_running):
+    pause_at_first(controller, "epoch_finished")  # the engine then waits before epoch 2's first batch
+    seen = Recorder(panel, controller)
+    qtbot.mouseClick(panel.startButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: controller.is_paused, timeout=RUN_TIMEOUT_MS)
+
+    click_and_wait_until_idle(qtbot, controller, panel.stopButton)
+
+    (run_dir, status), = seen.ended
+    assert status == "stopped"
+    assert checkpoint_path(run_dir, "last").is_file() and checkpoint_path(run_dir, "best").is_file()
+    assert json.loads((Path(run_dir) / SUMMARY_FILE).read_text())["status"] == "stopped"
+    assert not any(t.isRunning() for t in no_thread_left_running)
+    assert panel.resumable_run == run_dir and panel.resumeRunButton.isEnabled()
+    assert "Stopped at epoch 2, batch 1" in panel.runLog.toPlainText()
+    batches_per_epoch = seen.batches[0]["batches"]
+
+    click_and_wait_until_idle(qtbot, controller, panel.resumeRunButton)
+
+    assert seen.ended[1] == (run_dir, "finished")
+    # Epoch 1 comes back from metrics.csv, epoch 2 is trained now; only epoch 2's batches are new.
+    assert points(panel.curves.val_acc_curve) == 2
+    assert points(panel.curves.smoothed_loss_curve) == batches_per_epoch
+    assert panel.trainProgress.value() == panel.trainProgress.maximum()
+    assert "Resumed" in panel.runLog.toPlainText()
+    assert panel.resumable_run == "" and not panel.resumeRunButton.isEnabled()
+
+
+def test_a_run_that_fails_midway_says_why(qtbot, controller, image_folder, runs_root):
+    recipe = tiny_recipe(image_folder, out=runs_root)
+    recipe.phases[0].lr = 1e38  # the loss overflows within a couple of batches
+    recipe.phases[0].optimizer.name = "sgd"
+    panel = TrainingPanel(RecipeDocument(recipe), controller)
+    panel.show_error_dialogs = False
+    qtbot.addWidget(panel)
+    seen = Recorder(panel, controller)
+
+    click_and_wait_until_idle(qtbot, controller, panel.startButton)
+
+    (run_dir, status), = seen.ended
+    assert status == "failed" and run_dir
+    assert "ERROR: the loss became nan" in panel.runLog.toPlainText()
+    assert panel.progress.progressLabel.text() == "Failed"
+    assert panel.startButton.isEnabled()
+
+
+def test_device_label_warns_when_training_would_fall_back_to_the_cpu(qtbot, controller, image_folder):
+    recipe = tiny_recipe(image_folder)
+    recipe.device = "auto"
+    panel = TrainingPanel(RecipeDocument(recipe), controller)
+    qtbot.addWidget(panel)
+    device, warning = pick_device("auto")
+    if device.type == "cpu":
+        assert "CPU" in panel.deviceLabel.text() and "⚠" in panel.deviceLabel.text()
+        assert "b00020" in panel.deviceLabel.styleSheet()  # shown in red
+    else:
+        assert "⚠" not in panel.deviceLabel.text()
+    panel._document.edit(lambda r: setattr(r, "device", "cpu"))  # asked for explicitly: no warning
+    assert panel.deviceLabel.text() == "Device: CPU"
+
+
+def test_missing_data_folder_reports_a_clear_error(qtbot, controller, tmp_path, runs_root):
+    missing = tmp_path / "no-such-folder"
+    document = RecipeDocument(tiny_recipe(missing, out=runs_root))
+    panel = TrainingPanel(document, controller)
+    qtbot.addWidget(panel)
+    seen = Recorder(panel, controller)
+    failures: list[str] = []
+    controller.run_failed.connect(failures.append)
+
+    click_and_wait_until_idle(qtbot, controller, panel.startButton)
+
+    assert seen.ended == [("", "failed")]
+    (message,) = failures
+    assert str(missing) in message
+    assert f"ERROR: {message}" in panel.runLog.toPlainText()
+    assert not runs_root.exists() or not any(runs_root.iterdir())  # no run folder for a run that never started
+    box = panel._error_box  # shown with open(): it never blocks the event loop
+    assert box is not None and box.isVisible() and message in box.text()
+    box.close()
+
+
+def test_worker_coalesces_batches_and_flushes_them_before_other_events(qtbot):
+    worker = TrainingWorker(recipe=tiny_recipe("unused"), batch_interval_s=3600)
+    received: list[tuple[str, object]] = []
+    worker.batches_finished.connect(lambda batches: received.append(("batches", [b["batch"] for b in batches])))
+    worker.epoch_finished.connect(lambda d: received.append(("epoch", d["epoch"])))
+
+    def batch(i: int) -> ev.BatchFinished:
+        return ev.BatchFinished(0, i, 4, i + 1, 1.0, 0.5, {"head": 1e-3}, 100.0)
+
+    for i in range(4):
+        worker._on_event(batch(i))
+    worker._on_event(ev.EpochFinished(0, 0, 1.0, 0.5, 1.0, 0.5, {"head": 1e-3}, 1.0, 100.0, True))
+
+    # The first batch goes out at once; the rest wait for the interval, but never overtake the epoch's end.
+    assert received == [("batches", [0]), ("batches", [1, 2, 3]), ("epoch", 0)]
+
+
+def test_worker_thins_progress_reports_but_keeps_the_last(qtbot):
+    worker = TrainingWorker(recipe=tiny_recipe("unused"), batch_interval_s=3600)
+    reported: list[int] = []
+    worker.features_progressed.connect(lambda d: reported.append(d["done"]))
+
+    for done in range(1, 11):
+        worker._on_event(ev.FeaturesProgressed(0, done, 10))
+
+    assert reported == [1, 10]
