@@ -14,12 +14,10 @@ from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # before anything imports pyqtgraph
 
-from PySide6.QtGui import QIcon  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine import __version__  # noqa: E402
-
-ICON_FILE = Path(__file__).resolve().parent.parent / "resources" / "thaw.png"
+from gui.resources import app_icon  # noqa: E402
 
 
 def create_app(argv: list[str] | None = None) -> QApplication:
@@ -31,14 +29,17 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     app.setOrganizationName("Thaw")
     app.setApplicationVersion(__version__)
     app.setApplicationDisplayName("Thaw")
-    if ICON_FILE.is_file():
-        app.setWindowIcon(QIcon(str(ICON_FILE)))
+    app.setDesktopFileName("thaw")  # Wayland matches the window to packaging/thaw.desktop and its icon
+    icon = app_icon()
+    if not icon.isNull():
+        app.setWindowIcon(icon)
     return app
 
 
 def apply_arguments(window, arguments: list[str]) -> None:
-    """A recipe .json is opened; a folder becomes the data root; anything else is reported and ignored."""
-    for argument in arguments:
+    """A recipe .json is opened; a folder becomes the data root; anything else is reported and ignored.
+    Recipes first, so that a folder given beside a recipe replaces the recipe's data root, not the reverse."""
+    for argument in sorted(arguments, key=lambda a: not a.lower().endswith(".json")):
         path = Path(argument).expanduser()
         if path.is_dir():
             window.set_data_root(str(path))

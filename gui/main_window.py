@@ -24,6 +24,7 @@ from engine.presets import STRATEGIES, make_recipe
 from engine.recipe import Recipe
 from engine.runs import checkpoint_path
 from gui.document import RecipeDocument
+from gui.resources import app_icon
 from gui.panels.data_panel import DataPanel
 from gui.panels.inference_panel import InferencePanel
 from gui.panels.model_panel import ModelPanel
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("mainWindow")
+        self.setWindowIcon(app_icon())
         self.document = document or RecipeDocument()
         self.settings = settings or StudioSettings()
         self.controller = TrainingController(self)

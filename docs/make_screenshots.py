@@ -1,0 +1,115 @@
+"""Screenshots of every tab of the studio for docs/GUI.md, made offscreen with real runs on generated images.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+WORK = Path(tempfile.mkdtemp(prefix="thaw-screens-"))
+os.environ.update(THAW_RUNS_DIR=str(WORK / "runs"), THAW_CACHE_DIR=str(WORK / "cache"), THAW_OFFLINE="1",
+                  TORCH_HOME=str(WORK / "torch"), THAW_SETTINGS=str(WORK / "settings.ini"))
+
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
+
+from engine.presets import make_recipe  # noqa: E402
+from engine.runs import checkpoint_path, list_runs  # noqa: E402
+from gui.app import create_app  # noqa: E402
+from tests.conftest import seed_torch_home  # noqa: E402
+from tests.helpers import make_image_folder  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+
+
+def wait(condition, seconds: float, what: str) -> None:
+    """Run the event loop until `condition()` holds (checked every 50 ms) or the time is up."""
+    loop = QEventLoop()
+    poll = QTimer(interval=50)
+    poll.timeout.connect(lambda: condition() and loop.quit())
+    poll.start()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    if not condition():
+        loop.exec()
+    poll.stop()
+    if not condition():
+        raise SystemExit(f"timed out waiting for {what}")
+
+
+def _settle() -> None:
+    """Let layouts and plots repaint once before a grab."""
+    loop = QEventLoop()
+    QTimer.singleShot(300, loop.quit)
+    loop.exec()
+
+
+def small(recipe, data: Path):
+    recipe.data.root = str(data)
+    recipe.data.resize_size, recipe.data.crop_size = 72, 64
+    recipe.batch_size, recipe.device = 16, "cpu"
+    return recipe.validate()
+
+
+def main() -> None:
+    seed_torch_home(WORK / "torch")
+    data = make_image_folder(WORK / "pets", classes=4, per_class=24, size=80, broken=True)
+    app = create_app([sys.argv[0]])
+    from gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.resize(1400, 900)
+    window.show()
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    def shoot(tab: str) -> None:
+        tabs = window.tabs
+        index = next(i for i in range(tabs.count()) if tabs.tabText(i) == tab)
+        tabs.setCurrentIndex(index)
+        _settle()
+        path = OUT / f"{tab.lower()}.png"
+        window.grab().save(str(path))
+        print("wrote", path)
+
+    doc = window.document
+    window.set_data_root(str(data))
+    wait(lambda: doc.scan is not None, 60, "the data scan")
+    shoot("Data")
+
+    # Two strategies on the same data: the lesson's comparison.
+    for strategy, epochs in (("feature_extraction", 4), ("gradual_unfreezing", 6)):
+        doc.set_recipe(small(make_recipe(strategy, "resnet18", str(data), epochs=epochs), data))
+        window.training_panel.start_run()
+        wait(lambda: window.controller.is_running, 30, "the run to start")
+        wait(lambda: not window.controller.is_running, 900, f"the {strategy} run")
+    shoot("Training")
+    shoot("Model")
+    shoot("Optimizer")
+    shoot("Phases")
+
+    window.runs_panel.refresh()
+    window.runs_panel.runsTable.selectAll()  # both runs: their curves overlaid, their times side by side
+    shoot("Runs")
+
+    newest = max(list_runs(), key=lambda r: r.path)
+    window.inference_panel.set_checkpoint(str(checkpoint_path(newest.path, "best")))
+    images = [str(p) for p in sorted(data.rglob("*.png"))[::20]] + [str(data / "cat" / "notes.jpg")]
+    shown = []
+    window.inference_panel.predictions_shown.connect(shown.append)
+    window.inference_panel.predict_files(images)
+    wait(lambda: bool(shown), 120, "predictions")
+    explained = []
+    window.inference_panel.heatmap_shown.connect(explained.append)
+    window.inference_panel.predictionsTable.selectRow(2)
+    wait(lambda: bool(explained), 60, "the heat map")
+    shoot("Inference")
+    window.close()
+
+
+if __name__ == "__main__":
+    main()
