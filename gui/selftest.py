@@ -353,12 +353,7 @@ class SelfTest:
 
             apply_arguments(window, self.open_paths)
             opened = f", opened {len(self.open_paths)} argument(s)"
-        deadline = time.perf_counter() + (3.0 if self.open_paths else 0.0)  # let a folder scan finish
-        while True:
-            self.app.processEvents()
-            if time.perf_counter() >= deadline:
-                break
-            time.sleep(0.02)
+        _run_event_loop_for(3.0 if self.open_paths else 0.05)  # let a folder scan finish and the window paint
         pixmap = window.grab()
         if pixmap.isNull() or pixmap.width() < 100:
             raise AssertionError("grabbing the window gave an empty image")
@@ -372,9 +367,18 @@ class SelfTest:
         count = tabs[0].count() if tabs else 0
         window.close()
         window.deleteLater()
-        self.app.processEvents()
+        _run_event_loop_for(0.05)  # deliver the deferred deletion
         return (f"{type(window).__name__} {pixmap.width()}×{pixmap.height()}, {count} tabs, "
                 f"title {title!r}{opened}{saved}")
+
+
+def _run_event_loop_for(seconds: float) -> None:
+    """Let Qt deliver pending events (paints, a scan's results, deferred deletions) for a while."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
 
 
 class _SquaresDataset:
@@ -442,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 test.restore()
             if test.app is not None:
-                test.app.processEvents()
+                _run_event_loop_for(0.05)
     _print(summary_line(results, time.perf_counter() - start))
     return 1 if any(r.failed for r in results) else 0
 
