@@ -146,7 +146,7 @@ class ConsoleReporter:
             self._line(f"epoch {event.epoch + 1}/{self.total_epochs}  train loss {event.train_loss:.4f} acc "
                        f"{100 * event.train_accuracy:.2f}%  val loss {event.val_loss:.4f} acc "
                        f"{100 * event.val_accuracy:.2f}%{' *' if event.is_best else ''}  {event.seconds:.1f}s "
-                       f"{event.images_per_second:.0f} img/s  lr {lrs}")
+                       f"{event.images_per_second:.0f} img/s (data wait {100 * event.data_wait_share:.0f} %)  lr {lrs}")
         elif isinstance(event, ev.FreezeVerified):
             if event.moved:
                 self._line(f"WARNING: frozen tensors changed in phase {event.phase_index + 1}: {', '.join(event.moved[:5])}")

@@ -146,6 +146,7 @@ class EpochFinished(Event):
     seconds: float
     images_per_second: float
     is_best: bool
+    data_wait_share: float = 0.0  # share of the training time spent waiting for batches (the data path)
 
 
 @dataclass(frozen=True)

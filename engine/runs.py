@@ -67,7 +67,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 class MetricsWriter:
     """metrics.csv with a fixed header (every group of every phase has an lr column)."""
 
-    BASE = ["epoch", "phase", "phase_name", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s"]
+    BASE = ["epoch", "phase", "phase_name", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s",
+            "data_wait_share"]
 
     def __init__(self, run_dir: Path, group_names: list[str]):
         self.path = Path(run_dir) / METRICS_FILE

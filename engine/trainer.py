@@ -416,9 +416,10 @@ class Trainer:
             restore_rng_states(resume["rng"])
             sums = resume["running"]
             loss_sum, correct, seen, train_seconds = sums["loss_sum"], sums["correct"], sums["seen"], sums["seconds"]
+            data_wait = sums.get("data_wait", 0.0)
         else:
             seed_everything(epoch_seed(r.seed, epoch))
-            loss_sum, correct, seen, train_seconds = 0.0, 0, 0, 0.0
+            loss_sum, correct, seen, train_seconds, data_wait = 0.0, 0, 0, 0.0, 0.0
         self.bus.emit(ev.EpochStarted(epoch, phase_index, n_batches))
         set_train_mode(model, self.freeze.bn_modes, training=True)
         if self.features is not None:  # a head-only phase: the head trains on the cached backbone features
@@ -431,11 +432,12 @@ class Trainer:
         recent: list[tuple[float, int]] = []
         tick = time.perf_counter()
         for batch, (images, labels) in enumerate(batches, start=batch0):
+            data_wait += time.perf_counter() - tick  # the step waited this long for its batch
             self.control.wait_while_paused()
             if self.control.stop_requested:
                 train_seconds += time.perf_counter() - tick
                 self._stop(epoch, batch, phase_index, {"loss_sum": loss_sum, "correct": correct, "seen": seen,
-                                                       "seconds": train_seconds})
+                                                       "seconds": train_seconds, "data_wait": data_wait})
                 self.stopped_at = batch
                 return "stopped"
             images, labels = _to_device(images, labels, self.device)
@@ -483,7 +485,9 @@ class Trainer:
         self.throughput = [self.throughput[0] + seen, self.throughput[1] + train_seconds]
         self.metrics.append({"epoch": epoch + 1, "phase": phase_index, "phase_name": phase.name,
                              "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
-                             "seconds": train_seconds, "images_per_s": ips, **{f"lr_{k}": v for k, v in lrs.items()}})
+                             "seconds": train_seconds, "images_per_s": ips,
+                             "data_wait_share": data_wait / train_seconds if train_seconds > 0 else 0.0,
+                             **{f"lr_{k}": v for k, v in lrs.items()}})
         s = self.summary
         s["epochs_done"] = epoch + 1
         s["final_val_acc"], s["final_train_acc"] = val_acc, train_acc
@@ -499,7 +503,8 @@ class Trainer:
             self.bus.emit(ev.CheckpointSaved(str(best), "best", epoch + 1))
         self._save_summary()
         self.bus.emit(ev.EpochFinished(epoch, phase_index, train_loss, train_acc, val_loss, val_acc, lrs,
-                                       train_seconds, ips, is_best))
+                                       train_seconds, ips, is_best,
+                                       data_wait / train_seconds if train_seconds > 0 else 0.0))
         if r.early_stopping.patience and self.bad_epochs >= r.early_stopping.patience:
             return "early_stopped"
         return "continue"
