@@ -47,7 +47,7 @@ class DataConfig:
     # Cached features: when a phase trains only the head, compute the frozen backbone once per image (per view)
     # and train the head on the stored features. "auto": whenever possible; "off": always run the backbone.
     cache_features: str = "auto"
-    feature_views: int = 1  # augmented views per training image in the feature cache (1: one view, reused)
+    feature_views: int = 1  # views per training image in the cache: 1 = the un-augmented image; K > 1 = K augmented views
     feature_cache_mb: int = 2048  # on-disk budget of the feature cache; 0 keeps features in memory only
     # Decoded images kept in RAM as uint8 at the training resolution: from the second epoch no file is decoded.
     # "auto": when the estimate fits the budget; "on": up to the budget; "off": never.

@@ -11,6 +11,7 @@ phase, loads the same state and crosses the next phase boundary exactly as the u
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -158,17 +159,16 @@ class Trainer:
         return trainer
 
     def fit(self) -> RunResult:
-        started = time.time()
         self._prepare()  # bad input raises here, before a run folder exists
         resumed = self.resume_state is not None
         if not resumed:
             self.run_dir = new_run_dir(self.runs_root, self.recipe.name)
-        self.summary = self._initial_summary(started)
+        self.summary = self._initial_summary()
         self._write_run_files()
         try:
-            status = self._run(started)
+            status = self._run()
         except Exception as exc:  # noqa: BLE001 - every failure is reported, and the last checkpoint kept
-            return self._fail(exc, started)
+            return self._fail(exc)
         return RunResult(status, str(self.run_dir), self.summary)
 
     # --- set-up ---------------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class Trainer:
         self.bus.emit(ev.DecodedCacheFilled(len(cache.images), cache.bytes, cache.refused,
                                             time.perf_counter() - started))
 
-    def _initial_summary(self, started: float) -> dict[str, Any]:
+    def _initial_summary(self) -> dict[str, Any]:
         r = self.recipe
         previous = (self.resume_state or {}).get("summary", {})
         import torchvision
@@ -272,7 +272,7 @@ class Trainer:
         write_json_atomic(self.run_dir / SUMMARY_FILE, self.summary)
 
     # --- the loop ---------------------------------------------------------------------------------------------
-    def _run(self, started: float) -> str:
+    def _run(self) -> str:
         r = self.recipe
         state = self.resume_state or {}
         start_epoch = int(state.get("epoch", 0))
@@ -365,14 +365,22 @@ class Trainer:
         if r.data.cache_features == "off" or not head_only(self.model, self.built.head_path, self.freeze.bn_modes):
             return None
         views = r.data.feature_views
+        train_set = self.data.train
+        augmentation = r.data.augmentation
+        if views == 1 and augmentation != "none":
+            # One view: the un-augmented image (resize + centre crop, as validation sees it). A single random crop
+            # reused for every epoch is a worse feature than the centre; K > 1 views give real augmentation.
+            train_set = copy.copy(train_set)
+            train_set.transform = eval_transform(self.built.preprocessing)
+            augmentation = "none"
         describe = {"arch": r.model.arch, "weights": self.built.weights_name, "in_channels": r.model.in_channels,
-                    "preprocessing": self.built.preprocessing.to_dict(), "augmentation": r.data.augmentation,
+                    "preprocessing": self.built.preprocessing.to_dict(), "augmentation": augmentation,
                     "seed": r.seed, "head": self.built.head_path}
 
         def progress(done: int, total: int) -> None:
             self.bus.emit(ev.FeaturesProgressed(index, done, total))
 
-        features = build_feature_set(self.model, self.built.head_path, self._loader, self.data.train, self.data.val,
+        features = build_feature_set(self.model, self.built.head_path, self._loader, train_set, self.data.val,
                                      views, self.device.device, self.device.autocast, self.device.channels_last,
                                      describe, FeatureStore(budget_mb=r.data.feature_cache_mb), progress,
                                      lambda: self.control.stop_requested)
@@ -546,7 +554,7 @@ class Trainer:
         self.bus.emit(ev.RunFinished(str(self.run_dir), dict(self.summary)))
         return status
 
-    def _fail(self, exc: Exception, started: float) -> RunResult:
+    def _fail(self, exc: Exception) -> RunResult:
         message = str(exc) if isinstance(exc, ThawError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             message = f"out of GPU memory ({exc}); lower the batch size or use a smaller model"
