@@ -145,7 +145,8 @@ def test_a_file_that_is_not_a_checkpoint_is_a_message(qtbot, panel, tmp_path, im
     bogus.write_bytes(b"not a checkpoint")
     with qtbot.waitSignal(panel._worker.inference_failed, timeout=TIMEOUT_MS):
         panel.set_checkpoint(str(bogus))
-    assert "cannot load" in panel.checkpointInfoLabel.text()
+    # The worker's signal reaches the panel's slot through the GUI thread's queue: wait for the label itself.
+    qtbot.waitUntil(lambda: "cannot load" in panel.checkpointInfoLabel.text(), timeout=TIMEOUT_MS)
     assert panel.checkpointCombo.current_path() == str(bogus)
 
     with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
