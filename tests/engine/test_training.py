@@ -12,7 +12,7 @@ from engine import events as ev
 from engine.checkpoints import load_checkpoint
 from engine.inference import Predictor
 from engine.modeling import build_model
-from engine.recipe import GroupSpec, PhaseConfig, ScheduleConfig
+from engine.recipe import GroupSpec, ScheduleConfig
 from engine.runs import checkpoint_path, read_metrics
 from engine.trainer import Trainer, fit, resume
 from tests.helpers import tiny_recipe

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import shiboken6
-from PySide6.QtCore import QMimeData, QPointF, QSize, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QSize
+
+
 
 from gui.document import RecipeDocument
 from gui.image_utils import qimage_to_rgb
 from gui.panels.data_panel import DataPanel
+from tests.gui.drops import drop_urls
 from tests.helpers import make_image_folder
 
 SCAN_TIMEOUT_MS = 15000
@@ -142,19 +143,6 @@ def test_augmentation_preview_uses_the_training_transform(qtbot, panel, document
     first = previews()
     assert len(set(first)) > 1  # random crops and flips differ
     assert previews() != first  # a new seed per click
-
-
-def drop_urls(widget, paths) -> QDropEvent:
-    """A real drop: Qt delivers a Drop only to the widget that accepted the drag's DragEnter."""
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    enter = QDragEnterEvent(QPointF(5, 5), *args)
-    QApplication.sendEvent(widget, enter)
-    assert enter.isAccepted()
-    drop = QDropEvent(QPointF(5, 5), *args)
-    QApplication.sendEvent(widget, drop)
-    return drop
 
 
 def test_dropping_a_folder_sets_the_root(qtbot, panel, document, image_folder):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+
+
+
 
 from engine.explain import GRAD_CAM
 from engine.inference import Predictor
@@ -19,6 +19,7 @@ from gui.document import RecipeDocument
 from gui.image_utils import qimage_to_rgb
 from gui.inference_worker import InferenceWorker
 from gui.panels.inference_panel import OPEN_CHECKPOINT, InferencePanel
+from tests.gui.drops import drop_urls
 from tests.helpers import tiny_recipe
 
 TIMEOUT_MS = 20000
@@ -52,19 +53,6 @@ def panel(qtbot, runs_root):
     thread = widget._thread
     widget.shutdown()
     assert thread is None or thread.isFinished()
-
-
-def drop_urls(widget, paths) -> QDropEvent:
-    """A real drop: Qt delivers a Drop only to the widget that accepted the drag's DragEnter."""
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    enter = QDragEnterEvent(QPointF(5, 5), *args)
-    QApplication.sendEvent(widget, enter)
-    assert enter.isAccepted()
-    drop = QDropEvent(QPointF(5, 5), *args)
-    QApplication.sendEvent(widget, drop)
-    return drop
 
 
 def pixels(panel: InferencePanel) -> np.ndarray:
