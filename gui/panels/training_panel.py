@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
-                               QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QGraphicsItem, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
+                               QPushButton, QSplitter, QVBoxLayout, QWidget)
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
 
@@ -97,6 +97,8 @@ def _new_plot(object_name: str, title: str, y_label: str) -> pg.PlotWidget:
     plot.setLabel("bottom", "epoch")
     plot.setLabel("left", y_label)
     plot.addLegend(offset=(-10, 10))
+    for side in ("left", "bottom"):  # axes are the costliest part of a redraw; repaint them only when they change
+        plot.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     return plot
 
 
@@ -156,6 +158,13 @@ class TrainingCurves(QWidget):
             plot.removeItem(line)
         self._phase_lines.clear()
         self._loss_average, self._loss_count = 0.0, 0
+        for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):
+            plot.enableAutoRange(axis="x")
+
+    def set_epoch_range(self, total_epochs: int) -> None:
+        """Fix x to the whole run, so that new points do not rescale (and repaint) the axes every time."""
+        for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):
+            plot.setXRange(0, max(1, total_epochs), padding=0.02)
 
     def mark_phases(self, start_epochs: list[int], names: list[str]) -> None:
         for start, name in zip(start_epochs, names):
@@ -494,6 +503,7 @@ class TrainingPanel(QWidget):
         self.freezeLabel.setText("Freeze verification: after each phase")
         self.freezeLabel.setStyleSheet("")
         self.curves.reset()
+        self.curves.set_epoch_range(d["total_epochs"])
         self.curves.mark_phases(d["phase_start_epochs"], self._phase_names)
         if d["resumed"]:
             self._replay_finished_epochs(d["run_dir"], d["start_epoch"])
