@@ -8,11 +8,9 @@ document, so a scan set by anyone else shows here too.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections import Counter
 
-import shiboken6
 from PySide6.QtCore import QObject, QSignalBlocker, QSize, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QIcon, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
@@ -28,6 +26,7 @@ from engine.scan import LAYOUT_TRAIN_VAL, ScanReport
 from gui.document import RecipeDocument
 from gui.image_utils import local_paths
 from gui.scan_worker import AugmentationPreviewer, ScanWorker
+from gui.threads import start_worker_thread, stop_worker_thread
 
 FOLDER_DATASET = "folder"
 IMBALANCE_WARNING_RATIO = 3.0
@@ -293,7 +292,7 @@ class DataPanel(QWidget):
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
         self._shut_down = True
         if self._thread is not None:
-            _stop_thread(self._thread, self._scan_worker)
+            stop_worker_thread(self._thread, self._scan_worker)
             self._thread = None
 
     # --- editing the recipe ------------------------------------------------------------------------------------
@@ -504,28 +503,13 @@ class DataPanel(QWidget):
         """Start the worker thread on first use; False once the panel is shut down (its workers are gone)."""
         if self._shut_down:
             return False
-        if self._thread is not None:
-            return True
-        self._thread = QThread()
-        self._thread.setObjectName("dataPanelWorkerThread")
-        self._scan_worker.moveToThread(self._thread)
-        self._previewer.moveToThread(self._thread)
-        self._thread.start()
-        # If the panel is deleted without shutdown(), still stop the thread: Qt aborts on a running QThread's
-        # destruction. The partial holds the thread, not the panel, so it can run after the panel is gone.
-        self.destroyed.connect(functools.partial(_stop_thread, self._thread, self._scan_worker))
+        if self._thread is None:
+            self._thread = start_worker_thread(self, "dataPanelWorkerThread", self._scan_worker, self._scan_worker,
+                                               self._previewer)
         return True
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
-
-
-def _stop_thread(thread: QThread, worker: ScanWorker, *_args) -> None:
-    if not shiboken6.isValid(thread):
-        return  # already stopped and deleted (at interpreter exit, after shutdown())
-    worker.cancel()  # a scan in progress stops at its next progress report
-    thread.quit()
-    thread.wait()
 
 
 def _item(text: str, error: bool = False, align_right: bool = False) -> QTableWidgetItem:

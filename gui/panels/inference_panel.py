@@ -7,12 +7,10 @@ a folder of thousands of images costs only batched predictions.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
 import numpy as np
-import shiboken6
 from PySide6.QtCore import QSignalBlocker, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QPixmap, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFrame, QHBoxLayout,
@@ -25,6 +23,7 @@ from engine.runs import checkpoint_path, list_runs
 from gui.document import RecipeDocument
 from gui.image_utils import local_paths, rgb_to_qimage
 from gui.inference_worker import InferenceWorker
+from gui.threads import start_worker_thread, stop_worker_thread
 
 ERROR_COLOUR = QColor(190, 30, 30)
 HEATMAP_MIN_SIDE = 256
@@ -271,7 +270,7 @@ class InferencePanel(QWidget):
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
         self._shut_down = True
         if self._thread is not None:
-            _stop_thread(self._thread, self._worker)
+            stop_worker_thread(self._thread, self._worker)
             self._thread = None
 
     # --- checkpoints ------------------------------------------------------------------------------------------
@@ -459,19 +458,5 @@ class InferencePanel(QWidget):
         if self._shut_down:
             return False
         if self._thread is None:
-            self._thread = QThread()
-            self._thread.setObjectName("inferencePanelWorkerThread")
-            self._worker.moveToThread(self._thread)
-            self._thread.start()
-            # If the panel is deleted without shutdown(), still stop the thread: Qt aborts on a running QThread's
-            # destruction. The partial holds the thread, not the panel, so it can run after the panel is gone.
-            self.destroyed.connect(functools.partial(_stop_thread, self._thread, self._worker))
+            self._thread = start_worker_thread(self, "inferencePanelWorkerThread", self._worker, self._worker)
         return True
-
-
-def _stop_thread(thread: QThread, worker: InferenceWorker, *_args) -> None:
-    if not shiboken6.isValid(thread):
-        return  # already stopped and deleted (at interpreter exit, after shutdown())
-    worker.cancel()  # a long prediction stops at its next batch
-    thread.quit()
-    thread.wait()
