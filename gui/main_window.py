@@ -33,6 +33,7 @@ from gui.panels.phases_panel import PhasesPanel
 from gui.panels.runs_panel import RunsPanel
 from gui.panels.training_panel import TrainingPanel, expected_device
 from gui.settings import StudioSettings
+from gui.torch_threads import use_torch_threads
 from gui.worker import TrainingController
 
 RECIPE_FILTER = "Thaw recipe (*.json);;All files (*)"
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
     def __init__(self, document: RecipeDocument | None = None, settings: StudioSettings | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
+        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/torch_threads.py)
         self.setObjectName("mainWindow")
         self.setWindowIcon(app_icon())
         self.document = document or RecipeDocument()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 
 import shiboken6
-from PySide6.QtCore import QObject, QThread
+from PySide6.QtCore import QObject, QThread  # noqa: F401 - QThread is the returned type
+
+from gui.torch_threads import OneTorchThreadQThread
 
 
 def start_worker_thread(owner: QObject, name: str, cancellable: QObject, *workers: QObject) -> QThread:
     """Move the workers to a new running thread. If `owner` is deleted without stopping it, the thread is still
     stopped: Qt aborts on a running QThread's destruction. The partial holds the thread, not the owner, so it can
     run after the owner is gone."""
-    thread = QThread()
+    thread = OneTorchThreadQThread()
     thread.setObjectName(name)
     for worker in workers:
         worker.moveToThread(thread)

@@ -27,6 +27,7 @@ from engine.errors import ThawError
 from engine.recipe import Recipe
 from engine.runs import runs_root_for as engine_runs_root_for
 from engine.trainer import Trainer
+from gui.torch_threads import training_threads, use_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class TrainingWorker(QObject):
     # --- the run (worker thread) -----------------------------------------------------------------------------
     @Slot()
     def run(self) -> None:
+        use_torch_threads(training_threads())  # the one studio thread that runs torch with several
         try:
             if self._run_dir is not None:
                 self._trainer = Trainer.from_run_dir(self._run_dir, [self._on_event], self._control)

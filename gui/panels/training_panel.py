@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (QGraphicsItem, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
@@ -22,6 +22,7 @@ from engine.devices import pick_device
 from engine.errors import RecipeError
 from engine.runs import checkpoint_path, list_runs, read_metrics
 from gui.document import RecipeDocument
+from gui.plot_ranges import SteadyYRange
 from gui.worker import TrainingController, runs_root_for
 
 # A qualitative palette (matplotlib's tab10) that reads well on white; series i takes colour i.
@@ -29,6 +30,12 @@ PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 SMOOTHING = 0.98  # EMA factor of the smoothed batch loss (debiased, as fastai's Recorder does)
 PROGRESS_STEPS = 1000  # the progress bar counts per-mille of the whole run
+# How often the live view may redraw. Points are stored as they arrive and drawn at most once per interval, so
+# the GUI thread's drawing cost is bounded by time, not by the number of batches. Training on the CPU competes
+# with the GUI thread for the same cores (one stolen ms stalls every torch thread waiting at the next barrier),
+# so curves redraw once a second there; on a GPU the cores are mostly idle and 4 redraws a second cost nothing.
+CURVE_REDRAW_MS = {"cpu": 1000, "accelerator": 250}
+PROGRESS_REDRAW_MS = 250
 
 
 def expected_device(requested: str = "auto") -> tuple[str, str]:
@@ -57,6 +64,40 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Coalescer:
+    """Calls `redraw` at most once per interval, with whatever is newest then; flush() calls it now if due."""
+
+    def __init__(self, parent: QWidget, interval_ms: int, redraw):
+        self._redraw = redraw
+        self._pending = False
+        self._timer = QTimer(parent)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.flush)
+
+    @property
+    def interval_ms(self) -> int:
+        return self._timer.interval()
+
+    def set_interval(self, ms: int) -> None:
+        self._timer.setInterval(ms)
+
+    def request(self) -> None:
+        self._pending = True
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def flush(self) -> None:
+        self._timer.stop()
+        if self._pending:
+            self._pending = False
+            self._redraw()
+
+    def cancel(self) -> None:
+        self._timer.stop()
+        self._pending = False
 
 
 class GrowingSeries:
@@ -115,6 +156,7 @@ class TrainingCurves(QWidget):
     """Loss, accuracy and learning-rate plots of one run, with the phase boundaries marked on each.
 
     x is in epochs: a batch point sits at epoch + (batch + 1) / batches, an epoch's metrics at epoch + 1.
+    New points are stored at once and drawn by the next coalesced redraw (see CURVE_REDRAW_MS); flush() draws now.
     """
 
     def __init__(self, parent: QWidget | None = None):
@@ -135,6 +177,11 @@ class TrainingCurves(QWidget):
         self._phase_lines: list[tuple[pg.PlotWidget, pg.InfiniteLine]] = []
         self._loss_average = 0.0
         self._loss_count = 0
+        self._stale: set[pg.PlotDataItem] = set()
+        self._redraw = Coalescer(self, CURVE_REDRAW_MS["accelerator"], self._draw_stale)
+        self._y_ranges = {self.lossPlot: SteadyYRange(self.lossPlot),
+                          self.accuracyPlot: SteadyYRange(self.accuracyPlot, fixed=(0.0, 100.0)),
+                          self.lrPlot: SteadyYRange(self.lrPlot, log=True)}
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -146,12 +193,37 @@ class TrainingCurves(QWidget):
     def _epoch_curves(self) -> list[pg.PlotDataItem]:
         return [self.train_loss_curve, self.val_loss_curve, self.train_acc_curve, self.val_acc_curve]
 
+    def set_redraw_interval(self, ms: int) -> None:
+        self._redraw.set_interval(ms)
+
+    def flush(self) -> None:
+        """Draw every point received so far now (at the end of a run, or before a screenshot)."""
+        self._redraw.flush()
+
+    def _mark_stale(self, curve: pg.PlotDataItem) -> None:
+        self._stale.add(curve)
+        self._redraw.request()
+
+    def _draw_stale(self) -> None:
+        plots = set()
+        for curve in self._stale:
+            series = self._series[curve]
+            curve.setData(series.x, series.y)
+            plots.add(curve.getViewBox())
+        self._stale.clear()
+        for plot, y_range in self._y_ranges.items():
+            if plot.getPlotItem().getViewBox() in plots:
+                y_range.fit([self._series[c].y for c in plot.getPlotItem().listDataItems() if c in self._series])
+
     def reset(self) -> None:
+        self._redraw.cancel()
+        self._stale.clear()
         for curve, series in self._series.items():
             series.clear()
             curve.setData([], [])
         for curve in self.lr_curves.values():  # the next run may have other groups
             self.lrPlot.removeItem(curve)
+            del self._series[curve]
         self.lr_curves.clear()
         self._lr_series.clear()
         for plot, line in self._phase_lines:
@@ -160,6 +232,8 @@ class TrainingCurves(QWidget):
         self._loss_average, self._loss_count = 0.0, 0
         for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):
             plot.enableAutoRange(axis="x")
+        for y_range in self._y_ranges.values():
+            y_range.reset()
 
     def set_epoch_range(self, total_epochs: int) -> None:
         """Fix x to the whole run, so that new points do not rescale (and repaint) the axes every time."""
@@ -187,14 +261,14 @@ class TrainingCurves(QWidget):
                 if lr > 0:  # the lr plot is logarithmic
                     self._lr_series_for(group).append(x, lr)
                     touched.add(group)
-        self.smoothed_loss_curve.setData(smoothed.x, smoothed.y)
+        self._mark_stale(self.smoothed_loss_curve)
         for group in touched:
-            self.lr_curves[group].setData(self._lr_series[group].x, self._lr_series[group].y)
+            self._mark_stale(self.lr_curves[group])
 
     def _lr_series_for(self, group: str) -> GrowingSeries:
         if group not in self.lr_curves:
             self.lr_curves[group] = _new_curve(self.lrPlot, group, series_color(len(self.lr_curves)))
-            self._lr_series[group] = GrowingSeries()
+            self._lr_series[group] = self._series[self.lr_curves[group]] = GrowingSeries()
         return self._lr_series[group]
 
     def add_epoch(self, epoch: int, train_loss: float, val_loss: float, train_acc: float, val_acc: float) -> None:
@@ -202,9 +276,8 @@ class TrainingCurves(QWidget):
         x = epoch + 1
         for curve, y in ((self.train_loss_curve, train_loss), (self.val_loss_curve, val_loss),
                          (self.train_acc_curve, 100 * train_acc), (self.val_acc_curve, 100 * val_acc)):
-            series = self._series[curve]
-            series.append(x, y)
-            curve.setData(series.x, series.y)
+            self._series[curve].append(x, y)
+            self._mark_stale(curve)
 
 
 class RunProgress(QWidget):
@@ -225,6 +298,8 @@ class RunProgress(QWidget):
         self._total_epochs = 1
         self._start_fraction = 0.0
         self._started = 0.0
+        self._latest: dict | None = None
+        self._redraw = Coalescer(self, PROGRESS_REDRAW_MS, self._draw_latest)
 
     def start(self, total_epochs: int, start_epoch: int) -> None:
         self._total_epochs = max(1, total_epochs)
@@ -234,6 +309,11 @@ class RunProgress(QWidget):
         self.progressLabel.setText(f"Epoch {start_epoch + 1}/{total_epochs} · starting")
 
     def show_batch(self, b: dict) -> None:
+        self._latest = b
+        self._redraw.request()
+
+    def _draw_latest(self) -> None:
+        b = self._latest
         done = b["epoch"] + (b["batch"] + 1) / max(1, b["batches"])
         fraction = min(1.0, done / self._total_epochs)
         self.trainProgress.setValue(round(fraction * PROGRESS_STEPS))
@@ -249,10 +329,12 @@ class RunProgress(QWidget):
         return format_duration(elapsed * (1 - fraction) / progressed)
 
     def finish(self, text: str) -> None:
+        self._redraw.cancel()
         self.trainProgress.setValue(self.trainProgress.maximum())
         self.progressLabel.setText(text)
 
     def halt(self, text: str) -> None:
+        self._redraw.cancel()
         self.progressLabel.setText(text)
 
 
@@ -503,6 +585,8 @@ class TrainingPanel(QWidget):
         self.freezeLabel.setText("Freeze verification: after each phase")
         self.freezeLabel.setStyleSheet("")
         self.curves.reset()
+        on_cpu = d["device"].split(",")[0].strip() == "cpu"
+        self.curves.set_redraw_interval(CURVE_REDRAW_MS["cpu" if on_cpu else "accelerator"])
         self.curves.set_epoch_range(d["total_epochs"])
         self.curves.mark_phases(d["phase_start_epochs"], self._phase_names)
         if d["resumed"]:
@@ -562,6 +646,7 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_run_finished(self, d: dict) -> None:
+        self.curves.flush()
         s = d["summary"]
         status = s.get("status", "finished")
         best = s.get("best_val_acc")
@@ -577,6 +662,7 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_run_stopped(self, d: dict) -> None:
+        self.curves.flush()
         self.progress.halt(f"Stopped at epoch {d['epoch'] + 1}, batch {d['batch'] + 1}")
         self.log(f"Stopped at epoch {d['epoch'] + 1}, batch {d['batch'] + 1}. Checkpoint saved: {d['checkpoint']}. "
                  f"'Resume last run' continues from there.")
@@ -585,6 +671,7 @@ class TrainingPanel(QWidget):
 
     @Slot(str)
     def _on_run_failed(self, message: str) -> None:
+        self.curves.flush()
         started = bool(self._run_dir)
         self.progress.halt("Failed" if started else "Could not start")
         self.log(f"ERROR: {message}")

@@ -8,8 +8,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import pytest  # noqa: E402
-import shiboken6  # noqa: E402
 from PySide6.QtCore import Qt, QThread  # noqa: E402
+
+from tests.gui.running import still_running  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +34,7 @@ def no_thread_left_running(monkeypatch):
 
     monkeypatch.setattr(QThread, "start", recording_start)
     yield started
-    running = [t for t in started if shiboken6.isValid(t) and t.isRunning()]
+    running = still_running(started)
     for thread in running:
         thread.wait(30_000)  # so that the leak does not crash the next test as well
     if running:

@@ -18,6 +18,7 @@ from engine.runs import SUMMARY_FILE, checkpoint_path  # noqa: E402
 from gui.app import apply_arguments, create_app  # noqa: E402
 from gui.document import RecipeDocument  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
+from tests.gui.running import still_running  # noqa: E402
 from tests.helpers import tiny_recipe  # noqa: E402
 
 RUN_TIMEOUT_MS = 60_000
@@ -160,6 +161,6 @@ def test_close_mid_run_stops_saves_and_leaves_no_thread(qtbot, make_window, monk
         window.close()
 
     assert not window.isVisible()
-    assert not any(thread.isRunning() for thread in no_thread_left_running)
+    assert not still_running(no_thread_left_running)
     assert checkpoint_path(run_dir, "last").is_file()
     assert json.loads((Path(run_dir) / SUMMARY_FILE).read_text())["status"] == "stopped"

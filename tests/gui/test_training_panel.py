@@ -16,6 +16,7 @@ from engine.runs import SUMMARY_FILE, checkpoint_path
 from gui.document import RecipeDocument
 from gui.panels.training_panel import TrainingPanel
 from gui.worker import TrainingController, TrainingWorker
+from tests.gui.running import still_running
 from tests.helpers import tiny_recipe
 
 RUN_TIMEOUT_MS = 60_000
@@ -128,7 +129,7 @@ def test_stop_saves_a_checkpoint_and_resume_finishes_the_run(qtbot, panel, contr
     assert status == "stopped"
     assert checkpoint_path(run_dir, "last").is_file() and checkpoint_path(run_dir, "best").is_file()
     assert json.loads((Path(run_dir) / SUMMARY_FILE).read_text())["status"] == "stopped"
-    assert not any(t.isRunning() for t in no_thread_left_running)
+    assert not still_running(no_thread_left_running)
     assert panel.resumable_run == run_dir and panel.resumeRunButton.isEnabled()
     assert "Stopped at epoch 2, batch 1" in panel.runLog.toPlainText()
     batches_per_epoch = seen.batches[0]["batches"]
