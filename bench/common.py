@@ -37,17 +37,55 @@ def make_jpeg_dataset(root: Path, classes: int = 10, train_per_class: int = 32, 
     return root
 
 
+def calibration_images(count: int, size: int = 224, seed: int = 1):
+    """Images unlike any benchmark class (smooth colour fields, stripes at random angles and periods, noise),
+    normalised with ImageNet's statistics: what the seeded network's batch-norm statistics are estimated on."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    fields = F.interpolate(torch.rand(count, 3, 6, 6, generator=g), size=(size, size), mode="bicubic",
+                           align_corners=False)
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    angle = torch.rand(count, 1, 1, generator=g) * 3.1416
+    period = 4 + 20 * torch.rand(count, 1, 1, generator=g)
+    stripes = (((xx * angle.cos() + yy * angle.sin()) / period).floor() % 2)[:, None]
+    images = (fields * (0.6 + 0.4 * stripes) + 0.1 * torch.randn(count, 3, size, size, generator=g)).clamp(0, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
 def seeded_torch_home() -> Path:
-    """A TORCH_HOME holding a seeded ResNet-18 state dict under torchvision's file name (no download)."""
+    """A TORCH_HOME holding a seeded ResNet-18 state dict under torchvision's file name (no download).
+
+    A pretrained network's batch-norm layers hold statistics of real images; a freshly initialised one holds
+    mean 0 / variance 1, which no trained network has. With those, a frozen backbone in eval mode (Thaw's
+    feature extraction) passes unnormalised activations, while the lesson's loop, which trains with the frozen
+    backbone in train mode, re-estimates them on the fly: the comparison would measure that, not caching. So the
+    seeded weights get their statistics estimated once (a cumulative average over 256 calibration images that
+    are not benchmark data), as any released checkpoint has them."""
     import torch
     from torchvision import models as tvm
 
-    home = Path(tempfile.gettempdir()) / "thaw-bench-torch-home"
+    home = Path(tempfile.gettempdir()) / "thaw-bench-torch-home-bn"
     target = home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
-        torch.save(tvm.resnet18().state_dict(), target)
+        model = tvm.resnet18()
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = None  # a cumulative average over every calibration batch
+        model.train()
+        with torch.no_grad():
+            for batch in calibration_images(256).split(32):
+                model(batch)
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = 0.1
+        torch.save(model.state_dict(), target)
     os.environ["TORCH_HOME"] = str(home)
     os.environ["THAW_OFFLINE"] = "1"
     return home

@@ -55,7 +55,8 @@ def run_studio(argv: list[str] | None = None) -> int:
     app = create_app([sys.argv[0] if sys.argv else "thaw", *arguments])
     from gui.main_window import MainWindow  # after the QApplication: widgets need it
 
-    window = MainWindow()
+    window = MainWindow(deferred=True)  # shown at once; torch loads in a thread, then the panels are built
     window.show()
-    apply_arguments(window, app.arguments()[1:])  # Qt has removed its own options (-style …) by now
+    arguments = app.arguments()[1:]  # Qt has removed its own options (-style …) by now
+    window.when_ready(lambda: apply_arguments(window, arguments))
     return app.exec()

@@ -1,44 +1,43 @@
 """The studio's main window: the composition root. It creates the document, the training controller and the
 panels, wires them together, and owns menus, the status bar, recipe files and the remembered window state.
 It holds no facts of its own: the recipe lives in the document, runs in the runs folder.
+
+This module imports no torch: with `deferred=True` (how `python main.py` starts) the window shows at once with a
+loading page while gui/loading.py imports torch and torchvision in a thread, then builds its panels and says
+`ready`. Without it (tests, benchmarks) everything is built in the constructor.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
-import torch
-import torchvision
-from PySide6 import __version__ as pyside_version
-from PySide6.QtCore import QTimer, Slot, qVersion
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+from typing import TYPE_CHECKING
 
-import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
+from PySide6 import __version__ as pyside_version
+from PySide6.QtCore import Qt, QTimer, Signal, Slot, qVersion
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from engine import __version__ as thaw_version
 from engine.errors import RecipeError
-from engine.presets import STRATEGIES, make_recipe
 from engine.recipe import Recipe
 from engine.runs import checkpoint_path
-from gui.document import RecipeDocument
+from gui.loading import ImportThread
 from gui.resources import app_icon
-from gui.panels.data_panel import DataPanel
-from gui.panels.inference_panel import InferencePanel
-from gui.panels.model_panel import ModelPanel
-from gui.panels.optimizer_panel import OptimizerPanel
-from gui.panels.phases_panel import PhasesPanel
-from gui.panels.runs_panel import RunsPanel
-from gui.panels.training_panel import TrainingPanel, expected_device
 from gui.settings import StudioSettings
 from gui.torch_threads import use_torch_threads
-from gui.worker import TrainingController
+
+if TYPE_CHECKING:
+    from gui.document import RecipeDocument
 
 RECIPE_FILTER = "Thaw recipe (*.json);;All files (*)"
 STATUS_INTERVAL_MS = 1000
 STOP_ON_QUIT_TIMEOUT_MS = 120_000
+LOADING_PAGE_PAINT_MS = 50  # the loading page paints before the GUI thread imports pyqtgraph
 
 
 def process_memory_bytes() -> tuple[int, bool] | None:
@@ -62,23 +61,83 @@ def memory_text() -> str:
     if memory is not None:
         amount, is_peak = memory
         parts.append(f"{'peak ' if is_peak else ''}RAM {amount / 2**20:,.0f} MB")
-    if torch.cuda.is_initialized():  # never initialise CUDA just to show a number
+    torch = sys.modules.get("torch")  # not imported yet while the studio loads
+    if torch is not None and torch.cuda.is_initialized():  # never initialise CUDA just to show a number
         parts.append(f"GPU {torch.cuda.memory_allocated() / 2**20:,.0f} MB "
                      f"(reserved {torch.cuda.memory_reserved() / 2**20:,.0f} MB)")
     return " · ".join(parts)
 
 
+def _import_pyqtgraph() -> None:
+    import pyqtgraph  # noqa: F401 - loaded now so that building the panels finds it
+
+
 class MainWindow(QMainWindow):
+    ready = Signal()  # the panels are built (at once unless deferred)
+
     def __init__(self, document: RecipeDocument | None = None, settings: StudioSettings | None = None,
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, deferred: bool = False):
         super().__init__(parent)
-        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/torch_threads.py)
         self.setObjectName("mainWindow")
         self.setWindowIcon(app_icon())
-        self.document = document or RecipeDocument()
         self.settings = settings or StudioSettings()
-        self.controller = TrainingController(self)
+        self.is_ready = False
         self._closing_after_stop = False
+        self._import_thread: ImportThread | None = None
+        if deferred:
+            self._show_loading_page()
+            self._import_thread = ImportThread(self)
+            self._import_thread.finished.connect(lambda: self._build(document))
+            self._import_thread.start()
+            # pyqtgraph makes Qt objects as it loads: the GUI thread imports it meanwhile, once the page is shown.
+            QTimer.singleShot(LOADING_PAGE_PAINT_MS, _import_pyqtgraph)
+        else:
+            self._build(document)
+
+    def when_ready(self, callback) -> None:
+        """Call `callback` once the panels are built (now, if they are)."""
+        if self.is_ready:
+            callback()
+        else:
+            self.ready.connect(callback, Qt.ConnectionType.SingleShotConnection)
+
+    def _show_loading_page(self) -> None:
+        self.setWindowTitle("Thaw")
+        page = QWidget()
+        page.setObjectName("loadingPage")
+        label = QLabel("Loading torch and torchvision …")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        busy = QProgressBar()
+        busy.setRange(0, 0)  # indeterminate
+        busy.setMaximumWidth(320)
+        layout = QVBoxLayout(page)
+        layout.addStretch()
+        layout.addWidget(label)
+        layout.addWidget(busy, alignment=Qt.AlignmentFlag.AlignCenter)
+        layout.addStretch()
+        self.setCentralWidget(page)
+        self.settings.restore_window(self)
+
+    def _build(self, document: RecipeDocument | None) -> None:
+        from gui.document import RecipeDocument
+        from gui.panels.data_panel import DataPanel
+        from gui.panels.inference_panel import InferencePanel
+        from gui.panels.model_panel import ModelPanel
+        from gui.panels.optimizer_panel import OptimizerPanel
+        from gui.panels.phases_panel import PhasesPanel
+        from gui.panels.runs_panel import RunsPanel
+        from gui.panels.training_panel import TrainingPanel
+        from gui.worker import TrainingController
+
+        if self._import_thread is not None:
+            if self._import_thread.closed_early:
+                return  # the window was closed while torch loaded
+            self._import_thread.wait()
+            if self._import_thread.error:
+                logging.getLogger(__name__).error("loading torch failed:\n%s", self._import_thread.error)
+        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/torch_threads.py)
+        self.document = document or RecipeDocument()
+        self.controller = TrainingController(self)
 
         d = self.document
         self.data_panel = DataPanel(d)
@@ -106,6 +165,8 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self._update_title()
         self.setWindowModified(False)
+        self.is_ready = True
+        self.ready.emit()
 
     # --- construction ---------------------------------------------------------------------------------------------
     def _action(self, name: str, text: str, slot, shortcut: QKeySequence | str | None = None,
@@ -120,6 +181,8 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_menus(self) -> None:
+        from engine.presets import STRATEGIES
+
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self.newRecipeAction = self._action("newRecipeAction", "&New recipe", self.new_recipe,
@@ -164,6 +227,8 @@ class MainWindow(QMainWindow):
         help_menu.addAction(self.aboutAction)
 
     def _build_status_bar(self) -> None:
+        from gui.panels.training_panel import expected_device
+
         device, warning = expected_device("auto")
         self.deviceStatusLabel = QLabel(f"Device: {device}" + (" (no GPU found)" if warning else ""))
         self.deviceStatusLabel.setObjectName("deviceStatusLabel")
@@ -198,6 +263,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def new_recipe(self) -> None:
         """A fresh feature-extraction recipe for the same data folder."""
+        from engine.presets import make_recipe
+
         root = self.document.recipe.data.root
         self.document.set_recipe(make_recipe("feature_extraction", "resnet18", root, epochs=5))
         self.document.set_path("")
@@ -335,6 +402,12 @@ class MainWindow(QMainWindow):
         self.memoryStatusLabel.setText(memory_text())
 
     def about_text(self) -> str:
+        import pyqtgraph as pg
+        import torch
+        import torchvision
+
+        from gui.panels.training_panel import expected_device
+
         device, warning = expected_device("auto")
         return (f"<h3>Thaw {thaw_version}</h3><p>A studio for transfer learning and fine-tuning of image "
                 f"classifiers.</p><p>torch {torch.__version__} · torchvision {torchvision.__version__}<br>"
@@ -370,6 +443,12 @@ class MainWindow(QMainWindow):
         return box.clickedButton() is stop
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        if not self.is_ready:  # closed while loading: the import cannot be interrupted, it ends in a moment
+            self._import_thread.closed_early = True
+            self._import_thread.wait()
+            self.settings.save_window(self)
+            super().closeEvent(event)
+            return
         if self.controller.is_running:
             # Close once the run has stopped and its checkpoint is written; the window stays responsive meanwhile.
             event.ignore()

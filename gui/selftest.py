@@ -341,12 +341,15 @@ class SelfTest:
 
         from gui.main_window import MainWindow  # imported only here: the window may not exist in a broken build
 
-        window = MainWindow()
+        window = MainWindow(deferred=True)  # as `Thaw` starts: loading page first, torch imported in a thread
         window.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)  # laid out and painted, never on screen
         if window.windowIcon().isNull():
             window.setWindowIcon(self.app.windowIcon())
         window.resize(1200, 800)
         window.show()
+        _run_event_loop_until(lambda: window.is_ready, 60.0)
+        if not window.is_ready:
+            raise AssertionError("the window's panels were not built within 60 s of showing it")
         opened = ""
         if self.open_paths:  # what `Thaw recipe.json image_folder/` does at start-up
             from gui.app import apply_arguments
@@ -370,6 +373,20 @@ class SelfTest:
         _run_event_loop_for(0.05)  # deliver the deferred deletion
         return (f"{type(window).__name__} {pixmap.width()}×{pixmap.height()}, {count} tabs, "
                 f"title {title!r}{opened}{saved}")
+
+
+def _run_event_loop_until(condition, timeout_s: float) -> None:
+    """Deliver Qt events until `condition()` holds or `timeout_s` passed."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.timeout.connect(lambda: loop.quit() if condition() else None)
+    poll.start(20)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    if not condition():
+        loop.exec()
+    poll.stop()
 
 
 def _run_event_loop_for(seconds: float) -> None:

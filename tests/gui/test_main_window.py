@@ -11,7 +11,7 @@ for module in ("gui.panels.data_panel", "gui.panels.model_panel", "gui.panels.op
                "gui.panels.phases_panel", "gui.panels.inference_panel"):
     pytest.importorskip(module)  # other panels are written in parallel; the lead integrates them
 
-from PySide6.QtWidgets import QTabWidget  # noqa: E402
+from PySide6.QtWidgets import QApplication, QTabWidget  # noqa: E402
 
 from engine.recipe import Recipe  # noqa: E402
 from engine.runs import SUMMARY_FILE, checkpoint_path  # noqa: E402
@@ -164,3 +164,34 @@ def test_close_mid_run_stops_saves_and_leaves_no_thread(qtbot, make_window, monk
     assert not still_running(no_thread_left_running)
     assert checkpoint_path(run_dir, "last").is_file()
     assert json.loads((Path(run_dir) / SUMMARY_FILE).read_text())["status"] == "stopped"
+
+
+def test_a_deferred_window_shows_a_loading_page_then_builds_the_studio(qtbot, image_folder, runs_root):
+    recipe = tiny_recipe(image_folder, epochs=2, out=runs_root)
+    window = MainWindow(RecipeDocument(recipe), deferred=True)
+    qtbot.addWidget(window)
+    window.show()
+    assert not window.is_ready and window.centralWidget().objectName() == "loadingPage"
+    assert window.windowTitle() == "Thaw"
+    opened = []
+    window.when_ready(lambda: opened.append(window.document.recipe.name))  # what run_studio does with arguments
+
+    with qtbot.waitSignal(window.ready, timeout=RUN_TIMEOUT_MS):
+        pass
+
+    assert window.is_ready and opened == [recipe.name]
+    assert window.centralWidget() is window.tabs and window.tabs.count() == 7
+    assert window.windowTitle() == f"Thaw — {recipe.name}[*]"
+    window.when_ready(lambda: opened.append("again"))  # ready already: called at once
+    assert opened == [recipe.name, "again"]
+
+
+def test_closing_a_deferred_window_while_it_loads_waits_for_the_import_and_builds_nothing(qtbot):
+    window = MainWindow(deferred=True)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.close()
+    assert not window.isVisible() and not window.is_ready
+    assert not window._import_thread.isRunning()
+    QApplication.processEvents()  # a queued `finished` must not build the panels of a closed window
+    assert not window.is_ready and not hasattr(window, "tabs")
