@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from .checkpoints import save_checkpoint
 from .freezing import BN_TRAIN, _digest
+from .fusion import fold_batch_norms
 from .stages import covers
 
 CACHE_ENV = "THAW_CACHE_DIR"
@@ -210,19 +211,25 @@ def build_feature_set(model: nn.Module, head_path: str, make_loader: Callable, t
         if progress:
             progress(done[0], total)
 
-    train_views = []
-    for view in range(views):
-        train_set.set_epoch(view)
-        result = compute_features(model, head_path, make_loader(train_set, list(range(len(train_set)))), device,
-                                  autocast, channels_last, step, should_stop)
-        if result is None:
+    was_training = model.training
+    model.eval()
+    try:
+        runner, _folded = fold_batch_norms(model)  # the same features, ~1.1x faster (engine/fusion.py)
+        train_views = []
+        for view in range(views):
+            train_set.set_epoch(view)
+            result = compute_features(runner, head_path, make_loader(train_set, list(range(len(train_set)))),
+                                      device, autocast, channels_last, step, should_stop)
+            if result is None:
+                return None
+            train_views.append(result[0])
+            train_labels = result[1]
+        val = compute_features(runner, head_path, make_loader(val_set, list(range(len(val_set)))), device,
+                               autocast, channels_last, step, should_stop)
+        if val is None:
             return None
-        train_views.append(result[0])
-        train_labels = result[1]
-    val = compute_features(model, head_path, make_loader(val_set, list(range(len(val_set)))), device, autocast,
-                           channels_last, step, should_stop)
-    if val is None:
-        return None
+    finally:
+        model.train(was_training)
     entry = FeatureSet(torch.stack(train_views), train_labels, val[0], val[1], key,
                        time.perf_counter() - started, False)
     store.put(entry)

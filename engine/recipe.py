@@ -266,7 +266,7 @@ class Recipe:
     batch_size: int = 64
     device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
     precision: str = "auto"  # auto: bf16 (or fp16 with a scaler) on CUDA, fp32 elsewhere
-    channels_last: str = "auto"  # auto: on for CUDA; "on" / "off"
+    channels_last: str = "auto"  # auto: on for CUDA and the CPU (engine/devices.py); "on" / "off"
     seed: int = 0
     label_smoothing: float = 0.0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
