@@ -45,11 +45,13 @@ def run_lesson_loop(data_root, epochs: int = 10, batch_size: int = 64, workers: 
 
     wait = compute = 0.0
     images = 0
+    per_epoch = []  # images/s of each epoch's training loop
     start = time.perf_counter()
     val_acc = 0.0
     for _epoch in range(epochs):
         model.train()
         tick = time.perf_counter()
+        epoch_started, epoch_images = tick, images
         for i, (x, y) in enumerate(train_loader):
             if max_batches and i >= max_batches:
                 break
@@ -64,6 +66,7 @@ def run_lesson_loop(data_root, epochs: int = 10, batch_size: int = 64, workers: 
             tick = time.perf_counter()
             compute += tick - got
             images += len(y)
+        per_epoch.append((images - epoch_images) / max(1e-9, time.perf_counter() - epoch_started))
         model.eval()
         correct = total = 0
         with torch.no_grad():
@@ -75,7 +78,7 @@ def run_lesson_loop(data_root, epochs: int = 10, batch_size: int = 64, workers: 
         scheduler.step()
     seconds = time.perf_counter() - setup_started
     return {"seconds": seconds, "setup_seconds": start - setup_started, "val_acc": val_acc, "images_per_s": images / max(1e-9, wait + compute),
-            "data_wait_share": wait / max(1e-9, wait + compute)}
+            "data_wait_share": wait / max(1e-9, wait + compute), "epoch_images_per_s": per_epoch}
 
 
 if __name__ == "__main__":
