@@ -91,8 +91,32 @@ def seeded_torch_home() -> Path:
     return home
 
 
+_RUNS: list[Path] = []
+
+
+def remove_runs() -> None:
+    """Delete this invocation's runs folders (each run writes checkpoints of 45-130 MB)."""
+    import shutil
+
+    while _RUNS:
+        shutil.rmtree(_RUNS.pop(), ignore_errors=True)
+
+
+def exit_now(code: int = 0) -> None:
+    """Leave at once (os._exit: see the GUI benchmarks' SPARE_REFERENCES), the runs folders removed first."""
+    sys.stdout.flush()
+    remove_runs()
+    os._exit(code)
+
+
 def bench_dirs() -> tuple[Path, Path]:
+    """The generated-data folder (kept between invocations) and a fresh runs folder (removed at exit)."""
+    import atexit
+
     base = Path(tempfile.gettempdir()) / "thaw-bench"
     runs = Path(tempfile.mkdtemp(prefix="runs-", dir=base.mkdir(parents=True, exist_ok=True) or base))
+    if not _RUNS:
+        atexit.register(remove_runs)
+    _RUNS.append(runs)
     os.environ["THAW_CACHE_DIR"] = str(runs / "feature-cache")  # start cold: features are computed in the run
     return base, runs

@@ -40,7 +40,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from common import bench_dirs, make_jpeg_dataset, seeded_torch_home
+from common import bench_dirs, exit_now, make_jpeg_dataset, seeded_torch_home
 
 STARTED = time.perf_counter()
 MODELS = {  # arch: batch size
@@ -374,7 +374,7 @@ def main() -> None:
         return
     hard_limit = int(args.budget + HARD_MARGIN_S)
     signal.signal(signal.SIGALRM, lambda *_: (print(f"\nhard time limit of {hard_limit} s reached: stopping; "
-                                                      "the figures above are complete", flush=True), os._exit(0)))
+                                                      "the figures above are complete", flush=True), exit_now(0)))
     signal.alarm(max(1, int(hard_limit - (time.perf_counter() - STARTED))))
     budget = Budget(args.budget)
     device = torch.device("cpu" if smoke else "cuda")

@@ -34,7 +34,7 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 # leaves with os._exit, since its final garbage collection would still abort.
 SPARE_REFERENCES = [None] * 4_000_000 + [True] * 1_000_000 + [False] * 1_000_000 if sys.version_info < (3, 12) else []
 
-from common import bench_dirs, make_jpeg_dataset, seeded_torch_home  # noqa: E402
+from common import bench_dirs, exit_now, make_jpeg_dataset, seeded_torch_home  # noqa: E402
 
 GOAL_MS = 150.0
 
@@ -142,19 +142,10 @@ class SignalTime:
 
 
 def drop(widget, paths: list[Path]) -> None:
-    """A real drop, as tests/gui/test_inference_panel.py sends it: DragEnter accepted, then Drop."""
-    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-    from PySide6.QtGui import QDragEnterEvent, QDropEvent
-    from PySide6.QtWidgets import QApplication
+    """A real drop, as the GUI tests send it (tests/gui/drops.py): DragEnter accepted, then Drop."""
+    from tests.gui.drops import drop_urls
 
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
-    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    enter = QDragEnterEvent(QPointF(5, 5), *args)
-    QApplication.sendEvent(widget, enter)
-    if not enter.isAccepted():
-        raise SystemExit("the drop area refused the drag")
-    QApplication.sendEvent(widget, QDropEvent(QPointF(5, 5), *args))
+    drop_urls(widget, paths)
 
 
 def gui_level(best: Path, images: list[Path], drops: int, warm: int = 2, timeout_ms: int = 60_000) -> dict:
@@ -239,7 +230,7 @@ def main() -> None:
           f"studio drop → top-k / goal = {g['table_ms'] / GOAL_MS:.2f} "
           f"({'met' if g['table_ms'] <= GOAL_MS else 'NOT met'})")
     sys.stdout.flush()
-    os._exit(0)  # see SPARE_REFERENCES
+    exit_now(0)  # os._exit: see SPARE_REFERENCES
 
 
 if __name__ == "__main__":

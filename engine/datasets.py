@@ -45,7 +45,9 @@ class SeededDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.load(index)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            # The CPU generator only: the transforms run on the CPU, and torch.manual_seed would also (lazily)
+            # reseed every GPU, which fork_rng(devices=[]) does not restore, and records a stack trace per call.
+            torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))
             return self.transform(image), label
 
 
