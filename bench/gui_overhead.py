@@ -292,6 +292,7 @@ def curve_benchmark(points: int, chunk: int, redraws: int) -> dict:
     QApplication.processEvents()
     per_epoch = 1000
     epochs = points // per_epoch
+    curves.set_epoch_range(epochs + 1)  # as the Training tab does at a run's start (room for the extra points)
     curves.mark_phases([0, epochs // 2], ["head", "all"])
     rng = np.random.default_rng(0)
     losses = 2.3 * np.exp(-np.arange(points) / (points / 3)) + rng.normal(0, 0.1, points).clip(-0.5, 0.5)
@@ -471,13 +472,13 @@ def main() -> None:
     print(f"curves      : {c['points']:,} batch points (+3 lr series of as many) fed in chunks of {c['chunk']} in "
           f"{c['feed_s']:.1f} s (add_batches median {c['feed_chunk_ms']:.1f} ms, last chunks {c['feed_last_ms']:.1f} ms)")
     print(f"redraw      : loss plot repaint() median {c['repaint_ms']:.1f} ms ({c['repaint_paints']} paints in "
-          f"{c['redraws']} calls), grab() median {c['grab_ms']:.1f} ms; 5 new points + all three plots repainted "
+          f"{c['redraws']} calls), grab() median {c['grab_ms']:.1f} ms; 5 new points drawn + all three plots repainted "
           f"median {c['emission_ms']:.1f} ms")
     parts = c["parts"]
-    print(f"per emission: add_batches(5) {parts['add']:.1f} ms + repaint loss {parts['loss']:.1f} ms, accuracy "
+    print(f"per redraw  : add_batches(5) + flush {parts['add']:.1f} ms + repaint loss {parts['loss']:.1f} ms, accuracy "
           f"{parts['accuracy']:.1f} ms, lr (log y, 3 series) {parts['lr']:.1f} ms")
     print(f"ratio       : loss plot repaint / {GOAL_REDRAW_MS:.0f} ms goal = {c['repaint_ms'] / GOAL_REDRAW_MS:.2f} "
-          f"({'met' if c['repaint_ms'] <= GOAL_REDRAW_MS else 'NOT met'}); per-emission redraw / goal = "
+          f"({'met' if c['repaint_ms'] <= GOAL_REDRAW_MS else 'NOT met'}); whole redraw / goal = "
           f"{c['emission_ms'] / GOAL_REDRAW_MS:.2f} ({'met' if c['emission_ms'] <= GOAL_REDRAW_MS else 'NOT met'})")
     sys.stdout.flush()
     exit_now(0)  # os._exit: see SPARE_REFERENCES

@@ -36,6 +36,7 @@ PROGRESS_STEPS = 1000  # the progress bar counts per-mille of the whole run
 # so curves redraw once a second there; on a GPU the cores are mostly idle and 4 redraws a second cost nothing.
 CURVE_REDRAW_MS = {"cpu": 1000, "accelerator": 250}
 PROGRESS_REDRAW_MS = 250
+LR_FLAT_TOLERANCE = 1e-4  # lr points closer than this (relative) extend a flat segment instead of adding a vertex
 
 
 def expected_device(requested: str = "auto") -> tuple[str, str]:
@@ -117,6 +118,18 @@ class GrowingSeries:
             self._y = np.concatenate([self._y, np.empty(len(self._y))])
         self._x[self._n], self._y[self._n] = x, y
         self._n += 1
+
+    def extend_or_append(self, x: float, y: float, rel_tol: float) -> None:
+        """Append, unless the last segment is flat within rel_tol and y continues it: then that segment is
+        stretched to x. A learning rate that stays put for 100 000 batches is then 2 points, a step schedule 2
+        per step, and the line drawn is the same."""
+        n = self._n
+        if n >= 2:
+            last, before = self._y[n - 1], self._y[n - 2]
+            if abs(last - before) <= rel_tol * abs(before) and abs(y - last) <= rel_tol * abs(last):
+                self._x[n - 1] = x
+                return
+        self.append(x, y)
 
     def clear(self) -> None:
         self._n = 0
@@ -259,7 +272,7 @@ class TrainingCurves(QWidget):
             smoothed.append(x, self._loss_average / (1 - SMOOTHING ** self._loss_count))
             for group, lr in b["lrs"].items():
                 if lr > 0:  # the lr plot is logarithmic
-                    self._lr_series_for(group).append(x, lr)
+                    self._lr_series_for(group).extend_or_append(x, lr, LR_FLAT_TOLERANCE)
                     touched.add(group)
         self._mark_stale(self.smoothed_loss_curve)
         for group in touched:

@@ -55,7 +55,21 @@ def test_points_arriving_within_an_interval_are_drawn_once_with_all_of_them(qtbo
 
     qtbot.waitUntil(lambda: drawn(curves.smoothed_loss_curve) == 12, timeout=2000)
     assert len(calls) == 1  # one redraw carried all twelve points
-    assert sorted(curves.lr_curves) == ["body", "head"] and drawn(curves.lr_curves["head"]) == 12
+    assert sorted(curves.lr_curves) == ["body", "head"]
+    head_x, _ = curves.lr_curves["head"].getOriginalDataset()
+    assert list(head_x) == [0.1, 1.2]  # a constant lr is one segment from the first batch to the last
+
+
+def test_the_lr_curve_keeps_a_vertex_only_where_the_rate_changes(curves):
+    step = [1e-3] * 5 + [1e-4] * 5  # a step schedule
+    cosine = [1e-3 * (1 + np.cos(np.pi * i / 10)) / 2 + 1e-6 for i in range(10)]
+    curves.add_batches([batch(i, 1.0, lrs={"step": step[i], "cosine": cosine[i]}) for i in range(10)])
+    curves.flush()
+
+    x, y = curves.lr_curves["step"].getOriginalDataset()
+    assert list(x) == pytest.approx([0.1, 0.5, 0.6, 1.0]) and list(y) == [1e-3, 1e-3, 1e-4, 1e-4]
+    x, y = curves.lr_curves["cosine"].getOriginalDataset()
+    assert list(y) == pytest.approx(cosine)  # every batch changes it: every point kept
 
 
 def test_flush_draws_now_and_reset_drops_a_pending_redraw(curves):

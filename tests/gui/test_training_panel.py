@@ -85,7 +85,9 @@ def test_full_run_draws_curves_and_writes_checkpoints(qtbot, panel, controller):
         (e, b) for e in range(2) for b in range(batches_per_epoch)]
     assert points(curves.smoothed_loss_curve) == 2 * batches_per_epoch
     (group,) = seen.batches[0]["lrs"]  # feature extraction: one group, the head
-    assert list(curves.lr_curves) == [group] and points(curves.lr_curves[group]) == 2 * batches_per_epoch
+    assert list(curves.lr_curves) == [group]
+    lr_x, lr_y = curves.lr_curves[group].getOriginalDataset()  # a constant lr: one flat segment over both epochs
+    assert list(lr_x) == [1 / batches_per_epoch, 2.0] and lr_y[0] == lr_y[1] == seen.batches[0]["lrs"][group]
     assert panel.trainProgress.value() == panel.trainProgress.maximum()
     assert checkpoint_path(run_dir, "best").is_file() and checkpoint_path(run_dir, "last").is_file()
     for plot in (panel.lossPlot, panel.accuracyPlot, panel.lrPlot):
