@@ -7,7 +7,7 @@ its QThread.
         running_changed(False) ◀── QThread.finished (after wait(): the thread has really ended)
 
 Payloads are plain values: each event's `to_dict()` (a dict), lists of those for batches, or a message string.
-Per-batch events are coalesced to at most ~20 emissions per second, every batch kept (the smoothed-loss curve
+Per-batch events are coalesced to at most 4 emissions per second, every batch kept (the smoothed-loss curve
 needs them all); any other event first flushes the pending batches, so the GUI sees the events in engine order.
 Progress reports (weights download, feature computation) are thinned to the same rate, keeping the last one.
 Stop and pause go through the engine's thread-safe RunControl: the engine stops between batches and writes a
@@ -31,7 +31,9 @@ from gui.torch_threads import training_threads, use_torch_threads
 
 log = logging.getLogger(__name__)
 
-BATCH_EMIT_INTERVAL_S = 0.05  # ~20 Hz: faster than the eye, slow enough for a GUI thread that also draws
+# The progress line redraws at most 4 times a second (gui/panels/training_panel.py), so batches are handed over at
+# that rate: every hand-over wakes the GUI thread, which then competes with training for the GIL and the cores.
+BATCH_EMIT_INTERVAL_S = 0.25
 PROGRESS_EVENTS = (ev.WeightsDownloadProgress, ev.FeaturesProgressed)
 
 
