@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from PySide6 import __version__ as pyside_version
@@ -108,12 +107,15 @@ class MainWindow(QMainWindow):
         icon = QLabel()
         icon.setPixmap(app_icon().pixmap(96, 96))
         icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        label = QLabel("Loading torch and torchvision …")
+        label = self.loadingLabel = QLabel("Loading torch and torchvision …")
+        label.setObjectName("loadingLabel")
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         busy = QProgressBar()
         busy.setRange(0, 0)  # indeterminate
         busy.setTextVisible(False)
         busy.setFixedWidth(320)
+        self._loading_bar = busy
         layout = QVBoxLayout(page)
         layout.addStretch()
         layout.addWidget(icon)
@@ -138,8 +140,13 @@ class MainWindow(QMainWindow):
             if self._import_thread.closed_early:
                 return  # the window was closed while torch loaded
             self._import_thread.wait()
-            if self._import_thread.error:
+            if self._import_thread.error:  # a broken install: say so on the page, build nothing that would crash
                 logging.getLogger(__name__).error("loading torch failed:\n%s", self._import_thread.error)
+                last = self._import_thread.error.strip().splitlines()[-1]
+                self.loadingLabel.setText(f"Thaw could not load torch and torchvision:\n{last}\n\nThe log has the "
+                                          f"details; `--self-test` checks the installation.")
+                self._loading_bar.hide()
+                return
         use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/torch_threads.py)
         self.document = document or RecipeDocument()
         self.controller = TrainingController(self)

@@ -195,3 +195,14 @@ def test_closing_a_deferred_window_while_it_loads_waits_for_the_import_and_build
     assert not window._import_thread.isRunning()
     QApplication.processEvents()  # a queued `finished` must not build the panels of a closed window
     assert not window.is_ready and not hasattr(window, "tabs")
+
+
+def test_a_deferred_window_whose_imports_fail_says_so_and_builds_nothing(qtbot, monkeypatch):
+    monkeypatch.setattr("gui.loading.BACKGROUND_IMPORTS", ("torch", "thaw_no_such_module"))
+    window = MainWindow(deferred=True)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: "could not load" in window.loadingLabel.text(), timeout=RUN_TIMEOUT_MS)
+    assert "thaw_no_such_module" in window.loadingLabel.text()
+    assert not window.is_ready and not hasattr(window, "tabs")
+    assert window.close()
