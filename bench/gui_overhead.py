@@ -497,7 +497,6 @@ def main() -> None:
     print(f"ratio       : loss plot repaint / {GOAL_REDRAW_MS:.0f} ms goal = {c['repaint_ms'] / GOAL_REDRAW_MS:.2f} "
           f"({'met' if c['repaint_ms'] <= GOAL_REDRAW_MS else 'NOT met'}); whole redraw / goal = "
           f"{c['emission_ms'] / GOAL_REDRAW_MS:.2f} ({'met' if c['emission_ms'] <= GOAL_REDRAW_MS else 'NOT met'})")
-    sys.stdout.flush()
     exit_now(0)  # os._exit: see SPARE_REFERENCES
 
 

@@ -229,7 +229,6 @@ def main() -> None:
           f"({'met' if e['single_ms'] <= GOAL_MS else 'NOT met'}); "
           f"studio drop → top-k / goal = {g['table_ms'] / GOAL_MS:.2f} "
           f"({'met' if g['table_ms'] <= GOAL_MS else 'NOT met'})")
-    sys.stdout.flush()
     exit_now(0)  # os._exit: see SPARE_REFERENCES
 
 

@@ -115,12 +115,11 @@ def cache_key(model: nn.Module, head_path: str, describe: dict, train_set, val_s
 def compute_features(model: nn.Module, head_path: str, loader: DataLoader, device: torch.device, autocast,
                      channels_last: bool, progress: Callable[[int], None] | None = None,
                      should_stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Run the model over the loader in eval mode and capture the head's input. None when stopped."""
+    """Run the (eval-mode: see build_feature_set) model over the loader and capture the head's input. None when
+    stopped."""
     head = model.get_submodule(head_path)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda m, inputs, out: captured.append(torch.flatten(inputs[0], 1).float()))
-    was_training = model.training
-    model.eval()
     feats, labels = [], []
     try:
         for images, y in loader:
@@ -138,7 +137,6 @@ def compute_features(model: nn.Module, head_path: str, loader: DataLoader, devic
                 progress(len(y))
     finally:
         hook.remove()
-        model.train(was_training)
     return torch.cat(feats), torch.cat(labels).long()
 
 

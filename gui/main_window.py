@@ -285,10 +285,7 @@ class MainWindow(QMainWindow):
     def open_recipe(self, path: str) -> bool:
         try:
             recipe = Recipe.load(path)
-        except RecipeError as exc:
-            self._show_error("Cannot open recipe", f"{path}\n\n{exc}")
-            return False
-        except OSError as exc:
+        except (RecipeError, OSError) as exc:
             self._show_error("Cannot open recipe", f"{path}\n\n{exc}")
             return False
         self.document.set_recipe(recipe)

@@ -186,7 +186,6 @@ class TrainingCurves(QWidget):
         self.val_acc_curve = _new_curve(self.accuracyPlot, "val accuracy", series_color(1), symbol="o")
         self.lr_curves: dict[str, pg.PlotDataItem] = {}
         self._series = {curve: GrowingSeries() for curve in self._epoch_curves() + [self.smoothed_loss_curve]}
-        self._lr_series: dict[str, GrowingSeries] = {}
         self._phase_lines: list[tuple[pg.PlotWidget, pg.InfiniteLine]] = []
         self._loss_average = 0.0
         self._loss_count = 0
@@ -238,7 +237,6 @@ class TrainingCurves(QWidget):
             self.lrPlot.removeItem(curve)
             del self._series[curve]
         self.lr_curves.clear()
-        self._lr_series.clear()
         for plot, line in self._phase_lines:
             plot.removeItem(line)
         self._phase_lines.clear()
@@ -281,8 +279,8 @@ class TrainingCurves(QWidget):
     def _lr_series_for(self, group: str) -> GrowingSeries:
         if group not in self.lr_curves:
             self.lr_curves[group] = _new_curve(self.lrPlot, group, series_color(len(self.lr_curves)))
-            self._lr_series[group] = self._series[self.lr_curves[group]] = GrowingSeries()
-        return self._lr_series[group]
+            self._series[self.lr_curves[group]] = GrowingSeries()
+        return self._series[self.lr_curves[group]]
 
     def add_epoch(self, epoch: int, train_loss: float, val_loss: float, train_acc: float, val_acc: float) -> None:
         """Metrics of global epoch `epoch` (0-based); accuracies 0..1."""
