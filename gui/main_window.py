@@ -397,8 +397,8 @@ class MainWindow(QMainWindow):
     # --- title, status, about --------------------------------------------------------------------------------
     @Slot()
     def _on_recipe_changed(self) -> None:
+        self._update_title()  # first: the title must hold the [*] placeholder before the window is marked modified
         self.setWindowModified(True)
-        self._update_title()
         strategy = self.strategy_actions.get(self.document.recipe.strategy)
         for action in self.strategy_actions.values():
             action.setChecked(action is strategy)
