@@ -14,9 +14,9 @@ from common import bench_dirs, make_jpeg_dataset, seeded_torch_home
 
 
 def run(data, runs, epochs: int, crop: int, workers: int, ram_cache: str) -> list[dict]:
-    from engine.presets import make_recipe
-    from engine.runs import read_metrics
-    from engine.trainer import fit
+    from engine.planning.presets import make_recipe
+    from engine.train.runs import read_metrics
+    from engine.train.trainer import fit
 
     recipe = make_recipe("fine_tune_all", "resnet18", str(data), epochs=epochs, name=f"data-path-{ram_cache}")
     recipe.data.crop_size, recipe.data.resize_size = crop, round(crop * 256 / 224)

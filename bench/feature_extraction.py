@@ -24,8 +24,8 @@ def main() -> None:
     data = make_jpeg_dataset(base / f"jpegs-{args.classes}x{args.per_class}", args.classes, args.per_class,
                              max(2, args.per_class // 4))
 
-    from engine.presets import make_recipe
-    from engine.trainer import fit
+    from engine.planning.presets import make_recipe
+    from engine.train.trainer import fit
 
     def thaw(channels_last: str) -> tuple[float, dict]:
         recipe = make_recipe("feature_extraction", "resnet18", str(data), epochs=args.epochs)
@@ -38,7 +38,7 @@ def main() -> None:
 
     lesson = run_lesson_loop(data, epochs=args.epochs)
     thaw_seconds, summary = thaw("auto")  # Thaw's defaults: channels_last on the CPU, batch norms folded
-    from engine.feature_cache import FeatureStore
+    from engine.train.feature_cache import FeatureStore
 
     FeatureStore.forget_memory()
     plain_seconds, plain = thaw("off")  # the lesson's memory format: what caching alone gives

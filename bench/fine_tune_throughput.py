@@ -20,9 +20,9 @@ GOAL = 1.0
 
 
 def thaw_run(data, runs, epochs: int, crop: int, resize: int) -> list[dict]:
-    from engine.presets import make_recipe
-    from engine.runs import read_metrics
-    from engine.trainer import fit
+    from engine.planning.presets import make_recipe
+    from engine.train.runs import read_metrics
+    from engine.train.trainer import fit
 
     recipe = make_recipe("fine_tune_all", "resnet18", str(data), epochs=epochs, name="fine-tune-throughput")
     recipe.data.resize_size, recipe.data.crop_size = resize, crop

@@ -6,9 +6,9 @@ weights=None is enough for throughput), every layer training with Adam:
   synthetic fp32        random tensors already on the GPU, no autocast, contiguous (NCHW): the lesson's precision
   synthetic bf16+CL     the same under bf16 autocast with channels_last: what Thaw does on CUDA
   ... + loss.item()     the same, synchronising every step as Thaw's loop does (float(loss) per batch)
-  real, Thaw            engine.trainer.fit on generated JPEGs: Thaw's own data path (decoded-image RAM cache,
+  real, Thaw            engine.train.trainer.fit on generated JPEGs: Thaw's own data path (decoded-image RAM cache,
                         DataLoader workers, per-sample seeded torchvision.transforms.v2 on the CPU), bf16+CL
-  real, uint8→GPU       a DataLoader over engine.datasets.ImageFiles with the same RAM cache, but the CPU only
+  real, uint8→GPU       a DataLoader over engine.data.datasets.ImageFiles with the same RAM cache, but the CPU only
                         crops and flips uint8 images; float conversion and normalisation run on the GPU
   compiled              (--compile) synthetic bf16+CL through torch.compile
 
@@ -100,7 +100,7 @@ def generate_data(root: Path, classes: int, per_class: int, val_per_class: int, 
 
 # --- synthetic ------------------------------------------------------------------------------------------------
 def build(arch: str, size: int):
-    from engine.modeling import build_model
+    from engine.model.build import build_model
     from engine.recipe import DataConfig, ModelConfig
 
     data = DataConfig(resize_size=round(size * 256 / 224), crop_size=size)
@@ -112,7 +112,7 @@ def synthetic(arch: str, batch: int, size: int, device, precision: str, channels
     import torch
     from torch import nn
 
-    from engine.devices import DeviceSetup
+    from engine.train.devices import DeviceSetup
 
     setup = DeviceSetup(device, precision, channels_last)
     model = build(arch, size).model.to(device)
@@ -184,7 +184,7 @@ class BatchClock:
         if name == "DataPrepared":
             self.train_size = event.train_size
         elif name == "BatchFinished":
-            from engine.trainer import epoch_order
+            from engine.train.trainer import epoch_order
 
             total = len(epoch_order(self.train_size, self.batch_size, self.seed, event.epoch, self.max_batches))
             self.add(event.epoch, min(self.batch_size, total - event.batch * self.batch_size))
@@ -206,7 +206,7 @@ class BatchClock:
 
 def thaw_recipe(arch: str, data: Path, runs: Path, batch: int, epochs: int, device: str, smoke: bool,
                 weights: str = "none"):
-    from engine.presets import make_recipe
+    from engine.planning.presets import make_recipe
 
     recipe = make_recipe("fine_tune_all", arch, str(data), epochs=epochs, name=f"gpu-{arch}")
     recipe.model.weights = weights
@@ -223,8 +223,8 @@ def thaw_recipe(arch: str, data: Path, runs: Path, batch: int, epochs: int, devi
 
 
 def thaw_real(recipe) -> dict:
-    from engine.runs import read_metrics
-    from engine.trainer import fit
+    from engine.train.runs import read_metrics
+    from engine.train.trainer import fit
 
     clock = BatchClock(recipe.batch_size, recipe.seed, recipe.data.max_train_batches)
     tick = time.perf_counter()
@@ -247,11 +247,11 @@ def uint8_gpu_real(arch: str, data: Path, batch: int, epochs: int, device, preci
     from torch.utils.data import DataLoader
     from torchvision.transforms import v2
 
-    from engine.datasets import ImageFiles, prepare_data
-    from engine.devices import DeviceSetup
-    from engine.ram_cache import DecodedImageCache, default_budget_bytes, fill
+    from engine.data.datasets import ImageFiles, prepare_data
+    from engine.train.devices import DeviceSetup
+    from engine.data.ram_cache import DecodedImageCache, default_budget_bytes, fill
     from engine.recipe import DataConfig
-    from engine.trainer import auto_workers, epoch_order
+    from engine.train.trainer import auto_workers, epoch_order
 
     built = build(arch, size)
     prep = built.preprocessing

@@ -1,7 +1,7 @@
 """Goal 4 of the speed issue: the studio costs nothing.
 
 1. The same recipe (ResNet-18, fine_tune_all, every layer trains, cached features off so the backbone runs,
-   4 epochs × 10 batches) trained headless (engine.trainer.fit on the main thread of a separate process, as the
+   4 epochs × 10 batches) trained headless (engine.train.trainer.fit on the main thread of a separate process, as the
    CLI does) and from the studio (gui.main_window.MainWindow shown offscreen at 1400×900 with the Training tab
    visible, so the live curves draw), interleaved A B A B. Images/s of the whole run and of epochs 2+ (the goal:
    a run's start overlaps epoch 1). Goal: studio ≥ 95 % of headless.
@@ -51,7 +51,7 @@ def listed(runs: list[dict], key: str = "images_per_s") -> str:
 
 
 def bench_recipe(data: Path, runs: Path, crop: int, epochs: int, batches: int, batch_size: int):
-    from engine.presets import make_recipe
+    from engine.planning.presets import make_recipe
 
     recipe = make_recipe("fine_tune_all", "resnet18", str(data), epochs=epochs, name="gui-overhead")
     recipe.data.resize_size, recipe.data.crop_size = round(crop * 256 / 224), crop
@@ -65,8 +65,8 @@ def bench_recipe(data: Path, runs: Path, crop: int, epochs: int, batches: int, b
 
 
 def headless_run(recipe) -> dict:
-    """engine.trainer.fit on this thread (the warm-up, and the child process's measurement)."""
-    from engine.trainer import fit
+    """engine.train.trainer.fit on this thread (the warm-up, and the child process's measurement)."""
+    from engine.train.trainer import fit
 
     started = time.perf_counter()
     result = fit(recipe)
@@ -79,7 +79,7 @@ def headless_run(recipe) -> dict:
 def steady_images_per_s(run_dir) -> float:
     """Images/s of the epochs after the first (metrics.csv): a run's start (model, loader, the studio's curve
     reset and log) overlaps the first epoch; a real run lasts minutes, this benchmark's seconds."""
-    from engine.runs import read_metrics
+    from engine.train.runs import read_metrics
 
     rows = read_metrics(run_dir)
     later = rows[1:] or rows
@@ -268,7 +268,7 @@ def thread_run(recipe, probe: LatencyProbe, timeout_s: float) -> dict:
     out: dict = {}
 
     def work() -> None:
-        from gui.torch_threads import training_threads, use_torch_threads
+        from gui.workers.torch_threads import training_threads, use_torch_threads
 
         use_torch_threads(training_threads())  # as the studio's training thread does
         try:

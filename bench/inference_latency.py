@@ -4,7 +4,7 @@ loaded); a folder is predicted in batches.
 A small ResNet-18 checkpoint is trained first (one batch, the weights' default preprocessing: resize 256 →
 centre crop 224), then:
 
-(a) engine: engine.inference.Predictor.predict([one image]) latency (median of 20, after warm-up), split into
+(a) engine: engine.infer.inference.Predictor.predict([one image]) latency (median of 20, after warm-up), split into
     prepare (decode + transform) and the forward pass; a folder of 64 images predicted in batches vs one by one.
 (b) studio: gui.panels.inference_panel.InferencePanel shown offscreen; a real drop (QDragEnterEvent + QDropEvent)
     of one image, timed until `predictions_shown` (the top-k is in the table) and until `heatmap_shown` (its
@@ -41,9 +41,9 @@ GOAL_MS = 150.0
 
 def train_checkpoint(data: Path, runs: Path) -> Path:
     """A one-batch ResNet-18 run at the default 224 preprocessing: only its checkpoint matters here."""
-    from engine.presets import make_recipe
-    from engine.runs import checkpoint_path
-    from engine.trainer import fit
+    from engine.planning.presets import make_recipe
+    from engine.train.runs import checkpoint_path
+    from engine.train.trainer import fit
 
     recipe = make_recipe("feature_extraction", "resnet18", str(data), epochs=1, name="inference-bench")
     recipe.data.cache_features = "off"
@@ -66,7 +66,7 @@ def ms(values: list[float]) -> float:
 def engine_level(best: Path, images: list[Path], folder: Path, runs: int) -> dict:
     import torch
 
-    from engine.inference import Predictor, expand_inputs
+    from engine.infer.inference import Predictor, expand_inputs
 
     tick = time.perf_counter()
     predictor = Predictor.from_checkpoint(best, "cpu")

@@ -19,8 +19,8 @@ os.environ.update(THAW_RUNS_DIR=str(WORK / "runs"), THAW_CACHE_DIR=str(WORK / "c
 
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 
-from engine.presets import make_recipe  # noqa: E402
-from engine.runs import checkpoint_path, list_runs  # noqa: E402
+from engine.planning.presets import make_recipe  # noqa: E402
+from engine.train.runs import checkpoint_path, list_runs  # noqa: E402
 from gui.app import create_app  # noqa: E402
 from tests.conftest import seed_torch_home  # noqa: E402
 from tests.helpers import make_image_folder  # noqa: E402

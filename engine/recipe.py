@@ -1,7 +1,7 @@
 """A Recipe describes one whole training run as data.
 
 The GUI edits Recipes, the CLI reads them from JSON, checkpoints carry the Recipe they came from. A strategy
-(feature extraction, gradual unfreezing, ...) is a Recipe preset (engine/presets.py), not a code path.
+(feature extraction, gradual unfreezing, ...) is a Recipe preset (engine/planning/presets.py), not a code path.
 
 Every config is a dataclass validated by `validate()`; an invalid field raises RecipeError naming the dotted
 field path and the allowed values. `recipe_from_dict` rejects unknown keys for the same reason: a typo in a
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RecipeError
+from engine.errors import RecipeError
 
 AUGMENTATIONS = ("lesson", "trivialaugment", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -266,7 +266,7 @@ class Recipe:
     batch_size: int = 64
     device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
     precision: str = "auto"  # auto: bf16 (or fp16 with a scaler) on CUDA, fp32 elsewhere
-    channels_last: str = "auto"  # auto: on for CUDA and the CPU (engine/devices.py); "on" / "off"
+    channels_last: str = "auto"  # auto: on for CUDA and the CPU (engine/train/devices.py); "on" / "off"
     seed: int = 0
     label_smoothing: float = 0.0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)

@@ -11,10 +11,10 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.plan import RunPlan, plan_run
-from engine.presets import make_recipe
+from engine.planning.plan import RunPlan, plan_run
+from engine.planning.presets import make_recipe
 from engine.recipe import Recipe
-from engine.scan import ScanReport
+from engine.data.scan import ScanReport
 
 
 class RecipeDocument(QObject):

@@ -3,7 +3,7 @@ panels, wires them together, and owns menus, the status bar, recipe files and th
 It holds no facts of its own: the recipe lives in the document, runs in the runs folder.
 
 This module imports no torch: with `deferred=True` (how `python main.py` starts) the window shows at once with a
-loading page while gui/loading.py imports torch and torchvision in a thread, then builds its panels and says
+loading page while gui/workers/loading.py imports torch and torchvision in a thread, then builds its panels and says
 `ready`. Without it (tests, benchmarks) everything is built in the constructor.
 """
 
@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, Q
 from engine import __version__ as thaw_version
 from engine.errors import RecipeError
 from engine.recipe import Recipe
-from engine.runs import checkpoint_path
-from gui.loading import ImportThread
+from engine.train.runs import checkpoint_path
+from gui.workers.loading import ImportThread
 from gui.resources import app_icon
 from gui.settings import StudioSettings
-from gui.torch_threads import use_torch_threads
+from gui.workers.torch_threads import use_torch_threads
 
 if TYPE_CHECKING:
     from gui.document import RecipeDocument
@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         from gui.panels.phases_panel import PhasesPanel
         from gui.panels.runs_panel import RunsPanel
         from gui.panels.training_panel import TrainingPanel
-        from gui.worker import TrainingController
+        from gui.workers.training import TrainingController
 
         if self._import_thread is not None:
             if self._import_thread.closed_early:
@@ -147,7 +147,7 @@ class MainWindow(QMainWindow):
                                           f"details; `--self-test` checks the installation.")
                 self._loading_bar.hide()
                 return
-        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/torch_threads.py)
+        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/workers/torch_threads.py)
         self.document = document or RecipeDocument()
         self.controller = TrainingController(self)
 
@@ -193,7 +193,7 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_menus(self) -> None:
-        from engine.presets import STRATEGIES
+        from engine.planning.presets import STRATEGIES
 
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -275,7 +275,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def new_recipe(self) -> None:
         """A fresh feature-extraction recipe for the same data folder."""
-        from engine.presets import make_recipe
+        from engine.planning.presets import make_recipe
 
         root = self.document.recipe.data.root
         self.document.set_recipe(make_recipe("feature_extraction", "resnet18", root, epochs=5))

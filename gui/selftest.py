@@ -9,7 +9,7 @@ One line per check, with its time, then a summary; exit status 0 when every chec
 The checks, in order: torch, torchvision ops (nms, the compiled extension), torch._dynamo (the optimizer
 path imports it), resources (the bundled files), image decode (the bundled sample through PIL and through
 torchvision's image extension), train step (forward/backward/Adam step on generated images), engine run
-(a one-batch training run through engine.trainer, checkpoint written and read back), data loader worker,
+(a one-batch training run through engine.train.trainer, checkpoint written and read back), data loader worker,
 Qt (platform plugin, image formats, the icon, pyqtgraph), main window (gui.main_window.MainWindow created
 offscreen; `--screenshot PNG` saves a grab of it, `--open PATH` first opens a recipe or an image folder in it
 as `Thaw PATH` would).
@@ -203,7 +203,7 @@ class SelfTest:
         import torch
         from torchvision.io import ImageReadMode, decode_image, read_file
 
-        from engine.images import load_image
+        from engine.data.images import load_image
         from gui.resources import SAMPLE_IMAGE, resource_path
 
         path = resource_path(SAMPLE_IMAGE)
@@ -244,9 +244,9 @@ class SelfTest:
         import numpy as np
         from PIL import Image
 
-        from engine.checkpoints import load_checkpoint
-        from engine.presets import make_recipe
-        from engine.trainer import fit
+        from engine.train.checkpoints import load_checkpoint
+        from engine.planning.presets import make_recipe
+        from engine.train.trainer import fit
 
         data = self.workdir / "images"
         rng = np.random.default_rng(0)

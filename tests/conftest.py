@@ -23,7 +23,7 @@ def seed_torch_home(torch_home: Path, archs=SEEDED_WEIGHTS) -> dict[str, Path]:
     """Write a seeded random state dict for each arch's DEFAULT weights, named exactly as torchvision expects."""
     from torchvision import models as tvm
 
-    from engine.zoo import weights_file_name
+    from engine.model.zoo import weights_file_name
 
     folder = torch_home / "hub" / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)

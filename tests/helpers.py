@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.presets import make_recipe
+from engine.planning.presets import make_recipe
 from engine.recipe import Recipe
 
 # Each class has its own colour and stripe direction: learnable in a few batches at 32×32.

@@ -18,15 +18,15 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFi
                                QProgressBar, QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from engine.datasets import stratified_split
+from engine.data.datasets import stratified_split
 from engine.errors import BadInputError
-from engine.modeling import resolve_preprocessing
+from engine.model.build import resolve_preprocessing
 from engine.recipe import AUGMENTATIONS, BUILTIN_DATASETS, Recipe
-from engine.scan import LAYOUT_TRAIN_VAL, ScanReport
+from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport
 from gui.document import RecipeDocument
-from gui.image_utils import local_paths
-from gui.scan_worker import AugmentationPreviewer, ScanWorker
-from gui.threads import start_worker_thread, stop_worker_thread
+from gui.widgets.image_utils import local_paths
+from gui.workers.scan import AugmentationPreviewer, ScanWorker
+from gui.workers.threads import start_worker_thread, stop_worker_thread
 
 FOLDER_DATASET = "folder"
 IMBALANCE_WARNING_RATIO = 3.0

@@ -17,13 +17,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
                                QHeaderView, QLabel, QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine.explain import ATTENTION_ROLLOUT, overlay
-from engine.images import IMAGE_EXTENSIONS
-from engine.runs import checkpoint_path, list_runs
+from engine.infer.explain import ATTENTION_ROLLOUT, overlay
+from engine.data.images import IMAGE_EXTENSIONS
+from engine.train.runs import checkpoint_path, list_runs
 from gui.document import RecipeDocument
-from gui.image_utils import local_paths, rgb_to_qimage
-from gui.inference_worker import InferenceWorker
-from gui.threads import start_worker_thread, stop_worker_thread
+from gui.widgets.image_utils import local_paths, rgb_to_qimage
+from gui.workers.inference import InferenceWorker
+from gui.workers.threads import start_worker_thread, stop_worker_thread
 
 ERROR_COLOUR = QColor(190, 30, 30)
 HEATMAP_MIN_SIDE = 256

@@ -10,15 +10,15 @@ from PySide6.QtGui import QAction, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QInputDialog, QLabel, QMenu, QPushButton, QSpinBox, QTreeView, QVBoxLayout, QWidget)
 
-from engine import zoo
-from engine.groups import phase_groups
-from engine.layer_tree import trainable_summary
-from engine.presets import STRATEGIES, make_recipe
+from engine.model import zoo
+from engine.model.groups import phase_groups
+from engine.model.layer_tree import trainable_summary
+from engine.planning.presets import STRATEGIES, make_recipe
 from engine.recipe import BN_MODES, Recipe
 from gui.document import RecipeDocument
-from gui.groups_model import move_to_group
-from gui.layer_tree_model import COL_MODULE, LayerTreeModel, PathRole
-from gui.phase_selection import PhaseCombo, PhaseSelection
+from gui.models.groups_model import move_to_group
+from gui.models.layer_tree_model import COL_MODULE, LayerTreeModel, PathRole
+from gui.models.phase_selection import PhaseCombo, PhaseSelection
 
 ArchRole = Qt.ItemDataRole.UserRole + 1
 DEFAULT, NONE, LOCAL_FILE, CHOOSE_FILE = "DEFAULT", "none", "<local file>", "<choose file>"

@@ -17,8 +17,8 @@ import pyqtgraph as pg
 
 from engine.recipe import LR_PRESETS, OPTIMIZERS, SCHEDULES, PhaseConfig
 from gui.document import RecipeDocument
-from gui.groups_model import GroupsModel, compress_parameter_names, scientific
-from gui.phase_selection import PhaseCombo, PhaseSelection
+from gui.models.groups_model import GroupsModel, compress_parameter_names, scientific
+from gui.models.phase_selection import PhaseCombo, PhaseSelection
 
 CUSTOM = "custom"  # the lr preset combo's entry for explicit groups
 _PRESET_DESCRIPTIONS = {

@@ -12,11 +12,11 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
                                QStyledItemDelegate, QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
 
 from engine.errors import RecipeError
-from engine.presets import strategy_phases, tail_stages
+from engine.planning.presets import strategy_phases, tail_stages
 from engine.recipe import LR_PRESETS, SCHEDULES, PhaseConfig, Recipe
 from gui.document import RecipeDocument
-from gui.groups_model import scientific
-from gui.phase_selection import PhaseSelection
+from gui.models.groups_model import scientific
+from gui.models.phase_selection import PhaseSelection
 
 COLUMNS = ("Name", "Epochs", "Trains", "LR preset", "Head LR", "Schedule")
 COL_NAME, COL_EPOCHS, COL_TRAINS, COL_PRESET, COL_LR, COL_SCHEDULE = range(len(COLUMNS))

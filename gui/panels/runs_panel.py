@@ -19,10 +19,10 @@ import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
 
 from engine.errors import RecipeError
 from engine.recipe import Recipe
-from engine.runs import RECIPE_FILE, RunRecord, checkpoint_path, list_runs, read_metrics
+from engine.train.runs import RECIPE_FILE, RunRecord, checkpoint_path, list_runs, read_metrics
 from gui.document import RecipeDocument
 from gui.panels.training_panel import format_duration, series_color
-from gui.worker import runs_root_for
+from gui.workers.training import runs_root_for
 
 
 def _percent(value: float) -> str:

@@ -2,7 +2,7 @@
 
 The panel reads the recipe from the document and drives the run through a TrainingController (which the main
 window owns, so that closing the window can stop the run). Everything it shows arrives as controller signals
-with plain payloads (see gui/worker.py).
+with plain payloads (see gui/workers/training.py).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from PySide6.QtWidgets import (QGraphicsItem, QHBoxLayout, QLabel, QMessageBox, 
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
 
-from engine.devices import pick_device
+from engine.train.devices import pick_device
 from engine.errors import RecipeError
-from engine.runs import checkpoint_path, list_runs, read_metrics
+from engine.train.runs import checkpoint_path, list_runs, read_metrics
 from gui.document import RecipeDocument
-from gui.plot_ranges import SteadyYRange
-from gui.worker import TrainingController, runs_root_for
+from gui.widgets.plot_ranges import SteadyYRange
+from gui.workers.training import TrainingController, runs_root_for
 
 # A qualitative palette (matplotlib's tab10) that reads well on white; series i takes colour i.
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),

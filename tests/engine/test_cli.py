@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runs import checkpoint_path
+from engine.train.runs import checkpoint_path
 from tests.helpers import tiny_recipe
 
 ROOT = Path(__file__).parents[2]
@@ -94,8 +94,8 @@ def test_offline_without_cached_weights_names_the_file(tmp_path, image_folder):
 
 
 def test_resume_a_stopped_run(tmp_path, image_folder):
-    from engine import events as ev
-    from engine.trainer import Trainer
+    from engine.train import events as ev
+    from engine.train.trainer import Trainer
 
     control = ev.RunControl()
     recipe = tiny_recipe(image_folder, "extract_then_finetune", epochs=2, out=tmp_path / "runs")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.datasets import ImageFiles, stratified_split
-from engine.inference import Predictor
-from engine.preprocessing import Preprocessing
-from engine.runs import checkpoint_path
-from engine.trainer import fit
-from engine.transforms import train_transform
+from engine.data.datasets import ImageFiles, stratified_split
+from engine.infer.inference import Predictor
+from engine.data.preprocessing import Preprocessing
+from engine.train.runs import checkpoint_path
+from engine.train.trainer import fit
+from engine.data.transforms import train_transform
 from tests.helpers import CLASS_STYLES, make_image, tiny_recipe
 
 

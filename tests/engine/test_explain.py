@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from engine.explain import (ATTENTION_ROLLOUT, GRAD_CAM, ExplanationError, attention_rollout, explain, grad_cam,
+from engine.infer.explain import (ATTENTION_ROLLOUT, GRAD_CAM, ExplanationError, attention_rollout, explain, grad_cam,
                             overlay)
 
 

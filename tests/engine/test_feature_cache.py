@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 
-from engine import events as ev
-from engine.checkpoints import load_checkpoint
-from engine.feature_cache import FeatureStore
-from engine.runs import checkpoint_path, read_metrics
-from engine.trainer import fit
+from engine.train import events as ev
+from engine.train.checkpoints import load_checkpoint
+from engine.train.feature_cache import FeatureStore
+from engine.train.runs import checkpoint_path, read_metrics
+from engine.train.trainer import fit
 from tests.helpers import make_image_folder, tiny_recipe
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_small, resnet18
 
-from engine.fusion import fold_batch_norms
+from engine.model.fusion import fold_batch_norms
 
 
 def with_statistics(model: nn.Module) -> nn.Module:

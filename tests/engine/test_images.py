@@ -1,11 +1,11 @@
-"""engine.images: every awkward image kind decodes to the right pixels, every broken file to a clear reason."""
+"""engine.data.images: every awkward image kind decodes to the right pixels, every broken file to a clear reason."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from engine.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image, load_pil_rgb
+from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image, load_pil_rgb
 
 
 def save(tmp_path, name, img, **params):

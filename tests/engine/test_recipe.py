@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import RecipeError
-from engine.plan import plan_run
-from engine.presets import STRATEGIES, make_recipe
+from engine.planning.plan import plan_run
+from engine.planning.presets import STRATEGIES, make_recipe
 from engine.recipe import Recipe
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.json"))

@@ -1,4 +1,4 @@
-"""engine.scan: layouts, exact problem lists, counts and the report's round trip."""
+"""engine.data.scan: layouts, exact problem lists, counts and the report's round trip."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.scan import DatasetError, Problem, ScanReport, scan_folder
+from engine.data.scan import DatasetError, Problem, ScanReport, scan_folder
 
 
 def write_image(path, colour=(120, 60, 30), size=(4, 4)):

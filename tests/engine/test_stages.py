@@ -1,4 +1,4 @@
-"""engine.stages + engine.groups: named stages found by structure, every parameter in exactly one stage, the
+"""engine.model.stages + engine.model.groups: named stages found by structure, every parameter in exactly one stage, the
 lesson's learning-rate presets, and parameter groups that cover every trainable parameter exactly once."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from torch import nn
 from torchvision import models as tvm
 
 from engine.errors import GroupAssignmentError, RecipeError
-from engine.freezing import apply_freeze_plan
-from engine.groups import assignment, preset_groups, torch_param_groups, unassigned
-from engine.modeling import stage_map_of
-from engine.presets import make_recipe, tail_stages
+from engine.model.freezing import apply_freeze_plan
+from engine.model.groups import assignment, preset_groups, torch_param_groups, unassigned
+from engine.model.build import stage_map_of
+from engine.planning.presets import make_recipe, tail_stages
 from engine.recipe import GroupSpec, OptimizerConfig
-from engine.stages import StageMap, compute_stages, covers
-from engine.surgery import replace_head
+from engine.model.stages import StageMap, compute_stages, covers
+from engine.model.surgery import replace_head
 
 
 def meta_model(arch: str, num_classes: int = 7) -> tuple[nn.Module, StageMap]:

@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from engine import events as ev
-from engine.checkpoints import load_checkpoint
-from engine.inference import Predictor
-from engine.modeling import build_model
+from engine.train import events as ev
+from engine.train.checkpoints import load_checkpoint
+from engine.infer.inference import Predictor
+from engine.model.build import build_model
 from engine.recipe import GroupSpec, ScheduleConfig
-from engine.runs import checkpoint_path, read_metrics
-from engine.trainer import Trainer, fit, resume
+from engine.train.runs import checkpoint_path, read_metrics
+from engine.train.trainer import Trainer, fit, resume
 from tests.helpers import tiny_recipe
 
 
@@ -31,7 +31,7 @@ class Recorder:
 
 def initial_state(recipe, num_classes):
     """The model exactly as the trainer builds it before training (same seed → same new head)."""
-    from engine.trainer import seed_everything
+    from engine.train.trainer import seed_everything
 
     seed_everything(recipe.seed)
     return {k: v.clone() for k, v in build_model(recipe.model, num_classes, recipe.data).model.state_dict().items()}

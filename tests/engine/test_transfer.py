@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from engine.recipe import DataConfig, ModelConfig, OptimizerConfig, PhaseConfig, Recipe
-from engine.runs import checkpoint_path
-from engine.trainer import fit
+from engine.train.runs import checkpoint_path
+from engine.train.trainer import fit
 
 SEED = 1
 SIZE = 32

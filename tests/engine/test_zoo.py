@@ -1,4 +1,4 @@
-"""engine.zoo: the model registry read from torchvision, exact weights names, pretrained loading through
+"""engine.model.zoo: the model registry read from torchvision, exact weights names, pretrained loading through
 torchvision's own loader from the seeded TORCH_HOME, the offline error, and local weights files."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 import torch
 from torchvision import models as tvm
 
-from engine import zoo
+from engine.model import zoo
 from engine.errors import BadInputError, RecipeError, WeightsUnavailableError
-from engine.modeling import build_model
+from engine.model.build import build_model
 from engine.recipe import ModelConfig
 
 LESSON_MODELS = (

@@ -11,7 +11,7 @@ from PySide6.QtCore import QSize
 
 
 from gui.document import RecipeDocument
-from gui.image_utils import qimage_to_rgb
+from gui.widgets.image_utils import qimage_to_rgb
 from gui.panels.data_panel import DataPanel
 from tests.gui.drops import drop_urls
 from tests.helpers import make_image_folder

@@ -11,13 +11,13 @@ import pytest
 
 
 
-from engine.explain import GRAD_CAM
-from engine.inference import Predictor
-from engine.runs import checkpoint_path
-from engine.trainer import fit
+from engine.infer.explain import GRAD_CAM
+from engine.infer.inference import Predictor
+from engine.train.runs import checkpoint_path
+from engine.train.trainer import fit
 from gui.document import RecipeDocument
-from gui.image_utils import qimage_to_rgb
-from gui.inference_worker import InferenceWorker
+from gui.widgets.image_utils import qimage_to_rgb
+from gui.workers.inference import InferenceWorker
 from gui.panels.inference_panel import OPEN_CHECKPOINT, InferencePanel
 from tests.gui.drops import drop_urls
 from tests.helpers import tiny_recipe

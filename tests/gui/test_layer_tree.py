@@ -6,11 +6,11 @@ import pytest
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QTreeView
 
-from engine.layer_tree import FROZEN, TRAINABLE, trainable_summary
-from engine.presets import make_recipe
-from engine.zoo import list_model_names
+from engine.model.layer_tree import FROZEN, TRAINABLE, trainable_summary
+from engine.planning.presets import make_recipe
+from engine.model.zoo import list_model_names
 from gui.document import RecipeDocument
-from gui.layer_tree_model import COL_BN, COL_MODULE
+from gui.models.layer_tree_model import COL_BN, COL_MODULE
 from gui.panels.model_panel import ArchRole, ModelPanel
 from tests.helpers import tiny_recipe
 

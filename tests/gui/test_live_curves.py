@@ -10,11 +10,11 @@ from PySide6.QtCore import QMetaObject, QObject, QPoint, QPointF, Qt, Signal, Sl
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-import gui.torch_threads as torch_threads
+import gui.workers.torch_threads as torch_threads
 from gui.panels.training_panel import TrainingCurves
-from gui.plot_ranges import decade_bounds, decade_ticks, nice_bounds, nice_ceil
-from gui.torch_threads import OneTorchThreadQThread
-from gui.worker import TrainingController
+from gui.widgets.plot_ranges import decade_bounds, decade_ticks, nice_bounds, nice_ceil
+from gui.workers.torch_threads import OneTorchThreadQThread
+from gui.workers.training import TrainingController
 from tests.helpers import tiny_recipe
 
 

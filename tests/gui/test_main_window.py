@@ -14,7 +14,7 @@ for module in ("gui.panels.data_panel", "gui.panels.model_panel", "gui.panels.op
 from PySide6.QtWidgets import QApplication, QTabWidget  # noqa: E402
 
 from engine.recipe import Recipe  # noqa: E402
-from engine.runs import SUMMARY_FILE, checkpoint_path  # noqa: E402
+from engine.train.runs import SUMMARY_FILE, checkpoint_path  # noqa: E402
 from gui.app import apply_arguments, create_app  # noqa: E402
 from gui.document import RecipeDocument  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
@@ -198,7 +198,7 @@ def test_closing_a_deferred_window_while_it_loads_waits_for_the_import_and_build
 
 
 def test_a_deferred_window_whose_imports_fail_says_so_and_builds_nothing(qtbot, monkeypatch):
-    monkeypatch.setattr("gui.loading.BACKGROUND_IMPORTS", ("torch", "thaw_no_such_module"))
+    monkeypatch.setattr("gui.workers.loading.BACKGROUND_IMPORTS", ("torch", "thaw_no_such_module"))
     window = MainWindow(deferred=True)
     qtbot.addWidget(window)
     window.show()

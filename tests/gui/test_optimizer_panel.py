@@ -11,9 +11,9 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton, QTableV
 import pyqtgraph as pg  # after PySide6, so that it binds to it
 
 from gui.document import RecipeDocument
-from gui.groups_model import COL_LR, COL_MODULES, COL_NAME, COL_PARAMS, COL_TRAINS, COL_WD, scientific
+from gui.models.groups_model import COL_LR, COL_MODULES, COL_NAME, COL_PARAMS, COL_TRAINS, COL_WD, scientific
 from gui.panels.optimizer_panel import CUSTOM, OptimizerPanel, ScientificSpinBox
-from gui.phase_selection import PhaseSelection
+from gui.models.phase_selection import PhaseSelection
 from tests.helpers import tiny_recipe
 
 

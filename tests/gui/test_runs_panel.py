@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 
-from engine.runs import checkpoint_path, list_runs
-from engine.trainer import fit
+from engine.train.runs import checkpoint_path, list_runs
+from engine.train.trainer import fit
 from gui.document import RecipeDocument
 from gui.panels.runs_panel import COLUMNS, RunsPanel
 from tests.helpers import tiny_recipe

@@ -10,12 +10,12 @@ import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import Qt
 
-from engine import events as ev
-from engine.devices import pick_device
-from engine.runs import SUMMARY_FILE, checkpoint_path
+from engine.train import events as ev
+from engine.train.devices import pick_device
+from engine.train.runs import SUMMARY_FILE, checkpoint_path
 from gui.document import RecipeDocument
 from gui.panels.training_panel import TrainingPanel
-from gui.worker import TrainingController, TrainingWorker
+from gui.workers.training import TrainingController, TrainingWorker
 from tests.gui.running import still_running
 from tests.helpers import tiny_recipe
 

@@ -1,0 +1,1 @@
+"""Data: decoding images, scanning folders, datasets, transforms, preprocessing, the RAM cache of decoded images."""

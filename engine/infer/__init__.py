@@ -1,0 +1,1 @@
+"""Using a trained model: prediction and what the network looked at."""

@@ -1,0 +1,1 @@
+"""Models: the zoo, building (backbone + adapter + head), surgery, stages, freezing, the layer tree, groups."""

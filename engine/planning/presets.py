@@ -1,0 +1,101 @@
+"""Strategies of the lesson as Recipe presets. A strategy is data (a list of phases), not a code path.
+
+feature_extraction     freeze the backbone, train the new head (Adam 1e-3, StepLR 7 × 0.1)
+fine_tune_all          everything trains, discriminative rates: early 1e-5, middle 1e-4, head 1e-3
+gradual_unfreezing     head 5 epochs → + layer4 (the last body stage) 5 epochs → all 10 epochs
+extract_then_finetune  the lesson's CIFAR pipeline: 10 epochs feature extraction, then 5 epochs all layers
+from_scratch           no pretrained weights, everything trains (the baseline to compare against)
+"""
+
+from __future__ import annotations
+
+from engine.recipe import DataConfig, ModelConfig, OptimizerConfig, PhaseConfig, Recipe, ScheduleConfig
+
+STRATEGIES = {
+    "feature_extraction": "Freeze the pretrained backbone; train only the new classifier head. Fast; small data.",
+    "fine_tune_all": "Train every layer with discriminative learning rates (early 1e-5, middle 1e-4, head 1e-3).",
+    "gradual_unfreezing": "Head only, then also the last stage, then everything, each phase with graded rates.",
+    "extract_then_finetune": "Feature extraction first, then fine-tune all layers at lower rates (the lesson's CIFAR pipeline).",
+    "from_scratch": "Random initialisation, everything trains: the baseline transfer learning should beat.",
+}
+
+def _adam_step(step_size: int) -> tuple[OptimizerConfig, ScheduleConfig]:
+    return OptimizerConfig(name="adam"), ScheduleConfig(name="step", step_size=step_size, gamma=0.1)
+
+
+def strategy_phases(strategy: str, epochs: int | None = None, last_stage: str | list[str] = "layer4"
+                    ) -> list[PhaseConfig]:
+    """The phases of a strategy. `epochs` scales the lesson's epoch counts to a total (None: the lesson's)."""
+    tail = [last_stage] if isinstance(last_stage, str) else list(last_stage)
+    if strategy == "feature_extraction":
+        opt, sched = _adam_step(7)
+        phases = [PhaseConfig("feature_extraction", 10, ["head"], lr=1e-3, optimizer=opt, schedule=sched)]
+    elif strategy == "fine_tune_all":
+        opt, sched = _adam_step(7)
+        phases = [PhaseConfig("fine_tune_all", 10, ["all"], lr_preset="discriminative", lr=1e-3, optimizer=opt,
+                              schedule=sched)]
+    elif strategy == "gradual_unfreezing":
+        phases = [
+            PhaseConfig("head", 5, ["head"], lr=1e-3),
+            PhaseConfig(f"head+{tail[0]}", 5, [*tail, "head"], lr_preset="discriminative", lr=1e-3),
+            PhaseConfig("all", 10, ["all"], lr_preset="discriminative", lr=1e-3),
+        ]
+    elif strategy == "extract_then_finetune":
+        opt, sched = _adam_step(7)
+        opt2, sched2 = _adam_step(5)
+        phases = [
+            PhaseConfig("feature_extraction", 10, ["head"], lr=1e-3, optimizer=opt, schedule=sched),
+            PhaseConfig("fine_tune", 5, ["all"], lr_preset="discriminative", lr=1e-3, optimizer=opt2, schedule=sched2),
+        ]
+    elif strategy == "from_scratch":
+        phases = [PhaseConfig("from_scratch", 20, ["all"], lr=1e-3, optimizer=OptimizerConfig(name="adam"),
+                              schedule=ScheduleConfig(name="cosine", warmup_epochs=1))]
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if epochs is not None:
+        _scale_epochs(phases, epochs)
+    return phases
+
+
+def _scale_epochs(phases: list[PhaseConfig], total: int) -> None:
+    lesson_total = sum(p.epochs for p in phases)
+    remaining = max(total, len(phases))
+    for i, phase in enumerate(phases):
+        left = len(phases) - i - 1
+        share = max(1, round(phase.epochs * total / lesson_total)) if left else remaining
+        share = min(share, remaining - left)
+        phase.epochs = max(1, share)
+        remaining -= phase.epochs
+        if phase.schedule.name == "step":
+            phase.schedule.step_size = max(1, min(phase.schedule.step_size, phase.epochs))
+
+
+def make_recipe(strategy: str, arch: str = "resnet18", data_root: str = "", epochs: int | None = None,
+                last_stage: str = "", name: str = "", **overrides) -> Recipe:
+    """A complete recipe for a strategy. `last_stage` is the stage the second gradual phase unfreezes (default:
+    the model's last block by name, e.g. ResNet's layer4, with the neck after it; the alias "last_stage" where
+    the stages cannot be named without building the model)."""
+    last_stage = last_stage or tail_stages(arch)
+    recipe = Recipe(
+        name=name or f"{arch}-{strategy}",
+        strategy=strategy,
+        data=DataConfig(root=data_root),
+        model=ModelConfig(arch=arch, weights="none" if strategy == "from_scratch" else "DEFAULT"),
+        phases=strategy_phases(strategy, epochs, last_stage),
+    )
+    for key, value in overrides.items():
+        setattr(recipe, key, value)
+    return recipe.validate()
+
+
+def tail_stages(arch: str) -> list[str]:
+    """The last block before the head and the neck after it, if any (ResNet: [layer4]; ViT: [block11, neck];
+    VGG: [block4, neck]) — what the second phase of gradual unfreezing thaws."""
+    from engine.model.build import stage_map_of
+
+    stages = stage_map_of(arch)
+    if stages is None or not stages.body:
+        return ["last_stage"]
+    names = [s.name for s in stages.body]
+    blocks = [n for n in names if n != "neck"]
+    return ([blocks[-1]] if blocks else []) + (["neck"] if "neck" in names else [])

@@ -1,0 +1,1 @@
+"""Reusable widgets and drawing helpers shared by the panels."""

@@ -1,0 +1,123 @@
+"""Prediction and explanation off the GUI thread: an InferenceWorker lives in a QThread owned by the
+InferencePanel, holds the loaded Predictor, and is driven only through queued signals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+
+from engine.train.devices import pick_device
+from engine.infer.explain import explain
+from engine.infer.inference import Predictor, expand_inputs
+from engine.data.transforms import denormalize
+
+from gui.widgets.image_utils import chw_to_rgb
+
+BATCH_SIZE = 32
+
+
+class InferenceWorker(QObject):
+    """Loads a checkpoint, predicts lists of files in batches, and explains single images.
+
+    A predict request is abandoned between batches as soon as a newer one is begun (`begin_request`), so dropping
+    a second folder does not wait for the first to finish.
+    """
+
+    checkpoint_loaded = Signal(dict)  # path, arch, class_names, crop_size, channels, device
+    predictions_progressed = Signal(int, int, int)  # request id, images done, images in all
+    # request id, one dict per image: path, top [(class, probability)], error, heatmap, image, method
+    predictions_ready = Signal(int, list)
+    # path, checkpoint, heatmap (H×W float32), image (H×W×3 uint8), method, class_name, error
+    explanation_ready = Signal(dict)
+    inference_failed = Signal(str)
+
+    def __init__(self, device: str = "auto", parent: QObject | None = None):
+        super().__init__(parent)
+        self._device_request = device
+        self._predictor: Predictor | None = None
+        self._checkpoint = ""  # the path the predictor came from
+        self._latest_request = 0  # written only by the GUI thread
+
+    def begin_request(self) -> int:
+        """Called on the GUI thread: the id of the next predict request; any older one stops at its next batch."""
+        self._latest_request += 1
+        return self._latest_request
+
+    def cancel(self) -> None:
+        self._latest_request += 1
+
+    @Slot(str)
+    def load_checkpoint(self, path: str) -> None:
+        try:
+            device, _warning = pick_device(self._device_request)
+            predictor = Predictor.from_checkpoint(path, device)
+        except Exception as exc:  # noqa: BLE001 - a bad file is a message, never a dead thread
+            self._predictor, self._checkpoint = None, ""
+            self.inference_failed.emit(f"cannot load {path}: {exc}")
+            return
+        self._predictor, self._checkpoint = predictor, path
+        recipe = predictor.recipe
+        self.checkpoint_loaded.emit({
+            "path": path,
+            "arch": recipe.model.arch if recipe else "",
+            "class_names": list(predictor.class_names),
+            "crop_size": predictor.preprocessing.crop_size,
+            "channels": predictor.channels,
+            "device": str(predictor.device),
+        })
+
+    @Slot(int, list, int, bool)
+    def predict(self, request: int, paths: list, topk: int, with_heatmaps: bool) -> None:
+        """Folders are expanded to their images; each file gets a result, unreadable ones with an error."""
+        if request != self._latest_request:
+            return
+        files = [str(path) for path in expand_inputs(paths)]
+        results: list[dict] = []
+        for start in range(0, len(files), BATCH_SIZE):
+            if request != self._latest_request:
+                return
+            batch = files[start:start + BATCH_SIZE]
+            results += self._predict_batch(batch, topk, with_heatmaps)
+            self.predictions_progressed.emit(request, len(results), len(files))
+        self.predictions_ready.emit(request, results)
+
+    def _predict_batch(self, paths: list[str], topk: int, with_heatmaps: bool) -> list[dict]:
+        if self._predictor is None:
+            return [_result(path, error="no checkpoint loaded") for path in paths]
+        try:
+            predictions = self._predictor.predict(paths, topk=topk, batch_size=BATCH_SIZE)
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: every file of the batch says so
+            return [_result(path, error=f"prediction failed: {exc}") for path in paths]
+        results = []
+        for prediction in predictions:
+            result = _result(prediction.path, top=prediction.top, error=prediction.error)
+            if with_heatmaps and prediction.ok:
+                explained = self._explain(prediction.path)
+                result.update(heatmap=explained["heatmap"], image=explained["image"], method=explained["method"])
+            results.append(result)
+        return results
+
+    @Slot(str)
+    def explain(self, path: str) -> None:
+        self.explanation_ready.emit(self._explain(path))
+
+    def _explain(self, path: str) -> dict:
+        """The crop the model saw (as RGB) and the heat map over it, for its predicted class."""
+        empty = {"path": path, "checkpoint": self._checkpoint, "heatmap": None, "image": None, "method": "", "class_name": "", "error": ""}
+        predictor = self._predictor
+        if predictor is None:
+            return {**empty, "error": "no checkpoint loaded"}
+        try:
+            tensor = predictor.prepare(path)
+            explanation = explain(predictor.model, tensor)
+        except Exception as exc:  # noqa: BLE001 - shown in place of the heat map
+            return {**empty, "error": str(getattr(exc, "reason", "") or exc)}
+        image = chw_to_rgb(denormalize(tensor, predictor.preprocessing))
+        return {**empty, "heatmap": np.asarray(explanation.heatmap), "image": image, "method": explanation.method,
+                "class_name": predictor.class_names[explanation.class_index]}
+
+
+def _result(path: str | Path, top: list | None = None, error: str = "") -> dict:
+    return {"path": str(path), "top": list(top or []), "error": error, "heatmap": None, "image": None, "method": ""}

@@ -1,0 +1,36 @@
+"""The studio's heavy imports, done off the GUI thread so that the window shows at once and stays responsive.
+
+torch and torchvision take ~2.3 s to import here (torchvision.ops pulls in torch._dynamo and sympy), longer than
+the whole start-up goal. They are plain Python (no Qt objects are made), so a thread imports them while the GUI
+thread shows the window and imports pyqtgraph; the main window then builds its panels, which find everything
+in sys.modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+
+from PySide6.QtCore import QThread
+
+# Everything the panels import that needs torch; the order puts torch first so a failure names it.
+BACKGROUND_IMPORTS = ("torch", "torchvision", "engine.planning.presets", "engine.model.zoo", "engine.planning.plan",
+                      "engine.train.trainer", "engine.infer.inference", "engine.infer.explain",
+                      "engine.train.feature_cache")
+
+
+class ImportThread(QThread):
+    """Imports BACKGROUND_IMPORTS; `finished` says it is done, `error` holds a traceback if an import failed."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("studioImportThread")
+        self.error = ""
+        self.closed_early = False  # set by the window when it is closed before the imports end
+
+    def run(self) -> None:
+        try:
+            for name in BACKGROUND_IMPORTS:
+                importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - the GUI thread reports it and builds anyway (it will fail loudly)
+            self.error = traceback.format_exc()
