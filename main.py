@@ -13,9 +13,9 @@ def main(argv: list[str] | None = None) -> int:
         from gui.selftest import main as self_test_main
 
         return self_test_main(argv[1:])
-    from engine.cli import COMMANDS
+    from engine.cli import command_names
 
-    wants_cli = bool(argv) and (argv[0] in COMMANDS or argv[0] in ("-h", "--help", "-v", "--verbose"))
+    wants_cli = bool(argv) and (argv[0] in command_names() or argv[0] in ("-h", "--help", "-v", "--verbose"))
     if wants_cli:
         from engine.cli import main as cli_main
 

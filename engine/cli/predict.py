@@ -1,0 +1,46 @@
+"""`predict`: the top-k of a checkpoint for image files and folders."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_OK
+
+
+def register(sub) -> None:
+    help_ = "top-k predictions of a checkpoint for images or folders"
+    p = sub.add_parser("predict", help=help_, description=help_)
+    p.add_argument("checkpoint", help="a checkpoint (.pt) or a run folder (uses its best.pt)")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(run=cmd_predict)
+
+
+def cmd_predict(args) -> int:
+    from engine.errors import BadInputError
+    from engine.infer.inference import Predictor, expand_inputs
+    from engine.train.runs import checkpoint_path
+
+    checkpoint = Path(args.checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint_path(checkpoint, "best")
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise BadInputError(f"no image files found in {', '.join(args.inputs)}")
+    predictor = Predictor.from_checkpoint(checkpoint, args.device)
+    failures = 0
+    for result in predictor.predict(paths, args.topk, args.batch_size):
+        failures += not result.ok
+        if args.json:
+            print(json.dumps(result.to_dict()))
+        elif result.ok:
+            top = ", ".join(f"{name} {100 * p:.1f}%" for name, p in result.top)
+            print(f"{result.path}: {top}")
+        else:
+            print(f"{result.path}: cannot be used: {result.error}", file=sys.stderr)
+    return EXIT_BAD_INPUT if failures == len(paths) else EXIT_OK

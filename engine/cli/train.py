@@ -1,0 +1,78 @@
+"""`train` and `resume`: a run headless, printed as it goes; Ctrl-C stops cleanly with a checkpoint."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from engine.cli.console import ConsoleReporter
+from engine.cli.exit_codes import EXIT_FAILED, EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a recipe (JSON) headless", description="train a recipe (JSON) headless")
+    p.add_argument("recipe", help="recipe JSON file (see examples/)")
+    p.add_argument("--out", help="runs folder (default: the recipe's output_dir or the user data folder)")
+    p.add_argument("--data", help="override data.root: your image folder")
+    p.add_argument("--epochs", type=int, help="scale the phases to this many epochs in total")
+    p.add_argument("--device", help="override device (auto, cpu, cuda, cuda:N, mps)")
+    p.add_argument("--weights-file", help="override model.weights_file: a local .pth state dict")
+    p.add_argument("--batch-size", type=int, help="override batch_size")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, only epoch lines")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("resume", help="continue a stopped or failed run from its last checkpoint",
+                       description="continue a stopped or failed run from its last checkpoint")
+    p.add_argument("run_dir", help="a run folder (holds checkpoints/last.pt)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=cmd_resume)
+
+
+def _run_trainer(trainer, quiet: bool) -> int:
+    from engine.train.events import RunControl
+
+    control = trainer.control
+    assert isinstance(control, RunControl)
+
+    def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly with a checkpoint; second: abort
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        print("\nstopping after this batch (Ctrl-C again to abort) …", file=sys.stderr)
+        control.request_stop()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = trainer.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if result.status == "failed":
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    from engine.planning.presets import _scale_epochs
+    from engine.recipe import Recipe
+    from engine.train.trainer import Trainer
+
+    recipe = Recipe.load(args.recipe)
+    if args.data:
+        recipe.data.root = args.data
+    if args.device:
+        recipe.device = args.device
+    if args.weights_file:
+        recipe.model.weights_file = args.weights_file
+    if args.batch_size:
+        recipe.batch_size = args.batch_size
+    if args.epochs:
+        _scale_epochs(recipe.phases, args.epochs)
+    recipe.validate()
+    trainer = Trainer(recipe, [ConsoleReporter(args.quiet)], runs_root=args.out)
+    return _run_trainer(trainer, args.quiet)
+
+
+def cmd_resume(args) -> int:
+    from engine.train.trainer import Trainer
+
+    trainer = Trainer.from_run_dir(args.run_dir, [ConsoleReporter(args.quiet)])
+    return _run_trainer(trainer, args.quiet)
