@@ -311,11 +311,13 @@ def curve_benchmark(points: int, chunk: int, redraws: int) -> dict:
     losses = 2.3 * np.exp(-np.arange(points) / (points / 3)) + rng.normal(0, 0.1, points).clip(-0.5, 0.5)
     lrs = {"early": 1e-5, "middle": 1e-4, "head": 1e-3}
 
-    def batch(i: int) -> dict:
+    from engine.train.events import BatchFinished, EpochFinished
+
+    def batch(i: int) -> BatchFinished:
         epoch, b = divmod(i, per_epoch)
         decay = 0.1 ** (epoch // 7)
-        return {"epoch": epoch, "batch": b, "batches": per_epoch, "global_step": i + 1, "loss": float(losses[i]),
-                "accuracy": 0.5, "lrs": {k: v * decay for k, v in lrs.items()}, "images_per_second": 100.0}
+        return BatchFinished(epoch, b, per_epoch, i + 1, float(losses[i]), 0.5, {k: v * decay for k, v in lrs.items()},
+                             100.0)
 
     fed = time.perf_counter()
     feed_times = []
@@ -326,7 +328,9 @@ def curve_benchmark(points: int, chunk: int, redraws: int) -> dict:
         if (start // chunk) % 50 == 0:
             QApplication.processEvents()  # the GUI draws now and then while the points arrive
     for epoch in range(epochs):
-        curves.add_epoch(epoch, float(losses[epoch * per_epoch]), float(losses[epoch * per_epoch]) + 0.1, 0.5, 0.45)
+        loss = float(losses[epoch * per_epoch])
+        curves.add_epoch(EpochFinished(epoch, 0, "head", loss, 0.5, loss + 0.1, 0.45, {}, 1.0, 100.0, 0.0, 100, False,
+                                       1.0))
     curves.flush()  # the studio draws at most once per CURVE_REDRAW_MS; draw everything now
     fed = time.perf_counter() - fed
     QApplication.processEvents()

@@ -25,7 +25,8 @@ from engine import __version__ as thaw_version
 from engine.errors import RecipeError
 from engine.recipe import Recipe
 from engine.train.runs import checkpoint_path
-from gui.workers.loading import ImportThread
+from gui.workers.loading import Importer, start_imports
+from gui.workers.threads import WorkerThread
 from gui.resources import app_icon
 from gui.settings import StudioSettings
 from gui.workers.torch_threads import use_torch_threads
@@ -82,16 +83,21 @@ class MainWindow(QMainWindow):
         self.settings = settings or StudioSettings()
         self.is_ready = False
         self._closing_after_stop = False
-        self._import_thread: ImportThread | None = None
+        self._importer: Importer | None = None
+        self._import_thread: WorkerThread | None = None
         if deferred:
             self._show_loading_page()
-            self._import_thread = ImportThread(self)
-            self._import_thread.finished.connect(lambda: self._build(document))
-            self._import_thread.start()
+            self._pending_document = document
+            self._importer, self._import_thread = start_imports()
+            self._importer.finished.connect(self._on_imports_finished)  # queued: the window lives in this thread
             # pyqtgraph makes Qt objects as it loads: the GUI thread imports it meanwhile, once the page is shown.
             QTimer.singleShot(LOADING_PAGE_PAINT_MS, _import_pyqtgraph)
         else:
             self._build(document)
+
+    @Slot()
+    def _on_imports_finished(self) -> None:
+        self._build(self._pending_document)
 
     def when_ready(self, callback) -> None:
         """Call `callback` once the panels are built (now, if they are)."""
@@ -126,6 +132,18 @@ class MainWindow(QMainWindow):
         self.settings.restore_window(self)
 
     def _build(self, document: RecipeDocument | None) -> None:
+        if self._import_thread is not None:
+            if self._importer.closed_early:
+                return  # the window was closed while torch loaded
+            self._import_thread.wait()
+            if self._importer.error:  # a broken install: say so on the page, build nothing that would crash
+                logging.getLogger(__name__).error("loading torch failed:\n%s", self._importer.error)
+                last = self._importer.error.strip().splitlines()[-1]
+                self.loadingLabel.setText(f"Thaw could not load torch and torchvision:\n{last}\n\nThe log has the "
+                                          f"details; `--self-test` checks the installation.")
+                self._loading_bar.hide()
+                return
+        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/workers/torch_threads.py)
         from gui.document import RecipeDocument
         from gui.panels.data_panel import DataPanel
         from gui.panels.inference_panel import InferencePanel
@@ -136,18 +154,6 @@ class MainWindow(QMainWindow):
         from gui.panels.training_panel import TrainingPanel
         from gui.workers.training import TrainingController
 
-        if self._import_thread is not None:
-            if self._import_thread.closed_early:
-                return  # the window was closed while torch loaded
-            self._import_thread.wait()
-            if self._import_thread.error:  # a broken install: say so on the page, build nothing that would crash
-                logging.getLogger(__name__).error("loading torch failed:\n%s", self._import_thread.error)
-                last = self._import_thread.error.strip().splitlines()[-1]
-                self.loadingLabel.setText(f"Thaw could not load torch and torchvision:\n{last}\n\nThe log has the "
-                                          f"details; `--self-test` checks the installation.")
-                self._loading_bar.hide()
-                return
-        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/workers/torch_threads.py)
         self.document = document or RecipeDocument()
         self.controller = TrainingController(self)
 
@@ -261,7 +267,7 @@ class MainWindow(QMainWindow):
         d.path_changed.connect(self._update_title)
         c.running_changed.connect(self._on_running_changed)
         c.paused_changed.connect(self._on_paused_changed)
-        c.freeze_verified.connect(self._on_freeze_verified)
+        c.event_emitted.connect(self._on_event)
         self.training_panel.run_ended.connect(self._on_run_ended)
         self.runs_panel.checkpoint_chosen.connect(self._on_checkpoint_chosen)
         app = QApplication.instance()
@@ -375,8 +381,11 @@ class MainWindow(QMainWindow):
         self.pauseRunAction.setText("Res&ume" if paused else "&Pause")
 
     @Slot(object)
-    def _on_freeze_verified(self, d: dict) -> None:
-        self.model_panel.show_freeze_verification(d["phase_index"], d["moved"], d["checked_tensors"])
+    def _on_event(self, event) -> None:
+        from engine.train.events import FreezeVerified
+
+        if isinstance(event, FreezeVerified):  # the layer tree marks what moved
+            self.model_panel.show_freeze_verification(event.phase_index, event.moved, event.checked_tensors)
 
     @Slot(str, str)
     def _on_run_ended(self, run_dir: str, status: str) -> None:
@@ -453,7 +462,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         if not self.is_ready:  # closed while loading: the import cannot be interrupted, it ends in a moment
-            self._import_thread.closed_early = True
+            self._importer.closed_early = True
             self._import_thread.wait()
             self.settings.save_window(self)
             super().closeEvent(event)

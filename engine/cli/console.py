@@ -1,83 +1,81 @@
-"""What a training run prints on a terminal: a progress bar (on a terminal) and one line per epoch."""
+"""What a training run prints: the narrated lines (engine/train/narrate.py) and, on a terminal, tqdm progress bars
+for the epoch's batches, a weights download and the backbone's feature pass. Not on a terminal (a log file, a
+pipe) or with --quiet: the lines only."""
 
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
+
+from engine.train import events as ev
+from engine.train.narrate import describe
 
 
 class ConsoleReporter:
-    """Prints a progress bar (on a terminal) and one line per epoch."""
+    """A subscriber of a run's events that prints them."""
 
     def __init__(self, quiet: bool = False, stream=None):
         self.stream = stream or sys.stderr
-        self.bar = not quiet and self.stream.isatty()
+        self.bars = not quiet and self.stream.isatty()
         self.total_epochs = 0
-        self.last_draw = 0.0
+        self._bar: tqdm | None = None
+        self._bar_kind: type | None = None
 
-    def __call__(self, event) -> None:
-        from engine.train import events as ev
-
-        if isinstance(event, ev.DataPrepared):
-            self._line(f"data: {len(event.classes)} classes, {event.train_size} training / {event.val_size} "
-                       f"validation images" + (f", {len(event.skipped)} unusable files skipped" if event.skipped else ""))
-            for path, reason in event.skipped[:20]:
-                self._line(f"  skipped {path}: {reason}")
-            if len(event.skipped) > 20:
-                self._line(f"  … and {len(event.skipped) - 20} more (see skipped_files.txt in the run folder)")
-        elif isinstance(event, ev.WeightsDownloadProgress):
-            if self.bar:
-                total = f"/{event.total_bytes / 1e6:.0f}" if event.total_bytes else ""
-                self._draw(f"downloading {event.weights}: {event.done_bytes / 1e6:.0f}{total} MB")
-        elif isinstance(event, ev.RunStarted):
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
             self.total_epochs = event.total_epochs
-            verb = "resuming" if event.resumed else "run"
-            self._line(f"{verb} {event.run_dir}\n  model {event.arch} ({event.weights}) on {event.device}")
-            if event.device_warning:
-                self._line(f"  warning: {event.device_warning}")
-        elif isinstance(event, ev.PhaseStarted):
-            pct = 100 * event.trainable_params / max(1, event.total_params)
-            groups = ", ".join(f"{k} {v:g}" for k, v in event.groups.items())
-            self._line(f"phase {event.phase_index + 1} '{event.name}': {event.epochs} epochs, trainable "
-                       f"{event.trainable_params:,} of {event.total_params:,} ({pct:.2f} %), lr {groups}")
-        elif isinstance(event, ev.BatchFinished):
-            if self.bar and (time.monotonic() - self.last_draw > 0.1 or event.batch + 1 == event.batches):
-                done = int(30 * (event.batch + 1) / event.batches)
-                self._draw(f"epoch {event.epoch + 1}/{self.total_epochs} [{'#' * done}{'.' * (30 - done)}] "
-                           f"{event.batch + 1}/{event.batches} loss {event.loss:.4f} acc {event.accuracy:.3f} "
-                           f"{event.images_per_second:.0f} img/s")
-        elif isinstance(event, ev.EpochFinished):
-            lrs = " ".join(f"{k}={v:.2g}" for k, v in event.lrs.items())
-            self._line(f"epoch {event.epoch + 1}/{self.total_epochs}  train loss {event.train_loss:.4f} acc "
-                       f"{100 * event.train_accuracy:.2f}%  val loss {event.val_loss:.4f} acc "
-                       f"{100 * event.val_accuracy:.2f}%{' *' if event.is_best else ''}  {event.seconds:.1f}s "
-                       f"{event.images_per_second:.0f} img/s (data wait {100 * event.data_wait_share:.0f} %)  lr {lrs}")
-        elif isinstance(event, ev.FreezeVerified):
-            if event.moved:
-                self._line(f"WARNING: frozen tensors changed in phase {event.phase_index + 1}: {', '.join(event.moved[:5])}")
-            elif event.checked_tensors:
-                self._line(f"  freeze verified: {event.checked_tensors} frozen tensors unchanged")
-        elif isinstance(event, ev.RunStopped):
-            self._line(f"stopped at epoch {event.epoch + 1}, batch {event.batch}; checkpoint {event.checkpoint}\n"
-                       f"  continue with: python main.py resume {event.run_dir}")
-        elif isinstance(event, ev.RunFailed):
-            kept = f"; last checkpoint kept: {event.checkpoint}" if event.checkpoint else ""
-            self._line(f"run failed: {event.error}{kept}")
-        elif isinstance(event, ev.RunFinished):
-            s = event.summary
-            best = s.get("best_val_acc")
-            self._line(f"done ({s.get('status')}): best val acc "
-                       f"{100 * best:.2f}% at epoch {s.get('best_epoch')}, {s.get('wall_seconds', 0):.1f}s"
-                       if best is not None else f"done ({s.get('status')})")
-            self._line(f"  run folder: {event.run_dir}")
+        if self.bars and self._progress(event):
+            return
+        lines = describe(event, self.total_epochs)
+        if lines:
+            self._close_bar()  # a narrated event ends what a bar was showing (an epoch, a download, a feature pass)
+            for line in lines:
+                self._write(line)
+            if isinstance(event, ev.RunStopped):
+                self._write(f"  continue with: python main.py resume {event.run_dir}")
 
-    def _draw(self, text: str) -> None:
-        self.last_draw = time.monotonic()
-        self.stream.write("\r" + text[:150].ljust(150))
-        self.stream.flush()
+    def _progress(self, event: ev.Event) -> bool:
+        """Draw bars for progress events; True when the event is fully shown that way."""
+        if isinstance(event, ev.EpochStarted):
+            self._open_bar(ev.BatchFinished, event.batches, f"epoch {event.epoch + 1}/{self.total_epochs}", "batch")
+            return True
+        if isinstance(event, ev.BatchFinished):
+            if self._bar_kind is not ev.BatchFinished:
+                self._open_bar(ev.BatchFinished, event.batches, f"epoch {event.epoch + 1}/{self.total_epochs}",
+                               "batch")
+            self._bar.n = event.batch + 1
+            self._bar.set_postfix_str(f"loss {event.train_loss:.4f} acc {event.train_acc:.3f} "
+                                      f"{event.images_per_s:.0f} img/s", refresh=False)
+            self._bar.update(0)  # redraws when tqdm's interval has passed
+            return True
+        if isinstance(event, ev.WeightsDownloadProgress):
+            if self._bar_kind is not ev.WeightsDownloadProgress:
+                self._open_bar(ev.WeightsDownloadProgress, event.total_bytes or None, f"downloading {event.weights}",
+                               "B", scale=True)
+            self._bar.n = event.done_bytes
+            self._bar.update(0)
+            return True
+        if isinstance(event, ev.FeaturesProgressed):
+            if self._bar_kind is not ev.FeaturesProgressed:
+                self._open_bar(ev.FeaturesProgressed, event.total, f"phase {event.phase_index + 1}: backbone features",
+                               "img")
+            self._bar.n = event.done
+            self._bar.update(0)
+            return True
+        return False
 
-    def _line(self, text: str) -> None:
-        if self.bar:
-            self.stream.write("\r" + " " * 150 + "\r")
-        self.stream.write(text + "\n")
+    def _open_bar(self, kind: type, total: int | None, desc: str, unit: str, scale: bool = False) -> None:
+        self._close_bar()
+        self._bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, file=self.stream, leave=False,
+                         dynamic_ncols=True, mininterval=0.1)
+        self._bar_kind = kind
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar, self._bar_kind = None, None
+
+    def _write(self, line: str) -> None:
+        self.stream.write(line + "\n")
         self.stream.flush()

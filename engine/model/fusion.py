@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 

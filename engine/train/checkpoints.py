@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: early stopping as one dict ("stopping"), training time excluding pauses
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:

@@ -31,10 +31,12 @@ class DeviceSetup:
         return self.precision == "fp16" and self.device.type == "cuda"
 
     def describe(self) -> str:
+        """How a run's device reads in the log, the summary and the studio: "CUDA (NVIDIA H200), bf16, channels_last",
+        "CPU, fp32". Views that decide on the device use `device.type`, never this text."""
+        layout = ", channels_last" if self.channels_last and self.device.type == "cuda" else ""
         if self.device.type == "cuda":
-            name = torch.cuda.get_device_name(self.device)
-            return f"cuda ({name}), {self.precision}" + (", channels_last" if self.channels_last else "")
-        return f"{self.device.type}, {self.precision}"
+            return f"CUDA ({torch.cuda.get_device_name(self.device)}), {self.precision}{layout}"
+        return f"{self.device.type.upper()}, {self.precision}"
 
 
 def _mps_available() -> bool:

@@ -1,14 +1,19 @@
-"""The closed set of events the engine emits, and the control object a caller uses to pause or stop a run.
+"""The closed set of events a run emits, the bus that delivers them, and the control a caller pauses or stops with.
 
-Payloads are plain Python values (never tensors), so a GUI worker can forward them across threads and a CLI
-can print them. Subscribers are plain callables `callback(event)`; an exception in one is logged, never
-allowed to kill the run.
+Every event is declared once, here, as a frozen dataclass of plain Python values (never tensors), so the same
+objects reach every subscriber: the run folder (engine/train/run_folder.py), the CLI's console, TensorBoard, and
+the studio, whose worker forwards them over one Qt signal. Metric fields are named as in metrics.csv and
+summary.json (engine/train/metrics.py): `train_loss`, `train_acc`, `val_loss`, `val_acc`, `images_per_s`.
+Epochs are 0-based in events; `batch` counts batches *done* in the epoch where a position is meant (RunStopped).
+
+Human text for an event is engine/train/narrate.py's job, for the CLI and the studio alike.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -38,20 +43,37 @@ class DataPrepared(Event):
 
 
 @dataclass(frozen=True)
+class WeightsLoaded(Event):
+    """Which pretrained tensors the model received (a local weights file, or torchvision's), said every time."""
+
+    source: str  # the exact weights name or the file
+    report: str  # matched / adapted / left new, in words
+
+
+@dataclass(frozen=True)
 class RunStarted(Event):
     run_dir: str
-    recipe_name: str
+    recipe: dict[str, Any]  # the resolved recipe (exact weights name), as recipe.json holds it
+    name: str
     strategy: str
     arch: str
     weights: str  # the exact weights name, e.g. "ResNet50_Weights.IMAGENET1K_V2", or "none" / a file path
-    device: str
+    device: str  # a description, e.g. "cuda:0 (NVIDIA H200), bf16, channels_last"
+    device_type: str  # "cpu", "cuda" or "mps": what a view decides on, never parsed from `device`
     precision: str
     total_epochs: int
-    start_epoch: int  # > 0 when resuming
     phase_start_epochs: list[int]
     phase_names: list[str]
+    lr_groups: list[str]  # every parameter group of every phase, in order (metrics.csv has an lr column each)
     class_names: list[str]
+    train_size: int
+    val_size: int
+    preprocessing: dict[str, Any]
     resumed: bool
+    start_epoch: int  # > 0 when resuming
+    start_batch: int  # batches already done in start_epoch (resuming mid-epoch)
+    start_global_step: int
+    elapsed_seconds: float  # training time before this session (paused time never counts)
     device_warning: str = ""  # e.g. "no GPU found: training runs on the CPU"
 
 
@@ -118,42 +140,47 @@ class EpochStarted(Event):
 @dataclass(frozen=True)
 class BatchFinished(Event):
     epoch: int
-    batch: int  # 0-based within the epoch
+    batch: int  # 0-based index of this batch within the epoch
     batches: int
-    global_step: int
-    loss: float
-    accuracy: float  # running accuracy of this epoch so far, 0..1
+    global_step: int  # optimizer steps so far in the run, this one included
+    train_loss: float  # this batch's loss
+    train_acc: float  # running accuracy of this epoch so far, 0..1
     lrs: dict[str, float]
-    images_per_second: float
+    images_per_s: float  # over the last few batches
 
 
 @dataclass(frozen=True)
 class ValidationFinished(Event):
     epoch: int
     val_loss: float
-    val_accuracy: float
+    val_acc: float
 
 
 @dataclass(frozen=True)
 class EpochFinished(Event):
     epoch: int
     phase_index: int
+    phase_name: str
     train_loss: float
-    train_accuracy: float
+    train_acc: float
     val_loss: float
-    val_accuracy: float
-    lrs: dict[str, float]
-    seconds: float
-    images_per_second: float
+    val_acc: float
+    lrs: dict[str, float]  # the rates the epoch trained with (before an epoch-wise schedule step)
+    seconds: float  # training time of the epoch (validation and pauses excluded)
+    images_per_s: float
+    data_wait_share: float  # share of the training time spent waiting for batches (the data path)
+    train_images: int
     is_best: bool
-    data_wait_share: float = 0.0  # share of the training time spent waiting for batches (the data path)
+    elapsed_seconds: float  # training time of the whole run so far (pauses excluded)
 
 
 @dataclass(frozen=True)
 class CheckpointSaved(Event):
     path: str
-    kind: str  # "last" or "best"
-    epoch: int
+    kind: str  # "last" (every epoch end and at a stop); best.pt is a link the run folder makes when is_best
+    epoch: int  # epochs done
+    batch: int  # batches done in the next epoch (0 at an epoch end)
+    is_best: bool
 
 
 @dataclass(frozen=True)
@@ -168,38 +195,68 @@ class FreezeVerified(Event):
 @dataclass(frozen=True)
 class RunFinished(Event):
     run_dir: str
-    summary: dict[str, Any]
+    status: str  # "finished" or "early_stopped"
+    epochs_done: int
+    best_epoch: int | None  # 1-based, as metrics.csv counts
+    best_val_acc: float | None
+    final_val_acc: float | None
+    elapsed_seconds: float
 
 
 @dataclass(frozen=True)
 class RunStopped(Event):
     run_dir: str
     checkpoint: str
-    epoch: int
-    batch: int
+    epoch: int  # the epoch the run stopped in (0-based)
+    batch: int  # batches done in that epoch: the run continues with batch index `batch`
+    elapsed_seconds: float
 
 
 @dataclass(frozen=True)
 class RunFailed(Event):
-    run_dir: str
-    error: str
+    run_dir: str  # "" when the run failed before its folder existed (bad input)
+    error: str  # one line a user can act on
     checkpoint: str  # the last checkpoint kept, "" when none was written yet
+
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in Event.__subclasses__()}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """The inverse of `Event.to_dict` (for events that crossed a process boundary as JSON)."""
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("event")]
+    if cls is DataPrepared:
+        data["skipped"] = [tuple(item) for item in data["skipped"]]
+    return cls(**data)
 
 
 EventCallback = Callable[[Event], None]
 
 
 class EventBus:
-    """Delivers events to subscribers in order; a failing subscriber is logged, not fatal."""
+    """Delivers events to subscribers in the order they subscribed.
+
+    A *view* (console, TensorBoard, the studio) that fails is logged and skipped: it must never kill a training run.
+    A *critical* subscriber (the run folder: without metrics.csv and summary.json the run is not saved) propagates
+    its exception, and the run fails with that reason.
+    """
 
     def __init__(self, callbacks: list[EventCallback] | None = None):
-        self._callbacks: list[EventCallback] = list(callbacks or [])
+        self._subscribers: list[tuple[EventCallback, bool]] = [(c, False) for c in callbacks or []]
 
-    def subscribe(self, callback: EventCallback) -> None:
-        self._callbacks.append(callback)
+    def subscribe(self, callback: EventCallback, critical: bool = False, first: bool = False) -> None:
+        entry = (callback, critical)
+        if first:
+            self._subscribers.insert(0, entry)
+        else:
+            self._subscribers.append(entry)
 
     def emit(self, event: Event) -> None:
-        for callback in self._callbacks:
+        for callback, critical in self._subscribers:
+            if critical:
+                callback(event)
+                continue
             try:
                 callback(event)
             except Exception:  # noqa: BLE001 - a view must never kill a training run
@@ -208,10 +265,15 @@ class EventBus:
 
 @dataclass
 class RunControl:
-    """Cooperative stop and pause, checked by the trainer between batches. Thread-safe."""
+    """Cooperative stop and pause, checked by the trainer between batches. Thread-safe.
+
+    `pause` / `unpause` hold the run between two batches; continuing a *stopped* run from its checkpoint is
+    another thing, called resuming (engine/train/trainer.py: `Trainer.from_run_dir`).
+    """
 
     _stop: threading.Event = field(default_factory=threading.Event)
     _running: threading.Event = field(default_factory=threading.Event)
+    _holding: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._running.set()
@@ -223,7 +285,7 @@ class RunControl:
     def pause(self) -> None:
         self._running.clear()
 
-    def resume(self) -> None:
+    def unpause(self) -> None:
         self._running.set()
 
     @property
@@ -234,7 +296,21 @@ class RunControl:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    def wait_while_paused(self) -> None:
-        while not self._running.wait(timeout=0.2):
-            if self._stop.is_set():
-                return
+    @property
+    def holding(self) -> bool:
+        """The run is held between two batches right now (paused, and the trainer has reached the pause)."""
+        return self._holding.is_set()
+
+    def wait_while_paused(self) -> float:
+        """Block while paused; return the seconds spent paused (0.0 when not paused), which are not training time."""
+        if self._running.is_set():
+            return 0.0
+        started = time.perf_counter()
+        self._holding.set()
+        try:
+            while not self._running.wait(timeout=0.2):
+                if self._stop.is_set():
+                    break
+        finally:
+            self._holding.clear()
+        return time.perf_counter() - started

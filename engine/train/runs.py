@@ -3,6 +3,7 @@
     <runs root>/<YYYYmmdd-HHMMSS>-<name>/
         recipe.json        the resolved recipe (exact weights name)
         metrics.csv        one row per epoch: phase, losses, accuracies, per-group lr, seconds, images/s
+        batches.csv        one row per optimizer step: loss, running accuracy, per-group lr (the live curves)
         summary.json       best/final accuracy, wall time, images/s, trainable parameters per phase, device …
         skipped_files.txt  files that could not be used, with the reason
         checkpoints/last.pt, checkpoints/best.pt
@@ -22,6 +23,7 @@ from typing import Any
 RECIPE_FILE = "recipe.json"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
+BATCHES_FILE = "batches.csv"
 SKIPPED_FILE = "skipped_files.txt"
 CHECKPOINT_DIR = "checkpoints"
 RUNS_ENV = "THAW_RUNS_DIR"
@@ -64,40 +66,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-class MetricsWriter:
-    """metrics.csv with a fixed header (every group of every phase has an lr column)."""
-
-    BASE = ["epoch", "phase", "phase_name", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s",
-            "data_wait_share"]
-
-    def __init__(self, run_dir: Path, group_names: list[str]):
-        self.path = Path(run_dir) / METRICS_FILE
-        self.columns = self.BASE + [f"lr_{g}" for g in group_names]
-
-    def truncate_to(self, epochs: int) -> None:
-        """On resume: keep the header and the rows of the first `epochs` epochs (later ones are redone)."""
-        rows = read_metrics(self.path.parent)[:epochs] if self.path.exists() else []
-        with self.path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: row.get(k, "") for k in self.columns})
-
-    def append(self, row: dict[str, Any]) -> None:
-        new = not self.path.exists()
-        with self.path.open("a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k, "")) for k in self.columns})
-
-
-def _fmt(value: Any) -> Any:
-    return repr(value) if isinstance(value, float) else value  # repr: floats round-trip exactly
-
-
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS_FILE
+    """metrics.csv's rows (one per epoch), values parsed back to numbers (the names: engine/train/metrics.py)."""
+    return read_csv_rows(Path(run_dir) / METRICS_FILE)
+
+
+def read_batches(run_dir: str | Path) -> list[dict[str, Any]]:
+    """batches.csv's rows (one per optimizer step): loss, running accuracy and every group's learning rate."""
+    return read_csv_rows(Path(run_dir) / BATCHES_FILE)
+
+
+def read_csv_rows(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from PySide6.QtCore import QObject, QSignalBlocker, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QSignalBlocker, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QIcon, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
@@ -26,7 +26,7 @@ from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import local_paths
 from gui.workers.scan import AugmentationPreviewer, ScanWorker
-from gui.workers.threads import start_worker_thread, stop_worker_thread
+from gui.workers.threads import WorkerThread
 
 FOLDER_DATASET = "folder"
 IMBALANCE_WARNING_RATIO = 3.0
@@ -118,7 +118,7 @@ class DataPanel(QWidget):
     def __init__(self, document: RecipeDocument, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
-        self._thread: QThread | None = None
+        self._thread: WorkerThread | None = None
         self._shut_down = False
         self._scan_worker = ScanWorker()
         self._previewer = AugmentationPreviewer()
@@ -292,7 +292,7 @@ class DataPanel(QWidget):
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
         self._shut_down = True
         if self._thread is not None:
-            stop_worker_thread(self._thread, self._scan_worker)
+            self._thread.stop()
             self._thread = None
 
     # --- editing the recipe ------------------------------------------------------------------------------------
@@ -504,8 +504,8 @@ class DataPanel(QWidget):
         if self._shut_down:
             return False
         if self._thread is None:
-            self._thread = start_worker_thread(self, "dataPanelWorkerThread", self._scan_worker, self._scan_worker,
-                                               self._previewer)
+            self._thread = WorkerThread("dataPanelWorkerThread", [self._scan_worker, self._previewer],
+                                        owner=self).start()
         return True
 
 

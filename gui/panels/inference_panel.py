@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSignalBlocker, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QPixmap, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFrame, QHBoxLayout,
                                QHeaderView, QLabel, QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter,
@@ -23,7 +23,7 @@ from engine.train.runs import checkpoint_path, list_runs
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import local_paths, rgb_to_qimage
 from gui.workers.inference import InferenceWorker
-from gui.workers.threads import start_worker_thread, stop_worker_thread
+from gui.workers.threads import WorkerThread
 
 ERROR_COLOUR = QColor(190, 30, 30)
 HEATMAP_MIN_SIDE = 256
@@ -150,7 +150,7 @@ class InferencePanel(QWidget):
         super().__init__(parent)
         self.document = document  # kept for the common panel interface; inference reads the checkpoint only
         self._worker = InferenceWorker()
-        self._thread: QThread | None = None
+        self._thread: WorkerThread | None = None
         self._shut_down = False
         self._requested_checkpoint = ""  # the path the worker was last asked to load
         self._inputs: list[str] = []  # what was dropped or opened last (re-predicted on a new checkpoint)
@@ -270,7 +270,7 @@ class InferencePanel(QWidget):
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
         self._shut_down = True
         if self._thread is not None:
-            stop_worker_thread(self._thread, self._worker)
+            self._thread.stop()
             self._thread = None
 
     # --- checkpoints ------------------------------------------------------------------------------------------
@@ -458,5 +458,5 @@ class InferencePanel(QWidget):
         if self._shut_down:
             return False
         if self._thread is None:
-            self._thread = start_worker_thread(self, "inferencePanelWorkerThread", self._worker, self._worker)
+            self._thread = WorkerThread("inferencePanelWorkerThread", [self._worker], owner=self).start()
         return True

@@ -21,7 +21,8 @@ from engine.errors import RecipeError
 from engine.recipe import Recipe
 from engine.train.runs import RECIPE_FILE, RunRecord, checkpoint_path, list_runs, read_metrics
 from gui.document import RecipeDocument
-from gui.panels.training_panel import format_duration, series_color
+from gui.panels.training_panel import series_color
+from gui.widgets.formatting import duration_text
 from gui.workers.training import runs_root_for
 
 
@@ -43,7 +44,7 @@ COLUMNS = (
     Column("Status", lambda r: r.status),
     Column("Best val acc", lambda r: r.best_val_acc, _percent),
     Column("Final val acc", lambda r: r.final_val_acc, _percent),
-    Column("Wall time", lambda r: r.wall_seconds, format_duration),
+    Column("Wall time", lambda r: r.wall_seconds, duration_text),
     Column("Trainable params", lambda r: r.trainable_params, lambda v: f"{v:,}"),
     Column("Device", lambda r: r.device),
     Column("Started", lambda r: r.started),
@@ -117,7 +118,7 @@ def comparison_text(records: list[RunRecord]) -> str:
     lines = []
     for r in records:
         best = _percent(r.best_val_acc) if r.best_val_acc is not None else "—"
-        wall = format_duration(r.wall_seconds) if r.wall_seconds is not None else "—"
+        wall = duration_text(r.wall_seconds) if r.wall_seconds is not None else "—"
         per_epoch = seconds_per_epoch(r)
         pace = f", {per_epoch:.1f} s/epoch" if per_epoch is not None else ""
         lines.append(f"{r.name} ({r.strategy}, {r.arch}): best val acc {best}, {wall} for {r.epochs_done} "

@@ -1,8 +1,8 @@
 """The Training tab: start, pause, stop and resume a run; live curves, progress, device, log, freeze check.
 
 The panel reads the recipe from the document and drives the run through a TrainingController (which the main
-window owns, so that closing the window can stop the run). Everything it shows arrives as controller signals
-with plain payloads (see gui/workers/training.py).
+window owns, so that closing the window can stop the run). Everything it shows arrives as the engine's own event
+objects (engine/train/events.py) and is dispatched on their type; the log's words are engine/train/narrate.py's.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from PySide6.QtWidgets import (QGraphicsItem, QHBoxLayout, QLabel, QMessageBox, 
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
 
-from engine.train.devices import pick_device
 from engine.errors import RecipeError
-from engine.train.runs import checkpoint_path, list_runs, read_metrics
+from engine.train import events as ev
+from engine.train.devices import pick_device
+from engine.train.metrics import batch_event, epoch_event
+from engine.train.narrate import describe, finish_line, freeze_line, stop_line
+from engine.train.runs import checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
+from gui.widgets.formatting import duration_text
 from gui.widgets.plot_ranges import SteadyYRange
 from gui.workers.training import TrainingController, runs_root_for
 
@@ -54,17 +58,6 @@ def expected_device(requested: str = "auto") -> tuple[str, str]:
 
 def series_color(i: int) -> tuple[int, int, int]:
     return PALETTE[i % len(PALETTE)]
-
-
-def format_seconds(seconds: float) -> str:
-    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Coalescer:
@@ -260,15 +253,15 @@ class TrainingCurves(QWidget):
                 plot.addItem(line)
                 self._phase_lines.append((plot, line))
 
-    def add_batches(self, batches: list[dict]) -> None:
+    def add_batches(self, batches: list[ev.BatchFinished]) -> None:
         smoothed = self._series[self.smoothed_loss_curve]
         touched: set[str] = set()
         for b in batches:
-            x = b["epoch"] + (b["batch"] + 1) / max(1, b["batches"])
+            x = b.epoch + (b.batch + 1) / max(1, b.batches)
             self._loss_count += 1
-            self._loss_average = SMOOTHING * self._loss_average + (1 - SMOOTHING) * b["loss"]
+            self._loss_average = SMOOTHING * self._loss_average + (1 - SMOOTHING) * b.train_loss
             smoothed.append(x, self._loss_average / (1 - SMOOTHING ** self._loss_count))
-            for group, lr in b["lrs"].items():
+            for group, lr in b.lrs.items():
                 if lr > 0:  # the lr plot is logarithmic
                     self._lr_series_for(group).extend_or_append(x, lr, LR_FLAT_TOLERANCE)
                     touched.add(group)
@@ -282,11 +275,11 @@ class TrainingCurves(QWidget):
             self._series[self.lr_curves[group]] = GrowingSeries()
         return self._series[self.lr_curves[group]]
 
-    def add_epoch(self, epoch: int, train_loss: float, val_loss: float, train_acc: float, val_acc: float) -> None:
-        """Metrics of global epoch `epoch` (0-based); accuracies 0..1."""
-        x = epoch + 1
-        for curve, y in ((self.train_loss_curve, train_loss), (self.val_loss_curve, val_loss),
-                         (self.train_acc_curve, 100 * train_acc), (self.val_acc_curve, 100 * val_acc)):
+    def add_epoch(self, e: ev.EpochFinished) -> None:
+        """An epoch's metrics, drawn at x = epochs done."""
+        x = e.epoch + 1
+        for curve, y in ((self.train_loss_curve, e.train_loss), (self.val_loss_curve, e.val_loss),
+                         (self.train_acc_curve, 100 * e.train_acc), (self.val_acc_curve, 100 * e.val_acc)):
             self._series[curve].append(x, y)
             self._mark_stale(curve)
 
@@ -309,35 +302,46 @@ class RunProgress(QWidget):
         self._total_epochs = 1
         self._start_fraction = 0.0
         self._started = 0.0
-        self._latest: dict | None = None
+        self._paused_since: float | None = None
+        self._latest: ev.BatchFinished | None = None
         self._redraw = Coalescer(self, PROGRESS_REDRAW_MS, self._draw_latest)
 
     def start(self, total_epochs: int, start_epoch: int) -> None:
         self._total_epochs = max(1, total_epochs)
         self._start_fraction = start_epoch / self._total_epochs
         self._started = time.monotonic()
+        self._paused_since = None
         self.trainProgress.setValue(round(self._start_fraction * PROGRESS_STEPS))
         self.progressLabel.setText(f"Epoch {start_epoch + 1}/{total_epochs} · starting")
 
-    def show_batch(self, b: dict) -> None:
+    def show_batch(self, b: ev.BatchFinished) -> None:
         self._latest = b
         self._redraw.request()
 
     def _draw_latest(self) -> None:
         b = self._latest
-        done = b["epoch"] + (b["batch"] + 1) / max(1, b["batches"])
+        done = b.epoch + (b.batch + 1) / max(1, b.batches)
         fraction = min(1.0, done / self._total_epochs)
         self.trainProgress.setValue(round(fraction * PROGRESS_STEPS))
         self.progressLabel.setText(
-            f"Epoch {b['epoch'] + 1}/{self._total_epochs} · batch {b['batch'] + 1}/{b['batches']} · "
-            f"{b['images_per_second']:.0f} images/s · ETA {self._eta(fraction)}")
+            f"Epoch {b.epoch + 1}/{self._total_epochs} · batch {b.batch + 1}/{b.batches} · "
+            f"{b.images_per_s:.0f} images/s · ETA {self._eta(fraction)}")
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused time is not training time: the ETA's clock stops while paused."""
+        now = time.monotonic()
+        if paused and self._paused_since is None:
+            self._paused_since = now
+        elif not paused and self._paused_since is not None:
+            self._started += now - self._paused_since
+            self._paused_since = None
 
     def _eta(self, fraction: float) -> str:
         progressed = fraction - self._start_fraction
         if progressed <= 0:
             return "…"
-        elapsed = time.monotonic() - self._started
-        return format_duration(elapsed * (1 - fraction) / progressed)
+        elapsed = (self._paused_since or time.monotonic()) - self._started
+        return duration_text(elapsed * (1 - fraction) / progressed)
 
     def finish(self, text: str) -> None:
         self._redraw.cancel()
@@ -396,20 +400,14 @@ class TrainingPanel(QWidget):
         c = controller
         c.running_changed.connect(self._on_running_changed)
         c.paused_changed.connect(self._on_paused_changed)
-        c.data_prepared.connect(self._on_data_prepared)
-        c.download_progressed.connect(self._on_download_progressed)
-        c.cache_estimated.connect(self._on_cache_estimated)
-        c.cache_filled.connect(self._on_cache_filled)
-        c.features_progressed.connect(self._on_features_progressed)
-        c.features_cached.connect(self._on_features_cached)
-        c.run_started.connect(self._on_run_started)
-        c.phase_started.connect(self._on_phase_started)
+        c.event_emitted.connect(self._on_event)
         c.batches_finished.connect(self._on_batches_finished)
-        c.epoch_finished.connect(self._on_epoch_finished)
-        c.freeze_verified.connect(self._on_freeze_verified)
-        c.run_finished.connect(self._on_run_finished)
-        c.run_stopped.connect(self._on_run_stopped)
-        c.run_failed.connect(self._on_run_failed)
+        self._handlers = {  # what this panel does beyond logging an event's lines (engine/train/narrate.py)
+            ev.WeightsDownloadProgress: self._on_download_progressed, ev.FeaturesProgressed: self._on_features_progressed,
+            ev.RunStarted: self._on_run_started, ev.EpochFinished: self._on_epoch_finished,
+            ev.FreezeVerified: self._on_freeze_verified, ev.RunFinished: self._on_run_finished,
+            ev.RunStopped: self._on_run_stopped, ev.RunFailed: self._on_run_failed,
+        }
         document.recipe_changed.connect(self._on_recipe_changed)
 
         self._set_resumable_run(self._newest_stopped_run())
@@ -478,7 +476,7 @@ class TrainingPanel(QWidget):
     @Slot()
     def toggle_pause(self) -> None:
         if self._controller.is_paused:
-            self._controller.resume()
+            self._controller.unpause()
         else:
             self._controller.pause()
 
@@ -495,7 +493,7 @@ class TrainingPanel(QWidget):
         self._run_dir = ""
         self.log("─" * 24)
         self.log(f"Resuming {self._resumable_run} …")
-        self._controller.resume_run(self._resumable_run)
+        self._controller.continue_run(self._resumable_run)
 
     def log(self, line: str) -> None:
         self.runLog.appendPlainText(line)
@@ -514,6 +512,7 @@ class TrainingPanel(QWidget):
     def _on_paused_changed(self, paused: bool) -> None:
         self.pauseButton.setText("Resume" if paused else "Pause")
         self.pauseButton.setToolTip("Continue training" if paused else "Pause after the current batch")
+        self.progress.set_paused(paused)
         if paused:
             self.progress.halt("Paused — " + self.progress.progressLabel.text())
 
@@ -548,149 +547,89 @@ class TrainingPanel(QWidget):
 
     # --- engine events -------------------------------------------------------------------------------------------
     @Slot(object)
-    def _on_data_prepared(self, d: dict) -> None:
-        skipped = d["skipped"]
-        line = (f"Data: {len(d['classes'])} classes ({', '.join(d['classes'][:8])}"
-                f"{' …' if len(d['classes']) > 8 else ''}), {d['train_size']} training / {d['val_size']} "
-                f"validation images")
-        if skipped:
-            line += f"; {len(skipped)} unusable files skipped (e.g. {Path(skipped[0][0]).name}: {skipped[0][1]})"
-        self.log(line)
+    def _on_event(self, event: ev.Event) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+        if not isinstance(event, (ev.RunFailed, ev.FreezeVerified)):  # those two word their own lines
+            for line in describe(event, self._run_total_epochs):
+                self.log(line)
 
-    @Slot(object)
-    def _on_download_progressed(self, d: dict) -> None:
-        done, total = d["done_bytes"] / 1e6, d["total_bytes"] / 1e6
+    def _on_download_progressed(self, e: ev.WeightsDownloadProgress) -> None:
+        done, total = e.done_bytes / 1e6, e.total_bytes / 1e6
         amount = f"{done:.1f} / {total:.1f} MB" if total else f"{done:.1f} MB"
-        self.progress.halt(f"Downloading {d['weights']}: {amount}")
+        self.progress.halt(f"Downloading {e.weights}: {amount}")
 
-    @Slot(object)
-    def _on_cache_estimated(self, d: dict) -> None:
-        message = d["message"]
-        self.log(message[:1].upper() + message[1:])
+    def _on_features_progressed(self, e: ev.FeaturesProgressed) -> None:
+        self.progress.halt(f"Computing the frozen backbone's features (phase {e.phase_index + 1}): {e.done}/{e.total}")
 
-    @Slot(object)
-    def _on_cache_filled(self, d: dict) -> None:
-        line = (f"Cached {d['images']} decoded images in RAM ({d['bytes'] / 2**20:,.0f} MB, "
-                f"{format_seconds(d['seconds'])})")
-        if d["refused"]:
-            line += f"; {d['refused']} did not fit and are read from disk each epoch"
-        self.log(line)
-
-    @Slot(object)
-    def _on_features_progressed(self, d: dict) -> None:
-        self.progress.halt(f"Computing the frozen backbone's features (phase {d['phase_index'] + 1}): "
-                           f"{d['done']}/{d['total']}")
-
-    @Slot(object)
-    def _on_features_cached(self, d: dict) -> None:
-        origin = "loaded from the disk cache" if d["from_disk"] else f"computed in {format_seconds(d['seconds'])}"
-        self.log(f"Phase {d['phase_index'] + 1} trains the head on cached backbone features: {d['images']} images"
-                 f" × {d['views']} view(s), {d['dim']} features each ({origin})")
-
-    @Slot(object)
-    def _on_run_started(self, d: dict) -> None:
-        self._run_dir = d["run_dir"]
-        self._run_total_epochs = d["total_epochs"]
-        self._phase_names = d.get("phase_names") or [f"phase {i + 1}" for i in range(len(d["phase_start_epochs"]))]
+    def _on_run_started(self, e: ev.RunStarted) -> None:
+        self._run_dir = e.run_dir
+        self._run_total_epochs = e.total_epochs
+        self._phase_names = list(e.phase_names)
         self._freeze_lines = []
         self.freezeLabel.setText("Freeze verification: after each phase")
         self.freezeLabel.setStyleSheet("")
         self.curves.reset()
-        on_cpu = d["device"].split(",")[0].strip() == "cpu"
-        self.curves.set_redraw_interval(CURVE_REDRAW_MS["cpu" if on_cpu else "accelerator"])
-        self.curves.set_epoch_range(d["total_epochs"])
-        self.curves.mark_phases(d["phase_start_epochs"], self._phase_names)
-        if d["resumed"]:
-            self._replay_finished_epochs(d["run_dir"], d["start_epoch"])
-        self.progress.start(d["total_epochs"], d["start_epoch"])
-        device = d["device"].split(",")[0]
-        self._show_device(device.upper() if device in ("cpu", "mps") else d["device"], d.get("device_warning", ""))
-        verb = "Resumed" if d["resumed"] else "Started"
-        self.log(f"{verb} '{d['recipe_name']}' ({d['strategy']}): {d['arch']} with {d['weights']} weights on "
-                 f"{d['device']}; {d['total_epochs']} epochs"
-                 + (f", from epoch {d['start_epoch'] + 1}" if d["resumed"] else "") + f"\nRun folder: {d['run_dir']}")
+        self.curves.set_redraw_interval(CURVE_REDRAW_MS["cpu" if e.device_type == "cpu" else "accelerator"])
+        self.curves.set_epoch_range(e.total_epochs)
+        self.curves.mark_phases(e.phase_start_epochs, self._phase_names)
+        if e.resumed:
+            self._replay_history(e)
+        self.progress.start(e.total_epochs, e.start_epoch)
+        self._show_device(e.device, e.device_warning)
 
-    def _replay_finished_epochs(self, run_dir: str, start_epoch: int) -> None:
-        """A resumed run shows the epochs trained before the stop (from metrics.csv) before it continues."""
-        for row in read_metrics(run_dir)[:start_epoch]:
-            self.curves.add_epoch(row["epoch"] - 1, row["train_loss"], row["val_loss"], row["train_acc"],
-                                  row["val_acc"])
+    def _replay_history(self, e: ev.RunStarted) -> None:
+        """A resumed run shows what was trained before the stop — epochs, per-batch loss, learning rates — from
+        the run folder (already cut back to the checkpoint by the engine), as the events they were written from."""
+        for row in read_metrics(e.run_dir)[: e.start_epoch]:
+            self.curves.add_epoch(epoch_event(row))
+        batches = [batch_event(row) for row in read_batches(e.run_dir) if row["global_step"] <= e.start_global_step]
+        if batches:
+            self.curves.add_batches(batches)
 
     @Slot(object)
-    def _on_phase_started(self, d: dict) -> None:
-        share = 100 * d["trainable_params"] / max(1, d["total_params"])
-        groups = ", ".join(f"{name} {lr:.1e}" for name, lr in d["groups"].items())
-        self.log(f"Phase {d['phase_index'] + 1} '{d['name']}' ({d['epochs']} epochs): trainable "
-                 f"{d['trainable_params']:,} of {d['total_params']:,} parameters ({share:.1f} %); lr {groups}")
-
-    @Slot(object)
-    def _on_batches_finished(self, batches: list) -> None:
+    def _on_batches_finished(self, batches: list[ev.BatchFinished]) -> None:
         self.curves.add_batches(batches)
         self.progress.show_batch(batches[-1])
 
-    @Slot(object)
-    def _on_epoch_finished(self, d: dict) -> None:
-        self.curves.add_epoch(d["epoch"], d["train_loss"], d["val_loss"], d["train_accuracy"], d["val_accuracy"])
-        phase = self._phase_names[d["phase_index"]] if d["phase_index"] < len(self._phase_names) else ""
-        self.log(f"Epoch {d['epoch'] + 1}/{self._run_total_epochs} [{phase}] train loss {d['train_loss']:.4f} "
-                 f"acc {100 * d['train_accuracy']:.1f} % · val loss {d['val_loss']:.4f} "
-                 f"acc {100 * d['val_accuracy']:.1f} % · {format_seconds(d['seconds'])}, {d['images_per_second']:.0f} images/s"
-                 + (" · best so far" if d["is_best"] else ""))
+    def _on_epoch_finished(self, e: ev.EpochFinished) -> None:
+        self.curves.add_epoch(e)
 
-    @Slot(object)
-    def _on_freeze_verified(self, d: dict) -> None:
-        index = d["phase_index"]
-        phase = self._phase_names[index] if index < len(self._phase_names) else f"phase {index + 1}"
-        moved = d["moved"]
-        if moved:
-            names = ", ".join(moved[:5]) + (f" (+{len(moved) - 5} more)" if len(moved) > 5 else "")
-            line = f"⚠ Frozen tensors changed in phase '{phase}': {names}"
-        elif d["checked_tensors"]:
-            line = f"Frozen layers unchanged: {d['checked_tensors']} tensors verified (phase '{phase}')"
-        else:
-            line = f"Nothing was frozen in phase '{phase}'"
+    def _on_freeze_verified(self, e: ev.FreezeVerified) -> None:
+        name = self._phase_names[e.phase_index] if e.phase_index < len(self._phase_names) else ""
+        line = freeze_line(e, name)
         self._freeze_lines.append(line)
         self.freezeLabel.setText("\n".join(self._freeze_lines))
         if any(s.startswith("⚠") for s in self._freeze_lines):
             self.freezeLabel.setStyleSheet("color: #b00020; font-weight: bold;")
         self.log(line)
 
-    @Slot(object)
-    def _on_run_finished(self, d: dict) -> None:
+    def _on_run_finished(self, e: ev.RunFinished) -> None:
         self.curves.flush()
-        s = d["summary"]
-        status = s.get("status", "finished")
-        best = s.get("best_val_acc")
-        best_text = f"best val accuracy {100 * best:.1f} % (epoch {s.get('best_epoch')})" if best is not None else ""
-        wall = format_duration(s.get("wall_seconds") or 0)
-        verb = "Stopped early (no improvement)" if status == "early_stopped" else "Finished"
-        self.progress.finish(f"{verb}: {best_text} in {wall}")
-        self.log(f"{verb}: {best_text}; wall time {wall}. Best checkpoint: {checkpoint_path(d['run_dir'], 'best')}")
-        if self._resumable_run == d["run_dir"]:
+        self.progress.finish(finish_line(e))
+        if self._resumable_run == e.run_dir:
             self._set_resumable_run("")
-        self.run_completed.emit(d["run_dir"])
-        self.run_ended.emit(d["run_dir"], status)
+        self.run_completed.emit(e.run_dir)
+        self.run_ended.emit(e.run_dir, e.status)
 
-    @Slot(object)
-    def _on_run_stopped(self, d: dict) -> None:
+    def _on_run_stopped(self, e: ev.RunStopped) -> None:
         self.curves.flush()
-        self.progress.halt(f"Stopped at epoch {d['epoch'] + 1}, batch {d['batch'] + 1}")
-        self.log(f"Stopped at epoch {d['epoch'] + 1}, batch {d['batch'] + 1}. Checkpoint saved: {d['checkpoint']}. "
-                 f"'Resume last run' continues from there.")
-        self._set_resumable_run(d["run_dir"])
-        self.run_ended.emit(d["run_dir"], "stopped")
+        self.progress.halt(stop_line(e))
+        self.log("'Resume last run' continues from there.")
+        self._set_resumable_run(e.run_dir)
+        self.run_ended.emit(e.run_dir, "stopped")
 
-    @Slot(str)
-    def _on_run_failed(self, message: str) -> None:
+    def _on_run_failed(self, e: ev.RunFailed) -> None:
         self.curves.flush()
-        started = bool(self._run_dir)
+        started = bool(e.run_dir)
         self.progress.halt("Failed" if started else "Could not start")
-        self.log(f"ERROR: {message}")
-        if started and checkpoint_path(self._run_dir, "last").is_file():
-            self._set_resumable_run(self._run_dir)
-            self.log(f"The last checkpoint is kept: {checkpoint_path(self._run_dir, 'last')}")
+        self.log(f"ERROR: {e.error}")
+        if started and checkpoint_path(e.run_dir, "last").is_file():
+            self._set_resumable_run(e.run_dir)
+            self.log(f"The last checkpoint is kept: {checkpoint_path(e.run_dir, 'last')}")
         if self.show_error_dialogs:
             self._error_box = QMessageBox(QMessageBox.Icon.Critical, "Training failed" if started
-                                          else "Cannot start training", message, QMessageBox.StandardButton.Ok, self)
+                                          else "Cannot start training", e.error, QMessageBox.StandardButton.Ok, self)
             self._error_box.open()  # not exec(): never block the event loop while a thread reports
-        self.run_ended.emit(self._run_dir, "failed")
+        self.run_ended.emit(e.run_dir, "failed")

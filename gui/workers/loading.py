@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 import traceback
 
-from PySide6.QtCore import QThread
+from PySide6.QtCore import QObject, Signal, Slot
+
+from gui.workers.threads import WorkerThread
 
 # Everything the panels import that needs torch; the order puts torch first so a failure names it.
 BACKGROUND_IMPORTS = ("torch", "torchvision", "engine.planning.presets", "engine.model.zoo", "engine.planning.plan",
@@ -19,18 +21,29 @@ BACKGROUND_IMPORTS = ("torch", "torchvision", "engine.planning.presets", "engine
                       "engine.train.feature_cache")
 
 
-class ImportThread(QThread):
-    """Imports BACKGROUND_IMPORTS; `finished` says it is done, `error` holds a traceback if an import failed."""
+class Importer(QObject):
+    """Imports BACKGROUND_IMPORTS in its thread; `finished` says it is done, `error` holds a traceback if an import
+    failed."""
 
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setObjectName("studioImportThread")
+    finished = Signal()
+
+    def __init__(self):
+        super().__init__()
         self.error = ""
         self.closed_early = False  # set by the window when it is closed before the imports end
 
+    @Slot()
     def run(self) -> None:
         try:
             for name in BACKGROUND_IMPORTS:
                 importlib.import_module(name)
-        except BaseException:  # noqa: BLE001 - the GUI thread reports it and builds anyway (it will fail loudly)
+        except BaseException:  # noqa: BLE001 - the GUI thread reports it and builds nothing that would crash
             self.error = traceback.format_exc()
+        finally:
+            self.finished.emit()
+
+
+def start_imports() -> tuple[Importer, WorkerThread]:
+    importer = Importer()
+    thread = WorkerThread("studioImportThread", [importer], job=importer.run, done=importer.finished)
+    return importer, thread.start()

@@ -45,10 +45,10 @@ def trained_run(image_folder, tmp_path_factory):
 def test_train_prints_phases_epochs_and_skipped_files(trained_run):
     run_dir, out = trained_run
     text = out.stderr
-    assert "phase 1 'head'" in text and "phase 3 'all'" in text
-    assert text.count("epoch ") >= 3 and "val loss" in text
+    assert "Phase 1 'head'" in text and "Phase 3 'all'" in text
+    assert text.count("Epoch ") >= 3 and "val loss" in text
     assert "truncated.jpg" in text and "notes.jpg" in text
-    assert "freeze verified" in text
+    assert "Freeze verified" in text
     assert (run_dir / "metrics.csv").read_text().count("\n") == 4
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"
@@ -103,7 +103,7 @@ def test_resume_a_stopped_run(tmp_path, image_folder):
     assert stopped.status == "stopped"
     out = thaw("resume", stopped.run_dir, "--quiet")
     assert out.returncode == 0, out.stderr
-    assert "resuming" in out.stderr
+    assert "Resuming" in out.stderr
     assert json.loads((Path(stopped.run_dir) / "summary.json").read_text())["status"] == "finished"
 
 

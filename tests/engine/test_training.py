@@ -31,7 +31,7 @@ class Recorder:
 
 def initial_state(recipe, num_classes):
     """The model exactly as the trainer builds it before training (same seed → same new head)."""
-    from engine.train.trainer import seed_everything
+    from engine.train.setup import seed_everything
 
     seed_everything(recipe.seed)
     return {k: v.clone() for k, v in build_model(recipe.model, num_classes, recipe.data).model.state_dict().items()}
@@ -224,8 +224,8 @@ def test_nan_loss_fails_cleanly_and_keeps_the_last_checkpoint(image_folder, runs
     recipe = tiny_recipe(image_folder, "feature_extraction", epochs=2, out=runs_dir)
     holder = {}
 
-    def poison(event):  # after epoch 1, corrupt the head so that epoch 2's loss is NaN
-        if isinstance(event, ev.EpochFinished) and event.epoch == 0:
+    def poison(event):  # after epoch 1's checkpoint, corrupt the head so that epoch 2's loss is NaN
+        if isinstance(event, ev.CheckpointSaved) and event.epoch == 1:
             with torch.no_grad():
                 holder["trainer"].model.fc.weight.fill_(float("nan"))
 
@@ -274,7 +274,7 @@ def test_pause_blocks_until_resumed(image_folder, runs_dir):
     assert paused_at.wait(30)
     thread.join(timeout=0.5)
     assert thread.is_alive() and seen == [0]  # paused: no further batch
-    control.resume()
+    control.unpause()
     thread.join(timeout=60)
     assert not thread.is_alive() and len(seen) > 1
 

@@ -43,21 +43,22 @@ def no_thread_left_running(monkeypatch):
 
 @pytest.fixture
 def pause_at_first():
-    """Installs a hook that pauses a controller's next run (only the next one) on the first emission of one of
-    its worker's signals ("batches_finished", "epoch_finished" …), in the worker thread itself: the engine then
-    waits before its next batch, so "mid-run" is deterministic, not a race with the GUI thread."""
+    """Installs a hook that pauses a controller's next run (only the next one) at its worker's first hand-over of
+    batches, or at the first engine event of type `on` (e.g. EpochFinished), in the worker thread itself: the
+    engine then waits before its next batch, so "mid-run" is deterministic, not a race with the GUI thread."""
 
-    def install(controller, signal_name: str = "batches_finished") -> None:
+    def install(controller, on: type | None = None) -> None:
         def on_worker_created(worker) -> None:
             controller.worker_created.disconnect(on_worker_created)
             paused = []
 
-            def pause_once(*_args) -> None:
-                if not paused:
+            def pause_once(payload) -> None:
+                if not paused and (on is None or isinstance(payload, on)):
                     paused.append(True)
                     controller.pause()
 
-            getattr(worker, signal_name).connect(pause_once, Qt.ConnectionType.DirectConnection)
+            signal = worker.batches_finished if on is None else worker.event_emitted
+            signal.connect(pause_once, Qt.ConnectionType.DirectConnection)
 
         controller.worker_created.connect(on_worker_created)
 

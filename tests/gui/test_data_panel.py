@@ -31,7 +31,7 @@ def panel(qtbot, document):
     yield widget
     thread = widget._thread
     widget.shutdown()
-    assert thread is None or thread.isFinished()
+    assert thread is None or thread.qthread.isFinished()
 
 
 def scan(qtbot, panel: DataPanel, folder: Path) -> None:
@@ -157,7 +157,7 @@ def test_deleting_the_panel_without_shutdown_stops_its_thread(qtbot, document, i
     widget = DataPanel(document)
     with qtbot.waitSignal(document.data_scanned, timeout=SCAN_TIMEOUT_MS):
         widget.set_data_folder(str(image_folder))
-    thread = widget._thread
+    thread = widget._thread.qthread
     assert thread.isRunning()
     shiboken6.delete(widget)
     assert thread.isFinished()

@@ -52,7 +52,7 @@ def panel(qtbot, runs_root):
     yield widget
     thread = widget._thread
     widget.shutdown()
-    assert thread is None or thread.isFinished()
+    assert thread is None or thread.qthread.isFinished()
 
 
 def pixels(panel: InferencePanel) -> np.ndarray:

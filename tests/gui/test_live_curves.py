@@ -11,6 +11,7 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 import gui.workers.torch_threads as torch_threads
+from engine.train import events as ev
 from gui.panels.training_panel import TrainingCurves
 from gui.widgets.plot_ranges import decade_bounds, decade_ticks, nice_bounds, nice_ceil
 from gui.workers.torch_threads import OneTorchThreadQThread
@@ -18,10 +19,13 @@ from gui.workers.training import TrainingController
 from tests.helpers import tiny_recipe
 
 
-def batch(i: int, loss: float, per_epoch: int = 10, lrs: dict | None = None) -> dict:
+def batch(i: int, loss: float, per_epoch: int = 10, lrs: dict | None = None) -> ev.BatchFinished:
     epoch, b = divmod(i, per_epoch)
-    return {"epoch": epoch, "batch": b, "batches": per_epoch, "global_step": i + 1, "loss": loss, "accuracy": 0.5,
-            "lrs": lrs or {"head": 1e-3, "body": 1e-5}, "images_per_second": 10.0}
+    return ev.BatchFinished(epoch, b, per_epoch, i + 1, loss, 0.5, lrs or {"head": 1e-3, "body": 1e-5}, 10.0)
+
+
+def epoch(e: int, train_loss: float, val_loss: float, train_acc: float, val_acc: float) -> ev.EpochFinished:
+    return ev.EpochFinished(e, 0, "head", train_loss, train_acc, val_loss, val_acc, {}, 1.0, 10.0, 0.0, 10, False, 1.0)
 
 
 def drawn(curve) -> int:
@@ -75,7 +79,7 @@ def test_the_lr_curve_keeps_a_vertex_only_where_the_rate_changes(curves):
 def test_flush_draws_now_and_reset_drops_a_pending_redraw(curves):
     curves.set_redraw_interval(60_000)
     curves.add_batches([batch(0, 2.0)])
-    curves.add_epoch(0, 2.0, 2.1, 0.4, 0.3)
+    curves.add_epoch(epoch(0, 2.0, 2.1, 0.4, 0.3))
     curves.flush()
     assert drawn(curves.smoothed_loss_curve) == 1 and drawn(curves.val_acc_curve) == 1
 
@@ -100,7 +104,7 @@ def test_the_y_range_moves_only_when_the_data_leave_nice_bounds(curves):
     low, high = curves.lossPlot.getPlotItem().getViewBox().viewRange()[1]
     assert low < 0 < 2.5 < high < 2.6  # the bounds plus a 2 % margin
 
-    curves.add_epoch(4, 0.4, 3.2, 0.9, 0.8)  # a validation loss above the range
+    curves.add_epoch(epoch(4, 0.4, 3.2, 0.9, 0.8))  # a validation loss above the range
     curves.flush()
     assert y_bounds(curves, curves.lossPlot) == (0.0, 5.0)
     assert y_bounds(curves, curves.accuracyPlot) == (0.0, 100.0)
@@ -120,7 +124,7 @@ def test_a_zoom_by_the_user_is_kept_until_auto_range_is_asked_for(qtbot, curves)
     zoomed = view.viewRange()[1]
     assert zoomed[1] - zoomed[0] < before[1] - before[0]
 
-    curves.add_epoch(1, 1.9, 4.0, 0.5, 0.5)  # a validation loss that would widen the nice bounds to 5
+    curves.add_epoch(epoch(1, 1.9, 4.0, 0.5, 0.5))  # a validation loss that would widen the nice bounds to 5
     curves.flush()
     assert view.viewRange()[1] == zoomed  # the user's view stays
 
@@ -182,8 +186,8 @@ def test_the_training_thread_runs_torch_with_the_process_count(qtbot, monkeypatc
     counts = []
 
     def on_worker_created(worker) -> None:  # runs in the training thread itself (direct connection)
-        worker.run_started.connect(lambda _d: counts.append(torch.get_num_threads()),
-                                   Qt.ConnectionType.DirectConnection)
+        worker.event_emitted.connect(lambda e: isinstance(e, ev.RunStarted) and counts.append(torch.get_num_threads()),
+                                     Qt.ConnectionType.DirectConnection)
 
     controller.worker_created.connect(on_worker_created)
     try:

@@ -192,7 +192,7 @@ def test_closing_a_deferred_window_while_it_loads_waits_for_the_import_and_build
     window.show()
     assert window.close()
     assert not window.isVisible() and not window.is_ready
-    assert not window._import_thread.isRunning()
+    assert not window._import_thread.is_running
     QApplication.processEvents()  # a queued `finished` must not build the panels of a closed window
     assert not window.is_ready and not hasattr(window, "tabs")
 

@@ -47,9 +47,11 @@ class Recorder:
     """What the panel and controller said during a run."""
 
     def __init__(self, panel: TrainingPanel, controller: TrainingController):
-        self.batches: list[dict] = []
+        self.batches: list[ev.BatchFinished] = []
+        self.events: list[ev.Event] = []
         self.ended: list[tuple[str, str]] = []
         controller.batches_finished.connect(self.batches.extend)
+        controller.event_emitted.connect(self.events.append)
         panel.run_ended.connect(lambda run_dir, status: self.ended.append((run_dir, status)))
 
 
@@ -79,22 +81,22 @@ def test_full_run_draws_curves_and_writes_checkpoints(qtbot, panel, controller):
     curves = panel.curves
     for curve in (curves.train_loss_curve, curves.val_loss_curve, curves.train_acc_curve, curves.val_acc_curve):
         assert points(curve) == 2  # one point per epoch
-    batches_per_epoch = seen.batches[0]["batches"]
+    batches_per_epoch = seen.batches[0].batches
     # The throttled signal coalesces batches but loses none: the smoothed curve has every batch of both epochs.
-    assert sorted((b["epoch"], b["batch"]) for b in seen.batches) == [
+    assert sorted((b.epoch, b.batch) for b in seen.batches) == [
         (e, b) for e in range(2) for b in range(batches_per_epoch)]
     assert points(curves.smoothed_loss_curve) == 2 * batches_per_epoch
-    (group,) = seen.batches[0]["lrs"]  # feature extraction: one group, the head
+    (group,) = seen.batches[0].lrs  # feature extraction: one group, the head
     assert list(curves.lr_curves) == [group]
     lr_x, lr_y = curves.lr_curves[group].getOriginalDataset()  # a constant lr: one flat segment over both epochs
-    assert list(lr_x) == [1 / batches_per_epoch, 2.0] and lr_y[0] == lr_y[1] == seen.batches[0]["lrs"][group]
+    assert list(lr_x) == [1 / batches_per_epoch, 2.0] and lr_y[0] == lr_y[1] == seen.batches[0].lrs[group]
     assert panel.trainProgress.value() == panel.trainProgress.maximum()
     assert checkpoint_path(run_dir, "best").is_file() and checkpoint_path(run_dir, "last").is_file()
     for plot in (panel.lossPlot, panel.accuracyPlot, panel.lrPlot):
         assert [line.label.toPlainText() for line in phase_lines(plot)] == ["feature_extraction"]
     log = panel.runLog.toPlainText()
     assert "Epoch 1/2" in log and "Epoch 2/2" in log
-    assert "Frozen layers unchanged:" in panel.freezeLabel.text()
+    assert "Freeze verified in phase 1 'feature_extraction'" in panel.freezeLabel.text()
     assert "CPU" in panel.deviceLabel.text()
     assert panel.startButton.isEnabled() and not panel.stopButton.isEnabled()
 
@@ -105,14 +107,13 @@ def test_pause_holds_the_engine_until_resumed(qtbot, panel, controller, pause_at
     qtbot.mouseClick(panel.startButton, Qt.MouseButton.LeftButton)
     worker = controller.worker
     qtbot.waitUntil(lambda: worker.control.paused and panel.pauseButton.text() == "Resume", timeout=RUN_TIMEOUT_MS)
-    qtbot.waitUntil(lambda: len(seen.batches) == 1)
-    qtbot.wait(300)  # the engine is blocked in wait_while_paused: no batch may arrive meanwhile
-    assert len(seen.batches) == 1 and controller.is_running
+    qtbot.waitUntil(lambda: len(seen.batches) == 1 and worker.control.holding, timeout=RUN_TIMEOUT_MS)
+    assert len(seen.batches) == 1 and controller.is_running  # held between two batches: none arrives meanwhile
 
     click_and_wait_until_idle(qtbot, controller, panel.pauseButton)
 
     assert [status for _, status in seen.ended] == ["finished"]
-    batches_per_epoch = seen.batches[0]["batches"]
+    batches_per_epoch = seen.batches[0].batches
     assert len(seen.batches) == 2 * batches_per_epoch
     assert panel.pauseButton.text() == "Pause"
     assert panel.trainProgress.value() == panel.trainProgress.maximum()
@@ -120,7 +121,7 @@ def test_pause_holds_the_engine_until_resumed(qtbot, panel, controller, pause_at
 
 def test_stop_saves_a_checkpoint_and_resume_finishes_the_run(qtbot, panel, controller, pause_at_first,
                                                             no_thread_left_running):
-    pause_at_first(controller, "epoch_finished")  # the engine then waits before epoch 2's first batch
+    pause_at_first(controller, ev.EpochFinished)  # the engine then waits before epoch 2's first batch
     seen = Recorder(panel, controller)
     qtbot.mouseClick(panel.startButton, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: controller.is_paused, timeout=RUN_TIMEOUT_MS)
@@ -133,17 +134,20 @@ def test_stop_saves_a_checkpoint_and_resume_finishes_the_run(qtbot, panel, contr
     assert json.loads((Path(run_dir) / SUMMARY_FILE).read_text())["status"] == "stopped"
     assert not still_running(no_thread_left_running)
     assert panel.resumable_run == run_dir and panel.resumeRunButton.isEnabled()
-    assert "Stopped at epoch 2, batch 1" in panel.runLog.toPlainText()
-    batches_per_epoch = seen.batches[0]["batches"]
+    assert "Stopped in epoch 2 after 0 batches" in panel.runLog.toPlainText()
+    batches_per_epoch = seen.batches[0].batches
+    lr_before = {g: list(c.getOriginalDataset()[0]) for g, c in panel.curves.lr_curves.items()}
 
     click_and_wait_until_idle(qtbot, controller, panel.resumeRunButton)
 
     assert seen.ended[1] == (run_dir, "finished")
-    # Epoch 1 comes back from metrics.csv, epoch 2 is trained now; only epoch 2's batches are new.
+    # Epoch 1 comes back from metrics.csv and its batches from batches.csv; epoch 2 is trained now.
     assert points(panel.curves.val_acc_curve) == 2
-    assert points(panel.curves.smoothed_loss_curve) == batches_per_epoch
+    assert points(panel.curves.smoothed_loss_curve) == 2 * batches_per_epoch
+    for group, xs in lr_before.items():  # the learning-rate history drawn before the stop is drawn again
+        assert list(panel.curves.lr_curves[group].getOriginalDataset()[0])[: len(xs) - 1] == xs[:-1]
     assert panel.trainProgress.value() == panel.trainProgress.maximum()
-    assert "Resumed" in panel.runLog.toPlainText()
+    assert "Resuming" in panel.runLog.toPlainText()
     assert panel.resumable_run == "" and not panel.resumeRunButton.isEnabled()
 
 
@@ -186,13 +190,10 @@ def test_missing_data_folder_reports_a_clear_error(qtbot, controller, tmp_path, 
     panel = TrainingPanel(document, controller)
     qtbot.addWidget(panel)
     seen = Recorder(panel, controller)
-    failures: list[str] = []
-    controller.run_failed.connect(failures.append)
-
     click_and_wait_until_idle(qtbot, controller, panel.startButton)
 
     assert seen.ended == [("", "failed")]
-    (message,) = failures
+    (message,) = [e.error for e in seen.events if isinstance(e, ev.RunFailed)]
     assert str(missing) in message
     assert f"ERROR: {message}" in panel.runLog.toPlainText()
     assert not runs_root.exists() or not any(runs_root.iterdir())  # no run folder for a run that never started
@@ -204,15 +205,15 @@ def test_missing_data_folder_reports_a_clear_error(qtbot, controller, tmp_path, 
 def test_worker_coalesces_batches_and_flushes_them_before_other_events(qtbot):
     worker = TrainingWorker(recipe=tiny_recipe("unused"), batch_interval_s=3600)
     received: list[tuple[str, object]] = []
-    worker.batches_finished.connect(lambda batches: received.append(("batches", [b["batch"] for b in batches])))
-    worker.epoch_finished.connect(lambda d: received.append(("epoch", d["epoch"])))
+    worker.batches_finished.connect(lambda batches: received.append(("batches", [b.batch for b in batches])))
+    worker.event_emitted.connect(lambda e: received.append(("epoch", e.epoch)))
 
     def batch(i: int) -> ev.BatchFinished:
         return ev.BatchFinished(0, i, 4, i + 1, 1.0, 0.5, {"head": 1e-3}, 100.0)
 
     for i in range(4):
         worker._on_event(batch(i))
-    worker._on_event(ev.EpochFinished(0, 0, 1.0, 0.5, 1.0, 0.5, {"head": 1e-3}, 1.0, 100.0, True))
+    worker._on_event(ev.EpochFinished(0, 0, "head", 1.0, 0.5, 1.0, 0.5, {"head": 1e-3}, 1.0, 100.0, 0.0, 32, True, 1.0))
 
     # The first batch goes out at once; the rest wait for the interval, but never overtake the epoch's end.
     assert received == [("batches", [0]), ("batches", [1, 2, 3]), ("epoch", 0)]
@@ -221,7 +222,7 @@ def test_worker_coalesces_batches_and_flushes_them_before_other_events(qtbot):
 def test_worker_thins_progress_reports_but_keeps_the_last(qtbot):
     worker = TrainingWorker(recipe=tiny_recipe("unused"), batch_interval_s=3600)
     reported: list[int] = []
-    worker.features_progressed.connect(lambda d: reported.append(d["done"]))
+    worker.event_emitted.connect(lambda e: reported.append(e.done))
 
     for done in range(1, 11):
         worker._on_event(ev.FeaturesProgressed(0, done, 10))

@@ -1,0 +1,127 @@
+"""One epoch of training and one pass of validation, as functions (as torchvision's reference scripts have them).
+
+`train_one_epoch` trains from the state's position to the epoch's end, or until a stop is requested between two
+batches, keeping the position and the running sums in the state so that a checkpoint can continue exactly there.
+Time spent paused is excluded from the epoch's seconds and from images/s.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.errors import ThawError
+from engine.model.groups import current_lrs
+from engine.train import events as ev
+from engine.train.devices import DeviceSetup
+from engine.train.phase import ActivePhase
+from engine.train.setup import epoch_order, epoch_seed, seed_everything
+from engine.train.state import RunClock, TrainingState
+
+RATE_WINDOW = 20  # batches in the running images/s
+
+
+class TrainingError(ThawError):
+    """The run itself failed (a non-finite loss, out of memory …); the last checkpoint is kept."""
+
+
+def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunControl, bus: ev.EventBus,
+                    clock: RunClock) -> bool:
+    """Train `state.epoch` from batch `state.batch`. True when the epoch ended, False when a stop was requested
+    (the state then holds the position of the next batch)."""
+    setup, r = phase.setup, phase.setup.recipe
+    order = epoch_order(len(setup.data.train), r.batch_size, r.seed, state.epoch, r.data.max_train_batches)
+    n_batches = math.ceil(len(order) / r.batch_size)
+    setup.data.train.set_epoch(state.epoch)
+    if not state.mid_epoch:
+        seed_everything(epoch_seed(r.seed, state.epoch))
+    bus.emit(ev.EpochStarted(state.epoch, phase.index, n_batches))
+    phase.set_train_mode()
+    forward, optimizer, scaler, sums = phase.forward, phase.optimizer, phase.scaler, state.running
+    # The first batch of an epoch pays for start-up (loader workers, first kernels, a resume's warm-up): once there
+    # are others, it is left out of the running rate, which would otherwise read far too low for a while.
+    first: tuple[float, int] | None = None
+    recent: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW)
+    tick = time.perf_counter()
+    for batch, (images, labels) in enumerate(phase.train_batches(state.epoch, order[state.batch * r.batch_size:]),
+                                             start=state.batch):
+        waited = time.perf_counter() - tick  # the step waited this long for its batch
+        paused = control.wait_while_paused()
+        clock.add_pause(paused)
+        if control.stop_requested:
+            sums.seconds += time.perf_counter() - tick - paused
+            sums.data_wait += waited
+            return False
+        images, labels = to_device(images, labels, setup.device)
+        with setup.device.autocast():
+            logits = logits_of(forward(images))
+            loss = setup.criterion(logits.float(), labels)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingError(f"the loss became {loss_value} at epoch {state.epoch + 1}, batch {batch + 1} "
+                                f"(phase '{phase.config.name}'); lower the learning rate. The last good checkpoint "
+                                f"is kept.")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        phase.schedule.step_batch()
+        state.global_step += 1
+        state.batch = batch + 1
+        n = labels.numel()
+        sums.add(loss_value, int((logits.argmax(1) == labels).sum()), n)
+        now = time.perf_counter()
+        step_seconds = now - tick - paused
+        sums.seconds += step_seconds
+        sums.data_wait += waited
+        tick = now
+        if first is None:
+            first = (step_seconds, n)
+        else:
+            recent.append((step_seconds, n))
+        window = recent or [first]
+        rate = sum(k for _, k in window) / max(1e-9, sum(t for t, _ in window))
+        bus.emit(ev.BatchFinished(state.epoch, batch, n_batches, state.global_step, loss_value, sums.accuracy,
+                                  current_lrs(optimizer), rate))
+    return True
+
+
+def evaluate(model: nn.Module, batches, device: DeviceSetup, criterion: nn.Module, max_batches: int = 0
+             ) -> tuple[float, float]:
+    """(mean loss, accuracy 0..1) in eval mode, without gradients; the model's modes are restored exactly after
+    (BatchNorm layers with frozen statistics stay in eval mode)."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    try:
+        with torch.no_grad():
+            for i, (images, labels) in enumerate(batches):
+                if max_batches and i >= max_batches:
+                    break
+                images, labels = to_device(images, labels, device)
+                with device.autocast():
+                    logits = logits_of(model(images))
+                loss_sum += float(criterion(logits.float(), labels)) * labels.numel()
+                correct += int((logits.argmax(1) == labels).sum())
+                seen += labels.numel()
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return (loss_sum / seen if seen else float("nan")), (correct / seen if seen else 0.0)
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output  # GoogLeNet/Inception named tuples
+
+
+def to_device(images: torch.Tensor, labels: torch.Tensor, device: DeviceSetup):
+    non_blocking = device.device.type == "cuda"
+    images = images.to(device.device, non_blocking=non_blocking)
+    if device.channels_last and images.ndim == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device.device, non_blocking=non_blocking)

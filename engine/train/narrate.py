@@ -1,0 +1,139 @@
+"""A run's events in words: the one place that turns an event into the lines a person reads, for the CLI's
+console and the studio's log alike (so that a stop is described the same way in both).
+
+`describe(event, total_epochs)` returns the lines for an event, or [] for events that are not narrated (batches
+and progress reports are drawn as bars, not written as lines).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.train import events as ev
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def duration_text(seconds: float) -> str:
+    """h:mm:ss or m:ss."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def percent(fraction: float | None, digits: int = 1) -> str:
+    return "–" if fraction is None else f"{100 * fraction:.{digits}f} %"
+
+
+def describe(event: ev.Event, total_epochs: int = 0) -> list[str]:
+    handler = _NARRATORS.get(type(event))
+    return handler(event, total_epochs) if handler else []
+
+
+def _data_prepared(e: ev.DataPrepared, _total: int) -> list[str]:
+    shown = ", ".join(e.classes[:8]) + (" …" if len(e.classes) > 8 else "")
+    lines = [f"Data: {len(e.classes)} classes ({shown}), {e.train_size} training / {e.val_size} validation images"
+             + (f"; {len(e.skipped)} unusable files skipped" if e.skipped else "")]
+    lines += [f"  skipped {path}: {reason}" for path, reason in e.skipped[:20]]
+    if len(e.skipped) > 20:
+        lines.append(f"  … and {len(e.skipped) - 20} more (see skipped_files.txt in the run folder)")
+    return lines
+
+
+def _weights_loaded(e: ev.WeightsLoaded, _total: int) -> list[str]:
+    return [f"Weights {e.source}: {e.report}"]
+
+
+def _run_started(e: ev.RunStarted, total: int) -> list[str]:
+    verb = "Resuming" if e.resumed else "Starting"
+    where = f", from epoch {e.start_epoch + 1}" + (f" batch {e.start_batch + 1}" if e.start_batch else "") \
+        if e.resumed else ""
+    lines = [f"{verb} '{e.name}' ({e.strategy}): {e.arch} with {e.weights} weights on {e.device}; "
+             f"{e.total_epochs} epochs{where}", f"  run folder: {e.run_dir}"]
+    if e.device_warning:
+        lines.append(f"  warning: {e.device_warning}")
+    return lines
+
+
+def _phase_started(e: ev.PhaseStarted, _total: int) -> list[str]:
+    share = 100 * e.trainable_params / max(1, e.total_params)
+    groups = ", ".join(f"{name} {lr:.1e}" for name, lr in e.groups.items())
+    return [f"Phase {e.phase_index + 1} '{e.name}' ({e.epochs} epochs): trainable {e.trainable_params:,} of "
+            f"{e.total_params:,} parameters ({share:.2f} %); lr {groups}"]
+
+
+def _cache_estimated(e: ev.DecodedCacheEstimated, _total: int) -> list[str]:
+    return [e.message[:1].upper() + e.message[1:]]
+
+
+def _cache_filled(e: ev.DecodedCacheFilled, _total: int) -> list[str]:
+    line = f"Cached {e.images} decoded images in RAM ({e.bytes / 2**20:,.0f} MB, {seconds_text(e.seconds)})"
+    if e.refused:
+        line += f"; {e.refused} did not fit and are read from disk each epoch"
+    return [line]
+
+
+def _features_cached(e: ev.FeaturesCached, _total: int) -> list[str]:
+    origin = "loaded from the disk cache" if e.from_disk else f"computed in {seconds_text(e.seconds)}"
+    return [f"Phase {e.phase_index + 1} trains the head on cached backbone features: {e.images} images × "
+            f"{e.views} view(s), {e.dim} features each ({origin})"]
+
+
+def _epoch_finished(e: ev.EpochFinished, total: int) -> list[str]:
+    lrs = " ".join(f"{k}={v:.2g}" for k, v in e.lrs.items())
+    return [f"Epoch {e.epoch + 1}/{total} [{e.phase_name}] train loss {e.train_loss:.4f} acc {percent(e.train_acc)} · "
+            f"val loss {e.val_loss:.4f} acc {percent(e.val_acc)}{' · best so far' if e.is_best else ''} · "
+            f"{seconds_text(e.seconds)}, {e.images_per_s:.0f} images/s (data wait {100 * e.data_wait_share:.0f} %)"
+            f" · lr {lrs}"]
+
+
+def freeze_line(e: ev.FreezeVerified, phase_name: str = "") -> str:
+    phase = f"phase {e.phase_index + 1}" + (f" '{phase_name}'" if phase_name else "")
+    if e.moved:
+        names = ", ".join(e.moved[:5]) + (f" (+{len(e.moved) - 5} more)" if len(e.moved) > 5 else "")
+        return f"⚠ Frozen tensors changed in {phase}: {names}"
+    if e.checked_tensors:
+        return f"Freeze verified in {phase}: {e.checked_tensors} frozen tensors unchanged, bit for bit"
+    return f"Nothing was frozen in {phase}"
+
+
+def _freeze_verified(e: ev.FreezeVerified, _total: int) -> list[str]:
+    return [freeze_line(e)]
+
+
+def stop_line(e: ev.RunStopped) -> str:
+    """Where a stopped run stands, in the words the CLI and the studio both use."""
+    return f"Stopped in epoch {e.epoch + 1} after {e.batch} batch{'es' if e.batch != 1 else ''}"
+
+
+def _run_stopped(e: ev.RunStopped, _total: int) -> list[str]:
+    return [f"{stop_line(e)}; training time {duration_text(e.elapsed_seconds)}. Checkpoint: {e.checkpoint}"]
+
+
+def finish_line(e: ev.RunFinished) -> str:
+    verb = "Stopped early (no improvement)" if e.status == "early_stopped" else "Finished"
+    best = f"best val accuracy {percent(e.best_val_acc)} (epoch {e.best_epoch})" if e.best_val_acc is not None else \
+        "no epoch was a best"
+    return f"{verb}: {best} in {duration_text(e.elapsed_seconds)}"
+
+
+def _run_finished(e: ev.RunFinished, _total: int) -> list[str]:
+    best = Path(e.run_dir) / "checkpoints" / "best.pt"
+    return [finish_line(e), f"  run folder: {e.run_dir}" + (f" (best checkpoint: {best})" if e.best_epoch else "")]
+
+
+def _run_failed(e: ev.RunFailed, _total: int) -> list[str]:
+    kept = f"; last checkpoint kept: {e.checkpoint}" if e.checkpoint else ""
+    return [f"Run failed: {e.error}{kept}"]
+
+
+_NARRATORS = {
+    ev.DataPrepared: _data_prepared, ev.WeightsLoaded: _weights_loaded, ev.RunStarted: _run_started,
+    ev.PhaseStarted: _phase_started, ev.DecodedCacheEstimated: _cache_estimated,
+    ev.DecodedCacheFilled: _cache_filled, ev.FeaturesCached: _features_cached, ev.EpochFinished: _epoch_finished,
+    ev.FreezeVerified: _freeze_verified, ev.RunStopped: _run_stopped, ev.RunFinished: _run_finished,
+    ev.RunFailed: _run_failed,
+}

@@ -1,0 +1,148 @@
+"""The phase being trained: its freeze plan applied, its parameter groups, optimizer, schedule and scaler, the
+fingerprint of everything it must not change, and — when it trains only the head — the cached backbone features.
+
+A phase starts fresh at its boundary (the optimizer rebuilt from the new groups, the state of parameters that
+were already training carried over when the recipe asks) or from a checkpoint taken inside it, in which case its
+freeze state, scheduler and optimizer are restored exactly (scheduler first, then the optimizer, so the groups'
+learning rates are the saved ones).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from engine.data.transforms import eval_transform
+from engine.model.freezing import (Fingerprint, FreezeState, apply_freeze_plan, count_params, restore_freeze_state,
+                                   set_train_mode)
+from engine.model.groups import torch_param_groups
+from engine.recipe import PhaseConfig
+from engine.train import events as ev
+from engine.train.feature_cache import FeatureSet, FeatureStore, build_feature_set
+from engine.train.optim import Schedule, build_optimizer, build_schedule
+from engine.train.setup import RunSetup
+
+
+class ActivePhase:
+    def __init__(self, setup: RunSetup, index: int, freeze: FreezeState, optimizer: torch.optim.Optimizer,
+                 schedule: Schedule, scaler: torch.amp.GradScaler, group_lrs: dict[str, float]):
+        self.setup = setup
+        self.index = index
+        self.config: PhaseConfig = setup.recipe.phases[index]
+        self.freeze = freeze
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.scaler = scaler
+        self.group_lrs = group_lrs
+        self.fingerprint = Fingerprint(setup.model, freeze.bn_modes)
+        self.features: FeatureSet | None = None
+
+    @classmethod
+    def begin(cls, setup: RunSetup, index: int, epoch_mode: str, previous: torch.optim.Optimizer | None = None,
+              checkpoint: dict[str, Any] | None = None) -> "ActivePhase":
+        """Apply phase `index` to the model. `checkpoint`: resuming inside this phase. `epoch_mode`: "max" / "min",
+        how a plateau schedule reads the monitored metric."""
+        phase = setup.recipe.phases[index]
+        model, stages = setup.model, setup.built.stages
+        freeze = apply_freeze_plan(model, stages, phase.trainable, phase.frozen, phase.bn_modes, f"phases[{index}]")
+        if checkpoint is not None and "freeze" in checkpoint:
+            freeze = FreezeState(list(checkpoint["freeze"]["trainable"]), dict(checkpoint["freeze"]["bn_modes"]))
+            restore_freeze_state(model, freeze)
+        groups, infos = torch_param_groups(model, stages, setup.phase_groups[index], phase.optimizer,
+                                           f"phases[{index}].groups")
+        optimizer = build_optimizer(groups, phase.optimizer)
+        if previous is not None and phase.carry_optimizer_state and checkpoint is None:
+            for group in optimizer.param_groups:  # Adam's moments of parameters that were already training
+                for p in group["params"]:
+                    if p in previous.state:
+                        optimizer.state[p] = previous.state[p]
+        schedule = build_schedule(optimizer, phase.schedule, phase.epochs, setup.steps_per_epoch, epoch_mode)
+        scaler = torch.amp.GradScaler("cuda", enabled=setup.device.needs_scaler)
+        if checkpoint is not None:
+            schedule.load_state_dict(checkpoint.get("scheduler", {}))
+            optimizer.load_state_dict(checkpoint["optimizer"])  # after the scheduler: restores the groups' lr
+            if checkpoint.get("scaler"):
+                scaler.load_state_dict(checkpoint["scaler"])
+        return cls(setup, index, freeze, optimizer, schedule, scaler, {g.name: g.lr for g in infos})
+
+    # --- what the phase tells ---------------------------------------------------------------------------------
+    def started_event(self) -> ev.PhaseStarted:
+        trainable, total = count_params(self.setup.model)
+        return ev.PhaseStarted(self.index, self.config.name, self.config.epochs,
+                               self.setup.recipe.phase_start_epochs()[self.index], trainable, total,
+                               trainable_modules(self.setup.model), dict(self.group_lrs))
+
+    def verify_freeze(self) -> ev.FreezeVerified:
+        """Compare every frozen tensor, bit for bit, with its value when the phase (or this session of it) began."""
+        moved = self.fingerprint.moved(self.setup.model, self.freeze.bn_modes)
+        return ev.FreezeVerified(self.index, len(self.fingerprint.digests), moved)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(), "freeze": self.freeze.to_dict()}
+
+    # --- what the loop calls ----------------------------------------------------------------------------------
+    def set_train_mode(self) -> None:
+        set_train_mode(self.setup.model, self.freeze.bn_modes, training=True)
+
+    @property
+    def forward(self) -> nn.Module:
+        """The module a batch goes through: the head alone on cached features, else the whole model."""
+        if self.features is not None:
+            return self.setup.model.get_submodule(self.setup.built.head_path)
+        return self.setup.model
+
+    def train_batches(self, epoch: int, order: list[int]) -> Iterable:
+        if self.features is not None:
+            return self.features.train_batches(order, epoch % self.features.train.shape[0],
+                                               self.setup.recipe.batch_size)
+        return self.setup.loader(self.setup.data.train, order)
+
+    def val_batches(self) -> Iterable:
+        r = self.setup.recipe
+        if self.features is not None:
+            return self.features.val_batches(r.batch_size, r.data.max_val_batches)
+        return self.setup.loader(self.setup.data.val, list(range(len(self.setup.data.val))))
+
+    def cache_features(self, bus: ev.EventBus, should_stop) -> ev.FeaturesCached | None:
+        """When the phase trains only the head, compute (or load) the frozen backbone's features once
+        (engine/train/feature_cache.py). None when the phase trains on images."""
+        setup, r = self.setup, self.setup.recipe
+        if r.data.cache_features == "off" or not setup.phase_head_only[self.index]:
+            return None
+        views, train_set, augmentation = r.data.feature_views, setup.data.train, r.data.augmentation
+        if views == 1 and augmentation != "none":
+            # One view: the un-augmented image (resize + centre crop, as validation sees it). A single random crop
+            # reused for every epoch is a worse feature than the centre; K > 1 views give real augmentation.
+            train_set = copy.copy(train_set)
+            train_set.transform = eval_transform(setup.built.preprocessing)
+            augmentation = "none"
+        describe = {"arch": r.model.arch, "weights": setup.built.weights_name, "in_channels": r.model.in_channels,
+                    "preprocessing": setup.built.preprocessing.to_dict(), "augmentation": augmentation,
+                    "seed": r.seed, "head": setup.built.head_path}
+
+        def progress(done: int, total: int) -> None:
+            bus.emit(ev.FeaturesProgressed(self.index, done, total))
+
+        device = setup.device
+        features = build_feature_set(setup.model, setup.built.head_path, setup.loader, train_set, setup.data.val,
+                                     views, device.device, device.autocast, device.channels_last, describe,
+                                     FeatureStore(budget_mb=r.data.feature_cache_mb), progress, should_stop)
+        if features is None:
+            return None
+        self.features = features.to(device.device)
+        return ev.FeaturesCached(self.index, features.key, int(features.train.shape[1]), views,
+                                 int(features.train.shape[2]), features.seconds, features.from_disk)
+
+
+def trainable_modules(model: nn.Module) -> list[str]:
+    """The shallowest modules whose parameters all train (for the PhaseStarted event and the GUI)."""
+    out: list[str] = []
+    for name, module in model.named_modules():
+        params = list(module.parameters())
+        if name and params and all(p.requires_grad for p in params) and not any(name.startswith(o + ".") for o in out):
+            out.append(name)
+    return out

@@ -1,0 +1,165 @@
+"""What is built once for a run, before anything trains: the device, the data, the model, the loss, and every
+phase's freeze plan and groups checked — so a bad phase 3 fails before phase 1 trains, and bad input fails before
+a run folder exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from engine.data.datasets import ImageFiles, PreparedData, prepare_data
+from engine.data.ram_cache import DecodedImageCache, default_budget_bytes, estimate, fill
+from engine.data.transforms import eval_transform, train_transform
+from engine.model.build import BuiltModel, build_model, resolve_preprocessing
+from engine.model.freezing import apply_freeze_plan
+from engine.model.groups import phase_groups, torch_param_groups
+from engine.recipe import GroupSpec, Recipe
+from engine.train import events as ev
+from engine.train.devices import DeviceSetup, setup_device
+from engine.train.feature_cache import head_only
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 2_654_435_761 + epoch * 40_503 + 17) % 2**31
+
+
+def epoch_order(n: int, batch_size: int, seed: int, epoch: int, max_batches: int) -> list[int]:
+    """The shuffled sample order of one epoch; a final batch of one sample is dropped (BatchNorm needs two)."""
+    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+    order = torch.randperm(n, generator=g).tolist()
+    if max_batches:
+        order = order[: max_batches * batch_size]
+    if len(order) % batch_size == 1 and len(order) > 1:
+        order = order[:-1]
+    return order
+
+
+def auto_workers(dataset_size: int) -> int:
+    if dataset_size < 512:
+        return 0  # spawning workers costs more than decoding a few hundred small images
+    return max(0, min(8, (os.cpu_count() or 2) - 1))
+
+
+def worker_cap(workers: int) -> int:
+    """THAW_MAX_WORKERS caps loader workers (0 in a packaged build, where worker processes cannot spawn)."""
+    cap = os.environ.get("THAW_MAX_WORKERS", "").strip()
+    return min(workers, int(cap)) if cap.isdigit() else workers
+
+
+@dataclass
+class RunSetup:
+    recipe: Recipe
+    device: DeviceSetup
+    data: PreparedData
+    built: BuiltModel
+    model: nn.Module  # on the device
+    criterion: nn.Module
+    phase_groups: list[list[GroupSpec]]  # per phase, resolved from its preset or its explicit groups
+    phase_head_only: list[bool]  # per phase: does it train only the head (features can be cached)?
+
+    @property
+    def steps_per_epoch(self) -> int:
+        r = self.recipe
+        order = epoch_order(len(self.data.train), r.batch_size, r.seed, 0, r.data.max_train_batches)
+        return math.ceil(len(order) / r.batch_size)
+
+    @property
+    def lr_groups(self) -> list[str]:
+        return list(dict.fromkeys(g.name for specs in self.phase_groups for g in specs))
+
+    def loader(self, dataset, indices: list[int]) -> DataLoader:
+        r = self.recipe
+        workers = worker_cap(r.data.num_workers if r.data.num_workers >= 0 else auto_workers(len(dataset)))
+        return DataLoader(dataset, batch_size=r.batch_size, sampler=indices, num_workers=workers,
+                          pin_memory=self.device.device.type == "cuda", persistent_workers=False)
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the training state to rebuild and use the model on its own."""
+        return {"recipe": self.recipe.to_dict(), "class_names": list(self.data.classes),
+                "preprocessing": self.built.preprocessing.to_dict(), "head_path": self.built.head_path,
+                "weights_name": self.built.weights_name}
+
+
+def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None = None) -> RunSetup:
+    """Build everything a run needs; `checkpoint` (resuming) restores the model's weights instead of loading the
+    pretrained ones. Raises BadInputError / RecipeError for input that cannot be used."""
+    r = recipe
+    device = setup_device(r.device, r.precision, r.channels_last)
+    prep = resolve_preprocessing(r.model, r.data)
+    seed_everything(r.seed)
+    data = prepare_data(r.data, train_transform(prep, r.data.augmentation), eval_transform(prep),
+                        r.model.in_channels, seed=r.seed)
+    bus.emit(ev.DataPrepared(list(data.classes), len(data.train), len(data.val),
+                             [(p.path, p.reason) for p in data.skipped]))
+    weights_label = r.model.weights_file or r.model.weights
+
+    def download_progress(done: int, total: int) -> None:
+        bus.emit(ev.WeightsDownloadProgress(weights_label, r.model.arch, done, total))
+
+    seed_everything(r.seed)  # the new head's initialisation depends on the seed only
+    built = build_model(r.model, len(data.classes), r.data, download_progress, pretrained=checkpoint is None)
+    if built.load_report is not None:
+        bus.emit(ev.WeightsLoaded(built.weights_name, built.load_report.text()))
+    model = built.model.to(device.device)
+    if device.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    groups, head_only_phases = [], []
+    for i, phase in enumerate(r.phases):
+        freeze = apply_freeze_plan(model, built.stages, phase.trainable, phase.frozen, phase.bn_modes, f"phases[{i}]")
+        head_only_phases.append(head_only(model, built.head_path, freeze.bn_modes))
+        specs = phase_groups(built.stages, phase)
+        torch_param_groups(model, built.stages, specs, phase.optimizer, f"phases[{i}].groups")
+        groups.append(specs)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+    setup = RunSetup(r, device, data, built, model, nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), groups,
+                     head_only_phases)
+    _enable_ram_cache(setup, bus)
+    return setup
+
+
+def _enable_ram_cache(setup: RunSetup, bus: ev.EventBus) -> None:
+    """Keep decoded images in RAM when they fit — unless every phase trains on cached features anyway."""
+    r, data = setup.recipe, setup.data
+    if r.data.ram_cache == "off" or not isinstance(data.train, ImageFiles):
+        return
+    if r.data.cache_features == "auto" and all(setup.phase_head_only):
+        return
+    prep = setup.built.preprocessing
+    budget = r.data.ram_cache_mb * 2**20 or default_budget_bytes()
+    # TrivialAugment crops the full-resolution image first; caching its training images would change them.
+    datasets = [data.val] if r.data.augmentation == "trivialaugment" else [data.train, data.val]
+    paths = [path for ds in datasets for path, _ in ds.samples]
+    guess = estimate(paths, prep.resize_size, r.model.in_channels, budget)
+    enabled = guess.fits or r.data.ram_cache == "on"
+    bus.emit(ev.DecodedCacheEstimated(guess.images, guess.bytes, budget, enabled, guess.text()))
+    if not enabled:
+        return
+    started = time.perf_counter()
+    cache = DecodedImageCache(prep.resize_size, prep.interpolation, budget)  # one budget for both sets
+    workers = max(1, min(8, (os.cpu_count() or 2)))
+    offset = 0
+    for ds in datasets:
+        ds.cache = cache.view(offset)
+        fill(ds.cache, len(ds), ds.decode, workers)
+        offset += len(ds)
+    bus.emit(ev.DecodedCacheFilled(len(cache.images), cache.bytes, cache.refused, time.perf_counter() - started))
