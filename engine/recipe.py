@@ -271,6 +271,7 @@ class Recipe:
     label_smoothing: float = 0.0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     output_dir: str = ""  # the runs folder; empty: the user data folder
+    tensorboard: bool = False  # also write TensorBoard event files in <run folder>/tensorboard (pip install tensorboard)
 
     def validate(self) -> "Recipe":
         if not self.name:

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--weights-file", help="override model.weights_file: a local .pth state dict")
     p.add_argument("--batch-size", type=int, help="override batch_size")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only epoch lines")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files in <run folder>/tensorboard (pip install tensorboard)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("resume", help="continue a stopped or failed run from its last checkpoint",
@@ -64,6 +66,8 @@ def cmd_train(args) -> int:
         recipe.model.weights_file = args.weights_file
     if args.batch_size:
         recipe.batch_size = args.batch_size
+    if args.tensorboard:
+        recipe.tensorboard = True
     if args.epochs:
         _scale_epochs(recipe.phases, args.epochs)
     recipe.validate()

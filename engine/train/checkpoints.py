@@ -64,6 +64,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise BadInputError(f"{path} cannot be read as a checkpoint: {first_line}") from exc
     if not isinstance(state, dict):
         raise BadInputError(f"{path} is not a Thaw checkpoint")
+    version = state.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BadInputError(f"{path} was written by a newer Thaw (checkpoint format {version}); this version reads "
+                            f"formats up to {FORMAT_VERSION}: update Thaw to use it")
     return state
 
 

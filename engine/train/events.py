@@ -145,7 +145,7 @@ class BatchFinished(Event):
     global_step: int  # optimizer steps so far in the run, this one included
     train_loss: float  # this batch's loss
     train_acc: float  # running accuracy of this epoch so far, 0..1
-    lrs: dict[str, float]
+    lrs: dict[str, float]  # the rates this batch trained with
     images_per_s: float  # over the last few batches
 
 

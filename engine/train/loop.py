@@ -66,6 +66,7 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
             raise TrainingError(f"the loss became {loss_value} at epoch {state.epoch + 1}, batch {batch + 1} "
                                 f"(phase '{phase.config.name}'); lower the learning rate. The last good checkpoint "
                                 f"is kept.")
+        lrs = current_lrs(optimizer)  # the rates this batch trains with (the schedule moves them after the step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -86,8 +87,8 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
             recent.append((step_seconds, n))
         window = recent or [first]
         rate = sum(k for _, k in window) / max(1e-9, sum(t for t, _ in window))
-        bus.emit(ev.BatchFinished(state.epoch, batch, n_batches, state.global_step, loss_value, sums.accuracy,
-                                  current_lrs(optimizer), rate))
+        bus.emit(ev.BatchFinished(state.epoch, batch, n_batches, state.global_step, loss_value, sums.accuracy, lrs,
+                                  rate))
     return True
 
 

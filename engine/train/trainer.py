@@ -36,6 +36,7 @@ from engine.train.runs import checkpoint_path, new_run_dir, runs_root_for
 from engine.train.setup import RunSetup, assemble
 from engine.train.state import RunClock, TrainingState
 from engine.train.stopping import EarlyStopping
+from engine.train.tensorboard_log import TensorBoardLog, require_tensorboard
 
 __all__ = ["RunResult", "Trainer", "TrainingError", "fit", "resume"]
 
@@ -81,6 +82,8 @@ class Trainer:
         return trainer
 
     def fit(self) -> RunResult:
+        if self.recipe.tensorboard:
+            require_tensorboard()
         self.setup = setup = assemble(self.recipe, self.bus, self.checkpoint)  # bad input raises here, before a run
         # folder exists
         setup.recipe = self.recipe = _with_exact_weights(self.recipe, setup.built.weights_name)
@@ -88,6 +91,8 @@ class Trainer:
         self.run_dir = self.run_dir or new_run_dir(self.runs_root, self.recipe.name)
         folder = RunFolder(self.run_dir, [(p.path, p.reason) for p in setup.data.skipped])
         self.bus.subscribe(folder, critical=True, first=True)
+        if self.recipe.tensorboard:
+            self.bus.subscribe(TensorBoardLog())
         state = TrainingState.from_checkpoint(self.checkpoint) if resumed else TrainingState()
         if resumed:
             self._last_checkpoint = str(checkpoint_path(self.run_dir, "last"))

@@ -29,9 +29,11 @@ def panel(qtbot, document):
     widget = DataPanel(document)
     qtbot.addWidget(widget)
     yield widget
-    thread = widget._thread
+    thread = widget._thread  # None when the test never needed the worker
     widget.shutdown()
-    assert thread is None or thread.qthread.isFinished()
+    assert widget._thread is None
+    if thread is not None:
+        assert thread.qthread.isFinished()
 
 
 def scan(qtbot, panel: DataPanel, folder: Path) -> None:

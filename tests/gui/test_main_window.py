@@ -6,20 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QApplication, QTabWidget
 
-for module in ("gui.panels.data_panel", "gui.panels.model_panel", "gui.panels.optimizer_panel",
-               "gui.panels.phases_panel", "gui.panels.inference_panel"):
-    pytest.importorskip(module)  # other panels are written in parallel; the lead integrates them
-
-from PySide6.QtWidgets import QApplication, QTabWidget  # noqa: E402
-
-from engine.recipe import Recipe  # noqa: E402
-from engine.train.runs import SUMMARY_FILE, checkpoint_path  # noqa: E402
-from gui.app import apply_arguments, create_app  # noqa: E402
-from gui.document import RecipeDocument  # noqa: E402
-from gui.main_window import MainWindow  # noqa: E402
-from tests.gui.running import still_running  # noqa: E402
-from tests.helpers import tiny_recipe  # noqa: E402
+from engine.recipe import Recipe
+from engine.train.runs import SUMMARY_FILE, checkpoint_path
+from gui.app import apply_arguments, create_app
+from gui.document import RecipeDocument
+from gui.main_window import MainWindow
+from tests.gui.running import still_running
+from tests.helpers import tiny_recipe
 
 RUN_TIMEOUT_MS = 60_000
 

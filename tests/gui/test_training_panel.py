@@ -196,7 +196,7 @@ def test_missing_data_folder_reports_a_clear_error(qtbot, controller, tmp_path, 
     (message,) = [e.error for e in seen.events if isinstance(e, ev.RunFailed)]
     assert str(missing) in message
     assert f"ERROR: {message}" in panel.runLog.toPlainText()
-    assert not runs_root.exists() or not any(runs_root.iterdir())  # no run folder for a run that never started
+    assert list(runs_root.glob("*")) == []  # no run folder for a run that never started
     box = panel._error_box  # shown with open(): it never blocks the event loop
     assert box is not None and box.isVisible() and message in box.text()
     box.close()
