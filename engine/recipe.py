@@ -4,7 +4,7 @@ The GUI edits Recipes, the CLI reads them from JSON, checkpoints carry the Recip
 (feature extraction, gradual unfreezing, ...) is a Recipe preset (engine/planning/presets.py), not a code path.
 
 Every config is a dataclass validated by `validate()`; an invalid field raises RecipeError naming the dotted
-field path and the allowed values. `recipe_from_dict` rejects unknown keys for the same reason: a typo in a
+field path and the allowed values. `Recipe.from_dict` rejects unknown keys for the same reason: a typo in a
 JSON file must not be silently ignored.
 """
 

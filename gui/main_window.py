@@ -378,7 +378,7 @@ class MainWindow(QMainWindow):
 
     @Slot(bool)
     def _on_paused_changed(self, paused: bool) -> None:
-        self.pauseRunAction.setText("Res&ume" if paused else "&Pause")
+        self.pauseRunAction.setText("&Continue" if paused else "&Pause")
 
     @Slot(object)
     def _on_event(self, event) -> None:

@@ -510,7 +510,7 @@ class TrainingPanel(QWidget):
 
     @Slot(bool)
     def _on_paused_changed(self, paused: bool) -> None:
-        self.pauseButton.setText("Resume" if paused else "Pause")
+        self.pauseButton.setText("Continue" if paused else "Pause")
         self.pauseButton.setToolTip("Continue training" if paused else "Pause after the current batch")
         self.progress.set_paused(paused)
         if paused:

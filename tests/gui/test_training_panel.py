@@ -106,7 +106,7 @@ def test_pause_holds_the_engine_until_resumed(qtbot, panel, controller, pause_at
     seen = Recorder(panel, controller)
     qtbot.mouseClick(panel.startButton, Qt.MouseButton.LeftButton)
     worker = controller.worker
-    qtbot.waitUntil(lambda: worker.control.paused and panel.pauseButton.text() == "Resume", timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: worker.control.paused and panel.pauseButton.text() == "Continue", timeout=RUN_TIMEOUT_MS)
     qtbot.waitUntil(lambda: len(seen.batches) == 1 and worker.control.holding, timeout=RUN_TIMEOUT_MS)
     assert len(seen.batches) == 1 and controller.is_running  # held between two batches: none arrives meanwhile
 
