@@ -1,5 +1,6 @@
 """Thaw's entry point. No argument opens the studio; a command runs headless (`python main.py --help`);
-`--self-test` checks the installation or bundle (gui/selftest.py)."""
+`--self-test` checks the installation or bundle (engine/selftest.py, with the studio's checks from
+gui/selftest_checks.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--self-test":
-        from gui.selftest import main as self_test_main
-
-        return self_test_main(argv[1:])
+        return self_test(argv[1:])
     from engine.cli import command_names
 
     wants_cli = bool(argv) and (argv[0] in command_names() or argv[0] in ("-h", "--help", "-v", "--verbose"))
@@ -24,6 +23,26 @@ def main(argv: list[str] | None = None) -> int:
     from gui.app import run_studio
 
     return run_studio(argv)
+
+
+def self_test(argv: list[str]) -> int:
+    """The engine's checks, then the studio's; a studio that cannot even be imported is a failed check."""
+    from engine.selftest import Check, ExtraChecks, main as run_self_test
+
+    try:
+        from gui import selftest_checks as studio
+    except Exception as exc:  # noqa: BLE001 - a broken bundle must still print the engine's checks
+
+        class Unimportable(ExtraChecks):
+            def checks(self) -> list[Check]:
+                def fail() -> str:
+                    raise exc
+
+                return [("studio", fail)]
+
+        return run_self_test(argv, lambda _work, _args: Unimportable())
+    studio.prepare_display()
+    return run_self_test(argv, studio.StudioChecks.from_args, studio.add_arguments, studio.where())
 
 
 if __name__ == "__main__":

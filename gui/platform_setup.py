@@ -17,7 +17,8 @@ What `prepare_process` does:
   engine loads data in the main process: a worker of a frozen app is the bundle re-executed, which costs a full
   torch import per worker on spawn platforms (Windows, macOS) and fails if freeze_support was skipped.
 
-This module imports only the standard library (platformdirs lazily), so it is cheap and safe to run first.
+This module imports only the standard library (platformdirs lazily) and engine/environment.py, so it is cheap and
+safe to run first.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import os
 import sys
 from pathlib import Path
 
+from engine.environment import MAX_WORKERS_ENV
+
 APP_NAME = "Thaw"
 LOG_FILE_NAME = "thaw.log"
-MAX_WORKERS_ENV = "THAW_MAX_WORKERS"
 LOG_TO_FILE_ENV = "THAW_LOG_TO_FILE"
 FROZEN_ENV = "THAW_FROZEN"
 
@@ -147,15 +149,6 @@ def configure_frozen_environment() -> None:
     os.environ.setdefault(FROZEN_ENV, "1")
     os.environ.setdefault(MAX_WORKERS_ENV, "0")  # data loading in the main process; see the module docstring
     os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
-
-
-def max_workers_override() -> int | None:
-    """The cap on data loader workers from env THAW_MAX_WORKERS (0 = load in the main process), or None."""
-    value = os.environ.get(MAX_WORKERS_ENV, "").strip()
-    try:
-        return max(0, int(value)) if value else None
-    except ValueError:
-        return None
 
 
 def prepare_process() -> None:

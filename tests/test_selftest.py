@@ -45,7 +45,7 @@ def test_self_test_from_source_passes_every_check(tmp_path):
 
 # --- the runner: failures are reported by name and make the exit status non-zero --------------------------------
 def test_failed_check_is_reported_with_its_reason(capsys):
-    from gui.selftest import CheckWarning, run_checks, summary_line
+    from engine.selftest import CheckWarning, run_checks, summary_line
 
     def broken():
         raise ImportError("No module named 'gui.nowhere'")
@@ -63,23 +63,25 @@ def test_failed_check_is_reported_with_its_reason(capsys):
 
 
 def test_main_exits_non_zero_when_a_check_fails(monkeypatch, capsys):
-    from gui import selftest
+    from engine import selftest
 
-    def failing_checks(self):
-        return [("torch", lambda: "fine"), ("main window", lambda: (_ for _ in ()).throw(RuntimeError("boom")))]
+    class Failing(selftest.ExtraChecks):
+        def checks(self):
+            return [("main window", lambda: (_ for _ in ()).throw(RuntimeError("boom")))]
 
-    monkeypatch.setattr(selftest.SelfTest, "checks", failing_checks)
-    assert selftest.main([]) == 1
+    monkeypatch.setattr(selftest.EngineChecks, "checks", lambda self: [("torch", lambda: "fine")])
+    assert selftest.main([], lambda _work, _args: Failing()) == 1
     out = capsys.readouterr().out
     assert "FAIL  main window" in out and "RuntimeError: boom" in out
     assert "self-test FAILED: 1 of 2 checks failed (main window)" in out
 
 
 def test_missing_main_window_is_a_failed_check_not_a_crash(qapp, monkeypatch, tmp_path, capsys):
-    from gui.selftest import SelfTest, run_checks
+    from engine.selftest import run_checks
+    from gui.selftest_checks import StudioChecks
 
     monkeypatch.setitem(sys.modules, "gui.main_window", None)  # `import gui.main_window` now raises ImportError
-    test = SelfTest(tmp_path)
+    test = StudioChecks(tmp_path)
     test.app, test.qt_ok = qapp, True
     (result,) = run_checks([("main window", test.check_main_window)])
     assert result.failed and "Error" in result.detail and "gui.main_window" in result.detail
@@ -148,20 +150,21 @@ def test_streams_that_exist_are_left_alone(monkeypatch):
 
 
 def test_frozen_build_loads_data_in_the_main_process(monkeypatch):
+    from engine.environment import MAX_WORKERS_ENV, max_workers_override
     from gui import platform_setup
 
-    for key in (platform_setup.MAX_WORKERS_ENV, platform_setup.FROZEN_ENV, "PYQTGRAPH_QT_LIB"):
+    for key in (MAX_WORKERS_ENV, platform_setup.FROZEN_ENV, "PYQTGRAPH_QT_LIB"):
         monkeypatch.setenv(key, "")
         monkeypatch.delenv(key)
     platform_setup.configure_frozen_environment()
-    assert not platform_setup.is_frozen() and platform_setup.max_workers_override() is None
+    assert not platform_setup.is_frozen() and max_workers_override() is None
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     platform_setup.configure_frozen_environment()
     assert platform_setup.is_frozen()
-    assert os.environ[platform_setup.MAX_WORKERS_ENV] == "0" and platform_setup.max_workers_override() == 0
-    monkeypatch.setenv(platform_setup.MAX_WORKERS_ENV, "3")  # a user's own choice wins
+    assert os.environ[MAX_WORKERS_ENV] == "0" and max_workers_override() == 0
+    monkeypatch.setenv(MAX_WORKERS_ENV, "3")  # a user's own choice wins
     platform_setup.configure_frozen_environment()
-    assert platform_setup.max_workers_override() == 3
+    assert max_workers_override() == 3
 
 
 def test_main_calls_freeze_support_before_anything_else():

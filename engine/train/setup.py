@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from engine.data.datasets import ImageFiles, PreparedData, prepare_data
+from engine.environment import max_workers_override
 from engine.data.ram_cache import DecodedImageCache, default_budget_bytes, estimate, fill
 from engine.data.transforms import eval_transform, train_transform
 from engine.model.build import BuiltModel, build_model, resolve_preprocessing
@@ -61,8 +62,8 @@ def auto_workers(dataset_size: int) -> int:
 
 def worker_cap(workers: int) -> int:
     """THAW_MAX_WORKERS caps loader workers (0 in a packaged build, where worker processes cannot spawn)."""
-    cap = os.environ.get("THAW_MAX_WORKERS", "").strip()
-    return min(workers, int(cap)) if cap.isdigit() else workers
+    cap = max_workers_override()
+    return workers if cap is None else min(workers, cap)
 
 
 @dataclass

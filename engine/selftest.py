@@ -1,4 +1,4 @@
-"""`Thaw --self-test` (from source: `python main.py --self-test`): does this installation or bundle work?
+"""The self-test (`python main.py --self-test`, `Thaw --self-test` in a bundle): does this installation work?
 
 One line per check, with its time, then a summary; exit status 0 when every check passed, 1 otherwise:
 
@@ -6,13 +6,11 @@ One line per check, with its time, then a summary; exit status 0 when every chec
     FAIL  main window        0.12 s  ImportError: cannot import name 'MainWindow' from 'gui.main_window'
     self-test FAILED: 1 of 10 checks failed (main window)
 
-The checks, in order: torch, torchvision ops (nms, the compiled extension), torch._dynamo (the optimizer
-path imports it), resources (the bundled files), image decode (the bundled sample through PIL and through
-torchvision's image extension), train step (forward/backward/Adam step on generated images), engine run
-(a one-batch training run through engine.train.trainer, checkpoint written and read back), data loader worker,
-Qt (platform plugin, image formats, the icon, pyqtgraph), main window (gui.main_window.MainWindow created
-offscreen; `--screenshot PNG` saves a grab of it, `--open PATH` first opens a recipe or an image folder in it
-as `Thaw PATH` would).
+This module runs checks and holds the engine's (no Qt): torch, torch._dynamo (the optimizer path imports it),
+torchvision ops (nms, the compiled extension), image decode (PIL and torchvision's image extension agree), train
+step (forward/backward/Adam on generated images), engine run (a one-batch run through engine.train.trainer,
+checkpoint written and read back), data loader worker. The studio adds its own (gui/selftest_checks.py:
+resources, Qt, main window); main.py puts them together.
 
 A `warn` line is reported but does not fail the test (e.g. data loader workers in a frozen build, which the
 engine does not use there). Nothing touches the user's files: settings and runs go to a temporary folder,
@@ -32,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+
+Check = tuple[str, Callable[[], str]]
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 
@@ -64,7 +64,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def run_checks(checks: list[tuple[str, Callable[[], str]]], out=None) -> list[CheckResult]:
+def run_checks(checks: list[Check], out=None) -> list[CheckResult]:
     """Run each check, print its line at once (a later hard crash still leaves the earlier lines)."""
     results = []
     for name, check in checks:
@@ -117,29 +117,22 @@ def _temporary_environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-class SelfTest:
-    """The checks, sharing a temporary folder and what earlier checks found (the QApplication, the sample)."""
+class EngineChecks:
+    """The checks that need no Qt, sharing a temporary folder."""
 
-    def __init__(self, workdir: Path, screenshot: str = "", open_paths: list[str] | None = None):
+    def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.screenshot = screenshot
-        self.open_paths = list(open_paths or [])
-        self.app = None
-        self.qt_ok = False
         self.restore: Callable[[], None] = lambda: None
 
-    def checks(self) -> list[tuple[str, Callable[[], str]]]:
+    def checks(self) -> list[Check]:
         return [
             ("torch", self.check_torch),
             ("torch._dynamo", self.check_dynamo),
             ("torchvision ops", self.check_torchvision_ops),
-            ("resources", self.check_resources),
             ("image decode", self.check_image_decode),
             ("train step", self.check_train_step),
             ("engine run", self.check_engine_run),
             ("data loader worker", self.check_worker),
-            ("Qt", self.check_qt),
-            ("main window", self.check_main_window),
         ]
 
     # --- torch ------------------------------------------------------------------------------------------------
@@ -192,30 +185,27 @@ class SelfTest:
             raise AssertionError("a torch._dynamo.disable'd function gave the wrong result")
         return "imported, disable() works"
 
-    # --- files ------------------------------------------------------------------------------------------------
-    def check_resources(self) -> str:
-        from gui.resources import ICON_PNG, ICON_SVG, SAMPLE_IMAGE, resource_path, resources_dir
-
-        sizes = [f"{name} {resource_path(name).stat().st_size:,} B" for name in (ICON_PNG, ICON_SVG, SAMPLE_IMAGE)]
-        return f"{resources_dir()}: {', '.join(sizes)}"
-
     def check_image_decode(self) -> str:
+        import numpy as np
         import torch
+        from PIL import Image
         from torchvision.io import ImageReadMode, decode_image, read_file
 
         from engine.data.images import load_image
-        from gui.resources import SAMPLE_IMAGE, resource_path
 
-        path = resource_path(SAMPLE_IMAGE)
+        path = self.workdir / "decode.png"
+        pixels = np.zeros((48, 64, 3), dtype=np.uint8)
+        pixels[:, :, 0] = np.arange(64, dtype=np.uint8)[None, :] * 4
+        pixels[0, 0] = (255, 255, 255)
+        Image.fromarray(pixels).save(path)
         pil = load_image(path, channels=3)  # the engine's decoder (PIL)
-        if tuple(pil.shape) != (3, 48, 64):
-            raise AssertionError(f"{SAMPLE_IMAGE} decoded to shape {tuple(pil.shape)}, expected (3, 48, 64)")
-        if pil[:, 0, 0].tolist() != [255, 255, 255]:
-            raise AssertionError(f"{SAMPLE_IMAGE}: top-left pixel {pil[:, 0, 0].tolist()}, expected white")
+        if tuple(pil.shape) != (3, 48, 64) or pil[:, 0, 0].tolist() != [255, 255, 255]:
+            raise AssertionError(f"a generated 64×48 PNG decoded to shape {tuple(pil.shape)}, top-left "
+                                 f"{pil[:, 0, 0].tolist()}")
         native = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)  # torchvision's image extension
         if not torch.equal(native, pil):
-            raise AssertionError("PIL and torchvision.io decode the bundled sample differently")
-        return f"{SAMPLE_IMAGE} 64×48 RGB: PIL and torchvision.io agree"
+            raise AssertionError("PIL and torchvision.io decode the same PNG differently")
+        return "a generated 64×48 RGB PNG: PIL and torchvision.io agree"
 
     # --- training -----------------------------------------------------------------------------------------------
     def check_train_step(self) -> str:
@@ -277,125 +267,20 @@ class SelfTest:
         import torch
         from torch.utils.data import DataLoader
 
-        from gui.platform_setup import MAX_WORKERS_ENV, is_frozen, max_workers_override
+        from engine.environment import MAX_WORKERS_ENV
+        from engine.train.setup import worker_cap
 
         loader = DataLoader(_SquaresDataset(), batch_size=2, num_workers=1, timeout=120)
         try:
             total = int(sum(batch.sum() for batch in loader))
         except Exception as exc:  # noqa: BLE001
-            if is_frozen() and max_workers_override() == 0:
+            if getattr(sys, "frozen", False) and worker_cap(1) == 0:
                 raise CheckWarning(f"{_describe(exc)} (not used: {MAX_WORKERS_ENV}=0 in this build)") from exc
             raise
         if total != sum(i * i for i in range(4)):
             raise AssertionError(f"worker returned a wrong sum {total}")
-        cap = max_workers_override()
-        note = f"; the engine uses none ({MAX_WORKERS_ENV}={cap})" if cap == 0 else ""
+        note = f"; the engine uses none ({MAX_WORKERS_ENV}=0)" if worker_cap(1) == 0 else ""
         return f"1 worker process ({torch.multiprocessing.get_start_method()}) delivered 2 batches{note}"
-
-    # --- Qt -------------------------------------------------------------------------------------------------------
-    def check_qt(self) -> str:
-        os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
-        import PySide6
-        from PySide6.QtCore import QLibraryInfo, qVersion
-        from PySide6.QtGui import QImageReader
-        from PySide6.QtWidgets import QApplication
-
-        plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath))
-        wanted = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] or _default_platform()
-        platforms = sorted(p.name for p in (plugins / "platforms").glob("*")) if (plugins / "platforms").is_dir() else []
-        if wanted and platforms and not any(f"q{wanted}" in name.lower() for name in platforms):
-            raise AssertionError(f"Qt platform plugin {wanted!r} not in {plugins / 'platforms'} (found: "
-                                 f"{', '.join(platforms) or 'nothing'})")
-        app = QApplication.instance()
-        if app is None:
-            try:
-                from gui.app import create_app
-
-                app = create_app([sys.argv[0] if sys.argv else "thaw"])
-            except ImportError:
-                app = QApplication([sys.argv[0] if sys.argv else "thaw"])
-        self.app = app
-        self.qt_ok = True  # the main window can be tried even if a check below fails
-        from gui.resources import app_icon
-
-        icon = app_icon()
-        if icon.isNull() or icon.pixmap(64, 64).isNull():
-            raise AssertionError("the application icon does not render")
-        app.setWindowIcon(icon)
-        formats = {bytes(f.data()).decode() for f in QImageReader.supportedImageFormats()}
-        missing = [f for f in ("png", "jpg", "svg") if f not in formats]
-        if missing:
-            raise AssertionError(f"Qt cannot read {', '.join(missing)} (plugins folder {plugins})")
-        import pyqtgraph as pg
-
-        plot = pg.PlotWidget()
-        plot.plot([0, 1, 2], [0, 1, 4])
-        plot.deleteLater()
-        return (f"Qt {qVersion()} (PySide6 {PySide6.__version__}), platform {app.platformName()}, "
-                f"pyqtgraph {pg.__version__}, png/jpg/svg readable, icon ok")
-
-    def check_main_window(self) -> str:
-        if not self.qt_ok:
-            raise CheckSkipped("needs the QApplication of the Qt check")
-        from PySide6.QtCore import Qt
-
-        from gui.main_window import MainWindow  # imported only here: the window may not exist in a broken build
-
-        window = MainWindow(deferred=True)  # as `Thaw` starts: loading page first, torch imported in a thread
-        window.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)  # laid out and painted, never on screen
-        if window.windowIcon().isNull():
-            window.setWindowIcon(self.app.windowIcon())
-        window.resize(1200, 800)
-        window.show()
-        _run_event_loop_until(lambda: window.is_ready, 60.0)
-        if not window.is_ready:
-            raise AssertionError("the window's panels were not built within 60 s of showing it")
-        opened = ""
-        if self.open_paths:  # what `Thaw recipe.json image_folder/` does at start-up
-            from gui.app import apply_arguments
-
-            apply_arguments(window, self.open_paths)
-            opened = f", opened {len(self.open_paths)} argument(s)"
-        _run_event_loop_for(3.0 if self.open_paths else 0.05)  # let a folder scan finish and the window paint
-        pixmap = window.grab()
-        if pixmap.isNull() or pixmap.width() < 100:
-            raise AssertionError("grabbing the window gave an empty image")
-        saved = ""
-        if self.screenshot:
-            if not pixmap.save(self.screenshot):
-                raise AssertionError(f"could not save the screenshot to {self.screenshot}")
-            saved = f", screenshot {self.screenshot}"
-        title = window.windowTitle()
-        tabs = window.findChildren(_qtabwidget())
-        count = tabs[0].count() if tabs else 0
-        window.close()
-        window.deleteLater()
-        _run_event_loop_for(0.05)  # deliver the deferred deletion
-        return (f"{type(window).__name__} {pixmap.width()}×{pixmap.height()}, {count} tabs, "
-                f"title {title!r}{opened}{saved}")
-
-
-def _run_event_loop_until(condition, timeout_s: float) -> None:
-    """Deliver Qt events until `condition()` holds or `timeout_s` passed."""
-    from PySide6.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    poll = QTimer()
-    poll.timeout.connect(lambda: loop.quit() if condition() else None)
-    poll.start(20)
-    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-    if not condition():
-        loop.exec()
-    poll.stop()
-
-
-def _run_event_loop_for(seconds: float) -> None:
-    """Let Qt deliver pending events (paints, a scan's results, deferred deletions) for a while."""
-    from PySide6.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    QTimer.singleShot(int(seconds * 1000), loop.quit)
-    loop.exec()
 
 
 class _SquaresDataset:
@@ -410,45 +295,36 @@ class _SquaresDataset:
         return torch.tensor(float(i * i))
 
 
-def _qtabwidget():
-    from PySide6.QtWidgets import QTabWidget
-
-    return QTabWidget
-
-
-def _default_platform() -> str:
-    if sys.platform == "darwin":
-        return "cocoa"
-    if sys.platform == "win32":
-        return "windows"
-    return "wayland" if os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("DISPLAY") else "xcb"
-
-
-def _header() -> str:
-    from gui.platform_setup import bundle_dir, is_frozen, log_path
-
+def header(where: str = "") -> str:
     try:
         from engine import __version__
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a broken install still gets its header
         __version__ = "?"
-    where = f"bundle {bundle_dir()}" if is_frozen() else f"source {Path(__file__).resolve().parent.parent}"
-    log = f", log {log_path()}" if log_path() else ""
-    return (f"Thaw {__version__} self-test: {where} (Python {platform.python_version()}, "
-            f"{platform.system()} {platform.machine()}{log})")
+    where = where or f"source {Path(__file__).resolve().parent.parent}"
+    return f"Thaw {__version__} self-test: {where} (Python {platform.python_version()}, " \
+           f"{platform.system()} {platform.machine()})"
 
 
-def main(argv: list[str] | None = None) -> int:
+class ExtraChecks:
+    """What a front end adds (the studio: resources, Qt, the main window): its checks and its clean-up."""
+
+    def checks(self) -> list[Check]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None,
+         extra: Callable[[Path, argparse.Namespace], ExtraChecks] | None = None,
+         add_arguments: Callable[[argparse.ArgumentParser], None] | None = None, where: str = "") -> int:
+    """Run the engine's checks, then `extra(workdir, args)`'s; print a line each and the summary."""
     parser = argparse.ArgumentParser(prog="Thaw --self-test", description="Check that this Thaw installation works.")
-    parser.add_argument("--screenshot", default="", metavar="PNG", help="save a grab of the main window here")
-    parser.add_argument("--open", action="append", default=[], metavar="PATH",
-                        help="open a recipe .json or an image folder in the window first, as `Thaw PATH` does "
-                             "(repeatable)")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(list(argv or []))
-    if sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM") \
-            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # no display: Qt would abort instead of failing a check
     start = time.perf_counter()
-    _print(_header())
+    _print(header(where))
     with tempfile.TemporaryDirectory(prefix="thaw-selftest-") as tmp:
         work = Path(tmp)
         env = {
@@ -457,16 +333,12 @@ def main(argv: list[str] | None = None) -> int:
             "THAW_RUNS_DIR": str(work / "runs"),
         }
         with _temporary_environment(env):
-            test = SelfTest(work, screenshot=args.screenshot, open_paths=[str(Path(p).resolve()) for p in args.open])
+            engine = EngineChecks(work)
+            more = extra(work, args) if extra is not None else ExtraChecks()
             try:
-                results = run_checks(test.checks())
+                results = run_checks(engine.checks() + more.checks())
             finally:
-                test.restore()
-            if test.app is not None:
-                _run_event_loop_for(0.05)
+                engine.restore()
+                more.close()
     _print(summary_line(results, time.perf_counter() - start))
     return 1 if any(r.failed for r in results) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
