@@ -53,6 +53,7 @@ class ModuleIndex:
             for path in _ancestors(module):
                 if path in self._total:
                     self._total[path] += p.numel()
+        self._names = _ModelNames(model)
         self._resolved: dict[str, list[str] | None] = {}
 
     # --- what the model holds ------------------------------------------------------------------------------
@@ -75,7 +76,7 @@ class ModuleIndex:
         such stage, module or parameter."""
         if entry not in self._resolved:
             try:
-                paths = resolve_entries(self.model, self.stages, [entry], "entry")
+                paths = resolve_entries(self._names, self.stages, [entry], "entry")
             except RecipeError:
                 self._resolved[entry] = None
             else:
@@ -173,6 +174,22 @@ class ModuleIndex:
         if path in self._order:
             return self._order[path]
         return self._order.get(path.rpartition(".")[0], len(self._order)) + 0.5  # a parameter: after its module
+
+
+class _ModelNames:
+    """What `freezing.resolve` reads of a model — its module and parameter names — walked once. Walking the model
+    for each entry costs ~8 ms on EfficientNet-B7 (an edit resolves a dozen entries); reading stored names ~0.06 ms.
+    """
+
+    def __init__(self, model: nn.Module):
+        self._modules = list(model.named_modules())
+        self._parameters = list(model.named_parameters())
+
+    def named_modules(self):
+        return iter(self._modules)
+
+    def named_parameters(self):
+        return iter(self._parameters)
 
 
 def _ancestors(path: str) -> list[str]:
