@@ -32,11 +32,12 @@ def self_test(argv: list[str]) -> int:
     try:
         from gui import selftest_checks as studio
     except Exception as exc:  # noqa: BLE001 - a broken bundle must still print the engine's checks
+        error = exc  # `exc` is unbound once the except block ends
 
         class Unimportable(ExtraChecks):
             def checks(self) -> list[Check]:
                 def fail() -> str:
-                    raise exc
+                    raise error
 
                 return [("studio", fail)]
 

@@ -1,8 +1,9 @@
 """The studio's document: the Recipe being edited, plus what is known about its data and model.
 
-Panels never keep their own copy of a fact: they read the document and edit it through `edit()`, and every
-panel refreshes on `recipe_changed`. The engine's plan (layer tree per phase, groups, lr curves) is derived
-from the recipe on demand and cached until the recipe changes.
+Panels never keep their own copy of a fact: they read the document and edit it through `edit()` with the
+engine's edit functions (engine/planning/*_edits.py, presets.apply_strategy), and every panel refreshes on
+`recipe_changed`. The engine's plan (layer tree per phase, groups, lr curves) is derived from the recipe on demand
+and cached until the recipe changes.
 """
 
 from __future__ import annotations
@@ -11,10 +12,18 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.data.scan import ScanReport
+from engine.planning.module_index import ModuleIndex, index_for
 from engine.planning.plan import RunPlan, plan_run
 from engine.planning.presets import make_recipe
 from engine.recipe import Recipe
-from engine.data.scan import ScanReport
+
+STUDIO_STRATEGY, STUDIO_ARCH = "feature_extraction", "resnet18"
+
+
+def fresh_recipe(data_root: str = "") -> Recipe:
+    """The recipe a new document starts with: the feature-extraction preset exactly as the Strategy menu gives it."""
+    return make_recipe(STUDIO_STRATEGY, STUDIO_ARCH, data_root)
 
 
 class RecipeDocument(QObject):
@@ -24,7 +33,7 @@ class RecipeDocument(QObject):
 
     def __init__(self, recipe: Recipe | None = None, parent: QObject | None = None):
         super().__init__(parent)
-        self._recipe = recipe or make_recipe("feature_extraction", "resnet18", epochs=5)
+        self._recipe = recipe or fresh_recipe()
         self._scan: ScanReport | None = None
         self._plan: RunPlan | None = None
         self._plan_error = ""
@@ -84,3 +93,10 @@ class RecipeDocument(QObject):
     @property
     def plan_error(self) -> str:
         return self._plan_error
+
+    def module_index(self) -> ModuleIndex | None:
+        """The structure the freeze and group edits work on (the plan's model); None when the recipe cannot be
+        planned (an unknown architecture)."""
+        if self.plan() is None:
+            return None
+        return index_for(self._recipe.model, self.num_classes)

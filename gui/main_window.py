@@ -280,11 +280,10 @@ class MainWindow(QMainWindow):
     # --- recipe files ----------------------------------------------------------------------------------------
     @Slot()
     def new_recipe(self) -> None:
-        """A fresh feature-extraction recipe for the same data folder."""
-        from engine.planning.presets import make_recipe
+        """A fresh recipe (the studio's starting preset) for the same data folder."""
+        from gui.document import fresh_recipe
 
-        root = self.document.recipe.data.root
-        self.document.set_recipe(make_recipe("feature_extraction", "resnet18", root, epochs=5))
+        self.document.set_recipe(fresh_recipe(self.document.recipe.data.root))
         self.document.set_path("")
         self.setWindowModified(False)
 
@@ -348,8 +347,11 @@ class MainWindow(QMainWindow):
         self.data_panel.set_data_folder(folder)
 
     def apply_strategy(self, strategy: str) -> None:
-        """Replace the recipe's phases by a strategy preset (the Model tab's rule: data, model, epochs kept)."""
-        self.model_panel.apply_strategy(strategy)
+        """Make the recipe follow a strategy preset: its phases with the lesson's epochs, as everywhere a strategy is
+        chosen (engine/planning/presets.py `apply_strategy`)."""
+        from engine.planning.presets import apply_strategy
+
+        self.document.edit(lambda recipe: apply_strategy(recipe, strategy))
 
     def _show_error(self, title: str, message: str) -> None:
         QMessageBox.warning(self, title, message)

@@ -9,6 +9,8 @@ from_scratch           no pretrained weights, everything trains (the baseline to
 
 from __future__ import annotations
 
+from engine.model.zoo import NO_WEIGHTS
+from engine.planning.run_name import generated_name, name_follows
 from engine.recipe import DataConfig, ModelConfig, OptimizerConfig, PhaseConfig, Recipe, ScheduleConfig
 
 STRATEGIES = {
@@ -18,6 +20,7 @@ STRATEGIES = {
     "extract_then_finetune": "Feature extraction first, then fine-tune all layers at lower rates (the lesson's CIFAR pipeline).",
     "from_scratch": "Random initialisation, everything trains: the baseline transfer learning should beat.",
 }
+
 
 def _adam_step(step_size: int) -> tuple[OptimizerConfig, ScheduleConfig]:
     return OptimizerConfig(name="adam"), ScheduleConfig(name="step", step_size=step_size, gamma=0.1)
@@ -72,20 +75,40 @@ def _scale_epochs(phases: list[PhaseConfig], total: int) -> None:
 
 def make_recipe(strategy: str, arch: str = "resnet18", data_root: str = "", epochs: int | None = None,
                 last_stage: str = "", name: str = "", **overrides) -> Recipe:
-    """A complete recipe for a strategy. `last_stage` is the stage the second gradual phase unfreezes (default:
-    the model's last block by name, e.g. ResNet's layer4, with the neck after it; the alias "last_stage" where
-    the stages cannot be named without building the model)."""
-    last_stage = last_stage or tail_stages(arch)
-    recipe = Recipe(
-        name=name or f"{arch}-{strategy}",
-        strategy=strategy,
-        data=DataConfig(root=data_root),
-        model=ModelConfig(arch=arch, weights="none" if strategy == "from_scratch" else "DEFAULT"),
-        phases=strategy_phases(strategy, epochs, last_stage),
-    )
+    """A complete recipe for a strategy: `apply_strategy` on a fresh recipe for `arch` and `data_root`, with the
+    lesson's epochs scaled to `epochs` when given. `last_stage` is the stage the second gradual phase unfreezes
+    (default: the model's last block by name, e.g. ResNet's layer4, with the neck after it; the alias
+    "last_stage" where the stages cannot be named without building the model)."""
+    recipe = Recipe(name=name or generated_name(arch, strategy), data=DataConfig(root=data_root),
+                    model=ModelConfig(arch=arch))
+    apply_strategy(recipe, strategy, last_stage)
+    if epochs is not None:
+        _scale_epochs(recipe.phases, epochs)
     for key, value in overrides.items():
         setattr(recipe, key, value)
     return recipe.validate()
+
+
+def apply_strategy(recipe: Recipe, strategy: str, last_stage: str | list[str] = "") -> None:
+    """Make `recipe` follow a strategy: the one function behind every place a strategy is chosen (the CLI's
+    presets, the studio's Strategy menu, the Model tab's "Apply strategy", the Phases tab's gradual button).
+
+    The rule: the phases become the strategy's, with the lesson's epochs (gradual unfreezing 5 / 5 / 10, feature
+    extraction 10, ...) whatever the recipe had before — a strategy is its whole schedule, so one strategy gives one
+    result wherever it is chosen; change the epochs afterwards. The weights follow what the strategy needs (none
+    from scratch; the default pretrained ones again when leaving from-scratch without a weights file). The data,
+    model, batch, device and precision settings stay. A generated run name follows (engine/planning/run_name.py),
+    a typed one stays.
+    """
+    phases = strategy_phases(strategy, None, last_stage or tail_stages(recipe.model.arch))  # raises when unknown
+    model = recipe.model
+    with name_follows(recipe):
+        recipe.strategy = strategy
+        recipe.phases = phases
+        if strategy == "from_scratch":
+            model.weights, model.weights_file = "none", ""
+        elif model.weights.strip().lower() in NO_WEIGHTS and not model.weights_file:
+            model.weights = "DEFAULT"
 
 
 def tail_stages(arch: str) -> list[str]:

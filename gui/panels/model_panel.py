@@ -1,5 +1,6 @@
-"""The Model tab: the architecture and its weights, the new head, a strategy preset, and the selected phase's
-layer tree, where ticking a module freezes it."""
+"""The Model tab: the architecture and its weights, the new head, a strategy preset, the run's name, and the
+selected phase's layer tree, where ticking a module freezes it. Every change is an engine edit
+(engine/planning/) applied through the document."""
 
 from __future__ import annotations
 
@@ -8,34 +9,23 @@ from pathlib import Path
 from PySide6.QtCore import QModelIndex, QPoint, QSignalBlocker, Qt
 from PySide6.QtGui import QAction, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QInputDialog, QLabel, QMenu, QPushButton, QSpinBox, QTreeView, QVBoxLayout, QWidget)
+                               QInputDialog, QLabel, QLineEdit, QMenu, QPushButton, QSpinBox, QTreeView, QVBoxLayout,
+                               QWidget)
 
 from engine.model import zoo
 from engine.model.groups import phase_groups
 from engine.model.layer_tree import trainable_summary
-from engine.planning.presets import STRATEGIES, make_recipe
-from engine.recipe import BN_MODES, Recipe
+from engine.planning.group_edits import move_to_group
+from engine.planning.model_edits import set_arch, set_in_channels, set_weights, set_weights_file
+from engine.planning.presets import STRATEGIES, apply_strategy
+from engine.planning.run_name import generated_name, has_generated_name, set_run_name
+from engine.recipe import BN_MODES
 from gui.document import RecipeDocument
-from gui.models.groups_model import move_to_group
-from gui.models.layer_tree_model import COL_MODULE, LayerTreeModel, PathRole
+from gui.models.layer_tree_model import COL_MODULE, COLUMNS, LayerTreeModel, PathRole
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
 
 ArchRole = Qt.ItemDataRole.UserRole + 1
 DEFAULT, NONE, LOCAL_FILE, CHOOSE_FILE = "DEFAULT", "none", "<local file>", "<choose file>"
-
-
-def apply_strategy(recipe: Recipe, strategy: str) -> None:
-    """Replace the recipe's phases by a strategy's, keeping its data, batch and device settings, its model, and
-    its total number of epochs."""
-    preset = make_recipe(strategy, recipe.model.arch, recipe.data.root, recipe.total_epochs)
-    if recipe.name in ("run", f"{recipe.model.arch}-{recipe.strategy}"):  # still the generated name
-        recipe.name = preset.name
-    recipe.strategy = strategy
-    recipe.phases = preset.phases
-    if preset.model.weights == NONE:
-        recipe.model.weights, recipe.model.weights_file = NONE, ""
-    elif recipe.model.weights.lower() in zoo.NO_WEIGHTS and not recipe.model.weights_file:
-        recipe.model.weights = DEFAULT
 
 
 class ModelCombo(QComboBox):
@@ -86,6 +76,7 @@ class ModelPanel(QWidget):
         self._head_dropout_spin.valueChanged.connect(self._on_head_dropout_changed)
         self._head_hidden_spin.valueChanged.connect(self._on_head_hidden_changed)
         self._apply_strategy_button.clicked.connect(self._on_apply_strategy)
+        self._run_name_edit.editingFinished.connect(self._on_run_name_edited)
         self._tree.customContextMenuRequested.connect(self._on_context_menu)
         self._tree.expanded.connect(lambda index: self._expanded.add(index.data(PathRole)))
         self._tree.collapsed.connect(lambda index: self._expanded.discard(index.data(PathRole)))
@@ -124,13 +115,20 @@ class ModelPanel(QWidget):
 
         self._strategy_combo = QComboBox()
         self._strategy_combo.setObjectName("strategyCombo")
+        self._strategy_combo.setToolTip("A strategy of the lesson; \"Apply strategy\" makes the recipe's phases its "
+                                        "phases")
         for i, (name, description) in enumerate(STRATEGIES.items()):
             self._strategy_combo.addItem(name.replace("_", " "), name)
             self._strategy_combo.setItemData(i, description, Qt.ItemDataRole.ToolTipRole)
         self._apply_strategy_button = QPushButton("Apply strategy")
         self._apply_strategy_button.setObjectName("applyStrategyButton")
-        self._apply_strategy_button.setToolTip("Replace the phases by the strategy's (data, batch and device "
-                                               "settings and the total epochs stay)")
+        self._apply_strategy_button.setToolTip("Replace the phases by the strategy's, with the lesson's epochs (data, "
+                                               "model, batch and device settings stay)")
+        self._run_name_edit = QLineEdit()
+        self._run_name_edit.setObjectName("runNameEdit")
+        self._run_name_edit.setClearButtonEnabled(True)
+        self._run_name_edit.setToolTip("The run's name in the Runs tab and its folder. Left empty, it follows the "
+                                       "model and the strategy (shown greyed); a typed name is kept")
 
         form = QFormLayout()
         form.addRow("Model", self._model_combo)
@@ -148,6 +146,7 @@ class ModelPanel(QWidget):
         strategy_row.addWidget(self._strategy_combo, 1)
         strategy_row.addWidget(self._apply_strategy_button)
         form.addRow("Strategy", strategy_row)
+        form.addRow("Run name", self._run_name_edit)
 
         self._phase_combo = PhaseCombo(self._document, self._selection)
         self._phase_combo.setObjectName("phaseCombo")
@@ -168,8 +167,8 @@ class ModelPanel(QWidget):
         # Fixed widths: ResizeToContents would measure every expanded row on every change (minutes on B7).
         header = self._tree.header()
         header.setStretchLastSection(False)
-        for column, width in enumerate((260, 150, 100, 110, 90, 80, 70)):
-            header.resizeSection(column, width)
+        for i, column in enumerate(COLUMNS):
+            header.resizeSection(i, column.width)
 
         self._verified_label = QLabel()
         self._verified_label.setObjectName("verifiedLabel")
@@ -200,7 +199,21 @@ class ModelPanel(QWidget):
             position = self._strategy_combo.findData(self._document.recipe.strategy)
             if position >= 0:
                 self._strategy_combo.setCurrentIndex(position)
+        self._show_run_name()
         self._show_summary()
+
+    def _show_run_name(self) -> None:
+        """A generated name as the greyed placeholder of an empty field (it follows the model and the strategy);
+        a typed one as the text."""
+        recipe = self._document.recipe
+        self._run_name_edit.setPlaceholderText(generated_name(recipe.model.arch, recipe.strategy))
+        text = "" if has_generated_name(recipe) else recipe.name
+        edit = self._run_name_edit
+        if edit.hasFocus() and edit.isModified():
+            return  # being typed: editingFinished writes it
+        if edit.text() != text:
+            with QSignalBlocker(edit):
+                edit.setText(text)
 
     def _info(self, arch: str) -> zoo.ModelInfo | None:
         if arch not in self._model_infos:
@@ -301,13 +314,7 @@ class ModelPanel(QWidget):
         if not arch or arch == self._document.recipe.model.arch:
             return
 
-        def change(recipe: Recipe) -> None:
-            recipe.model.arch = arch
-            recipe.model.weights_file = ""  # a state dict of another architecture would not load
-            if recipe.model.weights.lower() not in zoo.NO_WEIGHTS:
-                recipe.model.weights = DEFAULT
-
-        self._document.edit(change)
+        self._document.edit(lambda recipe: set_arch(recipe, arch))
 
     def _on_weights_chosen(self) -> None:
         key = self._weights_combo.currentData()
@@ -321,24 +328,13 @@ class ModelPanel(QWidget):
             else:
                 self._fill_weights()  # back to what the recipe says
             return
-
-        def change(recipe: Recipe) -> None:
-            recipe.model.weights, recipe.model.weights_file = key, ""
-
-        self._document.edit(change)
+        self._document.edit(lambda recipe: set_weights(recipe, key))
 
     def set_weights_file(self, path: str) -> None:
-        self._document.edit(lambda recipe: setattr(recipe.model, "weights_file", path))
+        self._document.edit(lambda recipe: set_weights_file(recipe, path))
 
     def _on_in_channels_changed(self, channels: int) -> None:
-        def change(recipe: Recipe) -> None:
-            recipe.model.in_channels = channels
-            extra = max(0, channels - 3)
-            for name in ("extra_channel_mean", "extra_channel_std"):
-                if len(getattr(recipe.data, name)) != extra:
-                    setattr(recipe.data, name, [])  # empty: the defaults; a wrong length would not validate
-
-        self._document.edit(change)
+        self._document.edit(lambda recipe: set_in_channels(recipe, channels))
 
     def _on_head_dropout_changed(self, value: float) -> None:
         self._document.edit(lambda recipe: setattr(recipe.model.head, "dropout", value))
@@ -350,7 +346,18 @@ class ModelPanel(QWidget):
         self.apply_strategy(self._strategy_combo.currentData())
 
     def apply_strategy(self, strategy: str) -> None:
+        """The strategy's phases with the lesson's epochs (engine/planning/presets.py `apply_strategy`)."""
         self._document.edit(lambda recipe: apply_strategy(recipe, strategy))
+
+    def _on_run_name_edited(self) -> None:
+        text = self._run_name_edit.text()
+        self._run_name_edit.setModified(False)  # written now: refreshes may show the recipe's name again
+        recipe = self._document.recipe
+        shown = "" if has_generated_name(recipe) else recipe.name
+        if text.strip() != shown:
+            self._document.edit(lambda r: set_run_name(r, text))
+        else:
+            self._show_run_name()
 
     # --- the tree's context menu ---------------------------------------------------------------------------
     def _on_context_menu(self, position: QPoint) -> None:
@@ -389,7 +396,7 @@ class ModelPanel(QWidget):
         return menu
 
     def add_to_group(self, path: str, group: str) -> None:
-        index = self.tree_model.module_index()
+        index = self._document.module_index()
         if index is None:
             return
         phase_index = self._selection.index

@@ -15,9 +15,12 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleS
 import numpy as np
 import pyqtgraph as pg
 
+from engine.planning.group_edits import compress_parameter_names
+from engine.planning.phase_edits import set_lr_preset, set_momentum, set_optimizer
 from engine.recipe import LR_PRESETS, OPTIMIZERS, SCHEDULES, PhaseConfig
 from gui.document import RecipeDocument
-from gui.models.groups_model import GroupsModel, compress_parameter_names, scientific
+from gui.models.groups_model import GroupsModel
+from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
 
 CUSTOM = "custom"  # the lr preset combo's entry for explicit groups
@@ -135,24 +138,6 @@ def _spin(name: str, low: float, high: float, step: float, decimals: int | None 
     spin.setSingleStep(step)
     spin.setKeyboardTracking(False)  # one edit per finished number, not per keystroke
     return spin
-
-
-def _set_lr_preset(phase: PhaseConfig, preset: str) -> None:
-    if preset != CUSTOM:
-        phase.groups = []
-        phase.lr_preset = preset
-
-
-def _set_optimizer(phase: PhaseConfig, name: str) -> None:
-    phase.optimizer.name = name
-    if name != "sgd":
-        phase.optimizer.nesterov = False  # Nesterov exists only for SGD; the recipe would be invalid
-
-
-def _set_momentum(phase: PhaseConfig, momentum: float) -> None:
-    phase.optimizer.momentum = momentum
-    if momentum == 0:
-        phase.optimizer.nesterov = False
 
 
 class OptimizerPanel(QWidget):
@@ -315,8 +300,8 @@ class OptimizerPanel(QWidget):
         return [
             _PhaseBinding(self._head_lr_spin, lambda p: p.lr, lambda p, v: setattr(p, "lr", v)),
             _PhaseBinding(self._layer_decay_spin, lambda p: p.layer_decay, lambda p, v: setattr(p, "layer_decay", v)),
-            _PhaseBinding(self._optimizer_combo, lambda p: p.optimizer.name, _set_optimizer),
-            _PhaseBinding(self._momentum_spin, lambda p: p.optimizer.momentum, _set_momentum),
+            _PhaseBinding(self._optimizer_combo, lambda p: p.optimizer.name, set_optimizer),
+            _PhaseBinding(self._momentum_spin, lambda p: p.optimizer.momentum, set_momentum),
             opt("weight_decay"), opt("nesterov"), opt("no_decay_norm_bias"),
             _PhaseBinding(self._schedule_combo, lambda p: p.schedule.name,
                           lambda p, v: setattr(p.schedule, "name", v)),
@@ -359,7 +344,7 @@ class OptimizerPanel(QWidget):
         phase_plan = plan.phases[self._selection.index]
         lines = []
         if phase_plan.unassigned:
-            modules = compress_parameter_names(phase_plan.unassigned, phase_plan.tree)
+            modules = compress_parameter_names(phase_plan.unassigned, phase_plan.tree, self._document.module_index())
             lines.append("⚠ Trainable but in no parameter group (add them to a group or freeze them): "
                          + ", ".join(modules))
         if phase_plan.error:
@@ -416,7 +401,7 @@ class OptimizerPanel(QWidget):
         if preset == CUSTOM:
             self.groups_model.materialise()
         else:
-            self._edit_phase(lambda phase: _set_lr_preset(phase, preset))
+            self._edit_phase(lambda phase: set_lr_preset(phase, preset))
 
     def _selected_rows(self) -> list[int]:
         return sorted({index.row() for index in self._groups_table.selectionModel().selectedRows()})
@@ -426,7 +411,8 @@ class OptimizerPanel(QWidget):
         if plan is None:
             return
         phase_plan = plan.phases[self._selection.index]
-        self.groups_model.add_group(compress_parameter_names(phase_plan.unassigned, phase_plan.tree))
+        modules = compress_parameter_names(phase_plan.unassigned, phase_plan.tree, self._document.module_index())
+        self.groups_model.add_group(modules)
 
     def _on_remove_groups(self) -> None:
         self.groups_model.remove_rows(self._selected_rows())

@@ -1,9 +1,10 @@
 """The Phases tab: the run as a sequence of phases (what trains, for how long, at which rates), a drawn
-timeline of them, and the lesson's gradual unfreezing in one click."""
+timeline of them, and the lesson's gradual unfreezing in one click. Edits are the engine's
+(engine/planning/phase_edits.py, presets.apply_strategy) applied through the document."""
 
 from __future__ import annotations
 
-import copy
+from typing import Any
 
 from PySide6.QtCore import (QAbstractTableModel, QItemSelectionModel, QModelIndex, QObject, QPersistentModelIndex,
                             QRectF, QSignalBlocker, Qt, Signal)
@@ -12,10 +13,11 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
                                QStyledItemDelegate, QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
 
 from engine.errors import RecipeError
-from engine.planning.presets import strategy_phases, tail_stages
-from engine.recipe import LR_PRESETS, SCHEDULES, PhaseConfig, Recipe
+from engine.planning.phase_edits import add_phase, move_phase, remove_phase, update_phase
+from engine.planning.presets import apply_strategy
+from engine.recipe import LR_PRESETS, SCHEDULES, PhaseConfig
 from gui.document import RecipeDocument
-from gui.models.groups_model import scientific
+from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseSelection
 
 COLUMNS = ("Name", "Epochs", "Trains", "LR preset", "Head LR", "Schedule")
@@ -47,17 +49,6 @@ def _phase_of(field: str) -> int:
     if field.startswith("phases["):
         return int(field[len("phases["):field.index("]")])
     return -1
-
-
-def unique_phase_name(phases: list[PhaseConfig], base: str = "phase") -> str:
-    taken = {p.name for p in phases}
-    return next(f"{base}{i}" for i in range(1, len(phases) + 2) if f"{base}{i}" not in taken)
-
-
-def apply_gradual_unfreezing(recipe: Recipe) -> None:
-    """The lesson's gradual unfreezing: head 5 epochs → + the last stage 5 epochs → everything 10 epochs."""
-    recipe.phases = strategy_phases("gradual_unfreezing", None, tail_stages(recipe.model.arch))
-    recipe.strategy = "gradual_unfreezing"
 
 
 class PhasesModel(QAbstractTableModel):
@@ -146,42 +137,35 @@ class PhasesModel(QAbstractTableModel):
     def setData(self, index: QModelIndex | QPersistentModelIndex, value, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or not index.isValid():
             return False
-        row, column, text = index.row(), index.column(), str(value).strip()
-        recipe = self._document.recipe
-        if column == COL_NAME:
-            if not text or any(p.name == text for i, p in enumerate(recipe.phases) if i != row):
-                return False
-            self._edit(row, lambda p: setattr(p, "name", text))
-        elif column == COL_EPOCHS:
-            epochs = _number(text, int)
-            if epochs is None or epochs < 1:
-                return False
-            self._edit(row, lambda p: setattr(p, "epochs", epochs))
-        elif column == COL_TRAINS:
-            # Stored as typed: a name the model does not have is shown as the plan's error, not refused here.
-            names = [name.strip() for name in text.split(",") if name.strip()]
-            if not names:
-                return False
-            self._edit(row, lambda p: setattr(p, "trainable", names))
-        elif column == COL_PRESET:
-            if text not in LR_PRESETS:
-                return False
-            self._edit(row, lambda p: (setattr(p, "lr_preset", text), setattr(p, "groups", [])))
-        elif column == COL_LR:
-            lr = _number(text, float)
-            if lr is None or lr <= 0:
-                return False
-            self._edit(row, lambda p: setattr(p, "lr", lr))
-        elif column == COL_SCHEDULE:
-            if text not in SCHEDULES:
-                return False
-            self._edit(row, lambda p: setattr(p.schedule, "name", text))
-        else:
+        change = _parse(index.column(), str(value).strip())
+        if change is None:
+            return False
+        row = index.row()
+        try:
+            self._document.edit(lambda recipe: update_phase(recipe, row, **change))
+        except RecipeError:
             return False
         return True
 
-    def _edit(self, row: int, change) -> None:
-        self._document.edit(lambda recipe: change(recipe.phases[row]))
+
+_FIELDS = {COL_NAME: "name", COL_PRESET: "lr_preset", COL_SCHEDULE: "schedule"}
+
+
+def _parse(column: int, text: str) -> dict[str, Any] | None:
+    """The setting a cell's text sets, as a value; None when the text is not even of the right kind (validity is
+    the engine's to decide)."""
+    if column in _FIELDS:
+        return {_FIELDS[column]: text}
+    if column == COL_EPOCHS:
+        epochs = _number(text, int)
+        return {"epochs": epochs} if epochs is not None else None
+    if column == COL_LR:
+        lr = _number(text, float)
+        return {"lr": lr} if lr is not None else None
+    if column == COL_TRAINS:
+        # Stored as typed: a name the model does not have is shown as the plan's error, not refused here.
+        return {"trainable": [name.strip() for name in text.split(",") if name.strip()]}
+    return None
 
 
 def _number(text: str, kind: type):
@@ -313,7 +297,8 @@ class PhasesPanel(QWidget):
         self._down_button.setObjectName("movePhaseDownButton")
         self._gradual_button = QPushButton("Lesson's gradual unfreezing")
         self._gradual_button.setObjectName("gradualPresetButton")
-        self._gradual_button.setToolTip("Three phases: head 5 epochs → + the last stage 5 epochs → all 10 epochs")
+        self._gradual_button.setToolTip("Strategy → Gradual unfreezing: head 5 epochs → + the last stage 5 epochs → "
+                                        "all 10 epochs, in place of the current phases")
         buttons = QHBoxLayout()
         for button in (self._add_button, self._remove_button, self._up_button, self._down_button):
             buttons.addWidget(button)
@@ -359,32 +344,23 @@ class PhasesPanel(QWidget):
 
     # --- edits ---------------------------------------------------------------------------------------------
     def apply_gradual_preset(self) -> None:
-        self._document.edit(apply_gradual_unfreezing)
+        """The lesson's gradual unfreezing, exactly as the Strategy menu and the Model tab apply it."""
+        self._document.edit(lambda recipe: apply_strategy(recipe, "gradual_unfreezing"))
 
     def _on_add_phase(self) -> None:
-        at = self._selection.index + 1
-
-        def change(recipe: Recipe) -> None:
-            phase = copy.deepcopy(recipe.phases[at - 1])  # a new phase starts as its predecessor
-            phase.name = unique_phase_name(recipe.phases)
-            recipe.phases.insert(at, phase)
-
-        self._document.edit(change)
-        self._selection.set_index(at)
+        after = self._selection.index
+        self._document.edit(lambda recipe: add_phase(recipe, after))
+        self._selection.set_index(after + 1)
 
     def _on_remove_phase(self) -> None:
         if len(self._document.recipe.phases) < 2:
             return
         at = self._selection.index
-        self._document.edit(lambda recipe: recipe.phases.pop(at))
+        self._document.edit(lambda recipe: remove_phase(recipe, at))
 
     def _move_phase(self, offset: int) -> None:
         at, to = self._selection.index, self._selection.index + offset
         if not 0 <= to < len(self._document.recipe.phases):
             return
-
-        def change(recipe: Recipe) -> None:
-            recipe.phases[at], recipe.phases[to] = recipe.phases[to], recipe.phases[at]
-
-        self._document.edit(change)
+        self._document.edit(lambda recipe: move_phase(recipe, at, offset))
         self._selection.set_index(to)

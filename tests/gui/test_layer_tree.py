@@ -7,10 +7,9 @@ from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QTreeView
 
 from engine.model.layer_tree import FROZEN, TRAINABLE, trainable_summary
-from engine.planning.presets import make_recipe
 from engine.model.zoo import list_model_names
 from gui.document import RecipeDocument
-from gui.models.layer_tree_model import COL_BN, COL_MODULE
+from gui.models.layer_tree_model import COL_BN, COL_MODULE, COL_PARAMS, COLUMNS
 from gui.panels.model_panel import ArchRole, ModelPanel
 from tests.helpers import tiny_recipe
 
@@ -80,17 +79,19 @@ def test_freezing_a_block_inside_a_trainable_stage_leaves_the_stage_partly_froze
     assert phase(panel).trainable == ["layer4", "head"]
 
 
-def test_thawing_inside_a_frozen_block_splits_it_exactly(panel):
+def test_thawing_inside_a_frozen_block_shows_exactly_that_module_training(panel):
+    # How the plan's lists are split and folded back is the engine's (tests/engine/test_freeze_edits.py).
     set_check(panel, "layer4", Qt.CheckState.Unchecked)
     set_check(panel, "layer4.1", Qt.CheckState.Checked)
     before = tree_root(panel).trainable_params
     conv1 = tree_root(panel).find("layer4.1.conv1").total_params
     set_check(panel, "layer4.1.conv1", Qt.CheckState.Unchecked)
     assert tree_root(panel).trainable_params == before + conv1
-    assert phase(panel).frozen == ["layer4.1.bn1", "layer4.1.conv2", "layer4.1.bn2"]
-    # Freezing the whole stage again folds every entry back into the shortest plan.
+    assert check_state(panel, "layer4.1") == Qt.CheckState.PartiallyChecked
+    assert check_state(panel, "layer4.1.conv1") == Qt.CheckState.Unchecked
+    assert check_state(panel, "layer4.1.bn1") == Qt.CheckState.Checked
     set_check(panel, "layer4", Qt.CheckState.Checked)
-    assert (phase(panel).trainable, phase(panel).frozen) == (["head"], [])
+    assert check_state(panel, "layer4.1.conv1") == Qt.CheckState.Checked
 
 
 def test_the_root_and_parameterless_modules_are_not_tickable(panel):
@@ -107,7 +108,8 @@ def test_strategies_apply_in_one_click(panel):
     button.click()
     recipe = document_of(panel).recipe
     assert recipe.strategy == "fine_tune_all"
-    assert recipe.total_epochs == 2 and recipe.batch_size == 8 and recipe.data.crop_size == 32  # kept
+    assert [p.epochs for p in recipe.phases] == [10]  # the lesson's, not the 2 the recipe had
+    assert recipe.batch_size == 8 and recipe.data.crop_size == 32  # kept
     states = [index.data(Qt.ItemDataRole.CheckStateRole) for index in all_indexes(panel.tree_model)]
     assert states.count(None) > 0  # ReLU, pooling: no parameters, no box
     assert {s for s in states if s is not None} == {Qt.CheckState.Unchecked}
@@ -144,7 +146,10 @@ def test_context_menu_sets_bn_modes(panel):
 
 def test_add_to_group_materialises_the_preset_and_moves_the_module(panel):
     panel.apply_strategy("fine_tune_all")  # discriminative: early (stem, layer1, layer2), middle, head
-    panel.add_to_group("layer2", "middle")
+    menu = panel.context_menu(panel.tree_model.index_of("layer2"))
+    group_menu = next(a.menu() for a in menu.actions() if a.text() == "Add to group")
+    assert [a.text() for a in group_menu.actions() if a.isCheckable() and a.isChecked()] == ["early"]
+    next(a for a in group_menu.actions() if a.text() == "middle").trigger()
     groups = {g.name: g for g in phase(panel).groups}
     assert groups["early"].modules == ["stem", "layer1"]
     assert groups["middle"].modules == ["layer2", "layer3", "layer4"]
@@ -152,19 +157,6 @@ def test_add_to_group_materialises_the_preset_and_moves_the_module(panel):
     plan_phase = document_of(panel).plan().phases[0]
     assert plan_phase.unassigned == [] and plan_phase.error == ""
     assert tree_root(panel).find("layer2").group == "middle"
-
-
-def test_a_new_group_around_a_module_with_direct_parameters_keeps_every_parameter_in_one_group(qtbot):
-    # ViT's class token and position embedding belong to the root and the encoder themselves, not to a child.
-    panel = ModelPanel(RecipeDocument(make_recipe("fine_tune_all", "vit_b_16", epochs=1)))
-    qtbot.addWidget(panel)
-    document_of(panel).edit(lambda r: setattr(r.phases[0], "lr_preset", "single"))
-    panel.add_to_group("encoder.layers.encoder_layer_3", "block3_slow")
-    groups = {g.name: g.modules for g in phase(panel).groups}
-    assert groups["block3_slow"] == ["block3"]
-    assert "stem" in groups["all"] and "block3" not in groups["all"]
-    plan_phase = document_of(panel).plan().phases[0]
-    assert plan_phase.unassigned == [] and plan_phase.error == ""
 
 
 def test_freeze_verification_is_shown_and_moved_modules_are_marked(panel):
@@ -211,3 +203,14 @@ def test_edits_keep_names_the_model_does_not_have(panel):
     assert phase(panel).trainable == ["all", "layer9"]
     assert phase(panel).frozen == ["layer1"]
     assert "'layer9' is neither a stage" in panel.findChild(QLabel, "modelErrorLabel").text()
+
+
+def test_the_columns_come_from_one_list(panel):
+    # One more Column in COLUMNS is one more column everywhere: header, width, alignment.
+    model, view = panel.tree_model, panel.findChild(QTreeView, "layerTree")
+    assert [model.headerData(i, Qt.Orientation.Horizontal) for i in range(model.columnCount())] == [
+        c.title for c in COLUMNS]
+    assert [view.header().sectionSize(i) for i in range(model.columnCount())] == [c.width for c in COLUMNS]
+    params = model.index_of("fc", COL_PARAMS)
+    assert params.data() == "1,026" and params.data(Qt.ItemDataRole.TextAlignmentRole) & Qt.AlignmentFlag.AlignRight
+    assert not model.index_of("fc", COL_BN).data(Qt.ItemDataRole.TextAlignmentRole)

@@ -57,7 +57,7 @@ def test_window_composes_the_panels_as_tabs(make_window):
     assert "torchvision" in window.about_text()
 
 
-def test_strategy_menu_replaces_the_phases_and_keeps_the_epochs(make_window):
+def test_strategy_menu_replaces_the_phases_with_the_lessons_epochs(make_window):
     window = make_window()
     assert [p.name for p in window.document.recipe.phases] == ["feature_extraction"]
 
@@ -66,7 +66,7 @@ def test_strategy_menu_replaces_the_phases_and_keeps_the_epochs(make_window):
     recipe = window.document.recipe
     assert recipe.strategy == "gradual_unfreezing"
     assert [p.name for p in recipe.phases] == ["head", "head+layer4", "all"]
-    assert recipe.total_epochs == 3  # one epoch per phase at least, so 2 becomes 3
+    assert [p.epochs for p in recipe.phases] == [5, 5, 10]  # the preset's, not the recipe's previous 2
     assert recipe.batch_size == 8 and recipe.data.crop_size == 32  # the tiny recipe's settings survive
     assert window.strategy_actions["gradual_unfreezing"].isChecked()
     assert window.isWindowModified()
