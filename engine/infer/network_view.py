@@ -148,8 +148,9 @@ class NetworkViews:
 
 
 def _spatial(output: torch.Tensor) -> torch.Tensor | None:
-    """(C, h, w) from one sample's output: a conv map as is, a token sequence (tokens, D) as its patch grid."""
-    if output.dim() == 3 and output.shape[-1] * output.shape[-2] > 1:
+    """(C, h, w) from one sample's output: a conv map as is (1 × 1 at a small input: one value per channel), a
+    token sequence (tokens, D) as its patch grid."""
+    if output.dim() == 3:
         return output
     if output.dim() == 2:
         tokens, dim = output.shape
