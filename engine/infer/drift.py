@@ -1,8 +1,9 @@
 """Weight drift: for every layer, how far its weights moved from where the run started, as the relative L2
 distance ‖w − w₀‖ / ‖w₀‖ over all of the layer's own parameters (weight and bias together).
 
-A frozen layer's tensors are bit-identical to the start, so its drift is exactly 0.0: the comparison is exact
-(float64 of the same values), which makes the drift column one more proof that freezing froze. The start is the
+A frozen layer's tensors are bit-identical to the start, so its drift is exactly 0.0 (tensors are compared
+for equality first; sums of squares accumulate in float64), which makes the drift column one more proof that
+freezing froze. The start is the
 run's own: the pretrained weights and the new head initialised from the run's seed, rebuilt as the trainer
 builds them (engine/infer/run_checkpoint.start_model).
 """
@@ -67,16 +68,17 @@ def weight_drift(model: nn.Module, start_state: dict[str, torch.Tensor], stages:
     for name, parameter in model.named_parameters():
         if name not in start_state:
             raise KeyError(f"the start state has no tensor '{name}'")
-        start = start_state[name].detach().to("cpu", torch.float64)
-        now = parameter.detach().to("cpu", torch.float64)
+        start = start_state[name].detach().to("cpu")
+        now = parameter.detach().to("cpu")
         if start.shape != now.shape:
             raise ValueError(f"'{name}' has shape {tuple(now.shape)} but started as {tuple(start.shape)}")
         layer = name.rpartition(".")[0]
         entry = sums.setdefault(layer, [0, 0.0, 0.0])
         first_param.setdefault(layer, name)
         entry[0] += now.numel()
-        entry[1] += float((now - start).pow(2).sum())
-        entry[2] += float(start.pow(2).sum())
+        if not torch.equal(now, start):  # bit-identical tensors (frozen ones) add exactly 0
+            entry[1] += float((now.float() - start.float()).pow(2).sum(dtype=torch.float64))
+        entry[2] += float(start.float().pow(2).sum(dtype=torch.float64))
     drift = WeightDrift()
     for path, (params, distance_sq, norm_sq) in sums.items():
         stage = stages.stage_of(first_param[path]) if stages is not None else None

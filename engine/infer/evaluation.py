@@ -386,16 +386,21 @@ class RunEvaluator:
     """Event subscriber: writes evaluation.json when a run finishes (also when it stopped early).
     A run that is stopped or failed is not evaluated: its best checkpoint may be from an unfinished phase."""
 
-    def __init__(self, device: str | torch.device = "cpu"):
+    def __init__(self, device: str | torch.device = "cpu",
+                 on_written: Callable[[Path, Evaluation], None] | None = None):
         self.device = device
+        self.on_written = on_written  # e.g. the CLI prints the accuracy and the file, the studio refreshes a tab
         self.written: list[Path] = []
 
     def __call__(self, event: Event) -> None:
         if not isinstance(event, RunFinished):
             return
         try:
-            write_run_evaluation(event.run_dir, self.device)
+            evaluation = write_run_evaluation(event.run_dir, self.device)
         except ThawError as exc:
             log.warning("the run %s was not evaluated: %s", event.run_dir, exc)
             return
-        self.written.append(Path(event.run_dir) / EVALUATION_FILE)
+        path = Path(event.run_dir) / EVALUATION_FILE
+        self.written.append(path)
+        if self.on_written is not None:
+            self.on_written(path, evaluation)

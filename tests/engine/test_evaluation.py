@@ -164,15 +164,17 @@ def test_the_run_evaluation_is_written_with_calibration_and_drift(alike_run, run
 def test_the_event_subscriber_evaluates_finished_runs_only(alike_run, tmp_path, caplog):
     run, _ = alike_run
     (run / EVALUATION_FILE).unlink(missing_ok=True)
-    evaluator = RunEvaluator()
+    told = []
+    evaluator = RunEvaluator(on_written=lambda path, evaluation: told.append((path, evaluation.metrics.count)))
     evaluator(ev.RunStopped(str(run), "", 1, 0))
     assert not (run / EVALUATION_FILE).exists()
     evaluator(ev.RunFinished(str(run), {"status": "finished"}))
     assert (run / EVALUATION_FILE).is_file() and evaluator.written == [run / EVALUATION_FILE]
+    assert told == [(run / EVALUATION_FILE, Evaluation.load(run / EVALUATION_FILE).metrics.count)]
     (tmp_path / "empty-run").mkdir()
     with caplog.at_level(logging.WARNING):
         evaluator(ev.RunFinished(str(tmp_path / "empty-run"), {}))  # no checkpoint: logged, not raised
-    assert "not evaluated" in caplog.text and "empty-run" in caplog.text
+    assert "not evaluated" in caplog.text and "empty-run" in caplog.text and len(told) == 1
     assert not (tmp_path / "empty-run" / EVALUATION_FILE).exists()
 
 
