@@ -87,7 +87,8 @@ def main() -> None:
           f"({100 * args.noise:.0f} %); feature extraction {args.epochs} epochs: best val acc "
           f"{100 * result.summary['best_val_acc']:.1f} % ({train_seconds:.1f} s); torch threads "
           f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
-    print(f"suspect list: {len(report.suspects)} images; out-of-fold accuracy {100 * report.out_of_fold_accuracy:.1f} %")
+    print(f"suspect list: {len(report.suspects)} images; out-of-fold accuracy "
+          f"{100 * report.out_of_fold_accuracy:.1f} %")
     print(f"flipped files in the top {len(top)} (2 × flipped): {found} of {len(flipped)} = "
           f"{100 * found / len(flipped):.1f} %   goal ≥ 80 %: {'met' if found >= 0.8 * len(flipped) else 'NOT met'}")
     print(f"flipped files anywhere in the list: {in_list}; unflipped files in the top {len(top)}: {false}")

@@ -165,9 +165,10 @@ class Evaluation:
     # --- text ----------------------------------------------------------------------------------------------------
     def format_text(self, listed: int = 10) -> str:
         m = self.metrics
-        lines = [f"evaluation of {self.checkpoint} on {'the ' + self.source if self.source == VALIDATION_SPLIT else self.source}"
-                 f": {m.count} images", f"accuracy {100 * m.accuracy:.2f} %   top-{m.top_k} {100 * m.top_k_accuracy:.2f} %"
-                 f"   mean loss {m.mean_loss:.4f}   macro F1 {m.macro_f1:.3f}"]
+        source = "the " + self.source if self.source == VALIDATION_SPLIT else self.source
+        lines = [f"evaluation of {self.checkpoint} on {source}: {m.count} images",
+                 f"accuracy {100 * m.accuracy:.2f} %   top-{m.top_k} {100 * m.top_k_accuracy:.2f} %   "
+                 f"mean loss {m.mean_loss:.4f}   macro F1 {m.macro_f1:.3f}"]
         width = max([len("class")] + [len(c) for c in self.classes])
         lines.append(f"\n{'class':<{width}}  precision  recall      F1  support")
         for c in m.per_class:
@@ -284,12 +285,13 @@ def folder_samples(folder: str | Path, class_names: list[str], channels: int
     """(paths, checkpoint class indices, splits, files left out with the reason) of a folder of class folders.
     Raises BadInputError naming any class folder the checkpoint does not know."""
     report = scan_folder(folder, channels=channels, verify=False)  # undecodable files surface while predicting
-    unknown = [c for c in report.classes if c not in class_names]
+    holding = sorted({report.classes[c] for _, c, _ in report.samples})  # an empty class folder is no class
+    unknown = [c for c in holding if c not in class_names]
     if unknown:
         raise BadInputError(f"{report.root}: class folder{'s' if len(unknown) > 1 else ''} "
                             f"{', '.join(repr(c) for c in unknown)} {'are' if len(unknown) > 1 else 'is'} not "
                             f"among the checkpoint's classes ({', '.join(class_names)})")
-    index = [class_names.index(c) for c in report.classes]
+    index = {i: class_names.index(c) for i, c in enumerate(report.classes) if c in holding}
     paths = [p for p, _, _ in report.samples]
     labels = [index[c] for _, c, _ in report.samples]
     splits = [s for _, _, s in report.samples]

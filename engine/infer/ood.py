@@ -134,8 +134,10 @@ def head_digest(model_state: dict[str, torch.Tensor], head_path: str) -> str:
     for name in sorted(model_state):
         if covers(head_path, name):
             tensor = model_state[name].detach().to("cpu").contiguous()
+            if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+                tensor = tensor.float()
             digest.update(name.encode())
-            digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+            digest.update(tensor.numpy().tobytes())
     return digest.hexdigest()[:32]
 
 

@@ -19,7 +19,7 @@ import pytest
 from engine.cli import main
 from engine.errors import BadInputError
 from engine.infer.evaluation import (EVALUATION_FILE, VALIDATION_SPLIT, Evaluation, RunEvaluator,
-                                     evaluate_checkpoint, write_run_evaluation)
+                                     evaluate_checkpoint, folder_samples, write_run_evaluation)
 from engine.infer.inference import Predictor
 from engine.infer.metrics import classification_metrics
 from engine.infer.ood import calibration_path
@@ -188,6 +188,19 @@ def test_last_checkpoint_and_bad_targets(alike_run, tmp_path):
         evaluate_checkpoint(tmp_path / "nowhere", test_folder)
     with pytest.raises(BadInputError, match="not one of best, last"):
         evaluate_checkpoint(run, test_folder, "first")
+
+
+def test_a_folder_may_hold_some_of_the_classes_and_empty_folders(tmp_path):
+    folder = make_styled_folder(tmp_path / "some", {"fox": "fox", "cat": "cat"}, per_class=2)
+    (folder / "zebra").mkdir()  # empty: not a class of the folder
+    (folder / "fox" / "readme.txt").write_text("not an image")
+    paths, labels, splits, skipped = folder_samples(folder, ["cat", "dog", "fox"], 3)
+    assert [Path(p).parent.name for p in paths] == ["cat", "cat", "fox", "fox"]
+    assert labels == [0, 0, 2, 2] and splits == [""] * 4  # indices of the checkpoint's classes
+    assert [(Path(p).name, reason) for p, reason in skipped] == [("readme.txt", "not an image file (extension .txt)")]
+    (folder / "zebra" / "z.png").write_bytes((folder / "cat" / "cat_000.png").read_bytes())
+    with pytest.raises(BadInputError, match=r"class folder 'zebra' is not among the checkpoint's classes \(cat, dog"):
+        folder_samples(folder, ["cat", "dog", "fox"], 3)
 
 
 # --- the command line ------------------------------------------------------------------------------------------

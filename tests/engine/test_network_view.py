@@ -84,7 +84,8 @@ def test_drift_by_hand():
     start = {"0.weight": torch.tensor([[3.0, 4.0]]), "0.bias": torch.tensor([0.0]),
              "1.weight": torch.tensor([[0.0]]), "1.bias": torch.tensor([0.0])}
     drift = weight_drift(model, start)
-    assert drift.layers[0].path == "0" and drift.layers[0].relative == pytest.approx(1 / 5)  # ‖(0,1,0)‖ / ‖(3,4,0)‖
+    assert drift.layers[0].path == "0"
+    assert drift.layers[0].relative == pytest.approx(1 / 5)  # ‖(0, 1, 0)‖ / ‖(3, 4, 0)‖
     assert drift.layers[1].relative is None and drift.layers[1].distance == pytest.approx(5 ** 0.5)  # from zero
     with pytest.raises(ValueError, match="shape"):
         weight_drift(model, {**start, "0.weight": torch.zeros(2, 2)})
