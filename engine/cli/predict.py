@@ -33,6 +33,9 @@ def cmd_predict(args) -> int:
     if not paths:
         raise BadInputError(f"no image files found in {', '.join(args.inputs)}")
     predictor = Predictor.from_checkpoint(checkpoint, args.device)
+    if predictor.ood is None and not args.json:
+        print(f"note: no out-of-distribution check for {checkpoint.name} (calibrate it with: python main.py evaluate "
+              f"RUN_DIR)", file=sys.stderr)
     failures = 0
     for result in predictor.predict(paths, args.topk, args.batch_size):
         failures += not result.ok
@@ -40,7 +43,9 @@ def cmd_predict(args) -> int:
             print(json.dumps(result.to_dict()))
         elif result.ok:
             top = ", ".join(f"{name} {100 * p:.1f}%" for name, p in result.top)
-            print(f"{result.path}: {top}")
+            warning = (f"  [unlike the training data: OOD score {result.ood_score:.2f} > 1, do not trust this "
+                       f"prediction]" if result.unfamiliar else "")
+            print(f"{result.path}: {top}{warning}")
         else:
             print(f"{result.path}: cannot be used: {result.error}", file=sys.stderr)
     return EXIT_BAD_INPUT if failures == len(paths) else EXIT_OK

@@ -35,6 +35,7 @@ def _run_trainer(trainer, quiet: bool) -> int:
 
     control = trainer.control
     assert isinstance(control, RunControl)
+    _evaluate_at_the_end(trainer)
 
     def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly with a checkpoint; second: abort
         if control.stop_requested:
@@ -50,6 +51,15 @@ def _run_trainer(trainer, quiet: bool) -> int:
     if result.status == "failed":
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _evaluate_at_the_end(trainer) -> None:
+    """A finished run's best checkpoint is evaluated on the validation split (evaluation.json), said on the console."""
+    from engine.infer.evaluation import RunEvaluator
+    from engine.train.devices import pick_device
+
+    reporter = next(c for c, _critical in trainer.bus.subscribers if isinstance(c, ConsoleReporter))
+    trainer.bus.subscribe(RunEvaluator(pick_device(trainer.recipe.device)[0], emit=reporter))
 
 
 def cmd_train(args) -> int:

@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from engine.train.checkpoints import load_checkpoint
 from engine.errors import BadInputError
 from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image
+from engine.infer.ood import OODCalibration, captured_head_input, head_digest, load_calibration
 from engine.model.build import build_model
 from engine.data.preprocessing import Preprocessing
 from engine.recipe import Recipe
@@ -23,6 +25,10 @@ class Prediction:
     path: str
     top: list[tuple[str, float]] = field(default_factory=list)  # (class name, probability), best first
     error: str = ""  # why the file could not be used
+    # How unlike the training data the input is (engine/infer/ood.py), in units of the calibrated threshold;
+    # None when the checkpoint has no calibration. `unfamiliar`: above the threshold.
+    ood_score: float | None = None
+    unfamiliar: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -57,6 +63,7 @@ class Predictor:
         self.transform = eval_transform(preprocessing)
         self.recipe = recipe
         self.head_path = head_path
+        self.ood: OODCalibration | None = None  # set by from_checkpoint when a calibration is stored beside it
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
@@ -67,8 +74,10 @@ class Predictor:
         recipe = Recipe.from_dict(state["recipe"])
         built = build_model(recipe.model, len(state["class_names"]), recipe.data, pretrained=False)
         built.model.load_state_dict(state["model"])
-        return cls(built.model, list(state["class_names"]), Preprocessing.from_dict(state["preprocessing"]), device,
-                   recipe, built.head_path)
+        predictor = cls(built.model, list(state["class_names"]), Preprocessing.from_dict(state["preprocessing"]),
+                        device, recipe, built.head_path)
+        predictor.ood = load_calibration(path, head_digest(state["model"], built.head_path))
+        return predictor
 
     @property
     def channels(self) -> int:
@@ -82,6 +91,14 @@ class Predictor:
         output = self.model(batch.to(self.device))
         return (output.logits if hasattr(output, "logits") else output).float().cpu()
 
+    def logits_and_ood(self, batch: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The logits and, with a calibration, each input's out-of-distribution score (from the same pass)."""
+        if self.ood is None:
+            return self.logits(batch), None
+        with captured_head_input(self.model, self.head_path) as captured:
+            logits = self.logits(batch)
+        return logits, self.ood.scores(captured[-1])
+
     def predict(self, paths: list[str | Path], topk: int = 5, batch_size: int = 32) -> list[Prediction]:
         """One Prediction per file, in order; unreadable files get an error instead of a crash."""
         topk = max(1, min(topk, len(self.class_names)))
@@ -91,10 +108,13 @@ class Predictor:
         def flush() -> None:
             if not pending:
                 return
-            probs = torch.softmax(self.logits(torch.stack([t for _, t in pending])), dim=1)
-            values, indices = probs.topk(topk, dim=1)
-            for (slot, _), vals, idxs in zip(pending, values.tolist(), indices.tolist()):
+            logits, ood = self.logits_and_ood(torch.stack([t for _, t in pending]))
+            values, indices = torch.softmax(logits, dim=1).topk(topk, dim=1)
+            for row, ((slot, _), vals, idxs) in enumerate(zip(pending, values.tolist(), indices.tolist())):
                 results[slot].top = [(self.class_names[i], float(v)) for v, i in zip(vals, idxs)]
+                if ood is not None:
+                    results[slot].ood_score = float(ood[row])
+                    results[slot].unfamiliar = bool(ood[row] > 1.0)
             pending.clear()
 
         for path in paths:

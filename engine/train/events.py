@@ -204,6 +204,20 @@ class RunFinished(Event):
 
 
 @dataclass(frozen=True)
+class EvaluationWritten(Event):
+    """After a finished run: the best checkpoint evaluated on the validation split (engine/infer/evaluation.py)."""
+
+    run_dir: str
+    path: str  # evaluation.json
+    count: int  # images evaluated
+    accuracy: float
+    top_k: int
+    top_k_accuracy: float
+    flagged: int  # images the out-of-distribution check found unlike the training data
+    seconds: float
+
+
+@dataclass(frozen=True)
 class RunStopped(Event):
     run_dir: str
     checkpoint: str
@@ -244,6 +258,11 @@ class EventBus:
 
     def __init__(self, callbacks: list[EventCallback] | None = None):
         self._subscribers: list[tuple[EventCallback, bool]] = [(c, False) for c in callbacks or []]
+
+    @property
+    def subscribers(self) -> list[tuple[EventCallback, bool]]:
+        """(callback, critical) in delivery order."""
+        return list(self._subscribers)
 
     def subscribe(self, callback: EventCallback, critical: bool = False, first: bool = False) -> None:
         entry = (callback, critical)

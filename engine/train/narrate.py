@@ -125,6 +125,12 @@ def _run_finished(e: ev.RunFinished, _total: int) -> list[str]:
     return [finish_line(e), f"  run folder: {e.run_dir}" + (f" (best checkpoint: {best})" if e.best_epoch else "")]
 
 
+def _evaluation_written(e: ev.EvaluationWritten, _total: int) -> list[str]:
+    flagged = f", {e.flagged} unlike the training data" if e.flagged else ""
+    return [f"Evaluated the best checkpoint on {e.count} validation images: accuracy {percent(e.accuracy)}, "
+            f"top-{e.top_k} {percent(e.top_k_accuracy)}{flagged} ({seconds_text(e.seconds)}); {e.path}"]
+
+
 def _run_failed(e: ev.RunFailed, _total: int) -> list[str]:
     kept = f"; last checkpoint kept: {e.checkpoint}" if e.checkpoint else ""
     return [f"Run failed: {e.error}{kept}"]
@@ -135,5 +141,5 @@ _NARRATORS = {
     ev.PhaseStarted: _phase_started, ev.DecodedCacheEstimated: _cache_estimated,
     ev.DecodedCacheFilled: _cache_filled, ev.FeaturesCached: _features_cached, ev.EpochFinished: _epoch_finished,
     ev.FreezeVerified: _freeze_verified, ev.RunStopped: _run_stopped, ev.RunFinished: _run_finished,
-    ev.RunFailed: _run_failed,
+    ev.RunFailed: _run_failed, ev.EvaluationWritten: _evaluation_written,
 }

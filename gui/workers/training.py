@@ -24,8 +24,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine.errors import ThawError
+from engine.infer.evaluation import RunEvaluator
 from engine.recipe import Recipe
 from engine.train import events as ev
+from engine.train.devices import pick_device
 from engine.train.runs import runs_root_for as engine_runs_root_for
 from engine.train.trainer import Trainer
 from gui.workers.threads import WorkerThread
@@ -74,6 +76,8 @@ class TrainingWorker(QObject):
                 trainer = Trainer.from_run_dir(self._run_dir, [self._on_event], self.control)
             else:
                 trainer = Trainer(self._recipe, [self._on_event], self.control, self._runs_root)
+            # A finished run's best checkpoint is evaluated (evaluation.json) before the thread ends.
+            trainer.bus.subscribe(RunEvaluator(pick_device(trainer.recipe.device)[0], emit=self._on_event))
             trainer.fit()  # failures during the run arrive as a RunFailed event
         except ThawError as exc:  # bad input, found before the run started
             self._on_event(ev.RunFailed("", str(exc), ""))

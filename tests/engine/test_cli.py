@@ -52,6 +52,9 @@ def test_train_prints_phases_epochs_and_skipped_files(trained_run):
     assert (run_dir / "metrics.csv").read_text().count("\n") == 4
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())  # written at the end of every finished run
+    assert "Evaluated the best checkpoint on 6 validation images" in text and str(run_dir / "evaluation.json") in text
+    assert len(evaluation["images"]) == 6
 
 
 def test_predict_json_and_text(trained_run, image_folder):

@@ -96,6 +96,7 @@ def test_full_run_draws_curves_and_writes_checkpoints(qtbot, panel, controller):
         assert [line.label.toPlainText() for line in phase_lines(plot)] == ["feature_extraction"]
     log = panel.runLog.toPlainText()
     assert "Epoch 1/2" in log and "Epoch 2/2" in log
+    assert "Evaluated the best checkpoint" in log and (Path(run_dir) / "evaluation.json").is_file()
     assert "Freeze verified in phase 1 'feature_extraction'" in panel.freezeLabel.text()
     assert "CPU" in panel.deviceLabel.text()
     assert panel.startButton.isEnabled() and not panel.stopButton.isEnabled()
