@@ -208,3 +208,14 @@ def test_desktop_entry_installs_for_the_user(tmp_path):
     source = subprocess.run([str(ROOT / "packaging" / "install_desktop.sh"), "--print", "--source"],
                             check=True, capture_output=True, text=True, timeout=60).stdout
     assert "main.py %F" in source
+
+
+def test_a_studio_that_cannot_be_imported_is_a_failed_check_after_the_engines(monkeypatch, capsys):
+    import main
+    from engine import selftest
+
+    monkeypatch.setattr(selftest.EngineChecks, "checks", lambda self: [("torch", lambda: "fine")])
+    monkeypatch.setitem(sys.modules, "gui.selftest_checks", None)  # `from gui import selftest_checks` raises
+    assert main.self_test([]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^ok\s+torch", out, re.M) and re.search(r"^FAIL\s+studio\s.*gui.selftest_checks", out, re.M)
