@@ -502,13 +502,13 @@ def _check_text(value: str, where: str, rule: TextRule) -> None:
         raise RecipeError(where, "is empty" if not value else "is only white space")
     if len(value) > rule.max_chars:
         raise RecipeError(where, f"is {len(value)} characters long; at most {rule.max_chars} are allowed")
-    bad = next((c for c in value if not c.isprintable()), None)
-    if bad is not None:
-        raise RecipeError(where, f"contains the control character {bad!r}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise RecipeError(where, f"is not valid text (an unpaired surrogate at character {exc.start})") from None
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:  # a newline in a name breaks every one-line message and CSV column that shows it
+        raise RecipeError(where, f"contains the unprintable character {bad!r}")
 
 
 def recipe_limits() -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.train.checkpoints import load_checkpoint, load_model_state, validate_checkpoint
+from engine.train.checkpoints import load_checkpoint, load_model_state, model_of_checkpoint, validate_checkpoint
 from engine.errors import BadInputError
 from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image
 from engine.model.build import build_model
@@ -89,7 +89,7 @@ class Predictor:
         state = load_checkpoint(path)
         validate_checkpoint(state, path, "predict")
         recipe = Recipe.from_dict(state["recipe"])
-        built = build_model(recipe.model, len(state["class_names"]), recipe.data, pretrained=False)
+        built = model_of_checkpoint(state, path)
         load_model_state(built.model, state["model"], path, built.head_path)
         return cls(built.model, list(state["class_names"]), Preprocessing.from_dict(state["preprocessing"]), device,
                    recipe, built.head_path)

@@ -289,25 +289,34 @@ def check_model_state(model: torch.nn.Module, state_dict: dict[str, torch.Tensor
                         f"({type(model).__name__}, {len(own)} tensors): " + "; ".join(parts))
 
 
-def check_checkpoint_fits(state: dict[str, Any], source: str | Path) -> None:
-    """Do the checkpoint's weights fit the model its own recipe builds (for `resume`, before anything is
-    prepared)? The model is built on the meta device: shapes only, no memory, no weights. Call after
-    `validate_checkpoint`."""
+def model_of_checkpoint(state: dict[str, Any], source: str | Path, meta: bool = False) -> Any:
+    """The model the checkpoint's recipe builds (a `BuiltModel`, no weights loaded), for its class count.
+    `meta`: on the meta device (shapes only, no memory). A recipe whose model cannot be built is a
+    BadInputError about the checkpoint. Call after `validate_checkpoint`."""
     from engine.errors import ThawError
     from engine.model.build import build_model
     from engine.recipe import Recipe
 
     recipe = Recipe.from_dict(state["recipe"])
+    classes = len(state["class_names"])
     try:
-        try:
-            with torch.device("meta"):
-                built = build_model(recipe.model, len(state["class_names"]), recipe.data, pretrained=False)
-        except ThawError:
-            raise
-        except Exception:  # noqa: BLE001 - RegNet computes its widths with real tensors; build it for real
-            built = build_model(recipe.model, len(state["class_names"]), recipe.data, pretrained=False)
+        if meta:
+            try:
+                with torch.device("meta"):
+                    return build_model(recipe.model, classes, recipe.data, pretrained=False)
+            except ThawError:
+                raise
+            except Exception:  # noqa: BLE001 - RegNet computes its widths with real tensors; build it for real
+                pass
+        return build_model(recipe.model, classes, recipe.data, pretrained=False)
     except ThawError as exc:
-        raise BadInputError(f"checkpoint {source}: its recipe's model cannot be built: {exc}") from None
+        raise BadInputError(f"checkpoint {source}: its recipe's model cannot be built ({exc})") from None
+
+
+def check_checkpoint_fits(state: dict[str, Any], source: str | Path) -> None:
+    """Do the checkpoint's weights fit the model its own recipe builds (for `resume`, before anything is
+    prepared)? Checked on the meta device. Call after `validate_checkpoint`."""
+    built = model_of_checkpoint(state, source, meta=True)
     check_model_state(built.model, state["model"], source, built.head_path)
 
 
