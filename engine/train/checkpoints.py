@@ -40,7 +40,7 @@ def nonfinite_tensors(obj: Any, prefix: str = "") -> list[str]:
     not tensors of the model: a plateau scheduler's initial `best` is legitimately infinite."""
     found: list[str] = []
     if isinstance(obj, torch.Tensor):
-        if (obj.is_floating_point() or obj.is_complex()) and obj.numel() and not bool(torch.isfinite(obj).all()):
+        if (obj.is_floating_point() or obj.is_complex()) and obj.numel() and not _finite(obj.detach()):
             found.append(prefix or "(tensor)")
     elif isinstance(obj, dict):
         for key, value in obj.items():
@@ -49,6 +49,14 @@ def nonfinite_tensors(obj: Any, prefix: str = "") -> list[str]:
         for i, value in enumerate(obj):
             found += nonfinite_tensors(value, f"{prefix}[{i}]")
     return found
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    # min and max propagate NaN and hold any ±inf: 5-8x faster than isfinite(t).all() on the CPU (no bool
+    # tensor of the model's size is allocated); measured in bench/checkpoint_write.py.
+    if tensor.is_complex():
+        return bool(torch.isfinite(tensor).all())
+    return bool(torch.isfinite(torch.stack(torch.aminmax(tensor))).all())
 
 
 def check_finite(state: Any, what: str) -> None:
