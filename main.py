@@ -5,6 +5,7 @@ gui/selftest_checks.py)."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 
 
@@ -14,12 +15,15 @@ def main(argv: list[str] | None = None) -> int:
         return self_test(argv[1:])
     from engine.cli import command_names
 
-    wants_cli = bool(argv) and (argv[0] in command_names() or argv[0] in ("-h", "--help", "-v", "--verbose"))
+    commands = command_names()
+    wants_cli = bool(argv) and (argv[0] in commands or argv[0] in ("-h", "--help", "-v", "--verbose"))
     if wants_cli:
         from engine.cli import main as cli_main
 
         return cli_main(argv)
-    # Anything else (nothing, a recipe file, an image folder) opens the studio.
+    if argv and not argv[0].startswith("-") and not os.path.exists(argv[0]):
+        return unknown_command(argv[0], commands)
+    # Anything else (nothing, a recipe file, an image folder, Qt's own options) opens the studio.
     from gui.app import run_studio
 
     return run_studio(argv)
@@ -44,6 +48,19 @@ def self_test(argv: list[str]) -> int:
         return run_self_test(argv, lambda _work, _args: Unimportable())
     studio.prepare_display()
     return run_self_test(argv, studio.StudioChecks.from_args, studio.add_arguments, studio.where())
+
+
+def unknown_command(word: str, commands: list[str]) -> int:
+    """A mistyped command must not open (or, without a display, crash) the studio: say so, exit 2."""
+    import difflib
+
+    from engine.cli.exit_codes import EXIT_BAD_INPUT
+
+    close = difflib.get_close_matches(word, commands, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    print(f"error: unknown command '{word}' (and no such file or folder).{hint} Commands: {', '.join(commands)}; "
+          f"see `main.py --help`.", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

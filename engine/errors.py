@@ -1,5 +1,7 @@
 """The engine's error types. Each says what is wrong in words a user can act on."""
 
+from __future__ import annotations
+
 
 class ThawError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -24,3 +26,26 @@ class WeightsUnavailableError(ThawError):
 
 class GroupAssignmentError(BadInputError):
     """Parameter groups do not cover every trainable parameter exactly once."""
+
+
+class RunLockedError(BadInputError):
+    """Another process is training this run folder (it holds the folder's lock). `pid` is that process."""
+
+    def __init__(self, run_dir: str, pid: int | None):
+        self.run_dir = run_dir
+        self.pid = pid
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"{run_dir} is already running ({who}); wait for it to finish or stop it first")
+
+
+class NonFiniteError(ThawError):
+    """A model or optimizer state holds NaN or infinite values; it is never written as a checkpoint."""
+
+    def __init__(self, what: str, names: list[str]):
+        self.names = list(names)
+        shown = ", ".join(names[:4]) + (f" … (+{len(names) - 4})" if len(names) > 4 else "")
+        super().__init__(f"{what} holds non-finite values (NaN or infinity) in {len(names)} tensor(s): {shown}")
+
+
+class CheckpointWriteError(ThawError):
+    """A checkpoint could not be written (disk full, file size limit, permissions); the previous one is kept."""

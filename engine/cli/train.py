@@ -1,4 +1,10 @@
-"""`train` and `resume`: a run headless, printed as it goes; Ctrl-C stops cleanly with a checkpoint."""
+"""`train` and `resume`: a run headless, printed as it goes; Ctrl-C stops cleanly with a checkpoint.
+
+What is refused before anything trains (exit 2): a recipe or override that is invalid, a runs folder that
+cannot be written, a batch that cannot fit in memory, a run folder another process is training (its lock),
+a checkpoint that is not one or does not fit its recipe, a moved data folder with other classes.
+One Ctrl-C stops after the batch and exits 3 (EXIT_STOPPED), so a script can tell "stopped" from "finished".
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import signal
 import sys
 
 from engine.cli.console import ConsoleReporter
-from engine.cli.exit_codes import EXIT_FAILED, EXIT_OK
+from engine.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 
 
 def register(sub) -> None:
@@ -26,6 +32,7 @@ def register(sub) -> None:
     p = sub.add_parser("resume", help="continue a stopped or failed run from its last checkpoint",
                        description="continue a stopped or failed run from its last checkpoint")
     p.add_argument("run_dir", help="a run folder (holds checkpoints/last.pt)")
+    p.add_argument("--data", help="the run's data folder, if it moved (same classes)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=cmd_resume)
 
@@ -50,6 +57,8 @@ def _run_trainer(trainer, quiet: bool) -> int:
         signal.signal(signal.SIGINT, previous)
     if result.status == "failed":
         return EXIT_FAILED
+    if result.status == "stopped":
+        return EXIT_STOPPED
     return EXIT_OK
 
 
@@ -63,6 +72,7 @@ def _evaluate_at_the_end(trainer) -> None:
 
 
 def cmd_train(args) -> int:
+    from engine.errors import BadInputError
     from engine.planning.presets import _scale_epochs
     from engine.recipe import Recipe
     from engine.train.trainer import Trainer
@@ -74,11 +84,13 @@ def cmd_train(args) -> int:
         recipe.device = args.device
     if args.weights_file:
         recipe.model.weights_file = args.weights_file
-    if args.batch_size:
+    if args.batch_size is not None:
         recipe.batch_size = args.batch_size
     if args.tensorboard:
         recipe.tensorboard = True
-    if args.epochs:
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise BadInputError(f"--epochs must be at least 1, got {args.epochs}")
         _scale_epochs(recipe.phases, args.epochs)
     recipe.validate()
     trainer = Trainer(recipe, [ConsoleReporter(args.quiet)], runs_root=args.out)
@@ -88,5 +100,7 @@ def cmd_train(args) -> int:
 def cmd_resume(args) -> int:
     from engine.train.trainer import Trainer
 
-    trainer = Trainer.from_run_dir(args.run_dir, [ConsoleReporter(args.quiet)])
+    # The trainer takes the run's lock, cleans what an interrupted write left, and refuses a checkpoint that is not
+    # one, does not fit its recipe, or a moved data folder with other classes.
+    trainer = Trainer.from_run_dir(args.run_dir, [ConsoleReporter(args.quiet)], data_root=args.data or "")
     return _run_trainer(trainer, args.quiet)

@@ -8,6 +8,7 @@ different number of loader workers, sees exactly the same augmented images.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,9 @@ import torch
 from torch.utils.data import Dataset
 
 from engine.errors import BadInputError
-from engine.data.images import UnreadableImageError, load_image
+from engine.data.images import CHANNELS_REASON, UnreadableImageError, load_image
 from engine.recipe import DataConfig
-from engine.data.scan import DatasetError, Problem, ScanReport, scan_folder
+from engine.data.scan import EMPTY_CLASS_REASON, DatasetError, Problem, ScanReport, scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,7 @@ def prepare_data(config: DataConfig, train_transform: Callable, eval_transform: 
         report = report or scan_folder(config.root, channels=channels)
     except DatasetError as exc:
         raise BadInputError(str(exc)) from exc
-    if len([c for c, n in report.counts.items() if n > 0]) < 2:
-        raise BadInputError(f"{config.root}: need at least two classes with usable images, found "
-                            f"{', '.join(f'{c} ({n})' for c, n in report.counts.items()) or 'none'}")
+    check_usable(report, config.root, channels)
     if report.layout == "train_val":
         train = [(p, c) for p, c, split in report.samples if split == "train"]
         val = [(p, c) for p, c, split in report.samples if split == "val"]
@@ -164,6 +163,47 @@ def prepare_data(config: DataConfig, train_transform: Callable, eval_transform: 
         raise BadInputError(f"{config.root}: the split leaves {len(train)} training and {len(val)} validation images")
     return PreparedData(ImageFiles(train, train_transform, channels, seed), ImageFiles(val, eval_transform, channels, seed),
                         list(report.classes), list(report.problems), report)
+
+
+def check_usable(report: ScanReport, root: str, channels: int) -> None:
+    """The data-layer rule the CLI and the studio share: every class folder needs training images.
+
+    An empty class (no usable image in it, or in train/ for the train/val layout) is refused with the reason,
+    not trained as a class the head can never learn (and `predict` would still rank). Remove the folder or
+    add images. When nothing at all is usable because of the channel count, that is said first."""
+    if report.num_samples == 0:
+        refused = [p for p in report.problems if p.reason.startswith(CHANNELS_REASON)]
+        if refused:
+            raise BadInputError(
+                f"{root}: none of its {len(refused)} image files can feed a model with model.in_channels "
+                f"{channels}: {CHANNELS_REASON}, so {channels}-channel input needs .npy arrays (H×W×{channels}); "
+                f"for ordinary images set model.in_channels to 3 (or 1 for greyscale)")
+    if len(report.classes) < 2:
+        raise BadInputError(f"{root}: need at least two class folders, found "
+                            f"{', '.join(report.classes) or 'none'}")
+    if report.empty_classes:
+        details = []
+        for name in report.empty_classes[:5]:
+            folder = next((p.path for p in report.problems if p.is_folder and os.path.basename(p.path) == name
+                           and p.reason == EMPTY_CLASS_REASON), name)
+            unusable = sum(1 for p in report.problems if not p.is_folder and p.path.startswith(folder + os.sep))
+            details.append(f"'{name}'" + (f" ({unusable} unusable files)" if unusable else ""))
+        more = f" and {len(report.empty_classes) - 5} more" if len(report.empty_classes) > 5 else ""
+        raise BadInputError(f"{root}: class folder {', '.join(details)}{more} has no usable training images; "
+                            f"every class needs some (a class without images would be an output the model "
+                            f"never learns): add images or remove the folder")
+
+
+def check_same_classes(expected: list[str], found: list[str], root: str) -> None:
+    """A resumed run's data (e.g. a folder that moved) must hold exactly the classes its model was built for."""
+    if list(found) != list(expected):
+        missing = [c for c in expected if c not in found]
+        extra = [c for c in found if c not in expected]
+        what = "; ".join(part for part in (f"missing {', '.join(missing[:5])}" if missing else "",
+                                            f"new {', '.join(extra[:5])}" if extra else "") if part)
+        raise BadInputError(f"{root} holds other classes than the run was trained on ({what or 'another order'}): "
+                            f"the run's model has {len(expected)} outputs for {', '.join(expected[:8])}"
+                            f"{' …' if len(expected) > 8 else ''}")
 
 
 _SPLIT_ARGS = {"SVHN": ("split", "train", "test"), "STL10": ("split", "train", "test")}

@@ -24,6 +24,9 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".npy"}
 )
 
+# The reason an image file cannot feed a model with another channel count (engine/data/datasets.py looks for it).
+CHANNELS_REASON = "image files have 1, 3 or 4 channels"
+
 _WHITE = (255, 255, 255)
 # Modes holding one channel wider than 8 bits; PIL's own convert() clips these at 255 instead of scaling.
 _WIDE_GREY_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
@@ -57,9 +60,7 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
     if _is_npy(path):
         return torch.from_numpy(_npy_to_chw(_read_npy(path), channels, path))
     if channels not in (1, 3, 4):
-        raise UnreadableImageError(
-            path, f"image files have 1, 3 or 4 channels; needs .npy arrays for {channels}-channel input"
-        )
+        raise UnreadableImageError(path, f"{CHANNELS_REASON}; needs .npy arrays for {channels}-channel input")
     img = _open_decoded(path)
     try:
         converted = {1: _to_l, 3: _to_rgb, 4: _to_rgba}[channels](img)

@@ -32,7 +32,7 @@ VAL_FOLDER_NAMES = ("val", "valid", "validation")  # in order of preference when
 _JUNK_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})
 _JUNK_FOLDERS = frozenset({"__macosx", "@eadir", "$recycle.bin", "system volume information"})
 
-_EMPTY_CLASS_REASON = "empty class folder (no usable images)"
+EMPTY_CLASS_REASON = "empty class folder (no usable images)"
 _LOOSE_FILE_REASON = "file outside a class folder"
 _MAX_PROGRESS_CALLS = 100
 _IMBALANCE_WARNING_RATIO = 3.0
@@ -179,6 +179,7 @@ def scan_folder(
 
     problems: list[Problem] = []
     layout, class_dirs = _find_class_folders(root, problems)
+    class_dirs = _without_aliases(class_dirs, problems)
     classes = sorted({name for _split, name, _folder in class_dirs})
     class_index = {name: index for index, name in enumerate(classes)}
 
@@ -212,7 +213,7 @@ def scan_folder(
     usable = {(split, classes[index]) for _, index, split in samples}
     for key, folder in sorted(folder_of.items()):
         if key not in usable:
-            problems.append(Problem(folder, _EMPTY_CLASS_REASON, is_folder=True))
+            problems.append(Problem(folder, EMPTY_CLASS_REASON, is_folder=True))
     # A class is "empty" when nothing can be trained on it: images that exist only in val/ do not help.
     training = split_counts["train"] if split_counts else counts
     empty_classes = [name for name in classes if training[name] == 0]
@@ -274,6 +275,27 @@ def _class_folders_of_split(split_folder: str, problems: list[Problem]) -> list[
     folders, loose_files = _list_dir(split_folder, problems)
     problems += [Problem(path, _LOOSE_FILE_REASON) for path in loose_files]
     return folders
+
+
+def _without_aliases(class_dirs: list[tuple[str, str, str]], problems: list[Problem]) -> list[tuple[str, str, str]]:
+    """Drop class folders that are the same folder as an earlier one (a symbolic link to it): their images
+    would count twice, or, between train/ and val/, validation would score training images. A real folder
+    wins over a link to it; each dropped one is a visible folder problem."""
+    order = sorted(range(len(class_dirs)), key=lambda i: (os.path.islink(class_dirs[i][2]), i))
+    seen: dict[str, tuple[str, str, str]] = {}
+    dropped: set[int] = set()
+    for i in order:
+        split, name, folder = class_dirs[i]
+        real = os.path.realpath(folder)
+        first = seen.get(real)
+        if first is None:
+            seen[real] = class_dirs[i]
+            continue
+        dropped.add(i)
+        other = f"{first[0]}/{first[1]}" if first[0] else first[1]
+        problems.append(Problem(folder, f"same folder as class '{other}' (a symbolic link); not counted twice",
+                                is_folder=True))
+    return [d for i, d in enumerate(class_dirs) if i not in dropped]
 
 
 # --- walking the file system ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ are prepared with the preprocessing stored beside the weights, so inference sees
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -10,11 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.train.checkpoints import load_checkpoint
+from engine.train.checkpoints import load_checkpoint, load_model_state, model_of_checkpoint, validate_checkpoint
 from engine.errors import BadInputError
 from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image
 from engine.infer.ood import OODCalibration, captured_head_input, head_digest, load_calibration
-from engine.model.build import build_model
 from engine.data.preprocessing import Preprocessing
 from engine.recipe import Recipe
 from engine.data.transforms import eval_transform
@@ -38,6 +38,28 @@ class Prediction:
         d = asdict(self)
         d["top"] = [{"class": c, "probability": p} for c, p in self.top]
         return d
+
+
+def inference_device(requested: str | torch.device) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `mps`, present on this machine; BadInputError naming `--device` otherwise."""
+    if isinstance(requested, torch.device):
+        return requested
+    text = str(requested).strip().lower()
+    if text == "auto":
+        from engine.train.devices import pick_device
+
+        return pick_device("auto")[0]
+    match = re.fullmatch(r"(cpu|mps|cuda)(?::(\d{1,3}))?", text)
+    if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
+        raise BadInputError(f"--device {requested!r} is not a device: use cpu, cuda, cuda:N, mps or auto")
+    kind, index = match.group(1), int(match.group(2) or 0)
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
+    if kind == "cuda" and index >= torch.cuda.device_count():
+        raise BadInputError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BadInputError(f"--device {requested}: MPS is not available on this machine; use --device cpu")
+    return torch.device(text)
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:
@@ -67,13 +89,14 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+        """A tampered or foreign checkpoint (another architecture, fewer classes, a model that is not a state
+        dict, non-finite weights) and a device this machine lacks are BadInputErrors, never tracebacks."""
+        device = inference_device(device)
         state = load_checkpoint(path)
-        for key in ("model", "recipe", "class_names", "preprocessing"):
-            if key not in state:
-                raise BadInputError(f"{path} is not a Thaw checkpoint (no '{key}')")
+        validate_checkpoint(state, path, "predict")
         recipe = Recipe.from_dict(state["recipe"])
-        built = build_model(recipe.model, len(state["class_names"]), recipe.data, pretrained=False)
-        built.model.load_state_dict(state["model"])
+        built = model_of_checkpoint(state, path)
+        load_model_state(built.model, state["model"], path, built.head_path)
         predictor = cls(built.model, list(state["class_names"]), Preprocessing.from_dict(state["preprocessing"]),
                         device, recipe, built.head_path)
         predictor.ood = load_calibration(path, head_digest(state["model"], built.head_path))

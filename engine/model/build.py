@@ -8,6 +8,7 @@ from typing import Callable
 
 from torch import nn
 
+from engine.errors import BadInputError
 from engine.model import zoo
 from engine.data.preprocessing import Preprocessing
 from engine.recipe import DataConfig, ModelConfig
@@ -32,32 +33,37 @@ class BuiltModel:
     stages: StageMap
     weights_name: str  # exact: "ResNet50_Weights.IMAGENET1K_V2", "file:<path>" or "none"
     preprocessing: Preprocessing
-    load_report: zoo.LoadReport | None = None
+    load_report: zoo.LoadReport | None = None  # set when a local weights file was loaded; print it always
 
 
 def build_model(config: ModelConfig, num_classes: int, data: DataConfig | None = None,
                 progress: Callable[[int, int], None] | None = None, pretrained: bool = True) -> BuiltModel:
-    """`pretrained=False` builds the same architecture without loading any weights (to restore a checkpoint)."""
+    """`pretrained=False` builds the same architecture without loading any weights (to restore a checkpoint).
+
+    A local weights file must cover the backbone (see `zoo.LoadReport`): a file of another architecture is
+    refused with BadInputError saying what matched and what did not, never trained from random weights."""
     weights = zoo.resolve_weights(config.arch, config.weights) if not config.weights_file else None
     preprocessing = resolve_preprocessing(config, data)
+    state = zoo.read_state_dict(config.weights_file) if config.weights_file and pretrained else None
     if pretrained and weights is not None:
         model = zoo.build_backbone(config.arch, weights, progress)  # torchvision configures and loads
     else:  # the same architecture the weights (or the preprocessing) call for, without loading anything
         model = zoo.build_backbone(config.arch, None, progress,
                                    **zoo.architecture_kwargs(config.arch, weights, preprocessing.crop_size))
-    report = None
-    state_file = None
-    if config.weights_file and pretrained:
-        report = zoo.load_weights_file(model, config.weights_file)
-        state_file = config.weights_file
+    # A file of the torchvision model as built (e.g. an ImageNet state dict) loads before surgery, so the
+    # input conv is adapted from its filters; one saved from an adapted model (other channel count, this
+    # many classes: a Thaw checkpoint) fits only after surgery. Both passes load what fits.
+    before = zoo.load_matching(model, state) if state is not None else set()
+    original_keys = set(model.state_dict()) if state is not None else set()
     input_conv = adapt_input_channels(model, config.in_channels)
     head_path = replace_head(model, num_classes, config.head)
-    if state_file and report and (report.mismatched or report.unexpected):
-        # A file saved from an adapted model (other channel count, same head) fits only after surgery.
-        retry = zoo.load_weights_file(model, state_file)
-        report.missing = retry.missing
-        report.mismatched = retry.mismatched
-        report.unexpected = retry.unexpected
+    report = None
+    if state is not None:
+        after = zoo.load_matching(model, state)
+        replaced = original_keys - set(model.state_dict())
+        report = zoo.assess_load(config.weights_file, model, state, before, after, replaced, head_path, input_conv)
+        if not report.fits:
+            raise BadInputError(report.refusal(config.arch))
     if weights is not None:
         weights_name = str(weights)
     elif config.weights_file:

@@ -66,7 +66,10 @@ def apply_freeze_plan(model: nn.Module, stages: StageMap, trainable: list[str], 
 
     overrides = {}
     for path, mode in (bn_overrides or {}).items():
-        targets = resolve(model, stages, [path], f"{field_prefix}.bn_modes")
+        try:
+            targets = resolve(model, stages, [path], f"{field_prefix}.bn_modes")
+        except RecipeError as exc:  # name the key the user wrote, not its index in a one-element list
+            raise RecipeError(f"{field_prefix}.bn_modes[{path}]", exc.message) from None
         for target in targets:
             overrides[target] = mode
     modes: dict[str, str] = {}
@@ -103,6 +106,18 @@ def set_train_mode(model: nn.Module, bn_modes: dict[str, str], training: bool = 
         for name, mode in bn_modes.items():
             if mode in (BN_FROZEN, BN_FROZEN_STATS) and name in modules:
                 modules[name].eval()
+
+
+def check_trains_something(state: FreezeState, trainable: list[str], frozen: list[str], field_prefix: str) -> None:
+    """A phase must train at least one parameter: refuse (before any phase runs) one whose `frozen` list, or
+    BN modes, freeze everything its `trainable` list names."""
+    if state.trainable:
+        return
+    if frozen:
+        raise RecipeError(f"{field_prefix}.frozen", f"freezes everything {trainable} trains: the phase would train "
+                                                    f"no parameter; remove entries from frozen or add to trainable")
+    raise RecipeError(f"{field_prefix}.trainable", f"{trainable} holds no trainable parameter (BatchNorm modes "
+                                                   f"freeze them all); the phase would train nothing")
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

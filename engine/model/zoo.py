@@ -210,20 +210,119 @@ def _download(url: str, target: Path, progress: ProgressCallback | None) -> None
 
 @dataclass
 class LoadReport:
-    """What loading a local weights file did: keys the model lacked, keys it did not know, shapes that differ."""
+    """What loading a local weights file did, tensor by tensor.
+
+    The backbone is every tensor of the model but the new head (BatchNorm's `num_batches_tracked` counters
+    aside). It must be covered: each of its tensors loaded from the file, or adapted from it by the documented
+    first-conv rule (RGB filters copied, extra channels the RGB mean). The head is expected to differ.
+    """
 
     file: str
-    missing: list[str]
-    unexpected: list[str]
-    mismatched: list[str]
+    missing: list[str]  # backbone tensors the file does not have
+    unexpected: list[str]  # file tensors the model has no place for (ignored)
+    mismatched: list[str]  # file tensors whose shape differs from the model's (skipped; the head's expectedly)
+    matched: int = 0  # backbone tensors loaded from the file
+    required: int = 0  # backbone tensors
+    adapted: list[str] = field(default_factory=list)  # input-conv tensors adapted to another channel count
+    head: list[str] = field(default_factory=list)  # the new head's tensors
+    head_loaded: bool = False  # the file had a head of exactly this shape (same number of classes)
+    not_covered: list[str] = field(default_factory=list)  # backbone tensors neither loaded nor adapted
+    shapes: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)  # mismatched: (file, model)
+
+    @property
+    def fits(self) -> bool:
+        """True when the whole backbone came from the file."""
+        return not self.not_covered
 
     def text(self) -> str:
-        parts = [f"loaded {self.file}"]
-        for name, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("shape mismatch (skipped)", self.mismatched)):
+        parts = [f"loaded {self.file}: {self.matched} of {self.required} backbone tensors"]
+        if self.adapted:
+            parts.append(f"input conv adapted to the recipe's channels ({', '.join(self.adapted)})")
+        if self.head:
+            parts.append("head loaded from the file" if self.head_loaded else f"new head ({len(self.head)} tensors)")
+        for name, keys in (("missing", self.missing), ("unexpected", self.unexpected),
+                           ("shape mismatch (skipped)", self.mismatched)):
             if keys:
-                shown = ", ".join(keys[:6]) + (f" … (+{len(keys) - 6})" if len(keys) > 6 else "")
-                parts.append(f"{len(keys)} {name}: {shown}")
+                parts.append(f"{len(keys)} {name}: {_shown(keys)}")
         return "; ".join(parts)
+
+    def refusal(self, arch: str) -> str:
+        """Why the file is refused: what matched, what did not."""
+        lacking = [k for k in self.not_covered if k in self.missing]
+        wrong = [k for k in self.not_covered if k in self.shapes]
+        parts = [f"weights file {self.file} does not fit {arch}: {self.matched} of {self.required} backbone "
+                 f"tensors match"]
+        if lacking:
+            parts.append(f"{len(lacking)} missing from the file ({_shown(lacking, 3)})")
+        if wrong:
+            shown = ", ".join(f"{k} {self.shapes[k][0]} in the file vs {self.shapes[k][1]}" for k in wrong[:2])
+            parts.append(f"{len(wrong)} of another shape ({shown}{' …' if len(wrong) > 2 else ''})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} file tensors unknown to {arch}")
+        hint = f"Is it a state dict of {arch}?"
+        if len(wrong) == 1 and not lacking and len(self.shapes[wrong[0]][0]) == 4:
+            file_in, model_in = self.shapes[wrong[0]][0][1], self.shapes[wrong[0]][1][1]
+            if file_in != model_in:
+                hint = f"The file's input layer takes {file_in} channels: set model.in_channels to {file_in}."
+        return "; ".join(parts) + ". " + hint
+
+
+def _shown(keys: list[str], limit: int = 6) -> str:
+    return ", ".join(keys[:limit]) + (f" … (+{len(keys) - limit})" if len(keys) > limit else "")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A user's state dict (read weights_only); Thaw checkpoints, {"state_dict": …} and DataParallel/DDP
+    ("module." prefixes) layouts are unwrapped."""
+    from engine.torch_files import load_plain
+
+    state = load_plain(path, "weights file")
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a Thaw checkpoint or a common training-script layout
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BadInputError(f"weights file {path} does not hold a state dict of tensors")
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> set[str]:
+    """Load every tensor of `state` whose name and shape the model has; returns their names."""
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    model.load_state_dict(usable, strict=False)
+    return set(usable)
+
+
+def assess_load(file: str, model: torch.nn.Module, state: dict[str, torch.Tensor], before_surgery: set[str],
+                after_surgery: set[str], replaced: set[str], head_path: str, input_conv: str | None) -> LoadReport:
+    """The report of a two-pass load: `before_surgery` were loaded into the torchvision model as built (then
+    the input conv was adapted and the head replaced), `after_surgery` into the final model. `replaced` are
+    the pre-surgery model's tensors that surgery removed (the old head, auxiliary classifiers)."""
+    from engine.model.stages import covers
+
+    own = model.state_dict()
+    head = sorted(k for k in own if covers(head_path, k))
+    backbone = [k for k in own if k not in head and not k.endswith("num_batches_tracked")]
+    adapted = sorted(k for k in backbone if input_conv and covers(input_conv, k) and k not in after_surgery
+                     and k in before_surgery)
+    covered = [k for k in backbone if k in after_surgery or k in before_surgery]
+    loaded_anywhere = before_surgery | after_surgery
+    mismatched = sorted(k for k in state if k in own and k not in loaded_anywhere)
+    unexpected = sorted(k for k in state if k not in own and k not in loaded_anywhere and k not in replaced)
+    return LoadReport(
+        file=file,
+        missing=sorted(k for k in backbone if k not in state),
+        unexpected=unexpected,
+        mismatched=mismatched,
+        matched=len(covered) - len(adapted),
+        required=len(backbone),
+        adapted=adapted,
+        head=head,
+        head_loaded=bool(head) and all(k in after_surgery for k in head),
+        not_covered=[k for k in backbone if k not in covered],
+        shapes={k: (list(state[k].shape), list(own[k].shape)) for k in mismatched},
+    )
 
 
 def build_backbone(arch: str, weights: Any | None, progress: ProgressCallback | None = None,
@@ -255,29 +354,6 @@ def architecture_kwargs(arch: str, weights: Any | None, crop_size: int) -> dict[
     if "transform_input" in params and weights is not None:
         kwargs["transform_input"] = True
     return kwargs
-
-
-def load_weights_file(model: torch.nn.Module, path: str | Path) -> LoadReport:
-    """Load a user's state dict (weights_only). Keys whose shapes differ (typically the head) are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
-        raise BadInputError(f"weights file {path} cannot be read as a PyTorch state dict: {exc}") from exc
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # a Thaw checkpoint or a common training-script layout
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BadInputError(f"weights file {path} does not hold a state dict of tensors")
-    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel/DDP
-    own = model.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    usable = {k: v for k, v in state.items() if k not in mismatched}
-    result = model.load_state_dict(usable, strict=False)
-    return LoadReport(str(path), sorted(result.missing_keys), sorted(result.unexpected_keys), sorted(mismatched))
 
 
 def torchvision_version() -> str:

@@ -43,6 +43,14 @@ class DataPrepared(Event):
 
 
 @dataclass(frozen=True)
+class TempFilesRemoved(Event):
+    """Resuming: temporary files an interrupted write (a kill, a full disk) left in the run folder were removed."""
+
+    run_dir: str
+    files: list[str]
+
+
+@dataclass(frozen=True)
 class WeightsLoaded(Event):
     """Which pretrained tensors the model received (a local weights file, or torchvision's), said every time."""
 

@@ -69,6 +69,8 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
         lrs = current_lrs(optimizer)  # the rates this batch trains with (the schedule moves them after the step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if not scaler.is_enabled():  # with fp16, the scaler itself skips steps whose gradients overflowed
+            _check_gradients(phase, state.epoch, batch)
         scaler.step(optimizer)
         scaler.update()
         phase.schedule.step_batch()
@@ -90,6 +92,17 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
         bus.emit(ev.BatchFinished(state.epoch, batch, n_batches, state.global_step, loss_value, sums.accuracy, lrs,
                                   rate))
     return True
+
+
+def _check_gradients(phase: ActivePhase, epoch: int, batch: int) -> None:
+    """A non-finite gradient stops the run before the step would write it into the weights."""
+    grads = [p.grad for group in phase.optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads or math.isfinite(float(torch.stack(torch._foreach_norm(grads)).sum())):
+        return
+    bad = next(name for name, p in phase.setup.model.named_parameters()
+               if p.grad is not None and not bool(torch.isfinite(p.grad).all()))
+    raise TrainingError(f"the gradient of {bad} became non-finite at epoch {epoch + 1}, batch {batch + 1} (phase "
+                        f"'{phase.config.name}'); lower the learning rate. The last good checkpoint is kept.")
 
 
 def evaluate(model: nn.Module, batches, device: DeviceSetup, criterion: nn.Module, max_batches: int = 0

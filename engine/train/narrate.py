@@ -44,7 +44,11 @@ def _data_prepared(e: ev.DataPrepared, _total: int) -> list[str]:
 
 
 def _weights_loaded(e: ev.WeightsLoaded, _total: int) -> list[str]:
-    return [f"Weights {e.source}: {e.report}"]
+    return [f"Weights: {e.report}"]
+
+
+def _temp_files_removed(e: ev.TempFilesRemoved, _total: int) -> list[str]:
+    return [f"Removed {len(e.files)} temporary file(s) an interrupted write left in {e.run_dir}"]
 
 
 def _run_started(e: ev.RunStarted, total: int) -> list[str]:
@@ -137,7 +141,8 @@ def _run_failed(e: ev.RunFailed, _total: int) -> list[str]:
 
 
 _NARRATORS = {
-    ev.DataPrepared: _data_prepared, ev.WeightsLoaded: _weights_loaded, ev.RunStarted: _run_started,
+    ev.DataPrepared: _data_prepared, ev.WeightsLoaded: _weights_loaded, ev.TempFilesRemoved: _temp_files_removed,
+    ev.RunStarted: _run_started,
     ev.PhaseStarted: _phase_started, ev.DecodedCacheEstimated: _cache_estimated,
     ev.DecodedCacheFilled: _cache_filled, ev.FeaturesCached: _features_cached, ev.EpochFinished: _epoch_finished,
     ev.FreezeVerified: _freeze_verified, ev.RunStopped: _run_stopped, ev.RunFinished: _run_finished,

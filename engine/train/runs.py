@@ -6,6 +6,7 @@
         batches.csv        one row per optimizer step: loss, running accuracy, per-group lr (the live curves)
         summary.json       best/final accuracy, wall time, images/s, trainable parameters per phase, device …
         skipped_files.txt  files that could not be used, with the reason
+        run.lock           held (and holding the pid) while a process trains the run (engine/train/run_lock.py)
         checkpoints/last.pt, checkpoints/best.pt
 """
 
@@ -15,6 +16,7 @@ import csv
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ BATCHES_FILE = "batches.csv"
 SKIPPED_FILE = "skipped_files.txt"
 CHECKPOINT_DIR = "checkpoints"
 RUNS_ENV = "THAW_RUNS_DIR"
+INTERRUPTED = "interrupted"  # status of a run whose summary says "running" but whose process is gone
 
 
 def default_runs_root() -> Path:
@@ -43,16 +46,53 @@ def runs_root_for(output_dir: str = "") -> Path:
     return Path(output_dir).expanduser() if output_dir else default_runs_root()
 
 
-def new_run_dir(root: str | Path, name: str) -> Path:
+# Kernel file systems: a folder there is never a place for runs, whatever mkdir says.
+_VIRTUAL_ROOTS = ("/proc", "/sys", "/dev")
+MAX_FOLDER_NAME_CHARS = 80  # of the recipe's name in the folder name; file systems allow 255 bytes in all
+
+
+def prepare_runs_root(root: str | Path) -> Path:
+    """Create the runs folder if needed and prove it is writable; BadInputError (before anything trains) for
+    a folder under /proc, /sys or /dev, a path that is a file, a read-only or unreachable place."""
+    from engine.errors import BadInputError
+
     root = Path(root).expanduser()
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+    resolved = Path(os.path.realpath(root))
+    virtual = next((v for v in _VIRTUAL_ROOTS if resolved == Path(v) or Path(v) in resolved.parents), None)
+    if os.name == "posix" and virtual:
+        raise BadInputError(f"runs folder {root} is inside {virtual}, a kernel file system, not a place for runs; "
+                            f"set output_dir (or --out) elsewhere")
+    if root.exists() and not root.is_dir():
+        raise BadInputError(f"runs folder {root} is a file, not a folder; set output_dir (or --out) to a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=root, prefix=".thaw-write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise BadInputError(f"runs folder {root} cannot be written ({reason}); set output_dir (or --out) to a "
+                            f"writable folder") from None
+    return root
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    root = prepare_runs_root(root)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:MAX_FOLDER_NAME_CHARS].strip("-.") or "run"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = root / f"{stamp}-{safe}"
     suffix = 1
-    while path.exists():
-        suffix += 1
-        path = root / f"{stamp}-{safe}-{suffix}"
-    (path / CHECKPOINT_DIR).mkdir(parents=True)
+    while True:
+        try:
+            path.mkdir()  # exclusive: two processes starting the same second never share a folder
+            break
+        except FileExistsError:
+            suffix += 1
+            path = root / f"{stamp}-{safe}-{suffix}"
+        except OSError as exc:
+            from engine.errors import BadInputError
+
+            raise BadInputError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from None
+    (path / CHECKPOINT_DIR).mkdir()
     return path
 
 
@@ -61,9 +101,18 @@ def checkpoint_path(run_dir: str | Path, kind: str) -> Path:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Temp file, fsync, rename: a reader sees the old or the new content, never a part; a failed write
+    (disk full) leaves the old file and no temp file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -115,6 +164,7 @@ class RunRecord:
     device: str
     started: str
     epochs_done: int
+    live: bool = False  # a process holds the run's lock (engine/train/run_lock.py) and is training it
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunRecord | None":
@@ -128,14 +178,22 @@ class RunRecord:
         except (OSError, json.JSONDecodeError):
             return None
         phases = summary.get("phases", [])
+        from engine.train.run_lock import LOCK_FILE, run_is_live
+
+        live = run_is_live(run_dir)
+        status = summary.get("status", "incomplete")
+        # A run trained under the lock (it has a lock file) that says "running" while nobody holds the lock:
+        # its process died (kill -9, a crash, power loss) without saying so.
+        if status == "running" and not live and (run_dir / LOCK_FILE).exists():
+            status = INTERRUPTED
         return cls(
             path=str(run_dir), name=recipe.get("name", run_dir.name), strategy=recipe.get("strategy", "custom"),
-            arch=recipe.get("model", {}).get("arch", "?"), status=summary.get("status", "incomplete"),
+            arch=recipe.get("model", {}).get("arch", "?"), status=status,
             best_val_acc=summary.get("best_val_acc"), final_val_acc=summary.get("final_val_acc"),
             wall_seconds=summary.get("wall_seconds"),
             trainable_params=max((p.get("trainable_params", 0) for p in phases), default=None),
             device=summary.get("device", ""), started=summary.get("started", run_dir.name[:15]),
-            epochs_done=len(read_metrics(run_dir)),
+            epochs_done=len(read_metrics(run_dir)), live=live,
         )
 
 

@@ -19,14 +19,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from engine.data.datasets import ImageFiles, PreparedData, prepare_data
+from engine.data.memory import check_input_memory
 from engine.environment import max_workers_override
 from engine.data.ram_cache import DecodedImageCache, default_budget_bytes, estimate, fill
 from engine.data.transforms import eval_transform, train_transform
 from engine.model.build import BuiltModel, build_model, resolve_preprocessing
-from engine.model.freezing import apply_freeze_plan
-from engine.model.groups import phase_groups, torch_param_groups
+from engine.model.phase_checks import validate_phase
 from engine.recipe import GroupSpec, Recipe
 from engine.train import events as ev
+from engine.train.checkpoints import load_model_state
 from engine.train.devices import DeviceSetup, setup_device
 from engine.train.feature_cache import head_only
 
@@ -106,6 +107,7 @@ def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None
     r = recipe
     device = setup_device(r.device, r.precision, r.channels_last)
     prep = resolve_preprocessing(r.model, r.data)
+    check_input_memory(r.batch_size, r.model.in_channels, prep.crop_size)  # before the data scan and the model
     seed_everything(r.seed)
     data = prepare_data(r.data, train_transform(prep, r.data.augmentation), eval_transform(prep),
                         r.model.in_channels, seed=r.seed)
@@ -124,14 +126,12 @@ def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None
     if device.channels_last:
         model = model.to(memory_format=torch.channels_last)
     groups, head_only_phases = [], []
-    for i, phase in enumerate(r.phases):
-        freeze = apply_freeze_plan(model, built.stages, phase.trainable, phase.frozen, phase.bn_modes, f"phases[{i}]")
-        head_only_phases.append(head_only(model, built.head_path, freeze.bn_modes))
-        specs = phase_groups(built.stages, phase)
-        torch_param_groups(model, built.stages, specs, phase.optimizer, f"phases[{i}].groups")
-        groups.append(specs)
+    for i, phase in enumerate(r.phases):  # a bad phase 3 fails before phase 1 trains
+        checked = validate_phase(model, built.stages, phase, i)
+        head_only_phases.append(head_only(model, built.head_path, checked.freeze.bn_modes))
+        groups.append(checked.groups)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        load_model_state(model, checkpoint["model"], "the checkpoint being resumed", built.head_path)
     setup = RunSetup(r, device, data, built, model, nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), groups,
                      head_only_phases)
     _enable_ram_cache(setup, bus)

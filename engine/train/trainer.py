@@ -18,6 +18,7 @@ phase, loads the same state and crosses the next phase boundary exactly as the u
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,14 @@ from engine.errors import BadInputError, ThawError
 from engine.model.groups import current_lrs
 from engine.recipe import Recipe
 from engine.train import events as ev
-from engine.train.checkpoints import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from engine.data.datasets import check_same_classes
+from engine.train.checkpoints import (check_checkpoint_fits, load_checkpoint, remove_stale_temp_files,
+                                      restore_rng_states, rng_states, save_checkpoint, validate_checkpoint)
 from engine.train.loop import TrainingError, evaluate, train_one_epoch
 from engine.train.phase import ActivePhase
 from engine.train.run_folder import RunFolder
-from engine.train.runs import checkpoint_path, new_run_dir, runs_root_for
+from engine.train.run_lock import RunLock
+from engine.train.runs import checkpoint_path, new_run_dir, prepare_runs_root, runs_root_for
 from engine.train.setup import RunSetup, assemble
 from engine.train.state import RunClock, TrainingState
 from engine.train.stopping import EarlyStopping
@@ -70,25 +74,56 @@ class Trainer:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, callbacks: list[ev.EventCallback] | None = None,
-                     control: ev.RunControl | None = None) -> "Trainer":
-        run_dir = Path(run_dir)
+                     control: ev.RunControl | None = None, data_root: str = "") -> "Trainer":
+        """Resume a run from its last checkpoint; `data_root`: the run's data folder if it moved (the classes must
+        be the same). A checkpoint that is not one, or does not fit its own recipe, is refused before anything."""
+        run_dir = Path(run_dir).expanduser()
+        if not run_dir.is_dir():
+            raise BadInputError(f"run folder {run_dir} does not exist" if not run_dir.exists()
+                                else f"{run_dir} is not a run folder (it is a file)")
         last = checkpoint_path(run_dir, "last")
         if not last.is_file():
             raise BadInputError(f"{run_dir} has no checkpoint to resume from ({last} is missing)")
         checkpoint = load_checkpoint(last)
-        trainer = cls(Recipe.from_dict(checkpoint["recipe"]), callbacks, control, runs_root=run_dir.parent)
+        validate_checkpoint(checkpoint, last, "resume")
+        check_checkpoint_fits(checkpoint, last)
+        recipe = Recipe.from_dict(checkpoint["recipe"])
+        if data_root:
+            recipe.data.root = str(Path(data_root).expanduser())
+        trainer = cls(recipe, callbacks, control, runs_root=run_dir.parent)
         trainer.run_dir = run_dir
         trainer.checkpoint = checkpoint
         return trainer
 
     def fit(self) -> RunResult:
+        """Train (or resume) the run. Bad input raises before a run folder exists (or, resuming, before the folder
+        is touched); a failure during the run is a RunResult with status "failed", the last checkpoint kept."""
+        resumed = self.checkpoint is not None
         if self.recipe.tensorboard:
             require_tensorboard()
-        self.setup = setup = assemble(self.recipe, self.bus, self.checkpoint)  # bad input raises here, before a run
-        # folder exists
+        # One process per run folder (a kill -9 frees it); new runs take it as soon as their folder exists.
+        lock = RunLock(self.run_dir).acquire() if resumed else None
+        try:
+            if resumed:
+                removed = remove_stale_temp_files(self.run_dir)  # what an interrupted write left behind
+                if removed:
+                    self.bus.emit(ev.TempFilesRemoved(str(self.run_dir), [str(p) for p in removed]))
+            else:
+                prepare_runs_root(self.runs_root)  # refused before the data scan and the model build
+            self.setup = setup = assemble(self.recipe, self.bus, self.checkpoint)
+            if resumed:
+                check_same_classes(list(self.checkpoint["class_names"]), list(setup.data.classes),
+                                   setup.recipe.data.root)
+            else:
+                self.run_dir = new_run_dir(self.runs_root, self.recipe.name)
+                lock = RunLock(self.run_dir).acquire()
+            return self._fit(setup, resumed)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, setup: RunSetup, resumed: bool) -> RunResult:
         setup.recipe = self.recipe = _with_exact_weights(self.recipe, setup.built.weights_name)
-        resumed = self.checkpoint is not None
-        self.run_dir = self.run_dir or new_run_dir(self.runs_root, self.recipe.name)
         folder = RunFolder(self.run_dir, [(p.path, p.reason) for p in setup.data.skipped])
         self.bus.subscribe(folder, critical=True, first=True)
         if self.recipe.tensorboard:
@@ -141,6 +176,11 @@ class Trainer:
         lrs = current_lrs(phase.optimizer)  # the rates this epoch trained with, before an epoch-wise step
         val_loss, val_acc = evaluate(phase.forward, phase.val_batches(), setup.device, setup.criterion,
                                      setup.recipe.data.max_val_batches)
+        for name, value in (("training loss", state.running.loss), ("validation loss", val_loss)):
+            if not math.isfinite(value):  # a diverged epoch is neither recorded nor a best; the last checkpoint stays
+                raise TrainingError(f"the {name} became {value} in epoch {state.epoch + 1} (phase "
+                                    f"'{phase.config.name}'); lower the learning rate. The last good checkpoint is "
+                                    f"kept.")
         self.bus.emit(ev.ValidationFinished(state.epoch, val_loss, val_acc))
         phase.schedule.step_epoch(stopping.monitored(val_loss, val_acc))
         is_best = stopping.update(state.epoch, val_loss, val_acc)
@@ -165,7 +205,8 @@ class Trainer:
         state.rng = rng_states()
         self._save(phase, state, clock, is_best=False)
         self.bus.emit(phase.verify_freeze())
-        self.bus.emit(ev.RunStopped(str(self.run_dir), self._last_checkpoint, state.epoch, state.batch, clock.elapsed()))
+        self.bus.emit(ev.RunStopped(str(self.run_dir), self._last_checkpoint, state.epoch, state.batch,
+                                    clock.elapsed()))
         return "stopped"
 
     def _complete(self, status: str, state: TrainingState, stopping: EarlyStopping, clock: RunClock) -> str:

@@ -67,15 +67,16 @@ class TrainingWorker(QObject):
         self._last_batch_emit = float("-inf")  # the first batch goes out at once
         self._last_progress_emit: dict[type, float] = {}
         self._home_thread = self.thread()  # where it was made (the GUI thread); it returns there after the run
+        self.trainer: Trainer | None = None  # during the run (for views that inspect the model, and tests)
 
     @Slot()
     def run(self) -> None:
         use_torch_threads(training_threads())  # the one studio thread that runs torch with several
         try:
             if self._run_dir is not None:
-                trainer = Trainer.from_run_dir(self._run_dir, [self._on_event], self.control)
+                self.trainer = trainer = Trainer.from_run_dir(self._run_dir, [self._on_event], self.control)
             else:
-                trainer = Trainer(self._recipe, [self._on_event], self.control, self._runs_root)
+                self.trainer = trainer = Trainer(self._recipe, [self._on_event], self.control, self._runs_root)
             # A finished run's best checkpoint is evaluated (evaluation.json) before the thread ends.
             trainer.bus.subscribe(RunEvaluator(pick_device(trainer.recipe.device)[0], emit=self._on_event))
             trainer.fit()  # failures during the run arrive as a RunFailed event
@@ -86,6 +87,7 @@ class TrainingWorker(QObject):
             self._on_event(ev.RunFailed("", f"{type(exc).__name__}: {exc}", ""))
         finally:
             self._flush_batches()
+            self.trainer = None
             # Back to the GUI thread, so that the worker is deleted there, by Python, once released: a
             # deleteLater() flushed by the ending thread would race with that (a cross-thread double free).
             self.moveToThread(self._home_thread)

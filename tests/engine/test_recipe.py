@@ -23,7 +23,7 @@ def test_round_trip_is_exact(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, field, words", [
-    (lambda d: d["phases"][1].update(lr=-1), "phases[1].lr", "> 0"),
+    (lambda d: d["phases"][1].update(lr=-1), "phases[1].lr", "(0, 10]"),
     (lambda d: d["data"].update(augmentation="mixup"), "data.augmentation", "lesson, trivialaugment, none"),
     (lambda d: d["phases"][0]["optimizer"].update(name="lion"), "phases[0].optimizer.name", "adam, adamw, sgd"),
     (lambda d: d["phases"][2]["schedule"].update(name="poly"), "phases[2].schedule.name", "step, cosine"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyqtgraph as pg
 import pytest
+import torch
 from PySide6.QtCore import Qt
 
 from engine.train import events as ev
@@ -152,10 +153,18 @@ def test_stop_saves_a_checkpoint_and_resume_finishes_the_run(qtbot, panel, contr
     assert panel.resumable_run == "" and not panel.resumeRunButton.isEnabled()
 
 
-def test_a_run_that_fails_midway_says_why(qtbot, controller, image_folder, runs_root):
-    recipe = tiny_recipe(image_folder, out=runs_root)
-    recipe.phases[0].lr = 1e38  # the loss overflows within a couple of batches
-    recipe.phases[0].optimizer.name = "sgd"
+def test_a_run_that_fails_midway_says_why(qtbot, controller, image_folder, runs_root, monkeypatch):
+    recipe = tiny_recipe(image_folder, out=runs_root)  # 2 epochs
+    on_event = TrainingWorker._on_event
+
+    def diverge_after_the_first_epoch(worker, event):  # runs on the training thread, between two epochs
+        if isinstance(event, ev.CheckpointSaved) and event.epoch == 1:
+            with torch.no_grad():
+                worker.trainer.model.fc.weight.fill_(float("nan"))  # what a diverging optimizer leaves
+        on_event(worker, event)
+
+    # A learning rate that diverges is refused by the recipe's limits now; the divergence is injected instead.
+    monkeypatch.setattr(TrainingWorker, "_on_event", diverge_after_the_first_epoch)
     panel = TrainingPanel(RecipeDocument(recipe), controller)
     panel.show_error_dialogs = False
     qtbot.addWidget(panel)
