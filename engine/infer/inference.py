@@ -60,7 +60,11 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
-        state = load_checkpoint(path)
+        return cls.from_state(load_checkpoint(path), path, device)
+
+    @classmethod
+    def from_state(cls, state: dict, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+        """From a loaded checkpoint (`path` names it in errors)."""
         for key in ("model", "recipe", "class_names", "preprocessing"):
             if key not in state:
                 raise BadInputError(f"{path} is not a Thaw checkpoint (no '{key}')")
@@ -69,6 +73,14 @@ class Predictor:
         built.model.load_state_dict(state["model"])
         return cls(built.model, list(state["class_names"]), Preprocessing.from_dict(state["preprocessing"]), device,
                    recipe, built.head_path)
+
+    @classmethod
+    def from_export(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+        """From an exported file (ONNX, .pt2, TorchScript): its own metadata gives the classes and preprocessing."""
+        from engine.infer.exported import ExportedModule, open_export
+
+        exported = open_export(path, device)
+        return cls(ExportedModule(exported), exported.metadata.class_names, exported.metadata.preprocessing, device)
 
     @property
     def channels(self) -> int:
