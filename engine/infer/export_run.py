@@ -2,9 +2,9 @@
 
     checkpoint ─► model in torch ─► write_export (temp folder beside --out) ─► [int8: quantize_int8]
          │                                         │
-         └── validation images of the run ──► parity check (every file vs the checkpoint) ─► costs (size,
-                                                   batch-1 latency, accuracy) ─► FILE + FILE.report.json
-                                                                                  or FILE.failed.json, exit 1
+         └── validation images of the run ──► parity check (every file vs the checkpoint)
+                                                   ─► costs (size, batch-1 latency, accuracy)
+                                                   ─► FILE + FILE.report.json, or FILE.failed.json and exit 1
 
 A file appears at --out only after its parity check passed (it is renamed there from the temporary folder); when
 a check fails, the file is deleted and only FILE.failed.json tells what went wrong. Progress goes to subscribers
@@ -13,15 +13,15 @@ as ExportProgress events, like the trainer's events (the CLI prints them, the st
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-import logging
 import os
 import platform
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -40,8 +40,6 @@ from engine.infer.parity import (FP32_RELATIVE_TOLERANCE, INT8_MIN_TOP1_AGREEMEN
 from engine.infer.quantize import CALIBRATION_METHODS, Int8Settings, quantize_int8
 from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import CHECKPOINT_DIR, checkpoint_path, write_json_atomic
-
-log = logging.getLogger(__name__)
 
 REPORT_SUFFIX = ".report.json"
 FAILED_SUFFIX = ".failed.json"
@@ -241,7 +239,8 @@ class _Export:
         run_dir, checkpoint, kind = resolve_checkpoint(r.run, r.checkpoint)
         out = Path(r.out).expanduser() if r.out else default_out(run_dir, kind, r.format, r.quantize)
         if out.is_dir():
-            raise BadInputError(f"--out {out} is a folder; give the file to write, e.g. {out / ('model' + SUFFIXES[r.format])}")
+            raise BadInputError(f"--out {out} is a folder; give the file to write, e.g. "
+                                f"{out / ('model' + SUFFIXES[r.format])}")
         self.emit("load", f"loading {checkpoint}")
         state = load_checkpoint(checkpoint)
         predictor = Predictor.from_state(state, checkpoint, "cpu")
@@ -281,8 +280,10 @@ class _Export:
             format=self.request.format, class_names=list(predictor.class_names),
             preprocessing=predictor.preprocessing, arch=recipe.model.arch,
             weights=str(state.get("weights_name", recipe.model.weights)),
-            source={"run": str(run_dir.resolve()), "run_name": recipe.name, "strategy": recipe.strategy,
-                    "checkpoint": kind, "checkpoint_file": str(checkpoint.resolve()),
+            # No absolute path goes into the file (a shared model would reveal the user's folders); the folder's
+            # name and the checkpoint's SHA-256 identify the source, the report beside the file has the paths.
+            source={"run": run_dir.resolve().name, "run_name": recipe.name, "strategy": recipe.strategy,
+                    "checkpoint": kind, "checkpoint_file": checkpoint.name,
                     "checkpoint_sha256": file_sha256(checkpoint), "epoch": state.get("epoch"),
                     "val_acc": summary.get("final_val_acc")},
             versions=_versions(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -296,12 +297,17 @@ class _Export:
         example = torch.stack([val[i][0] for i in val_indices[:2]])
         self.emit("export", f"exporting to {r.format}")
         fp32_path = work / (out.name if r.quantize == "none" else f"fp32{SUFFIXES[r.format]}")
-        written = write_export(predictor.model, example, r.format, fp32_path, metadata, r.opset or None)
+        # The exporter gets a copy: whatever tracing does to a module, the reference stays the checkpoint's.
+        written = write_export(copy.deepcopy(predictor.model), example, r.format, fp32_path, metadata,
+                               r.opset or None)
         notes = list(written.notes)
         files = {r.format: fp32_path}
         if r.quantize == "int8":
             self.check_stop()
-            files["onnx int8"] = self.quantize(data, metadata, fp32_path, work / out.name)
+            files["onnx int8"], quantization = self.quantize(data, metadata, fp32_path, work / out.name)
+            if not quantization["pre_processed"]:
+                notes.append("onnxruntime's quantization pre-processing failed (see --verbose); the model was "
+                             "quantized as exported")
         self.check_stop()
 
         labels_match = list(data.classes) == list(predictor.class_names)
@@ -325,18 +331,22 @@ class _Export:
 
         costs = self.costs(predictor, exported, reports, example[:1], labels_match)
         passed = all(p.passed for p in reports)
-        final = exported["onnx int8"] if r.quantize == "int8" else exported[r.format]
+        final = (exported["onnx int8"] if r.quantize == "int8" else exported[r.format]).metadata.to_dict()
+        # Release the loaded files before they are moved (Windows cannot rename a file that is open).
+        models.clear()
+        exported.clear()
         result = ExportResult(
             passed=passed, path=str(out) if passed else "",
             report_path=str(out.with_name(out.name + (REPORT_SUFFIX if passed else FAILED_SUFFIX))),
             format=r.format, exporter=written.exporter, notes=notes, parity=reports, costs=costs,
-            metadata=final.metadata.to_dict(), images=len(val_indices), labels_match=labels_match,
+            metadata=final, images=len(val_indices), labels_match=labels_match,
             seconds=time.perf_counter() - self.started,
             failure="; ".join(f"{p.label}: {p.failure}" for p in reports if not p.passed))
         self.finish(result, files, out)
         return result
 
-    def quantize(self, data: PreparedData, metadata: ExportMetadata, fp32_path: Path, int8_path: Path) -> Path:
+    def quantize(self, data: PreparedData, metadata: ExportMetadata, fp32_path: Path,
+                 int8_path: Path) -> tuple[Path, dict]:
         r = self.request
         train = data.train
         indices = evenly_spaced(len(train), r.calibration_images)
@@ -356,7 +366,7 @@ class _Export:
         int8_metadata = ExportMetadata(**{**metadata.__dict__, "quantization": description})
         stamp_onnx(proto, int8_metadata)
         save_onnx(proto, int8_path, external=False)
-        return int8_path
+        return int8_path, description
 
     def costs(self, predictor: Predictor, exported: dict, reports: list[ParityReport], one: torch.Tensor,
               labels_match: bool) -> list[ModelCost]:

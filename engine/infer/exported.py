@@ -10,7 +10,6 @@ are zip archives with different layouts; the suffix only helps to name what a da
 from __future__ import annotations
 
 import hashlib
-import logging
 import warnings
 import zipfile
 from pathlib import Path
@@ -22,8 +21,6 @@ from torch import nn
 
 from engine.errors import BadInputError
 from engine.infer.export_metadata import EXTRA_FILE, METADATA_KEY, ExportFileError, ExportMetadata
-
-log = logging.getLogger(__name__)
 
 EXPORT_SUFFIXES = {".onnx": "onnx", ".pt2": "pt2", ".ts": "torchscript", ".torchscript": "torchscript"}
 FORMAT_NAMES = {"onnx": "ONNX model", "pt2": "torch.export archive (.pt2)", "torchscript": "TorchScript archive"}
@@ -110,9 +107,9 @@ def _first_line(exc: BaseException) -> str:
 
 def _no_metadata(path: Path, fmt: str) -> ExportFileError:
     where = f"metadata property '{METADATA_KEY}'" if fmt == "onnx" else f"extra file '{EXTRA_FILE}'"
-    return ExportFileError(f"{path} is a {FORMAT_NAMES[fmt]} without Thaw's metadata ({where}): it was not "
-                           f"exported by Thaw, so its preprocessing and class names are unknown. Export the run "
-                           f"with `python main.py export RUN_DIR --format {fmt} --out FILE`")
+    return ExportFileError(f"{path} ({FORMAT_NAMES[fmt]}) has no Thaw metadata ({where}): it was not exported "
+                           f"by Thaw, so its preprocessing and class names are unknown. Export the run with "
+                           f"`python main.py export RUN_DIR --format {fmt} --out FILE`")
 
 
 def _check_digest(path: Path, metadata: ExportMetadata, actual: str) -> None:
@@ -170,6 +167,8 @@ def open_export(path: str | Path, device: str | torch.device = "cpu", threads: i
     kind = sniff(path)
     intended = EXPORT_SUFFIXES.get(path.suffix.lower())
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"device {device}: no CUDA device is available here; use --device cpu")
     if kind == "onnx" or (kind == "unknown" and intended == "onnx"):
         return _open_onnx(path, device, threads or torch.get_num_threads())
     if kind == "pt2":

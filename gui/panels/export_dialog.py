@@ -76,7 +76,7 @@ class ExportDialog(QDialog):
         self.setObjectName("exportDialog")
         self.setWindowTitle(f"Export — {Path(run_dir).name}")
         self.run_dir = Path(run_dir)
-        self.result: ExportResult | None = None
+        self.last_result: ExportResult | None = None  # (QDialog.result() is Qt's)
         self._thread: QThread | None = None
         self._worker: ExportWorker | None = None
         self._running = False
@@ -226,7 +226,7 @@ class ExportDialog(QDialog):
             self._worker.failed.connect(self._on_failed)
             self.export_requested.connect(self._worker.run_export)
         self._set_running(True)
-        self.result = None
+        self.last_result = None
         self.exportResultsTable.setRowCount(0)
         self._show_verdict("", True)
         self.exportStatusLabel.setText("starting…")
@@ -269,7 +269,7 @@ class ExportDialog(QDialog):
         self.export_failed.emit(message)
 
     def _finish(self, result: ExportResult | None) -> None:
-        self.result = result
+        self.last_result = result
         self._set_running(False)
         self.exportProgressBar.setRange(0, 1)
         self.exportProgressBar.setValue(1 if result is not None and result.passed else 0)

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -124,10 +125,17 @@ def resnet_exports(trained_run, tmp_path_factory) -> dict[str, Path]:
     paths = {}
     for fmt in FORMATS:
         out = [] if fmt == "torchscript" else ["--out", folder / f"resnet{SUFFIXES[fmt]}"]
-        code, stdout, stderr = cli("export", trained_run, "--format", fmt, *out, "--latency-runs", "2")
+        as_json = ["--json"] if fmt == "pt2" else []
+        code, stdout, stderr = cli("export", trained_run, "--format", fmt, *out, "--latency-runs", "2", *as_json)
         assert code == EXIT_OK, stderr
-        assert f"parity {fmt} vs checkpoint on 6 validation images" in stdout and "passed" in stdout
-        paths[fmt] = Path(stdout.strip().splitlines()[-1].split()[1])
+        if as_json:
+            report = json.loads(stdout)
+            assert report["passed"] and report["parity"][0]["label"] == "pt2"
+            paths[fmt] = Path(report["path"])
+        else:
+            assert f"parity {fmt} vs checkpoint on 6 validation images" in stdout and "passed" in stdout
+            paths[fmt] = Path(stdout.strip().splitlines()[-1].split()[1])
+        assert "load: loading" in stderr and "export: exporting to" in stderr  # the steps, on stderr
     assert paths["torchscript"] == trained_run / "exports" / "best.ts"
     return paths
 
@@ -153,8 +161,10 @@ def test_resnet_exports_pass_parity_and_carry_their_metadata(resnet_exports, tra
     checkpoint = torch.load(checkpoint_path(trained_run, "best"), weights_only=True)
     assert meta.format == fmt and meta.class_names == CLASSES and meta.arch == "resnet18"
     assert meta.preprocessing == Preprocessing.from_dict(checkpoint["preprocessing"])
-    assert meta.source["checkpoint"] == "best" and meta.source["run"] == str(trained_run.resolve())
-    assert meta.source["checkpoint_sha256"] == hashlib.sha256(checkpoint_path(trained_run, "best").read_bytes()).hexdigest()
+    assert meta.source["checkpoint"] == "best" and meta.source["run"] == trained_run.name
+    assert str(trained_run.parent) not in meta.to_json()  # no absolute path of the user's in a shipped file
+    best = checkpoint_path(trained_run, "best")
+    assert meta.source["checkpoint_sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
     assert meta.source["epoch"] == 1
     document = meta.to_dict()
     assert document["input"] == {"name": "input", "shape": ["batch", 3, 32, 32], "dtype": "float32",
@@ -345,13 +355,19 @@ def test_int8_is_checked_and_its_cost_shown_beside_fp32(trained_run, tmp_path):
 
 # --- predict and the example read exports like the checkpoint --------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def checkpoint_predictions(trained_run, image_folder) -> list[dict]:
+    code, stdout, stderr = cli("predict", trained_run, image_folder, "--json", "--topk", "3")
+    assert code == EXIT_OK, stderr
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_predict_on_an_export_gives_the_checkpoints_top_k(resnet_exports, trained_run, image_folder, fmt):
+def test_predict_on_an_export_gives_the_checkpoints_top_k(resnet_exports, checkpoint_predictions, image_folder, fmt):
     code, stdout, stderr = cli("predict", resnet_exports[fmt], image_folder, "--json", "--topk", "3")
     assert code == EXIT_OK, stderr
     rows = [json.loads(line) for line in stdout.splitlines()]
-    code, stdout, _ = cli("predict", trained_run, image_folder, "--json", "--topk", "3")
-    expected = [json.loads(line) for line in stdout.splitlines()]
+    expected = checkpoint_predictions
     assert [r["path"] for r in rows] == [r["path"] for r in expected] and len(rows) == 38
     for got, want in zip(rows, expected):
         assert got["error"] == want["error"]
@@ -360,12 +376,15 @@ def test_predict_on_an_export_gives_the_checkpoints_top_k(resnet_exports, traine
                                                                        abs=1e-5)
 
 
-def run_example(model: Path, *args, block_thaw: bool = True) -> subprocess.CompletedProcess:
+def run_example(model: Path, *args) -> subprocess.CompletedProcess:
     """examples/predict_onnx.py in a fresh interpreter where torch, torchvision, onnx and Thaw cannot be
     imported: it must work with onnxruntime, numpy and Pillow alone."""
-    blocked = "import sys; [sys.modules.__setitem__(m, None) for m in ('torch', 'torchvision', 'onnx', 'engine')]; "
-    code = (blocked if block_thaw else "") + (f"import runpy; sys.argv = {[str(EXAMPLE), str(model), *map(str, args)]!r}; "
-                                              f"runpy.run_path(sys.argv[0], run_name='__main__')")
+    argv = [str(EXAMPLE), str(model), *map(str, args)]
+    code = ("import runpy, sys\n"
+            "for name in ('torch', 'torchvision', 'onnx', 'engine'):\n"
+            "    sys.modules[name] = None  # importing it raises ImportError\n"
+            f"sys.argv = {argv!r}\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
@@ -393,17 +412,34 @@ def test_the_example_prints_the_same_top_k_as_predict(resnet_exports, image_fold
 # --- damaged and foreign files -------------------------------------------------------------------------------------
 
 class Tiny(nn.Module):
+    """A small net whose file is mostly weights (a 200 k-parameter Linear), so a byte in its middle is a weight."""
+
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3)
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.head = nn.Linear(3 * 16 * 16, 256)
 
     def forward(self, x):
-        return self.conv(x).mean(dim=(2, 3))
+        return self.head(self.conv(x).flatten(1))[:, :3]
+
+
+@pytest.fixture(scope="module")
+def small_exports(tmp_path_factory) -> dict[str, Path]:
+    """Thaw exports of Tiny in every format: what the damage tests start from (kilobytes, not ResNet's 45 MB)."""
+    folder = tmp_path_factory.mktemp("small-exports")
+    paths = {}
+    for fmt in FORMATS:
+        paths[fmt] = folder / f"tiny{SUFFIXES[fmt]}"
+        write_export(Tiny().eval(), torch.rand(2, 3, 16, 16), fmt, paths[fmt],
+                     ExportMetadata(fmt, CLASSES, Preprocessing(20, 16), "tiny"))
+        assert open_export(paths[fmt]).metadata.class_names == CLASSES
+    return paths
 
 
 def _foreign(fmt: str, path: Path) -> None:
     """What another tool writes: the same formats, without Thaw's metadata."""
-    model, example = Tiny().eval(), torch.rand(2, 3, 8, 8)
+    model, example = Tiny().eval(), torch.rand(2, 3, 16, 16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's and TorchScript's deprecation warnings
         if fmt == "onnx":
@@ -432,10 +468,10 @@ DAMAGES = {
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("damage", list(DAMAGES))
-def test_a_damaged_export_gives_one_clear_line(resnet_exports, image_folder, tmp_path, fmt, damage):
+def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_path, fmt, damage):
     make, phrase = DAMAGES[damage]
     target = tmp_path / f"damaged{SUFFIXES[fmt]}"
-    make(resnet_exports[fmt], target)
+    make(small_exports[fmt], target)
     code, stdout, stderr = cli("predict", target, image_folder / "dog" / "dog_000.png")
     assert code == EXIT_BAD_INPUT and not stdout
     assert_one_clear_line(stderr, str(target), phrase)
@@ -451,7 +487,7 @@ def test_an_export_from_another_tool_is_refused_for_its_missing_metadata(image_f
     _foreign(fmt, path)
     code, _, stderr = cli("predict", path, image_folder / "dog" / "dog_000.png")
     assert code == EXIT_BAD_INPUT
-    assert_one_clear_line(stderr, str(path), "without Thaw's metadata", "not exported by Thaw")
+    assert_one_clear_line(stderr, str(path), "has no Thaw metadata", "not exported by Thaw")
     if fmt == "onnx":
         example = run_example(path, image_folder / "dog" / "dog_000.png")
         assert example.returncode == 2
@@ -483,3 +519,25 @@ def test_a_missing_run_or_checkpoint_exits_2_with_a_hint(trained_run, tmp_path):
     code, _, stderr = cli("export", run)
     assert code == EXIT_BAD_INPUT
     assert_one_clear_line(stderr, "has no checkpoints/best.pt", "--checkpoint last")
+
+
+# --- the self-check the packaged app runs ----------------------------------------------------------------------
+
+def test_the_export_self_check_exports_checks_and_quantizes_and_fails_on_a_wrong_file(tmp_path, monkeypatch):
+    from engine.infer import export_selfcheck
+
+    summary = export_selfcheck.check_export(tmp_path)
+    assert summary.startswith(DYNAMO_EXPORTER) and "int8 quantized" in summary
+    assert not list(tmp_path.iterdir())  # it works in a temporary folder of its own
+
+    real = export_selfcheck.write_export
+
+    def skewing_writer(model, example, fmt, path, metadata, opset=None):
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            broken[-1].bias += 1.0
+        return real(broken, example, fmt, path, metadata, opset)
+
+    monkeypatch.setattr(export_selfcheck, "write_export", skewing_writer)
+    with pytest.raises(AssertionError, match=re.escape("FAILED: max |Δlogit|")):
+        export_selfcheck.check_export(tmp_path)
