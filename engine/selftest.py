@@ -9,7 +9,8 @@ One line per check, with its time, then a summary; exit status 0 when every chec
 This module runs checks and holds the engine's (no Qt): torch, torch._dynamo (the optimizer path imports it),
 torchvision ops (nms, the compiled extension), image decode (PIL and torchvision's image extension agree), train
 step (forward/backward/Adam on generated images), engine run (a one-batch run through engine.train.trainer,
-checkpoint written and read back), data loader worker. The studio adds its own (gui/selftest_checks.py:
+checkpoint written and read back), data loader worker, export (ONNX through torch's exporter, read back and
+checked in onnxruntime, int8). The studio adds its own (gui/selftest_checks.py:
 resources, Qt, main window); main.py puts them together.
 
 A `warn` line is reported but does not fail the test (e.g. data loader workers in a frozen build, which the
@@ -133,6 +134,7 @@ class EngineChecks:
             ("train step", self.check_train_step),
             ("engine run", self.check_engine_run),
             ("data loader worker", self.check_worker),
+            ("export", self.check_export),
         ]
 
     # --- torch ------------------------------------------------------------------------------------------------
@@ -262,6 +264,12 @@ class EngineChecks:
         if "model" not in state:
             raise AssertionError(f"{last} has no model state")
         return f"mobilenet_v3_small, one 1-batch epoch from scratch: {result.status}, checkpoint read back"
+
+    def check_export(self) -> str:
+        """A small net through the real export path: dynamo exporter, Thaw's reader, onnxruntime, parity, int8."""
+        from engine.infer.export_selfcheck import check_export
+
+        return check_export(self.workdir)
 
     def check_worker(self) -> str:
         import torch

@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or StudioSettings()
         self.is_ready = False
         self._closing_after_stop = False
+        self._exportable_run = ""  # the last finished run, for Run → Export this run…
         self._importer: Importer | None = None
         self._import_thread: WorkerThread | None = None
         if deferred:
@@ -232,12 +233,17 @@ class MainWindow(QMainWindow):
         self.startRunAction = self._action("startRunAction", "&Start", self._on_start_run, "Ctrl+Return",
                                            "Train the current recipe")
         self.pauseRunAction = self._action("pauseRunAction", "&Pause", panel.toggle_pause, "Ctrl+P",
-                                           "Pause or resume the run")
+                                           "Hold the run between two batches, or let it continue")
         self.stopRunAction = self._action("stopRunAction", "S&top", panel.stop_run, "Ctrl+.",
                                           "Stop after the current batch; a checkpoint is saved")
         self.resumeRunAction = self._action("resumeRunAction", "&Resume last run", self._on_resume_last_run,
                                             "Ctrl+Shift+Return", "Continue the last stopped run")
-        for action in (self.startRunAction, self.pauseRunAction, self.stopRunAction, self.resumeRunAction):
+        self.exportRunAction = self._action("exportRunAction", "&Export this run…", self._on_export_run, None,
+                                            "Export the last finished run's best checkpoint (ONNX, torch.export, "
+                                            "TorchScript), checked against it")
+        self.exportRunAction.setEnabled(False)
+        for action in (self.startRunAction, self.pauseRunAction, self.stopRunAction, self.resumeRunAction,
+                       self.exportRunAction):
             run_menu.addAction(action)
 
         help_menu = bar.addMenu("&Help")
@@ -397,8 +403,16 @@ class MainWindow(QMainWindow):
         if run_dir:
             self.runs_panel.select_run(run_dir)
         best = checkpoint_path(run_dir, "best") if run_dir else None
-        if status in ("finished", "early_stopped") and best is not None and best.is_file():
+        finished = status in ("finished", "early_stopped") and best is not None and best.is_file()
+        if finished:
             self.inference_panel.set_checkpoint(str(best))  # the newest model is ready to try
+        self._exportable_run = run_dir if finished else ""
+        self.exportRunAction.setEnabled(finished)
+
+    @Slot()
+    def _on_export_run(self) -> None:
+        if self._exportable_run:
+            self.runs_panel.open_export_dialog(self._exportable_run)
 
     @Slot(str)
     def _on_checkpoint_chosen(self, path: str) -> None:

@@ -12,7 +12,8 @@ from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 def register(sub) -> None:
     help_ = "top-k predictions of a checkpoint for images or folders"
     p = sub.add_parser("predict", help=help_, description=help_)
-    p.add_argument("checkpoint", help="a checkpoint (.pt) or a run folder (uses its best.pt)")
+    p.add_argument("checkpoint", help="a checkpoint (.pt), a run folder (uses its best.pt) or an export of "
+                                      "`python main.py export` (.onnx, .pt2, .ts)")
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="one JSON object per image")
@@ -23,6 +24,7 @@ def register(sub) -> None:
 
 def cmd_predict(args) -> int:
     from engine.errors import BadInputError
+    from engine.infer.exported import looks_like_export
     from engine.infer.inference import Predictor, expand_inputs
     from engine.train.runs import checkpoint_path
 
@@ -32,10 +34,13 @@ def cmd_predict(args) -> int:
     paths = expand_inputs(args.inputs)
     if not paths:
         raise BadInputError(f"no image files found in {', '.join(args.inputs)}")
-    predictor = Predictor.from_checkpoint(checkpoint, args.device)
-    if predictor.ood is None and not args.json:
-        print(f"note: no out-of-distribution check for {checkpoint.name} (calibrate it with: python main.py evaluate "
-              f"RUN_DIR)", file=sys.stderr)
+    if looks_like_export(checkpoint):
+        predictor = Predictor.from_export(checkpoint, args.device)
+    else:
+        predictor = Predictor.from_checkpoint(checkpoint, args.device)
+        if predictor.ood is None and not args.json:
+            print(f"note: no out-of-distribution check for {checkpoint.name} (calibrate it with: python main.py "
+                  f"evaluate RUN_DIR)", file=sys.stderr)
     failures = 0
     for result in predictor.predict(paths, args.topk, args.batch_size):
         failures += not result.ok

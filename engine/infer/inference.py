@@ -91,8 +91,12 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
         """A tampered or foreign checkpoint (another architecture, fewer classes, a model that is not a state
         dict, non-finite weights) and a device this machine lacks are BadInputErrors, never tracebacks."""
+        return cls.from_state(load_checkpoint(path), path, device)
+
+    @classmethod
+    def from_state(cls, state: dict, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+        """From a loaded checkpoint (`path` names it in errors)."""
         device = inference_device(device)
-        state = load_checkpoint(path)
         validate_checkpoint(state, path, "predict")
         recipe = Recipe.from_dict(state["recipe"])
         built = model_of_checkpoint(state, path)
@@ -101,6 +105,15 @@ class Predictor:
                         device, recipe, built.head_path)
         predictor.ood = load_calibration(path, head_digest(state["model"], built.head_path))
         return predictor
+
+    @classmethod
+    def from_export(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+        """From an exported file (ONNX, .pt2, TorchScript): its own metadata gives the classes and preprocessing."""
+        from engine.infer.exported import ExportedModule, open_export
+
+        device = inference_device(device)
+        exported = open_export(path, device)
+        return cls(ExportedModule(exported), exported.metadata.class_names, exported.metadata.preprocessing, device)
 
     @property
     def channels(self) -> int:

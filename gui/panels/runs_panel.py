@@ -246,6 +246,10 @@ class RunsPanel(QWidget):
                                              "Load the selected run's recipe into the editor, to re-run or change it")
         self.useCheckpointButton = self._button("useCheckpointButton", "Use for inference",
                                                 "Classify images with the selected run's best checkpoint")
+        self.exportRunButton = self._button("exportRunButton", "Export…",
+                                            "Export the selected run's checkpoint as ONNX, .pt2 or TorchScript, "
+                                            "checked against the checkpoint (optionally int8)")
+        self.export_dialog = None  # the open ExportDialog, if any
         self.model = RunsTableModel(self)
         self.runsTable = QTableView()
         self.runsTable.setObjectName("runsTable")
@@ -262,6 +266,7 @@ class RunsPanel(QWidget):
         self.refreshRunsButton.clicked.connect(self.refresh)
         self.openRecipeButton.clicked.connect(self._on_open_recipe)
         self.useCheckpointButton.clicked.connect(self._on_use_checkpoint)
+        self.exportRunButton.clicked.connect(self._on_export)
         self.runsTable.selectionModel().selectionChanged.connect(self._on_selection_changed)
         document.recipe_changed.connect(self._on_recipe_changed)
         self._on_recipe_changed()
@@ -275,7 +280,7 @@ class RunsPanel(QWidget):
     def _layout(self) -> None:
         top = QHBoxLayout()
         top.addWidget(self.runsRootLabel, 1)
-        for button in (self.refreshRunsButton, self.openRecipeButton, self.useCheckpointButton):
+        for button in (self.refreshRunsButton, self.openRecipeButton, self.useCheckpointButton, self.exportRunButton):
             top.addWidget(button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.runsTable)
@@ -335,6 +340,7 @@ class RunsPanel(QWidget):
         self.comparison.show_runs(runs)
         self.openRecipeButton.setEnabled(len(runs) == 1)
         self.useCheckpointButton.setEnabled(len(runs) == 1 and bool(self._checkpoint_of(runs[0])))
+        self.exportRunButton.setEnabled(len(runs) == 1 and bool(self._checkpoint_of(runs[0])))
 
     # --- actions on the selected run ------------------------------------------------------------------------------
     @staticmethod
@@ -364,6 +370,23 @@ class RunsPanel(QWidget):
         runs = self.selected_runs()
         if len(runs) == 1 and self._checkpoint_of(runs[0]):
             self.checkpoint_chosen.emit(self._checkpoint_of(runs[0]))
+
+    @Slot()
+    def _on_export(self) -> None:
+        runs = self.selected_runs()
+        if len(runs) == 1 and self._checkpoint_of(runs[0]):
+            self.open_export_dialog(runs[0].path)
+
+    def open_export_dialog(self, run_dir: str):
+        """The Export dialog for `run_dir` (also what the studio offers after a run), shown without blocking; it
+        deletes itself when closed."""
+        from gui.panels.export_dialog import ExportDialog
+
+        dialog = ExportDialog(run_dir, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        self.export_dialog = dialog
+        return dialog
 
     def _show_error(self, title: str, message: str) -> None:
         if self.show_error_dialogs:

@@ -125,7 +125,10 @@ def test_current_tab_is_remembered(make_window, isolated_settings):
 def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot, make_window, monkeypatch):
     window = make_window()
     chosen: list[str] = []
+    exported: list[str] = []
     monkeypatch.setattr(window.inference_panel, "set_checkpoint", chosen.append)
+    monkeypatch.setattr(window.runs_panel, "open_export_dialog", exported.append)
+    assert not window.exportRunAction.isEnabled()  # nothing to export yet
 
     with qtbot.waitSignal(window.controller.running_changed, check_params_cb=lambda running: not running,
                           timeout=RUN_TIMEOUT_MS):
@@ -135,6 +138,9 @@ def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot
     (run,) = window.runs_panel.selected_runs()
     assert run.status == "finished" and window.runs_panel.model.rowCount() == 1
     assert chosen == [str(checkpoint_path(run.path, "best"))]
+    assert window.exportRunAction.isEnabled()  # Run → Export this run… opens the export of the run just finished
+    window.exportRunAction.trigger()
+    assert exported == [run.path]
 
 
 def test_close_mid_run_stops_saves_and_leaves_no_thread(qtbot, make_window, monkeypatch, pause_at_first,

@@ -1,0 +1,188 @@
+"""Write a model to a file in one format with Thaw's metadata inside: ONNX, torch.export (.pt2) or TorchScript.
+
+Every format has a dynamic batch dimension. ONNX goes through torch's current exporter,
+`torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's translation); only where that fails does
+the legacy TorchScript-based exporter run, and the metadata and the result say which one wrote the file and why.
+TorchScript (`torch.jit.trace`) is deprecated in torch 2.14; it is kept for libtorch users only while its parity
+check passes. Nothing here decides whether a file is good: the parity check (engine/infer/parity.py) does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.errors import ThawError
+from engine.infer.export_metadata import EXTRA_FILE, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ExportMetadata
+from engine.infer.exported import onnx_digest, program_digest, script_digest
+
+log = logging.getLogger(__name__)
+
+# protobuf cannot hold more than 2 GB: larger models keep their weights in FILE.data beside FILE.onnx.
+ONNX_SINGLE_FILE_LIMIT = 1_800_000_000
+LEGACY_OPSET = 17
+DYNAMO_EXPORTER = "torch.onnx.export(dynamo=True)"
+LEGACY_EXPORTER = "torch.onnx.export(dynamo=False) (legacy, TorchScript-based)"
+TORCHSCRIPT_NOTE = ("torch.jit.trace is deprecated in torch 2.14 (torch.export is its successor); this TorchScript "
+                    "file is kept only because its parity check passed")
+
+
+class ExportError(ThawError):
+    """No exporter could write the model (the CLI exits with 1)."""
+
+
+class LogitsOnly(nn.Module):
+    """The model as the export sees it: one tensor in, the logits tensor out (GoogLeNet/Inception return a
+    namedtuple in some modes)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.model(x)
+        return output.logits if hasattr(output, "logits") else output
+
+
+@dataclass
+class WrittenExport:
+    path: Path
+    format: str
+    exporter: str
+    notes: list[str] = field(default_factory=list)  # fallbacks and deprecations the user should read
+
+
+def write_export(model: nn.Module, example: torch.Tensor, fmt: str, path: str | Path,
+                 metadata: ExportMetadata, opset: int | None = None) -> WrittenExport:
+    """Write `model` (on the CPU, float32, in eval mode) to `path`; `example` is a batch of at least two inputs
+    (tracing with one would fix the batch size at 1). The metadata's `exporter` and `integrity` are filled in."""
+    path = Path(path)
+    wrapped = LogitsOnly(model).eval()
+    example = example.detach().float().contiguous()
+    if example.shape[0] < 2:
+        example = example.repeat(2, 1, 1, 1)
+    with torch.no_grad():
+        if fmt == "onnx":
+            return _write_onnx(wrapped, example, path, metadata, opset)
+        if fmt == "pt2":
+            return _write_pt2(wrapped, example, path, metadata)
+        if fmt == "torchscript":
+            return _write_torchscript(wrapped, example, path, metadata)
+    raise ValueError(f"unknown export format {fmt!r}")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress, graph dumps and warnings; they go to the log (--verbose), not the terminal."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        try:
+            yield got
+        finally:
+            for warning in got:
+                log.info("%s: %s", warning.category.__name__, warning.message)
+            if out.getvalue().strip():
+                log.info("exporter output:\n%s", out.getvalue().strip())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _parameter_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, metadata: ExportMetadata,
+                opset: int | None) -> WrittenExport:
+    import onnx
+
+    external = _parameter_bytes(model) > ONNX_SINGLE_FILE_LIMIT
+    notes: list[str] = []
+    exporter = DYNAMO_EXPORTER
+    try:
+        with _quiet():
+            torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=external, verbose=False,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception as dynamo_exc:  # noqa: BLE001 - any failure of the new exporter means: try the legacy one
+        reason = _first_line(dynamo_exc)
+        log.info("the dynamo ONNX exporter failed", exc_info=True)
+        exporter = LEGACY_EXPORTER
+        notes.append(f"torch's current ONNX exporter (dynamo=True) failed: {reason}; the legacy exporter wrote "
+                     f"the file instead")
+        try:
+            with _quiet():
+                torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
+                                  output_names=[OUTPUT_NAME], opset_version=opset or LEGACY_OPSET,
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        except Exception as legacy_exc:  # noqa: BLE001
+            raise ExportError(f"the model cannot be exported to ONNX: torch.onnx.export(dynamo=True) failed "
+                              f"({reason}) and so did the legacy exporter ({_first_line(legacy_exc)})") from legacy_exc
+    proto = onnx.load(str(path), load_external_data=True)
+    opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    metadata.exporter = {"name": exporter, "opset": opset_used, "external_data": external,
+                         "notes": list(notes)}
+    stamp_onnx(proto, metadata)
+    save_onnx(proto, path, external)
+    return WrittenExport(path, "onnx", exporter, notes)
+
+
+def stamp_onnx(proto, metadata: ExportMetadata) -> None:
+    """Record the weights' checksum in `metadata` and put the metadata into the model's properties."""
+    metadata.integrity = {"weights_sha256": onnx_digest(proto)}
+    for prop in [p for p in proto.metadata_props if p.key == METADATA_KEY]:
+        proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata.to_json()
+    proto.producer_name = "thaw"
+
+
+def save_onnx(proto, path: Path, external: bool) -> None:
+    import onnx
+
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        data.unlink()  # onnx appends to an existing external-data file
+    if external:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name)
+    else:
+        onnx.save_model(proto, str(path))
+
+
+def _write_pt2(model: nn.Module, example: torch.Tensor, path: Path, metadata: ExportMetadata) -> WrittenExport:
+    try:
+        with _quiet():
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"the model cannot be exported with torch.export: {_first_line(exc)}") from exc
+    metadata.exporter = {"name": "torch.export.export", "notes": []}
+    metadata.integrity = {"weights_sha256": program_digest(program)}
+    torch.export.save(program, str(path), extra_files={EXTRA_FILE: metadata.to_json()})
+    return WrittenExport(path, "pt2", "torch.export.export")
+
+
+def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path,
+                       metadata: ExportMetadata) -> WrittenExport:
+    try:
+        with _quiet():
+            # check_trace=False: the built-in check re-traces and compares graphs, which fails on harmless
+            # differences (ViT's shape asserts); the parity check compares outputs on real images instead.
+            traced = torch.jit.trace(model, example, check_trace=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"the model cannot be traced to TorchScript: {_first_line(exc)}") from exc
+    metadata.exporter = {"name": "torch.jit.trace", "deprecated": True, "notes": [TORCHSCRIPT_NOTE]}
+    metadata.integrity = {"weights_sha256": script_digest(traced)}
+    with _quiet():
+        torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: metadata.to_json()})
+    return WrittenExport(path, "torchscript", "torch.jit.trace", [TORCHSCRIPT_NOTE])

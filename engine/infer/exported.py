@@ -1,0 +1,280 @@
+"""Open an exported model (ONNX, torch.export .pt2, TorchScript) and run it: the reader behind the parity check
+and `predict`. Every way a file can be unusable ends in one ExportFileError that says which: missing, empty,
+truncated or corrupted (including a flipped byte in the weights, caught by the checksum in the metadata), not an
+export at all, or an export without Thaw's metadata (another tool's file).
+
+The format is recognised by content, not by the file's suffix: ONNX is a protocol buffer, .pt2 and TorchScript
+are zip archives with different layouts; the suffix only helps to name what a damaged file was meant to be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.errors import BadInputError
+from engine.infer.export_metadata import EXTRA_FILE, METADATA_KEY, ExportFileError, ExportMetadata
+
+EXPORT_SUFFIXES = {".onnx": "onnx", ".pt2": "pt2", ".ts": "torchscript", ".torchscript": "torchscript"}
+FORMAT_NAMES = {"onnx": "ONNX model", "pt2": "torch.export archive (.pt2)", "torchscript": "TorchScript archive"}
+
+
+# --- checksums of the weights -------------------------------------------------------------------------------
+# Neither ONNX (a protocol buffer) nor torch's archives (zip entries stored without a checked CRC) notice a
+# changed byte inside a weight tensor: the file loads and predicts garbage. The metadata records a SHA-256 of the
+# weights as the exporter wrote them, and the reader compares it.
+
+def tensors_digest(named: Iterable[tuple[str, torch.Tensor]]) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(named, key=lambda item: item[0]):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def onnx_digest(model) -> str:
+    """The initializers and Constant nodes' tensors of an onnx.ModelProto, in file order."""
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    graph = model.graph
+    tensors = [(t.name, t) for t in graph.initializer]
+    tensors += [(node.name, attr.t) for node in graph.node if node.op_type == "Constant"
+                for attr in node.attribute if attr.name == "value"]
+    for name, tensor in tensors:
+        array = numpy_helper.to_array(tensor)
+        digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def program_digest(program) -> str:
+    """The weights and constant tensors of a torch.export ExportedProgram."""
+    named = [(f"state:{k}", v) for k, v in program.state_dict.items()]
+    named += [(f"const:{k}", v) for k, v in program.constants.items() if isinstance(v, torch.Tensor)]
+    return tensors_digest(named)
+
+
+def script_digest(module) -> str:
+    return tensors_digest(module.state_dict().items())
+
+
+# --- recognising a file ---------------------------------------------------------------------------------------
+
+def sniff(path: str | Path) -> str:
+    """'onnx', 'pt2', 'torchscript', 'checkpoint' (a torch.save file), 'zip' (another or a damaged archive) or
+    'unknown'."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "zip"
+        if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+            return "pt2"
+        if any("/code/__torch__" in n for n in names) and any(n.endswith("/constants.pkl") for n in names):
+            return "torchscript"
+        if any(n.endswith("/data.pkl") for n in names):
+            return "checkpoint"
+        return "zip"
+    if head[:1] == b"\x08":  # an ONNX ModelProto starts with field 1 (ir_version, a varint)
+        return "onnx"
+    return "unknown"
+
+
+def looks_like_export(path: str | Path) -> bool:
+    """Whether `predict` should read `path` as an export rather than a checkpoint: by suffix, else by content."""
+    path = Path(path)
+    if path.suffix.lower() in EXPORT_SUFFIXES:
+        return True
+    return path.is_file() and sniff(path) in ("onnx", "pt2", "torchscript")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _no_metadata(path: Path, fmt: str) -> ExportFileError:
+    where = f"metadata property '{METADATA_KEY}'" if fmt == "onnx" else f"extra file '{EXTRA_FILE}'"
+    return ExportFileError(f"{path} ({FORMAT_NAMES[fmt]}) has no Thaw metadata ({where}): it was not exported "
+                           f"by Thaw, so its preprocessing and class names are unknown. Export the run with "
+                           f"`python main.py export RUN_DIR --format {fmt} --out FILE`")
+
+
+def _check_digest(path: Path, metadata: ExportMetadata, actual: str) -> None:
+    expected = metadata.integrity.get("weights_sha256", "")
+    if expected and expected != actual:
+        raise ExportFileError(f"{path} is corrupted: its weights do not match the checksum recorded when it was "
+                              f"exported (sha256 {actual[:12]}… instead of {expected[:12]}…); export it again")
+
+
+# --- running an export ------------------------------------------------------------------------------------------
+
+class ExportedModel:
+    """A loaded export: `logits(batch)` takes a float32 NCHW tensor and returns float32 logits on the CPU."""
+
+    def __init__(self, path: Path, fmt: str, metadata: ExportMetadata, run: Callable[[torch.Tensor], torch.Tensor],
+                 device: torch.device):
+        self.path = path
+        self.format = fmt
+        self.metadata = metadata
+        self._run = run
+        self.device = device
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        output = self._run(batch)
+        return (output.logits if hasattr(output, "logits") else output).float().cpu()
+
+    @property
+    def size_bytes(self) -> int:
+        """The file's size, with ONNX external data beside it."""
+        data = self.path.with_name(self.path.name + ".data")
+        return self.path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+
+
+class ExportedModule(nn.Module):
+    """An ExportedModel where an nn.Module is expected (the Predictor). The export is held as a plain attribute:
+    an exported program's module cannot switch modes, so `.eval()` must not reach it."""
+
+    def __init__(self, exported: ExportedModel):
+        super().__init__()
+        self.exported = exported
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.exported.logits(batch)
+
+
+def open_export(path: str | Path, device: str | torch.device = "cpu", threads: int = 0) -> ExportedModel:
+    """Load `path`, check its metadata and weights, and return something that runs it. `threads`: CPU threads
+    for onnxruntime (0: torch's count in this thread, so both frameworks are timed alike)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ExportFileError(f"export file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ExportFileError(f"{path} is empty")
+    kind = sniff(path)
+    intended = EXPORT_SUFFIXES.get(path.suffix.lower())
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"device {device}: no CUDA device is available here; use --device cpu")
+    if kind == "onnx" or (kind == "unknown" and intended == "onnx"):
+        return _open_onnx(path, device, threads or torch.get_num_threads())
+    if kind == "pt2":
+        return _open_pt2(path, device)
+    if kind == "torchscript":
+        return _open_torchscript(path, device)
+    if kind == "checkpoint":
+        raise ExportFileError(f"{path} is a PyTorch checkpoint, not an export; `predict` reads Thaw checkpoints "
+                              f"directly, `export` turns one into ONNX, .pt2 or TorchScript")
+    if kind in ("zip", "unknown") and intended:
+        raise ExportFileError(f"{path} is corrupted or truncated: it is not a complete {FORMAT_NAMES[intended]}"
+                              + (" (the zip archive cannot be read)" if kind == "zip" else ""))
+    raise ExportFileError(f"{path} is not a model export Thaw can read (ONNX, torch.export .pt2 or TorchScript)")
+
+
+def _open_onnx(path: Path, device: torch.device, threads: int) -> ExportedModel:
+    import onnx
+    import onnxruntime as ort
+
+    external = path.with_name(path.name + ".data").is_file()
+    try:
+        model = onnx.load(str(path), load_external_data=external)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError types for damaged files
+        raise ExportFileError(f"{path} is corrupted or truncated: it cannot be parsed as an ONNX model "
+                              f"({_first_line(exc)})") from exc
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise _no_metadata(path, "onnx")
+    metadata = ExportMetadata.from_json(props[METADATA_KEY], str(path))
+    _check_digest(path, metadata, onnx_digest(model))
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BadInputError(f"onnxruntime on this machine cannot use CUDA (it has "
+                                f"{', '.join(ort.get_available_providers())}); run ONNX files with --device cpu")
+        providers.insert(0, "CUDAExecutionProvider")
+    elif device.type != "cpu":
+        raise BadInputError(f"ONNX files run on the CPU (or CUDA) with onnxruntime, not on {device}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: its warnings about unused initializers are not the user's
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime reports a broken graph as a generic failure
+        raise ExportFileError(f"{path} is corrupted: onnxruntime cannot load it ({_first_line(exc)})") from exc
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise ExportFileError(f"{path} has {len(inputs)} inputs; a Thaw export has one image batch")
+    shape = inputs[0].shape
+    expected = [metadata.channels, metadata.crop_size, metadata.crop_size]
+    if len(shape) != 4 or [d if isinstance(d, int) else None for d in shape[1:]] != expected:
+        raise ExportFileError(f"{path}: its input shape {shape} does not match its metadata "
+                              f"(batch × {' × '.join(map(str, expected))})")
+    input_name = inputs[0].name
+    output_name = outputs[0].name
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+        return torch.from_numpy(session.run([output_name], {input_name: array})[0])
+
+    return ExportedModel(path, "onnx", metadata, run, device)
+
+
+def _read_error(path: Path, fmt: str, exc: BaseException) -> ExportFileError:
+    return ExportFileError(f"{path} is corrupted or truncated: it cannot be read as a {FORMAT_NAMES[fmt]} "
+                           f"({_first_line(exc)})")
+
+
+def _open_pt2(path: Path, device: torch.device) -> ExportedModel:
+    extra = {EXTRA_FILE: ""}
+    try:
+        program = torch.export.load(str(path), extra_files=extra)
+    except Exception as exc:  # noqa: BLE001 - torch's deserialiser raises many types for damaged archives
+        raise _read_error(path, "pt2", exc) from exc
+    if not extra[EXTRA_FILE]:
+        raise _no_metadata(path, "pt2")
+    metadata = ExportMetadata.from_json(extra[EXTRA_FILE], str(path))
+    _check_digest(path, metadata, program_digest(program))
+    if device.type != "cpu":
+        from torch.export.passes import move_to_device_pass
+
+        program = move_to_device_pass(program, device)
+    module = program.module()  # exported in eval mode; an exported module cannot switch modes (no .eval())
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return module(batch.to(device, torch.float32))
+
+    return ExportedModel(path, "pt2", metadata, run, device)
+
+
+def _open_torchscript(path: Path, device: torch.device) -> ExportedModel:
+    extra = {EXTRA_FILE: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the docs say so
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as exc:  # noqa: BLE001
+        raise _read_error(path, "torchscript", exc) from exc
+    if not extra[EXTRA_FILE]:
+        raise _no_metadata(path, "torchscript")
+    metadata = ExportMetadata.from_json(extra[EXTRA_FILE], str(path))
+    _check_digest(path, metadata, script_digest(module))
+    module.eval()
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return module(batch.to(device, torch.float32))
+
+    return ExportedModel(path, "torchscript", metadata, run, device)

@@ -1,0 +1,130 @@
+"""The Export dialog exports a real run in its worker thread, shows the parity verdict and the costs, refuses to
+keep a disagreeing export, and stops cleanly when closed mid-export; the Runs tab opens it for the selected run."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from PySide6.QtCore import QItemSelectionModel, Qt
+
+from engine.infer import export_run as export_run_module
+from engine.infer.export_run import FAILED_SUFFIX, REPORT_SUFFIX
+from engine.model.surgery import find_classifier
+from engine.train.trainer import fit
+from gui.document import RecipeDocument
+from gui.panels.export_dialog import ExportDialog
+from gui.panels.runs_panel import RunsPanel
+from tests.helpers import tiny_recipe
+
+WAIT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def runs_root(image_folder, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("export-dialog-runs")
+    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=1, out=root, name="to-export")
+    recipe.data.max_train_batches = 1
+    result = fit(recipe)
+    assert result.status == "finished", result.error
+    return root
+
+
+@pytest.fixture
+def run_dir(runs_root) -> Path:
+    return next(p for p in runs_root.iterdir() if p.is_dir())
+
+
+@pytest.fixture
+def dialog(qtbot, run_dir):
+    dialog = ExportDialog(str(run_dir))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    yield dialog
+    dialog.shutdown()
+
+
+def choose(dialog: ExportDialog, fmt: str, out: Path) -> None:
+    dialog.exportFormatCombo.setCurrentIndex(dialog.exportFormatCombo.findData(fmt))
+    dialog.exportPathEdit.setText(str(out))
+
+
+def test_every_control_has_a_name_and_a_tooltip(dialog):
+    for name in ("exportFormatCombo", "exportCheckpointCombo", "exportInt8Check", "exportPathEdit",
+                 "exportBrowseButton", "exportStartButton", "exportCloseButton", "exportResultsTable"):
+        widget = getattr(dialog, name)
+        assert widget.objectName() == name and widget.toolTip()
+
+
+def test_int8_is_offered_for_onnx_only_and_the_default_file_follows_the_choices(dialog, run_dir):
+    assert dialog.format() == "onnx" and dialog.exportInt8Check.isEnabled()
+    assert dialog.exportPathEdit.text() == str(run_dir / "exports" / "best.onnx")
+    dialog.exportInt8Check.setChecked(True)
+    assert dialog.exportPathEdit.text() == str(run_dir / "exports" / "best-int8.onnx")
+    dialog.exportFormatCombo.setCurrentIndex(dialog.exportFormatCombo.findData("pt2"))
+    assert not dialog.exportInt8Check.isEnabled() and not dialog.exportInt8Check.isChecked()
+    assert dialog.exportPathEdit.text() == str(run_dir / "exports" / "best.pt2")
+    assert dialog.request().quantize == "none"
+
+
+def test_export_runs_in_the_worker_and_shows_the_verdict_and_costs(qtbot, dialog, tmp_path):
+    out = tmp_path / "model.pt2"
+    choose(dialog, "pt2", out)
+    with qtbot.waitSignal(dialog.export_succeeded, timeout=WAIT_MS) as blocker:
+        qtbot.mouseClick(dialog.exportStartButton, Qt.MouseButton.LeftButton)
+        assert dialog.running and not dialog.exportStartButton.isEnabled()
+    assert blocker.args == [str(out)]
+    assert out.is_file() and out.with_name(out.name + REPORT_SUFFIX).is_file()
+    assert "Parity check passed" in dialog.exportVerdictLabel.text()
+    table = dialog.exportResultsTable
+    assert [table.item(row, 0).text() for row in range(table.rowCount())] == ["checkpoint (torch)", "pt2"]
+    assert table.item(1, 4).text() == "100.0 %" and table.item(1, 2).text().endswith("thread)")
+    assert not dialog.running and dialog.exportStartButton.isEnabled()
+
+
+def test_a_disagreeing_export_is_shown_as_failed_and_nothing_is_saved(qtbot, dialog, tmp_path, monkeypatch):
+    real = export_run_module.write_export
+
+    def skewing_writer(model, example, fmt, path, metadata, opset=None):
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            broken.get_submodule(find_classifier(broken)).bias[0] += 0.5
+        return real(broken, example, fmt, path, metadata, opset)
+
+    monkeypatch.setattr(export_run_module, "write_export", skewing_writer)
+    out = tmp_path / "model.pt2"
+    choose(dialog, "pt2", out)
+    with qtbot.waitSignal(dialog.export_failed, timeout=WAIT_MS) as blocker:
+        qtbot.mouseClick(dialog.exportStartButton, Qt.MouseButton.LeftButton)
+    assert "disagrees with the checkpoint" in blocker.args[0]
+    assert "disagrees" in dialog.exportVerdictLabel.text()
+    assert not out.exists() and out.with_name(out.name + FAILED_SUFFIX).is_file()
+    assert dialog.exportResultsTable.item(1, 0).foreground().color().name() == "#b01e1e"
+
+
+def test_closing_during_an_export_stops_it_and_writes_nothing(qtbot, dialog, tmp_path):
+    out = tmp_path / "model.onnx"
+    choose(dialog, "onnx", out)
+    with qtbot.waitSignal(dialog.export_failed, timeout=WAIT_MS) as blocker:
+        qtbot.mouseClick(dialog.exportStartButton, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(dialog.exportCloseButton, Qt.MouseButton.LeftButton)  # "Stop" while it runs
+        assert dialog.isVisible()  # it closes once the worker has stopped
+    assert "stopped" in blocker.args[0]
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=5_000)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_the_runs_tab_opens_the_dialog_for_the_selected_run(qtbot, runs_root, run_dir, image_folder):
+    panel = RunsPanel(RecipeDocument(tiny_recipe(image_folder, "feature_extraction", epochs=1, out=runs_root)))
+    panel.show_error_dialogs = False
+    qtbot.addWidget(panel)
+    assert panel.exportRunButton.toolTip() and not panel.exportRunButton.isEnabled()
+    panel.runsTable.selectionModel().select(
+        panel.model.index(0, 0), QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
+    assert panel.exportRunButton.isEnabled()
+    qtbot.mouseClick(panel.exportRunButton, Qt.MouseButton.LeftButton)
+    dialog = panel.export_dialog
+    assert isinstance(dialog, ExportDialog) and dialog.isVisible() and dialog.run_dir == run_dir
+    dialog.close()
