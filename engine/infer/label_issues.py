@@ -82,6 +82,9 @@ class LabelIssueReport:
     feature_seconds: float = 0.0
     analysis_seconds: float = 0.0
     created: str = ""
+    # class → its most typical image: the highest out-of-fold probability of its own label among the images not
+    # suspected; what the studio shows next to a suspect as "an example of" its given and its suggested class.
+    examples: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -174,6 +177,21 @@ def rank_label_issues(labels: np.ndarray, probabilities: np.ndarray) -> list[int
                                               n_jobs=1)]
 
 
+def typical_examples(labels: np.ndarray, probabilities: np.ndarray, excluded: list[int] | None = None
+                     ) -> dict[int, int]:
+    """class index → the index of the image whose (out-of-fold) probability of its own label is highest, among
+    the images not in `excluded` (the suspects); a class all of whose images are excluded has no example."""
+    labels = np.asarray(labels)
+    usable = np.ones(len(labels), dtype=bool)
+    usable[list(excluded or [])] = False
+    own = probabilities[np.arange(len(labels)), labels]
+    examples: dict[int, int] = {}
+    for c in np.unique(labels[usable]):
+        candidates = np.flatnonzero(usable & (labels == c))
+        examples[int(c)] = int(candidates[np.argmax(own[candidates])])  # ties: the first image
+    return examples
+
+
 def duplicate_pairs(features: np.ndarray, threshold: float = NEAR_DUPLICATE_THRESHOLD,
                     same_file: list[tuple[int, int]] | None = None) -> tuple[list[tuple[int, int, float, bool]], float]:
     """(i, j, cosine similarity, exact) for i < j, most similar first, and the radius used. `same_file` adds
@@ -244,15 +262,16 @@ def find_run_label_issues(target: str | Path, kind: str = "best", backbone: str 
     names = checkpoint.class_names
     probabilities, used_folds = out_of_fold_probabilities(x, labels, folds, checkpoint.recipe.seed)
     suggested = probabilities.argmax(axis=1)
+    ranked = rank_label_issues(labels, probabilities)
     suspects = [Suspect(ids[i], splits[i], names[labels[i]], names[suggested[i]],
-                        float(probabilities[i, labels[i]]), float(probabilities[i, suggested[i]]))
-                for i in rank_label_issues(labels, probabilities)]
+                        float(probabilities[i, labels[i]]), float(probabilities[i, suggested[i]])) for i in ranked]
     pairs, radius = duplicate_pairs(x, same_file=identical_files(ids))
     as_pairs = [DuplicatePair(ids[i], ids[j], splits[i], splits[j], sim, exact) for i, j, sim, exact in pairs]
     report = LabelIssueReport(
         str(checkpoint.path), backbone, used_folds, list(names), len(ids), suspects, as_pairs[:MAX_PAIRS], len(pairs),
         [p for p in as_pairs if p.crosses_split][:MAX_PAIRS], radius, float((suggested == labels).mean()),
-        features.seconds, time.perf_counter() - started, time.strftime("%Y-%m-%d %H:%M:%S"))
+        features.seconds, time.perf_counter() - started, time.strftime("%Y-%m-%d %H:%M:%S"),
+        {names[c]: ids[i] for c, i in typical_examples(labels, probabilities, ranked).items()})
     if write and checkpoint.run_dir is not None:
         report.save(checkpoint.run_dir / LABEL_ISSUES_FILE)
     return report
