@@ -379,10 +379,11 @@ def _drift(checkpoint: RunCheckpoint, built, notes: list[str]) -> WeightDrift | 
     return weight_drift(built.model, dict(start.model.named_parameters()), built.stages)
 
 
-def write_run_evaluation(run_dir: str | Path, device: str | torch.device = "cpu") -> Evaluation:
+def write_run_evaluation(run_dir: str | Path, device: str | torch.device = "cpu",
+                         progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """evaluation.json in the run folder: the best checkpoint on the validation split, with the OOD calibration
-    (stored as checkpoints/best.ood.pt) and the weight drift."""
-    evaluation = evaluate_checkpoint(run_dir, None, "best", device, calibrate=True, drift=True)
+    (stored as checkpoints/best.ood.pt) and the weight drift. `progress(done, total)` follows the images scored."""
+    evaluation = evaluate_checkpoint(run_dir, None, "best", device, calibrate=True, drift=True, progress=progress)
     evaluation.save(Path(run_dir) / EVALUATION_FILE)
     return evaluation
 

@@ -24,6 +24,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -242,9 +243,11 @@ def _normalised(features: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def find_run_label_issues(target: str | Path, kind: str = "best", backbone: str = "start", folds: int = DEFAULT_FOLDS,
-                          device: str | torch.device = "cpu", write: bool = True) -> LabelIssueReport:
+                          device: str | torch.device = "cpu", write: bool = True,
+                          progress: Callable[[int, int], None] | None = None) -> LabelIssueReport:
     """Suspect labels, near-duplicates and leaks of the run's training and validation images. With `write`, the
-    report is also saved as label_issues.json in the run folder."""
+    report is also saved as label_issues.json in the run folder. `progress(done, total)` follows the feature
+    pass (the long part; nothing is reported when the features come from the cache)."""
     if backbone not in BACKBONES:
         raise BadInputError(f"backbone '{backbone}' is not one of {', '.join(BACKBONES)}")
     checkpoint = open_checkpoint(target, kind)
@@ -253,7 +256,7 @@ def find_run_label_issues(target: str | Path, kind: str = "best", backbone: str 
         raise BadInputError(f"the run's data folder now holds the classes {', '.join(data.classes)}, the checkpoint "
                             f"was trained on {', '.join(checkpoint.class_names)}")
     built = start_model(checkpoint) if backbone == "start" else trained_model(checkpoint)
-    features = split_features(checkpoint, data, built, device)
+    features = split_features(checkpoint, data, built, device, progress)
     started = time.perf_counter()
     x = torch.cat([features.train, features.val]).numpy()
     labels = torch.cat([features.train_labels, features.val_labels]).numpy().astype(np.int64)
