@@ -17,6 +17,7 @@ from engine.infer.evaluation import Evaluation, ImageResult
 from gui.models.class_metrics_model import ClassMetricsModel, ValueRole
 from gui.models.confusion_model import ConfusionModel
 from gui.widgets.gallery import PathRole, SORT_ORDERS, ImageGallery, sort_results
+from gui.widgets.heat_cell import HeatCellDelegate
 from gui.workers.evaluation import ExplanationWorker
 from gui.workers.threads import WorkerThread
 
@@ -51,6 +52,7 @@ class ErrorsView(QWidget):
         self.confusion_model = ConfusionModel(self)
         self.confusionTable = QTableView(objectName="confusionTable")
         self.confusionTable.setModel(self.confusion_model)
+        self.confusionTable.setItemDelegate(HeatCellDelegate(self.confusionTable))
         self.confusionTable.setToolTip("Rows: the true class; columns: the predicted class. Click a cell to see its "
                                        "images in the gallery")
         self.confusionTable.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from engine.train.devices import pick_device
 from engine.infer.explain import explain
 from engine.infer.inference import Predictor, expand_inputs
+from engine.infer.ood import calibration_path, head_digest, load_calibration
 from engine.data.transforms import denormalize
 
 from gui.widgets.image_utils import chw_to_rgb
@@ -40,6 +41,8 @@ class InferenceWorker(QObject):
         self._device_request = device
         self._predictor: Predictor | None = None
         self._checkpoint = ""  # the path the predictor came from
+        self._head_digest = ""  # which weights a calibration must belong to
+        self._calibration_stamp: tuple[int, int] | None = None  # the calibration file's (mtime, size) when read
         self._latest_request = 0  # written only by the GUI thread
 
     def begin_request(self) -> int:
@@ -60,9 +63,15 @@ class InferenceWorker(QObject):
             self.inference_failed.emit(f"cannot load {path}: {exc}")
             return
         self._predictor, self._checkpoint = predictor, path
+        self._head_digest = head_digest(predictor.model.state_dict(), predictor.head_path)
+        self._calibration_stamp = _stamp(calibration_path(path))
+        self._emit_loaded()
+
+    def _emit_loaded(self) -> None:
+        predictor = self._predictor
         recipe = predictor.recipe
         self.checkpoint_loaded.emit({
-            "path": path,
+            "path": self._checkpoint,
             "arch": recipe.model.arch if recipe else "",
             "class_names": list(predictor.class_names),
             "crop_size": predictor.preprocessing.crop_size,
@@ -71,11 +80,24 @@ class InferenceWorker(QObject):
             "ood": predictor.ood.summary() if predictor.ood is not None else None,
         })
 
+    def _refresh_calibration(self) -> None:
+        """Re-read the OOD calibration when its file changed since the checkpoint was loaded: a run's evaluation
+        writes it just after the run ends (when the studio may already have loaded the new checkpoint), and the
+        Evaluate tab rewrites it."""
+        if self._predictor is None:
+            return
+        stamp = _stamp(calibration_path(self._checkpoint))
+        if stamp != self._calibration_stamp:
+            self._calibration_stamp = stamp
+            self._predictor.ood = load_calibration(self._checkpoint, self._head_digest)
+            self._emit_loaded()
+
     @Slot(int, list, int, bool)
     def predict(self, request: int, paths: list, topk: int, with_heatmaps: bool) -> None:
         """Folders are expanded to their images; each file gets a result, unreadable ones with an error."""
         if request != self._latest_request:
             return
+        self._refresh_calibration()
         files = [str(path) for path in expand_inputs(paths)]
         results: list[dict] = []
         for start in range(0, len(files), BATCH_SIZE):
@@ -126,6 +148,14 @@ def explain_file(predictor: Predictor, path: str, checkpoint: str = "") -> dict:
     image = chw_to_rgb(denormalize(tensor, predictor.preprocessing))
     return {**_explanation(path, checkpoint), "heatmap": np.asarray(explanation.heatmap), "image": image,
             "method": explanation.method, "class_name": predictor.class_names[explanation.class_index]}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def class_folder(path: str | Path, class_names: set[str]) -> str:

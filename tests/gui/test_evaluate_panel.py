@@ -134,6 +134,12 @@ def test_clicking_a_cell_fills_the_gallery_with_exactly_its_images(qtbot, panel)
     busiest = max(((cat, dog), (dog, dog), (cat, cat)), key=lambda rc: evaluation.metrics.confusion[rc[0]][rc[1]])
     with qtbot.waitSignal(view.thumbnails_finished, timeout=TIMEOUT_MS):
         click_cell(qtbot, panel, *busiest)
+    # The chosen cell keeps its heat colour (blue right, red wrong) inside a frame, not the selection's fill.
+    index = view.confusion_model.index(*busiest)
+    rect = view.confusionTable.visualRect(index)
+    pixels = view.confusionTable.viewport().grab().toImage()
+    assert pixels.pixelColor(rect.left() + 8, rect.top() + 8) == index.data(Qt.ItemDataRole.BackgroundRole)
+    assert pixels.pixelColor(rect.left() + 2, rect.top() + 2).lightness() < 60  # the frame
     with qtbot.waitSignal(view.thumbnails_finished, timeout=TIMEOUT_MS):
         view.set_sort_order("confidence_ascending")
     cell = evaluation.cell(classes[busiest[0]], classes[busiest[1]])

@@ -197,6 +197,26 @@ def test_an_unfamiliar_input_is_flagged_and_class_folders_get_a_verdict(qtbot, p
     assert f"{right.count('✓ correct')} of 3 from class folders correct" in status
 
 
+def test_a_calibration_written_after_the_checkpoint_was_loaded_is_used(qtbot, panel, trained_runs, image_folder,
+                                                                        tmp_path):
+    """A finished run's evaluation calibrates its checkpoint just after the studio hands it to this tab."""
+    run = tmp_path / "20300101-000000-late"
+    shutil.copytree(sorted(p for p in trained_runs.iterdir() if p.is_dir())[-1], run)
+    with qtbot.waitSignal(panel.checkpoint_loaded, timeout=TIMEOUT_MS):
+        panel.set_checkpoint(str(checkpoint_path(run, "best")))
+    image = image_folder / "dog" / "dog_000.png"
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.predict_files([image])
+    assert panel.predictionsTable.text(0, "OOD score") == "n/a"
+
+    write_run_evaluation(run)  # as RunEvaluator does when the run finishes
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.predict_files([image])
+    assert panel.results[0]["ood_score"] is not None
+    assert panel.predictionsTable.text(0, "OOD score").replace("⚠ ", "") == f"{panel.results[0]['ood_score']:.2f}"
+    assert "out-of-distribution check calibrated on" in panel.checkpointInfoLabel.text()
+
+
 def test_worker_predicts_folders_with_heatmaps(qtbot, runs_root, image_folder):
     worker = InferenceWorker(device="cpu")  # no thread: slots called directly, signals emitted synchronously
     with qtbot.waitSignal(worker.checkpoint_loaded) as loaded:
