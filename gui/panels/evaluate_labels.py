@@ -157,8 +157,9 @@ class LabelIssuesView(QWidget):
 
     # --- a run ----------------------------------------------------------------------------------------------------
     def set_run(self, run_dir: str) -> None:
-        """Show the run's label_issues.json, if it has one."""
-        if run_dir == self.run_dir and self.report is not None:
+        """Show the run's label_issues.json, if it has one. The same run again changes nothing: a report being
+        computed for it is not abandoned."""
+        if run_dir == self.run_dir:
             return
         self.run_dir = run_dir
         self._show_report(None)

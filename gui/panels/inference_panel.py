@@ -162,7 +162,7 @@ def _cells(result: dict) -> list[tuple[str, str]]:
     top = result["top"]
     name, probability = top[0] if top else ("", 0.0)
     score, unfamiliar = result.get("ood_score"), result.get("unfamiliar")
-    top1 = (name, result["path"] and f"{name}: the model's most likely class")
+    top1 = (name, f"{name}: the model's most likely class" if top else "")
     shown_probability = f"{probability:.1%}" if top else ""
     if unfamiliar:
         # Not a confident class: the guess is kept in the tooltip and the top-k, the cell says what matters.

@@ -338,6 +338,24 @@ def test_suspect_labels_are_found_and_shown_beside_examples_of_both_classes(qtbo
         again.shutdown()
 
 
+def test_showing_the_same_run_again_does_not_abandon_a_search(qtbot, noisy_run, tmp_path):
+    from gui.panels.evaluate_labels import LabelIssuesView
+
+    run = tmp_path / "run"
+    shutil.copytree(noisy_run[0], run)
+    (run / LABEL_ISSUES_FILE).unlink(missing_ok=True)
+    view = LabelIssuesView()
+    qtbot.addWidget(view)
+    try:
+        view.set_run(str(run))
+        with qtbot.waitSignal(view.report_shown, timeout=TIMEOUT_MS, check_params_cb=lambda r: r is not None):
+            view.find_label_issues()
+            view.set_run(str(run))  # the Evaluate tab re-shows the run (a refresh, a re-evaluation)
+        assert (run / LABEL_ISSUES_FILE).is_file()
+    finally:
+        view.shutdown()
+
+
 def test_label_issues_that_cannot_be_found_say_why(qtbot, tmp_path):
     from gui.panels.evaluate_labels import LabelIssuesView
 
