@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +18,8 @@ WORK = Path(tempfile.mkdtemp(prefix="thaw-screens-"))
 os.environ.update(THAW_RUNS_DIR=str(WORK / "runs"), THAW_CACHE_DIR=str(WORK / "cache"), THAW_OFFLINE="1",
                   TORCH_HOME=str(WORK / "torch"), THAW_SETTINGS=str(WORK / "settings.ini"))
 
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 
 from engine.planning.presets import make_recipe  # noqa: E402
@@ -59,6 +62,10 @@ def small(recipe, data: Path):
 def main() -> None:
     seed_torch_home(WORK / "torch")
     data = make_image_folder(WORK / "pets", classes=4, per_class=24, size=80, broken=True)
+    # Two wrong labels and a copied image: the Evaluate tab's Suspect labels page finds them.
+    shutil.move(data / "cat" / "cat_003.png", data / "dog" / "was_cat_003.png")
+    shutil.move(data / "fox" / "fox_005.png", data / "owl" / "was_fox_005.png")
+    shutil.copyfile(data / "owl" / "owl_002.png", data / "owl" / "owl_002_copy.png")
     app = create_app([sys.argv[0]])
     from gui.main_window import MainWindow
 
@@ -67,12 +74,12 @@ def main() -> None:
     window.show()
     OUT.mkdir(parents=True, exist_ok=True)
 
-    def shoot(tab: str) -> None:
+    def shoot(tab: str, name: str = "") -> None:
         tabs = window.tabs
         index = next(i for i in range(tabs.count()) if tabs.tabText(i) == tab)
         tabs.setCurrentIndex(index)
         _settle()
-        path = OUT / f"{tab.lower()}.png"
+        path = OUT / f"{name or tab.lower()}.png"
         window.grab().save(str(path))
         print("wrote", path)
 
@@ -96,9 +103,43 @@ def main() -> None:
     window.runs_panel.runsTable.selectAll()  # both runs: their curves overlaid, their times side by side
     shoot("Runs")
 
+    # The Evaluate tab shows the newest run's evaluation.json, written when it finished (EvaluationWritten).
+    evaluate = window.evaluate_panel
+    wait(lambda: evaluate.evaluation is not None, 120, "the newest run's evaluation")
+    thumbnails = []
+    evaluate.errors_view.thumbnails_finished.connect(lambda: thumbnails.append(True))
+    errors = evaluate.evaluation.metrics.most_confused(1)
+    if errors:  # the cell behind the largest confusion, highest loss first
+        true_class, predicted, _ = errors[0]
+        evaluate.errors_view.show_cell(true_class, predicted)
+        index = evaluate.errors_view.confusion_model.index(evaluate.evaluation.classes.index(true_class),
+                                                           evaluate.evaluation.classes.index(predicted))
+        evaluate.errors_view.confusionTable.setCurrentIndex(index)
+    else:
+        thumbnails.append(True)
+    wait(lambda: bool(thumbnails), 120, "the gallery's heat maps")
+    shoot("Evaluate")
+    reports = []
+    evaluate.labels_view.report_shown.connect(lambda report: report is not None and reports.append(report))
+    previews = []
+    evaluate.labels_view.previews_shown.connect(previews.append)
+    evaluate.evaluateTabs.setCurrentWidget(evaluate.labels_view)
+    evaluate.labels_view.find_label_issues()
+    wait(lambda: bool(reports) and (bool(previews) or not reports[0].suspects), 300, "the label issues")
+    shoot("Evaluate", "evaluate-labels")
+    maps = []
+    evaluate.network_view.feature_maps_shown.connect(maps.append)
+    evaluate.evaluateTabs.setCurrentWidget(evaluate.network_view)
+    wait(lambda: bool(maps), 120, "the feature maps")
+    shoot("Evaluate", "evaluate-network")
+    evaluate.evaluateTabs.setCurrentWidget(evaluate.errors_view)
+
     newest = max(list_runs(), key=lambda r: r.path)
     window.inference_panel.set_checkpoint(str(checkpoint_path(newest.path, "best")))
-    images = [str(p) for p in sorted(data.rglob("*.png"))[::20]] + [str(data / "cat" / "notes.jpg")]
+    foreign = WORK / "foreign" / "noise.png"  # nothing like the training images: flagged as unfamiliar
+    foreign.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(foreign)
+    images = [str(p) for p in sorted(data.rglob("*.png"))[::20]] + [str(foreign), str(data / "cat" / "notes.jpg")]
     shown = []
     window.inference_panel.predictions_shown.connect(shown.append)
     window.inference_panel.predict_files(images)

@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
         use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/workers/torch_threads.py)
         from gui.document import RecipeDocument
         from gui.panels.data_panel import DataPanel
+        from gui.panels.evaluate_panel import EvaluatePanel
         from gui.panels.inference_panel import InferencePanel
         from gui.panels.model_panel import ModelPanel
         from gui.panels.optimizer_panel import OptimizerPanel
@@ -165,6 +166,7 @@ class MainWindow(QMainWindow):
         self.phases_panel = PhasesPanel(d)
         self.training_panel = TrainingPanel(d, self.controller)
         self.runs_panel = RunsPanel(d)
+        self.evaluate_panel = EvaluatePanel(d)
         self.inference_panel = InferencePanel(d)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("mainTabs")
@@ -172,6 +174,7 @@ class MainWindow(QMainWindow):
                 (self.data_panel, "Data", "dataPanel"), (self.model_panel, "Model", "modelPanel"),
                 (self.optimizer_panel, "Optimizer", "optimizerPanel"), (self.phases_panel, "Phases", "phasesPanel"),
                 (self.training_panel, "Training", "trainingPanel"), (self.runs_panel, "Runs", "runsPanel"),
+                (self.evaluate_panel, "Evaluate", "evaluatePanel"),
                 (self.inference_panel, "Inference", "inferencePanel")):
             if not panel.objectName():
                 panel.setObjectName(name)
@@ -274,6 +277,8 @@ class MainWindow(QMainWindow):
         c.running_changed.connect(self._on_running_changed)
         c.paused_changed.connect(self._on_paused_changed)
         c.event_emitted.connect(self._on_event)
+        c.event_emitted.connect(self.evaluate_panel.handle_event)  # a finished run's evaluation.json is shown
+        self.evaluate_panel.drift_shown.connect(self.model_panel.show_drift)  # the layer tree's Drift column
         self.training_panel.run_ended.connect(self._on_run_ended)
         self.runs_panel.checkpoint_chosen.connect(self._on_checkpoint_chosen)
         app = QApplication.instance()
@@ -398,6 +403,7 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_run_ended(self, run_dir: str, status: str) -> None:
         self.runs_panel.refresh()
+        self.evaluate_panel.refresh_runs()
         self.inference_panel.refresh_checkpoints()
         self.resumeRunAction.setEnabled(not self.controller.is_running and bool(self.training_panel.resumable_run))
         if run_dir:
@@ -493,7 +499,7 @@ class MainWindow(QMainWindow):
             return
         self._closing_after_stop = False
         self._status_timer.stop()
-        for panel in (self.data_panel, self.inference_panel):
+        for panel in (self.data_panel, self.evaluate_panel, self.inference_panel):
             panel.shutdown()
         self._save_settings()
         super().closeEvent(event)

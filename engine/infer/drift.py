@@ -93,6 +93,20 @@ def weight_drift(model: nn.Module, start_state: dict[str, torch.Tensor], stages:
     return drift
 
 
+def module_drift(drift: WeightDrift) -> dict[str, float | None]:
+    """The relative drift of every module that holds parameters somewhere below it ("" is the whole model):
+    ‖w − w₀‖ / ‖w₀‖ over all of its layers' parameters taken together, as the stages' are. A module whose
+    layers were all frozen is exactly 0.0."""
+    sums: dict[str, list[float]] = {}  # module → [distance², norm²]
+    for layer in drift.layers:
+        parts = layer.path.split(".") if layer.path else []
+        for depth in range(len(parts) + 1):
+            entry = sums.setdefault(".".join(parts[:depth]), [0.0, 0.0])
+            entry[0] += layer.distance ** 2
+            entry[1] += layer.start_norm ** 2
+    return {path: _relative(distance_sq, norm_sq) for path, (distance_sq, norm_sq) in sums.items()}
+
+
 def run_weight_drift(checkpoint: RunCheckpoint) -> WeightDrift:
     """The drift of a checkpoint from its run's start (needs the pretrained weights in the local cache)."""
     trained = trained_model(checkpoint)

@@ -141,22 +141,25 @@ class Evaluation:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BadInputError(f"{path} is not an evaluation file: {exc}") from exc
 
-    def write_csv(self, path: str | Path) -> Path:
-        """One row per image (then one per skipped file, with its error): for relabelling in a spreadsheet."""
+    def write_csv(self, path: str | Path, images: list[ImageResult] | None = None) -> Path:
+        """One row per image (then one per skipped file, with its error): for relabelling in a spreadsheet.
+        With `images` (e.g. `misclassified()`), exactly those rows and no skipped files."""
         path = Path(path)
+        rows = self.images if images is None else images
+        skipped = self.skipped if images is None else []
         columns = ["path", "true_class", "predicted", "correct", "confidence", "loss", "ood_score", "unfamiliar",
                    "split", "top_k", "error"]
         try:
             with path.open("w", newline="", encoding="utf-8") as f:
                 writer = csv.DictWriter(f, fieldnames=columns)
                 writer.writeheader()
-                for r in self.images:
+                for r in rows:
                     writer.writerow({"path": r.path, "true_class": r.true_class, "predicted": r.predicted,
                                      "correct": r.correct, "confidence": f"{r.confidence:.6f}", "loss": f"{r.loss:.6f}",
                                      "ood_score": "" if r.ood_score is None else f"{r.ood_score:.4f}",
                                      "unfamiliar": "" if r.unfamiliar is None else r.unfamiliar, "split": r.split,
                                      "top_k": ";".join(f"{c}:{p:.4f}" for c, p in r.top), "error": ""})
-                for p, reason in self.skipped:
+                for p, reason in skipped:
                     writer.writerow({"path": p, "error": reason})
         except OSError as exc:
             raise BadInputError(f"cannot write {path}: {exc.strerror or exc}") from exc
@@ -376,10 +379,11 @@ def _drift(checkpoint: RunCheckpoint, built, notes: list[str]) -> WeightDrift | 
     return weight_drift(built.model, dict(start.model.named_parameters()), built.stages)
 
 
-def write_run_evaluation(run_dir: str | Path, device: str | torch.device = "cpu") -> Evaluation:
+def write_run_evaluation(run_dir: str | Path, device: str | torch.device = "cpu",
+                         progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """evaluation.json in the run folder: the best checkpoint on the validation split, with the OOD calibration
-    (stored as checkpoints/best.ood.pt) and the weight drift."""
-    evaluation = evaluate_checkpoint(run_dir, None, "best", device, calibrate=True, drift=True)
+    (stored as checkpoints/best.ood.pt) and the weight drift. `progress(done, total)` follows the images scored."""
+    evaluation = evaluate_checkpoint(run_dir, None, "best", device, calibrate=True, drift=True, progress=progress)
     evaluation.save(Path(run_dir) / EVALUATION_FILE)
     return evaluation
 

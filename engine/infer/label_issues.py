@@ -24,6 +24,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -82,6 +83,9 @@ class LabelIssueReport:
     feature_seconds: float = 0.0
     analysis_seconds: float = 0.0
     created: str = ""
+    # class → its most typical image: the highest out-of-fold probability of its own label among the images not
+    # suspected; what the studio shows next to a suspect as "an example of" its given and its suggested class.
+    examples: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -174,6 +178,21 @@ def rank_label_issues(labels: np.ndarray, probabilities: np.ndarray) -> list[int
                                               n_jobs=1)]
 
 
+def typical_examples(labels: np.ndarray, probabilities: np.ndarray, excluded: list[int] | None = None
+                     ) -> dict[int, int]:
+    """class index → the index of the image whose (out-of-fold) probability of its own label is highest, among
+    the images not in `excluded` (the suspects); a class all of whose images are excluded has no example."""
+    labels = np.asarray(labels)
+    usable = np.ones(len(labels), dtype=bool)
+    usable[list(excluded or [])] = False
+    own = probabilities[np.arange(len(labels)), labels]
+    examples: dict[int, int] = {}
+    for c in np.unique(labels[usable]):
+        candidates = np.flatnonzero(usable & (labels == c))
+        examples[int(c)] = int(candidates[np.argmax(own[candidates])])  # ties: the first image
+    return examples
+
+
 def duplicate_pairs(features: np.ndarray, threshold: float = NEAR_DUPLICATE_THRESHOLD,
                     same_file: list[tuple[int, int]] | None = None) -> tuple[list[tuple[int, int, float, bool]], float]:
     """(i, j, cosine similarity, exact) for i < j, most similar first, and the radius used. `same_file` adds
@@ -224,9 +243,11 @@ def _normalised(features: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def find_run_label_issues(target: str | Path, kind: str = "best", backbone: str = "start", folds: int = DEFAULT_FOLDS,
-                          device: str | torch.device = "cpu", write: bool = True) -> LabelIssueReport:
+                          device: str | torch.device = "cpu", write: bool = True,
+                          progress: Callable[[int, int], None] | None = None) -> LabelIssueReport:
     """Suspect labels, near-duplicates and leaks of the run's training and validation images. With `write`, the
-    report is also saved as label_issues.json in the run folder."""
+    report is also saved as label_issues.json in the run folder. `progress(done, total)` follows the feature
+    pass (the long part; nothing is reported when the features come from the cache)."""
     if backbone not in BACKBONES:
         raise BadInputError(f"backbone '{backbone}' is not one of {', '.join(BACKBONES)}")
     checkpoint = open_checkpoint(target, kind)
@@ -235,7 +256,7 @@ def find_run_label_issues(target: str | Path, kind: str = "best", backbone: str 
         raise BadInputError(f"the run's data folder now holds the classes {', '.join(data.classes)}, the checkpoint "
                             f"was trained on {', '.join(checkpoint.class_names)}")
     built = start_model(checkpoint) if backbone == "start" else trained_model(checkpoint)
-    features = split_features(checkpoint, data, built, device)
+    features = split_features(checkpoint, data, built, device, progress)
     started = time.perf_counter()
     x = torch.cat([features.train, features.val]).numpy()
     labels = torch.cat([features.train_labels, features.val_labels]).numpy().astype(np.int64)
@@ -244,15 +265,16 @@ def find_run_label_issues(target: str | Path, kind: str = "best", backbone: str 
     names = checkpoint.class_names
     probabilities, used_folds = out_of_fold_probabilities(x, labels, folds, checkpoint.recipe.seed)
     suggested = probabilities.argmax(axis=1)
+    ranked = rank_label_issues(labels, probabilities)
     suspects = [Suspect(ids[i], splits[i], names[labels[i]], names[suggested[i]],
-                        float(probabilities[i, labels[i]]), float(probabilities[i, suggested[i]]))
-                for i in rank_label_issues(labels, probabilities)]
+                        float(probabilities[i, labels[i]]), float(probabilities[i, suggested[i]])) for i in ranked]
     pairs, radius = duplicate_pairs(x, same_file=identical_files(ids))
     as_pairs = [DuplicatePair(ids[i], ids[j], splits[i], splits[j], sim, exact) for i, j, sim, exact in pairs]
     report = LabelIssueReport(
         str(checkpoint.path), backbone, used_folds, list(names), len(ids), suspects, as_pairs[:MAX_PAIRS], len(pairs),
         [p for p in as_pairs if p.crosses_split][:MAX_PAIRS], radius, float((suggested == labels).mean()),
-        features.seconds, time.perf_counter() - started, time.strftime("%Y-%m-%d %H:%M:%S"))
+        features.seconds, time.perf_counter() - started, time.strftime("%Y-%m-%d %H:%M:%S"),
+        {names[c]: ids[i] for c, i in typical_examples(labels, probabilities, ranked).items()})
     if write and checkpoint.run_dir is not None:
         report.save(checkpoint.run_dir / LABEL_ISSUES_FILE)
     return report

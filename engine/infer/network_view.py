@@ -44,9 +44,11 @@ class FeatureMaps:
     maps: np.ndarray  # float32 (C, h, w)
     order: list[int] = field(default_factory=list)  # channels by mean activation, strongest first
 
-    def grid(self, count: int = 16, scale: int = 4, padding: int = 1) -> np.ndarray:
-        """The `count` strongest channels as a greyscale grid (uint8 (H, W)), each stretched to its own range."""
-        chosen = [self.maps[c] for c in self.order[:max(1, count)]]
+    def grid(self, count: int = 16, scale: int = 4, padding: int = 1, order: list[int] | None = None) -> np.ndarray:
+        """The `count` strongest channels as a greyscale grid (uint8 (H, W)), each stretched to its own range.
+        `order` picks the channels instead (another model's: the pretrained and the fine-tuned model's channel c
+        are the same filter before and after training, so side by side they show the same channels)."""
+        chosen = [self.maps[c] for c in (self.order if order is None else order)[:max(1, count)]]
         tiles = [_stretch(m) for m in chosen]
         return _tile(tiles, scale, padding)
 

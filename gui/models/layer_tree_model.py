@@ -4,6 +4,10 @@ logic of its own).
 The tree is the plan's (`document.plan().phases[i].tree`); the model maps rows and columns to its nodes and
 forwards a tick to the engine's freeze edits (engine/planning/freeze_edits.py) through the document, which
 re-plans; the view then refreshes. Columns are data (`COLUMNS`): a new one is one more `Column`.
+
+The Drift column shows a run's weight drift (`set_drift`, from its evaluation): how far each module moved from
+where the run started, ‖w − w₀‖ / ‖w₀‖ over the module's parameters (engine/infer/drift.py `module_drift`);
+a frozen module reads exactly 0.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Callable
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
+from engine.infer.drift import WeightDrift, module_drift
 from engine.model.layer_tree import EMPTY, FROZEN, PARTIAL, TRAINABLE, LayerNode
 from engine.model.stages import covers
 from engine.planning.freeze_edits import freeze_subtree, set_bn_mode, thaw_subtree
@@ -22,6 +27,7 @@ from engine.planning.plan import PhasePlan
 from engine.recipe import PhaseConfig
 from gui.document import RecipeDocument
 from gui.models.phase_selection import PhaseSelection
+from gui.widgets.formatting import drift_text
 
 
 # --- columns ----------------------------------------------------------------------------------------------
@@ -55,6 +61,10 @@ def _stage_text(_model: "LayerTreeModel", item: "_Item") -> str:
     return item.node.stage if item.node.stage and item.node.stage != parent_stage else ""
 
 
+def _drift_text(model: "LayerTreeModel", item: "_Item") -> str:
+    return drift_text(model.drift_of(item.node.path)) if item.node.total_params else ""
+
+
 COLUMNS: tuple[Column, ...] = (
     Column("Module", lambda _m, item: item.node.name, 260),  # the tree column, with the freeze check box
     Column("Type", lambda _m, item: item.node.type_name, 150),
@@ -63,6 +73,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("BN mode", lambda _m, item: item.node.bn_mode or "", 90),
     Column("Group", lambda _m, item: item.node.group or "", 80),
     Column("Stage", _stage_text, 70),
+    Column("Drift", _drift_text, 80, numeric=True),  # a run's weight drift (set_drift)
 )
 
 
@@ -73,7 +84,9 @@ def column_index(title: str) -> int:
 COL_MODULE = 0
 COL_TYPE, COL_PARAMS, COL_TRAINABLE = column_index("Type"), column_index("Params"), column_index("Trainable")
 COL_BN, COL_GROUP, COL_STAGE = column_index("BN mode"), column_index("Group"), column_index("Stage")
+COL_DRIFT = column_index("Drift")
 PathRole = Qt.ItemDataRole.UserRole + 1
+DriftRole = Qt.ItemDataRole.UserRole + 2  # the module's relative drift as a float (None: no drift shown)
 
 
 # --- the Qt item model --------------------------------------------------------------------------------------
@@ -108,6 +121,8 @@ class LayerTreeModel(QAbstractItemModel):
         self._top: _Item | None = None
         self._items: dict[str, _Item] = {}
         self._verified: dict[int, tuple[list[str], int]] = {}
+        self._drift: WeightDrift | None = None
+        self._module_drift: dict[str, float | None] = {}  # empty unless the drift's layers are this tree's
         document.recipe_changed.connect(self.refresh)
         document.data_scanned.connect(self.refresh)  # the class count sizes the head
         self._selection.index_changed.connect(self.refresh)
@@ -135,6 +150,28 @@ class LayerTreeModel(QAbstractItemModel):
     def verification(self, phase_index: int) -> tuple[list[str], int] | None:
         return self._verified.get(phase_index)
 
+    def set_drift(self, drift: WeightDrift | None) -> None:
+        """Show a run's weight drift in the Drift column (None: clear it)."""
+        self._drift = drift
+        self._match_drift()
+        self._emit_all_changed()
+
+    def _match_drift(self) -> None:
+        self._module_drift = module_drift(self._drift) if self.drift_applies() else {}
+
+    @property
+    def drift(self) -> WeightDrift | None:
+        return self._drift
+
+    def drift_applies(self) -> bool:
+        """The drift's layers are this tree's modules (the run trained this architecture)."""
+        return self._drift is not None and bool(self._drift.layers) and all(
+            layer.path in self._items for layer in self._drift.layers)
+
+    def drift_of(self, path: str) -> float | None:
+        """The relative drift of the module at `path`; None without a drift that applies to this tree."""
+        return self._module_drift.get(path)
+
     def refresh(self) -> None:
         phase = self.phase_plan()
         tree = phase.tree if phase is not None else None
@@ -147,6 +184,7 @@ class LayerTreeModel(QAbstractItemModel):
         self.beginResetModel()
         self._top = _Item(tree, None, 0) if tree is not None else None
         self._items = {item.node.path: item for item in self._top.walk()} if self._top else {}
+        self._match_drift()  # another architecture's tree: the drift may apply now, or no longer
         self.endResetModel()
 
     def _emit_all_changed(self) -> None:
@@ -227,6 +265,8 @@ class LayerTreeModel(QAbstractItemModel):
             return _CHECK.get(node.state)
         if role == PathRole:
             return node.path
+        if role == DriftRole:
+            return self.drift_of(node.path)
         if role == Qt.ItemDataRole.ForegroundRole:
             if self._is_moved(node.path):
                 return _MOVED_BRUSH
@@ -253,6 +293,10 @@ class LayerTreeModel(QAbstractItemModel):
                  f"{node.total_params:,} parameters train"]
         if node.stage:
             lines.append(f"stage {node.stage}")
+        drift = self.drift_of(node.path)
+        if drift is not None:
+            lines.append(f"drift from the run's start: {drift_text(drift)}"
+                         + (" (bit-identical: it did not train)" if drift == 0.0 else " (relative L2)"))
         moved = [name for name in self._moved_names() if covers(node.path, name)]
         if moved:
             lines.append("changed although frozen: " + ", ".join(moved[:8]))

@@ -26,6 +26,9 @@ from gui.workers.inference import InferenceWorker
 from gui.workers.threads import WorkerThread
 
 ERROR_COLOUR = QColor(190, 30, 30)
+RIGHT_COLOUR = QColor(46, 125, 50)
+UNFAMILIAR_BACKGROUND = QColor(255, 224, 178)  # light orange: looked at first, without reading as an error
+UNFAMILIAR_MARK = "⚠"
 HEATMAP_MIN_SIDE = 256
 OPEN_CHECKPOINT = "open"  # item data of the "Open checkpoint…" entry (checkpoint entries hold their path)
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS)))
@@ -102,38 +105,96 @@ class DropArea(QLabel):
 
 
 class PredictionsTable(QTableWidget):
-    """One row per image: its top-1 class and probability, the top-k, or why it could not be read."""
+    """One row per image: its top-1 class and probability, how unlike the training data it is, whether it is right
+    (for an image from a class folder), the top-k, or why it could not be read. An input whose OOD score is above
+    the threshold is not presented as a confident class: its row is marked and its top-1 reads as a warning."""
 
-    COLUMNS = ("File", "Top-1", "Probability", "Top-k", "Error")
+    COLUMNS = ("File", "Top-1", "Probability", "OOD score", "True class", "Correct", "Top-k", "Error")
+    HEADER_TIPS = {
+        "OOD score": "How unlike the training data the input is: the distance of its features to the nearest class, "
+                     "in units of the threshold calibrated on the validation split. Above 1 it is flagged.",
+        "True class": "The class folder the image sits in, when it is named like one of the model's classes",
+        "Correct": "Whether the top-1 class is the class folder's",
+    }
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(0, len(self.COLUMNS), parent)
         self.setHorizontalHeaderLabels(self.COLUMNS)
+        for title, tip in self.HEADER_TIPS.items():
+            self.horizontalHeaderItem(self.column(title)).setToolTip(tip)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.verticalHeader().setVisible(False)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(self.column("Top-k"), QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(self.column("Error"), QHeaderView.ResizeMode.Stretch)
+
+    @classmethod
+    def column(cls, title: str) -> int:
+        return cls.COLUMNS.index(title)
+
+    def text(self, row: int, title: str) -> str:
+        item = self.item(row, self.column(title))
+        return item.text() if item is not None else ""
 
     def show_results(self, results: list[dict]) -> None:
         blocker = QSignalBlocker(self)  # the panel selects a row itself once the rows are in
         self.clearContents()
         self.setRowCount(len(results))
         for row, result in enumerate(results):
-            top = result["top"]
-            cells = [os.path.basename(result["path"]), top[0][0] if top else "",
-                     f"{top[0][1]:.1%}" if top else "", ", ".join(f"{name} {p:.3f}" for name, p in top),
-                     result["error"]]
-            for column, text in enumerate(cells):
+            for column, (text, tip) in enumerate(_cells(result)):
                 item = QTableWidgetItem(text)
-                item.setToolTip(result["path"] if column == 0 else text)
+                item.setToolTip(tip or text)
                 if result["error"]:
                     item.setForeground(QBrush(ERROR_COLOUR))
+                elif result.get("unfamiliar"):
+                    item.setBackground(QBrush(UNFAMILIAR_BACKGROUND))
+                if column == self.column("Correct") and result.get("correct") is not None:
+                    item.setForeground(QBrush(RIGHT_COLOUR if result["correct"] else ERROR_COLOUR))
                 self.setItem(row, column, item)
         del blocker
+
+
+def _cells(result: dict) -> list[tuple[str, str]]:
+    """(text, tooltip) of each column of a result row."""
+    top = result["top"]
+    name, probability = top[0] if top else ("", 0.0)
+    score, unfamiliar = result.get("ood_score"), result.get("unfamiliar")
+    top1 = (name, f"{name}: the model's most likely class" if top else "")
+    shown_probability = f"{probability:.1%}" if top else ""
+    if unfamiliar:
+        # Not a confident class: the guess is kept in the tooltip and the top-k, the cell says what matters.
+        top1 = (f"{UNFAMILIAR_MARK} unlike the training data",
+                f"The input is {score:.1f}× as far from every class as the threshold allows: the model's guess, "
+                f"{name} ({probability:.1%}), is not to be trusted.")
+        shown_probability = f"({probability:.1%})"
+    if score is None:
+        ood = ("n/a" if top else "", "This checkpoint has no out-of-distribution calibration: evaluate its run on "
+               "the validation split once (Evaluate tab) to calibrate it." if top else "")
+    else:
+        ood = (f"{UNFAMILIAR_MARK} {score:.2f}" if unfamiliar else f"{score:.2f}",
+               "above the threshold: unlike the training data" if unfamiliar else "within the training data's range")
+    correct = result.get("correct")
+    verdict = ("" if correct is None else ("✓ correct" if correct else "✗ incorrect"), "")
+    return [(os.path.basename(result["path"]), result["path"]), top1, (shown_probability, ""), ood,
+            (result.get("true_class", ""), ""), verdict, (", ".join(f"{n} {p:.3f}" for n, p in top), ""),
+            (result["error"], "")]
+
+
+def results_summary(results: list[dict]) -> str:
+    """"12 image(s), 1 could not be read, 2 unlike the training data; 8 of 10 from class folders correct (80.0 %)"."""
+    failed = sum(1 for r in results if r["error"])
+    flagged = sum(1 for r in results if r.get("unfamiliar"))
+    judged = [r["correct"] for r in results if r.get("correct") is not None]
+    text = f"{len(results)} image(s)" + (f", {failed} could not be read" if failed else "")
+    if flagged:
+        text += f", {flagged} unlike the training data ({UNFAMILIAR_MARK}: their classes are not to be trusted)"
+    if judged:
+        text += (f"; {sum(judged)} of {len(judged)} from class folders correct "
+                 f"({100 * sum(judged) / len(judged):.1f} %)")
+    return text
 
 
 class InferencePanel(QWidget):
@@ -166,6 +227,8 @@ class InferencePanel(QWidget):
     def _build(self) -> None:
         self.checkpointCombo = CheckpointCombo(objectName="checkpointCombo")
         self.checkpointCombo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.checkpointCombo.setToolTip("The model to predict with: the best or last checkpoint of a run (newest "
+                                        "first), or a .pt file opened by hand")
         self.refreshCheckpointsButton = QPushButton("Refresh", objectName="refreshCheckpointsButton")
         self.refreshCheckpointsButton.setToolTip("List the runs again")
         self.checkpointInfoLabel = QLabel(objectName="checkpointInfoLabel")
@@ -177,12 +240,16 @@ class InferencePanel(QWidget):
 
         self.inferenceDropArea = DropArea()
         self.inferenceDropArea.setObjectName("inferenceDropArea")
+        self.inferenceDropArea.setToolTip("Drop image files or folders: folders are searched for images; an image "
+                                          "in a folder named like a class gets a correct / incorrect verdict")
         self.openImagesButton = QPushButton("Open images…", objectName="openImagesButton")
+        self.openImagesButton.setToolTip("Choose image files to classify")
         self.topkSpin = QSpinBox(objectName="topkSpin")
         self.topkSpin.setRange(1, 20)
         self.topkSpin.setValue(5)
         self.topkSpin.setPrefix("top ")
         self.topkSpin.setKeyboardTracking(False)
+        self.topkSpin.setToolTip("How many of the most likely classes to list per image")
         self.inferenceProgress = QProgressBar(objectName="inferenceProgress")
         self.inferenceProgress.setVisible(False)
         self.inferenceStatusLabel = QLabel(objectName="inferenceStatusLabel")
@@ -196,12 +263,15 @@ class InferencePanel(QWidget):
 
         self.predictionsTable = PredictionsTable()
         self.predictionsTable.setObjectName("predictionsTable")
+        self.predictionsTable.setToolTip("One row per image; select a row to see where the model looked. Rows "
+                                         f"marked {UNFAMILIAR_MARK} are unlike the training data")
         self.heatmapView = QLabel(objectName="heatmapView")
         self.heatmapView.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.heatmapView.setMinimumSize(HEATMAP_MIN_SIDE, HEATMAP_MIN_SIDE)
         self.heatmapView.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.heatmapToggle = QCheckBox("Show where the model looked", objectName="heatmapToggle")
         self.heatmapToggle.setChecked(True)
+        self.heatmapToggle.setToolTip("Lay the Grad-CAM heat map (attention rollout for a ViT) over the crop")
         self.heatmapCaption = QLabel(objectName="heatmapCaption")
         self.heatmapCaption.setWordWrap(True)
         explanation = QWidget()
@@ -315,9 +385,13 @@ class InferencePanel(QWidget):
             return  # a newer choice is already on its way
         classes = info["class_names"]
         shown = ", ".join(classes[:12]) + (f", … ({len(classes)} classes)" if len(classes) > 12 else "")
+        ood = info.get("ood")
+        calibration = (f"out-of-distribution check calibrated on {ood['validation_images']} validation images"
+                       if ood else "no out-of-distribution calibration (evaluate the run on its validation split "
+                                   "to add one)")
         self.checkpointInfoLabel.setText(
             f"{info['arch']} · {len(classes)} classes ({shown}) · {info['crop_size']} px crops, "
-            f"{info['channels']} channel(s) · on {info['device']}")
+            f"{info['channels']} channel(s) · on {info['device']} · {calibration}")
         self.checkpointInfoLabel.setStyleSheet("")
         self.checkpoint_loaded.emit(info)
 
@@ -367,12 +441,8 @@ class InferencePanel(QWidget):
             return  # superseded by a newer drop, checkpoint or top-k
         self.inferenceProgress.setVisible(False)
         self._results = results
-        failed = sum(1 for result in results if result["error"])
-        if not results:
-            self.inferenceStatusLabel.setText("No image files found in what was dropped.")
-        else:
-            self.inferenceStatusLabel.setText(
-                f"{len(results)} image(s)" + (f", {failed} could not be read" if failed else ""))
+        self.inferenceStatusLabel.setText(results_summary(results) if results
+                                          else "No image files found in what was dropped.")
         self.predictionsTable.show_results(results)
         self.predictions_shown.emit(len(results))
         first_ok = next((row for row, result in enumerate(results) if not result["error"]), 0 if results else -1)
@@ -445,7 +515,12 @@ class InferencePanel(QWidget):
                                                  Qt.TransformationMode.SmoothTransformation))
         method = ("Attention rollout (where the class token drew from; not class-specific)"
                   if explanation["method"] == ATTENTION_ROLLOUT else f"Grad-CAM for “{explanation['class_name']}”")
-        self.heatmapCaption.setText(f"{method}, over the {image.shape[1]}×{image.shape[0]} crop the model saw.")
+        caption = f"{method}, over the {image.shape[1]}×{image.shape[0]} crop the model saw."
+        selected = self._selected_result()
+        if selected is not None and selected.get("unfamiliar"):
+            caption = (f"{UNFAMILIAR_MARK} Unlike the training data (OOD score {selected['ood_score']:.2f}): the "
+                       f"class is a guess. " + caption)
+        self.heatmapCaption.setText(caption)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)

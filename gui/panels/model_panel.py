@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QInputDialog, QLabel, QLineEdit, QMenu, QPushButton, QSpinBox, QTreeView, QVBoxLayout,
                                QWidget)
 
+from engine.infer.drift import WeightDrift
 from engine.model import zoo
 from engine.model.groups import phase_groups
 from engine.model.layer_tree import trainable_summary
@@ -68,6 +69,7 @@ class ModelPanel(QWidget):
         self._model_infos: dict[str, zoo.ModelInfo] = {}  # model_info looks at files; once per arch is enough
         self.tree_model = LayerTreeModel(document, self._selection, self)
         self._expanded: set[str] = {""}
+        self._drift_run = ""  # the run whose weight drift the tree shows
         self._build()
 
         self._model_combo.currentIndexChanged.connect(self._on_model_chosen)
@@ -173,6 +175,11 @@ class ModelPanel(QWidget):
         self._verified_label = QLabel()
         self._verified_label.setObjectName("verifiedLabel")
         self._verified_label.setWordWrap(True)
+        self._drift_label = QLabel()
+        self._drift_label.setObjectName("treeDriftLabel")
+        self._drift_label.setWordWrap(True)
+        self._drift_label.setText("Drift: evaluate a run (Evaluate tab) to see how far each layer moved from where "
+                                  "it started.")
         self._error_label = QLabel()
         self._error_label.setObjectName("modelErrorLabel")
         self._error_label.setWordWrap(True)
@@ -183,6 +190,7 @@ class ModelPanel(QWidget):
         layout.addLayout(phase_row)
         layout.addWidget(self._tree, 1)
         layout.addWidget(self._verified_label)
+        layout.addWidget(self._drift_label)
         layout.addWidget(self._error_label)
 
     # --- reading the document ------------------------------------------------------------------------------
@@ -279,6 +287,8 @@ class ModelPanel(QWidget):
             error = plan.phases[self._selection.index].error
             self._error_label.setText(f"⚠ {error}" if error else "")
         self._show_verification()
+        if self.tree_model.drift is not None:
+            self._show_drift_source()  # another model may have been chosen: the drift may no longer apply
 
     def _restore_expansion(self) -> None:
         for path in sorted(self._expanded, key=len):
@@ -307,6 +317,29 @@ class ModelPanel(QWidget):
             self._verified_label.setStyleSheet("color: #2e7d32;")
             self._verified_label.setText(f"✓ Verified after the last run: all {checked} frozen tensors of this phase "
                                          "are bit-identical to their values at the phase start")
+
+    # --- a run's weight drift ------------------------------------------------------------------------------
+    def show_drift(self, drift: WeightDrift | None, run_name: str = "") -> None:
+        """The Drift column: how far each module of run `run_name` moved from where it started (None: clear)."""
+        self.tree_model.set_drift(drift)
+        self._show_drift_source(run_name)
+
+    def _show_drift_source(self, run_name: str = "") -> None:
+        drift = self.tree_model.drift
+        if run_name:
+            self._drift_run = run_name
+        run = self._drift_run
+        if drift is None:
+            self._drift_label.setText(f"Drift: the run {run} has no weight drift in its evaluation." if run else
+                                      "Drift: evaluate a run (Evaluate tab) to see how far each layer moved.")
+        elif not self.tree_model.drift_applies():
+            self._drift_label.setText(f"Drift: the run {run} trained another model; its drift does not apply to "
+                                      "this one.")
+        else:
+            frozen = sum(1 for layer in drift.layers if layer.relative == 0.0)
+            self._drift_label.setText(
+                f"Drift column: how far each module moved during the run {run}, ‖w − w₀‖ / ‖w₀‖; {frozen} of "
+                f"{len(drift.layers)} layers are bit-identical to the start (0: they did not train).")
 
     # --- model edits --------------------------------------------------------------------------------------
     def _on_model_chosen(self) -> None:

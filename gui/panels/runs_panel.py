@@ -21,8 +21,8 @@ from engine.errors import RecipeError
 from engine.recipe import Recipe
 from engine.train.runs import RECIPE_FILE, RunRecord, checkpoint_path, list_runs, read_metrics
 from gui.document import RecipeDocument
-from gui.panels.training_panel import series_color
 from gui.widgets.formatting import duration_text
+from gui.widgets.plot_style import series_color
 from gui.workers.training import runs_root_for
 
 

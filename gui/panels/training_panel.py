@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QGraphicsItem, QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
@@ -27,11 +27,9 @@ from engine.train.runs import checkpoint_path, list_runs, read_batches, read_met
 from gui.document import RecipeDocument
 from gui.widgets.formatting import duration_text
 from gui.widgets.plot_ranges import SteadyYRange
+from gui.widgets.plot_style import new_plot, series_color
 from gui.workers.training import TrainingController, runs_root_for
 
-# A qualitative palette (matplotlib's tab10) that reads well on white; series i takes colour i.
-PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 SMOOTHING = 0.98  # EMA factor of the smoothed batch loss (debiased, as fastai's Recorder does)
 PROGRESS_STEPS = 1000  # the progress bar counts per-mille of the whole run
 # How often the live view may redraw. Points are stored as they arrive and drawn at most once per interval, so
@@ -54,10 +52,6 @@ def expected_device(requested: str = "auto") -> tuple[str, str]:
     if device.type == "mps":
         return "MPS (Apple GPU)", warning
     return device.type.upper(), warning
-
-
-def series_color(i: int) -> tuple[int, int, int]:
-    return PALETTE[i % len(PALETTE)]
 
 
 class Coalescer:
@@ -137,16 +131,7 @@ class GrowingSeries:
 
 
 def _new_plot(object_name: str, title: str, y_label: str) -> pg.PlotWidget:
-    plot = pg.PlotWidget(title=title)
-    plot.setObjectName(object_name)
-    plot.setBackground("w")
-    plot.showGrid(x=True, y=True, alpha=0.3)
-    plot.setLabel("bottom", "epoch")
-    plot.setLabel("left", y_label)
-    plot.addLegend(offset=(-10, 10))
-    for side in ("left", "bottom"):  # axes are the costliest part of a redraw; repaint them only when they change
-        plot.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-    return plot
+    return new_plot(object_name, title, "epoch", y_label, legend=True)
 
 
 def _new_curve(plot: pg.PlotWidget, name: str, color, width: float = 2, symbol: str | None = None

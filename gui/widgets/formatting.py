@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from engine.train.narrate import duration_text, percent, seconds_text
 
-__all__ = ["duration_text", "percent", "scientific", "seconds_text", "size_text"]
+__all__ = ["drift_text", "duration_text", "percent", "scientific", "seconds_text", "size_text"]
 
 
 def scientific(value: float) -> str:
@@ -20,3 +20,11 @@ def size_text(num_bytes: float) -> str:
         if num_bytes >= scale:
             return f"{num_bytes / scale:,.1f} {unit}"
     return f"{int(num_bytes)} B"
+
+
+def drift_text(value: float | None, missing: str = "") -> str:
+    """A weight drift (relative L2): "0" only for exactly 0 — bit-identical weights, a frozen layer — else three
+    significant digits (a trained layer's drift can be 1e-5 and must not read as 0)."""
+    if value is None:
+        return missing
+    return "0" if value == 0.0 else f"{value:.3g}"

@@ -227,6 +227,12 @@ def test_evaluate_lists_unreadable_files_and_evaluates_the_rest(alike_run, image
     assert {r["path"] for r in rows[:36]} == {r["path"] for r in result["images"]}
     assert [Path(r["path"]).name for r in rows[36:]] == [Path(s["path"]).name for s in result["skipped"]]
     assert all(r["error"] for r in rows[36:]) and not any(r["error"] for r in rows[:36])
+    evaluation = Evaluation.from_dict(result)
+    wrong = evaluation.write_csv(tmp_path / "wrong.csv", evaluation.misclassified())  # for relabelling
+    with wrong.open(newline="") as f:
+        wrong_rows = list(csv.DictReader(f))
+    assert wrong_rows and [r["path"] for r in wrong_rows] == [r.path for r in evaluation.misclassified()]
+    assert all(r["correct"] == "False" and r["true_class"] != r["predicted"] for r in wrong_rows)
     code, stdout, _ = cli(capsys, "evaluate", run, image_folder)  # the text report names them too
     assert code == 0
     assert "files not evaluated (2)" in stdout and "confusion matrix" in stdout

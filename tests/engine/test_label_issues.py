@@ -14,7 +14,8 @@ from PIL import Image
 from engine.cli import main
 from engine.errors import BadInputError
 from engine.infer.label_issues import (LABEL_ISSUES_FILE, LabelIssueReport, duplicate_pairs, find_run_label_issues,
-                                       identical_files, out_of_fold_probabilities, rank_label_issues)
+                                       identical_files, out_of_fold_probabilities, rank_label_issues,
+                                       typical_examples)
 from tests.evaluation_helpers import make_styled_folder, train_run
 
 STYLES = {"cat": "cat", "dog": "dog", "fox": "fox", "owl": "owl"}
@@ -55,6 +56,11 @@ def test_planted_wrong_labels_top_the_suspect_list(noisy_run):
         assert suspect.quality < 0.5 < suspect.suggested_probability
     assert report.images == 4 * 16 + 2 and report.folds == 5  # training and validation images together
     assert report.backbone == "start" and report.out_of_fold_accuracy > 0.9
+    # An example of every class (what the studio shows beside a suspect): an image of that class, never a suspect.
+    assert sorted(report.examples) == sorted(STYLES)
+    suspected = {s.path for s in report.suspects}
+    for name, path in report.examples.items():
+        assert Path(path).parent.name == name and path not in suspected
 
 
 def test_a_training_image_copied_into_validation_is_a_leak(noisy_run):
@@ -115,6 +121,14 @@ def test_confident_learning_ranks_swapped_labels_first():
     assert np.allclose(probabilities.sum(axis=1), 1)
     assert set(rank_label_issues(given, probabilities)[:3]) == {3, 25, 47}
     assert rank_label_issues(labels, out_of_fold_probabilities(features, labels)[0]) == []  # clean labels
+
+
+def test_a_class_example_is_its_most_confident_image_that_is_not_suspected():
+    labels = np.array([0, 0, 0, 1, 1])
+    probabilities = np.array([[0.6, 0.4], [0.9, 0.1], [0.95, 0.05], [0.2, 0.8], [0.5, 0.5]])
+    assert typical_examples(labels, probabilities) == {0: 2, 1: 3}
+    assert typical_examples(labels, probabilities, excluded=[2]) == {0: 1, 1: 3}
+    assert typical_examples(labels, probabilities, excluded=[3, 4]) == {0: 2}  # every image of class 1 suspected
 
 
 def test_a_class_of_one_image_cannot_be_analysed():

@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models import VisionTransformer
 
 from engine.errors import BadInputError
-from engine.infer.drift import run_weight_drift, weight_drift
+from engine.infer.drift import module_drift, run_weight_drift, weight_drift
 from engine.infer.network_view import NetworkViews, first_conv_filters, stage_feature_maps
 from engine.infer.run_checkpoint import open_checkpoint
 from engine.model.stages import compute_stages
@@ -52,6 +52,10 @@ def test_drift_is_exactly_zero_for_frozen_layers_and_positive_for_trained_ones(h
     assert {s.name: s.relative == 0.0 for s in head_only.stages} == {
         "stem": True, "layer1": True, "layer2": True, "layer3": True, "layer4": True, "head": False}
 
+    modules = module_drift(head_only)  # what the layer tree's column shows for every node
+    assert modules["layer4"] == modules["layer1.0"] == modules["conv1"] == 0.0
+    assert modules["fc"] == head_only.relative_of("fc") and 0 < modules[""] < modules["fc"]
+
     partial = run_weight_drift(open_checkpoint(layer4_run))
     for layer in partial.layers:
         if layer.path.startswith(BODY):
@@ -87,6 +91,8 @@ def test_drift_by_hand():
     assert drift.layers[0].path == "0"
     assert drift.layers[0].relative == pytest.approx(1 / 5)  # ‖(0, 1, 0)‖ / ‖(3, 4, 0)‖
     assert drift.layers[1].relative is None and drift.layers[1].distance == pytest.approx(5 ** 0.5)  # from zero
+    # A module's drift takes its layers together: (distance² summed) / (start norm² summed), root included.
+    assert module_drift(drift) == pytest.approx({"0": 1 / 5, "1": None, "": (1 + 5) ** 0.5 / 5}, nan_ok=True)
     with pytest.raises(ValueError, match="shape"):
         weight_drift(model, {**start, "0.weight": torch.zeros(2, 2)})
     with pytest.raises(KeyError, match="1.bias"):
@@ -131,6 +137,11 @@ def test_pretrained_and_fine_tuned_side_by_side(head_run, layer4_run, data):
     assert np.array_equal(before.maps, after.maps)
     assert before.order[0] == int(np.argmax(before.maps.mean(axis=(1, 2))))
     assert before.grid(count=4, scale=2).shape == (2 * 8 + 3, 2 * 8 + 3)
+    # Another model's channel order picks the channels: here the second strongest, stretched to its range.
+    second = before.maps[before.order[1]]
+    stretched = np.rint(255 * (second - second.min()) / (second.max() - second.min())).astype(np.uint8)
+    assert np.array_equal(before.grid(count=1, scale=1, padding=0, order=before.order[1:]), stretched)
+    assert not np.array_equal(before.grid(count=1, scale=1, padding=0), stretched)
 
     partial = NetworkViews(open_checkpoint(layer4_run))
     assert partial.stage_names() == ["stem", "layer1", "layer2", "layer3", "layer4"]

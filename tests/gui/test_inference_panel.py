@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
-
-
+from engine.infer.evaluation import write_run_evaluation
 from engine.infer.explain import GRAD_CAM
 from engine.infer.inference import Predictor
 from engine.train.runs import checkpoint_path
@@ -18,7 +16,8 @@ from engine.train.trainer import fit
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import qimage_to_rgb
 from gui.workers.inference import InferenceWorker
-from gui.panels.inference_panel import OPEN_CHECKPOINT, InferencePanel
+from gui.panels.inference_panel import OPEN_CHECKPOINT, UNFAMILIAR_BACKGROUND, InferencePanel
+from tests.evaluation_helpers import noise_image
 from tests.gui.drops import drop_urls
 from tests.helpers import tiny_recipe
 
@@ -89,16 +88,21 @@ def test_dropped_images_are_predicted_as_the_engine_predicts(qtbot, panel, runs_
     table = panel.predictionsTable
     assert table.rowCount() == 3
     for row, (prediction, result) in enumerate(zip(expected, panel.results)):
-        assert table.item(row, 0).text() == Path(prediction.path).name
+        assert table.text(row, "File") == Path(prediction.path).name
         if prediction.ok:
-            assert table.item(row, 1).text() == prediction.top[0][0]
-            assert table.item(row, 2).text() == f"{result['top'][0][1]:.1%}"
+            assert table.text(row, "Top-1") == prediction.top[0][0]
+            assert table.text(row, "Probability") == f"{result['top'][0][1]:.1%}"
             assert [name for name, _ in result["top"]] == [name for name, _ in prediction.top]
             assert np.allclose([p for _, p in result["top"]], [p for _, p in prediction.top], atol=1e-4)
-            assert table.item(row, 4).text() == ""
-    assert expected[2].error and table.item(2, 4).text() == expected[2].error
-    assert table.item(2, 1).text() == ""
-    assert table.item(2, 4).foreground().color().red() > 150
+            assert table.text(row, "Error") == ""
+            assert table.text(row, "OOD score") == "n/a"  # this run was never evaluated: no calibration
+            assert table.text(row, "True class") == Path(prediction.path).parent.name  # dropped from class folders
+            right = prediction.top[0][0] == Path(prediction.path).parent.name
+            assert table.text(row, "Correct") == ("✓ correct" if right else "✗ incorrect")
+    assert expected[2].error and table.text(2, "Error") == expected[2].error
+    assert table.text(2, "Top-1") == "" and table.text(2, "Correct") == ""
+    assert table.item(2, table.column("Error")).foreground().color().red() > 150
+    assert "no out-of-distribution calibration" in panel.checkpointInfoLabel.text()
 
     # The first row is selected and explained; switching the overlay off shows the plain crop.
     assert table.currentRow() == 0
@@ -127,7 +131,7 @@ def test_topk_change_repredicts_with_fewer_classes(qtbot, panel, image_folder):
     with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
         panel.topkSpin.setValue(1)
     assert all(len(result["top"]) == 1 for result in panel.results)
-    assert panel.predictionsTable.item(0, 3).text().count(" ") == 1  # "dog 0.912"
+    assert panel.predictionsTable.text(0, "Top-k").count(" ") == 1  # "dog 0.912"
 
 
 def test_a_file_that_is_not_a_checkpoint_is_a_message(qtbot, panel, tmp_path, image_folder):
@@ -141,7 +145,76 @@ def test_a_file_that_is_not_a_checkpoint_is_a_message(qtbot, panel, tmp_path, im
 
     with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
         panel.predict_files([image_folder / "dog" / "dog_000.png"])
-    assert panel.predictionsTable.item(0, 4).text() == "no checkpoint loaded"
+    assert panel.predictionsTable.text(0, "Error") == "no checkpoint loaded"
+
+
+@pytest.fixture(scope="module")
+def calibrated_best(trained_runs, tmp_path_factory) -> Path:
+    """The newest run's best checkpoint, evaluated on its validation split as a finished run is: calibrated."""
+    copy = tmp_path_factory.mktemp("calibrated") / "20300101-000000-calibrated"
+    shutil.copytree(sorted(p for p in trained_runs.iterdir() if p.is_dir())[-1], copy)
+    write_run_evaluation(copy)
+    return checkpoint_path(copy, "best")
+
+
+def test_an_unfamiliar_input_is_flagged_and_class_folders_get_a_verdict(qtbot, panel, calibrated_best,
+                                                                         image_folder, tmp_path):
+    noise = noise_image(tmp_path / "noise.png")
+    misfiled = tmp_path / "cat" / "really_a_fox.png"  # a class folder holding another class's image
+    misfiled.parent.mkdir()
+    shutil.copyfile(image_folder / "fox" / "fox_001.png", misfiled)
+    unsorted = tmp_path / "unsorted" / "dog.png"  # a folder that is no class: no verdict
+    unsorted.parent.mkdir()
+    shutil.copyfile(image_folder / "dog" / "dog_002.png", unsorted)
+    files = [noise, image_folder / "dog" / "dog_000.png", image_folder / "fox" / "fox_003.png", misfiled, unsorted]
+    with qtbot.waitSignal(panel.checkpoint_loaded, timeout=TIMEOUT_MS) as loaded:
+        panel.set_checkpoint(str(calibrated_best))
+    assert "out-of-distribution check calibrated on" in panel.checkpointInfoLabel.text()
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        assert drop_urls(panel.inferenceDropArea, files).isAccepted()
+
+    expected = Predictor.from_checkpoint(calibrated_best, loaded.args[0]["device"]).predict(files, topk=5)
+    table = panel.predictionsTable
+    assert all(p.ood_score is not None for p in expected)
+    assert expected[0].unfamiliar and not any(p.unfamiliar for p in expected[1:3])
+    for row, prediction in enumerate(expected):
+        score = f"{prediction.ood_score:.2f}"
+        assert table.text(row, "OOD score") == (f"⚠ {score}" if prediction.unfamiliar else score)
+    # The foreign input is flagged, not presented as a confident class: the guess is only in the tooltip and top-k.
+    top1 = table.item(0, table.column("Top-1"))
+    assert top1.text() == "⚠ unlike the training data" and expected[0].top[0][0] not in top1.text()
+    assert expected[0].top[0][0] in top1.toolTip() and table.text(0, "Probability").startswith("(")
+    assert top1.background().color() == UNFAMILIAR_BACKGROUND
+    assert table.item(1, table.column("Top-1")).background().color() != UNFAMILIAR_BACKGROUND
+    # Images from class folders get a verdict, the others none.
+    verdicts = [(table.text(row, "True class"), table.text(row, "Correct")) for row in range(len(files))]
+    right = ["✓ correct" if p.top[0][0] == c else "✗ incorrect"
+             for p, c in zip(expected[1:4], ("dog", "fox", "cat"))]
+    assert verdicts == [("", ""), ("dog", right[0]), ("fox", right[1]), ("cat", right[2]), ("", "")]
+    assert expected[3].top[0][0] == "fox" and right[2] == "✗ incorrect"  # the misfiled fox
+    status = panel.inferenceStatusLabel.text()
+    assert "1 unlike the training data" in status
+    assert f"{right.count('✓ correct')} of 3 from class folders correct" in status
+
+
+def test_a_calibration_written_after_the_checkpoint_was_loaded_is_used(qtbot, panel, trained_runs, image_folder,
+                                                                        tmp_path):
+    """A finished run's evaluation calibrates its checkpoint just after the studio hands it to this tab."""
+    run = tmp_path / "20300101-000000-late"
+    shutil.copytree(sorted(p for p in trained_runs.iterdir() if p.is_dir())[-1], run)
+    with qtbot.waitSignal(panel.checkpoint_loaded, timeout=TIMEOUT_MS):
+        panel.set_checkpoint(str(checkpoint_path(run, "best")))
+    image = image_folder / "dog" / "dog_000.png"
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.predict_files([image])
+    assert panel.predictionsTable.text(0, "OOD score") == "n/a"
+
+    write_run_evaluation(run)  # as RunEvaluator does when the run finishes
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.predict_files([image])
+    assert panel.results[0]["ood_score"] is not None
+    assert panel.predictionsTable.text(0, "OOD score").replace("⚠ ", "") == f"{panel.results[0]['ood_score']:.2f}"
+    assert "out-of-distribution check calibrated on" in panel.checkpointInfoLabel.text()
 
 
 def test_worker_predicts_folders_with_heatmaps(qtbot, runs_root, image_folder):
@@ -161,6 +234,9 @@ def test_worker_predicts_folders_with_heatmaps(qtbot, runs_root, image_folder):
         assert len(result["top"]) == 2 and result["method"] == GRAD_CAM
         assert result["heatmap"].shape == (32, 32) and result["image"].shape == (32, 32, 3)
         assert 0.0 <= result["heatmap"].min() and result["heatmap"].max() <= 1.0
+        assert result["true_class"] == "cat" and result["correct"] == (result["top"][0][0] == "cat")
+        assert result["ood_score"] is None and result["unfamiliar"] is None  # not calibrated
+    assert all(r["correct"] is None for r in broken)  # no prediction, no verdict
 
     worker.begin_request()
     with qtbot.assertNotEmitted(worker.predictions_ready):

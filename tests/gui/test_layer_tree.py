@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QTreeView
 from engine.model.layer_tree import FROZEN, TRAINABLE, trainable_summary
 from engine.model.zoo import list_model_names
 from gui.document import RecipeDocument
-from gui.models.layer_tree_model import COL_BN, COL_MODULE, COL_PARAMS, COLUMNS
+from gui.models.layer_tree_model import COL_BN, COL_DRIFT, COL_MODULE, COL_PARAMS, COLUMNS, DriftRole
 from gui.panels.model_panel import ArchRole, ModelPanel
 from tests.helpers import tiny_recipe
 
@@ -214,3 +214,65 @@ def test_the_columns_come_from_one_list(panel):
     params = model.index_of("fc", COL_PARAMS)
     assert params.data() == "1,026" and params.data(Qt.ItemDataRole.TextAlignmentRole) & Qt.AlignmentFlag.AlignRight
     assert not model.index_of("fc", COL_BN).data(Qt.ItemDataRole.TextAlignmentRole)
+
+
+# --- a run's weight drift in the Drift column ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def layer4_drift(tmp_path_factory):
+    """The drift of a real run where layer4 and the head trained and everything before them was frozen."""
+    from engine.infer.drift import run_weight_drift
+    from engine.infer.run_checkpoint import open_checkpoint
+    from engine.recipe import PhaseConfig
+    from tests.evaluation_helpers import make_styled_folder, train_run
+
+    root = tmp_path_factory.mktemp("drift")
+    data = make_styled_folder(root / "data", {"cat": "cat", "dog": "dog"}, per_class=8)
+    run = train_run(data, root / "runs", "feature_extraction", epochs=2,
+                    phases=[PhaseConfig("layer4", 2, ["layer4", "head"], lr=1e-2)])
+    return run_weight_drift(open_checkpoint(run))
+
+
+def drift_cell(panel: ModelPanel, path: str) -> tuple[str, float | None]:
+    index = panel.tree_model.index_of(path, COL_DRIFT)
+    return index.data(), index.data(DriftRole)
+
+
+def test_the_drift_column_is_exactly_zero_for_frozen_layers_and_positive_for_trained_ones(panel, layer4_drift):
+    assert COLUMNS[COL_DRIFT].title == "Drift"
+    assert drift_cell(panel, "layer4") == ("", None)  # no run's drift yet
+    panel.show_drift(layer4_drift, "partly thawed")
+    frozen = ("conv1", "bn1", "layer1", "layer2", "layer3")
+    for layer in layer4_drift.layers:
+        text, value = drift_cell(panel, layer.path)
+        if layer.path.startswith(frozen):
+            assert (text, value) == ("0", 0.0), layer.path
+        else:
+            assert value == layer.relative and value > 0 and text not in ("0", ""), layer.path
+    # A module takes its layers together: stages and blocks as the engine's stage drift says.
+    stages = {s.name: s.relative for s in layer4_drift.stages}
+    for stage in ("layer1", "layer2", "layer3"):
+        assert drift_cell(panel, stage) == ("0", 0.0)
+    assert drift_cell(panel, "layer4")[1] == pytest.approx(stages["layer4"]) and stages["layer4"] > 0
+    assert drift_cell(panel, "relu") == ("", None)  # no parameters: nothing to drift
+    assert 0 < drift_cell(panel, "")[1]
+    tooltip = panel.tree_model.index_of("layer1.0.conv1").data(Qt.ItemDataRole.ToolTipRole)
+    assert "bit-identical" in tooltip
+    label = panel.findChild(QLabel, "treeDriftLabel").text()
+    frozen_layers = sum(1 for layer in layer4_drift.layers if layer.path.startswith(frozen))
+    assert "partly thawed" in label and f"{frozen_layers} of {len(layer4_drift.layers)} layers" in label
+
+
+def test_another_models_drift_is_not_shown_in_this_tree(panel, layer4_drift):
+    from engine.infer.drift import LayerDrift, WeightDrift
+
+    other = WeightDrift([LayerDrift("features.0.0", 432, 0.5, 2.0, 0.25),
+                         LayerDrift("classifier.3", 10, 1.0, 1.0, 1.0)])
+    panel.show_drift(other, "a mobilenet run")
+    assert all(index.siblingAtColumn(COL_DRIFT).data() == "" for index in all_indexes(panel.tree_model))
+    assert "trained another model" in panel.findChild(QLabel, "treeDriftLabel").text()
+    panel.show_drift(layer4_drift, "partly thawed")
+    assert drift_cell(panel, "layer3") == ("0", 0.0)
+    panel.show_drift(None)
+    assert drift_cell(panel, "layer3") == ("", None)

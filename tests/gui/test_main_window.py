@@ -48,7 +48,7 @@ def test_window_composes_the_panels_as_tabs(make_window):
     window = make_window()
     tabs = window.findChild(QTabWidget, "mainTabs")
     assert [tabs.tabText(i) for i in range(tabs.count())] == [
-        "Data", "Model", "Optimizer", "Phases", "Training", "Runs", "Inference"]
+        "Data", "Model", "Optimizer", "Phases", "Training", "Runs", "Evaluate", "Inference"]
     assert window.windowTitle() == f"Thaw — {window.document.recipe.name}[*]"
     assert not window.isWindowModified()
     assert window.deviceStatusLabel.text().startswith("Device: ")
@@ -130,14 +130,24 @@ def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot
     monkeypatch.setattr(window.runs_panel, "open_export_dialog", exported.append)
     assert not window.exportRunAction.isEnabled()  # nothing to export yet
 
-    with qtbot.waitSignal(window.controller.running_changed, check_params_cb=lambda running: not running,
-                          timeout=RUN_TIMEOUT_MS):
-        window.startRunAction.trigger()
+    # The run's evaluation.json is announced (EvaluationWritten) and shown in the Evaluate tab, and its weight drift
+    # fills the layer tree's Drift column.
+    with qtbot.waitSignal(window.evaluate_panel.evaluation_shown, check_params_cb=lambda e: e is not None,
+                          timeout=RUN_TIMEOUT_MS) as shown:
+        with qtbot.waitSignal(window.controller.running_changed, check_params_cb=lambda running: not running,
+                              timeout=RUN_TIMEOUT_MS):
+            window.startRunAction.trigger()
 
     assert window.tabs.currentWidget() is window.training_panel
     (run,) = window.runs_panel.selected_runs()
     assert run.status == "finished" and window.runs_panel.model.rowCount() == 1
     assert chosen == [str(checkpoint_path(run.path, "best"))]
+    evaluation = shown.args[0]
+    assert window.evaluate_panel.run_dir == run.path and evaluation.checkpoint == str(checkpoint_path(run.path, "best"))
+    assert window.evaluate_panel.evaluationRunCombo.current_run() == run.path
+    tree = window.model_panel.tree_model
+    assert tree.drift_of("fc") == evaluation.drift.relative_of("fc") > 0  # the head trained
+    assert tree.drift_of("layer1") == 0.0  # frozen: bit-identical
     assert window.exportRunAction.isEnabled()  # Run → Export this run… opens the export of the run just finished
     window.exportRunAction.trigger()
     assert exported == [run.path]
@@ -181,7 +191,7 @@ def test_a_deferred_window_shows_a_loading_page_then_builds_the_studio(qtbot, im
         pass
 
     assert window.is_ready and opened == [recipe.name]
-    assert window.centralWidget() is window.tabs and window.tabs.count() == 7
+    assert window.centralWidget() is window.tabs and window.tabs.count() == 8
     assert window.windowTitle() == f"Thaw — {recipe.name}[*]"
     window.when_ready(lambda: opened.append("again"))  # ready already: called at once
     assert opened == [recipe.name, "again"]

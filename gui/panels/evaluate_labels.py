@@ -1,0 +1,322 @@
+"""The Evaluate tab's "Suspect labels" page: the run's images whose label is probably wrong (confident learning on
+out-of-fold probabilities, engine/infer/label_issues.py), each shown side by side with a typical image of its given
+class and of the suggested one; and near-duplicate images, with train/validation leaks first, the two side by side.
+
+The report is read from the run's label_issues.json when there is one (e.g. from `python main.py label-issues`);
+"Find label issues" computes it off the GUI thread (a feature pass over the run's images, then seconds)."""
+
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
+                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from engine.infer.label_issues import NEAR_DUPLICATE_THRESHOLD, DuplicatePair, LabelIssueReport, Suspect
+from gui.widgets.captioned_image import CaptionedImage
+from gui.workers.label_issues import LabelIssuesWorker
+from gui.workers.threads import WorkerThread
+
+BACKBONES = (("start", "Pretrained backbone (the run's start)"), ("trained", "Fine-tuned backbone (the checkpoint)"))
+LEAKS, ALL_PAIRS = "leaks", "all"
+SUSPECT_COLUMNS = ("File", "Split", "Given", "Suggested", "p(given)", "p(suggested)")
+PAIR_COLUMNS = ("Image A", "Image B", "Splits", "Similarity", "Identical")
+ERROR_STYLE = "color: #c62828;"
+
+
+def _table(object_name: str, columns: tuple[str, ...], tooltip: str) -> QTableWidget:
+    table = QTableWidget(0, len(columns), objectName=object_name)
+    table.setHorizontalHeaderLabels(columns)
+    table.setToolTip(tooltip)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+def _item(text: str, tooltip: str = "", value=None) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setToolTip(tooltip or text)
+    if value is not None:
+        item.setData(Qt.ItemDataRole.UserRole, value)
+    return item
+
+
+class LabelIssuesView(QWidget):
+    load_requested = Signal(int, str)  # → LabelIssuesWorker.load
+    find_requested = Signal(int, str, str)  # → LabelIssuesWorker.find
+    previews_requested = Signal(int, list)  # → LabelIssuesWorker.load_previews
+    report_shown = Signal(object)  # the LabelIssueReport on display (None: none)
+    previews_shown = Signal(list)  # the paths now shown side by side
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.report: LabelIssueReport | None = None
+        self.run_dir = ""
+        self._worker = LabelIssuesWorker()
+        self._thread: WorkerThread | None = None
+        self._shut_down = False
+        self._request = 0
+        self._preview_request = 0
+        self._preview_targets: dict[int, list[CaptionedImage]] = {}
+        self._pairs: list[DuplicatePair] = []
+        self._build()
+        self._connect()
+        self._show_report(None)
+
+    # --- construction -----------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.findLabelIssuesButton = QPushButton("Find label issues", objectName="findLabelIssuesButton")
+        self.findLabelIssuesButton.setToolTip("Rank the run's images by how likely their label is wrong (confident "
+                                              "learning on a k-fold head over cached features), find near-duplicates "
+                                              "and train/validation leaks; writes label_issues.json")
+        self.labelIssuesBackboneCombo = QComboBox(objectName="labelIssuesBackboneCombo")
+        for name, title in BACKBONES:
+            self.labelIssuesBackboneCombo.addItem(title, name)
+        self.labelIssuesBackboneCombo.setToolTip("Whose features to use: the pretrained backbone has not seen the "
+                                                 "labels (a fine-tuned one may have memorised the wrong ones)")
+        self.labelIssuesProgress = QProgressBar(objectName="labelIssuesProgress")
+        self.labelIssuesProgress.setVisible(False)
+        self.labelIssuesStatusLabel = QLabel(objectName="labelIssuesStatusLabel")
+        self.labelIssuesStatusLabel.setWordWrap(True)
+        self.labelIssuesStatusLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        top = QHBoxLayout()
+        top.addWidget(self.findLabelIssuesButton)
+        top.addWidget(self.labelIssuesBackboneCombo)
+        top.addWidget(self.labelIssuesProgress, 1)
+
+        self.suspectsTable = _table("suspectsTable", SUSPECT_COLUMNS, "Images whose label is probably wrong, most "
+                                    "suspect first; select one to see it beside examples of both classes")
+        self.suspectImage = CaptionedImage("suspectImage", "The suspect image")
+        self.givenExampleImage = CaptionedImage("givenExampleImage", "A typical image of the class it is labelled as")
+        self.suggestedExampleImage = CaptionedImage("suggestedExampleImage",
+                                                    "A typical image of the class the head suggests")
+        suspects = self._side_by_side(self.suspectsTable, "Suspect labels",
+                                      [self.suspectImage, self.givenExampleImage, self.suggestedExampleImage])
+
+        self.duplicatesFilterCombo = QComboBox(objectName="duplicatesFilterCombo")
+        self.duplicatesFilterCombo.addItem("Train/validation leaks", LEAKS)
+        self.duplicatesFilterCombo.addItem("All near-duplicates", ALL_PAIRS)
+        self.duplicatesFilterCombo.setToolTip("Leaks: the same (or nearly the same) image in training and in "
+                                              "validation, which makes the validation score too good")
+        self.duplicatesTable = _table("duplicatesTable", PAIR_COLUMNS, "Pairs of identical or nearly identical "
+                                      "images, most similar first; select one to see both")
+        self.duplicateImageA = CaptionedImage("duplicateImageA", "The pair's first image")
+        self.duplicateImageB = CaptionedImage("duplicateImageB", "The pair's second image")
+        pairs = self._side_by_side(self.duplicatesTable, "", [self.duplicateImageA, self.duplicateImageB],
+                                   self.duplicatesFilterCombo)
+
+        body = QSplitter(Qt.Orientation.Vertical)
+        body.addWidget(suspects)
+        body.addWidget(pairs)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.labelIssuesStatusLabel)
+        layout.addWidget(body, 1)
+
+    @staticmethod
+    def _side_by_side(table: QTableWidget, title: str, images: list[CaptionedImage],
+                      header: QWidget | None = None) -> QSplitter:
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        if title:
+            left_layout.addWidget(QLabel(title))
+        if header is not None:
+            left_layout.addWidget(header)
+        left_layout.addWidget(table, 1)
+        right = QWidget()
+        right_layout = QHBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        for image in images:
+            right_layout.addWidget(image, 1)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        return splitter
+
+    def _connect(self) -> None:
+        self.findLabelIssuesButton.clicked.connect(self.find_label_issues)
+        self.duplicatesFilterCombo.currentIndexChanged.connect(lambda _i: self._show_pairs())
+        self.suspectsTable.itemSelectionChanged.connect(self._on_suspect_selected)
+        self.duplicatesTable.itemSelectionChanged.connect(self._on_pair_selected)
+        self.load_requested.connect(self._worker.load)
+        self.find_requested.connect(self._worker.find)
+        self.previews_requested.connect(self._worker.load_previews)
+        self._worker.report_ready.connect(self._on_report_ready)
+        self._worker.report_progressed.connect(self._on_report_progressed)
+        self._worker.report_failed.connect(self._on_report_failed)
+        self._worker.previews_ready.connect(self._on_previews_ready)
+
+    # --- a run ----------------------------------------------------------------------------------------------------
+    def set_run(self, run_dir: str) -> None:
+        """Show the run's label_issues.json, if it has one. The same run again changes nothing: a report being
+        computed for it is not abandoned."""
+        if run_dir == self.run_dir:
+            return
+        self.run_dir = run_dir
+        self._show_report(None)
+        self.findLabelIssuesButton.setEnabled(bool(run_dir))
+        if run_dir and self._ensure_thread():
+            self._request = self._worker.begin_request()
+            self.load_requested.emit(self._request, run_dir)
+
+    @Slot()
+    def find_label_issues(self) -> None:
+        if not self.run_dir or not self._ensure_thread():
+            return
+        self._request = self._worker.begin_request()
+        self.labelIssuesProgress.setRange(0, 0)
+        self.labelIssuesProgress.setVisible(True)
+        self.findLabelIssuesButton.setEnabled(False)
+        self._status("Finding label issues: computing the features of every training and validation image …")
+        self.find_requested.emit(self._request, self.run_dir, self.labelIssuesBackboneCombo.currentData())
+
+    @Slot(int, int, int)
+    def _on_report_progressed(self, request: int, done: int, total: int) -> None:
+        if request == self._request:
+            self.labelIssuesProgress.setRange(0, max(1, total))
+            self.labelIssuesProgress.setValue(done)
+
+    @Slot(int, str, object, str)
+    def _on_report_ready(self, request: int, run_dir: str, report: LabelIssueReport | None, where: str) -> None:
+        if request != self._request or run_dir != self.run_dir:
+            return
+        self.labelIssuesProgress.setVisible(False)
+        self.findLabelIssuesButton.setEnabled(True)
+        self._show_report(report, where)
+
+    @Slot(int, str)
+    def _on_report_failed(self, request: int, message: str) -> None:
+        if request != self._request:
+            return
+        self.labelIssuesProgress.setVisible(False)
+        self.findLabelIssuesButton.setEnabled(bool(self.run_dir))
+        self._status(message, error=True)
+
+    def _status(self, text: str, error: bool = False) -> None:
+        self.labelIssuesStatusLabel.setStyleSheet(ERROR_STYLE if error else "")
+        self.labelIssuesStatusLabel.setText(text)
+
+    # --- the report -------------------------------------------------------------------------------------------------
+    def _show_report(self, report: LabelIssueReport | None, where: str = "") -> None:
+        self.report = report
+        for image in (self.suspectImage, self.givenExampleImage, self.suggestedExampleImage, self.duplicateImageA,
+                      self.duplicateImageB):
+            image.clear()
+        self.suspectsTable.setRowCount(0)
+        if report is None:
+            self._pairs = []
+            self.duplicatesTable.setRowCount(0)
+            self._status("Find label issues to rank the images whose label is probably wrong and to find "
+                         "near-duplicates and train/validation leaks." if self.run_dir else "")
+            self.report_shown.emit(None)
+            return
+        backbone = "pretrained" if report.backbone == "start" else "fine-tuned"
+        self._status(f"{len(report.suspects)} suspect label(s) among {report.images} images · "
+                     f"{report.near_duplicate_total} near-duplicate pair(s), {len(report.leaks)} across the "
+                     f"train/validation split · features of the {backbone} backbone, {report.folds}-fold head "
+                     f"(out-of-fold accuracy {report.out_of_fold_accuracy:.1%}) · {report.created}"
+                     + (f" · {where}" if where else ""))
+        self.suspectsTable.setRowCount(len(report.suspects))
+        for row, suspect in enumerate(report.suspects):
+            cells = (_item(os.path.basename(suspect.path), suspect.path, suspect.path), _item(suspect.split),
+                     _item(suspect.given), _item(suspect.suggested), _item(f"{suspect.quality:.3f}"),
+                     _item(f"{suspect.suggested_probability:.3f}"))
+            for column, item in enumerate(cells):
+                self.suspectsTable.setItem(row, column, item)
+        self._show_pairs()
+        self.report_shown.emit(report)
+        if report.suspects:
+            self.suspectsTable.selectRow(0)
+
+    def _show_pairs(self) -> None:
+        report = self.report
+        if report is None:
+            return
+        self._pairs = list(report.leaks if self.duplicatesFilterCombo.currentData() == LEAKS
+                           else report.near_duplicates)
+        self.duplicatesTable.setRowCount(len(self._pairs))
+        for row, pair in enumerate(self._pairs):
+            cells = (_item(os.path.basename(pair.a), pair.a), _item(os.path.basename(pair.b), pair.b),
+                     _item(f"{pair.split_a} / {pair.split_b}"), _item(f"{pair.similarity:.4f}"),
+                     _item("yes" if pair.exact else ""))
+            for column, item in enumerate(cells):
+                self.duplicatesTable.setItem(row, column, item)
+        self.duplicatesTable.setToolTip(
+            f"Identical files, or images whose features are closer than {NEAR_DUPLICATE_THRESHOLD} × the median "
+            f"nearest-neighbour distance (radius {report.radius:.3g}); select a pair to see both")
+
+    def suspects(self) -> list[Suspect]:
+        return list(self.report.suspects) if self.report is not None else []
+
+    def pairs(self) -> list[DuplicatePair]:
+        """The pairs listed now (leaks or every near-duplicate)."""
+        return list(self._pairs)
+
+    # --- side by side ------------------------------------------------------------------------------------------------
+    @Slot()
+    def _on_suspect_selected(self) -> None:
+        row = self.suspectsTable.currentRow()
+        if self.report is None or not 0 <= row < len(self.report.suspects):
+            return
+        suspect = self.report.suspects[row]
+        examples = self.report.examples
+        given, suggested = examples.get(suspect.given, ""), examples.get(suspect.suggested, "")
+        missing = "no example stored (find label issues again)"
+        self.suspectImage.clear(f"{os.path.basename(suspect.path)} [{suspect.split}]\nlabelled {suspect.given} "
+                                f"(p {suspect.quality:.2f})")
+        self.givenExampleImage.clear(f"an example of {suspect.given}" if given else missing)
+        self.suggestedExampleImage.clear(f"an example of {suspect.suggested}, the suggested label "
+                                         f"(p {suspect.suggested_probability:.2f})" if suggested else missing)
+        self._request_previews([suspect.path, given, suggested],
+                               [self.suspectImage, self.givenExampleImage, self.suggestedExampleImage])
+
+    @Slot()
+    def _on_pair_selected(self) -> None:
+        row = self.duplicatesTable.currentRow()
+        if not 0 <= row < len(self._pairs):
+            return
+        pair = self._pairs[row]
+        what = "identical files" if pair.exact else f"similarity {pair.similarity:.4f}"
+        self.duplicateImageA.clear(f"{os.path.basename(pair.a)} [{pair.split_a}]")
+        self.duplicateImageB.clear(f"{os.path.basename(pair.b)} [{pair.split_b}] · {what}")
+        self._request_previews([pair.a, pair.b], [self.duplicateImageA, self.duplicateImageB])
+
+    def _request_previews(self, paths: list[str], targets: list[CaptionedImage]) -> None:
+        if not self._ensure_thread():
+            return
+        self._preview_request += 1
+        self._preview_targets = {self._preview_request: targets}  # only the newest selection is drawn
+        self.previews_requested.emit(self._preview_request, paths)
+
+    @Slot(int, list)
+    def _on_previews_ready(self, request: int, previews: list) -> None:
+        targets = self._preview_targets.pop(request, None)
+        if targets is None:
+            return
+        for target, (path, image, error) in zip(targets, previews):
+            caption = target.caption.text()
+            target.set_image(image, caption + (f"\n{error}" if error else ""))
+        self.previews_shown.emit([path for path, _, _ in previews])
+
+    # --- the worker thread -------------------------------------------------------------------------------------------
+    def _ensure_thread(self) -> bool:
+        if self._shut_down:
+            return False
+        if self._thread is None:
+            self._thread = WorkerThread("labelIssuesThread", [self._worker], owner=self).start()
+        return True
+
+    def shutdown(self) -> None:
+        self._shut_down = True
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None

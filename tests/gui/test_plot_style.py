@@ -1,0 +1,48 @@
+"""One plot style for the studio: the new plots take the Training tab's look from gui/widgets/plot_style.py."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor
+
+from engine.infer.drift import LayerDrift, StageDrift, WeightDrift
+from gui.panels import training_panel
+from gui.widgets.drift_plot import DriftPlot
+from gui.widgets.plot_style import PALETTE, heat_color, new_plot, series_color, text_color_on
+
+
+def test_the_training_tabs_plots_take_the_studios_style(qtbot):
+    curves = training_panel.TrainingCurves()
+    qtbot.addWidget(curves)
+    for plot in (curves.lossPlot, curves.accuracyPlot, curves.lrPlot):
+        assert plot.backgroundBrush().color() == QColor("white") and plot.getAxis("left").grid
+    assert curves.train_loss_curve.opts["pen"].color() == QColor(*series_color(0))
+    assert curves.val_loss_curve.opts["pen"].color() == QColor(*series_color(1))
+
+
+def test_new_plots_are_white_with_a_grid(qtbot):
+    plot = new_plot("somePlot", "Title", "x", "y", tooltip="what it shows")
+    qtbot.addWidget(plot)
+    assert plot.objectName() == "somePlot" and plot.toolTip() == "what it shows"
+    assert plot.backgroundBrush().color() == QColor("white")
+    assert plot.getAxis("bottom").grid and plot.getAxis("left").grid
+
+
+def test_heat_colours_run_from_white_to_the_palettes_blue_or_red():
+    assert heat_color(0.0) == QColor(255, 255, 255) == heat_color(0.0, wrong=True)
+    assert heat_color(1.0) == QColor(*PALETTE[0]) and heat_color(1.0, wrong=True) == QColor(*PALETTE[3])
+    assert heat_color(2.0) == heat_color(1.0) and heat_color(-1.0) == heat_color(0.0)
+    assert text_color_on(heat_color(0.1)) == QColor(0, 0, 0) and text_color_on(heat_color(1.0)) == QColor(255, 255, 255)
+
+
+def test_the_drift_plot_draws_frozen_stages_as_exactly_zero(qtbot):
+    drift = WeightDrift([LayerDrift("a.0", 4, 0.0, 2.0, 0.0, "a"), LayerDrift("b.0", 4, 1.0, 4.0, 0.25, "b")],
+                        [StageDrift("a", 4, 0.0), StageDrift("b", 4, 0.25)])
+    plot = DriftPlot()
+    qtbot.addWidget(plot.widget)
+    assert plot.widget.backgroundBrush().color() == QColor("white")
+    plot.show(drift)
+    assert plot.names == ["a", "b"] and plot.bar_lengths() == [0.0, 0.25]
+    plot.show(drift, by_layer=True)
+    assert plot.names == ["a.0", "b.0"] and plot.values == [0.0, 0.25]
+    plot.show(None)
+    assert plot.names == [] and plot.bar_lengths() == []
