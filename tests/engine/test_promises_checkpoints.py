@@ -164,17 +164,73 @@ class Foreign:
     pass
 
 
-def test_load_refuses_arbitrary_pickled_objects(tmp_path):
+def test_load_refuses_arbitrary_pickled_objects(tmp_path, monkeypatch):
     path = tmp_path / "pickle.pt"
     torch.save({"model": Foreign()}, path)
+    # weights_only=True, explicitly: loading never runs foreign code, even where the environment relaxes torch's
+    # default (this variable makes torch.load default to full unpickling).
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(BadInputError, match="cannot be read as a checkpoint"):
-        load_checkpoint(path)  # weights_only=True: loading never runs foreign code
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("error, shown", [(RuntimeError("first line\nsecond line"), "first line"),
+                                          (RuntimeError("  \n  "), "RuntimeError"),
+                                          (EOFError(), "EOFError")])
+def test_load_errors_show_the_first_line_of_the_cause(tmp_path, monkeypatch, error, shown):
+    path = save_checkpoint(tmp_path / "x.pt", {"epoch": 1})
+
+    def failing_load(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", failing_load)
+    with pytest.raises(BadInputError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path} cannot be read as a checkpoint: {shown}"
+    assert info.value.__cause__ is error
 
 
 def test_load_maps_tensors_to_the_requested_device(tmp_path):
     path = save_checkpoint(tmp_path / "x.pt", {"t": torch.ones(1)})
     assert load_checkpoint(path, map_location="meta")["t"].device.type == "meta"
     assert load_checkpoint(path)["t"].device.type == "cpu"
+
+
+class FakeCuda:
+    """torch.cuda's RNG functions on a machine that has (or has not) a GPU."""
+
+    def __init__(self, available: bool):
+        self.available = available
+        self.state = [torch.tensor([1, 2, 3], dtype=torch.uint8)]
+        self.restored: list = []
+
+    def install(self, monkeypatch) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: self.available)
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: self.state)
+        monkeypatch.setattr(torch.cuda, "set_rng_state_all", self.restored.append)
+
+
+def test_cuda_rng_states_are_saved_and_restored_where_there_is_a_gpu(monkeypatch):
+    gpu = FakeCuda(available=True)
+    gpu.install(monkeypatch)
+    states = rng_states()
+    assert states["cuda"] is gpu.state
+    restore_rng_states(states)
+    assert gpu.restored == [gpu.state]
+    cpu_made = {k: v for k, v in states.items() if k != "cuda"}  # a checkpoint from a CPU machine
+    restore_rng_states(cpu_made)
+    assert gpu.restored == [gpu.state]  # nothing to restore on the GPU; no error
+
+
+def test_gpu_made_rng_states_resume_on_a_machine_without_gpu(monkeypatch):
+    gpu = FakeCuda(available=True)
+    gpu.install(monkeypatch)
+    states = rng_states()
+    cpu = FakeCuda(available=False)
+    cpu.install(monkeypatch)
+    assert "cuda" not in rng_states()
+    restore_rng_states(states)  # the CUDA states are skipped, the others restored
+    assert cpu.restored == []
 
 
 def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
