@@ -186,10 +186,17 @@ class FeatureStore:
         type(self)._memory = {entry.key: entry.to(torch.device("cpu"))}  # one entry: bounded memory
 
     def _evict(self) -> None:
-        entries = sorted(self.folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        """Keep the most recently used entries that fit the budget together; delete the rest."""
+        entries = []
+        for path in self.folder.glob("*.pt"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # evicted meanwhile by another run sharing the cache
+                continue
+            entries.append((stat.st_mtime_ns, stat.st_size, path))
         total = 0
-        for path in entries:
-            total += path.stat().st_size
+        for _, size, path in sorted(entries, key=lambda e: e[0], reverse=True):
+            total += size
             if total > self.budget:
                 path.unlink(missing_ok=True)
 

@@ -110,6 +110,22 @@ def test_save_writes_format_version_and_returns_the_path(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["x.pt"]
 
 
+def test_the_temporary_file_is_written_beside_the_checkpoint(tmp_path, monkeypatch):
+    """Beside it: the rename is then atomic (one file system), and a temp file a power cut leaves behind is
+    recognisable as this checkpoint's (last.pt….tmp)."""
+    written: list[Path] = []
+
+    def recording_save(obj, f, *args, **kwargs):
+        written.append(Path(f))
+        return REAL_SAVE(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", recording_save)
+    save_checkpoint(tmp_path / "run" / "last.pt", {"epoch": 1})
+    assert len(written) == 1 and written[0].parent == tmp_path / "run"
+    assert written[0].name.startswith("last.pt") and written[0].name.endswith(".tmp")
+    assert written[0].name != "last.pt" and not written[0].exists()
+
+
 def test_a_new_last_checkpoint_does_not_change_the_linked_best(tmp_path):
     last, best = tmp_path / "last.pt", tmp_path / "best.pt"
     save_checkpoint(last, {"epoch": 1})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import pytest
 import torch
@@ -98,6 +99,8 @@ def test_cache_key_follows_every_backbone_tensor_and_nothing_in_the_head(tmp_pat
             tensor.view(-1)[0] = torch.nextafter(tensor.view(-1)[0], torch.tensor(float("inf")))
         assert cache_key(changed, "fc", {"arch": "resnet18"}, train, val) != key, name
     assert cache_key(model, "fc", {"arch": "resnet18", "views": 2}, train, val) != key
+    described = cache_key(model, "fc", {"arch": "resnet18", "views": 2}, train, val)
+    assert cache_key(model, "fc", {"views": 2, "arch": "resnet18"}, train, val) == described  # not the dict order
     assert cache_key(model, "fc", {"arch": "resnet18"}, val, train) != key
     assert cache_key(model, "fc", {"arch": "resnet18"}, train, FakeFiles([(str(files[1]), 2)])) != key
     files[1].write_bytes(b"xyz")  # the same file, another size
@@ -149,6 +152,7 @@ def test_store_evicts_the_least_recently_used_entry(tmp_path):
     FeatureStore.forget_memory()
     used = store.get("a")  # a is now the most recently used
     assert used is not None and used.from_disk and used.key == "a" and torch.equal(used.train, entry("a").train)
+    assert used.seconds == 0.0  # nothing was computed
     store.put(entry("d"))
     assert on_disk(store) == {"a", "c", "d"}  # b, the least recently used, went; the new entry stayed
     age(store, {"a": 1000, "c": 2000, "d": 3000})
@@ -158,6 +162,35 @@ def test_store_evicts_the_least_recently_used_entry(tmp_path):
     assert on_disk(store) == {"c", "d", "e"}
     total = sum(p.stat().st_size for p in store.folder.glob("*.pt"))
     assert total <= store.budget == 2**20
+
+
+def test_store_budget_is_inclusive_to_the_byte(tmp_path):
+    store = FeatureStore(tmp_path / "features", budget_mb=10)
+    for key in ("a", "b", "c"):
+        store.put(entry(key, kilobytes=100))
+    sizes = {p.stem: p.stat().st_size for p in store.folder.glob("*.pt")}
+    age(store, {"a": 1000, "b": 2000, "c": 3000})
+    store.budget = sum(sizes.values())  # exactly full
+    store.put(entry("c", kilobytes=100))  # rewritten: the same size, now the newest
+    assert on_disk(store) == {"a", "b", "c"}
+    age(store, {"a": 1000, "b": 2000, "c": 3000})
+    store.budget = sum(sizes.values()) - 1  # one byte short: the least recently used goes
+    store.put(entry("c", kilobytes=100))
+    assert on_disk(store) == {"b", "c"}
+
+
+def test_eviction_tolerates_an_entry_deleted_by_another_run(tmp_path, monkeypatch):
+    store = FeatureStore(tmp_path / "features", budget_mb=1)
+    store.put(entry("a"))
+    folder = store.folder
+    real_glob = type(folder).glob
+
+    def glob_with_a_vanished_entry(self, pattern):
+        return [*real_glob(self, pattern), folder / "gone.pt"]  # listed, then deleted before it was looked at
+
+    monkeypatch.setattr(type(folder), "glob", glob_with_a_vanished_entry)
+    store.put(entry("b"))
+    assert {p.stem for p in real_glob(folder, "*.pt")} == {"a", "b"}
 
 
 def test_store_keeps_an_entry_larger_than_its_budget_in_memory_only(tmp_path):
@@ -184,6 +217,46 @@ def test_store_memory_only_and_damaged_entries(tmp_path):
     assert store.get("never-written") is None
 
 
+def test_a_memory_only_store_never_reads_the_disk(tmp_path):
+    FeatureStore(tmp_path / "features", budget_mb=1).put(entry("k"))
+    FeatureStore.forget_memory()
+    assert FeatureStore(tmp_path / "features", budget_mb=0).get("k") is None
+    assert FeatureStore(tmp_path / "features", budget_mb=1).get("k") is not None
+
+
+def test_store_creates_its_folder_with_parents(tmp_path):
+    store = FeatureStore(tmp_path / "a" / "b" / "features", budget_mb=1)
+    store.put(entry("k"))
+    assert on_disk(store) == {"k"}
+
+
+class Foreign:
+    pass
+
+
+def test_a_planted_cache_file_is_never_unpickled(tmp_path, monkeypatch):
+    store = FeatureStore(tmp_path / "features", budget_mb=1)
+    store.folder.mkdir()
+    torch.save({"train": Foreign(), "train_labels": Foreign(), "val": Foreign(), "val_labels": Foreign()},
+               store.folder / "evil.pt")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # even where torch's default is relaxed
+    assert store.get("evil") is None and not (store.folder / "evil.pt").exists()
+
+
+def test_an_entry_evicted_by_another_run_while_loading_is_recomputed(tmp_path, monkeypatch):
+    store = FeatureStore(tmp_path / "features", budget_mb=1)
+    store.put(entry("k"))
+    FeatureStore.forget_memory()
+    path = store.folder / "k.pt"
+
+    def load_after_another_run_evicted_it(*_args, **_kwargs):
+        path.unlink()
+        raise FileNotFoundError(str(path))
+
+    monkeypatch.setattr(torch, "load", load_after_another_run_evicted_it)
+    assert store.get("k") is None
+
+
 def test_store_memory_holds_one_entry_on_the_cpu(tmp_path):
     store = FeatureStore(tmp_path / "features", budget_mb=0)
     store.put(entry("x"))
@@ -195,9 +268,9 @@ def test_store_memory_holds_one_entry_on_the_cpu(tmp_path):
 def test_default_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("THAW_CACHE_DIR", str(tmp_path / "here"))
     assert default_cache_dir() == tmp_path / "here" and FeatureStore().folder == tmp_path / "here"
-    assert FeatureStore(budget_mb=3).budget == 3 * 2**20
+    assert FeatureStore(budget_mb=3).budget == 3 * 2**20 and FeatureStore().budget == 2048 * 2**20
     monkeypatch.delenv("THAW_CACHE_DIR")
-    assert default_cache_dir().name == "features" and "Thaw" in str(default_cache_dir())
+    assert default_cache_dir().name == "features" and default_cache_dir().parent.name == "Thaw"
 
 
 # --- the features themselves ---------------------------------------------------------------------------------------
@@ -240,15 +313,53 @@ def test_features_are_the_heads_input_whatever_the_head(head):
     model.train()
     train, val = Images(10, 1), Images(6, 2)
     progress: list[tuple[int, int]] = []
+    started = time.perf_counter()
     features = features_of(model, train, val, views=2, progress=lambda done, total: progress.append((done, total)))
+    assert 0 < features.seconds <= time.perf_counter() - started
+    assert features.key == cache_key(model, "fc", {"test": True, "views": 2}, train, val)
     assert model.training  # the caller's mode is given back
     assert features.train.shape == (2, 10, 512) and features.val.shape == (6, 512)
     assert torch.allclose(features.train[0], reference_features(model, train.x), atol=1e-5)
     assert torch.allclose(features.val, reference_features(model, val.x), atol=1e-5)
     assert torch.equal(features.train_labels, train.y) and torch.equal(features.val_labels, val.y)
-    assert features.train_labels.dtype == torch.long and not features.from_disk and features.seconds > 0
+    assert features.train_labels.dtype == torch.long and features.from_disk is False
     assert train.epochs == [0, 1]  # view v is the augmentation of epoch v
     assert progress[-1] == (2 * 10 + 6, 26) and [d for d, _ in progress] == sorted(d for d, _ in progress)
+
+
+def test_features_are_computed_once_then_reused(tmp_path):
+    model = small_model()
+    train, val = Images(8, 1), Images(4, 2)
+    store = FeatureStore(tmp_path / "features", budget_mb=1)
+    first = build_feature_set(model, "fc", make_loader, train, val, 1, torch.device("cpu"), contextlib.nullcontext,
+                              False, {}, store)
+    other = build_feature_set(model, "fc", make_loader, train, val, 2, torch.device("cpu"), contextlib.nullcontext,
+                              False, {}, store)
+    assert other.key != first.key and train.epochs == [0, 0, 1]  # two views: another entry, computed
+    FeatureStore.forget_memory()
+    again = build_feature_set(model, "fc", make_loader, train, val, 1, torch.device("cpu"), contextlib.nullcontext,
+                              False, {}, store)
+    assert train.epochs == [0, 0, 1]  # not computed again
+    assert again.from_disk and again.key == first.key and torch.equal(again.train, first.train)
+
+
+def test_the_feature_pass_uses_channels_last_when_asked():
+    layouts: list[bool] = []
+
+    def record(module, inputs):
+        if isinstance(module, nn.Conv2d) and not layouts:
+            layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
+
+    handle = nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        for channels_last in (True, False):
+            layouts.clear()
+            build_feature_set(small_model(), "fc", make_loader, Images(4, 1), Images(2, 2), 1, torch.device("cpu"),
+                              contextlib.nullcontext, channels_last, {}, FeatureStore(budget_mb=0))
+            assert layouts == [channels_last]
+            FeatureStore.forget_memory()
+    finally:
+        handle.remove()
 
 
 def test_feature_computation_stops_when_asked():
@@ -260,6 +371,15 @@ def test_feature_computation_stops_when_asked():
         return calls["n"] > 2
 
     assert features_of(model, Images(12, 1), Images(4, 2), should_stop=stop_after_two_batches) is None
+    calls["n"] = 0
+    checks_in_training = 3  # 12 images in batches of 4; the 4th check is in the validation pass
+
+    def stop_during_validation() -> bool:
+        calls["n"] += 1
+        return calls["n"] > checks_in_training
+
+    assert features_of(model, Images(12, 1), Images(8, 2), should_stop=stop_during_validation) is None
+    assert calls["n"] == checks_in_training + 1
     assert features_of(model, Images(8, 1), Images(4, 2), should_stop=lambda: calls["n"] > 100) is not None
 
 
@@ -273,8 +393,10 @@ def test_feature_set_batches_follow_the_order_and_view():
     assert [b[1].tolist() for b in fs.val_batches(3)] == [[0, 1, 2], [3, 4, 5], [6]]
     assert [b[1].tolist() for b in fs.val_batches(3, max_batches=2)] == [[0, 1, 2], [3, 4, 5]]
     assert fs.nbytes == 10 * 4 + 5 * 8 + 7 * 4 + 7 * 8
+    fs.seconds, fs.from_disk = 2.5, True
     moved = fs.to(torch.device("meta"))
-    assert moved.train.device.type == "meta" and moved.key == "k" and moved.val_labels.device.type == "meta"
+    assert [t.device.type for t in (moved.train, moved.train_labels, moved.val, moved.val_labels)] == ["meta"] * 4
+    assert (moved.key, moved.seconds, moved.from_disk) == ("k", 2.5, True)
 
 
 def test_head_only_needs_only_the_head_training_and_no_bn_statistics_moving():

@@ -263,11 +263,24 @@ def test_resolve_stage_names_aliases_and_paths(tiny):
     with pytest.raises(RecipeError) as info:
         resolve(model, stages, ["head", "layer9"], "phases[2].trainable")
     assert info.value.field == "phases[2].trainable[1]"
-    assert "layer9" in str(info.value) and "stem" in str(info.value)
+    assert info.value.message == (f"'layer9' is neither a stage ({', '.join(stages.names())}) nor a module path of "
+                                  f"this model")
+    assert ", ".join(stages.names()) == "stem, block, head"
+
+
+def test_last_stage_is_the_stage_just_before_the_head():
+    built = build_model(ModelConfig(arch="resnet18", weights="none"), 3, DataConfig(), pretrained=False)
+    assert resolve(built.model, built.stages, ["last_stage"], "f") == ["layer4"]
 
 
 def test_a_bad_bn_override_names_its_field(tiny):
     model, stages = tiny
+    with pytest.raises(RecipeError) as info:
+        apply_freeze_plan(model, stages, ["head", "nothing"])
+    assert info.value.field == "phase.trainable[1]"  # the default prefix when no phase index is given
+    with pytest.raises(RecipeError) as info:
+        apply_freeze_plan(model, stages, ["all"], frozen=["stem", "nothing"])
+    assert info.value.field == "phase.frozen[1]"
     with pytest.raises(RecipeError) as info:
         apply_freeze_plan(model, stages, ["head"], bn_overrides={"nowhere": "train"}, field_prefix="phases[1]")
     assert info.value.field == "phases[1].bn_modes[0]"

@@ -12,13 +12,16 @@ import torch
 from PIL import Image
 
 from engine.data import ram_cache
+from engine.data.preprocessing import Preprocessing
 from engine.data.ram_cache import (CacheEstimate, CacheView, DecodedImageCache, default_budget_bytes, estimate, fill,
                                    machine_memory_bytes)
+from engine.data.transforms import eval_transform
 
 
 def test_machine_memory_and_the_default_budget(monkeypatch):
     real = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert machine_memory_bytes() == real and default_budget_bytes() == real // 4
+    assert type(default_budget_bytes()) is int  # a byte count, compared and shown as one
 
     def unsupported(_name):
         raise ValueError("unknown name")
@@ -54,6 +57,8 @@ def test_estimate_uses_the_aspect_ratio_from_file_headers(tmp_path):
     assert estimate([str(broken), wide[0]], 10, 3, 1).bytes == 2 * 3 * 10 * 20
     assert estimate([str(broken)], 10, 3, 1).bytes == 3 * 10 * 10
     assert estimate([], 10, 3, 1) == CacheEstimate(0, 0, 1)
+    line = [image(tmp_path / "line.png", 1, 4)]  # one pixel wide: the ratio is 4, not 4 / 2
+    assert estimate(line, 10, 1, 1).bytes == 10 * 40
 
 
 def test_estimate_reads_only_a_sample_of_headers(tmp_path, monkeypatch):
@@ -71,6 +76,9 @@ def test_estimate_reads_only_a_sample_of_headers(tmp_path, monkeypatch):
     opened.clear()
     estimate(paths[:3], 8, 3, 1 << 20, probe=4)
     assert opened == paths[:3]
+    opened.clear()
+    estimate(paths * 7, 8, 3, 1 << 20)  # 70 paths: every 2nd, at most 32 by default
+    assert len(opened) == 32
 
 
 def test_cache_stays_in_its_budget_and_counts_refusals():
@@ -80,6 +88,7 @@ def test_cache_stays_in_its_budget_and_counts_refusals():
     assert cache.bytes == 2 * 3 * 64 and cache.refused == 0
     assert cache.put(1, one) and cache.bytes == 2 * 3 * 64  # already there: not counted twice
     assert not cache.put(2, one) and cache.refused == 1 and cache.get(2) is None
+    assert not cache.put(3, one) and cache.refused == 2  # every refusal is counted
     assert cache.get(0) is one and len(cache.images) == 2
     wide = DecodedImageCache(8, "bilinear", budget=10**6)
     assert wide.put(0, torch.zeros(3, 4, 4, dtype=torch.float32)) and wide.bytes == 3 * 16 * 4  # element size
@@ -92,6 +101,16 @@ def test_shrink_resizes_the_shorter_side_with_the_interpolation():
     assert torch.equal(out, big[:, ::2, ::2])  # nearest: every other pixel
     smooth = DecodedImageCache(20, "bilinear", budget=1).shrink(big)
     assert smooth.shape == (3, 20, 40) and not torch.equal(smooth, out)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_shrink_is_the_uncached_pipelines_resize(interpolation):
+    """A cached image must be what the uncached path produces: the first step of the evaluation transform (the same
+    Resize, antialiased, starts the lesson's training transform)."""
+    prep = Preprocessing(resize_size=20, crop_size=16, interpolation=interpolation)
+    resize = eval_transform(prep).transforms[0]
+    image = torch.randint(0, 256, (3, 64, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(DecodedImageCache(20, interpolation, budget=1).shrink(image), resize(image))
 
 
 def test_a_view_shifts_indices_into_the_shared_cache():

@@ -117,18 +117,29 @@ class Small(nn.Module):
         self.fc = nn.Linear(4, 2)
 
 
+class AdaNorm(nn.LayerNorm):
+    """A norm layer with a projection inside (adaptive layer norm): the rule applies to each parameter's own
+    module, so the projection's weight still decays."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim)
+        self.proj = nn.Linear(dim, dim)
+
+
 class Attention(nn.Module):
     def __init__(self):
         super().__init__()
         self.norm = nn.LayerNorm((2, 3))  # a 2-d norm weight: no decay because it is a norm layer
         self.attn_bias = nn.Parameter(torch.zeros(2, 2))  # a 2-d bias: no decay because of its name
         self.proj = nn.Sequential(nn.Linear(3, 3))
+        self.ada = AdaNorm(3)
 
 
 def test_no_decay_names_are_norms_biases_and_vectors():
     assert no_decay_names(Small()) == {"conv.bias", "bn.weight", "bn.bias", "ln.weight", "ln.bias", "scale",
                                        "fc.bias"}
-    assert no_decay_names(Attention()) == {"norm.weight", "norm.bias", "attn_bias", "proj.0.bias"}
+    assert no_decay_names(Attention()) == {"norm.weight", "norm.bias", "attn_bias", "proj.0.bias", "ada.weight",
+                                           "ada.bias", "ada.proj.bias"}
 
 
 def test_torch_param_groups_split_decay_and_skip_empty_groups():
