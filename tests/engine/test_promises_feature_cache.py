@@ -345,18 +345,22 @@ def test_features_are_computed_once_then_reused(tmp_path):
 
 def test_the_feature_pass_uses_channels_last_when_asked():
     layouts: list[bool] = []
+    first_conv: list[nn.Module] = []
 
-    def record(module, inputs):
-        if isinstance(module, nn.Conv2d) and not layouts:
+    def record(module, inputs):  # the input layout of the model's first convolution, at every batch
+        if isinstance(module, nn.Conv2d) and not first_conv:
+            first_conv.append(module)
+        if first_conv and module is first_conv[0]:
             layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
 
     handle = nn.modules.module.register_module_forward_pre_hook(record)
     try:
         for channels_last in (True, False):
             layouts.clear()
+            first_conv.clear()
             build_feature_set(small_model(), "fc", make_loader, Images(4, 1), Images(2, 2), 1, torch.device("cpu"),
                               contextlib.nullcontext, channels_last, {}, FeatureStore(budget_mb=0))
-            assert layouts == [channels_last]
+            assert layouts == [channels_last, channels_last]  # the training images' batch, the validation batch
             FeatureStore.forget_memory()
     finally:
         handle.remove()
