@@ -195,7 +195,7 @@ class FeatureStore:
                 continue
             entries.append((stat.st_mtime_ns, stat.st_size, path))
         total = 0
-        for _, size, path in sorted(entries, key=lambda e: e[0], reverse=True):
+        for _, size, path in sorted(entries, reverse=True):  # newest first (ties: by size, then name)
             total += size
             if total > self.budget:
                 path.unlink(missing_ok=True)

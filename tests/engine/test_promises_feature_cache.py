@@ -179,18 +179,29 @@ def test_store_budget_is_inclusive_to_the_byte(tmp_path):
     assert on_disk(store) == {"b", "c"}
 
 
-def test_eviction_tolerates_an_entry_deleted_by_another_run(tmp_path, monkeypatch):
-    store = FeatureStore(tmp_path / "features", budget_mb=1)
-    store.put(entry("a"))
+def test_eviction_tolerates_entries_deleted_by_another_run(tmp_path, monkeypatch):
+    """Two runs sharing one cache: an entry listed by this run may be gone before it is looked at, or right after."""
+    store = FeatureStore(tmp_path / "features", budget_mb=1)  # three 300 kB entries fit
+    for key in ("old", "a", "b"):
+        store.put(entry(key))
+    age(store, {"old": 1000, "a": 2000, "b": 3000})
     folder = store.folder
     real_glob = type(folder).glob
 
-    def glob_with_a_vanished_entry(self, pattern):
-        return [*real_glob(self, pattern), folder / "gone.pt"]  # listed, then deleted before it was looked at
+    class DeletedRightAfterStat(type(folder)):
+        def stat(self, *args, **kwargs):
+            result = super().stat(*args, **kwargs)
+            os.unlink(self)  # the other run evicts it now
+            return result
 
-    monkeypatch.setattr(type(folder), "glob", glob_with_a_vanished_entry)
-    store.put(entry("b"))
-    assert {p.stem for p in real_glob(folder, "*.pt")} == {"a", "b"}
+    def listing(self, pattern):  # a vanished entry first, then the real ones ("old" vanishing once looked at)
+        paths = sorted(real_glob(self, pattern))
+        return [folder / "gone.pt"] + [DeletedRightAfterStat(p) if p.stem == "old" else p for p in paths]
+
+    monkeypatch.setattr(type(folder), "glob", listing)
+    store.put(entry("c"))  # four entries listed, three fit: "old" is evicted, although already gone
+    monkeypatch.undo()
+    assert on_disk(store) == {"a", "b", "c"}
 
 
 def test_store_keeps_an_entry_larger_than_its_budget_in_memory_only(tmp_path):

@@ -59,6 +59,8 @@ def test_single_and_layerwise_presets(resnet):
     for g in layerwise:
         assert g.lr == pytest.approx(0.01 * 0.5 ** depths[g.name], rel=1e-12), g.name
         assert g.modules == stages.get(g.name).modules
+    assert preset_groups(stages, "layerwise", 0.01) == layerwise  # the default decay is the recipe's default
+    assert PhaseConfig().layer_decay == 0.5
     with pytest.raises(ValueError, match="unknown lr preset 'fancy'"):
         preset_groups(stages, "fancy", 0.01)
 
@@ -105,6 +107,13 @@ def test_a_bad_group_module_names_its_field(resnet):
     with pytest.raises(RecipeError) as info:
         torch_param_groups(model, stages, [GroupSpec("a", ["nowhere"], 1)], OptimizerConfig(), "phases[3].groups")
     assert info.value.field == "phases[3].groups[0].modules[0]"
+    with pytest.raises(RecipeError) as info:  # the default prefix: a recipe's top-level groups
+        assignment(model, stages, [GroupSpec("a", ["nowhere"], 1)])
+    assert info.value.field == "groups[0].modules[0]"
+    with pytest.raises(RecipeError) as info:
+        torch_param_groups(model, stages, [GroupSpec("a", ["head"], 1), GroupSpec("b", ["nowhere"], 1)],
+                           OptimizerConfig())
+    assert info.value.field == "groups[1].modules[0]"
 
 
 class Small(nn.Module):
