@@ -29,8 +29,8 @@ from engine.model.groups import current_lrs
 from engine.recipe import Recipe
 from engine.train import events as ev
 from engine.train.checkpoints import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from engine.train.loop import TrainingError, evaluate, train_one_epoch
-from engine.train.phase import ActivePhase
+from engine.train.loop import TrainingError, evaluate, fit_head_epoch, train_one_epoch
+from engine.train.phase import ActivePhase, head_fit_plan, phase_epochs, start_epochs
 from engine.train.run_folder import RunFolder
 from engine.train.runs import checkpoint_path, new_run_dir, runs_root_for
 from engine.train.setup import RunSetup, assemble
@@ -76,7 +76,10 @@ class Trainer:
         if not last.is_file():
             raise BadInputError(f"{run_dir} has no checkpoint to resume from ({last} is missing)")
         checkpoint = load_checkpoint(last)
-        trainer = cls(Recipe.from_dict(checkpoint["recipe"]), callbacks, control, runs_root=run_dir.parent)
+        recipe = dict(checkpoint["recipe"])
+        # A run saved before phases had `head_fit` trained every phase in epochs: it continues as it began.
+        recipe["phases"] = [{"head_fit": "epochs", **phase} for phase in recipe["phases"]]
+        trainer = cls(Recipe.from_dict(recipe), callbacks, control, runs_root=run_dir.parent)
         trainer.run_dir = run_dir
         trainer.checkpoint = checkpoint
         return trainer
@@ -108,11 +111,12 @@ class Trainer:
         clock = RunClock(state.elapsed)
         stopping = EarlyStopping(r.early_stopping)
         stopping.load_state_dict(state.stopping)
-        starts = r.phase_start_epochs()
+        epochs = phase_epochs(setup)  # a head fitted to convergence is one epoch
+        starts = start_epochs(epochs)
         self.bus.emit(ev.RunStarted(
             str(self.run_dir), r.to_dict(), r.name, r.strategy, r.model.arch, setup.built.weights_name,
-            setup.device.describe(), setup.device.device.type, setup.device.precision, r.total_epochs, starts,
-            [p.name for p in r.phases], setup.lr_groups, list(setup.data.classes), len(setup.data.train),
+            setup.device.describe(), setup.device.device.type, setup.device.precision, sum(epochs), starts,
+            [p.name for p in r.phases], trained_groups(setup), list(setup.data.classes), len(setup.data.train),
             len(setup.data.val), setup.built.preprocessing.to_dict(), self.checkpoint is not None, state.epoch,
             state.batch, state.global_step, state.elapsed, setup.device.fallback_warning))
         resuming, previous = self.checkpoint, None
@@ -123,10 +127,11 @@ class Trainer:
             cached = phase.cache_features(self.bus, lambda: self.control.stop_requested)
             if cached is not None:
                 self.bus.emit(cached)
-            while state.epoch < starts[index] + phase.config.epochs:
+            run_epoch = fit_head_epoch if phase.fits_head else train_one_epoch
+            while state.epoch < starts[index] + epochs[index]:
                 if state.mid_epoch and state.rng is not None:
                     restore_rng_states(state.rng)  # continue the interrupted epoch's random stream exactly
-                if not train_one_epoch(phase, state, self.control, self.bus, clock):
+                if not run_epoch(phase, state, self.control, self.bus, clock):
                     return self._stop(phase, state, clock)
                 self._end_epoch(phase, state, stopping, clock)
                 if stopping.should_stop:
@@ -137,17 +142,20 @@ class Trainer:
         return self._complete("finished", state, stopping, clock)
 
     def _end_epoch(self, phase: ActivePhase, state: TrainingState, stopping: EarlyStopping, clock: RunClock) -> None:
-        setup = phase.setup
-        lrs = current_lrs(phase.optimizer)  # the rates this epoch trained with, before an epoch-wise step
+        setup, fitted = phase.setup, phase.fitted
+        # The rates this epoch trained with, before an epoch-wise step; a fitted head used none.
+        lrs = {} if fitted else current_lrs(phase.optimizer)
         val_loss, val_acc = evaluate(phase.forward, phase.val_batches(), setup.device, setup.criterion,
                                      setup.recipe.data.max_val_batches)
         self.bus.emit(ev.ValidationFinished(state.epoch, val_loss, val_acc))
-        phase.schedule.step_epoch(stopping.monitored(val_loss, val_acc))
+        if not fitted:
+            phase.schedule.step_epoch(stopping.monitored(val_loss, val_acc))
         is_best = stopping.update(state.epoch, val_loss, val_acc)
         sums = state.running
         self.bus.emit(ev.EpochFinished(state.epoch, phase.index, phase.config.name, sums.loss, sums.accuracy, val_loss,
                                        val_acc, lrs, sums.seconds, sums.images_per_s, sums.data_wait_share, sums.seen,
-                                       is_best, clock.elapsed()))
+                                       is_best, clock.elapsed(), "lbfgs" if fitted else "batches",
+                                       fitted.l2 if fitted else None))
         state.next_epoch()
         state.stopping = stopping.state_dict()
         self._save(phase, state, clock, is_best)
@@ -184,6 +192,12 @@ class Trainer:
         except Exception:  # noqa: BLE001 - the run folder may be what failed (a full disk): the reason still stands
             log.info("the failure could not be recorded in the run folder", exc_info=True)
         return RunResult("failed", str(self.run_dir), folder.summary, message)
+
+
+def trained_groups(setup: RunSetup) -> list[str]:
+    """The groups that train with a rate, in order (metrics.csv's lr columns): a fitted head's phase has none."""
+    return list(dict.fromkeys(g.name for i, specs in enumerate(setup.phase_groups) if not head_fit_plan(setup, i)[0]
+                              for g in specs))
 
 
 def _with_exact_weights(recipe: Recipe, weights_name: str) -> Recipe:
