@@ -50,8 +50,8 @@ from engine.train.setup import RunSetup, assemble, ram_cache_plan
 
 # L-BFGS iterations a fit to convergence typically takes: per grid point and fold (warm-started along the path)
 # and for the final fit (HeadFit.cv_iterations / iterations on the tasks of bench/head_fit.py and the tests).
-FIT_ITERATIONS_PER_CV_FIT = 10
-FIT_ITERATIONS_FINAL = 60
+FIT_ITERATIONS_PER_CV_FIT = 20
+FIT_ITERATIONS_FINAL = 150
 
 
 class EstimateCancelled(ThawError):
