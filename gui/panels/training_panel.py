@@ -430,6 +430,81 @@ class RunProgress(QWidget):
         self.progressLabel.setText(text)
 
 
+class CostEstimate(QWidget):
+    """What the run will cost, before Start: *Estimate cost* measures it in a job thread (engine/train/estimate.py)
+    and the label shows it, or why the run would not start; a change of the recipe makes it stale."""
+
+    def __init__(self, document: RecipeDocument, controller: TrainingController, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._document = document
+        self._controller = controller
+        self.estimate = None
+        self._thread: WorkerThread | None = None
+        self._job: EngineJob | None = None
+        self.estimateButton = QPushButton("Estimate cost")
+        self.estimateButton.setObjectName("estimateButton")
+        self.estimateButton.setToolTip("Measure on a few real batches what this run will cost before Start: time per "
+                                       "epoch and in all, peak memory, disk (nothing is trained or saved)")
+        self.estimateLabel = QLabel("What the run will cost: press Estimate cost (measured on a few real batches).")
+        self.estimateLabel.setObjectName("estimateLabel")
+        self.estimateLabel.setWordWrap(True)
+        self.estimateLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.estimateLabel, 1)
+        layout.addWidget(self.estimateButton, 0, Qt.AlignmentFlag.AlignTop)
+        self.estimateButton.clicked.connect(self.start)
+        document.recipe_changed.connect(self._on_recipe_changed)
+        controller.running_changed.connect(self._update_button)
+
+    @Slot()
+    def start(self) -> None:
+        if self._thread is not None or self._controller.is_running:
+            return
+        from engine.train.estimate import estimate_run
+
+        recipe = self._document.recipe.copy()
+        self.estimateButton.setEnabled(False)
+        self.estimateLabel.setStyleSheet("")
+        self.estimateLabel.setText(f"Measuring what '{recipe.name}' will cost on a few real batches …")
+        self._thread, self._job = start_job(
+            "estimateThread", lambda should_stop, _progress: estimate_run(recipe, should_stop=should_stop), self,
+            self._on_finished)
+        self._job.succeeded.connect(self._on_estimated)
+        self._job.failed.connect(self._on_failed)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+
+    def _on_estimated(self, estimate) -> None:
+        self.estimate = estimate
+        self.estimateLabel.setText("\n".join(estimate.lines()))
+
+    def _on_failed(self, message: str) -> None:
+        self.estimate = None
+        cancelled = self._job is not None and self._job.cancelled
+        self.estimateLabel.setText("Estimate cancelled: the run started." if cancelled
+                                   else f"⚠ The run would not start: {message}")
+        self.estimateLabel.setStyleSheet("" if cancelled else "color: #b00020;")
+
+    def _on_finished(self) -> None:
+        if self._thread is None:
+            return
+        self._thread.wait()  # `finished` comes just before the thread has really ended
+        self._thread, self._job = None, None
+        self._update_button()
+
+    def _update_button(self, *_running) -> None:
+        self.estimateButton.setEnabled(self._thread is None and not self._controller.is_running)
+
+    def _on_recipe_changed(self) -> None:
+        if self.estimate is not None:  # it was measured for the recipe as it was
+            self.estimate = None
+            self.estimateLabel.setText("The recipe changed since the last estimate: press Estimate cost again.")
+
+
 class TrainingPanel(QWidget):
     """Start/pause/stop/resume, live curves, progress, device, freeze verification and the run log."""
 
@@ -468,23 +543,13 @@ class TrainingPanel(QWidget):
         self.runLog.setObjectName("runLog")
         self.runLog.setReadOnly(True)
         self.runLog.setMaximumBlockCount(10_000)
-        self.estimateButton = self._button("estimateButton", "Estimate cost",
-                                           "Measure on a few real batches what this run will cost before Start: time "
-                                           "per epoch and in all, peak memory, disk (nothing is trained or saved)")
-        self.estimateLabel = QLabel("What the run will cost: press Estimate cost (measured on a few real batches).")
-        self.estimateLabel.setObjectName("estimateLabel")
-        self.estimateLabel.setWordWrap(True)
-        self.estimateLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.estimate = None  # the RunEstimate of the recipe as it was when measured
-        self._estimate_thread: WorkerThread | None = None
-        self._estimate_job: EngineJob | None = None
+        self.costEstimate = CostEstimate(document, controller)
         self._layout()
 
         self.startButton.clicked.connect(self.start_run)
         self.pauseButton.clicked.connect(self.toggle_pause)
         self.stopButton.clicked.connect(self.stop_run)
         self.resumeRunButton.clicked.connect(self.resume_last_run)
-        self.estimateButton.clicked.connect(self.estimate_cost)
         c = controller
         c.running_changed.connect(self._on_running_changed)
         c.paused_changed.connect(self._on_paused_changed)
@@ -519,10 +584,7 @@ class TrainingPanel(QWidget):
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.progress)
-        estimate_row = QHBoxLayout()
-        estimate_row.addWidget(self.estimateLabel, 1)
-        estimate_row.addWidget(self.estimateButton, 0, Qt.AlignmentFlag.AlignTop)
-        side_layout.addLayout(estimate_row)
+        side_layout.addWidget(self.costEstimate)
         side_layout.addWidget(self.freezeLabel)
         side_layout.addWidget(QLabel("Log"))
         side_layout.addWidget(self.runLog, 1)
@@ -553,6 +615,19 @@ class TrainingPanel(QWidget):
         return self.progress.trainProgress
 
     @property
+    def estimateButton(self) -> QPushButton:  # noqa: N802 - named like the widget's objectName
+        return self.costEstimate.estimateButton
+
+    @property
+    def estimateLabel(self) -> QLabel:  # noqa: N802
+        return self.costEstimate.estimateLabel
+
+    @property
+    def estimate(self):
+        """The RunEstimate of the recipe as it was when measured; None before, after a change or a refusal."""
+        return self.costEstimate.estimate
+
+    @property
     def resumable_run(self) -> str:
         return self._resumable_run
 
@@ -561,8 +636,7 @@ class TrainingPanel(QWidget):
     def start_run(self) -> None:
         if self._controller.is_running:
             return
-        if self._estimate_job is not None:
-            self._estimate_job.cancel()  # the run itself is what counts now
+        self.costEstimate.cancel()  # the run itself is what counts now
         self._run_dir = ""
         self.log("─" * 24)
         self.log(f"Starting '{self._document.recipe.name}' …")
@@ -593,48 +667,10 @@ class TrainingPanel(QWidget):
     def log(self, line: str) -> None:
         self.runLog.appendPlainText(line)
 
-    # --- the cost estimate, before Start ------------------------------------------------------------------------
-    @Slot()
-    def estimate_cost(self) -> None:
-        """Measure what the current recipe would cost, in a thread (engine/train/estimate.py)."""
-        if self._estimate_thread is not None or self._controller.is_running:
-            return
-        from engine.train.estimate import estimate_run
-
-        recipe = self._document.recipe.copy()
-        self.estimateButton.setEnabled(False)
-        self.estimateLabel.setStyleSheet("")
-        self.estimateLabel.setText(f"Measuring what '{recipe.name}' will cost on a few real batches …")
-        self._estimate_thread, self._estimate_job = start_job(
-            "estimateThread", lambda should_stop, _progress: estimate_run(recipe, should_stop=should_stop), self,
-            self._on_estimate_finished)
-        self._estimate_job.succeeded.connect(self._on_estimated)
-        self._estimate_job.failed.connect(self._on_estimate_failed)
-        self._estimate_thread.start()
-
-    def _on_estimated(self, estimate) -> None:
-        self.estimate = estimate
-        self.estimateLabel.setText("\n".join(estimate.lines()))
-
-    def _on_estimate_failed(self, message: str) -> None:
-        self.estimate = None
-        cancelled = self._estimate_job is not None and self._estimate_job.cancelled
-        self.estimateLabel.setText("Estimate cancelled: the run started." if cancelled
-                                   else f"⚠ The run would not start: {message}")
-        self.estimateLabel.setStyleSheet("" if cancelled else "color: #b00020;")
-
-    def _on_estimate_finished(self) -> None:
-        if self._estimate_thread is None:
-            return
-        self._estimate_thread.wait()  # `finished` comes just before the thread has really ended
-        self._estimate_thread, self._estimate_job = None, None
-        self.estimateButton.setEnabled(not self._controller.is_running)
-
     # --- controller state ----------------------------------------------------------------------------------------
     @Slot(bool)
     def _on_running_changed(self, running: bool) -> None:
         self.startButton.setEnabled(not running)
-        self.estimateButton.setEnabled(not running and self._estimate_thread is None)
         self.pauseButton.setEnabled(running)
         self.stopButton.setEnabled(running)
         self.resumeRunButton.setEnabled(not running and bool(self._resumable_run))
@@ -663,9 +699,6 @@ class TrainingPanel(QWidget):
 
     @Slot()
     def _on_recipe_changed(self) -> None:
-        if self.estimate is not None:  # it was measured for the recipe as it was
-            self.estimate = None
-            self.estimateLabel.setText("The recipe changed since the last estimate: press Estimate cost again.")
         requested = self._document.recipe.device
         if requested == self._device_requested or self._controller.is_running:
             return
