@@ -37,6 +37,7 @@ BN_MODES = ("train", "frozen_stats", "frozen")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BUILTIN_DATASETS = ("folder", "CIFAR10", "CIFAR100", "MNIST", "FashionMNIST", "SVHN", "STL10")
 METRICS = ("val_acc", "val_loss")
+HEAD_FITS = ("converge", "epochs")
 
 MAX_RECIPE_BYTES = 4 * 2**20  # a recipe is a few kB; a larger file is not one
 MAX_NAME_CHARS = 100  # names become folder names and CSV columns
@@ -255,6 +256,10 @@ class PhaseConfig:
     bn_modes: dict[str, str] = field(default_factory=dict, metadata={"max_items": 10_000})
     # Keep Adam/SGD state of parameters that were already training in the previous phase.
     carry_optimizer_state: bool = True
+    # A phase that trains only the head on cached features: "converge" fits the head to convergence (L-BFGS, L2
+    # chosen by cross-validation; engine/train/head_fit.py) as one step of the run; "epochs" trains it for
+    # `epochs` with the optimizer and schedule. Phases that train more than the head always train epochs.
+    head_fit: str = "converge"
 
     def validate(self, prefix: str) -> None:
         if not self.name:
@@ -272,6 +277,8 @@ class PhaseConfig:
             names.add(group.name)
         self.optimizer.validate(f"{prefix}.optimizer")
         self.schedule.validate(f"{prefix}.schedule")
+        if self.head_fit not in HEAD_FITS:
+            raise RecipeError(f"{prefix}.head_fit", f"'{self.head_fit}' is not one of {', '.join(HEAD_FITS)}")
         for path, mode in self.bn_modes.items():
             where = f"{prefix}.bn_modes[{_show_key(path)}]"
             if not path:

@@ -15,7 +15,8 @@ import sys
 from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 # The modules that register commands, in the order `--help` lists them.
-COMMAND_MODULES = ("engine.cli.train", "engine.cli.predict", "engine.cli.evaluate", "engine.cli.export",
+COMMAND_MODULES = ("engine.cli.train", "engine.cli.lr_find", "engine.cli.predict", "engine.cli.evaluate",
+                   "engine.cli.export",
                    "engine.cli.info")
 
 

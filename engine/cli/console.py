@@ -56,6 +56,15 @@ class ConsoleReporter:
             self._bar.n = event.done_bytes
             self._bar.update(0)
             return True
+        if isinstance(event, ev.HeadFitProgressed):
+            if self._bar_kind is not ev.HeadFitProgressed:
+                self._open_bar(ev.HeadFitProgressed, event.total, f"phase {event.phase_index + 1}: fitting the head",
+                               "fit")
+            self._bar.n = event.done
+            self._bar.set_postfix_str(f"{event.stage}, L2 {event.l2:.2g}" + (
+                f", iteration {event.iteration}" if event.iteration else ""), refresh=False)
+            self._bar.update(0)
+            return True
         if isinstance(event, ev.FeaturesProgressed):
             if self._bar_kind is not ev.FeaturesProgressed:
                 self._open_bar(ev.FeaturesProgressed, event.total, f"phase {event.phase_index + 1}: backbone features",

@@ -33,8 +33,8 @@ def register(sub) -> None:
 
     help_ = "write a recipe for one of the lesson's strategies"
     p = sub.add_parser("recipe", help=help_, description=help_)
-    p.add_argument("strategy", help="feature_extraction, fine_tune_all, gradual_unfreezing, extract_then_finetune, "
-                                    "from_scratch")
+    p.add_argument("strategy", help="feature_extraction, lesson_feature_extraction, fine_tune_all, "
+                                    "gradual_unfreezing, extract_then_finetune, from_scratch")
     p.add_argument("--model", default="resnet18")
     p.add_argument("--data", default="", help="image folder")
     p.add_argument("--epochs", type=int, help="total epochs (default: the lesson's)")

@@ -4,6 +4,8 @@ What is refused before anything trains (exit 2): a recipe or override that is in
 cannot be written, a batch that cannot fit in memory, a run folder another process is training (its lock),
 a checkpoint that is not one or does not fit its recipe, a moved data folder with other classes.
 One Ctrl-C stops after the batch and exits 3 (EXIT_STOPPED), so a script can tell "stopped" from "finished".
+`train --dry-run` checks the recipe and the data and prints what the run would cost (engine/train/estimate.py),
+training nothing: exit 0 when it would run, 2 with the reason when it would not.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar, only epoch lines")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard event files in <run folder>/tensorboard (pip install tensorboard)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the recipe and the data and estimate the run's time, memory and disk on a few real "
+                        "batches, without training (exit 0: it would run; 2: it would not, and why)")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print the estimate as JSON")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("resume", help="continue a stopped or failed run from its last checkpoint",
@@ -93,8 +99,25 @@ def cmd_train(args) -> int:
             raise BadInputError(f"--epochs must be at least 1, got {args.epochs}")
         _scale_epochs(recipe.phases, args.epochs)
     recipe.validate()
+    if args.dry_run:
+        return dry_run(recipe, args.json)
     trainer = Trainer(recipe, [ConsoleReporter(args.quiet)], runs_root=args.out)
     return _run_trainer(trainer, args.quiet)
+
+
+def dry_run(recipe, as_json: bool) -> int:
+    """The estimate on stdout (the data and weights lines on stderr, as a run prints them); bad input raises."""
+    import json
+
+    from engine.train.estimate import estimate_run
+    from engine.train.events import EventBus
+
+    estimate = estimate_run(recipe, bus=EventBus([ConsoleReporter(quiet=True)]))
+    if as_json:
+        print(json.dumps(estimate.to_dict(), indent=2))
+    else:
+        print("\n".join(["The recipe and the data are usable: the run would start.", *estimate.lines()]))
+    return EXIT_OK
 
 
 def cmd_resume(args) -> int:

@@ -95,6 +95,8 @@ class PhaseStarted(Event):
     total_params: int
     trainable_modules: list[str]
     groups: dict[str, float]  # group name → initial lr
+    head_fit: str = "epochs"  # "converge": the head is fitted to convergence on cached features, as one epoch
+    head_fit_note: str = ""  # why a head-only phase that asked for "converge" trains epochs instead
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,46 @@ class FeaturesCached(Event):
 
 
 @dataclass(frozen=True)
+class HeadFitProgressed(Event):
+    """A head is being fitted to convergence on cached features (engine/train/head_fit.py): the L2 strength is
+    cross-validated on the training features, then the head is fitted on all of them. Progress, thinned by views."""
+
+    phase_index: int
+    epoch: int
+    stage: str  # "cross-validation" or "final fit"
+    done: int  # fits finished: folds × L2 strengths, then the final fit
+    total: int
+    fold: int  # 1-based during cross-validation; 0 in the final fit
+    l2: float  # the strength being fitted
+    iteration: int  # L-BFGS iterations of the final fit so far
+    objective: float  # the final fit's loss + penalty at `iteration`; nan during cross-validation
+
+
+@dataclass(frozen=True)
+class HeadFitted(Event):
+    """A head fitted to convergence: which regularisation won, by how much, and the final fit's path."""
+
+    phase_index: int
+    epoch: int
+    l2: float  # the L2 strength that won (and was fitted on all training features)
+    grid: list[float]  # the strengths tried, strongest first
+    cv_loss: list[float]  # mean held-out loss per strength (empty when there was no cross-validation)
+    cv_acc: list[float]  # held-out accuracy per strength, 0..1
+    folds: int  # 0: too few images per class to cross-validate; the default strength was used
+    metric: str  # what chose the strength: "val_acc" or "val_loss" (the recipe's early_stopping.metric)
+    iterations: int  # L-BFGS iterations of the final fit
+    converged: bool  # the final fit met its tolerance (False: it stopped at its iteration cap)
+    cv_iterations: int  # L-BFGS iterations of all the cross-validation fits together
+    curve_iterations: list[int]  # the final fit's path: objective (loss + penalty) after these iterations
+    curve_objective: list[float]
+    train_loss: float  # the run's loss on the training features, without the penalty
+    train_acc: float
+    rows: int  # training features fitted (images × views)
+    seconds: float  # the whole fit, cross-validation included (pauses excluded)
+    repeats: int = 1  # the k-fold cross-validation was repeated with this many shuffles (pooled)
+
+
+@dataclass(frozen=True)
 class EpochStarted(Event):
     epoch: int  # global, 0-based
     phase_index: int
@@ -180,6 +222,8 @@ class EpochFinished(Event):
     train_images: int
     is_best: bool
     elapsed_seconds: float  # training time of the whole run so far (pauses excluded)
+    fit: str = "batches"  # how the epoch trained: "batches" (optimizer steps) or "lbfgs" (a head fitted to convergence)
+    l2: float | None = None  # the L2 strength a fitted head won with; None for batches
 
 
 @dataclass(frozen=True)

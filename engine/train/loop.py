@@ -2,6 +2,10 @@
 
 `train_one_epoch` trains from the state's position to the epoch's end, or until a stop is requested between two
 batches, keeping the position and the running sums in the state so that a checkpoint can continue exactly there.
+`fit_head_epoch` is the epoch of a phase whose head is fitted to convergence on cached features
+(engine/train/head_fit.py): one fit instead of batches. A stop during the fit discards it — the head is written
+only when the fit is done — so the checkpoint is the phase's start, and a resumed run fits again from there, to
+the same head (the fit is deterministic for the seed).
 Time spent paused is excluded from the epoch's seconds and from images/s.
 """
 
@@ -19,6 +23,7 @@ from engine.errors import ThawError
 from engine.model.groups import current_lrs
 from engine.train import events as ev
 from engine.train.devices import DeviceSetup
+from engine.train.head_fit import Progress, fit_head, write_parameters
 from engine.train.phase import ActivePhase
 from engine.train.setup import epoch_order, epoch_seed, seed_everything
 from engine.train.state import RunClock, TrainingState
@@ -104,6 +109,53 @@ def _check_gradients(phase: ActivePhase, epoch: int, batch: int) -> None:
                if p.grad is not None and not bool(torch.isfinite(p.grad).all()))
     raise TrainingError(f"the gradient of {bad} became non-finite at epoch {epoch + 1}, batch {batch + 1} (phase "
                         f"'{phase.config.name}'); lower the learning rate. The last good checkpoint is kept.")
+
+
+def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunControl, bus: ev.EventBus,
+                   clock: RunClock) -> bool:
+    """Fit the phase's head to convergence on its cached features: epoch `state.epoch` of the run. True when the
+    fit ended (the head holds it, `phase.fitted` says how it went), False when a stop was requested."""
+    setup, r = phase.setup, phase.setup.recipe
+    if control.stop_requested:  # e.g. during the feature pass, which then left no features
+        return False
+    features = phase.features
+    if features is None:
+        raise TrainingError(f"phase '{phase.config.name}' fits its head on cached features, but none were computed")
+    seed_everything(epoch_seed(r.seed, state.epoch))
+    train, labels = features.train, features.train_labels
+    if r.data.max_train_batches:  # the recipe's cap on training images holds for a fit too
+        order = epoch_order(train.shape[1], r.batch_size, r.seed, state.epoch, r.data.max_train_batches)
+        keep = torch.tensor(sorted(order), device=train.device)
+        train, labels = train[:, keep], labels[keep]
+    paused = [0.0]
+
+    def should_stop() -> bool:
+        waited = control.wait_while_paused()
+        clock.add_pause(waited)
+        paused[0] += waited
+        return control.stop_requested
+
+    def progress(p: Progress) -> None:
+        bus.emit(ev.HeadFitProgressed(phase.index, state.epoch, p.stage, p.done, p.total, p.fold, p.l2, p.iteration,
+                                      p.objective))
+
+    head = phase.forward
+    generator = torch.Generator().manual_seed(epoch_seed(r.seed, state.epoch))
+    fit = fit_head(head, train, labels, setup.criterion, r.early_stopping.metric, generator,
+                   should_stop=should_stop, progress=progress)
+    if fit is None:
+        return False
+    write_parameters(head, fit.parameters)
+    seconds = max(0.0, fit.seconds - paused[0])
+    state.running.add(fit.train_loss, round(fit.train_acc * fit.rows), fit.rows)
+    state.running.seconds += seconds
+    phase.fitted = ev.HeadFitted(
+        phase.index, state.epoch, fit.l2, list(fit.grid), list(fit.cv_loss), list(fit.cv_acc), fit.folds,
+        r.early_stopping.metric, fit.iterations, fit.converged, fit.cv_iterations, [i for i, _ in fit.curve],
+        [v for _, v in fit.curve],
+        fit.train_loss, fit.train_acc, fit.rows, seconds, max(1, fit.repeats))
+    bus.emit(phase.fitted)
+    return True
 
 
 def evaluate(model: nn.Module, batches, device: DeviceSetup, criterion: nn.Module, max_batches: int = 0

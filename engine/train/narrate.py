@@ -28,6 +28,18 @@ def percent(fraction: float | None, digits: int = 1) -> str:
     return "–" if fraction is None else f"{100 * fraction:.{digits}f} %"
 
 
+def size_text(num_bytes: float) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:,.1f} {unit}"
+    return f"{int(num_bytes)} B"
+
+
+def l2_text(strength: float) -> str:
+    """An L2 strength as a person reads it: 0.01, 0.0032, 1e-05."""
+    return f"{strength:.2g}"
+
+
 def describe(event: ev.Event, total_epochs: int = 0) -> list[str]:
     handler = _NARRATORS.get(type(event))
     return handler(event, total_epochs) if handler else []
@@ -64,9 +76,15 @@ def _run_started(e: ev.RunStarted, total: int) -> list[str]:
 
 def _phase_started(e: ev.PhaseStarted, _total: int) -> list[str]:
     share = 100 * e.trainable_params / max(1, e.total_params)
+    trainable = f"trainable {e.trainable_params:,} of {e.total_params:,} parameters ({share:.2f} %)"
+    if e.head_fit == "converge":
+        return [f"Phase {e.phase_index + 1} '{e.name}' (the head fitted to convergence on cached features: "
+                f"L-BFGS, L2 strength by cross-validation): {trainable}"]
     groups = ", ".join(f"{name} {lr:.1e}" for name, lr in e.groups.items())
-    return [f"Phase {e.phase_index + 1} '{e.name}' ({e.epochs} epochs): trainable {e.trainable_params:,} of "
-            f"{e.total_params:,} parameters ({share:.2f} %); lr {groups}"]
+    lines = [f"Phase {e.phase_index + 1} '{e.name}' ({e.epochs} epochs): {trainable}; lr {groups}"]
+    if e.head_fit_note:
+        lines.append(f"  the head is not fitted to convergence: {e.head_fit_note}; it trains for its epochs")
+    return lines
 
 
 def _cache_estimated(e: ev.DecodedCacheEstimated, _total: int) -> list[str]:
@@ -86,7 +104,30 @@ def _features_cached(e: ev.FeaturesCached, _total: int) -> list[str]:
             f"{e.views} view(s), {e.dim} features each ({origin})"]
 
 
+def folds_text(e: ev.HeadFitted) -> str:
+    """"5-fold", or "2 × 5-fold" for a cross-validation repeated with other shuffles."""
+    return f"{e.repeats} × {e.folds}-fold" if e.repeats > 1 else f"{e.folds}-fold"
+
+
+def _head_fitted(e: ev.HeadFitted, _total: int) -> list[str]:
+    if e.folds:
+        best = e.grid.index(e.l2)
+        chosen = (f"won {folds_text(e)} cross-validation on the training features by {e.metric} (held-out accuracy "
+                  f"{percent(e.cv_acc[best])}, loss {e.cv_loss[best]:.4f}; {len(e.grid)} strengths from "
+                  f"{l2_text(e.grid[0])} to {l2_text(e.grid[-1])})")
+    else:
+        chosen = "is the default: a class has fewer than two training images, too few to cross-validate"
+    state = "converged" if e.converged else "stopped at its iteration cap"
+    return [f"Fitted the head on {e.rows} training features in {seconds_text(e.seconds)}: L2 {l2_text(e.l2)} "
+            f"{chosen}; L-BFGS {e.iterations} iterations ({state}), training loss {e.train_loss:.4f} accuracy "
+            f"{percent(e.train_acc)}"]
+
+
 def _epoch_finished(e: ev.EpochFinished, total: int) -> list[str]:
+    if e.fit == "lbfgs":
+        return [f"Epoch {e.epoch + 1}/{total} [{e.phase_name}] head fitted (L-BFGS, L2 {l2_text(e.l2)}): train "
+                f"loss {e.train_loss:.4f} acc {percent(e.train_acc)} · val loss {e.val_loss:.4f} acc "
+                f"{percent(e.val_acc)}{' · best so far' if e.is_best else ''} · {seconds_text(e.seconds)}"]
     lrs = " ".join(f"{k}={v:.2g}" for k, v in e.lrs.items())
     return [f"Epoch {e.epoch + 1}/{total} [{e.phase_name}] train loss {e.train_loss:.4f} acc {percent(e.train_acc)} · "
             f"val loss {e.val_loss:.4f} acc {percent(e.val_acc)}{' · best so far' if e.is_best else ''} · "
@@ -144,7 +185,8 @@ _NARRATORS = {
     ev.DataPrepared: _data_prepared, ev.WeightsLoaded: _weights_loaded, ev.TempFilesRemoved: _temp_files_removed,
     ev.RunStarted: _run_started,
     ev.PhaseStarted: _phase_started, ev.DecodedCacheEstimated: _cache_estimated,
-    ev.DecodedCacheFilled: _cache_filled, ev.FeaturesCached: _features_cached, ev.EpochFinished: _epoch_finished,
+    ev.DecodedCacheFilled: _cache_filled, ev.FeaturesCached: _features_cached, ev.HeadFitted: _head_fitted,
+    ev.EpochFinished: _epoch_finished,
     ev.FreezeVerified: _freeze_verified, ev.RunStopped: _run_stopped, ev.RunFinished: _run_finished,
     ev.RunFailed: _run_failed, ev.EvaluationWritten: _evaluation_written,
 }

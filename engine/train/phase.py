@@ -22,8 +22,31 @@ from engine.model.groups import torch_param_groups
 from engine.recipe import PhaseConfig
 from engine.train import events as ev
 from engine.train.feature_cache import FeatureSet, FeatureStore, build_feature_set
+from engine.train.head_fit import unfittable_reason
 from engine.train.optim import Schedule, build_optimizer, build_schedule
 from engine.train.setup import RunSetup
+
+
+def head_fit_plan(setup: RunSetup, index: int) -> tuple[bool, str]:
+    """(is phase `index`'s head fitted to convergence, why not when its recipe asked for it on a head-only phase)."""
+    phase = setup.recipe.phases[index]
+    if phase.head_fit != "converge" or not setup.phase_head_only[index]:
+        return False, ""
+    if setup.recipe.data.cache_features == "off":
+        return False, "data.cache_features is 'off' (a fitted head needs cached features)"
+    reason = unfittable_reason(setup.model.get_submodule(setup.built.head_path))
+    return (False, reason) if reason else (True, "")
+
+
+def phase_epochs(setup: RunSetup) -> list[int]:
+    """Epochs per phase as the run counts them: a head fitted to convergence is one epoch, whatever `epochs` says
+    (that count applies when the features cannot be cached)."""
+    return [1 if head_fit_plan(setup, i)[0] else p.epochs for i, p in enumerate(setup.recipe.phases)]
+
+
+def start_epochs(epochs: list[int]) -> list[int]:
+    """The global epoch each phase starts at."""
+    return [sum(epochs[:i]) for i in range(len(epochs))]
 
 
 class ActivePhase:
@@ -40,6 +63,8 @@ class ActivePhase:
         self.fingerprint = Fingerprint(setup.model, freeze.bn_modes)
         self.features: FeatureSet | None = None
         self.last_lrs: dict[str, float] = {}  # the rates the latest batch trained with (the loop keeps it)
+        self.fits_head, self.head_fit_note = head_fit_plan(setup, index)
+        self.fitted: ev.HeadFitted | None = None  # the fit of this session's fitted epoch, once done
 
     @classmethod
     def begin(cls, setup: RunSetup, index: int, epoch_mode: str, previous: torch.optim.Optimizer | None = None,
@@ -72,9 +97,10 @@ class ActivePhase:
     # --- what the phase tells ---------------------------------------------------------------------------------
     def started_event(self) -> ev.PhaseStarted:
         trainable, total = count_params(self.setup.model)
-        return ev.PhaseStarted(self.index, self.config.name, self.config.epochs,
-                               self.setup.recipe.phase_start_epochs()[self.index], trainable, total,
-                               trainable_modules(self.setup.model), dict(self.group_lrs))
+        epochs = phase_epochs(self.setup)
+        return ev.PhaseStarted(self.index, self.config.name, epochs[self.index], start_epochs(epochs)[self.index],
+                               trainable, total, trainable_modules(self.setup.model), dict(self.group_lrs),
+                               "converge" if self.fits_head else "epochs", self.head_fit_note)
 
     def verify_freeze(self) -> ev.FreezeVerified:
         """Compare every frozen tensor, bit for bit, with its value when the phase (or this session of it) began."""
@@ -108,14 +134,16 @@ class ActivePhase:
             return self.features.val_batches(r.batch_size, r.data.max_val_batches)
         return self.setup.loader(self.setup.data.val, list(range(len(self.setup.data.val))))
 
-    def cache_features(self, bus: ev.EventBus, should_stop) -> ev.FeaturesCached | None:
-        """When the phase trains only the head, compute (or load) the frozen backbone's features once
-        (engine/train/feature_cache.py). None when the phase trains on images."""
+    @property
+    def caches_features(self) -> bool:
+        """Does this phase train on cached features (only the head trains, and the recipe allows the cache)?"""
+        return self.setup.recipe.data.cache_features != "off" and self.setup.phase_head_only[self.index]
+
+    def feature_source(self) -> tuple[Any, dict[str, Any]]:
+        """(the training set the features are computed from, the description that keys the cache)."""
         setup, r = self.setup, self.setup.recipe
-        if r.data.cache_features == "off" or not setup.phase_head_only[self.index]:
-            return None
-        views, train_set, augmentation = r.data.feature_views, setup.data.train, r.data.augmentation
-        if views == 1 and augmentation != "none":
+        train_set, augmentation = setup.data.train, r.data.augmentation
+        if r.data.feature_views == 1 and augmentation != "none":
             # One view: the un-augmented image (resize + centre crop, as validation sees it). A single random crop
             # reused for every epoch is a worse feature than the centre; K > 1 views give real augmentation.
             train_set = copy.copy(train_set)
@@ -124,6 +152,16 @@ class ActivePhase:
         describe = {"arch": r.model.arch, "weights": setup.built.weights_name, "in_channels": r.model.in_channels,
                     "preprocessing": setup.built.preprocessing.to_dict(), "augmentation": augmentation,
                     "seed": r.seed, "head": setup.built.head_path}
+        return train_set, describe
+
+    def cache_features(self, bus: ev.EventBus, should_stop) -> ev.FeaturesCached | None:
+        """When the phase trains only the head, compute (or load) the frozen backbone's features once
+        (engine/train/feature_cache.py). None when the phase trains on images."""
+        if not self.caches_features:
+            return None
+        setup, r = self.setup, self.setup.recipe
+        views = r.data.feature_views
+        train_set, describe = self.feature_source()
 
         def progress(done: int, total: int) -> None:
             bus.emit(ev.FeaturesProgressed(self.index, done, total))

@@ -18,6 +18,7 @@ from typing import Any
 from engine.train import events as ev
 from engine.train.checkpoints import link_checkpoint
 from engine.train.metrics import BATCH_COLUMNS, EPOCH_COLUMNS, batch_row, epoch_row, lr_columns
+from engine.train.narrate import folds_text
 from engine.train.runs import (BATCHES_FILE, METRICS_FILE, RECIPE_FILE, SKIPPED_FILE, SUMMARY_FILE, checkpoint_path,
                                read_csv_rows, write_json_atomic)
 
@@ -65,6 +66,7 @@ class RunFolder:
         self._handlers = {
             ev.RunStarted: self._on_run_started,
             ev.PhaseStarted: self._on_phase_started, ev.FeaturesCached: self._on_features_cached,
+            ev.HeadFitted: self._on_head_fitted,
             ev.BatchFinished: self._on_batch, ev.EpochFinished: self._on_epoch_finished,
             ev.CheckpointSaved: self._on_checkpoint_saved, ev.FreezeVerified: self._on_freeze_verified,
             ev.RunStopped: self._on_run_stopped, ev.RunFinished: self._on_run_finished,
@@ -127,11 +129,17 @@ class RunFolder:
     # --- during the run ---------------------------------------------------------------------------------------
     def _on_phase_started(self, e: ev.PhaseStarted) -> None:
         phases = self.summary["phases"]
+        head_fit = {"method": "lbfgs" if e.head_fit == "converge" else "epochs"}
+        if e.head_fit_note:
+            head_fit["note"] = e.head_fit_note
         entry = {"index": e.phase_index, "name": e.name, "epochs": e.epochs, "trainable_params": e.trainable_params,
-                 "total_params": e.total_params, "groups": dict(e.groups), "freeze_verified": None, "moved": []}
+                 "total_params": e.total_params, "groups": dict(e.groups), "head_fit": head_fit,
+                 "freeze_verified": None, "moved": []}
         for i, old in enumerate(phases):
             if old.get("index") == e.phase_index:  # resumed inside this phase: its verification so far stands
                 phases[i] = {**entry, "freeze_verified": old.get("freeze_verified"), "moved": old.get("moved", [])}
+                if "l2" in old.get("head_fit", {}):  # resumed after its head was fitted: the fit stands too
+                    phases[i]["head_fit"] = old["head_fit"]
                 break
         else:
             phases.append(entry)
@@ -143,6 +151,16 @@ class RunFolder:
     def _on_features_cached(self, e: ev.FeaturesCached) -> None:
         self._phase_entry(e.phase_index)["cached_features"] = {"images": e.images, "views": e.views,
                                                                "seconds": e.seconds, "from_disk": e.from_disk}
+
+    def _on_head_fitted(self, e: ev.HeadFitted) -> None:
+        """How the head was fitted and which regularisation won, in the phase's entry: the event's own fields (so a
+        resumed run replays it), plus the method and the rule in words."""
+        chosen_by = (f"{folds_text(e)} cross-validation on the training features ({e.metric})" if e.folds
+                     else "the default strength (a class has fewer than two training images: no cross-validation)")
+        self._phase_entry(e.phase_index)["head_fit"] = {
+            "method": "lbfgs", "objective": "loss + l2/2 * sum of squared weights, on standardised features",
+            "chosen_by": chosen_by, **{k: v for k, v in e.to_dict().items() if k != "event"}}
+        self._save()
 
     def _on_batch(self, e: ev.BatchFinished) -> None:
         self._pending_batches.append(batch_row(e))

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from engine.data.datasets import ImageFiles, PreparedData, prepare_data
 from engine.data.memory import check_input_memory
 from engine.environment import max_workers_override
-from engine.data.ram_cache import DecodedImageCache, default_budget_bytes, estimate, fill
+from engine.data.ram_cache import CacheEstimate, DecodedImageCache, default_budget_bytes, estimate, fill
 from engine.data.transforms import eval_transform, train_transform
 from engine.model.build import BuiltModel, build_model, resolve_preprocessing
 from engine.model.phase_checks import validate_phase
@@ -104,9 +104,11 @@ class RunSetup:
                 "weights_name": self.built.weights_name}
 
 
-def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None = None) -> RunSetup:
+def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None = None,
+             fill_ram_cache: bool = True) -> RunSetup:
     """Build everything a run needs; `checkpoint` (resuming) restores the model's weights instead of loading the
-    pretrained ones. Raises BadInputError / RecipeError for input that cannot be used."""
+    pretrained ones. Raises BadInputError / RecipeError for input that cannot be used. `fill_ram_cache` False:
+    decode nothing ahead (a cost estimate asks `ram_cache_plan` what the run would cache instead)."""
     r = recipe
     device = setup_device(r.device, r.precision, r.channels_last)
     prep = resolve_preprocessing(r.model, r.data)
@@ -137,33 +139,57 @@ def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None
         load_model_state(model, checkpoint["model"], "the checkpoint being resumed", built.head_path)
     setup = RunSetup(r, device, data, built, model, nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), groups,
                      head_only_phases)
-    _enable_ram_cache(setup, bus)
+    if fill_ram_cache:
+        _enable_ram_cache(setup, bus)
     return setup
 
 
-def _enable_ram_cache(setup: RunSetup, bus: ev.EventBus) -> None:
-    """Keep decoded images in RAM when they fit — unless every phase trains on cached features anyway."""
+@dataclass
+class RamCachePlan:
+    """What the RAM cache of decoded images would hold for a run, decided before anything is decoded."""
+
+    datasets: list[ImageFiles]  # the data sets it caches (validation only under TrivialAugment)
+    guess: CacheEstimate
+    budget: int
+    enabled: bool
+
+    @property
+    def workers(self) -> int:
+        """Threads that decode while the cache fills."""
+        return max(1, min(8, (os.cpu_count() or 2)))
+
+
+def ram_cache_plan(setup: RunSetup) -> RamCachePlan | None:
+    """Keep decoded images in RAM when they fit — unless every phase trains on cached features anyway. None when
+    the cache is not considered at all."""
     r, data = setup.recipe, setup.data
     if r.data.ram_cache == "off" or not isinstance(data.train, ImageFiles):
-        return
+        return None
     if r.data.cache_features == "auto" and all(setup.phase_head_only):
-        return
+        return None
     prep = setup.built.preprocessing
     budget = r.data.ram_cache_mb * 2**20 or default_budget_bytes()
     # TrivialAugment crops the full-resolution image first; caching its training images would change them.
     datasets = [data.val] if r.data.augmentation == "trivialaugment" else [data.train, data.val]
     paths = [path for ds in datasets for path, _ in ds.samples]
     guess = estimate(paths, prep.resize_size, r.model.in_channels, budget)
-    enabled = guess.fits or r.data.ram_cache == "on"
-    bus.emit(ev.DecodedCacheEstimated(guess.images, guess.bytes, budget, enabled, guess.text()))
-    if not enabled:
+    return RamCachePlan(datasets, guess, budget, guess.fits or r.data.ram_cache == "on")
+
+
+def _enable_ram_cache(setup: RunSetup, bus: ev.EventBus) -> None:
+    plan = ram_cache_plan(setup)
+    if plan is None:
         return
+    guess = plan.guess
+    bus.emit(ev.DecodedCacheEstimated(guess.images, guess.bytes, plan.budget, plan.enabled, guess.text()))
+    if not plan.enabled:
+        return
+    prep = setup.built.preprocessing
     started = time.perf_counter()
-    cache = DecodedImageCache(prep.resize_size, prep.interpolation, budget)  # one budget for both sets
-    workers = max(1, min(8, (os.cpu_count() or 2)))
+    cache = DecodedImageCache(prep.resize_size, prep.interpolation, plan.budget)  # one budget for both sets
     offset = 0
-    for ds in datasets:
+    for ds in plan.datasets:
         ds.cache = cache.view(offset)
-        fill(ds.cache, len(ds), ds.decode, workers)
+        fill(ds.cache, len(ds), ds.decode, plan.workers)
         offset += len(ds)
     bus.emit(ev.DecodedCacheFilled(len(cache.images), cache.bytes, cache.refused, time.perf_counter() - started))

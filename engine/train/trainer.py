@@ -32,8 +32,8 @@ from engine.train import events as ev
 from engine.data.datasets import check_same_classes
 from engine.train.checkpoints import (check_checkpoint_fits, load_checkpoint, remove_stale_temp_files,
                                       restore_rng_states, rng_states, save_checkpoint, validate_checkpoint)
-from engine.train.loop import TrainingError, evaluate, train_one_epoch
-from engine.train.phase import ActivePhase
+from engine.train.loop import TrainingError, evaluate, fit_head_epoch, train_one_epoch
+from engine.train.phase import ActivePhase, head_fit_plan, phase_epochs, start_epochs
 from engine.train.run_folder import RunFolder
 from engine.train.run_lock import RunLock
 from engine.train.runs import checkpoint_path, new_run_dir, prepare_runs_root, runs_root_for
@@ -87,7 +87,10 @@ class Trainer:
         checkpoint = load_checkpoint(last)
         validate_checkpoint(checkpoint, last, "resume")
         check_checkpoint_fits(checkpoint, last)
-        recipe = Recipe.from_dict(checkpoint["recipe"])
+        saved = dict(checkpoint["recipe"])
+        # A run saved before phases had `head_fit` trained every phase in epochs: it continues as it began.
+        saved["phases"] = [{"head_fit": "epochs", **phase} for phase in saved["phases"]]
+        recipe = Recipe.from_dict(saved)
         if data_root:
             recipe.data.root = str(Path(data_root).expanduser())
         trainer = cls(recipe, callbacks, control, runs_root=run_dir.parent)
@@ -143,11 +146,12 @@ class Trainer:
         clock = RunClock(state.elapsed)
         stopping = EarlyStopping(r.early_stopping)
         stopping.load_state_dict(state.stopping)
-        starts = r.phase_start_epochs()
+        epochs = phase_epochs(setup)  # a head fitted to convergence is one epoch
+        starts = start_epochs(epochs)
         self.bus.emit(ev.RunStarted(
             str(self.run_dir), r.to_dict(), r.name, r.strategy, r.model.arch, setup.built.weights_name,
-            setup.device.describe(), setup.device.device.type, setup.device.precision, r.total_epochs, starts,
-            [p.name for p in r.phases], setup.lr_groups, list(setup.data.classes), len(setup.data.train),
+            setup.device.describe(), setup.device.device.type, setup.device.precision, sum(epochs), starts,
+            [p.name for p in r.phases], trained_groups(setup), list(setup.data.classes), len(setup.data.train),
             len(setup.data.val), setup.built.preprocessing.to_dict(), self.checkpoint is not None, state.epoch,
             state.batch, state.global_step, state.elapsed, setup.device.fallback_warning))
         resuming, previous = self.checkpoint, None
@@ -158,10 +162,11 @@ class Trainer:
             cached = phase.cache_features(self.bus, lambda: self.control.stop_requested)
             if cached is not None:
                 self.bus.emit(cached)
-            while state.epoch < starts[index] + phase.config.epochs:
+            run_epoch = fit_head_epoch if phase.fits_head else train_one_epoch
+            while state.epoch < starts[index] + epochs[index]:
                 if state.mid_epoch and state.rng is not None:
                     restore_rng_states(state.rng)  # continue the interrupted epoch's random stream exactly
-                if not train_one_epoch(phase, state, self.control, self.bus, clock):
+                if not run_epoch(phase, state, self.control, self.bus, clock):
                     return self._stop(phase, state, clock)
                 self._end_epoch(phase, state, stopping, clock)
                 if stopping.should_stop:
@@ -172,8 +177,9 @@ class Trainer:
         return self._complete("finished", state, stopping, clock)
 
     def _end_epoch(self, phase: ActivePhase, state: TrainingState, stopping: EarlyStopping, clock: RunClock) -> None:
-        setup = phase.setup
-        lrs = phase.last_lrs or current_lrs(phase.optimizer)  # the rates the epoch's last batch trained with
+        setup, fitted = phase.setup, phase.fitted
+        # The rates the epoch's last batch trained with (before an epoch-wise step); a fitted head used none.
+        lrs = {} if fitted else (phase.last_lrs or current_lrs(phase.optimizer))
         val_loss, val_acc = evaluate(phase.forward, phase.val_batches(), setup.device, setup.criterion,
                                      setup.recipe.data.max_val_batches)
         for name, value in (("training loss", state.running.loss), ("validation loss", val_loss)):
@@ -182,12 +188,14 @@ class Trainer:
                                     f"'{phase.config.name}'); lower the learning rate. The last good checkpoint is "
                                     f"kept.")
         self.bus.emit(ev.ValidationFinished(state.epoch, val_loss, val_acc))
-        phase.schedule.step_epoch(stopping.monitored(val_loss, val_acc))
+        if not fitted:
+            phase.schedule.step_epoch(stopping.monitored(val_loss, val_acc))
         is_best = stopping.update(state.epoch, val_loss, val_acc)
         sums = state.running
         self.bus.emit(ev.EpochFinished(state.epoch, phase.index, phase.config.name, sums.loss, sums.accuracy, val_loss,
                                        val_acc, lrs, sums.seconds, sums.images_per_s, sums.data_wait_share, sums.seen,
-                                       is_best, clock.elapsed()))
+                                       is_best, clock.elapsed(), "lbfgs" if fitted else "batches",
+                                       fitted.l2 if fitted else None))
         state.next_epoch()
         state.stopping = stopping.state_dict()
         self._save(phase, state, clock, is_best)
@@ -225,6 +233,12 @@ class Trainer:
         except Exception:  # noqa: BLE001 - the run folder may be what failed (a full disk): the reason still stands
             log.info("the failure could not be recorded in the run folder", exc_info=True)
         return RunResult("failed", str(self.run_dir), folder.summary, message)
+
+
+def trained_groups(setup: RunSetup) -> list[str]:
+    """The groups that train with a rate, in order (metrics.csv's lr columns): a fitted head's phase has none."""
+    return list(dict.fromkeys(g.name for i, specs in enumerate(setup.phase_groups) if not head_fit_plan(setup, i)[0]
+                              for g in specs))
 
 
 def _with_exact_weights(recipe: Recipe, weights_name: str) -> Recipe:

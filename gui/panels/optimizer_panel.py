@@ -1,5 +1,7 @@
-"""The Optimizer tab: the selected phase's parameter groups, lr preset, optimizer and schedule, and a preview of
-every group's learning rate over the whole run."""
+"""The Optimizer tab: the selected phase's parameter groups, lr preset, optimizer and schedule, a preview of
+every group's learning rate over the whole run, and the learning-rate finder: a range test of the selected
+group (engine/train/lr_finder.py) run off the GUI thread, its curve drawn, its suggestion applied to the group with
+one click (through the engine's group edit)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,13 @@ import pyqtgraph as pg
 from engine.planning.group_edits import compress_parameter_names
 from engine.planning.phase_edits import set_lr_preset, set_momentum, set_optimizer
 from engine.recipe import LR_PRESETS, OPTIMIZERS, SCHEDULES, PhaseConfig
+from engine.train.lr_finder import LrSweep
 from gui.document import RecipeDocument
-from gui.models.groups_model import GroupsModel
+from gui.models.groups_model import COL_NAME, COL_TRAINS, GroupsModel
 from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
+from gui.workers.jobs import EngineJob, start_job
+from gui.workers.threads import WorkerThread
 
 CUSTOM = "custom"  # the lr preset combo's entry for explicit groups
 _PRESET_DESCRIPTIONS = {
@@ -161,6 +166,8 @@ class OptimizerPanel(QWidget):
         self._merge_button.clicked.connect(self._on_merge_groups)
         self._groups_table.selectionModel().selectionChanged.connect(self._update_buttons)
         self.groups_model.modelReset.connect(self._update_buttons)
+        self.lr_finder = LrFinderBox(self)
+        self._right.addWidget(self.lr_finder)
 
         document.recipe_changed.connect(self._refresh)
         document.data_scanned.connect(self._refresh)
@@ -192,12 +199,22 @@ class OptimizerPanel(QWidget):
         self._nesterov_check.setObjectName("nesterovCheck")
         self._no_decay_check = QCheckBox("No weight decay on norm layers and biases")
         self._no_decay_check.setObjectName("noDecayNormBiasCheck")
+        self._head_fit_check = QCheckBox("Fit the head to convergence when only it trains")
+        self._head_fit_check.setObjectName("headFitCheck")
+        self._head_fit_check.setToolTip("On cached features, fit the head with L-BFGS and an L2 penalty chosen by "
+                                        "cross-validation, as one epoch (head_fit 'converge'); unchecked, train it "
+                                        "for the phase's epochs with this optimizer and schedule (the lesson's way)")
+        self._head_fit_label = QLabel()
+        self._head_fit_label.setObjectName("headFitLabel")
+        self._head_fit_label.setWordWrap(True)
         opt_form = QFormLayout()
         opt_form.addRow("Optimizer", self._optimizer_combo)
         opt_form.addRow("Weight decay", self._weight_decay_spin)
         opt_form.addRow("Momentum", self._momentum_spin)
         opt_form.addRow("", self._nesterov_check)
         opt_form.addRow("", self._no_decay_check)
+        opt_form.addRow("", self._head_fit_check)
+        opt_form.addRow(self._head_fit_label)
         self._opt_form = opt_form
 
         self._schedule_combo = _combo("scheduleCombo", {name: name for name in SCHEDULES})
@@ -278,6 +295,7 @@ class OptimizerPanel(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(right_top)
         right.addWidget(self._plot)
+        self._right = right  # the learning-rate finder joins below the preview
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
@@ -301,6 +319,8 @@ class OptimizerPanel(QWidget):
             _PhaseBinding(self._head_lr_spin, lambda p: p.lr, lambda p, v: setattr(p, "lr", v)),
             _PhaseBinding(self._layer_decay_spin, lambda p: p.layer_decay, lambda p, v: setattr(p, "layer_decay", v)),
             _PhaseBinding(self._optimizer_combo, lambda p: p.optimizer.name, set_optimizer),
+            _PhaseBinding(self._head_fit_check, lambda p: p.head_fit == "converge",
+                          lambda p, v: setattr(p, "head_fit", "converge" if v else "epochs")),
             _PhaseBinding(self._momentum_spin, lambda p: p.optimizer.momentum, set_momentum),
             opt("weight_decay"), opt("nesterov"), opt("no_decay_norm_bias"),
             _PhaseBinding(self._schedule_combo, lambda p: p.schedule.name,
@@ -315,6 +335,24 @@ class OptimizerPanel(QWidget):
     def _phase(self) -> PhaseConfig:
         return self._document.recipe.phases[self._selection.index]
 
+    @property
+    def document(self) -> RecipeDocument:
+        return self._document
+
+    @property
+    def phase_index(self) -> int:
+        return self._selection.index
+
+    def target_group(self) -> tuple[int, str] | None:
+        """(row, name) of the group the finder sweeps: the selected row, else the last group that trains (the
+        head's, in every preset); None when no group trains."""
+        model = self.groups_model
+        rows = self._selected_rows()
+        if rows:
+            return rows[0], model.index(rows[0], COL_NAME).data()
+        training = [r for r in range(model.rowCount()) if model.index(r, COL_TRAINS).data() == "yes"]
+        return (training[-1], model.index(training[-1], COL_NAME).data()) if training else None
+
     def _refresh(self) -> None:
         phase = self._phase()
         for binding in self._bindings:
@@ -323,6 +361,7 @@ class OptimizerPanel(QWidget):
             preset = CUSTOM if phase.groups else phase.lr_preset
             self._lr_preset_combo.setCurrentIndex(self._lr_preset_combo.findData(preset))
         self._show_relevant_fields(phase)
+        self._show_head_fit(phase)
         self._show_unassigned()
         self._update_plot()
         self._update_buttons()
@@ -335,6 +374,18 @@ class OptimizerPanel(QWidget):
         for name, rows in self._schedule_rows.items():
             for _, widget in rows:
                 self._sched_form.setRowVisible(widget, name == phase.schedule.name)
+
+    def _show_head_fit(self, phase: PhaseConfig) -> None:
+        """Say when the rates above will not be used: a head-only phase whose head is fitted to convergence."""
+        plan = self._document.plan()
+        head_only = plan is not None and _trains_only_the_head(plan, self._selection.index)
+        fitted = head_only and phase.head_fit == "converge"
+        self._opt_form.setRowVisible(self._head_fit_check, head_only)
+        self._head_fit_label.setText(
+            "This phase trains only the head: on cached features it is fitted to convergence (L-BFGS, L2 by "
+            "cross-validation) and the rates and schedule here apply only if the features cannot be cached."
+            if fitted else "")
+        self._head_fit_label.setVisible(fitted)
 
     def _show_unassigned(self) -> None:
         plan = self._document.plan()
@@ -419,6 +470,159 @@ class OptimizerPanel(QWidget):
 
     def _on_merge_groups(self) -> None:
         self.groups_model.merge_rows(self._selected_rows())
+
+
+class LrFinderBox(QGroupBox):
+    """The learning-rate finder of the Optimizer tab: a range test of one group of the selected phase, on the model
+    as a run would build it, off the GUI thread; the sweep drawn (loss against lr, log axis, the suggestion
+    marked) and the suggestion applied to that group with one click."""
+
+    def __init__(self, panel: OptimizerPanel):
+        super().__init__("Learning-rate finder")
+        self.setObjectName("lrFinderBox")
+        self._panel = panel
+        self._thread: WorkerThread | None = None
+        self._job: EngineJob | None = None
+        self.sweep: LrSweep | None = None
+        self._target: tuple[int, int, str] | None = None  # (phase index, row, group) the sweep was run for
+
+        self.find_button = QPushButton("Find learning rate")
+        self.find_button.setObjectName("lrFindButton")
+        self.find_button.setToolTip("Train a few batches while the rate grows from 1e-7 to 10 and suggest a rate for "
+                                    "the selected group (or the head's); the model is left as it was")
+        self.apply_button = QPushButton("Apply suggestion")
+        self.apply_button.setObjectName("lrApplyButton")
+        self.apply_button.setToolTip("Set the swept group's learning rate to the suggested rate")
+        self.apply_button.setEnabled(False)
+        self.status = QLabel("Sweeps the rate of the selected group (or the head's) on this phase.")
+        self.status.setObjectName("lrFindLabel")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.plot = pg.PlotWidget()
+        self.plot.setObjectName("lrFindPlot")
+        self.plot.setLogMode(x=True)
+        self.plot.setLabel("bottom", "learning rate")
+        self.plot.setLabel("left", "training loss")
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.addLegend(offset=(-10, 10))
+        self.raw_curve = self.plot.plot([], [], name="loss per batch", pen=pg.mkPen("#bbbbbb", width=1))
+        self.smoothed_curve = self.plot.plot([], [], name="smoothed", pen=pg.mkPen(CURVE_COLOURS[0], width=2))
+        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(CURVE_COLOURS[3], width=1.5),
+                                      label="", labelOpts={"position": 0.9, "color": CURVE_COLOURS[3]})
+        self.marker.setVisible(False)
+        self.plot.addItem(self.marker)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.find_button)
+        buttons.addWidget(self.apply_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot, 1)
+        self.find_button.clicked.connect(self.find)
+        self.apply_button.clicked.connect(self.apply)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_running
+
+    def find(self) -> None:
+        if self.running:
+            return
+        target = self._panel.target_group()
+        if target is None:
+            self.status.setText("⚠ No group of this phase trains: there is no rate to find.")
+            return
+        from engine.train.lr_finder import find_lr
+
+        row, group = target
+        phase_index = self._panel.phase_index
+        recipe = self._panel.document.recipe.copy()
+        self._target = (phase_index, row, group)
+        self.sweep = None
+        self.apply_button.setEnabled(False)
+        self.find_button.setEnabled(False)
+        self.status.setText(f"Sweeping the rate of group '{group}' in phase {phase_index + 1} …")
+
+        def work(should_stop, progress):
+            return find_lr(recipe, phase_index, group, should_stop=should_stop, progress=progress)
+
+        self._thread, self._job = start_job("lrFinderThread", work, self, self._on_finished)
+        self._job.progressed.connect(self._on_progressed)
+        self._job.succeeded.connect(self._on_swept)
+        self._job.failed.connect(self._on_failed)
+        self._thread.start()
+
+    def _on_progressed(self, done: int, total: int) -> None:
+        self.status.setText(f"Sweeping the rate of group '{self._target[2]}': step {done} of at most {total} …")
+
+    def _on_swept(self, sweep: LrSweep) -> None:
+        self.sweep = sweep
+        x = np.asarray(sweep.lrs, dtype=float)
+        self.raw_curve.setData(x, np.asarray(sweep.losses, dtype=float))
+        self.smoothed_curve.setData(x, np.asarray(sweep.smoothed, dtype=float))
+        if sweep.smoothed:  # the explosion's last points would flatten the curve that matters
+            low, high = min(sweep.smoothed), max(sweep.smoothed[: max(1, len(sweep.smoothed) - 5)])
+            self.plot.setYRange(low, high + 0.1 * max(1e-9, high - low), padding=0.05)
+        where = "cached features" if sweep.on_features else "images"
+        ended = {"diverged": "the loss exploded", "end": "it reached 10", "stopped": "it was stopped"}[sweep.ended]
+        if sweep.suggestion is None:
+            self.marker.setVisible(False)
+            self.status.setText(f"No suggestion: {ended} after {len(sweep.lrs)} steps.")
+            return
+        self.marker.setValue(np.log10(sweep.suggestion))
+        self.marker.label.setFormat(scientific(float(f"{sweep.suggestion:.2g}")))
+        self.marker.setVisible(True)
+        self.status.setText(
+            f"Suggested lr for '{sweep.group}': {scientific(self.suggested_lr)} (steepest descent of the smoothed "
+            f"loss; fastai's valley {sweep.valley:.1e}) — {len(sweep.lrs)} steps on {where} in "
+            f"{sweep.seconds:.2f} s, {ended}.")
+        self.apply_button.setEnabled(True)
+
+    @property
+    def suggested_lr(self) -> float:
+        """The suggestion as the table shows a rate (two significant digits)."""
+        return float(f"{self.sweep.suggestion:.2g}")
+
+    def _on_failed(self, message: str) -> None:
+        self.status.setText(f"⚠ {message}")
+
+    def _on_finished(self) -> None:
+        if self._thread is None:
+            return
+        self._thread.wait()  # `finished` comes just before the thread has really ended
+        self._thread, self._job = None, None
+        self.find_button.setEnabled(True)
+
+    def apply(self) -> None:
+        """Set the swept group's lr to the suggestion (the engine's group edit: generated groups are written out)."""
+        if self.sweep is None or self.sweep.suggestion is None or self._target is None:
+            return
+        phase_index, row, group = self._target
+        if phase_index != self._panel.phase_index:
+            self.status.setText(f"⚠ The sweep was for phase {phase_index + 1}; select it to apply its suggestion.")
+            return
+        if self._panel.groups_model.index(row, COL_NAME).data() != group:
+            self.status.setText(f"⚠ Group '{group}' changed since the sweep; find the rate again.")
+            return
+        if self._panel.groups_model.update_row(row, lr=self.suggested_lr):
+            self.status.setText(f"Applied: group '{group}' now trains at {scientific(self.suggested_lr)}.")
+            self.apply_button.setEnabled(False)
+
+
+def _trains_only_the_head(plan, index: int) -> bool:
+    """Does phase `index` of the plan train the head's parameters and nothing else?"""
+    phase = plan.phases[index]
+
+    def find(node):
+        if node.path == plan.head_path:
+            return node
+        return next((found for child in node.children if (found := find(child)) is not None), None)
+
+    head = find(phase.tree)
+    return head is not None and 0 < phase.trainable_params == head.trainable_params
 
 
 def _with_gaps(points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:

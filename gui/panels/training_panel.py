@@ -1,12 +1,18 @@
-"""The Training tab: start, pause, stop and resume a run; live curves, progress, device, log, freeze check.
+"""The Training tab: start, pause, stop and resume a run; live curves, progress, device, log, freeze check; and,
+before Start, what the run will cost (engine/train/estimate.py, measured off the GUI thread).
 
 The panel reads the recipe from the document and drives the run through a TrainingController (which the main
 window owns, so that closing the window can stop the run). Everything it shows arrives as the engine's own event
 objects (engine/train/events.py) and is dispatched on their type; the log's words are engine/train/narrate.py's.
+A head fitted to convergence has no batches: its progress is the fit's (cross-validation fits, then L-BFGS
+iterations), and its curves have their own x axes — held-out accuracy against the L2 strength, the final fit's
+objective against the L-BFGS iteration — while the epoch plots show it as the one epoch it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -22,12 +28,14 @@ from engine.errors import RecipeError
 from engine.train import events as ev
 from engine.train.devices import pick_device
 from engine.train.metrics import batch_event, epoch_event
-from engine.train.narrate import describe, finish_line, freeze_line, stop_line
-from engine.train.runs import checkpoint_path, list_runs, read_batches, read_metrics
+from engine.train.narrate import describe, finish_line, freeze_line, l2_text, stop_line
+from engine.train.runs import SUMMARY_FILE, checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
 from gui.widgets.formatting import duration_text
 from gui.widgets.plot_ranges import SteadyYRange
 from gui.widgets.plot_style import new_plot, series_color
+from gui.workers.jobs import EngineJob, start_job
+from gui.workers.threads import WorkerThread
 from gui.workers.training import TrainingController, runs_root_for
 
 SMOOTHING = 0.98  # EMA factor of the smoothed batch loss (debiased, as fastai's Recorder does)
@@ -173,12 +181,20 @@ class TrainingCurves(QWidget):
                           self.accuracyPlot: SteadyYRange(self.accuracyPlot, fixed=(0.0, 100.0)),
                           self.lrPlot: SteadyYRange(self.lrPlot, log=True)}
 
+        self.headFitBox = HeadFitPlots()
+        self.headFitBox.setVisible(False)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         splitter = QSplitter(Qt.Orientation.Vertical)
-        for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):
+        for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot, self.headFitBox):
             splitter.addWidget(plot)
         layout.addWidget(splitter)
+
+    def add_head_fit(self, e: ev.HeadFitted) -> None:
+        """A head fitted to convergence: its cross-validation and its final fit, on their own axes."""
+        self.headFitBox.show_fit(e)
+        self.headFitBox.setVisible(True)
 
     def _epoch_curves(self) -> list[pg.PlotDataItem]:
         return [self.train_loss_curve, self.val_loss_curve, self.train_acc_curve, self.val_acc_curve]
@@ -223,6 +239,8 @@ class TrainingCurves(QWidget):
             plot.enableAutoRange(axis="x")
         for y_range in self._y_ranges.values():
             y_range.reset()
+        self.headFitBox.clear()
+        self.headFitBox.setVisible(False)
 
     def set_epoch_range(self, total_epochs: int) -> None:
         """Fix x to the whole run, so that new points do not rescale (and repaint) the axes every time."""
@@ -269,6 +287,53 @@ class TrainingCurves(QWidget):
             self._mark_stale(curve)
 
 
+class HeadFitPlots(QWidget):
+    """The fits of heads fitted to convergence: held-out accuracy and loss against the L2 strength (the
+    cross-validation that chose it, the winner marked), and the final fit's objective against its L-BFGS
+    iterations. One curve per fitted phase."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("headFitBox")
+        self.cvPlot = _new_plot("headFitCvPlot", "Head fit: cross-validation", "held-out accuracy (%)")
+        self.cvPlot.setLabel("bottom", "L2 strength")
+        self.cvPlot.setLogMode(x=True)
+        self.cvPlot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.pathPlot = _new_plot("headFitPathPlot", "Head fit: final fit", "loss + penalty")
+        self.pathPlot.setLabel("bottom", "L-BFGS iteration")
+        self._items: list[tuple[pg.PlotWidget, object]] = []
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.cvPlot)
+        layout.addWidget(self.pathPlot)
+
+    def show_fit(self, e: ev.HeadFitted) -> None:
+        color = series_color(len(self._items) // 3)
+        name = f"phase {e.phase_index + 1}"
+        if e.cv_acc:
+            self._add(self.cvPlot, self.cvPlot.plot(e.grid, [100 * a for a in e.cv_acc], name=name,
+                                                    pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5,
+                                                    symbolBrush=color, symbolPen=None))
+        chosen = pg.InfiniteLine(pos=float(np.log10(e.l2)), angle=90, movable=False,
+                                 pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine),
+                                 label=f"L2 {l2_text(e.l2)}", labelOpts={"position": 0.1, "color": color})
+        self.cvPlot.addItem(chosen)
+        self._add(self.cvPlot, chosen)
+        self._add(self.pathPlot, self.pathPlot.plot(e.curve_iterations, e.curve_objective, name=name,
+                                                    pen=pg.mkPen(color, width=2)))
+
+    def _add(self, plot: pg.PlotWidget, item) -> None:
+        self._items.append((plot, item))
+
+    def clear(self) -> None:
+        for plot, item in self._items:
+            plot.removeItem(item)
+        self._items.clear()
+
+    def curves(self) -> list[pg.PlotDataItem]:
+        return [item for _, item in self._items if isinstance(item, pg.PlotDataItem)]
+
+
 class RunProgress(QWidget):
     """The progress bar over the whole run and a line with epoch, batch, images/s and ETA."""
 
@@ -312,6 +377,18 @@ class RunProgress(QWidget):
             f"Epoch {b.epoch + 1}/{self._total_epochs} · batch {b.batch + 1}/{b.batches} · "
             f"{b.images_per_s:.0f} images/s · ETA {self._eta(fraction)}")
 
+    def show_fit(self, e: ev.HeadFitProgressed) -> None:
+        """A head being fitted: the epoch advances with the fits done (cross-validation, then the final fit)."""
+        self._redraw.cancel()
+        fraction = min(1.0, (e.epoch + e.done / max(1, e.total)) / self._total_epochs)
+        self.trainProgress.setValue(round(fraction * PROGRESS_STEPS))
+        if e.fold:
+            what = f"cross-validation fit {e.done}/{e.total - 1} (fold {e.fold}, L2 {l2_text(e.l2)})"
+        else:
+            what = f"final fit (L2 {l2_text(e.l2)}), L-BFGS iteration {e.iteration}, loss + penalty {e.objective:.4f}"
+        self.progressLabel.setText(f"Epoch {e.epoch + 1}/{self._total_epochs} · fitting the head: {what} · "
+                                   f"ETA {self._eta(fraction)}")
+
     def set_paused(self, paused: bool) -> None:
         """Paused time is not training time: the ETA's clock stops while paused."""
         now = time.monotonic()
@@ -336,6 +413,81 @@ class RunProgress(QWidget):
     def halt(self, text: str) -> None:
         self._redraw.cancel()
         self.progressLabel.setText(text)
+
+
+class CostEstimate(QWidget):
+    """What the run will cost, before Start: *Estimate cost* measures it in a job thread (engine/train/estimate.py)
+    and the label shows it, or why the run would not start; a change of the recipe makes it stale."""
+
+    def __init__(self, document: RecipeDocument, controller: TrainingController, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._document = document
+        self._controller = controller
+        self.estimate = None
+        self._thread: WorkerThread | None = None
+        self._job: EngineJob | None = None
+        self.estimateButton = QPushButton("Estimate cost")
+        self.estimateButton.setObjectName("estimateButton")
+        self.estimateButton.setToolTip("Measure on a few real batches what this run will cost before Start: time per "
+                                       "epoch and in all, peak memory, disk (nothing is trained or saved)")
+        self.estimateLabel = QLabel("What the run will cost: press Estimate cost (measured on a few real batches).")
+        self.estimateLabel.setObjectName("estimateLabel")
+        self.estimateLabel.setWordWrap(True)
+        self.estimateLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.estimateLabel, 1)
+        layout.addWidget(self.estimateButton, 0, Qt.AlignmentFlag.AlignTop)
+        self.estimateButton.clicked.connect(self.start)
+        document.recipe_changed.connect(self._on_recipe_changed)
+        controller.running_changed.connect(self._update_button)
+
+    @Slot()
+    def start(self) -> None:
+        if self._thread is not None or self._controller.is_running:
+            return
+        from engine.train.estimate import estimate_run
+
+        recipe = self._document.recipe.copy()
+        self.estimateButton.setEnabled(False)
+        self.estimateLabel.setStyleSheet("")
+        self.estimateLabel.setText(f"Measuring what '{recipe.name}' will cost on a few real batches …")
+        self._thread, self._job = start_job(
+            "estimateThread", lambda should_stop, _progress: estimate_run(recipe, should_stop=should_stop), self,
+            self._on_finished)
+        self._job.succeeded.connect(self._on_estimated)
+        self._job.failed.connect(self._on_failed)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+
+    def _on_estimated(self, estimate) -> None:
+        self.estimate = estimate
+        self.estimateLabel.setText("\n".join(estimate.lines()))
+
+    def _on_failed(self, message: str) -> None:
+        self.estimate = None
+        cancelled = self._job is not None and self._job.cancelled
+        self.estimateLabel.setText("Estimate cancelled: the run started." if cancelled
+                                   else f"⚠ The run would not start: {message}")
+        self.estimateLabel.setStyleSheet("" if cancelled else "color: #b00020;")
+
+    def _on_finished(self) -> None:
+        if self._thread is None:
+            return
+        self._thread.wait()  # `finished` comes just before the thread has really ended
+        self._thread, self._job = None, None
+        self._update_button()
+
+    def _update_button(self, *_running) -> None:
+        self.estimateButton.setEnabled(self._thread is None and not self._controller.is_running)
+
+    def _on_recipe_changed(self) -> None:
+        if self.estimate is not None:  # it was measured for the recipe as it was
+            self.estimate = None
+            self.estimateLabel.setText("The recipe changed since the last estimate: press Estimate cost again.")
 
 
 class TrainingPanel(QWidget):
@@ -376,6 +528,7 @@ class TrainingPanel(QWidget):
         self.runLog.setObjectName("runLog")
         self.runLog.setReadOnly(True)
         self.runLog.setMaximumBlockCount(10_000)
+        self.costEstimate = CostEstimate(document, controller)
         self._layout()
 
         self.startButton.clicked.connect(self.start_run)
@@ -389,6 +542,7 @@ class TrainingPanel(QWidget):
         c.batches_finished.connect(self._on_batches_finished)
         self._handlers = {  # what this panel does beyond logging an event's lines (engine/train/narrate.py)
             ev.WeightsDownloadProgress: self._on_download_progressed, ev.FeaturesProgressed: self._on_features_progressed,
+            ev.HeadFitProgressed: self.progress.show_fit, ev.HeadFitted: self.curves.add_head_fit,
             ev.RunStarted: self._on_run_started, ev.EpochFinished: self._on_epoch_finished,
             ev.FreezeVerified: self._on_freeze_verified, ev.RunFinished: self._on_run_finished,
             ev.RunStopped: self._on_run_stopped, ev.RunFailed: self._on_run_failed,
@@ -415,6 +569,7 @@ class TrainingPanel(QWidget):
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.progress)
+        side_layout.addWidget(self.costEstimate)
         side_layout.addWidget(self.freezeLabel)
         side_layout.addWidget(QLabel("Log"))
         side_layout.addWidget(self.runLog, 1)
@@ -445,6 +600,19 @@ class TrainingPanel(QWidget):
         return self.progress.trainProgress
 
     @property
+    def estimateButton(self) -> QPushButton:  # noqa: N802 - named like the widget's objectName
+        return self.costEstimate.estimateButton
+
+    @property
+    def estimateLabel(self) -> QLabel:  # noqa: N802
+        return self.costEstimate.estimateLabel
+
+    @property
+    def estimate(self):
+        """The RunEstimate of the recipe as it was when measured; None before, after a change or a refusal."""
+        return self.costEstimate.estimate
+
+    @property
     def resumable_run(self) -> str:
         return self._resumable_run
 
@@ -453,6 +621,7 @@ class TrainingPanel(QWidget):
     def start_run(self) -> None:
         if self._controller.is_running:
             return
+        self.costEstimate.cancel()  # the run itself is what counts now
         self._run_dir = ""
         self.log("─" * 24)
         self.log(f"Starting '{self._document.recipe.name}' …")
@@ -572,6 +741,9 @@ class TrainingPanel(QWidget):
         batches = [batch_event(row) for row in read_batches(e.run_dir) if row["global_step"] <= e.start_global_step]
         if batches:
             self.curves.add_batches(batches)
+        for fitted in _fitted_heads(e.run_dir):
+            if fitted.epoch < e.start_epoch:
+                self.curves.add_head_fit(fitted)
 
     @Slot(object)
     def _on_batches_finished(self, batches: list[ev.BatchFinished]) -> None:
@@ -618,3 +790,14 @@ class TrainingPanel(QWidget):
                                           else "Cannot start training", e.error, QMessageBox.StandardButton.Ok, self)
             self._error_box.open()  # not exec(): never block the event loop while a thread reports
         self.run_ended.emit(e.run_dir, "failed")
+
+
+def _fitted_heads(run_dir: str) -> list[ev.HeadFitted]:
+    """The HeadFitted events a run folder's summary holds (each fitted phase's entry has the event's fields)."""
+    try:
+        summary = json.loads((Path(run_dir) / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names = [f.name for f in dataclasses.fields(ev.HeadFitted)]
+    return [ev.HeadFitted(**{name: phase["head_fit"][name] for name in names})
+            for phase in summary.get("phases", []) if "l2" in phase.get("head_fit", {})]

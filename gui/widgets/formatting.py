@@ -4,7 +4,7 @@ and the CLI agree."""
 
 from __future__ import annotations
 
-from engine.train.narrate import duration_text, percent, seconds_text
+from engine.train.narrate import duration_text, percent, seconds_text, size_text
 
 __all__ = ["drift_text", "duration_text", "percent", "scientific", "seconds_text", "size_text"]
 
@@ -13,13 +13,6 @@ def scientific(value: float) -> str:
     """A learning rate or weight decay: 1e-05 → "1e-05", 0.00025 → "2.5e-04" (no trailing zeros)."""
     mantissa, exponent = f"{value:.4e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
-
-
-def size_text(num_bytes: float) -> str:
-    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
-        if num_bytes >= scale:
-            return f"{num_bytes / scale:,.1f} {unit}"
-    return f"{int(num_bytes)} B"
 
 
 def drift_text(value: float | None, missing: str = "") -> str:

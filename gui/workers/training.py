@@ -9,7 +9,8 @@ controller that owns its thread.
 The events are the engine's frozen dataclasses (engine/train/events.py), declared once: views dispatch on their
 type. Per-batch events are coalesced to at most 4 emissions a second, every batch kept (the smoothed-loss curve
 needs them all); any other event first flushes the pending batches, so the GUI sees the events in engine order.
-Progress reports (weights download, feature computation) are thinned to the same rate, keeping the last one.
+Progress reports (weights download, feature computation, a head's fit) are thinned to the same rate, keeping the
+last one.
 A run that cannot start (bad input) ends with a RunFailed event like any other failure.
 Stop and pause go through the engine's thread-safe RunControl: the engine stops between batches and writes a
 checkpoint. The controller never terminates a thread; it waits for it.
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 # The progress line redraws at most 4 times a second (gui/panels/training_panel.py), so batches are handed over at
 # that rate: every hand-over wakes the GUI thread, which then competes with training for the GIL and the cores.
 BATCH_EMIT_INTERVAL_S = 0.25
-PROGRESS_EVENTS = (ev.WeightsDownloadProgress, ev.FeaturesProgressed)
+PROGRESS_EVENTS = (ev.WeightsDownloadProgress, ev.FeaturesProgressed, ev.HeadFitProgressed)
 
 
 def runs_root_for(recipe: Recipe) -> Path:
@@ -104,7 +105,7 @@ class TrainingWorker(QObject):
         self._flush_batches()
         self.event_emitted.emit(event)
 
-    def _progress_due(self, event: ev.WeightsDownloadProgress | ev.FeaturesProgressed) -> bool:
+    def _progress_due(self, event: ev.WeightsDownloadProgress | ev.FeaturesProgressed | ev.HeadFitProgressed) -> bool:
         """Progress reports only need the latest value: at most one per interval, and always the last one."""
         done, total = ((event.done_bytes, event.total_bytes) if isinstance(event, ev.WeightsDownloadProgress)
                        else (event.done, event.total))

@@ -31,7 +31,7 @@ def cached_events(events):
 
 @pytest.mark.parametrize("augmentation, views", [("none", 1), ("lesson", 3)])
 def test_cached_head_equals_uncached_head(image_folder, tmp_path, augmentation, views):
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=3, out=tmp_path)
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=3, out=tmp_path)
     recipe.data.augmentation = augmentation
     recipe.data.feature_views = views  # one view per epoch: the same augmented images as the uncached loop
     plain, plain_events, plain_state = run(recipe, "off")

@@ -35,7 +35,7 @@ def test_a_mistyped_command_is_an_unknown_command_not_the_studio():
     out = thaw("trian", "recipe.json")
     assert out.returncode == 2
     assert out.stderr.startswith("error: unknown command 'trian' (and no such file or folder). Did you mean "
-                                 "'train'? Commands: train, resume, predict")
+                                 "'train'? Commands: train, resume, lr-find, predict")
     assert out.stderr.count("\n") == 1 and out.stdout == ""
 
 
@@ -84,7 +84,7 @@ def stopped_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stopped")
     data = make_image_folder(folder / "data", classes=3, per_class=6, seed=4)
     control = ev.RunControl()
-    recipe = tiny_recipe(data, "feature_extraction", epochs=2, out=folder / "runs")
+    recipe = tiny_recipe(data, "lesson_feature_extraction", epochs=2, out=folder / "runs")
     stop = lambda e: isinstance(e, ev.EpochFinished) and control.request_stop()  # noqa: E731
     result = Trainer(recipe, [stop], control).fit()
     assert result.status == "stopped", result.error

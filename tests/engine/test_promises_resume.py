@@ -102,7 +102,7 @@ def assert_same_run(full, full_events, resumed, before, after) -> None:
 # --- 3. dropout reads the global RNG: a mid-epoch resume must restore it (and the DataLoader must not draw from
 #        it: it has a generator of its own, engine/train/setup.py) -------------------------------------------------
 def test_mid_epoch_resume_of_a_model_with_dropout_is_bit_identical(image_folder, tmp_path):
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=2, arch="mobilenet_v3_small")
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, arch="mobilenet_v3_small")
     # The classifier trains: Linear → Hardswish → Dropout(0.2) → the new head; the dropout mask of every batch
     # comes from the global RNG. (Not head-only, so no cached features: the whole model runs each batch.)
     recipe.phases[0].trainable = ["neck", "head"]
@@ -115,7 +115,7 @@ def test_mid_epoch_resume_of_a_model_with_dropout_is_bit_identical(image_folder,
 def test_mid_epoch_resume_of_a_dropout_head_on_cached_features_is_bit_identical(image_folder, tmp_path):
     """The same promise where no DataLoader is involved: a new head Dropout(0.3) → Linear trains on the cached
     features of the frozen MobileNet, and its dropout masks come from the global RNG."""
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=2, arch="mobilenet_v3_small")
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, arch="mobilenet_v3_small")
     recipe.model.head.dropout = 0.3
     full, full_events = run_uninterrupted(recipe, tmp_path / "full")
     assert [e.phase_index for e in full_events if isinstance(e, ev.FeaturesCached)] == [0]
@@ -149,7 +149,7 @@ def test_mid_phase_resume_continues_the_schedule(image_folder, tmp_path, name):
 
 def test_resume_at_an_epoch_boundary_inside_a_step_period(image_folder, tmp_path):
     """Stopped right after epoch 1 of a 2-epoch StepLR period: a fresh scheduler would decay one epoch late."""
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=3)
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=3)
     recipe.phases[0].schedule = ScheduleConfig(name="step", step_size=2, gamma=0.5)
     full, full_events = run_uninterrupted(recipe, tmp_path / "full")
     assert [row["lr_all"] for row in read_metrics(full.run_dir)] == [1e-3, 1e-3, 5e-4]

@@ -311,7 +311,7 @@ def test_schedule_state_round_trips():
                                                                                      gamma=0.5)],
                          ids=["cosine", "onecycle", "step"])
 def test_preview_equals_the_rates_a_real_run_records(image_folder, runs_dir, schedule):
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=2, out=runs_dir)
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_dir)
     recipe.phases[0].schedule = schedule
     events: list[ev.Event] = []
     result = Trainer(recipe, [events.append]).fit()

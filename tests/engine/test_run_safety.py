@@ -26,7 +26,7 @@ ROOT = Path(__file__).parents[2]
 
 def poisoned_run(image_folder, runs_dir, when, poison):
     """A 3-epoch feature-extraction run whose model `poison(trainer)` spoils when `when(event)` is true."""
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=3, out=runs_dir)
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=3, out=runs_dir)
     recipe.data.cache_features = "off"  # the poison must reach the whole model, not a cached feature set
     holder: dict = {}
 
@@ -94,7 +94,7 @@ def test_a_nan_validation_epoch_is_no_record(image_folder, runs_dir):
 def test_a_full_disk_fails_the_run_keeps_the_previous_checkpoint_and_leaves_no_temporary_file(image_folder, tmp_path):
     """The disk fills up after epoch 1's checkpoint: a file-size limit in a child process (no root needed)."""
     runs = tmp_path / "runs"
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=3, out=runs)
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=3, out=runs)
     recipe.save(tmp_path / "recipe.json")
     child = textwrap.dedent(f"""
         import json, resource, signal, sys
@@ -127,7 +127,7 @@ def test_a_full_disk_fails_the_run_keeps_the_previous_checkpoint_and_leaves_no_t
 def test_a_run_folder_is_trained_by_one_process_at_a_time(image_folder, runs_dir):
     control = ev.RunControl()
     stop = lambda e: isinstance(e, ev.EpochFinished) and control.request_stop()  # noqa: E731
-    stopped = Trainer(tiny_recipe(image_folder, epochs=2, out=runs_dir), [stop], control).fit()
+    stopped = Trainer(tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_dir), [stop], control).fit()
     assert stopped.status == "stopped"
     script = f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from engine.train.run_lock import RunLock; " \
              f"RunLock({stopped.run_dir!r}).acquire(); print('held', flush=True); sys.stdin.read()"

@@ -10,7 +10,8 @@ from engine.planning.presets import STRATEGIES, apply_strategy, make_recipe, str
 from engine.planning.run_name import generated_name, has_generated_name, name_follows, set_run_name
 from engine.recipe import Recipe
 
-LESSON_EPOCHS = {"feature_extraction": [10], "fine_tune_all": [10], "gradual_unfreezing": [5, 5, 10],
+LESSON_EPOCHS = {"feature_extraction": [10], "lesson_feature_extraction": [10], "fine_tune_all": [10],
+                 "gradual_unfreezing": [5, 5, 10],
                  "extract_then_finetune": [10, 5], "from_scratch": [20]}
 
 

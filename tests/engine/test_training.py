@@ -221,7 +221,7 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(image_folder, tmp_pat
 
 
 def test_nan_loss_fails_cleanly_and_keeps_the_last_checkpoint(image_folder, runs_dir):
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=2, out=runs_dir)
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_dir)
     holder = {}
 
     def poison(event):  # after epoch 1's checkpoint, corrupt the head so that epoch 2's loss is NaN
@@ -246,7 +246,7 @@ def test_nan_loss_fails_cleanly_and_keeps_the_last_checkpoint(image_folder, runs
 
 
 def test_early_stopping(image_folder, runs_dir):
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=6, out=runs_dir)
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=6, out=runs_dir)
     recipe.phases[0].lr = 1e-9  # nothing improves after the first epoch
     recipe.early_stopping.patience = 2
     result = fit(recipe)
@@ -257,7 +257,7 @@ def test_early_stopping(image_folder, runs_dir):
 def test_pause_blocks_until_resumed(image_folder, runs_dir):
     import threading
 
-    recipe = tiny_recipe(image_folder, "feature_extraction", epochs=1, out=runs_dir)
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=1, out=runs_dir)
     control = ev.RunControl()
     seen = []
     paused_at = threading.Event()

@@ -129,9 +129,10 @@ def test_pretrained_backbone_beats_scratch_on_a_related_task(pretrained, tmp_pat
     assert transfer.status == scratch.status == "finished", (transfer.error, scratch.error)
     t, s = transfer.summary, scratch.summary
 
-    # The same budget: same images, epochs and batch size.
+    # The same images and batch size; the transfer's head is fitted to convergence (one epoch of the run), scratch
+    # trains 6 epochs: the transfer wins with less compute.
     assert (t["train_size"], t["val_size"]) == (s["train_size"], s["val_size"]) == (3 * 6, 3 * 20)
-    assert t["epochs_done"] == s["epochs_done"] == 6
+    assert (t["epochs_done"], s["epochs_done"]) == (1, 6)
     # Feature extraction trained the new head only, and the frozen backbone did not move.
     assert t["weights"] == f"file:{backbone}"
     assert s["weights"] == "none"

@@ -154,8 +154,10 @@ def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot
 
 
 def test_close_mid_run_stops_saves_and_leaves_no_thread(qtbot, make_window, monkeypatch, pause_at_first,
-                                                       no_thread_left_running):
-    window = make_window()
+                                                       no_thread_left_running, image_folder, runs_root):
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_root)  # batches to pause at
+    recipe.data.max_train_batches = 2
+    window = make_window(recipe)
     window.show()
     pause_at_first(window.controller)
     window.startRunAction.trigger()

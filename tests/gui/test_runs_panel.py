@@ -23,6 +23,7 @@ def two_runs(tmp_path_factory, image_folder) -> Path:
     root = tmp_path_factory.mktemp("runs")
     for strategy in ("feature_extraction", "fine_tune_all"):
         recipe = tiny_recipe(image_folder, strategy, epochs=2, out=root, name=f"tiny-{strategy}")
+        recipe.phases[0].head_fit = "epochs"  # two epochs each, as the comparisons below count them
         recipe.data.max_train_batches = 2
         result = fit(recipe)
         assert result.status == "finished", result.error

@@ -37,7 +37,8 @@ def controller():
 
 @pytest.fixture
 def panel(qtbot, controller, image_folder, runs_root):
-    document = RecipeDocument(tiny_recipe(image_folder, epochs=2, out=runs_root))
+    # The lesson's feature extraction: a head trained in batches, two epochs (a fitted head has its own test below).
+    document = RecipeDocument(tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_root))
     panel = TrainingPanel(document, controller)
     panel.show_error_dialogs = False
     qtbot.addWidget(panel)
@@ -154,7 +155,7 @@ def test_stop_saves_a_checkpoint_and_resume_finishes_the_run(qtbot, panel, contr
 
 
 def test_a_run_that_fails_midway_says_why(qtbot, controller, image_folder, runs_root, monkeypatch):
-    recipe = tiny_recipe(image_folder, out=runs_root)  # 2 epochs
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", out=runs_root)  # 2 epochs
     on_event = TrainingWorker._on_event
 
     def diverge_after_the_first_epoch(worker, event):  # runs on the training thread, between two epochs
@@ -238,3 +239,72 @@ def test_worker_thins_progress_reports_but_keeps_the_last(qtbot):
         worker._on_event(ev.FeaturesProgressed(0, done, 10))
 
     assert reported == [1, 10]
+
+
+# --- before Start: what the run will cost ----------------------------------------------------------------------
+
+def estimate_and_wait(qtbot, panel: TrainingPanel) -> None:
+    qtbot.mouseClick(panel.estimateButton, Qt.MouseButton.LeftButton)
+    assert not panel.estimateButton.isEnabled()  # measuring, in its own thread
+    qtbot.waitUntil(lambda: panel.estimateButton.isEnabled(), timeout=RUN_TIMEOUT_MS)
+
+
+def test_the_estimate_is_shown_before_start_and_goes_stale_when_the_recipe_changes(qtbot, controller, image_folder,
+                                                                                    runs_root):
+    document = RecipeDocument(tiny_recipe(image_folder, "gradual_unfreezing", epochs=3, out=runs_root))
+    panel = TrainingPanel(document, controller)
+    qtbot.addWidget(panel)
+    estimate_and_wait(qtbot, panel)
+    text = panel.estimateLabel.text()
+    assert panel.estimate is not None and "whole run ≈" in text and "peak memory ≈" in text
+    assert "phase 1 'head': " in text and "fitted to convergence" in text and "steps on images" in text
+    assert list(runs_root.glob("*")) == []  # nothing trained, no run folder
+    document.edit(lambda recipe: setattr(recipe, "batch_size", 4))
+    assert panel.estimate is None and "changed since" in panel.estimateLabel.text()
+
+
+def test_the_estimate_says_why_the_run_would_not_start(qtbot, controller, tmp_path, runs_root):
+    panel = TrainingPanel(RecipeDocument(tiny_recipe(tmp_path / "gone", out=runs_root)), controller)
+    qtbot.addWidget(panel)
+    estimate_and_wait(qtbot, panel)
+    assert panel.estimate is None
+    assert "would not start" in panel.estimateLabel.text() and "gone" in panel.estimateLabel.text()
+
+
+# --- a head fitted to convergence --------------------------------------------------------------------------------
+
+def test_a_fitted_head_shows_its_fit_on_its_own_axes(qtbot, controller, image_folder, runs_root):
+    panel = TrainingPanel(RecipeDocument(tiny_recipe(image_folder, "feature_extraction", epochs=2, out=runs_root)),
+                          controller)
+    panel.show_error_dialogs = False
+    qtbot.addWidget(panel)
+    seen = Recorder(panel, controller)
+    progress_texts = []
+    controller.event_emitted.connect(
+        lambda e: isinstance(e, ev.HeadFitProgressed) and progress_texts.append(panel.progress.progressLabel.text()))
+
+    click_and_wait_until_idle(qtbot, controller, panel.startButton)
+
+    assert [status for _, status in seen.ended] == ["finished"]
+    (fitted,) = [e for e in seen.events if isinstance(e, ev.HeadFitted)]
+    assert seen.batches == []  # no batches: the fit is the epoch
+    assert any("fitting the head: cross-validation fit" in t for t in progress_texts)
+    box = panel.curves.headFitBox
+    assert not box.isHidden()
+    cv, path = box.curves()
+    assert list(cv.getOriginalDataset()[0]) == fitted.grid
+    assert list(cv.getOriginalDataset()[1]) == pytest.approx([100 * a for a in fitted.cv_acc])
+    assert list(path.getOriginalDataset()[0]) == fitted.curve_iterations  # x: L-BFGS iterations, honestly
+    assert points(panel.curves.val_acc_curve) == 1 and points(panel.curves.smoothed_loss_curve) == 0
+    assert "Fitted the head on" in panel.runLog.toPlainText() and "head fitted (L-BFGS" in panel.runLog.toPlainText()
+    panel.curves.reset()
+    assert box.isHidden() and box.curves() == []
+
+
+def test_a_resumed_run_replays_its_fit_from_the_summary(image_folder, runs_root):
+    from engine.train.trainer import fit
+    from gui.panels.training_panel import _fitted_heads
+
+    events: list[ev.Event] = []
+    result = fit(tiny_recipe(image_folder, "feature_extraction", epochs=1, out=runs_root), [events.append])
+    assert _fitted_heads(result.run_dir) == [e for e in events if isinstance(e, ev.HeadFitted)]  # every field
