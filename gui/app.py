@@ -1,8 +1,8 @@
 """Starting the studio: the QApplication, the main window, and what the command line hands it.
 
-    python main.py                   the studio with a new recipe
+    python main.py                   the studio with the recipe file open last (a new recipe the first time)
     python main.py recipe.json       … with that recipe open
-    python main.py path/to/images    … with that folder as the data root
+    python main.py path/to/images    … with a new recipe on that folder
 """
 
 from __future__ import annotations
@@ -49,6 +49,15 @@ def apply_arguments(window, arguments: list[str]) -> None:
             logging.getLogger(__name__).warning("ignoring argument %r: not a recipe .json or a folder", argument)
 
 
+def open_at_start(window, arguments: list[str]) -> None:
+    """What the studio shows first: the arguments' recipe and folder when there are any, else the recipe file that
+    was open when the studio last closed (the status bar says which)."""
+    if arguments:
+        apply_arguments(window, arguments)
+    else:
+        window.reopen_last_recipe()
+
+
 def run_studio(argv: list[str] | None = None) -> int:
     """Show the studio and run the event loop; `argv` is the arguments after the program name."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -58,5 +67,5 @@ def run_studio(argv: list[str] | None = None) -> int:
     window = MainWindow(deferred=True)  # shown at once; torch loads in a thread, then the panels are built
     window.show()
     arguments = app.arguments()[1:]  # Qt has removed its own options (-style …) by now
-    window.when_ready(lambda: apply_arguments(window, arguments))
+    window.when_ready(lambda: open_at_start(window, arguments))
     return app.exec()
