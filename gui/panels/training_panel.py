@@ -25,6 +25,7 @@ from engine.train.metrics import batch_event, epoch_event
 from engine.train.narrate import describe, finish_line, freeze_line, stop_line
 from engine.train.runs import checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
+from gui.start_checks import start_refusal
 from gui.widgets.formatting import duration_text
 from gui.widgets.plot_ranges import SteadyYRange
 from gui.widgets.plot_style import new_plot, series_color
@@ -456,6 +457,10 @@ class TrainingPanel(QWidget):
         self._run_dir = ""
         self.log("─" * 24)
         self.log(f"Starting '{self._document.recipe.name}' …")
+        refusal = start_refusal(self._document.recipe, self._document.scan)  # before any thread exists
+        if refusal:
+            self._on_run_failed(ev.RunFailed("", refusal, ""))
+            return
         self._controller.start(self._document.recipe)
 
     @Slot()
