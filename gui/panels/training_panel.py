@@ -290,13 +290,17 @@ class RunProgress(QWidget):
         self._started = 0.0
         self._paused_since: float | None = None
         self._latest: ev.BatchFinished | None = None
+        self._resumed_at = (0, 0)  # (epoch, batch) this session started at
+        self._rate = "…"  # the last rate measured over more than one batch
         self._redraw = Coalescer(self, PROGRESS_REDRAW_MS, self._draw_latest)
 
-    def start(self, total_epochs: int, start_epoch: int) -> None:
+    def start(self, total_epochs: int, start_epoch: int, start_batch: int = 0) -> None:
         self._total_epochs = max(1, total_epochs)
         self._start_fraction = start_epoch / self._total_epochs
         self._started = time.monotonic()
         self._paused_since = None
+        self._resumed_at = (start_epoch, start_batch)
+        self._rate = "…"
         self.trainProgress.setValue(round(self._start_fraction * PROGRESS_STEPS))
         self.progressLabel.setText(f"Epoch {start_epoch + 1}/{total_epochs} · starting")
 
@@ -309,9 +313,13 @@ class RunProgress(QWidget):
         done = b.epoch + (b.batch + 1) / max(1, b.batches)
         fraction = min(1.0, done / self._total_epochs)
         self.trainProgress.setValue(round(fraction * PROGRESS_STEPS))
+        # An epoch's (or a resumed session's) first batch pays for start-up (loader workers, warm-up): its rate
+        # alone reads far too low, so the last rate measured over several batches stays until a second one.
+        if b.batch != 0 and (b.epoch, b.batch) != self._resumed_at:
+            self._rate = f"{b.images_per_s:.0f}"
         self.progressLabel.setText(
             f"Epoch {b.epoch + 1}/{self._total_epochs} · batch {b.batch + 1}/{b.batches} · "
-            f"{b.images_per_s:.0f} images/s · ETA {self._eta(fraction)}")
+            f"{self._rate} images/s · ETA {self._eta(fraction)}")
 
     def set_paused(self, paused: bool) -> None:
         """Paused time is not training time: the ETA's clock stops while paused."""
@@ -566,7 +574,7 @@ class TrainingPanel(QWidget):
         self.curves.mark_phases(e.phase_start_epochs, self._phase_names)
         if e.resumed:
             self._replay_history(e)
-        self.progress.start(e.total_epochs, e.start_epoch)
+        self.progress.start(e.total_epochs, e.start_epoch, e.start_batch)
         self._show_device(e.device, e.device_warning)
 
     def _replay_history(self, e: ev.RunStarted) -> None:
