@@ -297,6 +297,7 @@ class MainWindow(QMainWindow):
         self.evaluate_panel.drift_shown.connect(self.model_panel.show_drift)  # the layer tree's Drift column
         self.training_panel.run_ended.connect(self._on_run_ended)
         self.runs_panel.checkpoint_chosen.connect(self._on_checkpoint_chosen)
+        self.runs_panel.runs_deleted.connect(self._on_runs_deleted)
         app = QApplication.instance()
         if app is not None:
             # Any other way out (Ctrl+C, app.quit()) must still not destroy a running thread.
@@ -491,6 +492,15 @@ class MainWindow(QMainWindow):
     def _on_export_run(self) -> None:
         if self._exportable_run:
             self.runs_panel.open_export_dialog(self._exportable_run)
+
+    @Slot(list)
+    def _on_runs_deleted(self, run_dirs: list) -> None:
+        """Other tabs list runs as well: they must not offer a deleted one."""
+        self.evaluate_panel.refresh_runs()
+        self.inference_panel.refresh_checkpoints()
+        if self._exportable_run in run_dirs:
+            self._exportable_run = ""
+            self.exportRunAction.setEnabled(False)
 
     @Slot(str)
     def _on_checkpoint_chosen(self, path: str) -> None:

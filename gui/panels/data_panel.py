@@ -31,6 +31,7 @@ from engine.recipe import AUGMENTATIONS, BUILTIN_DATASETS, Recipe
 from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import local_paths
+from gui.widgets.tooltips import set_tooltips
 from gui.workers.scan import AugmentationPreviewer, ScanWorker
 from gui.workers.threads import WorkerThread
 
@@ -47,6 +48,26 @@ AUGMENTATION_LABELS = {
 }
 # Data sets of characters: a mirrored digit or letter is another shape (or another class).
 CHARACTER_DATASETS = ("MNIST", "SVHN")
+TIPS = {
+    "datasetCombo": "Your own image folder, or a torchvision data set already on disk (never downloaded)",
+    "dataFolderEdit": "A folder with one folder per class (a validation split is made), or with train/ and val/ "
+                      "folders; type a path and press Enter, or drop a folder on this tab",
+    "browseDataButton": "Choose the dataset folder",
+    "valFractionSpin": "Share of each class held out for validation (stratified, seeded); not used with train/ and "
+                       "val/ folders",
+    "splitSeedSpin": "Seed of the train/validation split: the same seed gives the same split every time",
+    "augmentationCombo": "How training images are varied each epoch; validation always sees the plain resize and "
+                         "centre crop",
+    "resizeSizeSpin": "The shorter side images are resized to before cropping; 0 takes the pretrained weights' size",
+    "cropSizeSpin": "The square the model sees; 0 takes the pretrained weights' size (e.g. 224)",
+    "batchSizeSpin": "Images per optimizer step; lower it if memory runs out",
+    "augmentPreviewButton": "Run the training transform 8 times on the selected sample (or the first), with new "
+                            "random draws on each click",
+    "augmentPreview": "What training sees: the selected sample through the training transform, 8 random draws",
+    "thumbnailsView": "A few images of each class; click one to preview its augmentation",
+    "problemsTable": "Every file or folder that cannot be used, and why; training skips them",
+    "classesTable": "Images per class, their share, and the train / validation split training will make",
+}
 FLIP_TIP = ("Mirror each training image left-right at random (half of the time), as the lesson does: more variety "
             "for photos of things that look the same mirrored. Untick it for digits, letters, text, and anything "
             "whose meaning a mirror changes (b / d, arrows, left / right).")
@@ -270,6 +291,7 @@ class DataPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(source)
         layout.addWidget(body, 1)
+        set_tooltips(self, TIPS)
 
     def _connect(self) -> None:
         self.document.recipe_changed.connect(self._on_recipe_changed)

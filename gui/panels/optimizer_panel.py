@@ -22,6 +22,7 @@ from gui.document import RecipeDocument
 from gui.models.groups_model import GroupsModel
 from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
+from gui.widgets.tooltips import set_tooltips
 
 CUSTOM = "custom"  # the lr preset combo's entry for explicit groups
 _PRESET_DESCRIPTIONS = {
@@ -31,6 +32,32 @@ _PRESET_DESCRIPTIONS = {
 }
 PRESET_LABELS = {name: f"{name}: {_PRESET_DESCRIPTIONS.get(name, '')}".rstrip(": ") for name in LR_PRESETS}
 PRESET_LABELS[CUSTOM] = "custom groups (edited in the table)"
+TIPS = {
+    "lrPresetCombo": "How the phase's learning rates are spread over the model: one rate, the lesson's "
+                     "discriminative rates (early layers slower), layer-wise decay, or your own groups",
+    "layerDecaySpin": "Layer-wise decay: each stage further from the head trains at this factor of the next one's "
+                      "rate",
+    "optimizerCombo": "Adam (the lesson's), AdamW (decoupled weight decay) or SGD with momentum",
+    "weightDecaySpin": "L2 penalty on the weights (decoupled for AdamW); 0: none",
+    "momentumSpin": "SGD's momentum: how much of the previous step each step keeps",
+    "nesterovCheck": "Nesterov's look-ahead momentum (SGD)",
+    "noDecayNormBiasCheck": "Exempt normalisation layers and biases from weight decay (timm's rule)",
+    "scheduleCombo": "How the rates change over the phase: constant, stepped, cosine (with warm-up), one-cycle, or "
+                     "lowered when validation stops improving",
+    "stepSizeSpin": "Epochs between two steps down of the rate",
+    "gammaSpin": "The factor each step multiplies the rate by",
+    "warmupEpochsSpin": "Epochs over which the rate rises linearly to its peak before the cosine decay",
+    "minLrRatioSpin": "The rate the cosine ends at, as a share of its peak",
+    "pctStartSpin": "Share of the phase during which one-cycle's rate rises",
+    "divFactorSpin": "One-cycle starts at max lr divided by this",
+    "patienceSpin": "Epochs without a better validation result before the rate is lowered",
+    "plateauFactorSpin": "The factor the rate is multiplied by on a plateau",
+    "groupsTable": "The phase's parameter groups: name, modules, learning rate, weight decay; double-click a cell "
+                   "to edit it",
+    "removeGroupButton": "Remove the selected groups; their modules are in no group until added to one (the tab "
+                         "warns), and the last group stays",
+    "lrPreviewPlot": "Every group's learning rate over the whole run, as the run will record it",
+}
 CURVE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                  "#bcbd22", "#17becf")
 
@@ -285,6 +312,7 @@ class OptimizerPanel(QWidget):
         splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
+        set_tooltips(self, TIPS)
 
     def _make_bindings(self) -> list[_PhaseBinding]:
         widget_for = {"weight_decay": self._weight_decay_spin, "nesterov": self._nesterov_check,

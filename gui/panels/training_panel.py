@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QProgressBar,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
@@ -27,10 +27,20 @@ from engine.train.runs import checkpoint_path, list_runs, read_batches, read_met
 from gui.document import RecipeDocument
 from gui.start_checks import start_refusal
 from gui.widgets.formatting import duration_text
+from gui.widgets.log_view import FollowingLog
 from gui.widgets.plot_ranges import SteadyYRange
 from gui.widgets.plot_style import new_plot, series_color
+from gui.widgets.tooltips import set_tooltips
 from gui.workers.training import TrainingController, runs_root_for
 
+TIPS = {
+    "lossPlot": "Training loss per batch (grey, smoothed) and per epoch, validation loss per epoch; dashed lines "
+                "mark phase starts. Drag to pan, wheel to zoom, “A” to fit again",
+    "accuracyPlot": "Training and validation accuracy per epoch",
+    "lrPlot": "The learning rate each parameter group trained with, per batch (log scale)",
+    "trainProgress": "The whole run: every phase's epochs",
+    "runLog": "What the run did, epoch by epoch; it follows new lines unless you scroll up",
+}
 SMOOTHING = 0.98  # EMA factor of the smoothed batch loss (debiased, as fastai's Recorder does)
 PROGRESS_STEPS = 1000  # the progress bar counts per-mille of the whole run
 # How often the live view may redraw. Points are stored as they arrive and drawn at most once per interval, so
@@ -381,10 +391,8 @@ class TrainingPanel(QWidget):
         self.freezeLabel = QLabel("Freeze verification: after each phase")
         self.freezeLabel.setObjectName("freezeLabel")
         self.freezeLabel.setWordWrap(True)
-        self.runLog = QPlainTextEdit()
+        self.runLog = FollowingLog()  # follows new lines unless the user scrolled up
         self.runLog.setObjectName("runLog")
-        self.runLog.setReadOnly(True)
-        self.runLog.setMaximumBlockCount(10_000)
         self._layout()
 
         self.startButton.clicked.connect(self.start_run)
@@ -435,6 +443,7 @@ class TrainingPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
         layout.addWidget(splitter, 1)
+        set_tooltips(self, TIPS)
 
     # --- the plots, for tests and the main window -------------------------------------------------------------
     @property

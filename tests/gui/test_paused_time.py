@@ -22,7 +22,7 @@ from tests.helpers import tiny_recipe
 
 RUN_TIMEOUT_MS = 60_000
 PAUSE_S = 3600.0
-WALL = [c.title for c in COLUMNS].index("Wall time")
+WALL = [c.title for c in COLUMNS].index("Training time")
 
 
 def jump_clocks(monkeypatch, seconds: float) -> None:

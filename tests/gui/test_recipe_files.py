@@ -131,14 +131,23 @@ def test_quit_with_save_writes_the_edits(window, real_unsaved_question, tmp_path
     assert Recipe.load(path).name == "saved on quit"
 
 
-def test_opening_a_runs_recipe_asks_too(window, real_unsaved_question, monkeypatch):
+def test_opening_a_runs_recipe_asks_too(window, real_unsaved_question, tmp_path, image_folder):
+    run = tmp_path / "runs" / "20240101-000000-earlier"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "recipe.json").write_text(tiny_recipe(image_folder, name="from the run").to_json())
+    panel = window.runs_panel
+    panel.refresh()
+    panel.runsTable.selectRow(0)
     rename(window, "edited")
-    replaced = []
-    monkeypatch.setattr(window.document, "set_recipe", lambda recipe: replaced.append(recipe))
 
     answers = DialogAnswers(CANCEL)
-    assert not window.runs_panel.may_replace_recipe()
+    panel.openRecipeButton.click()
     assert answers.pending == [] and "opening the run's recipe" in answers.asked[0]
+    assert window.document.recipe.name == "edited"
+
+    answers = DialogAnswers(DISCARD)
+    panel.openRecipeButton.click()
+    assert answers.pending == [] and window.document.recipe.name == "from the run"
 
 
 def test_the_last_recipe_is_reopened_at_the_next_start_and_the_status_bar_says_so(qtbot, window, tmp_path):
