@@ -32,6 +32,7 @@ from gui.workers.threads import WorkerThread
 from gui.resources import app_icon
 from gui.settings import StudioSettings
 from gui.widgets.scrolling_tabs import ScrollingTabs
+from gui.widgets.tooltips import install_wrapping_tooltips
 from gui.workers.torch_threads import use_torch_threads
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowIcon(app_icon())
+        install_wrapping_tooltips()  # long tooltips wrap instead of running off the screen
         self.settings = settings or StudioSettings()
         self.is_ready = False
         self._closing_after_stop = False
@@ -176,15 +178,22 @@ class MainWindow(QMainWindow):
         self.inference_panel = InferencePanel(d)
         self.tabs = ScrollingTabs()  # pages scroll on a small screen instead of pushing the window off it
         self.tabs.setObjectName("mainTabs")
-        for panel, title, name in (
-                (self.data_panel, "Data", "dataPanel"), (self.model_panel, "Model", "modelPanel"),
-                (self.optimizer_panel, "Optimizer", "optimizerPanel"), (self.phases_panel, "Phases", "phasesPanel"),
-                (self.training_panel, "Training", "trainingPanel"), (self.runs_panel, "Runs", "runsPanel"),
-                (self.evaluate_panel, "Evaluate", "evaluatePanel"),
-                (self.inference_panel, "Inference", "inferencePanel")):
+        for panel, title, name, tip in (
+                (self.data_panel, "Data", "dataPanel", "Which images, how they are split and augmented, and what "
+                                                       "cannot be used"),
+                (self.model_panel, "Model", "modelPanel", "The pretrained model, its weights and new head; tick what "
+                                                          "stays frozen"),
+                (self.optimizer_panel, "Optimizer", "optimizerPanel", "Learning rates per parameter group, the "
+                                                                      "optimizer and the schedule"),
+                (self.phases_panel, "Phases", "phasesPanel", "The run as phases: what trains, for how long"),
+                (self.training_panel, "Training", "trainingPanel", "Start, pause, stop and resume; live curves and "
+                                                                   "the log"),
+                (self.runs_panel, "Runs", "runsPanel", "Every run: compare, rename, annotate, export, delete"),
+                (self.evaluate_panel, "Evaluate", "evaluatePanel", "Where a run's model errs, and why"),
+                (self.inference_panel, "Inference", "inferencePanel", "Classify images with a trained checkpoint")):
             if not panel.objectName():
                 panel.setObjectName(name)
-            self.tabs.addTab(panel, title)
+            self.tabs.setTabToolTip(self.tabs.addTab(panel, title), tip)
         self.setCentralWidget(self.tabs)
 
         self._build_menus()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 
+from PySide6 import QtGui
 from PySide6.QtCore import QEvent, QObject, QRect, Qt
 from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QToolTip, QWidget
@@ -32,7 +33,7 @@ def set_tooltips(root: QWidget, tips: dict[str, str]) -> None:
 
 def wrapped(text: str) -> str:
     """`text` as rich text that Qt wraps; rich text (and short text) is returned as it is."""
-    if len(text) <= WRAP_CHARS or Qt.mightBeRichText(text):
+    if len(text) <= WRAP_CHARS or QtGui.Qt.mightBeRichText(text):
         return text
     return "<p style='white-space: pre-wrap'>" + html.escape(text).replace("\n", "<br>") + "</p>"
 
