@@ -22,6 +22,7 @@ from gui.document import RecipeDocument
 from gui.models.groups_model import GroupsModel
 from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
+from gui.widgets.plot_style import fit_log_y, mark_phases, new_plot, series_color
 from gui.widgets.tooltips import set_tooltips
 
 CUSTOM = "custom"  # the lr preset combo's entry for explicit groups
@@ -286,14 +287,9 @@ class OptimizerPanel(QWidget):
         self._unassigned_label.setStyleSheet("color: #c62828;")
         self._unassigned_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self._plot = pg.PlotWidget()
-        self._plot.setObjectName("lrPreviewPlot")
+        self._plot = new_plot("lrPreviewPlot", "", "epoch", "learning rate", legend=True)  # the studio's style
         self._plot.setLogMode(y=True)
-        self._plot.setLabel("bottom", "epoch")
-        self._plot.setLabel("left", "learning rate")
         self._plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" next to a log axis misleads
-        self._plot.showGrid(x=True, y=True, alpha=0.2)
-        self._plot.addLegend(offset=(-10, 10))
 
         right_top = QWidget()
         table_box = QVBoxLayout(right_top)
@@ -392,28 +388,24 @@ class OptimizerPanel(QWidget):
             self._plot.removeItem(self._curves.pop(name))
         for i, (name, points) in enumerate(curves.items()):
             item = self._curves.get(name)
+            pen = pg.mkPen(series_color(i), width=2)  # by position: no two groups share a colour
             if item is None:
-                item = self._plot.plot(name=name, pen=pg.mkPen(CURVE_COLOURS[i % len(CURVE_COLOURS)], width=2))
+                item = self._plot.plot(name=name, pen=pen)
                 item.setClipToView(True)
                 item.setDownsampling(auto=True, method="peak")
                 self._curves[name] = item
+            else:
+                item.setPen(pen)
             x, y = _with_gaps(points)
             item.setData(x, y, connect="finite")
+        fit_log_y(self._plot, [rate for points in curves.values() for _, rate in points])
         self._update_phase_boundaries()
 
     def _update_phase_boundaries(self) -> None:
         recipe = self._document.recipe
-        starts = recipe.phase_start_epochs()[1:]
-        while len(self._boundaries) < len(starts):
-            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine),
-                                   label="", labelOpts={"position": 0.05, "color": "#888"})
-            self._plot.addItem(line)
-            self._boundaries.append(line)
-        while len(self._boundaries) > len(starts):
-            self._plot.removeItem(self._boundaries.pop())
-        for line, start, phase in zip(self._boundaries, starts, recipe.phases[1:]):
-            line.setValue(start)
-            line.label.setFormat(phase.name)
+        for line in self._boundaries:
+            self._plot.removeItem(line)
+        self._boundaries = mark_phases(self._plot, recipe.phase_start_epochs(), [p.name for p in recipe.phases])
 
     # --- edits ---------------------------------------------------------------------------------------------
     def _edit_phase(self, change: Callable[[PhaseConfig], None]) -> None:

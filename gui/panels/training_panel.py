@@ -29,7 +29,7 @@ from gui.start_checks import start_refusal
 from gui.widgets.formatting import duration_text
 from gui.widgets.log_view import FollowingLog
 from gui.widgets.plot_ranges import SteadyYRange
-from gui.widgets.plot_style import new_plot, series_color
+from gui.widgets.plot_style import mark_phases, new_plot, series_color
 from gui.widgets.tooltips import set_tooltips
 from gui.workers.training import TrainingController, runs_root_for
 
@@ -241,13 +241,8 @@ class TrainingCurves(QWidget):
             plot.setXRange(0, max(1, total_epochs), padding=0.02)
 
     def mark_phases(self, start_epochs: list[int], names: list[str]) -> None:
-        for start, name in zip(start_epochs, names):
-            for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):
-                line = pg.InfiniteLine(pos=start, angle=90, movable=False,
-                                       pen=pg.mkPen((120, 120, 120), width=1, style=Qt.PenStyle.DashLine),
-                                       label=name, labelOpts={"position": 0.92, "color": (80, 80, 80)})
-                plot.addItem(line)
-                self._phase_lines.append((plot, line))
+        for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):  # names on the top axis, not over curves
+            self._phase_lines.extend((plot, line) for line in mark_phases(plot, start_epochs, names))
 
     def add_batches(self, batches: list[ev.BatchFinished]) -> None:
         smoothed = self._series[self.smoothed_loss_curve]
