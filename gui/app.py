@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine import __version__  # noqa: E402
 from gui.resources import app_icon  # noqa: E402
+from gui.xcb_libraries import missing_text, missing_xcb_libraries, xcb_will_be_used  # noqa: E402
 
 
 def create_app(argv: list[str] | None = None) -> QApplication:
@@ -59,8 +60,14 @@ def open_at_start(window, arguments: list[str]) -> None:
 
 
 def run_studio(argv: list[str] | None = None) -> int:
-    """Show the studio and run the event loop; `argv` is the arguments after the program name."""
+    """Show the studio and run the event loop; `argv` is the arguments after the program name. Where Qt would use
+    its X11 plugin without the system libraries it needs, say which (Qt's own abort names none) and return 1."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if xcb_will_be_used():
+        missing = missing_xcb_libraries()
+        if missing:
+            print(f"error: {missing_text(missing)} (`python main.py --self-test` checks the rest.)", file=sys.stderr)
+            return 1
     app = create_app([sys.argv[0] if sys.argv else "thaw", *arguments])
     from gui.main_window import MainWindow  # after the QApplication: widgets need it
 
