@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -298,7 +299,11 @@ class MainWindow(QMainWindow):
         d.recipe_changed.connect(self._on_recipe_changed)
         d.path_changed.connect(self._update_title)
         d.modified_changed.connect(self._on_modified_changed)
-        self.runs_panel.may_replace_recipe = lambda: self.maybe_save_changes("opening the run's recipe")
+        # A weak reference: a lambda holding the window would make a reference cycle, which Python's collector may
+        # break in any thread, destroying the window's widgets outside the GUI thread.
+        window = weakref.ref(self)
+        self.runs_panel.may_replace_recipe = lambda: (w := window()) is not None and w.maybe_save_changes(
+            "opening the run's recipe")
         c.running_changed.connect(self._on_running_changed)
         c.paused_changed.connect(self._on_paused_changed)
         c.event_emitted.connect(self._on_event)
