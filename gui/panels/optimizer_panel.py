@@ -59,8 +59,6 @@ TIPS = {
                          "warns), and the last group stays",
     "lrPreviewPlot": "Every group's learning rate over the whole run, as the run will record it",
 }
-CURVE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                 "#bcbd22", "#17becf")
 
 
 class ScientificSpinBox(QDoubleSpinBox):
