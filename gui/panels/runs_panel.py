@@ -63,6 +63,7 @@ COLUMNS = (
 )
 STARTED_COLUMN = len(COLUMNS) - 1
 NAME_COLUMN, NOTE_COLUMN = 0, 1
+NOTE_WIDTH = 260
 TIPS = {
     "runsTable": "Every run in the runs folder; select two or more to compare them. Double-click a name or a note "
                  "to edit it; Delete moves the selected runs to the trash",
@@ -320,6 +321,8 @@ class RunsPanel(QWidget):
         self.runsTable.sortByColumn(STARTED_COLUMN, Qt.SortOrder.DescendingOrder)
         self.runsTable.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.runsTable.horizontalHeader().setSectionResizeMode(NOTE_COLUMN, QHeaderView.ResizeMode.Interactive)
+        self.runsTable.horizontalHeader().resizeSection(NOTE_COLUMN, NOTE_WIDTH)  # a long note is elided: its
+        self.runsTable.setWordWrap(False)  # tooltip has it all, and rows stay one line high
         self.runsTable.verticalHeader().hide()
         self.runsTable.installEventFilter(self)  # the Delete key deletes the selected runs (after asking)
         self.comparison = RunComparison()

@@ -47,18 +47,31 @@ class LegendBelow(pg.LegendItem):
 
     def __init__(self):
         super().__init__(offset=None, colCount=LEGEND_COLUMNS, labelTextColor=TEXT)
+        self.layout.setContentsMargins(0, 2, 0, 2)
 
     def updateSize(self) -> None:  # noqa: N802 - pyqtgraph's name
-        height = 0.0
+        """Tall enough for its rows, as wide as its widest row (so that entries sit together, left-aligned)."""
+        _, top, _, bottom = self.layout.getContentsMargins()
+        height, width = top + bottom, 0.0
+        spacing = self.layout.horizontalSpacing()
         for row in range(self.layout.rowCount()):
-            height += max((item.height() for col in range(self.layout.columnCount())
-                           if (item := self.layout.itemAt(row, col)) is not None), default=0.0)
+            items = [item for col in range(self.layout.columnCount())
+                     if (item := self.layout.itemAt(row, col)) is not None]
+            height += max((item.preferredHeight() for item in items), default=0.0)
+            width = max(width, sum(_natural_width(item) + spacing for item in items))
         self.setMinimumHeight(height)
         self.setMaximumHeight(height)
+        self.setMaximumWidth(max(width, 1.0))
         self.updateGeometry()
 
     def mouseDragEvent(self, ev) -> None:  # noqa: N802 - it stays where the layout puts it
         ev.ignore()
+
+
+def _natural_width(item) -> float:
+    """A legend entry's own width (a label's text, not the cell the layout stretched it to)."""
+    text = getattr(item, "item", None)  # pyqtgraph's LabelItem draws through a QGraphicsTextItem
+    return text.boundingRect().width() if text is not None else item.preferredWidth()
 
 
 def new_plot(object_name: str, title: str = "", x_label: str = "", y_label: str = "", legend: bool = False,
@@ -75,6 +88,7 @@ def new_plot(object_name: str, title: str = "", x_label: str = "", y_label: str 
         axis = plot.getAxis(side)
         axis.setTextPen(pg.mkPen(TEXT))
         axis.setPen(pg.mkPen(AXIS))
+        axis.labelStyle = {"color": QColor(*TEXT).name()}  # kept by every later setLabel (the axis's own style)
     if x_label:
         plot.setLabel("bottom", x_label)
     if y_label:
@@ -82,6 +96,7 @@ def new_plot(object_name: str, title: str = "", x_label: str = "", y_label: str 
     if legend:
         below = LegendBelow()
         item.layout.addItem(below, LEGEND_ROW, 1)
+        item.layout.setAlignment(below, Qt.AlignmentFlag.AlignLeft)
         item.legend = below  # PlotItem.addItem lists named curves in `legend`
     if tooltip:
         plot.setToolTip(tooltip)
