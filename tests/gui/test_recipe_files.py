@@ -74,7 +74,8 @@ def test_save_in_the_question_writes_the_file_then_goes_on(window, real_unsaved_
     assert window.document.recipe.name == fresh_recipe().name and window.document.path == ""
 
 
-def test_save_of_an_untitled_recipe_cancelled_in_the_file_dialog_cancels_the_new_recipe(window, real_unsaved_question, monkeypatch):
+def test_save_of_an_untitled_recipe_cancelled_in_the_file_dialog_cancels_the_new_recipe(window, monkeypatch,
+                                                                                         real_unsaved_question):
     rename(window, "never saved")
     monkeypatch.setattr(window, "_ask_save_path", lambda: "")  # the Save As dialog is cancelled
 
