@@ -173,7 +173,7 @@ class Trainer:
 
     def _end_epoch(self, phase: ActivePhase, state: TrainingState, stopping: EarlyStopping, clock: RunClock) -> None:
         setup = phase.setup
-        lrs = current_lrs(phase.optimizer)  # the rates this epoch trained with, before an epoch-wise step
+        lrs = phase.last_lrs or current_lrs(phase.optimizer)  # the rates the epoch's last batch trained with
         val_loss, val_acc = evaluate(phase.forward, phase.val_batches(), setup.device, setup.criterion,
                                      setup.recipe.data.max_val_batches)
         for name, value in (("training loss", state.running.loss), ("validation loss", val_loss)):
