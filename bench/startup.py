@@ -71,6 +71,8 @@ def create_app(argv=None):
             if isinstance(obj, QMainWindow) and obj.isWindow():
                 if kind == QEvent.Type.Show and "show()" not in marks:
                     marks["show()"] = now()
+                    if getattr(obj, "_importer", None) is not None:  # called in the import thread, as it ends
+                        obj._importer.finished.connect(lambda: marks.setdefault("torch imported", now()))
                     obj.when_ready(lambda: marks.setdefault("panels built (ready)", now()))
                 elif kind == QEvent.Type.Paint:
                     if "first paint" not in marks:
@@ -174,7 +176,7 @@ def main() -> None:
     print(f"studio, first start : window shown {first['wall']:.2f} s, ready {first['ready']:.2f} s")
     print(f"studio, later starts: window shown median {median:.2f} s ({seconds(s['wall'] for s in rest)}); "
           f"ready (panels built and painted) median {ready:.2f} s ({seconds(s['ready'] for s in rest)})")
-    phases = list(first["marks"])
+    phases = sorted(first["marks"], key=first["marks"].get)
     typical = min(rest, key=lambda s: abs(s["wall"] - median))
     previous = 0.0
     print("  where the time goes (the start closest to the median; seconds since the interpreter was spawned):")
@@ -188,7 +190,8 @@ def main() -> None:
                  "show()": "MainWindow(deferred) made, show() called",
                  "first paint": "first paint: the loading page",
                  "window painted, event loop running": "paint done, event loop running",
-                 "panels built (ready)": "torch imported (thread), panels built",
+                 "torch imported": "torch, torchvision, engine imported (thread)",
+                 "panels built (ready)": "panels imported and built (GUI thread)",
                  "studio painted": "first paint of the studio",
                  "studio painted, event loop running": "paint done: the studio is usable"}.get(phase, phase)
         print(f"    {label:42s} {at:5.2f} s  (+{at - previous:.2f})")

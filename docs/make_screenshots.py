@@ -23,7 +23,7 @@ from PIL import Image  # noqa: E402
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 
 from engine.planning.presets import make_recipe  # noqa: E402
-from engine.train.runs import checkpoint_path, list_runs  # noqa: E402
+from engine.train.runs import annotate_run, checkpoint_path, list_runs, rename_run  # noqa: E402
 from gui.app import create_app  # noqa: E402
 from tests.conftest import seed_torch_home  # noqa: E402
 from tests.helpers import make_image_folder  # noqa: E402
@@ -86,6 +86,12 @@ def main() -> None:
     doc = window.document
     window.set_data_root(str(data))
     wait(lambda: doc.scan is not None, 60, "the data scan")
+    panel = window.data_panel
+    wait(lambda: panel.thumbnailsView.count() > 0, 60, "the thumbnails")
+    previews = []
+    panel.augment_preview_shown.connect(previews.append)
+    panel.thumbnailsView.setCurrentRow(5)  # a click on a thumbnail previews what training makes of it
+    wait(lambda: bool(previews), 60, "the augmentation preview")
     shoot("Data")
 
     # Two strategies on the same data: the lesson's comparison.
@@ -99,6 +105,10 @@ def main() -> None:
     shoot("Optimizer")
     shoot("Phases")
 
+    for run in list_runs():  # a name and a note of the user's, as the Runs tab edits them
+        if run.strategy == "feature_extraction":
+            rename_run(run.path, "baseline: frozen backbone")
+            annotate_run(run.path, "fast; the head alone already separates the classes")
     window.runs_panel.refresh()
     window.runs_panel.runsTable.selectAll()  # both runs: their curves overlaid, their times side by side
     shoot("Runs")
@@ -149,6 +159,7 @@ def main() -> None:
     window.inference_panel.predictionsTable.selectRow(2)
     wait(lambda: bool(explained), 60, "the heat map")
     shoot("Inference")
+    doc.set_modified(False)  # the recipes above were set by this script: nothing to save
     window.close()
 
 

@@ -21,7 +21,15 @@ class RecipeError(BadInputError):
 
 
 class WeightsUnavailableError(ThawError):
-    """Pretrained weights are neither cached nor downloadable."""
+    """Pretrained weights are neither cached nor downloadable. The message is the CLI's; `weights` (the exact
+    name), `file_name`, `folder` (where the file belongs) and `reason` let the studio word it in its own terms."""
+
+    def __init__(self, message: str, weights: str = "", file_name: str = "", folder: str = "", reason: str = ""):
+        super().__init__(message)
+        self.weights = weights
+        self.file_name = file_name
+        self.folder = folder
+        self.reason = reason
 
 
 class GroupAssignmentError(BadInputError):

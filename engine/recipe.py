@@ -116,6 +116,9 @@ class DataConfig:
     val_fraction: float = number(0.2, 0, 1, True, True)  # used only when there is no explicit val/ folder
     split_seed: int = number(0, 0, MAX_SEED)
     augmentation: str = "lesson"  # the lesson's Resize → RandomCrop → flip; TrivialAugment; none
+    # Mirror training images left-right at random (both presets). Off for digits, letters, text: a mirrored
+    # character is another shape (or another class).
+    horizontal_flip: bool = True
     resize_size: int = number(0, 0, 4096)  # 0: from the weights' preset (e.g. 256)
     crop_size: int = number(0, 0, 4096)  # 0: from the weights' preset (e.g. 224)
     num_workers: int = number(-1, -1, 256)  # -1: automatic

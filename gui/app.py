@@ -1,8 +1,8 @@
 """Starting the studio: the QApplication, the main window, and what the command line hands it.
 
-    python main.py                   the studio with a new recipe
+    python main.py                   the studio with the recipe file open last (a new recipe the first time)
     python main.py recipe.json       … with that recipe open
-    python main.py path/to/images    … with that folder as the data root
+    python main.py path/to/images    … with a new recipe on that folder
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine import __version__  # noqa: E402
 from gui.resources import app_icon  # noqa: E402
+from gui.xcb_libraries import missing_text, missing_xcb_libraries, xcb_will_be_used  # noqa: E402
 
 
 def create_app(argv: list[str] | None = None) -> QApplication:
@@ -49,14 +50,29 @@ def apply_arguments(window, arguments: list[str]) -> None:
             logging.getLogger(__name__).warning("ignoring argument %r: not a recipe .json or a folder", argument)
 
 
+def open_at_start(window, arguments: list[str]) -> None:
+    """What the studio shows first: the arguments' recipe and folder when there are any, else the recipe file that
+    was open when the studio last closed (the status bar says which)."""
+    if arguments:
+        apply_arguments(window, arguments)
+    else:
+        window.reopen_last_recipe()
+
+
 def run_studio(argv: list[str] | None = None) -> int:
-    """Show the studio and run the event loop; `argv` is the arguments after the program name."""
+    """Show the studio and run the event loop; `argv` is the arguments after the program name. Where Qt would use
+    its X11 plugin without the system libraries it needs, say which (Qt's own abort names none) and return 1."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if xcb_will_be_used():
+        missing = missing_xcb_libraries()
+        if missing:
+            print(f"error: {missing_text(missing)} (`python main.py --self-test` checks the rest.)", file=sys.stderr)
+            return 1
     app = create_app([sys.argv[0] if sys.argv else "thaw", *arguments])
     from gui.main_window import MainWindow  # after the QApplication: widgets need it
 
     window = MainWindow(deferred=True)  # shown at once; torch loads in a thread, then the panels are built
     window.show()
     arguments = app.arguments()[1:]  # Qt has removed its own options (-style …) by now
-    window.when_ready(lambda: apply_arguments(window, arguments))
+    window.when_ready(lambda: open_at_start(window, arguments))
     return app.exec()

@@ -3,7 +3,8 @@
 Panels never keep their own copy of a fact: they read the document and edit it through `edit()` with the
 engine's edit functions (engine/planning/*_edits.py, presets.apply_strategy), and every panel refreshes on
 `recipe_changed`. The engine's plan (layer tree per phase, groups, lr curves) is derived from the recipe on demand
-and cached until the recipe changes.
+and cached until the recipe changes. Every change marks the document modified until it is saved (or replaced by a
+recipe read from a file): the main window asks before unsaved edits would be lost.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from engine.data.scan import ScanReport
 from engine.planning.module_index import ModuleIndex, index_for
 from engine.planning.plan import RunPlan, plan_run
+from engine.model.zoo import preferred_weights
 from engine.planning.presets import make_recipe
 from engine.recipe import Recipe
 
@@ -22,14 +24,18 @@ STUDIO_STRATEGY, STUDIO_ARCH = "feature_extraction", "resnet18"
 
 
 def fresh_recipe(data_root: str = "") -> Recipe:
-    """The recipe a new document starts with: the feature-extraction preset exactly as the Strategy menu gives it."""
-    return make_recipe(STUDIO_STRATEGY, STUDIO_ARCH, data_root)
+    """The recipe a new document starts with: the feature-extraction preset exactly as the Strategy menu gives it,
+    with the pretrained weights this machine can use (offline, a cached version rather than an absent default)."""
+    recipe = make_recipe(STUDIO_STRATEGY, STUDIO_ARCH, data_root)
+    recipe.model.weights = preferred_weights(recipe.model.arch)
+    return recipe
 
 
 class RecipeDocument(QObject):
     recipe_changed = Signal()  # any field of the recipe changed
     data_scanned = Signal()  # a new scan report is available (or it was cleared)
     path_changed = Signal(str)  # the recipe file this document is saved to
+    modified_changed = Signal(bool)  # edits not saved yet (True), or saved / freshly read (False)
 
     def __init__(self, recipe: Recipe | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -37,6 +43,7 @@ class RecipeDocument(QObject):
         self._scan: ScanReport | None = None
         self._plan: RunPlan | None = None
         self._plan_error = ""
+        self._modified = False
         self.path = ""
 
     # --- the recipe -------------------------------------------------------------------------------------------
@@ -56,11 +63,22 @@ class RecipeDocument(QObject):
 
     def _changed(self) -> None:
         self._plan = None
+        self.set_modified(True)
         self.recipe_changed.emit()
 
     def set_path(self, path: str) -> None:
         self.path = path
         self.path_changed.emit(path)
+
+    @property
+    def is_modified(self) -> bool:
+        """The recipe has edits that no file holds yet."""
+        return self._modified
+
+    def set_modified(self, modified: bool) -> None:
+        if modified != self._modified:
+            self._modified = modified
+            self.modified_changed.emit(modified)
 
     # --- data ---------------------------------------------------------------------------------------------------
     @property

@@ -1,6 +1,8 @@
 """The studio's main window: the composition root. It creates the document, the training controller and the
 panels, wires them together, and owns menus, the status bar, recipe files and the remembered window state.
-It holds no facts of its own: the recipe lives in the document, runs in the runs folder.
+It holds no facts of its own: the recipe lives in the document, runs in the runs folder. Unsaved edits are never
+lost silently: New, Open, opening a run's recipe and closing ask Save / Discard / Cancel first, as document
+applications do; the recipe file open last is reopened at the next start (and the status bar says so).
 
 This module imports no torch: with `deferred=True` (how `python main.py` starts) the window shows at once with a
 loading page while gui/workers/loading.py imports torch and torchvision in a thread, then builds its panels and says
@@ -12,14 +14,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QVBoxLayout, QWidget)
 
 from engine import __version__ as thaw_version
 from engine.errors import RecipeError
@@ -29,6 +32,8 @@ from gui.workers.loading import Importer, start_imports
 from gui.workers.threads import WorkerThread
 from gui.resources import app_icon
 from gui.settings import StudioSettings
+from gui.widgets.scrolling_tabs import ScrollingTabs
+from gui.widgets.tooltips import install_wrapping_tooltips
 from gui.workers.torch_threads import use_torch_threads
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 RECIPE_FILTER = "Thaw recipe (*.json);;All files (*)"
 STATUS_INTERVAL_MS = 1000
 STOP_ON_QUIT_TIMEOUT_MS = 120_000
+STATUS_MESSAGE_MS = 15_000  # how long a start-up note (the reopened recipe) stays in the status bar
 LOADING_PAGE_PAINT_MS = 50  # the loading page paints before the GUI thread imports pyqtgraph
 
 
@@ -80,9 +86,11 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowIcon(app_icon())
+        install_wrapping_tooltips()  # long tooltips wrap instead of running off the screen
         self.settings = settings or StudioSettings()
         self.is_ready = False
         self._closing_after_stop = False
+        self._placed = False  # geometry restored or placed (by the loading page, when deferred)
         self._exportable_run = ""  # the last finished run, for Run → Export this run…
         self._importer: Importer | None = None
         self._import_thread: WorkerThread | None = None
@@ -131,6 +139,7 @@ class MainWindow(QMainWindow):
         layout.addStretch()
         self.setCentralWidget(page)
         self.settings.restore_window(self)
+        self._placed = True
 
     def _build(self, document: RecipeDocument | None) -> None:
         if self._import_thread is not None:
@@ -168,27 +177,42 @@ class MainWindow(QMainWindow):
         self.runs_panel = RunsPanel(d)
         self.evaluate_panel = EvaluatePanel(d)
         self.inference_panel = InferencePanel(d)
-        self.tabs = QTabWidget()
+        self.tabs = ScrollingTabs()  # pages scroll on a small screen instead of pushing the window off it
         self.tabs.setObjectName("mainTabs")
-        for panel, title, name in (
-                (self.data_panel, "Data", "dataPanel"), (self.model_panel, "Model", "modelPanel"),
-                (self.optimizer_panel, "Optimizer", "optimizerPanel"), (self.phases_panel, "Phases", "phasesPanel"),
-                (self.training_panel, "Training", "trainingPanel"), (self.runs_panel, "Runs", "runsPanel"),
-                (self.evaluate_panel, "Evaluate", "evaluatePanel"),
-                (self.inference_panel, "Inference", "inferencePanel")):
+        for panel, title, name, tip in (
+                (self.data_panel, "Data", "dataPanel", "Which images, how they are split and augmented, and what "
+                                                       "cannot be used"),
+                (self.model_panel, "Model", "modelPanel", "The pretrained model, its weights and new head; tick what "
+                                                          "stays frozen"),
+                (self.optimizer_panel, "Optimizer", "optimizerPanel", "Learning rates per parameter group, the "
+                                                                      "optimizer and the schedule"),
+                (self.phases_panel, "Phases", "phasesPanel", "The run as phases: what trains, for how long"),
+                (self.training_panel, "Training", "trainingPanel", "Start, pause, stop and resume; live curves and "
+                                                                   "the log"),
+                (self.runs_panel, "Runs", "runsPanel", "Every run: compare, rename, annotate, export, delete"),
+                (self.evaluate_panel, "Evaluate", "evaluatePanel", "Where a run's model errs, and why"),
+                (self.inference_panel, "Inference", "inferencePanel", "Classify images with a trained checkpoint")):
             if not panel.objectName():
                 panel.setObjectName(name)
-            self.tabs.addTab(panel, title)
+            self.tabs.setTabToolTip(self.tabs.addTab(panel, title), tip)
         self.setCentralWidget(self.tabs)
 
         self._build_menus()
         self._build_status_bar()
         self._wire_panels()
         self._restore_settings()
+        self._release_tab_key()
+        self.document.set_modified(False)
         self._update_title()
         self.setWindowModified(False)
         self.is_ready = True
         self.ready.emit()
+
+    def _release_tab_key(self) -> None:
+        """Tab leaves a table for the next widget instead of walking it cell by cell (arrow keys move between
+        cells), in every table and list of the studio."""
+        for view in self.findChildren(QAbstractItemView):
+            view.setTabKeyNavigation(False)
 
     # --- construction ---------------------------------------------------------------------------------------------
     def _action(self, name: str, text: str, slot, shortcut: QKeySequence | str | None = None,
@@ -274,6 +298,12 @@ class MainWindow(QMainWindow):
         d, c = self.document, self.controller
         d.recipe_changed.connect(self._on_recipe_changed)
         d.path_changed.connect(self._update_title)
+        d.modified_changed.connect(self._on_modified_changed)
+        # A weak reference: a lambda holding the window would make a reference cycle, which Python's collector may
+        # break in any thread, destroying the window's widgets outside the GUI thread.
+        window = weakref.ref(self)
+        self.runs_panel.may_replace_recipe = lambda: (w := window()) is not None and w.maybe_save_changes(
+            "opening the run's recipe")
         c.running_changed.connect(self._on_running_changed)
         c.paused_changed.connect(self._on_paused_changed)
         c.event_emitted.connect(self._on_event)
@@ -281,6 +311,7 @@ class MainWindow(QMainWindow):
         self.evaluate_panel.drift_shown.connect(self.model_panel.show_drift)  # the layer tree's Drift column
         self.training_panel.run_ended.connect(self._on_run_ended)
         self.runs_panel.checkpoint_chosen.connect(self._on_checkpoint_chosen)
+        self.runs_panel.runs_deleted.connect(self._on_runs_deleted)
         app = QApplication.instance()
         if app is not None:
             # Any other way out (Ctrl+C, app.quit()) must still not destroy a running thread.
@@ -290,25 +321,37 @@ class MainWindow(QMainWindow):
 
     # --- recipe files ----------------------------------------------------------------------------------------
     @Slot()
-    def new_recipe(self) -> None:
-        """A fresh recipe (the studio's starting preset) for the same data folder."""
+    def new_recipe(self) -> bool:
+        """A fresh recipe (the studio's starting preset) for the same data folder, once unsaved edits are saved or
+        discarded. False when the user cancelled."""
         from gui.document import fresh_recipe
 
+        if not self.maybe_save_changes("starting a new recipe"):
+            return False
         self.document.set_recipe(fresh_recipe(self.document.recipe.data.root))
         self.document.set_path("")
-        self.setWindowModified(False)
+        self.document.set_modified(False)
+        return True
 
     def open_recipe(self, path: str) -> bool:
+        """Read a recipe file into the document (without asking: the menu's Open asks first)."""
         try:
             recipe = Recipe.load(path)
         except (RecipeError, OSError) as exc:
             self._show_error("Cannot open recipe", f"{path}\n\n{exc}")
             return False
-        self.document.set_recipe(recipe)
-        self.document.set_path(str(path))
-        self.settings.set_last_folder("recipe", str(Path(path).parent))
-        self.setWindowModified(False)
+        self._take_recipe_file(recipe, str(path))
         return True
+
+    def _take_recipe_file(self, recipe: Recipe, path: str) -> None:
+        self.document.set_recipe(recipe)
+        self.document.set_path(path)
+        self.document.set_modified(False)
+        self._remember_recipe_file(path)
+
+    def _remember_recipe_file(self, path: str) -> None:
+        self.settings.set_last_folder("recipe", str(Path(path).parent))
+        self.settings.last_recipe = str(Path(path).resolve())
 
     def save_recipe(self, path: str) -> bool:
         try:
@@ -321,28 +364,72 @@ class MainWindow(QMainWindow):
             self._show_error("Cannot save recipe", f"{path}\n\n{exc}")
             return False
         self.document.set_path(str(path))
-        self.settings.set_last_folder("recipe", str(Path(path).parent))
-        self.setWindowModified(False)
+        self.document.set_modified(False)
+        self._remember_recipe_file(str(path))
         return True
+
+    def reopen_last_recipe(self) -> bool:
+        """At start-up without arguments: open the recipe file that was open last, and say so in the status bar
+        (or say why it could not be). False when there was none or it could not be read."""
+        path = self.settings.last_recipe
+        if not path:
+            return False
+        if not Path(path).is_file():
+            self.statusBar().showMessage(f"The last recipe, {path}, is gone: this is a new recipe.",
+                                         STATUS_MESSAGE_MS)
+            self.settings.last_recipe = ""
+            return False
+        try:
+            recipe = Recipe.load(path)
+        except (RecipeError, OSError) as exc:
+            self.statusBar().showMessage(f"Could not reopen the last recipe, {path}: {exc}", STATUS_MESSAGE_MS)
+            return False
+        self._take_recipe_file(recipe, path)
+        self.statusBar().showMessage(f"Reopened the last recipe: {path}", STATUS_MESSAGE_MS)
+        return True
+
+    def maybe_save_changes(self, doing: str) -> bool:
+        """Before unsaved edits would be lost (`doing`: "quitting", "opening another recipe" …): ask Save / Discard
+        / Cancel. True when the work may go on: nothing was unsaved, it was saved, or the user discarded it."""
+        if not self.document.is_modified:
+            return True
+        answer = self._ask_unsaved_changes(doing)
+        if answer == QMessageBox.StandardButton.Save:
+            return self._on_save_recipe()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def _ask_unsaved_changes(self, doing: str) -> QMessageBox.StandardButton:
+        where = f"“{Path(self.document.path).name}”" if self.document.path else "this new recipe"
+        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved changes",
+                          f"The recipe “{self.document.recipe.name}” has changes that are not saved in {where}.",
+                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                          | QMessageBox.StandardButton.Cancel, self)
+        box.setObjectName("unsavedChangesBox")
+        box.setInformativeText(f"Save them before {doing}?")
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        box.setEscapeButton(QMessageBox.StandardButton.Cancel)
+        return QMessageBox.StandardButton(box.exec())
 
     @Slot()
     def _on_open_recipe(self) -> None:
+        if not self.maybe_save_changes("opening another recipe"):
+            return
         path = self._ask_open_path()
         if path:
             self.open_recipe(path)
 
     @Slot()
-    def _on_save_recipe(self) -> None:
+    def _on_save_recipe(self) -> bool:
         if self.document.path:
-            self.save_recipe(self.document.path)
-        else:
-            self._on_save_recipe_as()
+            return self.save_recipe(self.document.path)
+        return self._on_save_recipe_as()
 
     @Slot()
-    def _on_save_recipe_as(self) -> None:
+    def _on_save_recipe_as(self) -> bool:
         path = self._ask_save_path()
-        if path:
-            self.save_recipe(path if path.lower().endswith(".json") else path + ".json")
+        if not path:
+            return False
+        return self.save_recipe(path if path.lower().endswith(".json") else path + ".json")
 
     def _ask_open_path(self) -> str:
         path, _ = QFileDialog.getOpenFileName(self, "Open recipe", self.settings.last_folder("recipe"), RECIPE_FILTER)
@@ -420,6 +507,15 @@ class MainWindow(QMainWindow):
         if self._exportable_run:
             self.runs_panel.open_export_dialog(self._exportable_run)
 
+    @Slot(list)
+    def _on_runs_deleted(self, run_dirs: list) -> None:
+        """Other tabs list runs as well: they must not offer a deleted one."""
+        self.evaluate_panel.refresh_runs()
+        self.inference_panel.refresh_checkpoints()
+        if self._exportable_run in run_dirs:
+            self._exportable_run = ""
+            self.exportRunAction.setEnabled(False)
+
     @Slot(str)
     def _on_checkpoint_chosen(self, path: str) -> None:
         self.inference_panel.set_checkpoint(path)
@@ -428,11 +524,15 @@ class MainWindow(QMainWindow):
     # --- title, status, about --------------------------------------------------------------------------------
     @Slot()
     def _on_recipe_changed(self) -> None:
-        self._update_title()  # first: the title must hold the [*] placeholder before the window is marked modified
-        self.setWindowModified(True)
+        self._update_title()
         strategy = self.strategy_actions.get(self.document.recipe.strategy)
         for action in self.strategy_actions.values():
             action.setChecked(action is strategy)
+
+    @Slot(bool)
+    def _on_modified_changed(self, modified: bool) -> None:
+        self._update_title()  # first: the title must hold the [*] placeholder before the window is marked modified
+        self.setWindowModified(modified)
 
     def _update_title(self, *_args) -> None:
         self.setWindowTitle(f"Thaw — {self.document.recipe.name}[*]")
@@ -460,7 +560,9 @@ class MainWindow(QMainWindow):
 
     # --- settings and closing --------------------------------------------------------------------------------
     def _restore_settings(self) -> None:
-        self.settings.restore_window(self)
+        if not self._placed:  # the loading page placed the window already, and the user may have moved it since
+            self.settings.restore_window(self)
+            self._placed = True
         name = self.settings.current_tab
         for i in range(self.tabs.count()):
             if self.tabs.widget(i).objectName() == name:
@@ -488,6 +590,9 @@ class MainWindow(QMainWindow):
             self._import_thread.wait()
             self.settings.save_window(self)
             super().closeEvent(event)
+            return
+        if not self._closing_after_stop and not self.maybe_save_changes("quitting"):
+            event.ignore()
             return
         if self.controller.is_running:
             # Close once the run has stopped and its checkpoint is written; the window stays responsive meanwhile.

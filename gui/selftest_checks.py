@@ -1,5 +1,6 @@
 """The studio's part of the self-test (engine/selftest.py runs it; main.py puts the two together): the bundled
-resources, Qt (platform plugin, image formats, the icon, pyqtgraph), and the main window created offscreen as `Thaw`
+resources, the system libraries of Qt's X11 plugin (named when missing, before Qt could abort the whole test), Qt
+(platform plugin, image formats, the icon, pyqtgraph), and the main window created offscreen as `Thaw`
 starts it (`--screenshot PNG` saves a grab of it, `--open PATH` first opens a recipe or an image folder in it, as
 `Thaw PATH` would).
 """
@@ -11,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from engine.selftest import Check, CheckSkipped, ExtraChecks
+from engine.selftest import Check, CheckSkipped, CheckWarning, ExtraChecks
+from gui.xcb_libraries import missing_text, missing_xcb_libraries, xcb_plugin, xcb_will_be_used
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +51,8 @@ class StudioChecks(ExtraChecks):
         return cls(workdir, args.screenshot, [str(Path(p).resolve()) for p in args.open])
 
     def checks(self) -> list[Check]:
-        return [("resources", self.check_resources), ("Qt", self.check_qt), ("main window", self.check_main_window)]
+        return [("resources", self.check_resources), ("Qt platform libraries", self.check_platform_libraries),
+                ("Qt", self.check_qt), ("main window", self.check_main_window)]
 
     def close(self) -> None:
         if self.app is not None:
@@ -74,6 +77,20 @@ class StudioChecks(ExtraChecks):
 
 
     # --- Qt -------------------------------------------------------------------------------------------------------
+    def check_platform_libraries(self) -> str:
+        """Linux: the libraries Qt's xcb plugin links against. Missing ones are named (with the packages that
+        bring them); where xcb would be used, the checks after this one run offscreen instead of letting Qt abort."""
+        missing = missing_xcb_libraries()
+        if missing is None:
+            raise CheckSkipped("nothing to check here (not Linux, or no ldd or xcb plugin)")
+        if not missing:
+            return f"every library {xcb_plugin().name} needs is installed"
+        if xcb_will_be_used():
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"  # Qt would abort the process in the next check
+            raise AssertionError(f"{missing_text(missing)} The checks below run offscreen.")
+        raise CheckWarning(f"{missing_text(missing)} Until then the studio opens no window under X11 (this test "
+                           f"runs offscreen).")
+
     def check_qt(self) -> str:
         os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
         import PySide6

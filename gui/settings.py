@@ -1,4 +1,5 @@
-"""What the studio remembers between sessions: window geometry and state, the current tab, last folders.
+"""What the studio remembers between sessions: window geometry and state, the current tab, last folders, the last
+recipe file.
 
 The settings live where QSettings puts an application's settings (organisation and application "Thaw"), unless
 env THAW_SETTINGS names an INI file: tests point it at a temporary file so they never touch the user's settings.
@@ -10,6 +11,8 @@ import os
 
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QMainWindow
+
+from gui.widgets.placement import place_for_first_launch, shows_on_a_screen
 
 SETTINGS_ENV = "THAW_SETTINGS"
 ORGANISATION = "Thaw"
@@ -36,12 +39,16 @@ class StudioSettings:
         self._settings.setValue("window/state", window.saveState())
 
     def restore_window(self, window: QMainWindow) -> bool:
-        """Restore geometry and dock/toolbar state; False when nothing was saved yet."""
+        """Restore geometry and dock/toolbar state. False when nothing usable was saved — none yet, or a geometry
+        that would put the window off every screen (a monitor since unplugged): the window is then centred on the
+        screen under the mouse pointer and sized to fit it, as on a first launch."""
         geometry = self._settings.value("window/geometry")
         state = self._settings.value("window/state")
         restored = False
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            restored = window.restoreGeometry(geometry)
+            restored = window.restoreGeometry(geometry) and shows_on_a_screen(window.geometry())
+        if not restored:
+            place_for_first_launch(window)
         if isinstance(state, QByteArray) and not state.isEmpty():
             window.restoreState(state)
         return restored
@@ -54,6 +61,16 @@ class StudioSettings:
     @current_tab.setter
     def current_tab(self, name: str) -> None:
         self._settings.setValue("window/current_tab", name)
+
+    # --- the recipe file open last ------------------------------------------------------------------------------
+    @property
+    def last_recipe(self) -> str:
+        """The recipe file the studio opened or saved last ("" when none): it is reopened at the next start."""
+        return str(self._settings.value("recipe/last_path", "") or "")
+
+    @last_recipe.setter
+    def last_recipe(self, path: str) -> None:
+        self._settings.setValue("recipe/last_path", path)
 
     # --- folders used by file dialogs --------------------------------------------------------------------------
     def last_folder(self, kind: str) -> str:

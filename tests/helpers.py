@@ -63,3 +63,19 @@ def tiny_recipe(data_root: Path | str, strategy: str = "feature_extraction", epo
     for key, value in overrides.items():
         setattr(recipe, key, value)
     return recipe.validate()
+
+
+def redirect_trash(monkeypatch, folder: Path) -> Path:
+    """send2trash's freedesktop trash (what it uses on Linux without GIO) inside `folder`/Trash, for the test's
+    duration: the real library moves files there, never to the user's trash. Returns the trash folder."""
+    import os
+
+    import send2trash
+    import send2trash.plat_other as freedesktop
+
+    folder.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(freedesktop, "XDG_DATA_HOME", os.fsencode(folder))
+    monkeypatch.setattr(freedesktop, "HOMETRASH_B", os.fsencode(folder / "Trash"))
+    monkeypatch.setattr(freedesktop, "HOMETRASH", str(folder / "Trash"))
+    monkeypatch.setattr(send2trash, "send2trash", freedesktop.send2trash)
+    return folder / "Trash"

@@ -222,3 +222,86 @@ def test_a_studio_that_cannot_be_imported_is_a_failed_check_after_the_engines(mo
     assert main.self_test([]) == 1
     out = capsys.readouterr().out
     assert re.search(r"^ok\s+torch", out, re.M) and re.search(r"^FAIL\s+studio\s.*gui.selftest_checks", out, re.M)
+
+
+# --- Qt's X11 plugin: missing system libraries are named, never Qt's generic abort -----------------------------
+LDD_OUTPUT = """\tlinux-vdso.so.1 (0x00007ffd)
+\tlibxcb-cursor.so.0 => not found
+\tlibxcb-icccm.so.4 => not found
+\tlibxkbcommon-x11.so.0 => /lib/x86_64-linux-gnu/libxkbcommon-x11.so.0 (0x00007f9c)
+\tlibxcb-icccm.so.4 => not found
+\tlibEGL.so.1 => not found
+"""
+
+
+def test_ldd_output_names_the_missing_libraries_and_their_packages():
+    from gui.xcb_libraries import debian_package, missing_from_ldd, missing_text
+
+    missing = missing_from_ldd(LDD_OUTPUT)
+    assert missing == ["libxcb-cursor.so.0", "libxcb-icccm.so.4", "libEGL.so.1"]
+    assert [debian_package(s) for s in missing] == ["libxcb-cursor0", "libxcb-icccm4", "libegl1"]
+    assert debian_package("libxkbcommon-x11.so.0") == "libxkbcommon-x11-0"
+    assert debian_package("libX11-xcb.so.1") == "libx11-xcb1"
+    text = missing_text(missing)
+    assert "sudo apt-get install libxcb-cursor0 libxcb-icccm4 libegl1" in text
+
+
+def test_missing_xcb_libraries_reads_ldd_of_the_plugin(tmp_path):
+    from gui.xcb_libraries import missing_xcb_libraries
+
+    plugin = tmp_path / "libqxcb.so"
+    plugin.write_bytes(b"")
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0, LDD_OUTPUT, "")
+
+    if not sys.platform.startswith("linux") or shutil.which("ldd") is None:
+        assert missing_xcb_libraries(plugin, fake_run) is None
+        return
+    assert missing_xcb_libraries(plugin, fake_run) == ["libxcb-cursor.so.0", "libxcb-icccm.so.4", "libEGL.so.1"]
+    assert calls[0][1] == str(plugin)
+
+
+@pytest.mark.parametrize(("platform", "status"), [("xcb", "FAIL"), ("offscreen", "warn")])
+def test_the_self_test_names_missing_xcb_libraries(monkeypatch, tmp_path, capsys, platform, status):
+    from engine.selftest import run_checks
+    from gui import selftest_checks
+
+    monkeypatch.setattr(selftest_checks, "missing_xcb_libraries", lambda: ["libxcb-cursor.so.0"])
+    monkeypatch.setenv("QT_QPA_PLATFORM", platform)
+    checks = selftest_checks.StudioChecks(tmp_path)
+    (check,) = [c for c in checks.checks() if c[0] == "Qt platform libraries"]
+
+    (result,) = run_checks([check])
+
+    assert result.status == status and "libxcb-cursor.so.0" in result.detail and "libxcb-cursor0" in result.detail
+    assert os.environ["QT_QPA_PLATFORM"] == "offscreen"  # the Qt check then runs instead of aborting
+
+
+def test_the_studio_refuses_to_start_without_them_naming_them(monkeypatch, capsys):
+    from gui import app
+
+    monkeypatch.setattr(app, "xcb_will_be_used", lambda: True)
+    monkeypatch.setattr(app, "missing_xcb_libraries", lambda: ["libxcb-keysyms.so.1"])
+    assert app.run_studio([]) == 1
+    err = capsys.readouterr().err
+    assert "libxcb-keysyms.so.1" in err and "apt-get install libxcb-keysyms1" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Qt's xcb plugin is Linux's")
+def test_python_main_py_on_x11_without_the_libraries_says_which(tmp_path):
+    """On a machine that lacks some (this one may, a desktop does not): the real start, in a child process."""
+    from gui.xcb_libraries import missing_xcb_libraries
+
+    missing = missing_xcb_libraries()
+    if not missing:
+        pytest.skip("every library of Qt's xcb plugin is installed here")
+    env = _env(QT_QPA_PLATFORM="", DISPLAY=":99", THAW_SETTINGS=str(tmp_path / "s.ini"))
+    env.pop("WAYLAND_DISPLAY", None)
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    assert all(name in proc.stderr for name in missing) and "apt-get install" in proc.stderr
+    assert "could not load the Qt platform plugin" not in proc.stderr.lower()

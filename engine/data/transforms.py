@@ -31,17 +31,20 @@ def eval_transform(prep: Preprocessing) -> v2.Compose:
     ])
 
 
-def train_transform(prep: Preprocessing, augmentation: str) -> v2.Compose:
+def train_transform(prep: Preprocessing, augmentation: str, horizontal_flip: bool = True) -> v2.Compose:
+    """`horizontal_flip`: mirror at random (p = ½) in both presets; off for data whose meaning a mirror changes
+    (digits, letters, text)."""
     interp = _interp(prep)
+    flip = [v2.RandomHorizontalFlip()] if horizontal_flip else []
     if augmentation == "lesson":  # the lesson's Resize(256) → RandomCrop(224) → RandomHorizontalFlip
         steps = [v2.Resize(prep.resize_size, interpolation=interp, antialias=True), v2.RandomCrop(prep.crop_size),
-                 v2.RandomHorizontalFlip()]
+                 *flip]
     elif augmentation == "trivialaugment":
         if prep.channels not in (1, 3):
             raise RecipeError("data.augmentation", f"trivialaugment changes colours and needs 1 or 3 channels, "
                                                    f"not {prep.channels}; use 'lesson' or 'none'")
-        steps = [v2.RandomResizedCrop(prep.crop_size, interpolation=interp, antialias=True),
-                 v2.RandomHorizontalFlip(), v2.TrivialAugmentWide(interpolation=interp)]
+        steps = [v2.RandomResizedCrop(prep.crop_size, interpolation=interp, antialias=True), *flip,
+                 v2.TrivialAugmentWide(interpolation=interp)]
     elif augmentation == "none":
         return eval_transform(prep)
     else:

@@ -161,14 +161,47 @@ def ensure_weights_cached(weights: Any, progress: ProgressCallback | None = None
     target = cached_weights_path(weights)
     if target.is_file():
         return target
-    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-        raise WeightsUnavailableError(_unavailable_message(weights, target, f"{OFFLINE_ENV} is set"))
+    if downloads_forbidden():
+        raise _unavailable(weights, target, f"{OFFLINE_ENV} is set")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         _download(weights.url, target, progress)
     except (OSError, ValueError) as exc:
-        raise WeightsUnavailableError(_unavailable_message(weights, target, f"the download failed: {exc}")) from exc
+        raise _unavailable(weights, target, f"the download failed: {exc}") from exc
     return target
+
+
+def downloads_forbidden() -> bool:
+    """THAW_OFFLINE is set: weights come from the cache or a local file, never from the network."""
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
+def preferred_weights(arch: str) -> str:
+    """The weights a new choice of `arch` should name: "DEFAULT" — unless downloads are forbidden (THAW_OFFLINE)
+    and the default weights' file is not cached while another pretrained version of the architecture is; then the
+    exact name of the most accurate cached one. The recipe names what it will load, so nothing is swapped behind
+    the user's back; an unknown architecture gets "DEFAULT" (its validation says what is wrong)."""
+    if not downloads_forbidden():
+        return "DEFAULT"
+    try:
+        enum = tvm.get_model_weights(arch)
+    except (KeyError, ValueError):
+        return "DEFAULT"
+    if cached_weights_path(enum.DEFAULT).is_file():
+        return "DEFAULT"
+    cached = [w for w in enum if cached_weights_path(w).is_file()]
+    if not cached:
+        return "DEFAULT"
+
+    def accuracy(weights: Any) -> float:
+        return float(weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1") or 0.0)
+
+    return str(max(cached, key=accuracy))
+
+
+def _unavailable(weights: Any, target: Path, why: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(_unavailable_message(weights, target, why), str(weights), target.name,
+                                   str(target.parent), why)
 
 
 def _unavailable_message(weights: Any, target: Path, why: str) -> str:

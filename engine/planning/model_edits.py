@@ -7,19 +7,20 @@ count no longer matches.
 
 from __future__ import annotations
 
-from engine.model.zoo import NO_WEIGHTS
+from engine.model.zoo import NO_WEIGHTS, preferred_weights
 from engine.planning.run_name import name_follows
 from engine.recipe import Recipe
 
 
 def set_arch(recipe: Recipe, arch: str) -> None:
-    """Choose the architecture; pretrained weights become its default ones (none stays none)."""
+    """Choose the architecture; pretrained weights become its preferred ones (`zoo.preferred_weights`: the default,
+    or offline a cached version when the default is not cached); none stays none."""
     model = recipe.model
     with name_follows(recipe):
         model.arch = arch
         model.weights_file = ""  # a state dict of another architecture would not load
         if model.weights.strip().lower() not in NO_WEIGHTS:
-            model.weights = "DEFAULT"
+            model.weights = preferred_weights(arch)
 
 
 def set_weights(recipe: Recipe, weights: str) -> None:

@@ -152,6 +152,8 @@ class ActivePhase:
         describe = {"arch": r.model.arch, "weights": setup.built.weights_name, "in_channels": r.model.in_channels,
                     "preprocessing": setup.built.preprocessing.to_dict(), "augmentation": augmentation,
                     "seed": r.seed, "head": setup.built.head_path}
+        if augmentation != "none" and not r.data.horizontal_flip:  # only then: the keys of existing caches stay
+            describe["horizontal_flip"] = False
         return train_set, describe
 
     def cache_features(self, bus: ev.EventBus, should_stop) -> ev.FeaturesCached | None:

@@ -7,7 +7,11 @@
         summary.json       best/final accuracy, wall time, images/s, trainable parameters per phase, device …
         skipped_files.txt  files that could not be used, with the reason
         run.lock           held (and holding the pid) while a process trains the run (engine/train/run_lock.py)
+        annotations.json   what the user said about the run: a name shown instead of the recipe's, a note
         checkpoints/last.pt, checkpoints/best.pt
+
+A run is renamed and annotated without touching what it recorded (the folder, recipe.json, checkpoints keep their
+names), and deleted to the system trash (send2trash), permanently only when asked to.
 """
 
 from __future__ import annotations
@@ -16,17 +20,23 @@ import csv
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.errors import ThawError
+
 RECIPE_FILE = "recipe.json"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 BATCHES_FILE = "batches.csv"
 SKIPPED_FILE = "skipped_files.txt"
+ANNOTATIONS_FILE = "annotations.json"
+MAX_RUN_NAME_CHARS = 100  # as a recipe's name
+MAX_NOTE_CHARS = 2000
 CHECKPOINT_DIR = "checkpoints"
 RUNS_ENV = "THAW_RUNS_DIR"
 INTERRUPTED = "interrupted"  # status of a run whose summary says "running" but whose process is gone
@@ -148,6 +158,108 @@ def _parse(value: str) -> Any:
         return value
 
 
+def read_annotations(run_dir: str | Path) -> dict[str, str]:
+    """The run's user-given "name" and "note" (absent keys when never given; {} for an unreadable file)."""
+    try:
+        data = json.loads((Path(run_dir) / ANNOTATIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: data[key] for key in ("name", "note") if isinstance(data.get(key), str) and data[key]}
+
+
+def rename_run(run_dir: str | Path, name: str) -> str:
+    """Show the run as `name` (its folder and recipe.json keep theirs); an empty name brings the recipe's name back.
+    Returns the name shown now. BadInputError for a name that is too long or holds a line break or control
+    character."""
+    name = " ".join(name.split()) if name.isprintable() else name.strip()
+    _check_text(name, "a run name", MAX_RUN_NAME_CHARS, one_line=True)
+    _annotate(run_dir, "name", name)
+    return name or _recipe_name(run_dir)
+
+
+def annotate_run(run_dir: str | Path, note: str) -> None:
+    """A note on the run (what it tried, what it showed); empty removes it. Line breaks are kept."""
+    note = note.strip()
+    _check_text(note, "a run's note", MAX_NOTE_CHARS, one_line=False)
+    _annotate(run_dir, "note", note)
+
+
+def _check_text(text: str, what: str, max_chars: int, one_line: bool) -> None:
+    from engine.errors import BadInputError
+
+    if len(text) > max_chars:
+        raise BadInputError(f"{what} is {len(text)} characters long; at most {max_chars} are allowed")
+    allowed = "" if one_line else "\n\t"
+    bad = next((c for c in text if not c.isprintable() and c not in allowed), None)
+    if bad is not None:
+        raise BadInputError(f"{what} cannot contain the character {bad!r}")
+
+
+def _annotate(run_dir: str | Path, key: str, value: str) -> None:
+    from engine.errors import BadInputError
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RECIPE_FILE).is_file():
+        raise BadInputError(f"{run_dir} is not a run folder (it has no {RECIPE_FILE})")
+    data = read_annotations(run_dir)
+    if value:
+        data[key] = value
+    else:
+        data.pop(key, None)
+    try:
+        write_json_atomic(run_dir / ANNOTATIONS_FILE, data)
+    except OSError as exc:
+        raise BadInputError(f"cannot write {run_dir / ANNOTATIONS_FILE}: {exc.strerror or exc}") from None
+
+
+def _recipe_name(run_dir: str | Path) -> str:
+    try:
+        return str(json.loads((Path(run_dir) / RECIPE_FILE).read_text(encoding="utf-8")).get("name") or "")
+    except (OSError, ValueError, AttributeError):
+        return Path(run_dir).name
+
+
+class TrashUnavailableError(ThawError):
+    """The system has no trash for this folder (or refused the move); `reason` says why. Nothing was deleted."""
+
+    def __init__(self, run_dir: str | Path, reason: str):
+        self.run_dir = str(run_dir)
+        self.reason = reason
+        super().__init__(f"{run_dir} cannot be moved to the trash: {reason}")
+
+
+def delete_run(run_dir: str | Path, permanently: bool = False) -> None:
+    """Move a run folder to the system trash (send2trash: the desktop's trash on Linux, macOS and Windows), or
+    delete it for good when `permanently`. A folder that is not a run, or a run a process is training, is a
+    BadInputError; a trash that cannot take it is a TrashUnavailableError (then nothing was deleted: the caller
+    may ask about deleting permanently)."""
+    from engine.errors import BadInputError, RunLockedError
+    from engine.train.run_lock import lock_holder, run_is_live
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RECIPE_FILE).is_file():
+        raise BadInputError(f"{run_dir} is not a run folder (it has no {RECIPE_FILE}); nothing was deleted")
+    if run_is_live(run_dir):
+        raise RunLockedError(str(run_dir), lock_holder(run_dir))
+    if permanently:
+        try:
+            shutil.rmtree(run_dir)
+        except OSError as exc:
+            raise BadInputError(f"cannot delete {run_dir}: {exc.strerror or exc}") from None
+        return
+    import send2trash
+
+    try:
+        send2trash.send2trash(str(run_dir))
+    except (send2trash.TrashPermissionError, OSError) as exc:
+        if run_dir.exists() and not (run_dir / RECIPE_FILE).exists():
+            raise BadInputError(f"moving {run_dir} to the trash stopped half-way ({exc}); what is left is in "
+                                f"the folder") from None
+        raise TrashUnavailableError(run_dir, str(getattr(exc, "strerror", None) or exc)) from None
+
+
 @dataclass
 class RunRecord:
     """One run as the runs table shows it."""
@@ -165,6 +277,8 @@ class RunRecord:
     started: str
     epochs_done: int
     live: bool = False  # a process holds the run's lock (engine/train/run_lock.py) and is training it
+    note: str = ""  # the user's note (annotations.json)
+    recipe_name: str = ""  # the name in recipe.json (`name` is the user's when they renamed the run)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunRecord | None":
@@ -186,14 +300,17 @@ class RunRecord:
         # its process died (kill -9, a crash, power loss) without saying so.
         if status == "running" and not live and (run_dir / LOCK_FILE).exists():
             status = INTERRUPTED
+        annotations = read_annotations(run_dir)
+        recipe_name = str(recipe.get("name") or run_dir.name)
         return cls(
-            path=str(run_dir), name=recipe.get("name", run_dir.name), strategy=recipe.get("strategy", "custom"),
+            path=str(run_dir), name=annotations.get("name", recipe_name), strategy=recipe.get("strategy", "custom"),
             arch=recipe.get("model", {}).get("arch", "?"), status=status,
             best_val_acc=summary.get("best_val_acc"), final_val_acc=summary.get("final_val_acc"),
             wall_seconds=summary.get("wall_seconds"),
             trainable_params=max((p.get("trainable_params", 0) for p in phases), default=None),
             device=summary.get("device", ""), started=summary.get("started", run_dir.name[:15]),
-            epochs_done=len(read_metrics(run_dir)), live=live,
+            epochs_done=len(read_metrics(run_dir)), live=live, note=annotations.get("note", ""),
+            recipe_name=recipe_name,
         )
 
 

@@ -114,8 +114,8 @@ def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None
     prep = resolve_preprocessing(r.model, r.data)
     check_input_memory(r.batch_size, r.model.in_channels, prep.crop_size)  # before the data scan and the model
     seed_everything(r.seed)
-    data = prepare_data(r.data, train_transform(prep, r.data.augmentation), eval_transform(prep),
-                        r.model.in_channels, seed=r.seed)
+    augment = train_transform(prep, r.data.augmentation, r.data.horizontal_flip)
+    data = prepare_data(r.data, augment, eval_transform(prep), r.model.in_channels, seed=r.seed)
     bus.emit(ev.DataPrepared(list(data.classes), len(data.train), len(data.val),
                              [(p.path, p.reason) for p in data.skipped]))
     weights_label = r.model.weights_file or r.model.weights

@@ -4,16 +4,22 @@ The panel edits `recipe.data` (and `recipe.batch_size`) through the document and
 starts whenever the folder, the dataset kind or the model's input channel count changes (all three decide what
 is usable), runs on a worker thread, and lands in the document with `set_scan`; the tables are drawn from the
 document, so a scan set by anyone else shows here too.
+
+The augmentation preview runs the real training transform on one image (the selected thumbnail: clicking one
+previews it). It never outlives what it shows: another folder clears it, another augmentation, flip or size
+setting draws it again, and a preview that arrives after either is dropped.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 
 from PySide6.QtCore import QObject, QSignalBlocker, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QIcon, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
                                QProgressBar, QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
@@ -25,6 +31,7 @@ from engine.recipe import AUGMENTATIONS, BUILTIN_DATASETS, Recipe
 from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import local_paths
+from gui.widgets.tooltips import set_tooltips
 from gui.workers.scan import AugmentationPreviewer, ScanWorker
 from gui.workers.threads import WorkerThread
 
@@ -33,11 +40,37 @@ IMBALANCE_WARNING_RATIO = 3.0
 PREVIEW_COUNT = 8
 PREVIEW_ICON_SIZE = 96
 ERROR_COLOUR = QColor(190, 30, 30)
+WARNING_COLOUR = QColor(180, 95, 0)
 AUGMENTATION_LABELS = {
-    "lesson": "Resize → random crop → flip",
-    "trivialaugment": "TrivialAugment (random crop, flip, one random colour/shape op)",
+    "lesson": "Resize → random crop (the lesson's)",
+    "trivialaugment": "TrivialAugment (random crop, one random colour/shape op)",
     "none": "None (the evaluation transform)",
 }
+# Data sets of characters: a mirrored digit or letter is another shape (or another class).
+CHARACTER_DATASETS = ("MNIST", "SVHN")
+TIPS = {
+    "datasetCombo": "Your own image folder, or a torchvision data set already on disk (never downloaded)",
+    "dataFolderEdit": "A folder with one folder per class (a validation split is made), or with train/ and val/ "
+                      "folders; type a path and press Enter, or drop a folder on this tab",
+    "browseDataButton": "Choose the dataset folder",
+    "valFractionSpin": "Share of each class held out for validation (stratified, seeded); not used with train/ and "
+                       "val/ folders",
+    "splitSeedSpin": "Seed of the train/validation split: the same seed gives the same split every time",
+    "augmentationCombo": "How training images are varied each epoch; validation always sees the plain resize and "
+                         "centre crop",
+    "resizeSizeSpin": "The shorter side images are resized to before cropping; 0 takes the pretrained weights' size",
+    "cropSizeSpin": "The square the model sees; 0 takes the pretrained weights' size (e.g. 224)",
+    "batchSizeSpin": "Images per optimizer step; lower it if memory runs out",
+    "augmentPreviewButton": "Run the training transform 8 times on the selected sample (or the first), with new "
+                            "random draws on each click",
+    "augmentPreview": "What training sees: the selected sample through the training transform, 8 random draws",
+    "thumbnailsView": "A few images of each class; click one to preview its augmentation",
+    "problemsTable": "Every file or folder that cannot be used, and why; training skips them",
+    "classesTable": "Images per class, their share, and the train / validation split training will make",
+}
+FLIP_TIP = ("Mirror each training image left-right at random (half of the time), as the lesson does: more variety "
+            "for photos of things that look the same mirrored. Untick it for digits, letters, text, and anything "
+            "whose meaning a mirror changes (b / d, arrows, left / right).")
 
 
 class ClassesTable(QTableWidget):
@@ -110,7 +143,7 @@ class DataPanel(QWidget):
     """The Data tab. Edits recipe.data and recipe.batch_size; scans folders off the GUI thread."""
 
     scan_requested = Signal(int, str, int)  # request id, root, channels → ScanWorker.scan
-    preview_requested = Signal(str, object, str, int, int)  # → AugmentationPreviewer.preview
+    preview_requested = Signal(str, object, str, bool, int, int)  # → AugmentationPreviewer.preview
     scan_failed = Signal(str)
     thumbnails_shown = Signal(int)
     augment_preview_shown = Signal(int)
@@ -123,7 +156,9 @@ class DataPanel(QWidget):
         self._scan_worker = ScanWorker()
         self._previewer = AugmentationPreviewer()
         self._scan_key: tuple | None = None  # (dataset, root, channels) of the last scan asked for
-        self._preview_seed = 0
+        self._preview_seed = 0  # also the id of the preview on its way: older ones are dropped
+        self._preview_path = ""  # the image the preview shows ("" when none is shown)
+        self._preview_settings: tuple | None = None  # what decided the preview's look when it was drawn
         self._split_cache: tuple[ScanReport, tuple, dict[str, Counter]] | None = None  # report, (fraction, seed)
         self.setAcceptDrops(True)
         self._build()
@@ -200,6 +235,12 @@ class DataPanel(QWidget):
         self.augmentationCombo = QComboBox(objectName="augmentationCombo")
         for name in AUGMENTATIONS:
             self.augmentationCombo.addItem(AUGMENTATION_LABELS.get(name, name), name)
+        self.horizontalFlipCheck = QCheckBox("Mirror left-right at random", objectName="horizontalFlipCheck")
+        self.horizontalFlipCheck.setToolTip(FLIP_TIP)
+        self.flipWarningLabel = QLabel(objectName="flipWarningLabel")
+        self.flipWarningLabel.setWordWrap(True)
+        self.flipWarningLabel.setStyleSheet(f"color: {WARNING_COLOUR.name()}")
+        self.flipWarningLabel.setVisible(False)
         self.resizeSizeSpin = _size_spin("resizeSizeSpin")
         self.cropSizeSpin = _size_spin("cropSizeSpin")
         self.batchSizeSpin = QSpinBox(objectName="batchSizeSpin")
@@ -218,6 +259,8 @@ class DataPanel(QWidget):
         form.addRow("Validation fraction", self.valFractionSpin)
         form.addRow("Split seed", self.splitSeedSpin)
         form.addRow("Augmentation", self.augmentationCombo)
+        form.addRow("", self.horizontalFlipCheck)
+        form.addRow(self.flipWarningLabel)
         form.addRow("Resize to", self.resizeSizeSpin)
         form.addRow("Crop size", self.cropSizeSpin)
         form.addRow("Batch size", self.batchSizeSpin)
@@ -248,6 +291,7 @@ class DataPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(source)
         layout.addWidget(body, 1)
+        set_tooltips(self, TIPS)
 
     def _connect(self) -> None:
         self.document.recipe_changed.connect(self._on_recipe_changed)
@@ -260,6 +304,8 @@ class DataPanel(QWidget):
         self.splitSeedSpin.valueChanged.connect(lambda v: self._edit_data("split_seed", int(v)))
         self.augmentationCombo.currentIndexChanged.connect(
             lambda _: self._edit_data("augmentation", self.augmentationCombo.currentData()))
+        self.horizontalFlipCheck.toggled.connect(lambda on: self._edit_data("horizontal_flip", bool(on)))
+        self.thumbnailsView.currentItemChanged.connect(self._on_thumbnail_chosen)
         self.resizeSizeSpin.valueChanged.connect(lambda v: self._edit_data("resize_size", int(v)))
         self.cropSizeSpin.valueChanged.connect(lambda v: self._edit_data("crop_size", int(v)))
         self.batchSizeSpin.valueChanged.connect(self._on_batch_size_changed)
@@ -345,6 +391,8 @@ class DataPanel(QWidget):
         _set_quietly(self.splitSeedSpin, self.splitSeedSpin.setValue, data.split_seed)
         _set_quietly(self.augmentationCombo, self.augmentationCombo.setCurrentIndex,
                      self.augmentationCombo.findData(data.augmentation))
+        _set_quietly(self.horizontalFlipCheck, self.horizontalFlipCheck.setChecked, data.horizontal_flip)
+        self.horizontalFlipCheck.setEnabled(data.augmentation != "none")
         _set_quietly(self.resizeSizeSpin, self.resizeSizeSpin.setValue, data.resize_size)
         _set_quietly(self.cropSizeSpin, self.cropSizeSpin.setValue, data.crop_size)
         _set_quietly(self.batchSizeSpin, self.batchSizeSpin.setValue, recipe.batch_size)
@@ -360,6 +408,8 @@ class DataPanel(QWidget):
         self._show_effective_sizes(recipe)
         self._sync_scan()
         self._show_classes()
+        self._show_flip_warning()
+        self._refresh_preview()
 
     def _show_effective_sizes(self, recipe: Recipe) -> None:
         try:
@@ -384,6 +434,7 @@ class DataPanel(QWidget):
         self._scan_key = key
         self._scan_worker.cancel()
         self.thumbnailsView.clear()
+        self._clear_preview()  # it showed an image of the folder before
         if data.dataset != FOLDER_DATASET or not data.root:
             self.scanProgress.setVisible(False)
             self.scanStatusLabel.setText("" if data.dataset != FOLDER_DATASET else "Choose or drop a dataset folder.")
@@ -436,6 +487,18 @@ class DataPanel(QWidget):
         self.classesTable.show_report(report, split, source)
         self.imbalanceLabel.setText(_imbalance_text(report))
         self.augmentPreviewButton.setEnabled(bool(report and report.samples))
+        self._show_flip_warning()
+
+    def _show_flip_warning(self) -> None:
+        data = self.document.recipe.data
+        report = self.document.scan
+        characters = data.dataset in CHARACTER_DATASETS or (
+            data.dataset == FOLDER_DATASET and report is not None and looks_like_characters(report.classes))
+        warn = characters and data.horizontal_flip and data.augmentation != "none"
+        self.flipWarningLabel.setVisible(warn)
+        self.flipWarningLabel.setText("⚠ The classes look like digits or letters: a mirrored character is another "
+                                      "shape. Untick “Mirror left-right” unless a mirrored image is still of the "
+                                      "same class." if warn else "")
 
     def _split_counts(self, report: ScanReport | None) -> tuple[dict[str, Counter] | None, str]:
         """Per-class train/val counts exactly as training will split them."""
@@ -473,28 +536,68 @@ class DataPanel(QWidget):
         if report is None or not report.samples:
             return
         selected = self.thumbnailsView.currentItem()
-        path = selected.data(Qt.ItemDataRole.UserRole) if selected is not None else report.samples[0][0]
+        self.preview(selected.data(Qt.ItemDataRole.UserRole) if selected is not None else report.samples[0][0])
+
+    @Slot(QListWidgetItem, QListWidgetItem)
+    def _on_thumbnail_chosen(self, current: QListWidgetItem | None, _previous=None) -> None:
+        if current is not None:
+            self.preview(current.data(Qt.ItemDataRole.UserRole))
+
+    def preview(self, path: str) -> None:
+        """Run the training transform PREVIEW_COUNT times on `path` (a new seed each time: new draws)."""
         recipe = self.document.recipe
+        self._preview_seed += 1  # a new seed per request, and the id that tells a late answer from this one
+        self._preview_path = path
+        self._preview_settings = self._look()
         try:
             preprocessing = resolve_preprocessing(recipe.model, recipe.data)
         except BadInputError as exc:
-            self._on_preview_failed(str(exc))
+            self._show_preview_failure(str(exc))
             return
         if not self._ensure_thread():
             return
-        self._preview_seed += 1  # a new seed per click: a different set of augmentations each time
-        self.augmentStatusLabel.setText(f"{os.path.basename(path)} through the training transform")
-        self.preview_requested.emit(path, preprocessing, recipe.data.augmentation, self._preview_seed, PREVIEW_COUNT)
+        flip = " (mirrored at random)" if recipe.data.horizontal_flip and recipe.data.augmentation != "none" else ""
+        self.augmentStatusLabel.setText(f"{os.path.basename(path)} through the training transform{flip}")
+        self.preview_requested.emit(path, preprocessing, recipe.data.augmentation, recipe.data.horizontal_flip,
+                                    self._preview_seed, PREVIEW_COUNT)
 
-    @Slot(list)
-    def _on_previews_ready(self, images: list) -> None:
+    @property
+    def previewed_path(self) -> str:
+        """The image the augmentation preview shows or is drawing ("" when none)."""
+        return self._preview_path
+
+    def _look(self) -> tuple:
+        data, model = self.document.recipe.data, self.document.recipe.model
+        return (data.augmentation, data.horizontal_flip, data.resize_size, data.crop_size, model.arch,
+                model.weights, model.weights_file, model.in_channels)
+
+    def _refresh_preview(self) -> None:
+        """A preview on display follows the settings that decide its look: it is drawn again when they change."""
+        if self._preview_path and self._preview_settings != self._look():
+            self.preview(self._preview_path)
+
+    def _clear_preview(self) -> None:
+        self._preview_seed += 1  # whatever is on its way belongs to what is cleared
+        self._preview_path = ""
+        self._preview_settings = None
+        self.augmentPreview.clear()
+        self.augmentStatusLabel.setText("")
+
+    @Slot(int, list)
+    def _on_previews_ready(self, seed: int, images: list) -> None:
+        if seed != self._preview_seed:
+            return  # asked for before another folder, image or setting: not what the panel shows now
         self.augmentPreview.clear()
         for image in images:
             self.augmentPreview.addItem(QListWidgetItem(QIcon(QPixmap.fromImage(image)), ""))
         self.augment_preview_shown.emit(len(images))
 
-    @Slot(str)
-    def _on_preview_failed(self, message: str) -> None:
+    @Slot(int, str)
+    def _on_preview_failed(self, seed: int, message: str) -> None:
+        if seed == self._preview_seed:
+            self._show_preview_failure(message)
+
+    def _show_preview_failure(self, message: str) -> None:
         self.augmentPreview.clear()
         self.augmentStatusLabel.setText(message)
 
@@ -561,6 +664,14 @@ def _dropped_folder(event: QDropEvent | QDragEnterEvent) -> str | None:
     if mime is None or not mime.hasUrls():
         return None
     return next((path for path in local_paths(mime.urls()) if os.path.isdir(path)), None)
+
+
+def looks_like_characters(classes: list[str]) -> bool:
+    """Class names that are digits or single letters ("0" … "9", "a" … "z", "7_seven"): characters, which a
+    mirror turns into other shapes."""
+    if len(classes) < 2:
+        return False
+    return all(re.fullmatch(r"\d+|[^\W\d_]", name.split("_")[0].split(" ")[0].split("-")[0]) for name in classes)
 
 
 def _imbalance_text(report: ScanReport | None) -> str:

@@ -21,6 +21,7 @@ from engine.infer.explain import ATTENTION_ROLLOUT, overlay
 from engine.data.images import IMAGE_EXTENSIONS
 from engine.train.runs import checkpoint_path, list_runs
 from gui.document import RecipeDocument
+from gui.widgets.colour_scale import ColourScale
 from gui.widgets.image_utils import local_paths, rgb_to_qimage
 from gui.workers.inference import InferenceWorker
 from gui.workers.threads import WorkerThread
@@ -32,6 +33,8 @@ UNFAMILIAR_MARK = "⚠"
 HEATMAP_MIN_SIDE = 256
 OPEN_CHECKPOINT = "open"  # item data of the "Open checkpoint…" entry (checkpoint entries hold their path)
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS)))
+# Every file first: each chosen file gets a row, an unreadable one with its reason, rather than being hidden.
+OPEN_IMAGES_FILTERS = f"All files (*);;{IMAGE_FILTER}"
 
 
 class CheckpointCombo(QComboBox):
@@ -219,6 +222,7 @@ class InferencePanel(QWidget):
         self._results: list[dict] = []
         self._explanations: dict[str, dict] = {}  # path → the worker's explanation, for the loaded checkpoint
         self._explaining: set[str] = set()  # paths whose explanation was asked for and has not arrived
+        self._open_folder = ""  # where "Open images…" was last
         self._build()
         self._connect()
         self.checkpointCombo.populate()
@@ -274,10 +278,16 @@ class InferencePanel(QWidget):
         self.heatmapToggle.setToolTip("Lay the Grad-CAM heat map (attention rollout for a ViT) over the crop")
         self.heatmapCaption = QLabel(objectName="heatmapCaption")
         self.heatmapCaption.setWordWrap(True)
+        self.heatmapScale = ColourScale(
+            "heatmapScale", "low", "high", "The heat map's colours: how much each region raised the score of the "
+            "class shown (Grad-CAM) or drew the class token's attention (ViT), from none (blue) to the image's most "
+            "(red)")
+        self.heatmapScale.setVisible(False)
         explanation = QWidget()
         explanation_layout = QVBoxLayout(explanation)
         explanation_layout.setContentsMargins(0, 0, 0, 0)
         explanation_layout.addWidget(self.heatmapView, 1)
+        explanation_layout.addWidget(self.heatmapScale)
         explanation_layout.addWidget(self.heatmapToggle)
         explanation_layout.addWidget(self.heatmapCaption)
         body = QSplitter(Qt.Orientation.Horizontal)
@@ -404,9 +414,14 @@ class InferencePanel(QWidget):
     # --- predictions ------------------------------------------------------------------------------------------
     @Slot()
     def _on_open_images_clicked(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Images to classify", "", f"{IMAGE_FILTER};;All files (*)")
+        paths = self._ask_image_paths()
         if paths:
+            self._open_folder = str(Path(paths[0]).parent)
             self.predict_files(paths)
+
+    def _ask_image_paths(self) -> list[str]:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Images to classify", self._open_folder, OPEN_IMAGES_FILTERS)
+        return paths
 
     @Slot(int)
     def _on_topk_changed(self, _value: int) -> None:
@@ -487,6 +502,7 @@ class InferencePanel(QWidget):
     def _render(self) -> bool:
         """Draw the selected row's image and heat map (or say why there is none); False while it is computed."""
         result = self._selected_result()
+        self.heatmapScale.setVisible(False)  # shown by _draw, with a heat map
         if result is None:
             self.heatmapView.clear()
             self.heatmapCaption.setText("")
@@ -507,15 +523,20 @@ class InferencePanel(QWidget):
 
     def _draw(self, explanation: dict) -> None:
         image: np.ndarray = explanation["image"]
-        if self.heatmapToggle.isChecked():
+        heat = self.heatmapToggle.isChecked()
+        if heat:
             image = overlay(image, explanation["heatmap"])
+        self.heatmapScale.setVisible(heat)
         side = max(HEATMAP_MIN_SIDE, min(self.heatmapView.width(), self.heatmapView.height()))
         pixmap = QPixmap.fromImage(rgb_to_qimage(image))
         self.heatmapView.setPixmap(pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
                                                  Qt.TransformationMode.SmoothTransformation))
         method = ("Attention rollout (where the class token drew from; not class-specific)"
                   if explanation["method"] == ATTENTION_ROLLOUT else f"Grad-CAM for “{explanation['class_name']}”")
-        caption = f"{method}, over the {image.shape[1]}×{image.shape[0]} crop the model saw."
+        size = f"{image.shape[1]}×{image.shape[0]}"
+        caption = (f"{method}, over the {size} crop the model saw." if heat else
+                   f"The {size} crop the model saw (heat map off), predicted “{explanation['class_name']}”."
+                   if explanation["class_name"] else f"The {size} crop the model saw (heat map off).")
         selected = self._selected_result()
         if selected is not None and selected.get("unfamiliar"):
             caption = (f"{UNFAMILIAR_MARK} Unlike the training data (OOD score {selected['ood_score']:.2f}): the "

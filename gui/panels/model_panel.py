@@ -24,9 +24,24 @@ from engine.recipe import BN_MODES
 from gui.document import RecipeDocument
 from gui.models.layer_tree_model import COL_MODULE, COLUMNS, LayerTreeModel, PathRole
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
+from gui.widgets.tooltips import set_tooltips
 
 ArchRole = Qt.ItemDataRole.UserRole + 1
 DEFAULT, NONE, LOCAL_FILE, CHOOSE_FILE = "DEFAULT", "none", "<local file>", "<choose file>"
+TREE_LEGEND = ("☑ ticked = frozen ❄ (keeps its pretrained weights) · ☐ unticked = trains · ◪ partly frozen · "
+               "right-click for BatchNorm modes and parameter groups")
+TIPS = {
+    "modelCombo": "A torchvision classification model, by family; the line below gives its size, input and "
+                  "ImageNet accuracy",
+    "weightsCombo": "The pretrained weights to start from: torchvision's (exact versions, cached or to download), "
+                    "a state dict (.pth) you have (“Local file…”), or none (train from scratch). Offline "
+                    "(THAW_OFFLINE) only cached weights or a local file can load",
+    "headDropoutSpin": "Dropout before the new classifier's last layer (0: none); helps against overfitting small "
+                       "data",
+    "headHiddenSpin": "Units of a hidden layer in the new head (Linear → ReLU → Dropout → Linear); 0: one Linear "
+                      "layer, as in the lesson",
+    "phaseCombo": "The phase whose freeze plan the tree shows and edits",
+}
 
 
 class ModelCombo(QComboBox):
@@ -172,6 +187,9 @@ class ModelPanel(QWidget):
         for i, column in enumerate(COLUMNS):
             header.resizeSection(i, column.width)
 
+        self._tree_legend = QLabel(TREE_LEGEND)
+        self._tree_legend.setObjectName("treeLegendLabel")
+        self._tree_legend.setWordWrap(True)
         self._verified_label = QLabel()
         self._verified_label.setObjectName("verifiedLabel")
         self._verified_label.setWordWrap(True)
@@ -188,10 +206,12 @@ class ModelPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(phase_row)
+        layout.addWidget(self._tree_legend)
         layout.addWidget(self._tree, 1)
         layout.addWidget(self._verified_label)
         layout.addWidget(self._drift_label)
         layout.addWidget(self._error_label)
+        set_tooltips(self, TIPS)
 
     # --- reading the document ------------------------------------------------------------------------------
     def _refresh(self) -> None:

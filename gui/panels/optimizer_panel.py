@@ -25,6 +25,8 @@ from gui.document import RecipeDocument
 from gui.models.groups_model import COL_NAME, COL_TRAINS, GroupsModel
 from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
+from gui.widgets.plot_style import fit_log_y, mark_phases, new_plot, series_color
+from gui.widgets.tooltips import set_tooltips
 from gui.workers.jobs import EngineJob, start_job
 from gui.workers.threads import WorkerThread
 
@@ -36,8 +38,32 @@ _PRESET_DESCRIPTIONS = {
 }
 PRESET_LABELS = {name: f"{name}: {_PRESET_DESCRIPTIONS.get(name, '')}".rstrip(": ") for name in LR_PRESETS}
 PRESET_LABELS[CUSTOM] = "custom groups (edited in the table)"
-CURVE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                 "#bcbd22", "#17becf")
+TIPS = {
+    "lrPresetCombo": "How the phase's learning rates are spread over the model: one rate, the lesson's "
+                     "discriminative rates (early layers slower), layer-wise decay, or your own groups",
+    "layerDecaySpin": "Layer-wise decay: each stage further from the head trains at this factor of the next one's "
+                      "rate",
+    "optimizerCombo": "Adam (the lesson's), AdamW (decoupled weight decay) or SGD with momentum",
+    "weightDecaySpin": "L2 penalty on the weights (decoupled for AdamW); 0: none",
+    "momentumSpin": "SGD's momentum: how much of the previous step each step keeps",
+    "nesterovCheck": "Nesterov's look-ahead momentum (SGD)",
+    "noDecayNormBiasCheck": "Exempt normalisation layers and biases from weight decay (timm's rule)",
+    "scheduleCombo": "How the rates change over the phase: constant, stepped, cosine (with warm-up), one-cycle, or "
+                     "lowered when validation stops improving",
+    "stepSizeSpin": "Epochs between two steps down of the rate",
+    "gammaSpin": "The factor each step multiplies the rate by",
+    "warmupEpochsSpin": "Epochs over which the rate rises linearly to its peak before the cosine decay",
+    "minLrRatioSpin": "The rate the cosine ends at, as a share of its peak",
+    "pctStartSpin": "Share of the phase during which one-cycle's rate rises",
+    "divFactorSpin": "One-cycle starts at max lr divided by this",
+    "patienceSpin": "Epochs without a better validation result before the rate is lowered",
+    "plateauFactorSpin": "The factor the rate is multiplied by on a plateau",
+    "groupsTable": "The phase's parameter groups: name, modules, learning rate, weight decay; double-click a cell "
+                   "to edit it",
+    "removeGroupButton": "Remove the selected groups; their modules are in no group until added to one (the tab "
+                         "warns), and the last group stays",
+    "lrPreviewPlot": "Every group's learning rate over the whole run, as the run will record it",
+}
 
 
 class ScientificSpinBox(QDoubleSpinBox):
@@ -276,14 +302,9 @@ class OptimizerPanel(QWidget):
         self._unassigned_label.setStyleSheet("color: #c62828;")
         self._unassigned_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self._plot = pg.PlotWidget()
-        self._plot.setObjectName("lrPreviewPlot")
+        self._plot = new_plot("lrPreviewPlot", "", "epoch", "learning rate", legend=True)  # the studio's style
         self._plot.setLogMode(y=True)
-        self._plot.setLabel("bottom", "epoch")
-        self._plot.setLabel("left", "learning rate")
         self._plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" next to a log axis misleads
-        self._plot.showGrid(x=True, y=True, alpha=0.2)
-        self._plot.addLegend(offset=(-10, 10))
 
         right_top = QWidget()
         table_box = QVBoxLayout(right_top)
@@ -303,6 +324,7 @@ class OptimizerPanel(QWidget):
         splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
+        set_tooltips(self, TIPS)
 
     def _make_bindings(self) -> list[_PhaseBinding]:
         widget_for = {"weight_decay": self._weight_decay_spin, "nesterov": self._nesterov_check,
@@ -415,28 +437,24 @@ class OptimizerPanel(QWidget):
             self._plot.removeItem(self._curves.pop(name))
         for i, (name, points) in enumerate(curves.items()):
             item = self._curves.get(name)
+            pen = pg.mkPen(series_color(i), width=2)  # by position: no two groups share a colour
             if item is None:
-                item = self._plot.plot(name=name, pen=pg.mkPen(CURVE_COLOURS[i % len(CURVE_COLOURS)], width=2))
+                item = self._plot.plot(name=name, pen=pen)
                 item.setClipToView(True)
                 item.setDownsampling(auto=True, method="peak")
                 self._curves[name] = item
+            else:
+                item.setPen(pen)
             x, y = _with_gaps(points)
             item.setData(x, y, connect="finite")
+        fit_log_y(self._plot, [rate for points in curves.values() for _, rate in points])
         self._update_phase_boundaries()
 
     def _update_phase_boundaries(self) -> None:
         recipe = self._document.recipe
-        starts = recipe.phase_start_epochs()[1:]
-        while len(self._boundaries) < len(starts):
-            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine),
-                                   label="", labelOpts={"position": 0.05, "color": "#888"})
-            self._plot.addItem(line)
-            self._boundaries.append(line)
-        while len(self._boundaries) > len(starts):
-            self._plot.removeItem(self._boundaries.pop())
-        for line, start, phase in zip(self._boundaries, starts, recipe.phases[1:]):
-            line.setValue(start)
-            line.label.setFormat(phase.name)
+        for line in self._boundaries:
+            self._plot.removeItem(line)
+        self._boundaries = mark_phases(self._plot, recipe.phase_start_epochs(), [p.name for p in recipe.phases])
 
     # --- edits ---------------------------------------------------------------------------------------------
     def _edit_phase(self, change: Callable[[PhaseConfig], None]) -> None:
@@ -498,18 +516,15 @@ class LrFinderBox(QGroupBox):
         self.status.setObjectName("lrFindLabel")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.plot = pg.PlotWidget()
-        self.plot.setObjectName("lrFindPlot")
+        self.plot = new_plot("lrFindPlot", "", "learning rate", "training loss", legend=True,  # the studio's style
+                             tooltip="The learning-rate range test: the training loss while the rate grows batch "
+                                     "by batch; the line marks the suggested rate")
         self.plot.setLogMode(x=True)
-        self.plot.setLabel("bottom", "learning rate")
-        self.plot.setLabel("left", "training loss")
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.plot.addLegend(offset=(-10, 10))
         self.raw_curve = self.plot.plot([], [], name="loss per batch", pen=pg.mkPen("#bbbbbb", width=1))
-        self.smoothed_curve = self.plot.plot([], [], name="smoothed", pen=pg.mkPen(CURVE_COLOURS[0], width=2))
-        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(CURVE_COLOURS[3], width=1.5),
-                                      label="", labelOpts={"position": 0.9, "color": CURVE_COLOURS[3]})
+        self.smoothed_curve = self.plot.plot([], [], name="smoothed", pen=pg.mkPen(series_color(0), width=2))
+        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(series_color(3), width=1.5),
+                                      label="", labelOpts={"position": 0.9, "color": series_color(3)})
         self.marker.setVisible(False)
         self.plot.addItem(self.marker)
 

@@ -19,12 +19,22 @@ from engine.recipe import LR_PRESETS, SCHEDULES, PhaseConfig
 from gui.document import RecipeDocument
 from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseSelection
+from gui.widgets.tooltips import set_tooltips
 
 COLUMNS = ("Name", "Epochs", "Trains", "LR preset", "Head LR", "Schedule")
 COL_NAME, COL_EPOCHS, COL_TRAINS, COL_PRESET, COL_LR, COL_SCHEDULE = range(len(COLUMNS))
 CHOICES = {COL_PRESET: LR_PRESETS, COL_SCHEDULE: SCHEDULES}
 PHASE_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 _ERROR_BRUSH = QBrush(QColor(255, 205, 210))
+TIPS = {
+    "phasesTable": "The run's phases in order; double-click (or F2) a cell to edit it. What a phase trains: stage "
+                   "names or module paths (\"all\", \"head\", \"layer4\" …); fine-tune it in the Model tab's tree",
+    "addPhaseButton": "Add a phase after the selected one, starting as a copy of it",
+    "removePhaseButton": "Remove the selected phase (a run needs at least one)",
+    "movePhaseUpButton": "Run the selected phase earlier",
+    "movePhaseDownButton": "Run the selected phase later",
+    "phasesTimeline": "The phases on an epoch axis; click one to select it",
+}
 
 
 def phase_errors(document: RecipeDocument) -> dict[int, str]:
@@ -320,6 +330,7 @@ class PhasesPanel(QWidget):
         layout.addWidget(self._error_label)
         layout.addWidget(QLabel("Timeline (epochs)"))
         layout.addWidget(self._timeline)
+        set_tooltips(self, TIPS)
 
     def _refresh(self) -> None:
         errors = self.phases_model.errors()

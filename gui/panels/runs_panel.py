@@ -1,8 +1,12 @@
 """The Runs tab: every run in the runs folder as a sortable table; selected runs compared side by side.
 
 Selecting two runs answers the lesson's exercise "compare feature extraction and fine-tuning: accuracy and
-training time" in one view: their validation accuracy per epoch overlaid, their wall times as bars, and a
-sentence with the accuracy difference and the speed ratio.
+training time" in one view: their validation accuracy per epoch overlaid, their training times as bars (pauses
+excluded, as everywhere), and a sentence with the accuracy difference and the speed ratio.
+
+A run's name and note are edited in place (double-click, F2, or Rename / Note); neither touches what the run
+recorded (engine/train/runs.py). Delete asks first, then moves the run folders to the system trash; where there is
+no trash it asks again before deleting for good.
 """
 
 from __future__ import annotations
@@ -11,23 +15,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal, Slot
+from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton,
                                QSplitter, QTableView, QVBoxLayout, QWidget)
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
 
-from engine.errors import RecipeError
+from engine.errors import BadInputError, RecipeError
 from engine.recipe import Recipe
-from engine.train.runs import RECIPE_FILE, RunRecord, checkpoint_path, list_runs, read_metrics
+from engine.train.runs import (RECIPE_FILE, RunRecord, TrashUnavailableError, annotate_run, checkpoint_path,
+                               delete_run, list_runs, read_metrics, rename_run)
 from gui.document import RecipeDocument
 from gui.widgets.formatting import duration_text
-from gui.widgets.plot_style import series_color
+from gui.widgets.plot_style import new_plot, series_color
+from gui.widgets.tooltips import set_tooltips
 from gui.workers.training import runs_root_for
 
 
 def _percent(value: float) -> str:
     return f"{100 * value:.1f} %"
+
+
+def _one_line(note: str) -> str:
+    return " · ".join(line.strip() for line in note.splitlines() if line.strip())
 
 
 @dataclass(frozen=True)
@@ -39,21 +50,33 @@ class Column:
 
 COLUMNS = (
     Column("Name", lambda r: r.name),
+    Column("Note", lambda r: r.note or None, _one_line),
     Column("Strategy", lambda r: r.strategy),
     Column("Model", lambda r: r.arch),
     Column("Status", lambda r: r.status),
     Column("Best val acc", lambda r: r.best_val_acc, _percent),
     Column("Final val acc", lambda r: r.final_val_acc, _percent),
-    Column("Wall time", lambda r: r.wall_seconds, duration_text),
+    Column("Training time", lambda r: r.wall_seconds, duration_text),
     Column("Trainable params", lambda r: r.trainable_params, lambda v: f"{v:,}"),
     Column("Device", lambda r: r.device),
     Column("Started", lambda r: r.started),
 )
 STARTED_COLUMN = len(COLUMNS) - 1
+NAME_COLUMN, NOTE_COLUMN = 0, 1
+NOTE_WIDTH = 260
+TIPS = {
+    "runsTable": "Every run in the runs folder; select two or more to compare them. Double-click a name or a note "
+                 "to edit it; Delete moves the selected runs to the trash",
+    "runsComparePlot": "Validation accuracy per epoch of the selected runs",
+    "runsTimePlot": "Training time of the selected runs (pauses excluded)",
+}
 
 
 class RunsTableModel(QAbstractTableModel):
-    """A Qt table over a list of RunRecords (the engine's view of the runs folder). Sorting keeps selections."""
+    """A Qt table over a list of RunRecords (the engine's view of the runs folder). Sorting keeps selections.
+    Names and notes are editable: an edit is written by the engine (rename_run / annotate_run) and read back."""
+
+    edit_failed = Signal(str)  # why a name or note was refused
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -87,12 +110,44 @@ class RunsTableModel(QAbstractTableModel):
         record, column = self._records[index.row()], COLUMNS[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
             value = column.value(record)
-            return "—" if value is None else column.text(value)
+            return ("" if index.column() == NOTE_COLUMN else "—") if value is None else column.text(value)
+        if role == Qt.ItemDataRole.EditRole and index.column() in (NAME_COLUMN, NOTE_COLUMN):
+            return record.name if index.column() == NAME_COLUMN else _one_line(record.note)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return record.path
+            lines = [record.path]
+            if record.name != record.recipe_name:
+                lines.append(f"renamed; the recipe's name is {record.recipe_name}")
+            if record.note:
+                lines.append(f"Note: {record.note}")
+            return "\n".join(lines)
         if role == Qt.ItemDataRole.TextAlignmentRole and isinstance(column.value(record), (int, float)):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        flags = super().flags(index)
+        if index.isValid() and index.column() in (NAME_COLUMN, NOTE_COLUMN):
+            flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
+    def setData(self, index: QModelIndex, value, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+        if role != Qt.ItemDataRole.EditRole or not index.isValid() or index.column() not in (NAME_COLUMN,
+                                                                                                NOTE_COLUMN):
+            return False
+        record = self._records[index.row()]
+        try:
+            if index.column() == NAME_COLUMN:
+                rename_run(record.path, str(value))
+            else:
+                annotate_run(record.path, str(value))
+        except BadInputError as exc:
+            self.edit_failed.emit(str(exc))
+            return False
+        fresh = RunRecord.load(record.path)
+        if fresh is not None:
+            self._records[index.row()] = fresh
+        self.dataChanged.emit(self.index(index.row(), 0), self.index(index.row(), len(COLUMNS) - 1))
+        return True
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         value = COLUMNS[column].value
@@ -140,20 +195,14 @@ def comparison_text(records: list[RunRecord]) -> str:
 
 
 class RunComparison(QWidget):
-    """Validation accuracy per epoch of the selected runs overlaid, their wall times as bars, and a summary."""
+    """Validation accuracy per epoch of the selected runs overlaid, their training times as bars, and a summary."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.runsComparePlot = pg.PlotWidget(title="Validation accuracy")
-        self.runsComparePlot.setObjectName("runsComparePlot")
-        self.runsComparePlot.setBackground("w")
-        self.runsComparePlot.showGrid(x=True, y=True, alpha=0.3)
-        self.runsComparePlot.setLabel("bottom", "epoch")
-        self.runsComparePlot.setLabel("left", "val accuracy (%)")
-        self._legend = self.runsComparePlot.addLegend(offset=(-10, 10))
-        self.runsTimePlot = pg.PlotWidget(title="Wall time")
-        self.runsTimePlot.setObjectName("runsTimePlot")
-        self.runsTimePlot.setBackground("w")
+        self.runsComparePlot = new_plot("runsComparePlot", "Validation accuracy", "epoch", "val accuracy (%)",
+                                        legend=True)
+        self._legend = self.runsComparePlot.getPlotItem().legend
+        self.runsTimePlot = new_plot("runsTimePlot", "Training time")
         self.runsTimePlot.getAxis("bottom").enableAutoSIPrefix(False)
         self.runsTimePlot.invertY(True)  # the first selected run on top, as in the table
         self._bars = pg.BarGraphItem(x0=0, y=[], width=[], height=0.6, pen=None)  # horizontal: names fit on the y axis
@@ -208,7 +257,7 @@ class RunComparison(QWidget):
         colors = [self._color(i) for i in range(len(records))]
         self._bars.setOpts(x0=0, y=list(range(len(records))), width=[s / scale for s in seconds], height=0.6,
                            brushes=colors)
-        self.runsTimePlot.setLabel("bottom", f"wall time ({unit})")
+        self.runsTimePlot.setLabel("bottom", f"training time ({unit})")
         self.runsTimePlot.getAxis("left").setTicks([[(i, r.strategy) for i, r in enumerate(records)]])
 
     def _curve(self, i: int) -> pg.PlotDataItem:
@@ -230,6 +279,7 @@ class RunsPanel(QWidget):
     """The runs table, the comparison of the selected runs, and actions on a run (open its recipe, use it)."""
 
     checkpoint_chosen = Signal(str)  # a checkpoint file for the inference tab
+    runs_deleted = Signal(list)  # the folders of runs just deleted (other tabs list runs too)
 
     def __init__(self, document: RecipeDocument, parent: QWidget | None = None):
         super().__init__(parent)
@@ -237,6 +287,8 @@ class RunsPanel(QWidget):
         self._document = document
         self._root: Path | None = None
         self.show_error_dialogs = True  # False: errors are not shown in a dialog (tests)
+        # Asked before the document's recipe is replaced (the main window's Save / Discard / Cancel question).
+        self.may_replace_recipe: Callable[[], bool] = lambda: True
 
         self.runsRootLabel = QLabel()
         self.runsRootLabel.setObjectName("runsRootLabel")
@@ -249,6 +301,12 @@ class RunsPanel(QWidget):
         self.exportRunButton = self._button("exportRunButton", "Export…",
                                             "Export the selected run's checkpoint as ONNX, .pt2 or TorchScript, "
                                             "checked against the checkpoint (optionally int8)")
+        self.renameRunButton = self._button("renameRunButton", "Rename", "Give the selected run a name of your own "
+                                            "(F2); its folder and recipe keep theirs")
+        self.noteRunButton = self._button("noteRunButton", "Note", "Write a note on the selected run: what it tried, "
+                                          "what it showed")
+        self.deleteRunButton = self._button("deleteRunButton", "Delete…", "Move the selected runs to the trash "
+                                            "(Del), after asking")
         self.export_dialog = None  # the open ExportDialog, if any
         self.model = RunsTableModel(self)
         self.runsTable = QTableView()
@@ -256,17 +314,30 @@ class RunsPanel(QWidget):
         self.runsTable.setModel(self.model)
         self.runsTable.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.runsTable.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.runsTable.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                       | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.runsTable.setTabKeyNavigation(False)
         self.runsTable.setSortingEnabled(True)
         self.runsTable.sortByColumn(STARTED_COLUMN, Qt.SortOrder.DescendingOrder)
         self.runsTable.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.runsTable.horizontalHeader().setSectionResizeMode(NOTE_COLUMN, QHeaderView.ResizeMode.Interactive)
+        self.runsTable.horizontalHeader().resizeSection(NOTE_COLUMN, NOTE_WIDTH)  # a long note is elided: its
+        self.runsTable.setWordWrap(False)  # tooltip has it all, and rows stay one line high
         self.runsTable.verticalHeader().hide()
+        self.runsTable.installEventFilter(self)  # the Delete key deletes the selected runs (after asking)
         self.comparison = RunComparison()
         self._layout()
+        set_tooltips(self, TIPS)
 
         self.refreshRunsButton.clicked.connect(self.refresh)
         self.openRecipeButton.clicked.connect(self._on_open_recipe)
         self.useCheckpointButton.clicked.connect(self._on_use_checkpoint)
         self.exportRunButton.clicked.connect(self._on_export)
+        self.renameRunButton.clicked.connect(lambda: self._edit_selected(NAME_COLUMN))
+        self.noteRunButton.clicked.connect(lambda: self._edit_selected(NOTE_COLUMN))
+        self.deleteRunButton.clicked.connect(self.delete_selected_runs)
+        self.model.edit_failed.connect(lambda message: self._show_error("Cannot change the run", message))
+        self.model.dataChanged.connect(self._on_runs_edited)
         self.runsTable.selectionModel().selectionChanged.connect(self._on_selection_changed)
         document.recipe_changed.connect(self._on_recipe_changed)
         self._on_recipe_changed()
@@ -280,7 +351,8 @@ class RunsPanel(QWidget):
     def _layout(self) -> None:
         top = QHBoxLayout()
         top.addWidget(self.runsRootLabel, 1)
-        for button in (self.refreshRunsButton, self.openRecipeButton, self.useCheckpointButton, self.exportRunButton):
+        for button in (self.refreshRunsButton, self.openRecipeButton, self.useCheckpointButton, self.exportRunButton,
+                       self.renameRunButton, self.noteRunButton, self.deleteRunButton):
             top.addWidget(button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.runsTable)
@@ -341,6 +413,12 @@ class RunsPanel(QWidget):
         self.openRecipeButton.setEnabled(len(runs) == 1)
         self.useCheckpointButton.setEnabled(len(runs) == 1 and bool(self._checkpoint_of(runs[0])))
         self.exportRunButton.setEnabled(len(runs) == 1 and bool(self._checkpoint_of(runs[0])))
+        self.renameRunButton.setEnabled(len(runs) == 1)
+        self.noteRunButton.setEnabled(len(runs) == 1)
+        self.deleteRunButton.setEnabled(bool(runs))
+
+    def _on_runs_edited(self, *_args) -> None:
+        self.comparison.show_runs(self.selected_runs())  # a new name is in the legend and the summary
 
     # --- actions on the selected run ------------------------------------------------------------------------------
     @staticmethod
@@ -351,10 +429,77 @@ class RunsPanel(QWidget):
                 return str(path)
         return ""
 
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if (obj is self.runsTable and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent)
+                and event.matches(QKeySequence.StandardKey.Delete)
+                and self.runsTable.state() != QAbstractItemView.State.EditingState):
+            self.delete_selected_runs()
+            return True
+        return super().eventFilter(obj, event)
+
+    def _edit_selected(self, column: int) -> None:
+        runs = self.selected_runs()
+        if len(runs) == 1:
+            index = self.model.index(self.model.row_of(runs[0].path), column)
+            self.runsTable.setCurrentIndex(index)
+            self.runsTable.edit(index)
+
+    @Slot()
+    def delete_selected_runs(self) -> list[str]:
+        """Ask, then move the selected runs to the trash (or, where there is none, ask again and delete them for
+        good). Returns the folders deleted."""
+        runs = self.selected_runs()
+        if not runs:
+            return []
+        live = [r for r in runs if r.live]
+        if live:
+            self._show_error("Cannot delete a run in progress",
+                             "Stop it first: " + ", ".join(f"{r.name} ({Path(r.path).name})" for r in live))
+            return []
+        listed = "\n".join(f"• {r.name} — {Path(r.path).name}" for r in runs[:12])
+        more = f"\n… and {len(runs) - 12} more" if len(runs) > 12 else ""
+        if not self._confirm("Delete runs", f"Move {len(runs)} run(s) to the trash?",
+                             f"{listed}{more}\n\nTheir folders (checkpoints, metrics, evaluations) go to the "
+                             f"system trash, where they can be restored.", "Move to Trash"):
+            return []
+        deleted, failed = [], []
+        for record in runs:
+            try:
+                try:
+                    delete_run(record.path)
+                except TrashUnavailableError as exc:
+                    if not self._confirm("No trash", f"{Path(record.path).name} cannot go to the trash.",
+                                         f"{exc.reason}\n\nDelete it permanently? This cannot be undone.",
+                                         "Delete permanently"):
+                        continue
+                    delete_run(record.path, permanently=True)
+            except BadInputError as exc:
+                failed.append(str(exc))
+                continue
+            deleted.append(record.path)
+        self.refresh()
+        if deleted:
+            self.runs_deleted.emit(deleted)
+        if failed:
+            self._show_error("Some runs were not deleted", "\n".join(failed))
+        return deleted
+
+    def _confirm(self, title: str, text: str, details: str, action: str) -> bool:
+        """A question with `action` and Cancel (the default, and Escape)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=self)
+        box.setObjectName("runsConfirmBox")
+        box.setInformativeText(details)
+        accept = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(cancel)
+        box.setEscapeButton(cancel)
+        box.exec()
+        return box.clickedButton() is accept
+
     @Slot()
     def _on_open_recipe(self) -> None:
         runs = self.selected_runs()
-        if len(runs) != 1:
+        if len(runs) != 1 or not self.may_replace_recipe():
             return
         path = Path(runs[0].path) / RECIPE_FILE
         try:

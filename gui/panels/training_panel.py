@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar,
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QProgressBar,
                                QPushButton, QSplitter, QVBoxLayout, QWidget)
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
@@ -31,13 +31,24 @@ from engine.train.metrics import batch_event, epoch_event
 from engine.train.narrate import describe, finish_line, freeze_line, l2_text, stop_line
 from engine.train.runs import SUMMARY_FILE, checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
+from gui.start_checks import start_refusal
 from gui.widgets.formatting import duration_text
+from gui.widgets.log_view import FollowingLog
 from gui.widgets.plot_ranges import SteadyYRange
-from gui.widgets.plot_style import new_plot, series_color
+from gui.widgets.plot_style import mark_phases, new_plot, series_color
+from gui.widgets.tooltips import set_tooltips
 from gui.workers.jobs import EngineJob, start_job
 from gui.workers.threads import WorkerThread
 from gui.workers.training import TrainingController, runs_root_for
 
+TIPS = {
+    "lossPlot": "Training loss per batch (grey, smoothed) and per epoch, validation loss per epoch; dashed lines "
+                "mark phase starts. Drag to pan, wheel to zoom, “A” to fit again",
+    "accuracyPlot": "Training and validation accuracy per epoch",
+    "lrPlot": "The learning rate each parameter group trained with, per batch (log scale)",
+    "trainProgress": "The whole run: every phase's epochs",
+    "runLog": "What the run did, epoch by epoch; it follows new lines unless you scroll up",
+}
 SMOOTHING = 0.98  # EMA factor of the smoothed batch loss (debiased, as fastai's Recorder does)
 PROGRESS_STEPS = 1000  # the progress bar counts per-mille of the whole run
 # How often the live view may redraw. Points are stored as they arrive and drawn at most once per interval, so
@@ -248,13 +259,8 @@ class TrainingCurves(QWidget):
             plot.setXRange(0, max(1, total_epochs), padding=0.02)
 
     def mark_phases(self, start_epochs: list[int], names: list[str]) -> None:
-        for start, name in zip(start_epochs, names):
-            for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):
-                line = pg.InfiniteLine(pos=start, angle=90, movable=False,
-                                       pen=pg.mkPen((120, 120, 120), width=1, style=Qt.PenStyle.DashLine),
-                                       label=name, labelOpts={"position": 0.92, "color": (80, 80, 80)})
-                plot.addItem(line)
-                self._phase_lines.append((plot, line))
+        for plot in (self.lossPlot, self.accuracyPlot, self.lrPlot):  # names on the top axis, not over curves
+            self._phase_lines.extend((plot, line) for line in mark_phases(plot, start_epochs, names))
 
     def add_batches(self, batches: list[ev.BatchFinished]) -> None:
         smoothed = self._series[self.smoothed_loss_curve]
@@ -301,6 +307,10 @@ class HeadFitPlots(QWidget):
         self.cvPlot.getAxis("bottom").enableAutoSIPrefix(False)
         self.pathPlot = _new_plot("headFitPathPlot", "Head fit: final fit", "loss + penalty")
         self.pathPlot.setLabel("bottom", "L-BFGS iteration")
+        self.cvPlot.setToolTip("Cross-validation on the training features: held-out accuracy for each L2 strength "
+                               "tried; the marked strength won and was fitted on all training features")
+        self.pathPlot.setToolTip("The final fit: the training loss plus the L2 penalty after each L-BFGS iteration "
+                                 "(it flattens when the head has converged)")
         self._items: list[tuple[pg.PlotWidget, object]] = []
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -354,13 +364,17 @@ class RunProgress(QWidget):
         self._started = 0.0
         self._paused_since: float | None = None
         self._latest: ev.BatchFinished | None = None
+        self._resumed_at = (0, 0)  # (epoch, batch) this session started at
+        self._rate = "…"  # the last rate measured over more than one batch
         self._redraw = Coalescer(self, PROGRESS_REDRAW_MS, self._draw_latest)
 
-    def start(self, total_epochs: int, start_epoch: int) -> None:
+    def start(self, total_epochs: int, start_epoch: int, start_batch: int = 0) -> None:
         self._total_epochs = max(1, total_epochs)
         self._start_fraction = start_epoch / self._total_epochs
         self._started = time.monotonic()
         self._paused_since = None
+        self._resumed_at = (start_epoch, start_batch)
+        self._rate = "…"
         self.trainProgress.setValue(round(self._start_fraction * PROGRESS_STEPS))
         self.progressLabel.setText(f"Epoch {start_epoch + 1}/{total_epochs} · starting")
 
@@ -373,9 +387,13 @@ class RunProgress(QWidget):
         done = b.epoch + (b.batch + 1) / max(1, b.batches)
         fraction = min(1.0, done / self._total_epochs)
         self.trainProgress.setValue(round(fraction * PROGRESS_STEPS))
+        # An epoch's (or a resumed session's) first batch pays for start-up (loader workers, warm-up): its rate
+        # alone reads far too low, so the last rate measured over several batches stays until a second one.
+        if b.batch != 0 and (b.epoch, b.batch) != self._resumed_at:
+            self._rate = f"{b.images_per_s:.0f}"
         self.progressLabel.setText(
             f"Epoch {b.epoch + 1}/{self._total_epochs} · batch {b.batch + 1}/{b.batches} · "
-            f"{b.images_per_s:.0f} images/s · ETA {self._eta(fraction)}")
+            f"{self._rate} images/s · ETA {self._eta(fraction)}")
 
     def show_fit(self, e: ev.HeadFitProgressed) -> None:
         """A head being fitted: the epoch advances with the fits done (cross-validation, then the final fit)."""
@@ -524,10 +542,8 @@ class TrainingPanel(QWidget):
         self.freezeLabel = QLabel("Freeze verification: after each phase")
         self.freezeLabel.setObjectName("freezeLabel")
         self.freezeLabel.setWordWrap(True)
-        self.runLog = QPlainTextEdit()
+        self.runLog = FollowingLog()  # follows new lines unless the user scrolled up
         self.runLog.setObjectName("runLog")
-        self.runLog.setReadOnly(True)
-        self.runLog.setMaximumBlockCount(10_000)
         self.costEstimate = CostEstimate(document, controller)
         self._layout()
 
@@ -581,6 +597,7 @@ class TrainingPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
         layout.addWidget(splitter, 1)
+        set_tooltips(self, TIPS)
 
     # --- the plots, for tests and the main window -------------------------------------------------------------
     @property
@@ -625,6 +642,10 @@ class TrainingPanel(QWidget):
         self._run_dir = ""
         self.log("─" * 24)
         self.log(f"Starting '{self._document.recipe.name}' …")
+        refusal = start_refusal(self._document.recipe, self._document.scan)  # before any thread exists
+        if refusal:
+            self._on_run_failed(ev.RunFailed("", refusal, ""))
+            return
         self._controller.start(self._document.recipe)
 
     @Slot()
@@ -730,7 +751,7 @@ class TrainingPanel(QWidget):
         self.curves.mark_phases(e.phase_start_epochs, self._phase_names)
         if e.resumed:
             self._replay_history(e)
-        self.progress.start(e.total_epochs, e.start_epoch)
+        self.progress.start(e.total_epochs, e.start_epoch, e.start_batch)
         self._show_device(e.device, e.device_warning)
 
     def _replay_history(self, e: ev.RunStarted) -> None:

@@ -1,7 +1,7 @@
 """Weight drift as bars: how far each stage (or each layer) moved from where the run started, as the relative L2
 distance ‖w − w₀‖ / ‖w₀‖ (engine/infer/drift.py). A frozen stage's bar is exactly 0 and says so.
 
-Horizontal bars, first stage on top, as the Runs tab draws wall times: names fit on the vertical axis however
+Horizontal bars, first stage on top, as the Runs tab draws training times: names fit on the vertical axis however
 many layers a model has."""
 
 from __future__ import annotations

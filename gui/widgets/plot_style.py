@@ -1,5 +1,7 @@
-"""One look for every plot of the studio: white background, a light grid, matplotlib's tab10 palette, and the
-colours of heat maps (the confusion matrix) taken from the same palette.
+"""One look for every plot of the studio: white background, a light grid, dark readable text, matplotlib's tab10
+palette, legends under the axes (never over a curve), phase boundaries as dashed lines named on the top axis (never
+over a curve either), log axes labelled on whole decades only, and the colours of heat maps (the confusion matrix)
+taken from the same palette.
 
 Every panel's plots take it from here (the Training tab's curves, the Runs tab's comparison, the Evaluate tab's
 matrix and drift bars, the Optimizer tab's lr preview).
@@ -7,16 +9,26 @@ matrix and drift bars, the Optimizer tab's lr preview).
 
 from __future__ import annotations
 
+import math
+
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
+
+from gui.widgets.plot_ranges import decade_bounds, decade_ticks
 
 # A qualitative palette (matplotlib's tab10) that reads well on white; series i takes colour i.
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 BACKGROUND = "w"
 GRID_ALPHA = 0.3
+TEXT = (40, 40, 40)  # titles, axis labels and legends: dark on white
+AXIS = (110, 110, 110)
+PHASE_LINE = (120, 120, 120)
+LEGEND_COLUMNS = 4
+LEGEND_ROW = 4  # in a PlotItem's grid: title 0, top axis 1, view 2, bottom axis 3, legend 4
 # Heat maps: right answers in the palette's blue, errors in its red, from white (none) to full colour (all).
 HEAT_RIGHT = PALETTE[0]
 HEAT_WRONG = PALETTE[3]
@@ -28,24 +40,103 @@ def series_color(i: int) -> tuple[int, int, int]:
     return PALETTE[i % len(PALETTE)]
 
 
+class LegendBelow(pg.LegendItem):
+    """A legend in the plot's own layout, under the x axis: curves are never hidden behind it, however they run.
+    pyqtgraph's LegendItem floats over the view box and sizes itself by setting its geometry; here the layout
+    places it, so it only says how tall its rows are."""
+
+    def __init__(self):
+        super().__init__(offset=None, colCount=LEGEND_COLUMNS, labelTextColor=TEXT)
+        self.layout.setContentsMargins(0, 2, 0, 2)
+
+    def updateSize(self) -> None:  # noqa: N802 - pyqtgraph's name
+        """Tall enough for its rows, as wide as its widest row (so that entries sit together, left-aligned)."""
+        _, top, _, bottom = self.layout.getContentsMargins()
+        height, width = top + bottom, 0.0
+        spacing = self.layout.horizontalSpacing()
+        for row in range(self.layout.rowCount()):
+            items = [item for col in range(self.layout.columnCount())
+                     if (item := self.layout.itemAt(row, col)) is not None]
+            height += max((item.preferredHeight() for item in items), default=0.0)
+            width = max(width, sum(_natural_width(item) + spacing for item in items))
+        self.setMinimumHeight(height)
+        self.setMaximumHeight(height)
+        self.setMaximumWidth(max(width, 1.0))
+        self.updateGeometry()
+
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802 - it stays where the layout puts it
+        ev.ignore()
+
+
+def _natural_width(item) -> float:
+    """A legend entry's own width (a label's text, not the cell the layout stretched it to)."""
+    text = getattr(item, "item", None)  # pyqtgraph's LabelItem draws through a QGraphicsTextItem
+    return text.boundingRect().width() if text is not None else item.preferredWidth()
+
+
 def new_plot(object_name: str, title: str = "", x_label: str = "", y_label: str = "", legend: bool = False,
              tooltip: str = "") -> pg.PlotWidget:
-    """A PlotWidget in the studio's style."""
-    plot = pg.PlotWidget(title=title or None)
+    """A PlotWidget in the studio's style; `legend`: curves plotted with a name are listed under the x axis."""
+    plot = pg.PlotWidget()
     plot.setObjectName(object_name)
     plot.setBackground(BACKGROUND)
     plot.showGrid(x=True, y=True, alpha=GRID_ALPHA)
+    item = plot.getPlotItem()
+    if title:
+        item.setTitle(title, color=QColor(*TEXT))
+    for side in ("left", "bottom", "top"):
+        axis = plot.getAxis(side)
+        axis.setTextPen(pg.mkPen(TEXT))
+        axis.setPen(pg.mkPen(AXIS))
+        axis.labelStyle = {"color": QColor(*TEXT).name()}  # kept by every later setLabel (the axis's own style)
     if x_label:
         plot.setLabel("bottom", x_label)
     if y_label:
         plot.setLabel("left", y_label)
     if legend:
-        plot.addLegend(offset=(-10, 10))
+        below = LegendBelow()
+        item.layout.addItem(below, LEGEND_ROW, 1)
+        item.layout.setAlignment(below, Qt.AlignmentFlag.AlignLeft)
+        item.legend = below  # PlotItem.addItem lists named curves in `legend`
     if tooltip:
         plot.setToolTip(tooltip)
     for side in ("left", "bottom"):  # axes are the costliest part of a redraw; repaint them only when they change
         plot.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     return plot
+
+
+def mark_phases(plot: pg.PlotWidget, starts: list[float], names: list[str]) -> list[pg.InfiniteLine]:
+    """A dashed line at each phase start, the phase's name on the top axis above it (labels inside the view would
+    sit on the curves). Replaces the names of an earlier call; returns the lines (to remove them later)."""
+    lines = []
+    for start in starts:
+        line = pg.InfiniteLine(pos=start, angle=90, movable=False,
+                               pen=pg.mkPen(PHASE_LINE, width=1, style=Qt.PenStyle.DashLine))
+        plot.addItem(line)
+        lines.append(line)
+    marks = [(float(start), name) for start, name in zip(starts, names)]
+    plot.showAxis("top")
+    top = plot.getAxis("top")
+    top.setTicks([marks, []])
+    top.setStyle(tickLength=0)
+    plot.phase_marks = marks
+    return lines
+
+
+def phase_names(plot: pg.PlotWidget) -> list[tuple[float, str]]:
+    """(epoch, name) of the phases marked on `plot` (what its top axis shows)."""
+    return list(getattr(plot, "phase_marks", []))
+
+
+def fit_log_y(plot: pg.PlotWidget, values) -> None:
+    """A log y axis on whole decades holding every positive value, labelled on the decades only (the automatic
+    labels of every minor tick crowd a short plot)."""
+    positive = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not positive:
+        return
+    bottom, top = decade_bounds(min(positive), max(positive))
+    plot.getAxis("left").setTicks(decade_ticks(int(bottom), int(top)))
+    plot.setYRange(bottom, top, padding=0.02)
 
 
 def heat_color(fraction: float, wrong: bool = False) -> QColor:

@@ -98,19 +98,20 @@ class ScanWorker(QObject):
 class AugmentationPreviewer(QObject):
     """Runs the real training transform several times on one image, as the model would see it in training."""
 
-    previews_ready = Signal(list)  # [QImage]
-    preview_failed = Signal(str)
+    previews_ready = Signal(int, list)  # seed (the request's id), [QImage]
+    preview_failed = Signal(int, str)  # seed, message
 
-    @Slot(str, object, str, int, int)
-    def preview(self, path: str, preprocessing: Preprocessing, augmentation: str, seed: int, count: int) -> None:
+    @Slot(str, object, str, bool, int, int)
+    def preview(self, path: str, preprocessing: Preprocessing, augmentation: str, horizontal_flip: bool, seed: int,
+                count: int) -> None:
         try:
-            transform = train_transform(preprocessing, augmentation)
+            transform = train_transform(preprocessing, augmentation, horizontal_flip)
             image = load_image(path, preprocessing.channels)
             # fork_rng: the preview's seed must not move the global RNG a training run in this process relies on.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 samples = [denormalize(transform(image), preprocessing) for _ in range(count)]
         except Exception as exc:  # noqa: BLE001 - shown next to the preview
-            self.preview_failed.emit(str(exc))
+            self.preview_failed.emit(seed, str(exc))
             return
-        self.previews_ready.emit([rgb_to_qimage(chw_to_rgb(sample)) for sample in samples])
+        self.previews_ready.emit(seed, [rgb_to_qimage(chw_to_rgb(sample)) for sample in samples])

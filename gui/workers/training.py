@@ -31,6 +31,7 @@ from engine.train import events as ev
 from engine.train.devices import pick_device
 from engine.train.runs import runs_root_for as engine_runs_root_for
 from engine.train.trainer import Trainer
+from gui.start_checks import studio_error_text
 from gui.workers.threads import WorkerThread
 from gui.workers.torch_threads import training_threads, use_torch_threads
 
@@ -81,8 +82,9 @@ class TrainingWorker(QObject):
             # A finished run's best checkpoint is evaluated (evaluation.json) before the thread ends.
             trainer.bus.subscribe(RunEvaluator(pick_device(trainer.recipe.device)[0], emit=self._on_event))
             trainer.fit()  # failures during the run arrive as a RunFailed event
-        except ThawError as exc:  # bad input, found before the run started
-            self._on_event(ev.RunFailed("", str(exc), ""))
+        except ThawError as exc:  # bad input, found before the run started: said in the studio's words
+            recipe = self.trainer.recipe if self.trainer is not None else self._recipe
+            self._on_event(ev.RunFailed("", studio_error_text(exc, recipe.model.arch if recipe else ""), ""))
         except Exception as exc:  # noqa: BLE001 - a bug must reach the user, not kill the thread silently
             log.exception("training could not start")
             self._on_event(ev.RunFailed("", f"{type(exc).__name__}: {exc}", ""))

@@ -415,3 +415,44 @@ def test_from_scratch_model_accepts_its_own_preprocessing_size():
         size = built.preprocessing.crop_size
         out = built.model.eval()(torch.empty(1, 3, size, size))
     assert out.shape == (1, 3)
+
+
+def test_unavailable_weights_carry_their_parts_for_the_studio(offline_torch_home):
+    weights = zoo.resolve_weights("resnet34", "DEFAULT")
+    with pytest.raises(WeightsUnavailableError) as info:
+        zoo.ensure_weights_cached(weights)
+    error = info.value
+    assert error.weights == "ResNet34_Weights.IMAGENET1K_V1" and error.file_name == "resnet34-b627a593.pth"
+    assert error.folder == str(Path(offline_torch_home["home"]) / "hub" / "checkpoints")
+    assert error.reason == "THAW_OFFLINE is set"
+
+
+def _cache_file(home: Path, weights) -> None:
+    folder = home / "hub" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / zoo.weights_file_name(weights)).write_bytes(b"")  # only its presence is looked at
+
+
+def test_offline_a_new_choice_prefers_cached_weights_over_an_absent_default(tmp_path, monkeypatch):
+    from engine.planning.model_edits import set_arch
+    from engine.planning.presets import make_recipe
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    enum = tvm.get_model_weights("resnet50")
+    assert zoo.preferred_weights("resnet50") == "DEFAULT"  # nothing cached: the default (its error names the file)
+
+    _cache_file(tmp_path, enum.IMAGENET1K_V1)  # the older version is here, the DEFAULT (V2) is not
+    assert zoo.preferred_weights("resnet50") == "ResNet50_Weights.IMAGENET1K_V1"
+    recipe = make_recipe("feature_extraction", "resnet18")
+    set_arch(recipe, "resnet50")
+    assert recipe.model.weights == "ResNet50_Weights.IMAGENET1K_V1"  # named in the recipe, not swapped later
+    recipe.model.weights = "none"
+    set_arch(recipe, "resnet50")
+    assert recipe.model.weights == "none"  # training from scratch stays so
+
+    monkeypatch.setenv("THAW_OFFLINE", "0")
+    assert zoo.preferred_weights("resnet50") == "DEFAULT"  # online: the default is downloaded
+    monkeypatch.setenv("THAW_OFFLINE", "1")
+    _cache_file(tmp_path, enum.IMAGENET1K_V2)
+    assert zoo.preferred_weights("resnet50") == "DEFAULT"  # the default is cached: nothing to prefer
+    assert zoo.preferred_weights("no_such_model") == "DEFAULT"

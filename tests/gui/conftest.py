@@ -63,3 +63,24 @@ def pause_at_first():
         controller.worker_created.connect(on_worker_created)
 
     return install
+
+
+@pytest.fixture(autouse=True)
+def unsaved_changes_discarded(monkeypatch):
+    """A main window closed at a test's end with unsaved edits must not block on the Save / Discard / Cancel
+    question: tests answer Discard unless they ask for the real dialog (`real_unsaved_question`)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from gui.main_window import MainWindow
+
+    original = MainWindow._ask_unsaved_changes
+    monkeypatch.setattr(MainWindow, "_ask_unsaved_changes", lambda self, doing: QMessageBox.StandardButton.Discard)
+    return original
+
+
+@pytest.fixture
+def real_unsaved_question(monkeypatch, unsaved_changes_discarded):
+    """The main window asks with its real modal dialog (answer it with tests/gui/dialogs.py)."""
+    from gui.main_window import MainWindow
+
+    monkeypatch.setattr(MainWindow, "_ask_unsaved_changes", unsaved_changes_discarded)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import shiboken6
-from PySide6.QtCore import QSize
+from PySide6.QtCore import QSize, Qt
 
 
 
@@ -181,3 +181,68 @@ def test_builtin_datasets_skip_the_scan(qtbot, panel, document, image_folder):
     assert panel.builtinNoteLabel.isVisibleTo(panel)
     assert "never downloads" in panel.builtinNoteLabel.text()
     assert not panel.valFractionSpin.isEnabled()
+
+
+def preview_of(qtbot, panel: DataPanel, act) -> list:
+    with qtbot.waitSignal(panel.augment_preview_shown, timeout=SCAN_TIMEOUT_MS):
+        act()
+    return [panel.augmentPreview.item(i) for i in range(panel.augmentPreview.count())]
+
+
+def test_switching_folders_clears_the_preview_and_drops_one_still_on_its_way(qtbot, panel, image_folder, tmp_path):
+    scan(qtbot, panel, image_folder)
+    assert len(preview_of(qtbot, panel, panel.augmentPreviewButton.click)) == 8
+    assert panel.previewed_path.startswith(str(image_folder))
+
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=4)
+    arrived = []
+    panel._previewer.previews_ready.connect(lambda seed, images: arrived.append(seed))
+    panel.augmentPreviewButton.click()  # a preview of the old folder is on its way …
+    scan(qtbot, panel, other)  # … when the folder changes; the worker answers in order: it came before the scan
+
+    assert len(arrived) == 1  # it did arrive, and was dropped
+    assert panel.augmentPreview.count() == 0 and panel.augmentStatusLabel.text() == ""
+    assert panel.previewed_path == ""
+
+
+def test_clicking_a_thumbnail_previews_that_image(qtbot, panel, image_folder):
+    with qtbot.waitSignal(panel.thumbnails_shown, timeout=SCAN_TIMEOUT_MS):
+        scan(qtbot, panel, image_folder)
+    view = panel.thumbnailsView
+    item = view.item(5)  # a dog
+    path = item.data(Qt.ItemDataRole.UserRole)
+    point = view.visualItemRect(item).center()
+
+    preview_of(qtbot, panel, lambda: qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point))
+
+    assert panel.previewed_path == path and "/dog/" in path
+    assert Path(path).name in panel.augmentStatusLabel.text()
+
+
+def test_flips_are_a_visible_choice_that_the_preview_follows(qtbot, panel, document, image_folder):
+    scan(qtbot, panel, image_folder)
+    check = panel.horizontalFlipCheck
+    assert check.isChecked() and document.recipe.data.horizontal_flip and check.toolTip()
+    preview_of(qtbot, panel, panel.augmentPreviewButton.click)
+    assert "mirrored at random" in panel.augmentStatusLabel.text()
+
+    preview_of(qtbot, panel, check.click)  # the preview on display is drawn again without flips
+
+    assert document.recipe.data.horizontal_flip is False
+    assert "mirrored" not in panel.augmentStatusLabel.text()
+    document.edit(lambda recipe: setattr(recipe.data, "augmentation", "none"))
+    assert not check.isEnabled()  # nothing to mirror in the evaluation transform
+
+
+def test_digit_classes_warn_about_flips_until_they_are_off(qtbot, panel, document, tmp_path, image_folder):
+    scan(qtbot, panel, image_folder)
+    assert not panel.flipWarningLabel.isVisibleTo(panel)  # cat, dog, fox: mirrored they are still themselves
+
+    digits = make_image_folder(tmp_path / "digits", classes=2, per_class=4)
+    for source, digit in (("cat", "0"), ("dog", "1")):
+        (digits / source).rename(digits / digit)
+    scan(qtbot, panel, digits)
+    assert panel.flipWarningLabel.isVisibleTo(panel) and "digits or letters" in panel.flipWarningLabel.text()
+
+    panel.horizontalFlipCheck.click()
+    assert not panel.flipWarningLabel.isVisibleTo(panel)

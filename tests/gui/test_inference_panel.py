@@ -241,3 +241,49 @@ def test_worker_predicts_folders_with_heatmaps(qtbot, runs_root, image_folder):
     worker.begin_request()
     with qtbot.assertNotEmitted(worker.predictions_ready):
         worker.predict(request, [str(image_folder / "cat")], 2, False)  # superseded by the newer request
+
+
+def test_the_heat_map_caption_and_colour_scale_follow_the_toggle(qtbot, panel, image_folder):
+    from engine.infer.explain import jet
+
+    panel.show()
+    with qtbot.waitSignals([panel.predictions_shown, panel.heatmap_shown], timeout=TIMEOUT_MS):
+        panel.predict_files([image_folder / "dog" / "dog_000.png"])
+    assert "Grad-CAM for" in panel.heatmapCaption.text() and panel.heatmapScale.isVisible()
+    bar = panel.heatmapScale.bar_rect()
+    image = panel.heatmapScale.grab().toImage()
+    for x, value in ((bar.left() + 1, 0.0), (bar.right() - 1, 1.0)):  # the overlay's own colours at the ends
+        colour = image.pixelColor(x, bar.center().y())
+        assert np.allclose([colour.redF(), colour.greenF(), colour.blueF()], jet(np.array(value)), atol=0.08)
+
+    with qtbot.waitSignal(panel.heatmap_shown, timeout=TIMEOUT_MS):
+        panel.heatmapToggle.setChecked(False)
+    caption = panel.heatmapCaption.text()
+    assert "Grad-CAM" not in caption and "heat map off" in caption and "32×32" in caption
+    assert not panel.heatmapScale.isVisible()
+
+    with qtbot.waitSignal(panel.heatmap_shown, timeout=TIMEOUT_MS):
+        panel.heatmapToggle.setChecked(True)
+    assert "Grad-CAM for" in panel.heatmapCaption.text() and panel.heatmapScale.isVisible()
+
+
+def test_open_images_offers_every_file_and_shows_each_chosen_one(qtbot, panel, image_folder, tmp_path, monkeypatch):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    chosen = [str(image_folder / "dog" / "dog_000.png"), str(notes), str(tmp_path / "gone.png")]
+    asked = []
+
+    def dialog(parent, caption, folder, filters):
+        asked.append(filters)
+        return chosen, filters.split(";;")[0]
+
+    monkeypatch.setattr("gui.panels.inference_panel.QFileDialog.getOpenFileNames", dialog)
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.openImagesButton.click()
+
+    assert asked[0].split(";;")[0] == "All files (*)"  # the default filter hides nothing
+    table = panel.predictionsTable
+    assert [table.text(row, "File") for row in range(table.rowCount())] == ["dog_000.png", "notes.txt", "gone.png"]
+    assert table.text(0, "Error") == "" and table.text(0, "Top-1")
+    assert table.text(1, "Error") and table.text(2, "Error")  # each with its reason, none dropped
+    assert "could not be read" in panel.inferenceStatusLabel.text()

@@ -13,6 +13,7 @@ import pyqtgraph as pg  # after PySide6, so that it binds to it
 from gui.document import RecipeDocument
 from gui.models.groups_model import COL_LR, COL_MODULES, COL_NAME, COL_PARAMS, COL_TRAINS, COL_WD
 from gui.widgets.formatting import scientific
+from gui.widgets.plot_style import phase_names
 from gui.panels.optimizer_panel import CUSTOM, OptimizerPanel, ScientificSpinBox
 from gui.models.phase_selection import PhaseSelection
 from tests.helpers import tiny_recipe
@@ -178,7 +179,9 @@ def test_lr_preview_draws_every_group_over_the_whole_run(qtbot, image_folder):
 
 def test_phase_boundaries_and_phase_choice_follow_the_shared_selection(qtbot, image_folder):
     panel = make_panel(qtbot, image_folder, "gradual_unfreezing", epochs=3)
-    assert [line.value() for line in panel._boundaries] == [1, 2]
+    plot = panel.findChild(pg.PlotWidget, "lrPreviewPlot")
+    assert [line.value() for line in panel._boundaries] == [0, 1, 2]
+    assert phase_names(plot) == [(0.0, "head"), (1.0, "head+layer4"), (2.0, "all")]  # named above the plot
     PhaseSelection.for_document(document_of(panel)).set_index(1)
     assert panel.findChild(QComboBox, "optimizerPhaseCombo").currentIndex() == 1
     # Phase "head+layer4" trains layer4 and the head: the early group is shown but idle.

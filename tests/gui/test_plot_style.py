@@ -46,3 +46,54 @@ def test_the_drift_plot_draws_frozen_stages_as_exactly_zero(qtbot):
     assert plot.names == ["a.0", "b.0"] and plot.values == [0.0, 0.25]
     plot.show(None)
     assert plot.names == [] and plot.bar_lengths() == []
+
+
+def test_legends_sit_under_the_axes_and_never_cover_a_curve(qtbot):
+    from engine.train import events as ev
+
+    curves = training_panel.TrainingCurves()
+    qtbot.addWidget(curves)
+    curves.resize(600, 900)
+    curves.add_batches([ev.BatchFinished(0, 0, 4, 1, 1.0, 0.5, {"early": 1e-5, "middle": 1e-4, "head": 1e-3}, 50.0)])
+    curves.flush()
+    curves.show()
+    qtbot.waitExposed(curves)
+    for plot in (curves.lossPlot, curves.accuracyPlot, curves.lrPlot):
+        item = plot.getPlotItem()
+        legend, view = item.legend, item.getViewBox()
+        assert legend is not None and legend.items  # the named curves are listed
+        assert legend.isVisible() and legend.sceneBoundingRect().height() > 0
+        assert not legend.sceneBoundingRect().intersects(view.sceneBoundingRect())
+        assert legend.sceneBoundingRect().top() >= plot.getAxis("bottom").sceneBoundingRect().top()
+
+
+def test_phases_are_named_above_the_plot_not_over_its_curves(qtbot):
+    from gui.widgets.plot_style import mark_phases, phase_names
+
+    plot = new_plot("phasesPlot", "Loss", "epoch", "loss")
+    qtbot.addWidget(plot)
+    lines = mark_phases(plot, [0, 5, 10], ["head", "head+layer4", "all"])
+    assert [line.value() for line in lines] == [0, 5, 10]
+    assert all(getattr(line, "label", None) is None for line in lines)  # no text inside the view
+    assert phase_names(plot) == [(0.0, "head"), (5.0, "head+layer4"), (10.0, "all")]
+    assert plot.getAxis("top").isVisible()
+
+
+def test_the_lr_preview_takes_the_studios_style_with_distinct_colours(qtbot, image_folder):
+    import pyqtgraph as pg
+
+    from gui.document import RecipeDocument
+    from gui.panels.optimizer_panel import OptimizerPanel
+    from tests.helpers import tiny_recipe
+
+    panel = OptimizerPanel(RecipeDocument(tiny_recipe(image_folder, "gradual_unfreezing", epochs=3)))
+    qtbot.addWidget(panel)
+    plot = panel.findChild(pg.PlotWidget, "lrPreviewPlot")
+    assert plot.backgroundBrush().color() == QColor("white")
+    items = plot.getPlotItem().listDataItems()
+    colours = [item.opts["pen"].color().name() for item in items]
+    assert len(items) >= 3 and len(set(colours)) == len(colours)  # no two groups alike
+    assert plot.getPlotItem().legend.items and not plot.getPlotItem().legend.sceneBoundingRect().intersects(
+        plot.getPlotItem().getViewBox().sceneBoundingRect())
+    major, minor = plot.getAxis("left")._tickLevels
+    assert all(label.startswith("10") for _, label in major) and all(label == "" for _, label in minor)

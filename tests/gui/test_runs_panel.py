@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QMessageBox
 
-from engine.train.runs import checkpoint_path, list_runs
+from engine.train.runs import RunRecord, checkpoint_path, list_runs, read_annotations
 from engine.train.trainer import fit
 from gui.document import RecipeDocument
 from gui.panels.runs_panel import COLUMNS, RunsPanel
-from tests.helpers import tiny_recipe
+from tests.gui.dialogs import DialogAnswers
+from tests.helpers import redirect_trash, tiny_recipe
 
 STRATEGY = [c.title for c in COLUMNS].index("Strategy")
 BEST = [c.title for c in COLUMNS].index("Best val acc")
+NOTE = [c.title for c in COLUMNS].index("Note")
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +131,120 @@ def test_refresh_picks_up_a_new_run_folder(panel, two_runs, tmp_path):
     finally:
         (incomplete / "recipe.json").unlink()
         incomplete.rmdir()
+
+
+@pytest.fixture
+def own_runs(two_runs, tmp_path) -> Path:
+    """A copy of the two runs that a test may rename, annotate and delete."""
+    root = tmp_path / "own-runs"
+    shutil.copytree(two_runs, root)
+    return root
+
+
+@pytest.fixture
+def own_panel(qtbot, own_runs, image_folder, monkeypatch):
+    panel = RunsPanel(RecipeDocument(tiny_recipe(image_folder, out=own_runs)))
+    errors: list[tuple[str, str]] = []
+    monkeypatch.setattr(panel, "_show_error", lambda title, message: errors.append((title, message)))
+    panel.errors = errors
+    qtbot.addWidget(panel)
+    panel.show()
+    return panel
+
+
+def type_into_cell(qtbot, panel: RunsPanel, button, text: str) -> None:
+    """Click Rename / Note, type in the cell's editor as a user would, press Enter."""
+    button.click()
+    (editor,) = [e for e in panel.runsTable.findChildren(QLineEdit) if e.isVisible()]  # closed ones linger hidden
+    editor.selectAll()
+    qtbot.keyClicks(editor, text)
+    qtbot.keyClick(editor, Qt.Key.Key_Return)  # Qt commits and closes the editor from its event queue
+    qtbot.waitUntil(lambda: panel.runsTable.state() != QAbstractItemView.State.EditingState)
+
+
+def test_rename_and_note_in_place_write_the_runs_annotations(qtbot, own_panel):
+    panel = own_panel
+    row = row_of_strategy(panel, "fine_tune_all")
+    select_rows(panel, row)
+    path = panel.model.record(row).path
+
+    type_into_cell(qtbot, panel, panel.renameRunButton, "all layers, lr 1e-3")
+    type_into_cell(qtbot, panel, panel.noteRunButton, "overfits after epoch 1")
+
+    row = panel.model.row_of(path)
+    assert cell(panel, row, 0) == "all layers, lr 1e-3" and cell(panel, row, NOTE) == "overfits after epoch 1"
+    assert read_annotations(path) == {"name": "all layers, lr 1e-3", "note": "overfits after epoch 1"}
+    assert RunRecord.load(path).recipe_name == "tiny-fine_tune_all"  # what the run recorded is untouched
+    assert "all layers, lr 1e-3" in panel.comparison.runsSummaryLabel.text()  # the comparison uses the new name
+    panel.refreshRunsButton.click()
+    assert cell(panel, panel.model.row_of(path), 0) == "all layers, lr 1e-3"  # read back from the folder
+
+
+def test_a_refused_name_is_said_and_changes_nothing(qtbot, own_panel):
+    panel = own_panel
+    select_rows(panel, 0)
+    path = panel.model.record(0).path
+    before = cell(panel, 0, 0)
+
+    type_into_cell(qtbot, panel, panel.renameRunButton, "x" * 101)
+
+    (title, message), = panel.errors
+    assert "101 characters" in message and cell(panel, panel.model.row_of(path), 0) == before
+    assert read_annotations(path) == {}
+
+
+def test_delete_asks_then_moves_the_runs_to_the_trash(qtbot, own_panel, own_runs, tmp_path, monkeypatch):
+    panel = own_panel
+    trash = redirect_trash(monkeypatch, tmp_path / "xdg")
+    select_rows(panel, 0, 1)
+    paths = [r.path for r in panel.selected_runs()]
+
+    answers = DialogAnswers(QMessageBox.StandardButton.Cancel)
+    assert panel.delete_selected_runs() == []
+    assert answers.pending == [] and "Move 2 run(s) to the trash?" in answers.asked[0]
+    assert all(Path(p).is_dir() for p in paths) and panel.model.rowCount() == 2  # nothing without asking
+
+    select_rows(panel, 0)
+    doomed = panel.selected_runs()[0].path
+    answers = DialogAnswers("Move to Trash")
+    with qtbot.waitSignal(panel.runs_deleted) as deleted:
+        qtbot.keyClick(panel.runsTable, Qt.Key.Key_Delete)  # the Delete key asks the same question
+
+    assert answers.pending == [] and deleted.args == [[doomed]]
+    assert not Path(doomed).exists() and (trash / "files" / Path(doomed).name / "recipe.json").is_file()
+    assert panel.model.rowCount() == 1 and panel.model.record(0).path != doomed
+
+
+def test_without_a_trash_deleting_for_good_is_asked_separately(qtbot, own_panel, monkeypatch):
+    import send2trash
+
+    panel = own_panel
+
+    def no_trash(path):
+        raise send2trash.TrashPermissionError(path)
+
+    monkeypatch.setattr(send2trash, "send2trash", no_trash)
+    select_rows(panel, 0)
+    path = panel.selected_runs()[0].path
+
+    answers = DialogAnswers("Move to Trash", QMessageBox.StandardButton.Cancel)
+    assert panel.delete_selected_runs() == []
+    assert answers.pending == [] and "cannot go to the trash" in answers.asked[1] and Path(path).is_dir()
+
+    select_rows(panel, panel.model.row_of(path))
+    answers = DialogAnswers("Move to Trash", "Delete permanently")
+    assert panel.delete_selected_runs() == [path]
+    assert answers.pending == [] and not Path(path).exists()
+
+
+def test_a_run_in_progress_is_not_deleted(qtbot, own_panel):
+    from engine.train.run_lock import RunLock
+
+    panel = own_panel
+    select_rows(panel, 0)
+    path = panel.selected_runs()[0].path
+    with RunLock(path):
+        panel.refresh()  # now listed as live
+        assert panel.delete_selected_runs() == []
+    (title, message), = panel.errors
+    assert "in progress" in title and Path(path).is_dir()

@@ -16,6 +16,7 @@ from engine.train.devices import pick_device
 from engine.train.runs import SUMMARY_FILE, checkpoint_path
 from gui.document import RecipeDocument
 from gui.panels.training_panel import TrainingPanel
+from gui.widgets.plot_style import phase_names
 from gui.workers.training import TrainingController, TrainingWorker
 from tests.gui.running import still_running
 from tests.helpers import tiny_recipe
@@ -95,7 +96,8 @@ def test_full_run_draws_curves_and_writes_checkpoints(qtbot, panel, controller):
     assert panel.trainProgress.value() == panel.trainProgress.maximum()
     assert checkpoint_path(run_dir, "best").is_file() and checkpoint_path(run_dir, "last").is_file()
     for plot in (panel.lossPlot, panel.accuracyPlot, panel.lrPlot):
-        assert [line.label.toPlainText() for line in phase_lines(plot)] == ["feature_extraction"]
+        assert [line.value() for line in phase_lines(plot)] == [0]
+        assert phase_names(plot) == [(0.0, "feature_extraction")]
     log = panel.runLog.toPlainText()
     assert "Epoch 1/2" in log and "Epoch 2/2" in log
     assert "Evaluated the best checkpoint" in log and (Path(run_dir) / "evaluation.json").is_file()
