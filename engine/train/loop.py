@@ -20,7 +20,7 @@ from engine.model.groups import current_lrs
 from engine.train import events as ev
 from engine.train.devices import DeviceSetup
 from engine.train.phase import ActivePhase
-from engine.train.setup import epoch_order, epoch_seed, seed_everything
+from engine.train.setup import epoch_seed, seed_everything
 from engine.train.state import RunClock, TrainingState
 
 RATE_WINDOW = 20  # batches in the running images/s
@@ -35,11 +35,11 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
     """Train `state.epoch` from batch `state.batch`. True when the epoch ended, False when a stop was requested
     (the state then holds the position of the next batch)."""
     setup, r = phase.setup, phase.setup.recipe
-    order = epoch_order(len(setup.data.train), r.batch_size, r.seed, state.epoch, r.data.max_train_batches)
+    order = setup.epoch_order(state.epoch)  # this process's share of the epoch (all of it in a one-process run)
     n_batches = math.ceil(len(order) / r.batch_size)
     setup.data.train.set_epoch(state.epoch)
     if not state.mid_epoch:
-        seed_everything(epoch_seed(r.seed, state.epoch))
+        seed_everything(epoch_seed(r.seed, state.epoch) + setup.dist.rank)  # each process its own dropout masks
     bus.emit(ev.EpochStarted(state.epoch, phase.index, n_batches))
     phase.set_train_mode()
     forward, optimizer, scaler, sums = phase.forward, phase.optimizer, phase.scaler, state.running
