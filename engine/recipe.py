@@ -416,6 +416,15 @@ class Recipe:
         return Recipe.from_dict(self.to_dict())
 
 
+def lr_factor(scaling: str, processes: int) -> float:
+    """`distributed.lr_scaling`'s factor for a run of `processes`: linear × W, sqrt × √W, none × 1."""
+    if scaling == "linear":
+        return float(processes)
+    if scaling == "sqrt":
+        return math.sqrt(processes)
+    return 1.0
+
+
 def check_distributed_device(device: str, config: DistributedConfig, processes: int) -> None:
     """A run over several processes puts one process on each GPU (its LOCAL_RANK) or all of them on the CPU."""
     if processes <= 1:

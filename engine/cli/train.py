@@ -94,8 +94,8 @@ def cmd_resume(args) -> int:
     if not under_torchrun():
         processes = processes or recorded_processes(args.run_dir)
         if processes > 1:
-            return _launch(lambda _channel: ["resume", str(args.run_dir), *(["--data", args.data] if args.data else [])],
-                           processes, args.quiet)
+            extra = ["--data", args.data] if args.data else []
+            return _launch(lambda _channel: ["resume", str(args.run_dir), *extra], processes, args.quiet)
 
     def make(callbacks, control):
         from engine.train.trainer import Trainer
@@ -180,7 +180,8 @@ def _run_trainer(trainer, control, stream) -> int:
     def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly with a checkpoint; second: abort
         if control.stop_requested:
             raise KeyboardInterrupt
-        print("\nstopping after this batch (Ctrl-C again to abort) …", file=sys.stderr)
+        if trainer.dist.is_main:  # under torchrun every rank hears Ctrl-C; one says so
+            print("\nstopping after this batch (Ctrl-C again to abort) …", file=sys.stderr)
         control.request_stop()
 
     previous = signal.signal(signal.SIGINT, on_interrupt)

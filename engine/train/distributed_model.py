@@ -22,27 +22,18 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from engine.recipe import GroupSpec, Recipe
+from engine.recipe import GroupSpec, Recipe, lr_factor
 from engine.train.distributed import DistContext
 
 log = logging.getLogger(__name__)
 
 LR_RATE_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")  # every rate-like value torch's schedulers keep in a group
-
-
-def lr_factor(scaling: str, world_size: int) -> float:
-    if scaling == "linear":
-        return float(world_size)
-    if scaling == "sqrt":
-        return math.sqrt(world_size)
-    return 1.0
 
 
 def scaled_groups(groups: list[GroupSpec], factor: float) -> list[GroupSpec]:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.recipe import lr_factor
 from engine.train import events as ev
 from engine.train.distributed import DistContext
-from engine.train.distributed_model import adapt_resumed_phase, lr_factor
+from engine.train.distributed_model import adapt_resumed_phase
 from engine.train.state import RunningSums, TrainingState
 
 

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -198,7 +197,8 @@ class ProcessRun:
         return env
 
     def start(self) -> "ProcessRun":
-        (self.channel / CONTROL_FILE).write_text("run", encoding="utf-8")
+        if not (self.channel / CONTROL_FILE).exists():  # a command sent before the start stands
+            (self.channel / CONTROL_FILE).write_text("run", encoding="utf-8")
         (self.channel / EVENTS_FILE).touch()
         logs = self.channel / LOGS_DIR
         if self.processes == 1:  # the same layout as torchrun's --redirects, so failures are read one way
@@ -360,13 +360,3 @@ def recorded_processes(run_dir: str | Path) -> int:
         return max(1, int(recipe.get("distributed", {}).get("processes", 1)))
     except (TypeError, ValueError, AttributeError):
         return 1
-
-
-def wait_for(predicate, timeout_s: float, poll_s: float = 0.05) -> bool:
-    """Poll `predicate` until it holds or `timeout_s` passes (for launchers waiting on children)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return predicate()

@@ -27,13 +27,13 @@ from engine.data.ram_cache import DecodedImageCache, default_budget_bytes, estim
 from engine.data.transforms import eval_transform, train_transform
 from engine.model.build import BuiltModel, build_model, resolve_preprocessing
 from engine.model.phase_checks import validate_phase
-from engine.recipe import GroupSpec, Recipe
+from engine.recipe import GroupSpec, Recipe, lr_factor
 from engine.train import events as ev
 from engine.train.checkpoints import load_model_state
 from engine.train.devices import DeviceSetup, setup_device
 from engine.train.distributed import SINGLE, DistContext
 from engine.train.distributed_data import build_feature_set_sharded, rank_order
-from engine.train.distributed_model import lr_factor, scaled_groups, with_sync_batchnorm, wrap_for_training
+from engine.train.distributed_model import scaled_groups, with_sync_batchnorm, wrap_for_training
 from engine.train.feature_cache import build_feature_set, head_only
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from engine.errors import RecipeError
-from engine.recipe import GroupSpec, Recipe
+from engine.recipe import GroupSpec, Recipe, lr_factor
 from engine.train import events as ev
 from engine.train.distributed import DistContext, Ranks, SyncedControl
 from engine.train.distributed_data import global_batches, rank_order, val_shard
-from engine.train.distributed_model import lr_factor, scaled_groups
+from engine.train.distributed_model import scaled_groups
 from engine.train.distributed_resume import adapt_state
 from engine.train.launch import ControlWatcher, EventStream, ProcessRun, first_errors, recorded_processes
 from engine.train.optim import build_optimizer, build_schedule
@@ -104,6 +104,16 @@ def test_the_learning_rate_scaling_rule():
     scaled = scaled_groups(groups, 4.0)
     assert [g.lr for g in scaled] == [4e-3, 4e-4] and scaled[1].weight_decay == 0.01
     assert [g.lr for g in groups] == [1e-3, 1e-4]  # the recipe's own groups are untouched
+
+
+def test_the_plan_shows_the_rates_a_scaled_run_trains_with(image_folder):
+    from engine.planning.plan import plan_run
+
+    recipe = tiny_recipe(image_folder)
+    plain = plan_run(recipe).phases[0].groups
+    recipe.distributed.processes, recipe.distributed.lr_scaling = 4, "sqrt"
+    scaled = plan_run(recipe).phases[0].groups
+    assert scaled == {name: lr * 2 for name, lr in plain.items()} and plain
 
 
 # --- resuming with another number of processes ---------------------------------------------------------------
