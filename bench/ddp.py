@@ -45,7 +45,7 @@ def bench_recipe(data: Path, runs: Path, args, processes: int, batch_size: int):
     return recipe.validate()
 
 
-def timed_run(recipe, folder: Path, timeout_s: float) -> dict:
+def timed_run(recipe, folder: Path, timeout_s: float, threads: int = 0) -> dict:
     from engine.train.runs import read_metrics
 
     path = folder / f"{recipe.name}-{time.monotonic_ns()}.json"
@@ -53,7 +53,8 @@ def timed_run(recipe, folder: Path, timeout_s: float) -> dict:
     before = set(Path(recipe.output_dir).iterdir())
     started = time.perf_counter()
     out = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", str(path), "--quiet"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=timeout_s, env=os.environ.copy())
+                         capture_output=True, text=True, timeout=timeout_s,
+                         env={**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
     seconds = time.perf_counter() - started
     if out.returncode != 0:
         raise SystemExit(f"run failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -76,6 +77,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per process)")
     parser.add_argument("--strong", action="store_true", help="keep the global batch: batch per process / N")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--thread-share", action="store_true",
+                        help="a third arm: 1 process limited to one process's share of the cores (cores / N threads), "
+                             "to tell DDP's own cost from the cost of OpenMP threads competing for busy cores")
     args = parser.parse_args()
 
     seeded_torch_home()
@@ -92,12 +96,17 @@ def main() -> None:
           f"cores, load average {os.getloadavg()[0]:.2f}", flush=True)
     timed_run(bench_recipe(data, runs, argparse.Namespace(**{**vars(args), "epochs": 1, "batches": 1}), 1,
                            args.batch_size), folder, args.timeout)  # warm-up: file caches, first imports
-    singles, groups = [], []
+    singles, groups, shares = [], [], []
+    share = max(1, (os.cpu_count() or 1) // n)
     for i in range(args.repeats):
         a = timed_run(one, folder, args.timeout)
         singles.append(a)
         print(f"pair {i + 1}: 1 process  {a['steady']:7.1f} images/s (epochs 2+; {a['seconds']:.1f} s in all)",
               flush=True)
+        if args.thread_share:
+            c = timed_run(one, folder, args.timeout, threads=share)
+            shares.append(c)
+            print(f"pair {i + 1}: 1 process with {share} thread(s) {c['steady']:7.1f} images/s (epochs 2+)", flush=True)
         b = timed_run(many, folder, args.timeout)
         groups.append(b)
         print(f"pair {i + 1}: {n} processes {b['steady']:7.1f} images/s (epochs 2+; {b['seconds']:.1f} s in all, "
@@ -110,6 +119,10 @@ def main() -> None:
     print(f"images/s   : 1 process {s:.1f} ({listed[0]}); {n} processes {m:.1f} ({listed[1]})")
     print(f"speed-up   : {speedup:.3f}× (per pair {', '.join(f'{p:.2f}' for p in pairs)}); scaling efficiency "
           f"{speedup / n:.3f}")
+    if shares:
+        c = statistics.mean(r["steady"] for r in shares)
+        print(f"per process: {m / n:.1f} images/s in the group vs {c:.1f} for 1 process with the same {share} "
+              f"thread(s) = {m / n / c:.3f} (DDP's own cost: gradient all-reduce, the per-step agreement)")
     if args.device.startswith("cuda"):
         goal = {2: 1.8, 4: 3.5}.get(n)
         if goal:

@@ -474,8 +474,8 @@ def main() -> None:
 
     if headless:  # (--repeats 0: the curve test only)
         with_probe = [r for r in studio + probed if r["all"] is not None]
-        worst_p99 = max(r["all"]["p99"] for r in with_probe)
-        worst_max = max(r["all"]["max"] for r in with_probe)
+        worst_p99 = max((r["all"]["p99"] for r in with_probe), default=float("nan"))  # nan: no probed run
+        worst_max = max((r["all"]["max"] for r in with_probe), default=float("nan"))
         for key, label in (("images_per_s", "whole run"), ("steady", "epochs 2+")):
             h = statistics.mean(r[key] for r in headless)
             s = statistics.mean(r[key] for r in studio)

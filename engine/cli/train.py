@@ -171,7 +171,7 @@ def _as_rank(make, quiet: bool) -> int:
         if stream is not None:
             stream.write_exit(code, error)
             stream.close()
-        leave()
+        leave(together=code in (EXIT_OK, EXIT_STOPPED))
 
 
 def _run_trainer(trainer, control, stream) -> int:

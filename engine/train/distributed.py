@@ -97,7 +97,7 @@ class DistContext:
         self.device = device or torch.device("cpu")  # where collectives' tensors live (NCCL: this rank's GPU)
         self.control: SyncedControl | None = None
         self.wrapped: tuple[Any, torch.nn.Module] | None = None  # engine/train/distributed_model.py
-        self.failing = False  # the run is failing: its reason is being recorded
+        self._told_terminated = False
 
     # --- facts ------------------------------------------------------------------------------------------------
     @property
@@ -127,9 +127,16 @@ class DistContext:
         return f"cuda:{self.local_rank}" if self.backend == "nccl" else "cpu"
 
     # --- collectives (identities in a one-process run) --------------------------------------------------------
+    def _not_terminated(self) -> None:
+        if _terminated and not self._told_terminated:
+            self._told_terminated = True
+            raise ProcessTerminated("this process was ended (SIGTERM) by torchrun or its launcher — another process "
+                                    "of the run failed, or the run was aborted; the last checkpoint is kept")
+
     def all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
         if not self.active:
             return list(values)
+        self._not_terminated()
         import torch.distributed as dist
 
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
@@ -140,6 +147,7 @@ class DistContext:
         """Rank 0's `obj` on every rank (picklable)."""
         if not self.active:
             return obj
+        self._not_terminated()
         import torch.distributed as dist
 
         box = [obj if self.is_main else None]
@@ -149,6 +157,7 @@ class DistContext:
     def all_gather_objects(self, obj: Any) -> list[Any]:
         if not self.active:
             return [obj]
+        self._not_terminated()
         import torch.distributed as dist
 
         out: list[Any] = [None] * self.world_size
@@ -159,6 +168,7 @@ class DistContext:
         """Every rank's tensor of the same shape, in rank order, on the CPU."""
         if not self.active:
             return [tensor]
+        self._not_terminated()
         import torch.distributed as dist
 
         local = tensor.to(self.device).contiguous()
@@ -211,21 +221,19 @@ class DistContext:
         return self.control.poll() if self.control is not None else False
 
     def failure_message(self, exc: BaseException) -> str:
-        """Called once the run is failing (Trainer._fail): a failure whose cause is another process (a lost
-        connection, a termination) is said as such. From now on a SIGTERM from torchrun is ignored, so that the
-        failure is recorded before the process ends."""
+        """A failure whose cause is another process (a lost connection, a termination), said as such."""
         if not self.active:
             return ""
-        self.failing = True
         if isinstance(exc, ProcessTerminated):
-            return str(exc)
+            return (f"a process of this {self.world_size}-process run failed, or the run was aborted: torchrun ended "
+                    f"rank {self.rank} (SIGTERM); the last checkpoint is kept")
         text = str(exc)
         lost = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL", "ProcessGroup",
                 "gloo")
         if isinstance(exc, RuntimeError) and any(word in text for word in lost):
             first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-            return (f"another process of this {self.world_size}-process run failed or was killed, so rank "
-                    f"{self.rank} could not go on ({first[:200]}); the last checkpoint is kept")
+            return (f"a process of this {self.world_size}-process run stopped answering (it failed or was killed), "
+                    f"so rank {self.rank} stopped too ({first[:200]}); the last checkpoint is kept")
         return ""
 
     def reduce_running(self, sums) -> None:
@@ -392,33 +400,45 @@ def _join(ranks: Ranks, requested: str) -> DistContext:
     else:
         device = torch.device("cpu")
         dist.init_process_group("gloo", timeout=PROCESS_GROUP_TIMEOUT)
-    _terminate_raises()
+    _terminate_is_noted()
     log.info("joined the process group: rank %d of %d (%s)", ranks.rank, ranks.world_size, dist.get_backend())
     return DistContext(ranks, dist.get_backend(), device)
 
 
-def leave() -> None:
-    """Leave the process group (at the end of a rank's command)."""
+def leave(together: bool = False) -> None:
+    """Leave the process group at the end of a rank's command. `together` (the run ended as planned): first wait
+    for every rank — rank 0 may still be writing its last checkpoint or evaluating — so that no rank exits while
+    another works (torchrun ends the others as soon as one exits with an error, and a rank that left early can
+    abort in the group's teardown). After a failure nobody waits: a peer may be gone."""
     global _context
+    import gc
+
     import torch.distributed as dist
 
     if _context is not None and dist.is_initialized():
+        _context.wrapped = None  # DistributedDataParallel's reducer lets go of the group first
+        gc.collect()
+        if together:
+            try:
+                dist.barrier()
+            except Exception:  # noqa: BLE001 - a peer that is gone cannot be waited for; leave anyway
+                log.info("a process of the run left before the others", exc_info=True)
         dist.destroy_process_group()
     _context = None
 
 
-def _terminate_raises() -> None:
-    """torchrun's agent ends the other ranks with SIGTERM when one fails: the first SIGTERM becomes an exception,
-    so the run fails through its usual path (the reason written, the last checkpoint kept), not silently."""
+_terminated: list[int] = []  # SIGTERM received (torchrun's agent, or a launcher aborting the run)
+
+
+def _terminate_is_noted() -> None:
+    """torchrun's agent ends the other ranks with SIGTERM when one fails, and a launcher aborts a run with it. The
+    signal is noted, not raised where it lands (it could cut a checkpoint write short): the next collective raises
+    ProcessTerminated instead, so the run fails through its usual path — the reason written, the last checkpoint
+    whole — before torchrun's 30 s grace ends."""
     if threading.current_thread() is not threading.main_thread():
         return
-    fired = []
 
     def on_terminate(signum, frame):
-        if fired or (_context is not None and _context.failing):
-            return
-        fired.append(signum)
-        raise ProcessTerminated("this process was terminated (SIGTERM) by torchrun or its launcher, which happens "
-                                "when another process of the run failed; the last checkpoint is kept")
+        _terminated.append(signum)
 
     signal.signal(signal.SIGTERM, on_terminate)

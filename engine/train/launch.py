@@ -222,7 +222,7 @@ class ProcessRun:
         if command not in COMMANDS:
             raise ValueError(command)
         path = self.channel / CONTROL_FILE
-        tmp = path.with_name(f"{CONTROL_FILE}.{os.getpid()}.tmp")
+        tmp = path.with_name(f"{CONTROL_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")  # any thread may send
         tmp.write_text(command, encoding="utf-8")
         os.replace(tmp, path)
 

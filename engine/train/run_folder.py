@@ -133,6 +133,8 @@ class RunFolder:
                                        "lr_scaling": e.lr_scaling, "lr_factor": e.lr_factor,
                                        "sync_batchnorm": e.sync_batchnorm,
                                        "sessions": [*sessions, {"world_size": e.world_size, "note": e.note}]}
+        if e.world_size > 1:  # what the runs table shows
+            self.summary["device"] = f"{e.world_size} processes ({e.backend}) × {self.summary.get('device', '')}"
         self._save()
 
     # --- during the run ---------------------------------------------------------------------------------------
