@@ -17,7 +17,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) main.py $(ARGS)
 
+# The import contracts (pyproject.toml) first: a broken boundary fails in a second, before the suite's minutes.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -40,7 +40,10 @@ def seed_torch_home(torch_home: Path, archs=SEEDED_WEIGHTS) -> dict[str, Path]:
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_torch_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("torch_home")
+    # THAW_TEST_TORCH_HOME keeps the seeded weight files between sessions: bench/mutation.sh runs one short session
+    # per mutant, and writing them takes about a second each time.
+    kept = os.environ.get("THAW_TEST_TORCH_HOME")
+    home = Path(kept) if kept else tmp_path_factory.mktemp("torch_home")
     runs = tmp_path_factory.mktemp("runs")
     cache = tmp_path_factory.mktemp("feature_cache")
     saved = {k: os.environ.get(k) for k in ("TORCH_HOME", "THAW_OFFLINE", "THAW_RUNS_DIR", "THAW_CACHE_DIR")}

@@ -189,7 +189,7 @@ class EpochFinished(Event):
     train_acc: float
     val_loss: float
     val_acc: float
-    lrs: dict[str, float]  # the rates the epoch trained with (before an epoch-wise schedule step)
+    lrs: dict[str, float]  # the rates the epoch's last batch trained with (before an epoch-wise schedule step)
     seconds: float  # training time of the epoch (validation and pauses excluded)
     images_per_s: float
     data_wait_share: float  # share of the training time spent waiting for batches (the data path)

@@ -117,9 +117,16 @@ def compute_features(model: nn.Module, head_path: str, loader: DataLoader, devic
                      should_stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Run the (eval-mode: see build_feature_set) model over the loader and capture the head's input. None when
     stopped."""
-    head = model.get_submodule(head_path)
     captured: list[torch.Tensor] = []
-    hook = head.register_forward_hook(lambda m, inputs, out: captured.append(torch.flatten(inputs[0], 1).float()))
+
+    def capture(_module, inputs) -> None:
+        if not captured:  # the first module of the head to run receives the head's input
+            captured.append(torch.flatten(inputs[0], 1).float())
+
+    # Pre-hooks on the head and every module inside it: a head that is a container (Dropout → Linear, or a hidden
+    # layer) is inlined by the torch.fx trace of fold_batch_norms, so only its children are called there.
+    head = model.get_submodule(head_path)
+    hooks = [m.register_forward_pre_hook(capture) for m in head.modules()]
     feats, labels = [], []
     try:
         for images, y in loader:
@@ -131,12 +138,13 @@ def compute_features(model: nn.Module, head_path: str, loader: DataLoader, devic
             captured.clear()
             with autocast():
                 model(images)
-            feats.append(captured[-1].cpu())
+            feats.append(captured[0].cpu())
             labels.append(y.cpu())
             if progress:
                 progress(len(y))
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     return torch.cat(feats), torch.cat(labels).long()
 
 
@@ -178,10 +186,17 @@ class FeatureStore:
         type(self)._memory = {entry.key: entry.to(torch.device("cpu"))}  # one entry: bounded memory
 
     def _evict(self) -> None:
-        entries = sorted(self.folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        """Keep the most recently used entries that fit the budget together; delete the rest."""
+        entries = []
+        for path in self.folder.glob("*.pt"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # evicted meanwhile by another run sharing the cache
+                continue
+            entries.append((stat.st_mtime_ns, stat.st_size, path))
         total = 0
-        for path in entries:
-            total += path.stat().st_size
+        for _, size, path in sorted(entries, reverse=True):  # newest first (ties: by size, then name)
+            total += size
             if total > self.budget:
                 path.unlink(missing_ok=True)
 

@@ -66,7 +66,8 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
             raise TrainingError(f"the loss became {loss_value} at epoch {state.epoch + 1}, batch {batch + 1} "
                                 f"(phase '{phase.config.name}'); lower the learning rate. The last good checkpoint "
                                 f"is kept.")
-        lrs = current_lrs(optimizer)  # the rates this batch trains with (the schedule moves them after the step)
+        lrs = phase.last_lrs = current_lrs(optimizer)  # the rates this batch trains with (the schedule moves them
+        # after the step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if not scaler.is_enabled():  # with fp16, the scaler itself skips steps whose gradients overflowed

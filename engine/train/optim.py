@@ -102,5 +102,6 @@ def preview_lrs(group_lrs: dict[str, float], phase: PhaseConfig, steps_per_epoch
                 out[g["name"]].append(float(g["lr"]))
             optimizer.step()  # a no-op step keeps torch from warning about the call order
             schedule.step_batch()
-        schedule.step_epoch(0.0 if schedule.needs_metric else None)
+        if not schedule.needs_metric:  # plateau decays depend on validation results nobody knows yet: flat
+            schedule.step_epoch()
     return out

@@ -39,6 +39,7 @@ class ActivePhase:
         self.group_lrs = group_lrs
         self.fingerprint = Fingerprint(setup.model, freeze.bn_modes)
         self.features: FeatureSet | None = None
+        self.last_lrs: dict[str, float] = {}  # the rates the latest batch trained with (the loop keeps it)
 
     @classmethod
     def begin(cls, setup: RunSetup, index: int, epoch_mode: str, previous: torch.optim.Optimizer | None = None,

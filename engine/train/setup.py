@@ -119,8 +119,11 @@ class RunSetup:
     def loader(self, dataset, indices: list[int]) -> DataLoader:
         r = self.recipe
         workers = worker_cap(r.data.num_workers if r.data.num_workers >= 0 else auto_workers(len(dataset)))
+        # Its own generator: creating the iterator draws a base seed, which from the global RNG would shift every
+        # dropout mask of a run resumed mid-epoch by one draw (the global RNG is restored before the loader is made).
         return DataLoader(dataset, batch_size=r.batch_size, sampler=indices, num_workers=workers,
-                          pin_memory=self.device.device.type == "cuda", persistent_workers=False)
+                          pin_memory=self.device.device.type == "cuda", persistent_workers=False,
+                          generator=torch.Generator().manual_seed(r.seed))
 
     def checkpoint_identity(self) -> dict[str, Any]:
         """What a checkpoint needs besides the training state to rebuild and use the model on its own."""

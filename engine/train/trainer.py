@@ -184,7 +184,7 @@ class Trainer:
 
     def _end_epoch(self, phase: ActivePhase, state: TrainingState, stopping: EarlyStopping, clock: RunClock) -> None:
         setup = phase.setup
-        lrs = current_lrs(phase.optimizer)  # the rates this epoch trained with, before an epoch-wise step
+        lrs = phase.last_lrs or current_lrs(phase.optimizer)  # the rates the epoch's last batch trained with
         self.dist.reduce_running(state.running)  # the epoch's sums over every process
         if self.dist.active:
             val_loss, val_acc = validate_sharded(phase, self.dist)
