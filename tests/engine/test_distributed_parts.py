@@ -106,6 +106,26 @@ def test_the_learning_rate_scaling_rule():
     assert [g.lr for g in groups] == [1e-3, 1e-4]  # the recipe's own groups are untouched
 
 
+def test_sync_batchnorm_converts_every_batchnorm_and_keeps_the_checkpoint_format(image_folder):
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torchvision.models import resnet18
+
+    from engine.model.freezing import bn_layers
+    from engine.train.distributed_model import with_sync_batchnorm
+
+    recipe = tiny_recipe(image_folder)
+    model = resnet18()
+    keys = list(model.state_dict())
+    assert with_sync_batchnorm(model, recipe, DistContext(Ranks(0, 2, 0), "nccl")) is model  # not asked for
+    recipe.distributed.sync_batchnorm = True
+    assert with_sync_batchnorm(model, recipe, DistContext()) is model  # one process: nothing to synchronise
+    synced = with_sync_batchnorm(model, recipe, DistContext(Ranks(0, 2, 0), "nccl"))
+    layers = bn_layers(synced)
+    assert len(layers) == 20 and all(isinstance(m, torch.nn.SyncBatchNorm) for m in layers.values())
+    assert all(isinstance(m, _BatchNorm) for m in layers.values())  # freezing still finds and sets them
+    assert list(synced.state_dict()) == keys  # a checkpoint loads in one process's plain BatchNorm model
+
+
 def test_the_plan_shows_the_rates_a_scaled_run_trains_with(image_folder):
     from engine.planning.plan import plan_run
 

@@ -104,12 +104,17 @@ def test_two_processes_stopped_and_resumed_train_what_one_process_trains(forty_i
 
 def test_a_checkpoint_of_two_processes_resumed_by_one_restarts_the_epoch(forty_images, tmp_path, monkeypatch):
     recipe = unfreezing_recipe(forty_images, tmp_path / "runs", batch_size=2, processes=2)  # 10 steps per epoch
+    recipe.distributed.lr_scaling = "linear"  # rates × 2 with two processes, × 1 again with one
     recipe.save(tmp_path / "two.json")
     run = ProcessRun(["train", str(tmp_path / "two.json")], 2).start()
+    phases = []
     for event in run.events():
+        if isinstance(event, ev.PhaseStarted):
+            phases.append(event)
         if isinstance(event, ev.BatchFinished) and event.epoch == 2 and event.batch == 0:
             run.request_stop()
     assert run.wait() == 0 and run.exit.code == 3, run.failure_text()
+    assert phases[0].groups == {"all": 2 * recipe.phases[0].lr}
     run_dir = only_run(tmp_path / "runs")
     saved = load_checkpoint(checkpoint_path(run_dir, "last"))
     assert saved["epoch"] == 2 and saved["batch"] > 0, "the stop should land inside the third epoch"
@@ -121,6 +126,9 @@ def test_a_checkpoint_of_two_processes_resumed_by_one_restarts_the_epoch(forty_i
     assert note.world_size == 1 and "restarts from its first batch" in note.note
     started = next(e for e in said if isinstance(e, ev.RunStarted))
     assert (started.start_epoch, started.start_batch) == (2, 0)
+    resumed_phase = next(e for e in said if isinstance(e, ev.PhaseStarted))
+    assert resumed_phase.phase_index == 2
+    assert resumed_phase.groups == {name: lr / 2 for name, lr in phases[2].groups.items()}  # back to one process
     assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2, 3]
     steps = [b["global_step"] for b in read_batches(run_dir)]
     assert steps == list(range(1, 41))  # two epochs of 10 steps of 4 images, then 20 of one process with 2
