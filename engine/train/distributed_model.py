@@ -84,7 +84,8 @@ def adapt_resumed_phase(phase, checkpoint: dict[str, Any], dist: DistContext, ep
                     group[key] *= ratio
         if scheduler is not None and hasattr(scheduler, "base_lrs"):
             scheduler.base_lrs = [lr * ratio for lr in scheduler.base_lrs]
-        phase.group_lrs = {name: lr * ratio for name, lr in phase.group_lrs.items()}
+        # phase.group_lrs came from the recipe scaled for this run's processes already (setup.py): only what the
+        # checkpoint restored (the optimizer's and the schedule's rates) carries the old factor.
     if phase.schedule.per_batch:
         _restart_schedule(phase, epoch_in_phase)
 
