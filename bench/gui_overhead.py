@@ -181,11 +181,14 @@ def spin(ms: int) -> None:
     loop.exec()
 
 
-def studio_run(window, recipe, probe: LatencyProbe | None, timeout_s: float, profile: bool = False) -> dict:
-    """One run started from the Training tab; `probe` (if any) records the event loop's latency meanwhile."""
+def studio_run(window, recipe, probe: LatencyProbe | None, timeout_s: float, profile: bool = False,
+               child: bool = False) -> dict:
+    """One run started from the Training tab; `probe` (if any) records the event loop's latency meanwhile.
+    `child`: the studio's "separate process" setting (the run trains in a child process, its events stream back)."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     panel, controller = window.training_panel, window.controller
+    controller.separate_process = child
     window.document.set_recipe(recipe)
     window.tabs.setCurrentWidget(panel)
     spin(500)  # let the recipe change settle (data scan, plan) as it would before a user presses Start
@@ -391,6 +394,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="seconds a studio run may take")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--profile", action="store_true", help="cProfile the GUI thread during the last studio run")
+    parser.add_argument("--child-process", action="store_true",
+                        help="a third run per repeat: the studio training in a child process (issue 14's setting)")
     args = parser.parse_args()
 
     seeded_torch_home()
@@ -448,7 +453,7 @@ def main() -> None:
 
     # Throughput: headless and studio interleaved, the studio without the probe (100 timer callbacks a second in
     # the GUI thread are the measurement's cost, not the studio's). Latency: studio runs with the probe after.
-    headless, studio, probed = [], [], []
+    headless, studio, probed, children = [], [], [], []
     for i in range(args.repeats):
         a = headless_process(recipe, warm, args.timeout)
         headless.append(a)
@@ -458,6 +463,10 @@ def main() -> None:
                        profile=args.profile and i == args.repeats - 1)
         studio.append(b)
         print(f"run {2 * i + 2} studio   : {described(b)}", flush=True)
+        if args.child_process:
+            c = studio_run(window, recipe, None, args.timeout, child=True)
+            children.append(c)
+            print(f"run {i + 1} studio, child process: {described(c)}", flush=True)
     for i in range(args.latency_runs):
         b = studio_run(window, recipe, probe, args.timeout)
         probed.append(b)
@@ -465,8 +474,8 @@ def main() -> None:
 
     if headless:  # (--repeats 0: the curve test only)
         with_probe = [r for r in studio + probed if r["all"] is not None]
-        worst_p99 = max(r["all"]["p99"] for r in with_probe)
-        worst_max = max(r["all"]["max"] for r in with_probe)
+        worst_p99 = max((r["all"]["p99"] for r in with_probe), default=float("nan"))  # nan: no probed run
+        worst_max = max((r["all"]["max"] for r in with_probe), default=float("nan"))
         for key, label in (("images_per_s", "whole run"), ("steady", "epochs 2+")):
             h = statistics.mean(r[key] for r in headless)
             s = statistics.mean(r[key] for r in studio)
@@ -478,6 +487,15 @@ def main() -> None:
             print(f"ratio       : studio/headless {label} = {s / h:.3f} (ratio of means; per pair "
                   f"{', '.join(f'{r:.2f}' for r in pairs)}, median {statistics.median(pairs):.3f}){verdict}")
         h = statistics.mean(r["steady"] for r in headless)
+        if children:
+            for key, label in (("images_per_s", "whole run"), ("steady", "epochs 2+")):
+                c = statistics.mean(r[key] for r in children)
+                s = statistics.mean(r[key] for r in studio)
+                hk = statistics.mean(r[key] for r in headless)
+                pairs = [b[key] / a[key] for a, b in zip(headless, children)]
+                print(f"child       : studio training in a child process, {label}: {c:7.1f} images/s "
+                      f"({listed(children, key)}) = {c / hk:.3f} of headless (per repeat "
+                      f"{', '.join(f'{r:.2f}' for r in pairs)}), {c / s:.3f} of the in-process studio")
         if probed:
             p = statistics.mean(r["steady"] for r in probed)
             print(f"            : studio with the 10 ms probe running, epochs 2+: {p:7.1f} images/s = {p / h:.3f} of "

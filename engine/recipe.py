@@ -38,6 +38,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BUILTIN_DATASETS = ("folder", "CIFAR10", "CIFAR100", "MNIST", "FashionMNIST", "SVHN", "STL10")
 METRICS = ("val_acc", "val_loss")
 HEAD_FITS = ("converge", "epochs")
+LR_SCALINGS = ("none", "linear", "sqrt")
+MAX_PROCESSES = 1024  # torchrun's world size; more than any single job Thaw's users run
 
 MAX_RECIPE_BYTES = 4 * 2**20  # a recipe is a few kB; a larger file is not one
 MAX_NAME_CHARS = 100  # names become folder names and CSV columns
@@ -304,6 +306,26 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """How a run spreads over processes: torchrun + DistributedDataParallel (engine/train/distributed.py).
+
+    `batch_size` stays the batch of one process: a step trains on `batch_size × processes` images (the global
+    batch). Under `torchrun` its world size decides and recipe.json records it here."""
+
+    processes: int = number(1, 1, MAX_PROCESSES)  # > 1: `train` starts torchrun with this many (a GPU each)
+    # The learning rates are tuned for one process's batch; with W processes the global batch is W× larger.
+    # "linear": every lr × W (Goyal et al. 2017; pair it with warm-up), "sqrt": × √W, "none": as written.
+    lr_scaling: str = "none"
+    sync_batchnorm: bool = False  # BN layers that train use the global batch's statistics (CUDA/NCCL only)
+
+    def validate(self, prefix: str = "distributed") -> None:
+        check_fields(self, prefix)
+        if self.lr_scaling not in LR_SCALINGS:
+            raise RecipeError(f"{prefix}.lr_scaling",
+                              f"{_show(self.lr_scaling)} is not one of {', '.join(LR_SCALINGS)}")
+
+
+@dataclass
 class Recipe:
     name: str = text("run", required=True)
     strategy: str = text("custom")  # a label for comparing runs: feature_extraction, fine_tune_all, ...
@@ -319,6 +341,7 @@ class Recipe:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     output_dir: str = text("", MAX_PATH_CHARS)  # the runs folder; empty: the user data folder
     tensorboard: bool = False  # also write TensorBoard event files in <run folder>/tensorboard (pip install tensorboard)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def validate(self) -> "Recipe":
         if not self.name:
@@ -341,6 +364,8 @@ class Recipe:
         if self.channels_last not in ("auto", "on", "off"):
             raise RecipeError("channels_last", f"{_show(self.channels_last)} is not one of auto, on, off")
         self.early_stopping.validate("early_stopping")
+        self.distributed.validate("distributed")
+        check_distributed_device(self.device, self.distributed, self.distributed.processes)
         n_extra = max(0, self.model.in_channels - 3)
         for name in ("extra_channel_mean", "extra_channel_std"):
             values = getattr(self.data, name)
@@ -399,6 +424,30 @@ class Recipe:
 
     def copy(self) -> "Recipe":
         return Recipe.from_dict(self.to_dict())
+
+
+def lr_factor(scaling: str, processes: int) -> float:
+    """`distributed.lr_scaling`'s factor for a run of `processes`: linear × W, sqrt × √W, none × 1."""
+    if scaling == "linear":
+        return float(processes)
+    if scaling == "sqrt":
+        return math.sqrt(processes)
+    return 1.0
+
+
+def check_distributed_device(device: str, config: DistributedConfig, processes: int) -> None:
+    """A run over several processes puts one process on each GPU (its LOCAL_RANK) or all of them on the CPU."""
+    if processes <= 1:
+        return
+    if device == "mps":
+        raise RecipeError("device", f"'mps' cannot be shared by {processes} processes (PyTorch has no MPS process "
+                                    f"group); use 'cpu' or one process")
+    if device.startswith("cuda:"):
+        raise RecipeError("device", f"'{device}' names one GPU, but each of the {processes} processes takes its own "
+                                    f"(GPU = LOCAL_RANK); use 'cuda' or 'auto', and CUDA_VISIBLE_DEVICES to choose")
+    if config.sync_batchnorm and device == "cpu":
+        raise RecipeError("distributed.sync_batchnorm", "needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only); "
+                                                        "turn it off to train on the CPU")
 
 
 # --- reading a file ------------------------------------------------------------------------------------------

@@ -69,7 +69,10 @@ def run_studio(argv: list[str] | None = None) -> int:
             print(f"error: {missing_text(missing)} (`python main.py --self-test` checks the rest.)", file=sys.stderr)
             return 1
     app = create_app([sys.argv[0] if sys.argv else "thaw", *arguments])
+    from gui.garbage import collect_in_gui_thread
     from gui.main_window import MainWindow  # after the QApplication: widgets need it
+
+    collect_in_gui_thread()  # never in the training thread (gui/garbage.py)
 
     window = MainWindow(deferred=True)  # shown at once; torch loads in a thread, then the panels are built
     window.show()

@@ -6,15 +6,23 @@ a checkpoint that is not one or does not fit its recipe, a moved data folder wit
 One Ctrl-C stops after the batch and exits 3 (EXIT_STOPPED), so a script can tell "stopped" from "finished".
 `train --dry-run` checks the recipe and the data and prints what the run would cost (engine/train/estimate.py),
 training nothing: exit 0 when it would run, 2 with the reason when it would not.
+
+Several processes (engine/train/distributed.py): `--processes N` (or the recipe's `distributed.processes`) starts
+torchrun with N workers on this machine (engine/train/launch.py) and prints rank 0's events as they stream back,
+with the same exit codes. `torchrun --nproc-per-node=N main.py train RECIPE` works as it is: rank 0 prints, every
+rank exits with its own code (torchrun reports any that is not 0, a stop's 3 included, as a failure).
+`resume` continues with as many processes as the run last used, unless `--processes` says otherwise.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from pathlib import Path
 
 from engine.cli.console import ConsoleReporter
-from engine.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED
 
 
 def register(sub) -> None:
@@ -25,7 +33,10 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="scale the phases to this many epochs in total")
     p.add_argument("--device", help="override device (auto, cpu, cuda, cuda:N, mps)")
     p.add_argument("--weights-file", help="override model.weights_file: a local .pth state dict")
-    p.add_argument("--batch-size", type=int, help="override batch_size")
+    p.add_argument("--batch-size", type=int, help="override batch_size (per process)")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="train with N processes on this machine (torchrun + DistributedDataParallel, one GPU each "
+                        "on CUDA); batch_size is per process. Overrides distributed.processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only epoch lines")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard event files in <run folder>/tensorboard (pip install tensorboard)")
@@ -39,49 +50,18 @@ def register(sub) -> None:
                        description="continue a stopped or failed run from its last checkpoint")
     p.add_argument("run_dir", help="a run folder (holds checkpoints/last.pt)")
     p.add_argument("--data", help="the run's data folder, if it moved (same classes)")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="processes to continue with (default: as many as the run used, which continues exactly; "
+                        "another number continues at an epoch boundary)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=cmd_resume)
-
-
-def _run_trainer(trainer, quiet: bool) -> int:
-    from engine.train.events import RunControl
-
-    control = trainer.control
-    assert isinstance(control, RunControl)
-    _evaluate_at_the_end(trainer)
-
-    def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly with a checkpoint; second: abort
-        if control.stop_requested:
-            raise KeyboardInterrupt
-        print("\nstopping after this batch (Ctrl-C again to abort) …", file=sys.stderr)
-        control.request_stop()
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        result = trainer.fit()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if result.status == "failed":
-        return EXIT_FAILED
-    if result.status == "stopped":
-        return EXIT_STOPPED
-    return EXIT_OK
-
-
-def _evaluate_at_the_end(trainer) -> None:
-    """A finished run's best checkpoint is evaluated on the validation split (evaluation.json), said on the console."""
-    from engine.infer.evaluation import RunEvaluator
-    from engine.train.devices import pick_device
-
-    reporter = next(c for c, _critical in trainer.bus.subscribers if isinstance(c, ConsoleReporter))
-    trainer.bus.subscribe(RunEvaluator(pick_device(trainer.recipe.device)[0], emit=reporter))
 
 
 def cmd_train(args) -> int:
     from engine.errors import BadInputError
     from engine.planning.presets import _scale_epochs
     from engine.recipe import Recipe
-    from engine.train.trainer import Trainer
+    from engine.train.launch import under_torchrun
 
     recipe = Recipe.load(args.recipe)
     if args.data:
@@ -98,11 +78,21 @@ def cmd_train(args) -> int:
         if args.epochs < 1:
             raise BadInputError(f"--epochs must be at least 1, got {args.epochs}")
         _scale_epochs(recipe.phases, args.epochs)
+    if args.processes is not None:
+        recipe.distributed.processes = _processes(args.processes)
     recipe.validate()
     if args.dry_run:
         return dry_run(recipe, args.json)
-    trainer = Trainer(recipe, [ConsoleReporter(args.quiet)], runs_root=args.out)
-    return _run_trainer(trainer, args.quiet)
+    if recipe.distributed.processes > 1 and not under_torchrun():
+        return _launch(lambda channel: ["train", _saved(recipe, channel), *(["--out", args.out] if args.out else [])],
+                       recipe.distributed.processes, args.quiet)
+
+    def make(callbacks, control):
+        from engine.train.trainer import Trainer
+
+        return Trainer(recipe, callbacks, control, runs_root=args.out)
+
+    return _as_rank(make, args.quiet)
 
 
 def dry_run(recipe, as_json: bool) -> int:
@@ -121,9 +111,168 @@ def dry_run(recipe, as_json: bool) -> int:
 
 
 def cmd_resume(args) -> int:
-    from engine.train.trainer import Trainer
+    from engine.train.launch import recorded_processes, under_torchrun
 
-    # The trainer takes the run's lock, cleans what an interrupted write left, and refuses a checkpoint that is not
-    # one, does not fit its recipe, or a moved data folder with other classes.
-    trainer = Trainer.from_run_dir(args.run_dir, [ConsoleReporter(args.quiet)], data_root=args.data or "")
-    return _run_trainer(trainer, args.quiet)
+    processes = _processes(args.processes) if args.processes is not None else None
+    if not under_torchrun():
+        processes = processes or recorded_processes(args.run_dir)
+        if processes > 1:
+            extra = ["--data", args.data] if args.data else []
+            return _launch(lambda _channel: ["resume", str(args.run_dir), *extra], processes, args.quiet)
+
+    def make(callbacks, control):
+        from engine.train.trainer import Trainer
+
+        # The trainer takes the run's lock, cleans what an interrupted write left, and refuses a checkpoint that is
+        # not one, does not fit its recipe, or a moved data folder with other classes.
+        return Trainer.from_run_dir(args.run_dir, callbacks, control, data_root=args.data or "")
+
+    return _as_rank(make, args.quiet)
+
+
+def _processes(value: int) -> int:
+    from engine.errors import BadInputError
+    from engine.recipe import MAX_PROCESSES
+
+    if not 1 <= value <= MAX_PROCESSES:
+        raise BadInputError(f"--processes must be in [1, {MAX_PROCESSES}], got {value}")
+    return value
+
+
+def _saved(recipe, channel: Path) -> str:
+    path = channel / "recipe.json"
+    recipe.save(path)
+    return str(path)
+
+
+# --- one process of a run (the only one, or a rank under torchrun) -----------------------------------------------
+
+def _as_rank(make, quiet: bool) -> int:
+    """Build the trainer and train. Printed by this process, or — started by a launcher — streamed to it
+    (engine/train/launch.py): rank 0 writes every event and, last, its exit code; other ranks only take part."""
+    from engine.errors import BadInputError, ThawError
+    from engine.train.distributed import ReportedOnMain, Ranks, leave
+    from engine.train.events import RunControl
+    from engine.train.launch import LAUNCHER_PID_ENV, ControlWatcher, EventStream, launched_channel
+
+    channel = launched_channel()
+    main = Ranks.from_env().rank == 0
+    stream = EventStream(channel) if channel is not None and main else None
+    callbacks = [stream] if stream is not None else [] if channel is not None else [ConsoleReporter(quiet)]
+    control = RunControl()
+    watcher = None
+    code, error = EXIT_FAILED, ""
+    try:
+        trainer = make(callbacks, control)
+        if stream is not None:
+            pid = os.environ.get(LAUNCHER_PID_ENV, "")
+            watcher = ControlWatcher(channel, control, int(pid) if pid.isdigit() else None).start()
+        code = _run_trainer(trainer, control, stream)
+        # Started by a launcher, the outcome travels in the stream; a failure still exits non-zero, so that
+        # torchrun ends the other ranks at once instead of leaving them waiting on this one.
+        return code if channel is None else EXIT_FAILED if code == EXIT_FAILED else EXIT_OK
+    except ReportedOnMain as exc:  # rank 0 says it; this rank only stops
+        code = EXIT_BAD_INPUT if isinstance(exc, BadInputError) else EXIT_FAILED
+        return EXIT_OK if channel is not None else code
+    except BadInputError as exc:
+        code, error = EXIT_BAD_INPUT, str(exc)
+        raise
+    except ThawError as exc:
+        code, error = EXIT_FAILED, str(exc)
+        raise
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+        raise
+    except Exception as exc:
+        code, error = EXIT_FAILED, f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if watcher is not None:
+            watcher.close()
+        if channel is not None:  # torchrun ends the others when one rank exits: rank 0's result must still be said
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stream is not None:
+            stream.write_exit(code, error)
+            stream.close()
+        leave(together=code in (EXIT_OK, EXIT_STOPPED))
+
+
+def _run_trainer(trainer, control, stream) -> int:
+    _evaluate_at_the_end(trainer, stream)
+
+    def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly with a checkpoint; second: abort
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        if trainer.dist.is_main:  # under torchrun every rank hears Ctrl-C; one says so
+            print("\nstopping after this batch (Ctrl-C again to abort) …", file=sys.stderr)
+        control.request_stop()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = trainer.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if result.status == "failed":
+        return EXIT_FAILED
+    if result.status == "stopped":
+        return EXIT_STOPPED
+    return EXIT_OK
+
+
+def _evaluate_at_the_end(trainer, stream) -> None:
+    """A finished run's best checkpoint is evaluated on the validation split (evaluation.json), said on the console
+    (or in the launcher's stream)."""
+    from engine.infer.evaluation import RunEvaluator
+    from engine.train.devices import pick_device
+
+    emit = stream or next((c for c, _critical in trainer.bus.subscribers if isinstance(c, ConsoleReporter)), None)
+    trainer.bus.subscribe(RunEvaluator(pick_device(trainer.dist.training_device(trainer.recipe.device))[0],
+                                       emit=emit or (lambda event: None)))
+
+
+# --- the launcher: this process starts torchrun and prints what rank 0 streams back ------------------------------
+
+def _launch(argv_for, processes: int, quiet: bool) -> int:
+    from engine.train.launch import ProcessRun, first_errors
+
+    run = ProcessRun([], processes)
+    run.argv = argv_for(run.channel)
+    reporter = ConsoleReporter(quiet)
+    interrupts = []
+
+    def on_interrupt(signum, frame):
+        interrupts.append(signum)
+        if len(interrupts) == 1:
+            print("\nstopping after this batch (Ctrl-C again to abort) …", file=sys.stderr)
+            run.request_stop()
+        else:
+            run.terminate()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        run.start()
+        print(f"Starting {processes} training processes (torchrun) …" if processes > 1 else
+              "Starting the training process …", file=sys.stderr)
+        for event in run.events():
+            reporter(event)
+        run.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if len(interrupts) > 1:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if run.exit is None:
+        print(f"error: {run.failure_text()} (logs: {run.channel / 'logs'})", file=sys.stderr)
+        return EXIT_FAILED
+    if run.exit.error:
+        print(f"error: {run.exit.error}", file=sys.stderr)
+    if run.exit.code == EXIT_FAILED:
+        said = run.exit.error
+        others = [line for line in first_errors(run.channel / "logs")
+                  if not line.startswith("[rank 0]") and not (said and said in line)]
+        for line in others[:3]:
+            print(f"  {line}", file=sys.stderr)
+        print(f"  logs of every process: {run.channel / 'logs'}", file=sys.stderr)
+    else:
+        run.cleanup()
+    return run.exit.code

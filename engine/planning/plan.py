@@ -19,7 +19,7 @@ from engine.model.freezing import apply_freeze_plan, count_params
 from engine.model.groups import assignment, phase_groups, torch_param_groups
 from engine.model.layer_tree import LayerNode, build_layer_tree
 from engine.train.optim import preview_lrs
-from engine.recipe import HeadConfig, Recipe
+from engine.recipe import HeadConfig, Recipe, lr_factor
 from engine.model.stages import StageMap, compute_stages
 from engine.model.surgery import adapt_input_channels, replace_head
 
@@ -89,7 +89,8 @@ def plan_run(recipe: Recipe, num_classes: int = 2, steps_per_epoch: int = 10) ->
             unassigned = [n for n, p in model.named_parameters() if p.requires_grad and n not in owners]
             if not error:
                 _, infos = torch_param_groups(model, stages, specs, phase.optimizer, f"phases[{i}].groups")
-                groups_lr = {g.name: g.lr for g in infos}
+                scale = lr_factor(recipe.distributed.lr_scaling, recipe.distributed.processes)  # as the run will
+                groups_lr = {g.name: g.lr * scale for g in infos}
                 group_params = {g.name: g.params for g in infos}
         except ThawError as exc:
             owners = {}

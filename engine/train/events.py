@@ -86,6 +86,22 @@ class RunStarted(Event):
 
 
 @dataclass(frozen=True)
+class DistributedStarted(Event):
+    """A run over several processes (torchrun, DistributedDataParallel): how it is laid out. Right after RunStarted;
+    also for a one-process resume of a checkpoint that several processes wrote (`note` says what changed)."""
+
+    world_size: int  # processes
+    backend: str  # "nccl", "gloo" ("" in one process)
+    per_process_batch: int  # the recipe's batch_size
+    global_batch: int  # images per optimizer step: per_process_batch × world_size
+    steps_per_epoch: int
+    lr_scaling: str  # the recipe's rule: none, linear, sqrt
+    lr_factor: float  # what it multiplied every rate by
+    sync_batchnorm: bool
+    note: str = ""  # a resume by another number of processes: where the run continues, in words
+
+
+@dataclass(frozen=True)
 class PhaseStarted(Event):
     phase_index: int
     name: str

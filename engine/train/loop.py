@@ -40,11 +40,11 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
     """Train `state.epoch` from batch `state.batch`. True when the epoch ended, False when a stop was requested
     (the state then holds the position of the next batch)."""
     setup, r = phase.setup, phase.setup.recipe
-    order = epoch_order(len(setup.data.train), r.batch_size, r.seed, state.epoch, r.data.max_train_batches)
+    order = setup.epoch_order(state.epoch)  # this process's share of the epoch (all of it in a one-process run)
     n_batches = math.ceil(len(order) / r.batch_size)
     setup.data.train.set_epoch(state.epoch)
     if not state.mid_epoch:
-        seed_everything(epoch_seed(r.seed, state.epoch))
+        seed_everything(epoch_seed(r.seed, state.epoch) + setup.dist.rank)  # each process its own dropout masks
     bus.emit(ev.EpochStarted(state.epoch, phase.index, n_batches))
     phase.set_train_mode()
     forward, optimizer, scaler, sums = phase.forward, phase.optimizer, phase.scaler, state.running
@@ -124,7 +124,7 @@ def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCont
     seed_everything(epoch_seed(r.seed, state.epoch))
     train, labels = features.train, features.train_labels
     if r.data.max_train_batches:  # the recipe's cap on training images holds for a fit too
-        order = epoch_order(train.shape[1], r.batch_size, r.seed, state.epoch, r.data.max_train_batches)
+        order = epoch_order(train.shape[1], setup.global_batch, r.seed, state.epoch, r.data.max_train_batches)
         keep = torch.tensor(sorted(order), device=train.device)
         train, labels = train[:, keep], labels[keep]
     paused = [0.0]
@@ -145,9 +145,14 @@ def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCont
                    should_stop=should_stop, progress=progress)
     if fit is None:
         return False
-    write_parameters(head, fit.parameters)
+    # Over several processes every rank fits the same head on the whole gathered feature set; rank 0's is the one
+    # kept (a GPU's reductions need not be bit-identical to another's), and its sums count once in the epoch's.
+    dist = setup.dist
+    parameters = dist.broadcast_object(fit.parameters) if dist.active else fit.parameters
+    write_parameters(head, parameters)
     seconds = max(0.0, fit.seconds - paused[0])
-    state.running.add(fit.train_loss, round(fit.train_acc * fit.rows), fit.rows)
+    if dist.is_main:
+        state.running.add(fit.train_loss, round(fit.train_acc * fit.rows), fit.rows)
     state.running.seconds += seconds
     phase.fitted = ev.HeadFitted(
         phase.index, state.epoch, fit.l2, list(fit.grid), list(fit.cv_loss), list(fit.cv_acc), fit.folds,

@@ -74,6 +74,19 @@ def _run_started(e: ev.RunStarted, total: int) -> list[str]:
     return lines
 
 
+def _distributed_started(e: ev.DistributedStarted, _total: int) -> list[str]:
+    if e.world_size == 1:
+        lines = [f"One process, batch {e.global_batch} per step"]
+    else:
+        scaled = f"; rates × {e.lr_factor:.3g} ({e.lr_scaling} scaling)" if e.lr_factor != 1 else ""
+        sync = "; SyncBatchNorm" if e.sync_batchnorm else ""
+        lines = [f"{e.world_size} processes ({e.backend}): batch {e.per_process_batch} per process = {e.global_batch} "
+                 f"per step, {e.steps_per_epoch} steps per epoch{scaled}{sync}"]
+    if e.note:
+        lines.append(f"  note: {e.note}")
+    return lines
+
+
 def _phase_started(e: ev.PhaseStarted, _total: int) -> list[str]:
     share = 100 * e.trainable_params / max(1, e.total_params)
     trainable = f"trainable {e.trainable_params:,} of {e.total_params:,} parameters ({share:.2f} %)"
@@ -183,7 +196,7 @@ def _run_failed(e: ev.RunFailed, _total: int) -> list[str]:
 
 _NARRATORS = {
     ev.DataPrepared: _data_prepared, ev.WeightsLoaded: _weights_loaded, ev.TempFilesRemoved: _temp_files_removed,
-    ev.RunStarted: _run_started,
+    ev.RunStarted: _run_started, ev.DistributedStarted: _distributed_started,
     ev.PhaseStarted: _phase_started, ev.DecodedCacheEstimated: _cache_estimated,
     ev.DecodedCacheFilled: _cache_filled, ev.FeaturesCached: _features_cached, ev.HeadFitted: _head_fitted,
     ev.EpochFinished: _epoch_finished,

@@ -21,7 +21,7 @@ from engine.model.freezing import (Fingerprint, FreezeState, apply_freeze_plan, 
 from engine.model.groups import torch_param_groups
 from engine.recipe import PhaseConfig
 from engine.train import events as ev
-from engine.train.feature_cache import FeatureSet, FeatureStore, build_feature_set
+from engine.train.feature_cache import FeatureSet, FeatureStore
 from engine.train.head_fit import unfittable_reason
 from engine.train.optim import Schedule, build_optimizer, build_schedule
 from engine.train.setup import RunSetup
@@ -118,9 +118,10 @@ class ActivePhase:
     @property
     def forward(self) -> nn.Module:
         """The module a batch goes through: the head alone on cached features, else the whole model."""
+        module = self.setup.model
         if self.features is not None:
-            return self.setup.model.get_submodule(self.setup.built.head_path)
-        return self.setup.model
+            module = module.get_submodule(self.setup.built.head_path)
+        return self.setup.train_module(module)  # in DistributedDataParallel under torchrun
 
     def train_batches(self, epoch: int, order: list[int]) -> Iterable:
         if self.features is not None:
@@ -169,7 +170,7 @@ class ActivePhase:
             bus.emit(ev.FeaturesProgressed(self.index, done, total))
 
         device = setup.device
-        features = build_feature_set(setup.model, setup.built.head_path, setup.loader, train_set, setup.data.val,
+        features = setup.feature_builder(setup.model, setup.built.head_path, setup.loader, train_set, setup.data.val,
                                      views, device.device, device.autocast, device.channels_last, describe,
                                      FeatureStore(budget_mb=r.data.feature_cache_mb), progress, should_stop)
         if features is None:

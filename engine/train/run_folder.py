@@ -64,7 +64,7 @@ class RunFolder:
         self._batches: CsvLog | None = None
         self._pending_batches: list[dict[str, Any]] = []
         self._handlers = {
-            ev.RunStarted: self._on_run_started,
+            ev.RunStarted: self._on_run_started, ev.DistributedStarted: self._on_distributed_started,
             ev.PhaseStarted: self._on_phase_started, ev.FeaturesCached: self._on_features_cached,
             ev.HeadFitted: self._on_head_fitted,
             ev.BatchFinished: self._on_batch, ev.EpochFinished: self._on_epoch_finished,
@@ -105,6 +105,8 @@ class RunFolder:
             "torchvision": str(torchvision.__version__), "device_warning": e.device_warning, "error": "",
             "wall_seconds": e.elapsed_seconds,
         }
+        if "distributed" in previous:  # how earlier sessions of the run were laid out (DistributedStarted adds one)
+            self.summary["distributed"] = previous["distributed"]
         self._summarise_epochs(rows)
         self._save()
 
@@ -125,6 +127,17 @@ class RunFolder:
         images = sum(r.get("train_images") or 0 for r in rows)
         seconds = sum(r.get("seconds") or 0.0 for r in rows)
         s["train_images_per_s"] = images / seconds if images and seconds > 0 else None
+
+    def _on_distributed_started(self, e: ev.DistributedStarted) -> None:
+        sessions = list(self.summary.get("distributed", {}).get("sessions", []))
+        self.summary["distributed"] = {"world_size": e.world_size, "backend": e.backend,
+                                       "per_process_batch": e.per_process_batch, "global_batch": e.global_batch,
+                                       "lr_scaling": e.lr_scaling, "lr_factor": e.lr_factor,
+                                       "sync_batchnorm": e.sync_batchnorm,
+                                       "sessions": [*sessions, {"world_size": e.world_size, "note": e.note}]}
+        if e.world_size > 1:  # what the runs table shows
+            self.summary["device"] = f"{e.world_size} processes ({e.backend}) × {self.summary.get('device', '')}"
+        self._save()
 
     # --- during the run ---------------------------------------------------------------------------------------
     def _on_phase_started(self, e: ev.PhaseStarted) -> None:

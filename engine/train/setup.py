@@ -5,6 +5,7 @@ a run folder exists.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from engine.errors import BadInputError
 from engine.data.datasets import ImageFiles, PreparedData, prepare_data
 from engine.data.memory import check_input_memory
 from engine.environment import max_workers_override
@@ -25,11 +27,14 @@ from engine.data.ram_cache import CacheEstimate, DecodedImageCache, default_budg
 from engine.data.transforms import eval_transform, train_transform
 from engine.model.build import BuiltModel, build_model, resolve_preprocessing
 from engine.model.phase_checks import validate_phase
-from engine.recipe import GroupSpec, Recipe
+from engine.recipe import GroupSpec, Recipe, lr_factor
 from engine.train import events as ev
 from engine.train.checkpoints import load_model_state
 from engine.train.devices import DeviceSetup, setup_device
-from engine.train.feature_cache import head_only
+from engine.train.distributed import SINGLE, DistContext
+from engine.train.distributed_data import build_feature_set_sharded, rank_order
+from engine.train.distributed_model import scaled_groups, with_sync_batchnorm, wrap_for_training
+from engine.train.feature_cache import build_feature_set, head_only
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +82,35 @@ class RunSetup:
     criterion: nn.Module
     phase_groups: list[list[GroupSpec]]  # per phase, resolved from its preset or its explicit groups
     phase_head_only: list[bool]  # per phase: does it train only the head (features can be cached)?
+    dist: DistContext = SINGLE  # this process's part in a run over several (engine/train/distributed.py)
 
     @property
     def steps_per_epoch(self) -> int:
-        r = self.recipe
-        order = epoch_order(len(self.data.train), r.batch_size, r.seed, 0, r.data.max_train_batches)
-        return math.ceil(len(order) / r.batch_size)
+        return math.ceil(len(self.epoch_order(0)) / self.recipe.batch_size)
+
+    @property
+    def global_batch(self) -> int:
+        """Images per optimizer step: the recipe's batch_size on each of the run's processes."""
+        return self.recipe.batch_size * self.dist.world_size
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """This process's samples of `epoch`, in order: the epoch's seeded order of global batches, this rank's
+        share of each (engine/train/distributed_data.py); the whole order in a one-process run."""
+        r, dist = self.recipe, self.dist
+        order = epoch_order(len(self.data.train), self.global_batch, r.seed, epoch, r.data.max_train_batches)
+        return rank_order(order, r.batch_size, dist.rank, dist.world_size) if dist.active else order
+
+    def train_module(self, module: nn.Module) -> nn.Module:
+        """What a training batch goes through: `module`, in DistributedDataParallel when the run has several
+        processes (built again when its trainable parameters change)."""
+        return wrap_for_training(module, self.dist)
+
+    @property
+    def feature_builder(self):
+        """feature_cache.build_feature_set, or its sharded form over the run's processes."""
+        if not self.dist.active:
+            return build_feature_set
+        return functools.partial(build_feature_set_sharded, self.dist)
 
     @property
     def lr_groups(self) -> list[str]:
@@ -101,16 +129,19 @@ class RunSetup:
         """What a checkpoint needs besides the training state to rebuild and use the model on its own."""
         return {"recipe": self.recipe.to_dict(), "class_names": list(self.data.classes),
                 "preprocessing": self.built.preprocessing.to_dict(), "head_path": self.built.head_path,
-                "weights_name": self.built.weights_name}
+                "weights_name": self.built.weights_name, "world_size": self.dist.world_size,
+                "global_batch": self.global_batch}
 
 
 def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None = None,
-             fill_ram_cache: bool = True) -> RunSetup:
+             fill_ram_cache: bool = True, *, dist: DistContext = SINGLE) -> RunSetup:
     """Build everything a run needs; `checkpoint` (resuming) restores the model's weights instead of loading the
-    pretrained ones. Raises BadInputError / RecipeError for input that cannot be used. `fill_ram_cache` False:
-    decode nothing ahead (a cost estimate asks `ram_cache_plan` what the run would cache instead)."""
+    pretrained ones. `dist`: this process's part in a run over several (its GPU, its share of the data). Raises
+    BadInputError / RecipeError for input that cannot be used. `fill_ram_cache` False: decode nothing ahead (a cost
+    estimate asks `ram_cache_plan` what the run would cache instead)."""
     r = recipe
-    device = setup_device(r.device, r.precision, r.channels_last)
+    r.distributed.processes = dist.world_size  # recipe.json and the checkpoints say how the run ran
+    device = setup_device(dist.training_device(r.device), r.precision, r.channels_last)
     prep = resolve_preprocessing(r.model, r.data)
     check_input_memory(r.batch_size, r.model.in_channels, prep.crop_size)  # before the data scan and the model
     seed_everything(r.seed)
@@ -127,6 +158,7 @@ def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None
     built = build_model(r.model, len(data.classes), r.data, download_progress, pretrained=checkpoint is None)
     if built.load_report is not None:
         bus.emit(ev.WeightsLoaded(built.weights_name, built.load_report.text()))
+    built.model = with_sync_batchnorm(built.model, r, dist)
     model = built.model.to(device.device)
     if device.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -134,14 +166,23 @@ def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None
     for i, phase in enumerate(r.phases):  # a bad phase 3 fails before phase 1 trains
         checked = validate_phase(model, built.stages, phase, i)
         head_only_phases.append(head_only(model, built.head_path, checked.freeze.bn_modes))
-        groups.append(checked.groups)
+        groups.append(scaled_groups(checked.groups, lr_factor(r.distributed.lr_scaling, dist.world_size)))
     if checkpoint is not None:
         load_model_state(model, checkpoint["model"], "the checkpoint being resumed", built.head_path)
     setup = RunSetup(r, device, data, built, model, nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), groups,
-                     head_only_phases)
+                     head_only_phases, dist)
+    check_enough_data(setup)
     if fill_ram_cache:
         _enable_ram_cache(setup, bus)
     return setup
+
+
+def check_enough_data(setup: RunSetup) -> None:
+    """Every process needs a share of at least one step."""
+    if setup.dist.active and not setup.epoch_order(0):
+        raise BadInputError(f"the training set has {len(setup.data.train)} images: too few for "
+                            f"{setup.dist.world_size} processes with batch_size {setup.recipe.batch_size} (each needs "
+                            f"at least 2 per step); use fewer processes")
 
 
 @dataclass

@@ -32,6 +32,9 @@ from engine.train import events as ev
 from engine.data.datasets import check_same_classes
 from engine.train.checkpoints import (check_checkpoint_fits, load_checkpoint, remove_stale_temp_files,
                                       restore_rng_states, rng_states, save_checkpoint, validate_checkpoint)
+from engine.train import distributed_resume
+from engine.train.distributed import context_for
+from engine.train.distributed_data import validate_sharded
 from engine.train.loop import TrainingError, evaluate, fit_head_epoch, train_one_epoch
 from engine.train.phase import ActivePhase, head_fit_plan, phase_epochs, start_epochs
 from engine.train.run_folder import RunFolder
@@ -59,8 +62,9 @@ class Trainer:
     def __init__(self, recipe: Recipe, callbacks: list[ev.EventCallback] | None = None,
                  control: ev.RunControl | None = None, runs_root: str | Path | None = None):
         self.recipe = recipe.copy().validate()
-        self.bus = ev.EventBus(callbacks)
-        self.control = control or ev.RunControl()
+        self.dist = context_for(self.recipe)  # one process, or this process's rank under torchrun
+        self.bus = self.dist.event_bus(callbacks)  # subscribers hear rank 0 only
+        self.control = self.dist.synced_control(control or ev.RunControl())  # pause/stop agreed by every rank
         self.runs_root = Path(runs_root) if runs_root else runs_root_for(self.recipe.output_dir)
         self.run_dir: Path | None = None
         self.checkpoint: dict[str, Any] | None = None  # what a resumed run continues from
@@ -105,21 +109,23 @@ class Trainer:
         if self.recipe.tensorboard:
             require_tensorboard()
         # One process per run folder (a kill -9 frees it); new runs take it as soon as their folder exists.
-        lock = RunLock(self.run_dir).acquire() if resumed else None
+        # Under torchrun rank 0 does what touches the folder (dist.on_main / dist.shared); its errors reach all.
+        main = self.dist.on_main
+        lock = main(RunLock(self.run_dir).acquire) if resumed else None
         try:
             if resumed:
-                removed = remove_stale_temp_files(self.run_dir)  # what an interrupted write left behind
+                removed = main(lambda: remove_stale_temp_files(self.run_dir))  # an interrupted write's leftovers
                 if removed:
                     self.bus.emit(ev.TempFilesRemoved(str(self.run_dir), [str(p) for p in removed]))
             else:
-                prepare_runs_root(self.runs_root)  # refused before the data scan and the model build
-            self.setup = setup = assemble(self.recipe, self.bus, self.checkpoint)
+                main(lambda: prepare_runs_root(self.runs_root))  # refused before the data scan and the model build
+            self.setup = setup = assemble(self.recipe, self.bus, self.checkpoint, dist=self.dist)
             if resumed:
                 check_same_classes(list(self.checkpoint["class_names"]), list(setup.data.classes),
                                    setup.recipe.data.root)
             else:
-                self.run_dir = new_run_dir(self.runs_root, self.recipe.name)
-                lock = RunLock(self.run_dir).acquire()
+                self.run_dir = self.dist.shared(lambda: new_run_dir(self.runs_root, self.recipe.name))
+                lock = main(RunLock(self.run_dir).acquire)
             return self._fit(setup, resumed)
         finally:
             if lock is not None:
@@ -132,6 +138,7 @@ class Trainer:
         if self.recipe.tensorboard:
             self.bus.subscribe(TensorBoardLog())
         state = TrainingState.from_checkpoint(self.checkpoint) if resumed else TrainingState()
+        self._resume_note = distributed_resume.adapt_state(state, self.checkpoint, self.dist) if resumed else ""
         if resumed:
             self._last_checkpoint = str(checkpoint_path(self.run_dir, "last"))
         try:
@@ -154,10 +161,14 @@ class Trainer:
             [p.name for p in r.phases], trained_groups(setup), list(setup.data.classes), len(setup.data.train),
             len(setup.data.val), setup.built.preprocessing.to_dict(), self.checkpoint is not None, state.epoch,
             state.batch, state.global_step, state.elapsed, setup.device.fallback_warning))
+        if self.dist.active or self._resume_note:
+            self.bus.emit(distributed_resume.started_event(setup, self._resume_note))
         resuming, previous = self.checkpoint, None
         for index in range(state.phase, len(r.phases)):
             state.phase = index
             phase = ActivePhase.begin(setup, index, stopping.mode, previous, resuming)
+            if resuming is not None:  # taken by another number of processes: rates and schedule adapted
+                distributed_resume.adapt_phase(phase, resuming, state.epoch - starts[index])
             self.bus.emit(phase.started_event())
             cached = phase.cache_features(self.bus, lambda: self.control.stop_requested)
             if cached is not None:
@@ -180,8 +191,12 @@ class Trainer:
         setup, fitted = phase.setup, phase.fitted
         # The rates the epoch's last batch trained with (before an epoch-wise step); a fitted head used none.
         lrs = {} if fitted else (phase.last_lrs or current_lrs(phase.optimizer))
-        val_loss, val_acc = evaluate(phase.forward, phase.val_batches(), setup.device, setup.criterion,
-                                     setup.recipe.data.max_val_batches)
+        self.dist.reduce_running(state.running)  # the epoch's sums over every process
+        if self.dist.active:
+            val_loss, val_acc = validate_sharded(phase, self.dist)
+        else:
+            val_loss, val_acc = evaluate(phase.forward, phase.val_batches(), setup.device, setup.criterion,
+                                         setup.recipe.data.max_val_batches)
         for name, value in (("training loss", state.running.loss), ("validation loss", val_loss)):
             if not math.isfinite(value):  # a diverged epoch is neither recorded nor a best; the last checkpoint stays
                 raise TrainingError(f"the {name} became {value} in epoch {state.epoch + 1} (phase "
@@ -203,14 +218,16 @@ class Trainer:
     # --- checkpoints and endings ------------------------------------------------------------------------------
     def _save(self, phase: ActivePhase, state: TrainingState, clock: RunClock, is_best: bool) -> None:
         state.elapsed = clock.elapsed()
-        payload = {**state.to_checkpoint(), "model": phase.setup.model.state_dict(), **phase.state_dict(),
-                   **phase.setup.checkpoint_identity()}
-        path = checkpoint_path(self.run_dir, "last")
-        self._last_checkpoint = str(save_checkpoint(path, payload))
+        if self.dist.is_main:  # the one writer of a run over several processes
+            payload = {**state.to_checkpoint(), "model": phase.setup.model.state_dict(), **phase.state_dict(),
+                       **phase.setup.checkpoint_identity()}
+            path = checkpoint_path(self.run_dir, "last")
+            self._last_checkpoint = str(save_checkpoint(path, payload))
         self.bus.emit(ev.CheckpointSaved(self._last_checkpoint, "last", state.epoch, state.batch, is_best))
 
     def _stop(self, phase: ActivePhase, state: TrainingState, clock: RunClock) -> str:
-        state.rng = rng_states()
+        state.rng = self.dist.rng_states_of_all(rng_states())
+        self.dist.reduce_running(state.running)  # the checkpoint holds the sums over every process
         self._save(phase, state, clock, is_best=False)
         self.bus.emit(phase.verify_freeze())
         self.bus.emit(ev.RunStopped(str(self.run_dir), self._last_checkpoint, state.epoch, state.batch,
@@ -223,7 +240,8 @@ class Trainer:
         return status
 
     def _fail(self, exc: Exception, folder: RunFolder) -> RunResult:
-        message = str(exc) if isinstance(exc, ThawError) else f"{type(exc).__name__}: {exc}"
+        message = self.dist.failure_message(exc) or (str(exc) if isinstance(exc, ThawError)
+                                                     else f"{type(exc).__name__}: {exc}")
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             message = f"out of GPU memory ({exc}); lower the batch size or use a smaller model"
         log.error("run failed: %s", message)

@@ -32,6 +32,7 @@ from engine.train.narrate import describe, finish_line, freeze_line, l2_text, st
 from engine.train.runs import SUMMARY_FILE, checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
 from gui.start_checks import start_refusal
+from gui.widgets.device_choice import DeviceChoice
 from gui.widgets.formatting import duration_text
 from gui.widgets.log_view import FollowingLog
 from gui.widgets.plot_ranges import SteadyYRange
@@ -526,7 +527,7 @@ class TrainingPanel(QWidget):
         self._phase_names: list[str] = []
         self._freeze_lines: list[str] = []
         self._resumable_run = ""
-        self._device_requested: str | None = None
+        self._device_requested: tuple[str, int] | None = None
 
         self.startButton = self._button("startButton", "Start", "Train the current recipe (Ctrl+Return)")
         self.pauseButton = self._button("pauseButton", "Pause", "Pause after the current batch")
@@ -534,6 +535,7 @@ class TrainingPanel(QWidget):
                                                              "(Ctrl+.)")
         self.resumeRunButton = self._button("resumeRunButton", "Resume last run",
                                             "Continue the last stopped run from its checkpoint")
+        self.deviceCombo = DeviceChoice()
         self.deviceLabel = QLabel()
         self.deviceLabel.setObjectName("deviceLabel")
         self.deviceLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -551,6 +553,7 @@ class TrainingPanel(QWidget):
         self.pauseButton.clicked.connect(self.toggle_pause)
         self.stopButton.clicked.connect(self.stop_run)
         self.resumeRunButton.clicked.connect(self.resume_last_run)
+        self.deviceCombo.choice_changed.connect(self._on_device_chosen)
         c = controller
         c.running_changed.connect(self._on_running_changed)
         c.paused_changed.connect(self._on_paused_changed)
@@ -559,7 +562,8 @@ class TrainingPanel(QWidget):
         self._handlers = {  # what this panel does beyond logging an event's lines (engine/train/narrate.py)
             ev.WeightsDownloadProgress: self._on_download_progressed, ev.FeaturesProgressed: self._on_features_progressed,
             ev.HeadFitProgressed: self.progress.show_fit, ev.HeadFitted: self.curves.add_head_fit,
-            ev.RunStarted: self._on_run_started, ev.EpochFinished: self._on_epoch_finished,
+            ev.RunStarted: self._on_run_started, ev.DistributedStarted: self._on_distributed_started,
+            ev.EpochFinished: self._on_epoch_finished,
             ev.FreezeVerified: self._on_freeze_verified, ev.RunFinished: self._on_run_finished,
             ev.RunStopped: self._on_run_stopped, ev.RunFailed: self._on_run_failed,
         }
@@ -580,6 +584,7 @@ class TrainingPanel(QWidget):
         for button in (self.startButton, self.pauseButton, self.stopButton, self.resumeRunButton):
             buttons.addWidget(button)
         buttons.addStretch(1)
+        buttons.addWidget(self.deviceCombo)
         buttons.addWidget(self.deviceLabel)
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -679,6 +684,7 @@ class TrainingPanel(QWidget):
         self.startButton.setEnabled(not running)
         self.pauseButton.setEnabled(running)
         self.stopButton.setEnabled(running)
+        self.deviceCombo.setEnabled(not running)
         self.resumeRunButton.setEnabled(not running and bool(self._resumable_run))
         if not running:
             self._on_paused_changed(False)
@@ -705,12 +711,24 @@ class TrainingPanel(QWidget):
 
     @Slot()
     def _on_recipe_changed(self) -> None:
-        requested = self._document.recipe.device
+        recipe = self._document.recipe
+        requested = (recipe.device, recipe.distributed.processes)
         if requested == self._device_requested or self._controller.is_running:
             return
         self._device_requested = requested
-        text, warning = expected_device(requested)
-        self._show_device(text, warning)
+        self.deviceCombo.show_choice(*requested)
+        text, warning = expected_device(recipe.device)
+        processes = recipe.distributed.processes
+        self._show_device(f"{processes} processes × {text}, one {'GPU' if text.startswith('CUDA') else 'share'} each"
+                          if processes > 1 else text, warning)
+
+    @Slot(str, int)
+    def _on_device_chosen(self, device: str, processes: int) -> None:
+        def choose(recipe) -> None:
+            recipe.device = device
+            recipe.distributed.processes = processes
+
+        self._document.edit(choose)
 
     def _show_device(self, text: str, warning: str) -> None:
         if warning:
@@ -753,6 +771,12 @@ class TrainingPanel(QWidget):
             self._replay_history(e)
         self.progress.start(e.total_epochs, e.start_epoch, e.start_batch)
         self._show_device(e.device, e.device_warning)
+
+    def _on_distributed_started(self, e: ev.DistributedStarted) -> None:
+        if e.world_size > 1:
+            device = self.deviceLabel.text().removeprefix("Device: ")
+            self._show_device(f"{e.world_size} processes ({e.backend}) × {device}; {e.global_batch} images per step",
+                              "")
 
     def _replay_history(self, e: ev.RunStarted) -> None:
         """A resumed run shows what was trained before the stop — epochs, per-batch loss, learning rates — from

@@ -19,7 +19,6 @@ checkpoint. The controller never terminates a thread; it waits for it.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -29,18 +28,18 @@ from engine.infer.evaluation import RunEvaluator
 from engine.recipe import Recipe
 from engine.train import events as ev
 from engine.train.devices import pick_device
+from engine.train.launch import recorded_processes
 from engine.train.runs import runs_root_for as engine_runs_root_for
 from engine.train.trainer import Trainer
 from gui.start_checks import studio_error_text
+from gui.workers.event_forwarder import BATCH_EMIT_INTERVAL_S, EventForwarder
 from gui.workers.threads import WorkerThread
+from gui.workers.training_process import ProcessTrainingWorker
 from gui.workers.torch_threads import training_threads, use_torch_threads
 
 log = logging.getLogger(__name__)
 
-# The progress line redraws at most 4 times a second (gui/panels/training_panel.py), so batches are handed over at
-# that rate: every hand-over wakes the GUI thread, which then competes with training for the GIL and the cores.
-BATCH_EMIT_INTERVAL_S = 0.25
-PROGRESS_EVENTS = (ev.WeightsDownloadProgress, ev.FeaturesProgressed, ev.HeadFitProgressed)
+TERMINATE_WAIT_MS = 40_000  # torchrun gives its workers 30 s to end after SIGTERM before it kills them
 
 
 def runs_root_for(recipe: Recipe) -> Path:
@@ -48,28 +47,14 @@ def runs_root_for(recipe: Recipe) -> Path:
     return engine_runs_root_for(recipe.output_dir)
 
 
-class TrainingWorker(QObject):
-    """Runs one training run (new, or resumed from a run folder) when `run()` is called; lives in a QThread."""
-
-    event_emitted = Signal(object)  # an engine event (engine/train/events.py), in engine order
-    batches_finished = Signal(object)  # list[ev.BatchFinished], oldest first
-    finished = Signal()  # always the last signal, whatever happened
+class TrainingWorker(EventForwarder):
+    """Runs one training run (new, or resumed from a run folder) in this process when `run()` is called; lives in
+    a QThread."""
 
     def __init__(self, recipe: Recipe | None = None, run_dir: str | Path | None = None,
                  runs_root: str | Path | None = None, batch_interval_s: float = BATCH_EMIT_INTERVAL_S):
-        super().__init__()
-        if (recipe is None) == (run_dir is None):
-            raise ValueError("give either a recipe (a new run) or a run folder (to resume)")
-        self._recipe = recipe.copy() if recipe is not None else None
-        self._run_dir = Path(run_dir) if run_dir is not None else None
-        self._runs_root = runs_root
+        super().__init__(recipe, run_dir, runs_root, batch_interval_s)
         self.control = ev.RunControl()
-        self._batch_interval_s = batch_interval_s
-        self._pending_batches: list[ev.BatchFinished] = []
-        self._last_batch_emit = float("-inf")  # the first batch goes out at once
-        self._last_progress_emit: dict[type, float] = {}
-        self._home_thread = self.thread()  # where it was made (the GUI thread); it returns there after the run
-        self.trainer: Trainer | None = None  # during the run (for views that inspect the model, and tests)
 
     @Slot()
     def run(self) -> None:
@@ -89,46 +74,14 @@ class TrainingWorker(QObject):
             log.exception("training could not start")
             self._on_event(ev.RunFailed("", f"{type(exc).__name__}: {exc}", ""))
         finally:
-            self._flush_batches()
-            self.trainer = None
-            # Back to the GUI thread, so that the worker is deleted there, by Python, once released: a
-            # deleteLater() flushed by the ending thread would race with that (a cross-thread double free).
-            self.moveToThread(self._home_thread)
-            self.finished.emit()
-
-    def _on_event(self, event: ev.Event) -> None:
-        if isinstance(event, ev.BatchFinished):
-            self._pending_batches.append(event)
-            if time.monotonic() - self._last_batch_emit >= self._batch_interval_s:
-                self._flush_batches()
-            return
-        if isinstance(event, PROGRESS_EVENTS) and not self._progress_due(event):
-            return
-        self._flush_batches()
-        self.event_emitted.emit(event)
-
-    def _progress_due(self, event: ev.WeightsDownloadProgress | ev.FeaturesProgressed | ev.HeadFitProgressed) -> bool:
-        """Progress reports only need the latest value: at most one per interval, and always the last one."""
-        done, total = ((event.done_bytes, event.total_bytes) if isinstance(event, ev.WeightsDownloadProgress)
-                       else (event.done, event.total))
-        now = time.monotonic()
-        if done < total and now - self._last_progress_emit.get(type(event), float("-inf")) < self._batch_interval_s:
-            return False
-        self._last_progress_emit[type(event)] = now
-        return True
-
-    def _flush_batches(self) -> None:
-        if self._pending_batches:
-            batches, self._pending_batches = self._pending_batches, []
-            self._last_batch_emit = time.monotonic()
-            self.batches_finished.emit(batches)
+            self._return_home()
 
 
 class TrainingController(QObject):
     """Owns the training thread's lifecycle: one run at a time; start, continue a stopped run, pause, unpause, stop,
     stop-and-wait. Re-emits the worker's two signals, so views connect once, not per run."""
 
-    worker_created = Signal(object)  # the new TrainingWorker, before its thread starts
+    worker_created = Signal(object)  # the new worker (TrainingWorker or ProcessTrainingWorker), before it starts
     running_changed = Signal(bool)  # True when a run's thread starts; False once it has ended
     paused_changed = Signal(bool)
     event_emitted = Signal(object)  # an engine event
@@ -138,9 +91,11 @@ class TrainingController(QObject):
         super().__init__(parent)
         self._runs_root = runs_root
         self._thread: WorkerThread | None = None
-        self._worker: TrainingWorker | None = None
+        self._worker: EventForwarder | None = None
         self._control: ev.RunControl | None = None  # outlives the worker, which is deleted when its run ends
         self._paused = False
+        # One-device runs in a child process too (the studio's setting); several processes always are.
+        self.separate_process = False
 
     # --- state -------------------------------------------------------------------------------------------------
     @property
@@ -153,20 +108,33 @@ class TrainingController(QObject):
         return self.is_running and self._paused
 
     @property
-    def worker(self) -> TrainingWorker | None:
+    def worker(self) -> EventForwarder | None:
         """The current run's worker (None between runs)."""
         return self._worker
 
     # --- starting ------------------------------------------------------------------------------------------------
     def start(self, recipe: Recipe) -> bool:
-        """Train `recipe` (a copy is taken). False when a run is already going."""
+        """Train `recipe` (a copy is taken). False when a run is already going. A recipe for several processes
+        runs as a torchrun process group (gui/workers/training_process.py), a one-process one in this process's
+        training thread unless `separate_process`."""
+        if self.is_running:
+            return False
+        processes = recipe.distributed.processes
+        if processes > 1 or self.separate_process:
+            return self._launch(ProcessTrainingWorker(processes, recipe=recipe, runs_root=self._runs_root))
         return self._launch(TrainingWorker(recipe=recipe, runs_root=self._runs_root))
 
     def continue_run(self, run_dir: str | Path) -> bool:
-        """Resume a stopped run from its last checkpoint. False when a run is already going."""
+        """Resume a stopped run from its last checkpoint, with as many processes as it last used. False when a
+        run is already going."""
+        if self.is_running:
+            return False
+        processes = recorded_processes(run_dir)
+        if processes > 1 or self.separate_process:
+            return self._launch(ProcessTrainingWorker(processes, run_dir=run_dir))
         return self._launch(TrainingWorker(run_dir=run_dir))
 
-    def _launch(self, worker: TrainingWorker) -> bool:
+    def _launch(self, worker: EventForwarder) -> bool:
         if self.is_running:
             return False
         if self._thread is not None:
@@ -205,6 +173,10 @@ class TrainingController(QObject):
             return True
         self.request_stop()
         ended = self._thread.wait(timeout_ms)
+        if not ended and self._worker is not None:
+            log.error("the training run did not stop within %d ms: terminating its processes", timeout_ms)
+            self._worker.terminate()
+            ended = self._thread.wait(TERMINATE_WAIT_MS)
         if not ended:
             log.error("the training thread did not stop within %d ms", timeout_ms)
         return ended
@@ -226,3 +198,4 @@ class TrainingController(QObject):
         self._thread.wait()  # `finished` is emitted just before the thread ends
         self._worker = None  # the last reference: the worker is deleted now, here on the GUI thread
         self._thread = None
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -9,6 +10,7 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt, QThread  # noqa: E402
+from pyqtgraph.util.garbage_collector import GarbageCollector  # noqa: E402
 
 from tests.gui.running import still_running  # noqa: E402
 
@@ -19,6 +21,19 @@ def isolated_settings(tmp_path, monkeypatch):
     path = tmp_path / "thaw-settings.ini"
     monkeypatch.setenv("THAW_SETTINGS", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def garbage_collected_in_the_gui_thread(qapp):
+    """As in the studio (gui/garbage.py): widgets left in reference cycles by earlier tests are collected here, in
+    the GUI thread, never by a training or job thread of this test. Set up before (so torn down after) the check
+    that every thread has ended."""
+    gc.collect()
+    collector = GarbageCollector(interval=0.5)
+    yield
+    collector.timer.stop()
+    gc.enable()
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)
