@@ -17,8 +17,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) main.py $(ARGS)
 
-# The import contracts (pyproject.toml) first: a broken boundary fails in a second, before the suite's minutes.
+# ruff and the import contracts (pyproject.toml) first: a lint error or a broken boundary fails in seconds, before
+# the suite's minutes.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def self_test(argv: list[str]) -> int:
     """The engine's checks, then the studio's; a studio that cannot even be imported is a failed check."""
-    from engine.selftest import Check, ExtraChecks, main as run_self_test
+    from engine.selftest import Check, ExtraChecks
+    from engine.selftest import main as run_self_test
 
     try:
         from gui import selftest_checks as studio

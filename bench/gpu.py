@@ -145,7 +145,7 @@ def synthetic(arch: str, batch: int, size: int, device, precision: str, channels
         step()
     synchronize(device)
     ips = batch * iters / (time.perf_counter() - tick)
-    del model, forward, optimizer, x, y
+    model = forward = optimizer = x = y = None  # drop the references (the closure `step` shares them)
     release(device)
     return ips
 
@@ -248,9 +248,9 @@ def uint8_gpu_real(arch: str, data: Path, batch: int, epochs: int, device, preci
     from torchvision.transforms import v2
 
     from engine.data.datasets import ImageFiles, prepare_data
-    from engine.train.devices import DeviceSetup
     from engine.data.ram_cache import DecodedImageCache, default_budget_bytes, fill
     from engine.recipe import DataConfig
+    from engine.train.devices import DeviceSetup
     from engine.train.setup import auto_workers, epoch_order
 
     built = build(arch, size)
@@ -273,7 +273,7 @@ def uint8_gpu_real(arch: str, data: Path, batch: int, epochs: int, device, preci
         order = epoch_order(len(train), batch, 0, epoch, 0)
         loader = DataLoader(train, batch_size=batch, sampler=order, num_workers=workers,
                             pin_memory=device.type == "cuda")
-        for i, (images, labels) in enumerate(loader):
+        for _i, (images, labels) in enumerate(loader):
             images = images.to(device, non_blocking=True).float().sub_(mean).div_(std)
             images = images.contiguous(memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
@@ -337,7 +337,8 @@ def print_table(results: dict, lesson: dict | None, compiled: bool) -> None:
             goal = f"synthetic {syn / PUBLISHED[arch]:.2f}x of {PUBLISHED[arch]:.0f}"
         if real_share is not None:
             goal += f"{'; ' if goal else ''}real {'met' if real_share >= REAL_SHARE_GOAL else 'NOT met'} (≥ 85 %)"
-        print(f"{arch:20s} {r['batch']:5d} {fmt(r.get('fp32'))} {fmt(syn)} {fmt(ratio, 6, 2)} {fmt(r.get('bf16_sync'))} "
+        print(f"{arch:20s} {r['batch']:5d} {fmt(r.get('fp32'))} {fmt(syn)} {fmt(ratio, 6, 2)} "
+              f"{fmt(r.get('bf16_sync'))} "
               f"{fmt(r['thaw']['steady'] if r.get('thaw') else None)} {fmt(real_share and 100 * real_share, 6)} "
               f"{fmt(r['thaw']['wait_share'] * 100 if r.get('thaw') else None, 6)} "
               f"{fmt(r['u8']['steady'] if r.get('u8') else None)} {fmt(u8_share and 100 * u8_share, 6)}"
@@ -467,8 +468,9 @@ def main() -> None:
         for arch in archs:
             batch = results[arch]["batch"]
             results[arch]["compiled"] = measure(arch, "torch.compile (compile time included in the estimate)", 90,
-                                                lambda: synthetic(arch, batch, size, device, precision, True, False,
-                                                                  True, max(3, warmup), iters))
+                                                lambda arch=arch, batch=batch: synthetic(arch, batch, size, device,
+                                                                                         precision, True, False, True,
+                                                                                         max(3, warmup), iters))
             print(f"{elapsed()} {arch:20s} compiled bf16+CL {fmt(results[arch]['compiled'])} images/s", flush=True)
     signal.alarm(0)
     print_table(results, lesson, args.compile)

@@ -509,7 +509,8 @@ def main() -> None:
 
     c = curve_benchmark(args.points, args.chunk, args.redraws)
     print(f"curves      : {c['points']:,} batch points (+3 lr series of as many) fed in chunks of {c['chunk']} in "
-          f"{c['feed_s']:.1f} s (add_batches median {c['feed_chunk_ms']:.1f} ms, last chunks {c['feed_last_ms']:.1f} ms)")
+          f"{c['feed_s']:.1f} s (add_batches median {c['feed_chunk_ms']:.1f} ms, "
+          f"last chunks {c['feed_last_ms']:.1f} ms)")
     print(f"redraw      : loss plot repaint() median {c['repaint_ms']:.1f} ms ({c['repaint_paints']} paints in "
           f"{c['redraws']} calls), grab() median {c['grab_ms']:.1f} ms; 5 new points drawn + all three plots repainted "
           f"median {c['emission_ms']:.1f} ms")

@@ -70,8 +70,7 @@ def probe(events) -> tuple[float, float, float]:
 def fastai_runs(data, epochs: int, fine_tune_epochs: int) -> dict[str, tuple[float, float]]:
     """(seconds, final validation accuracy) of fastai's frozen-body one-cycle and of fine_tune."""
     import torch
-    from fastai.vision.all import (ImageDataLoaders, RandomCrop, Resize, accuracy, resnet18, set_seed,
-                                   vision_learner)
+    from fastai.vision.all import ImageDataLoaders, RandomCrop, Resize, accuracy, resnet18, set_seed, vision_learner
 
     out = {}
     for name in ("fit_one_cycle", "fine_tune"):
@@ -118,7 +117,8 @@ def main() -> None:
     rows = [("lesson loop (bench/lesson_loop.py)", lesson["seconds"], lesson["val_acc"], None),
             ("Thaw lesson_feature_extraction", lesson_thaw_s, lesson_thaw["final_val_acc"],
              lesson_thaw["best_val_acc"]),
-            ("Thaw feature_extraction (fitted head), seed 0", fitted_s, fitted["final_val_acc"], fitted["best_val_acc"]),
+            ("Thaw feature_extraction (fitted head), seed 0", fitted_s, fitted["final_val_acc"],
+             fitted["best_val_acc"]),
             (f"… mean of {len(seed_accs)} seeds", None, mean_acc, None)]
     if not args.no_fastai:
         for name, (seconds, acc) in fastai_runs(data, args.epochs, args.fine_tune_epochs).items():
@@ -137,7 +137,8 @@ def main() -> None:
           f"fit {head['seconds']:.2f} s; backbone pass {fitted['phases'][0]['cached_features']['seconds']:.1f} s")
     print("fitted head per seed: " + ", ".join(f"{100 * a:.1f}% (l2 {l2:.2g})" for a, l2 in zip(seed_accs, seed_l2s)))
     gap = 100 * (mean_acc - probe_acc)
-    print(f"goal 1: fitted head (mean of {len(seed_accs)} seeds) − probe = {gap:+.1f} points (≥ −2: {'met' if gap >= -2 else 'NOT met'}); "
+    print(f"goal 1: fitted head (mean of {len(seed_accs)} seeds) − probe = {gap:+.1f} points "
+          f"(≥ −2: {'met' if gap >= -2 else 'NOT met'}); "
           f"wall time {fitted_s:.1f} s vs lesson loop {lesson['seconds']:.1f} s "
           f"({'met' if fitted_s < lesson['seconds'] else 'NOT met'}: {lesson['seconds'] / fitted_s:.1f}× faster)")
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import bench_dirs, make_jpeg_dataset, seeded_torch_home
 
 

@@ -77,7 +77,8 @@ def run_lesson_loop(data_root, epochs: int = 10, batch_size: int = 64, workers: 
         val_acc = correct / total
         scheduler.step()
     seconds = time.perf_counter() - setup_started
-    return {"seconds": seconds, "setup_seconds": start - setup_started, "val_acc": val_acc, "images_per_s": images / max(1e-9, wait + compute),
+    return {"seconds": seconds, "setup_seconds": start - setup_started, "val_acc": val_acc,
+            "images_per_s": images / max(1e-9, wait + compute),
             "data_wait_share": wait / max(1e-9, wait + compute), "epoch_images_per_s": per_epoch}
 
 

@@ -18,7 +18,6 @@ import copy
 import math
 
 import numpy as np
-
 from common import ROOT  # noqa: F401 - puts the project on sys.path
 
 
@@ -30,8 +29,14 @@ def main() -> None:
     import torch
 
     from engine.train.devices import DeviceSetup
-    from engine.train.lr_finder import (SweepSettings, optimizer_step, running_average, suggest, sweep_rates,
-                                        valley_index)
+    from engine.train.lr_finder import (
+        SweepSettings,
+        optimizer_step,
+        running_average,
+        suggest,
+        sweep_rates,
+        valley_index,
+    )
 
     torch.set_num_threads(1)
     cpu = DeviceSetup(torch.device("cpu"), "fp32", False)
@@ -74,7 +79,7 @@ def main() -> None:
     distances: dict[str, list[float]] = {}
     for seed in range(args.seeds):
         for scale in (0.3, 1.0, 3.0, 10.0):
-            for name, make in optimizers.items():
+            for _name, make in optimizers.items():
                 x, y = problem(seed, scale)
                 torch.manual_seed(seed)
                 head = torch.nn.Linear(16, 3)

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from common import bench_dirs, calibration_images, make_jpeg_dataset, seeded_torch_home
+from PIL import Image
 
 IN_CLASSES = 5
 

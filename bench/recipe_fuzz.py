@@ -24,8 +24,7 @@ from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
 from engine.errors import RecipeError  # noqa: E402
 from engine.recipe import Recipe  # noqa: E402
-from tests.recipe_mutations import (base_recipes, field_is_named, mutated_recipe_bytes,  # noqa: E402
-                                    mutated_recipe_dicts)
+from tests.recipe_mutations import base_recipes, field_is_named, mutated_recipe_bytes, mutated_recipe_dicts  # noqa: E402
 
 
 def main() -> int:

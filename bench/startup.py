@@ -3,8 +3,8 @@
 Each start runs the real main.py (runpy, as `python main.py` would: freeze_support, prepare_process, main) in a
 fresh interpreter with QT_QPA_PLATFORM=offscreen. The only addition is a hook installed before main.py runs:
 gui.app.create_app is wrapped so that an application-wide event filter sees the QMainWindow's paints. The studio
-shows its window with a loading page while torch and torchvision import in a thread (gui/workers/loading.py), then builds
-its panels. Two moments are timed: the window's first paint has been processed (a 0 ms timer posted from it
+shows its window with a loading page while torch and torchvision import in a thread (gui/workers/loading.py), then
+builds its panels. Two moments are timed: the window's first paint has been processed (a 0 ms timer posted from it
 fires: "window shown", the goal) and the first paint after the panels were built ("ready": the studio is usable).
 The parent measures the wall time from spawning the interpreter to each line the child prints, so interpreter
 start-up and every import are included. 5 starts (the first reported on its own: the coldest, when files are least

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from common import ROOT  # noqa: F401 - puts the project on sys.path
+from PIL import Image
 
 SIZE = 72  # stored images; the recipes resize to 73 and crop 64 (the lesson's 256 → 224 ratio)
 PRETRAIN_CLASSES = [(a, p) for a in range(0, 180, 15) for p in (5, 9)]  # 24 (angle°, period px) pairs
@@ -49,7 +48,7 @@ def write_classes(root: Path, classes: list[tuple[int, int]], train: int, val: i
         return root
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("val", val)):
-        for c, (angle, period) in enumerate(classes):
+        for _c, (angle, period) in enumerate(classes):
             folder = root / split / f"texture_{angle:03d}_{period:02d}"
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):

@@ -66,7 +66,7 @@ def main() -> None:
     shutil.move(data / "cat" / "cat_003.png", data / "dog" / "was_cat_003.png")
     shutil.move(data / "fox" / "fox_005.png", data / "owl" / "was_fox_005.png")
     shutil.copyfile(data / "owl" / "owl_002.png", data / "owl" / "owl_002_copy.png")
-    app = create_app([sys.argv[0]])
+    app = create_app([sys.argv[0]])  # noqa: F841 - kept alive while the window is shown
     from gui.main_window import MainWindow
 
     window = MainWindow()

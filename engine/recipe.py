@@ -340,10 +340,11 @@ class Recipe:
     label_smoothing: float = number(0.0, 0, 1, high_open=True)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     output_dir: str = text("", MAX_PATH_CHARS)  # the runs folder; empty: the user data folder
-    tensorboard: bool = False  # also write TensorBoard event files in <run folder>/tensorboard (pip install tensorboard)
+    tensorboard: bool = False  # also write TensorBoard event files in <run folder>/tensorboard
+    # (pip install tensorboard)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
-    def validate(self) -> "Recipe":
+    def validate(self) -> Recipe:
         if not self.name:
             raise RecipeError("name", "is empty")
         check_fields(self, "")
@@ -396,15 +397,15 @@ class Recipe:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
         return _build(cls, data, "").validate()
 
     @classmethod
-    def from_json(cls, text: str) -> "Recipe":
+    def from_json(cls, text: str) -> Recipe:
         return cls.from_dict(parse_json(text))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recipe":
+    def load(cls, path: str | Path) -> Recipe:
         path = Path(path)
         if path.is_dir():
             raise RecipeError("(file)", f"{path} is a folder, not a recipe file (a .json file)")
@@ -422,7 +423,7 @@ class Recipe:
             raise RecipeError("(file)", f"{path} cannot be read ({exc.strerror or exc})") from None
         return cls.from_json(decode_text(data, str(path)))
 
-    def copy(self) -> "Recipe":
+    def copy(self) -> Recipe:
         return Recipe.from_dict(self.to_dict())
 
 
@@ -593,7 +594,7 @@ def recipe_limits() -> dict[str, str]:
 
 # --- a strict, field-naming dict → dataclass builder --------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)  # evaluates every annotation string: slow enough to be worth caching
 

@@ -27,10 +27,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 Check = tuple[str, Callable[[], str]]
 
@@ -91,7 +91,8 @@ def run_checks(checks: list[Check], out=None) -> list[CheckResult]:
 def summary_line(results: list[CheckResult], seconds: float) -> str:
     failed = [r.name for r in results if r.failed]
     if failed:
-        return f"self-test FAILED: {len(failed)} of {len(results)} checks failed ({', '.join(failed)}) in {seconds:.1f} s"
+        return (f"self-test FAILED: {len(failed)} of {len(results)} checks failed ({', '.join(failed)}) "
+                f"in {seconds:.1f} s")
     warned = [r.name for r in results if r.status == WARN]
     extra = f", {len(warned)} warning(s) ({', '.join(warned)})" if warned else ""
     return f"self-test passed: {len(results)} checks in {seconds:.1f} s{extra}"
@@ -236,8 +237,8 @@ class EngineChecks:
         import numpy as np
         from PIL import Image
 
-        from engine.train.checkpoints import load_checkpoint
         from engine.planning.presets import make_recipe
+        from engine.train.checkpoints import load_checkpoint
         from engine.train.trainer import fit
 
         data = self.workdir / "images"

@@ -47,7 +47,7 @@ def load_model(path: Path) -> tuple[ort.InferenceSession, dict]:
         raise ModelError(f"{path} is empty")
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for files it cannot parse
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for files it cannot parse
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path} is corrupted or truncated, or not an ONNX model: {first}") from None
     properties = session.get_modelmeta().custom_metadata_map
@@ -87,7 +87,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
         with Image.open(path) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened)
-    except Exception as exc:  # Pillow raises many types for damaged files
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for damaged files
         raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})") from None
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
@@ -109,7 +109,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
 def read_array(path: Path, channels: int) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a one-line error
         raise ImageError(f"not a valid .npy array ({type(exc).__name__}: {exc})") from None
     if array.ndim == 2:
         array = array[:, :, None]

@@ -9,14 +9,14 @@ recipe read from a file): the main window asks before unsaved edits would be los
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
 from engine.data.scan import ScanReport
+from engine.model.zoo import preferred_weights
 from engine.planning.module_index import ModuleIndex, index_for
 from engine.planning.plan import RunPlan, plan_run
-from engine.model.zoo import preferred_weights
 from engine.planning.presets import make_recipe
 from engine.recipe import Recipe
 

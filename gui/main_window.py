@@ -21,19 +21,28 @@ from typing import TYPE_CHECKING
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine import __version__ as thaw_version
 from engine.errors import RecipeError
 from engine.recipe import Recipe
 from engine.train.runs import checkpoint_path
-from gui.workers.loading import Importer, start_imports
-from gui.workers.threads import WorkerThread
 from gui.resources import app_icon
 from gui.settings import StudioSettings
 from gui.widgets.scrolling_tabs import ScrollingTabs
 from gui.widgets.tooltips import install_wrapping_tooltips
+from gui.workers.loading import Importer, start_imports
+from gui.workers.threads import WorkerThread
 from gui.workers.torch_threads import use_torch_threads
 
 if TYPE_CHECKING:

@@ -47,7 +47,7 @@ class StudioChecks(ExtraChecks):
         self.qt_ok = False
 
     @classmethod
-    def from_args(cls, workdir: Path, args: argparse.Namespace) -> "StudioChecks":
+    def from_args(cls, workdir: Path, args: argparse.Namespace) -> StudioChecks:
         return cls(workdir, args.screenshot, [str(Path(p).resolve()) for p in args.open])
 
     def checks(self) -> list[Check]:
@@ -100,7 +100,8 @@ class StudioChecks(ExtraChecks):
 
         plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath))
         wanted = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] or _default_platform()
-        platforms = sorted(p.name for p in (plugins / "platforms").glob("*")) if (plugins / "platforms").is_dir() else []
+        platforms = (sorted(p.name for p in (plugins / "platforms").glob("*"))
+                     if (plugins / "platforms").is_dir() else [])
         if wanted and platforms and not any(f"q{wanted}" in name.lower() for name in platforms):
             raise AssertionError(f"Qt platform plugin {wanted!r} not in {plugins / 'platforms'} (found: "
                                  f"{', '.join(platforms) or 'nothing'})")

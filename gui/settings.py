@@ -12,7 +12,7 @@ import os
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QMainWindow
 
-from gui.widgets.placement import place_for_first_launch, shows_on_a_screen
+from gui.placement import place_for_first_launch, shows_on_a_screen
 
 SETTINGS_ENV = "THAW_SETTINGS"
 ORGANISATION = "Thaw"

@@ -19,8 +19,10 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default="best", help="best (default) or last")
     p.add_argument("--quantize", default="none", help="int8: static quantization with onnxruntime, calibrated on "
                                                       "training images (ONNX only)")
-    p.add_argument("--out", default="", metavar="FILE", help="the file to write (default: RUN/exports/<checkpoint>[-int8].<ext>)")
-    p.add_argument("--data", default="", metavar="FOLDER", help="image folder for the check and calibration, if the run's moved")
+    p.add_argument("--out", default="", metavar="FILE",
+                   help="the file to write (default: RUN/exports/<checkpoint>[-int8].<ext>)")
+    p.add_argument("--data", default="", metavar="FOLDER",
+                   help="image folder for the check and calibration, if the run's moved")
     p.add_argument("--max-images", type=int, default=256, help="validation images in the parity check (256)")
     p.add_argument("--calibration-images", type=int, default=128, help="training images calibrating int8 (128)")
     p.add_argument("--calibration-method", default="minmax", help="int8 calibration: minmax, entropy, percentile")

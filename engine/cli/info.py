@@ -54,13 +54,14 @@ def cmd_models(args) -> int:
     for info in infos:
         weights = ", ".join(f"{w.name.split('.', 1)[1]}{'*' if w.cached else ''}" for w in info.weights)
         acc = f"{info.acc1:.2f}" if info.acc1 is not None else "-"
-        print(f"{info.name:<22} {info.family:<20} {info.num_params / 1e6:>9.1f}M {info.input_size:>6} {acc:>7}  {weights}")
+        print(f"{info.name:<22} {info.family:<20} {info.num_params / 1e6:>9.1f}M {info.input_size:>6} "
+              f"{acc:>7}  {weights}")
     return EXIT_OK
 
 
 def cmd_scan(args) -> int:
-    from engine.errors import BadInputError
     from engine.data.scan import DatasetError, scan_folder
+    from engine.errors import BadInputError
 
     try:
         report = scan_folder(args.folder, channels=args.channels)

@@ -151,7 +151,7 @@ def _as_rank(make, quiet: bool) -> int:
     """Build the trainer and train. Printed by this process, or — started by a launcher — streamed to it
     (engine/train/launch.py): rank 0 writes every event and, last, its exit code; other ranks only take part."""
     from engine.errors import BadInputError, ThawError
-    from engine.train.distributed import ReportedOnMain, Ranks, leave
+    from engine.train.distributed import Ranks, ReportedOnMain, leave
     from engine.train.events import RunControl
     from engine.train.launch import LAUNCHER_PID_ENV, ControlWatcher, EventStream, launched_channel
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.data import Dataset
 
-from engine.errors import BadInputError
 from engine.data.images import CHANNELS_REASON, UnreadableImageError, load_image
-from engine.recipe import DataConfig
 from engine.data.scan import EMPTY_CLASS_REASON, DatasetError, Problem, ScanReport, scan_folder
+from engine.errors import BadInputError
+from engine.recipe import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class TorchvisionImages(SeededDataset):
     def targets(self) -> list[int]:
         targets = getattr(self.base, "targets", None)
         if targets is None:
-            targets = getattr(self.base, "labels")
+            targets = self.base.labels
         return [int(t) for t in targets]
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
@@ -161,7 +161,8 @@ def prepare_data(config: DataConfig, train_transform: Callable, eval_transform: 
         train, val = stratified_split([(p, c) for p, c, _ in report.samples], config.val_fraction, config.split_seed)
     if not train or not val:
         raise BadInputError(f"{config.root}: the split leaves {len(train)} training and {len(val)} validation images")
-    return PreparedData(ImageFiles(train, train_transform, channels, seed), ImageFiles(val, eval_transform, channels, seed),
+    return PreparedData(ImageFiles(train, train_transform, channels, seed),
+                        ImageFiles(val, eval_transform, channels, seed),
                         list(report.classes), list(report.problems), report)
 
 
@@ -223,6 +224,7 @@ def _torchvision_dataset(config: DataConfig, train_transform: Callable, eval_tra
         raise BadInputError(f"{config.dataset} is not on disk under {root} ({exc}). Thaw never downloads data sets: "
                             f"put the extracted files there (as torchvision's {config.dataset}(root, download=True) "
                             f"would) or point data.root at the folder that holds them") from exc
-    classes = list(getattr(train_base, "classes", [])) or [str(i) for i in range(int(max(TorchvisionImages(train_base, None).targets)) + 1)]
+    classes = list(getattr(train_base, "classes", [])) or [
+        str(i) for i in range(int(max(TorchvisionImages(train_base, None).targets)) + 1)]
     return PreparedData(TorchvisionImages(train_base, train_transform, channels, seed),
                         TorchvisionImages(val_base, eval_transform, channels, seed), classes)

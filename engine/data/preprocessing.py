@@ -28,11 +28,11 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         return cls(**{k: data[k] for k in ("resize_size", "crop_size", "mean", "std", "interpolation") if k in data})
 
     @classmethod
-    def from_weights(cls, weights: Any) -> "Preprocessing":
+    def from_weights(cls, weights: Any) -> Preprocessing:
         """Read a torchvision weights entry's own preset (`weights.transforms()`)."""
         preset = weights.transforms()
         return cls(
@@ -44,7 +44,7 @@ class Preprocessing:
         )
 
     def with_channels(self, channels: int, extra_mean: list[float] | None = None,
-                      extra_std: list[float] | None = None) -> "Preprocessing":
+                      extra_std: list[float] | None = None) -> Preprocessing:
         """Per-channel statistics for `channels` inputs: 1 channel = the RGB means' mean (the grey image is
         replicated as RGB is summed by the adapted conv); extra channels get the given or default statistics."""
         mean, std = list(self.mean[:3]), list(self.std[:3])
@@ -58,7 +58,7 @@ class Preprocessing:
             mean, std = mean[:2], std[:2]
         return Preprocessing(self.resize_size, self.crop_size, mean, std, self.interpolation)
 
-    def with_sizes(self, resize_size: int = 0, crop_size: int = 0) -> "Preprocessing":
+    def with_sizes(self, resize_size: int = 0, crop_size: int = 0) -> Preprocessing:
         crop = crop_size or self.crop_size
         resize = resize_size or (self.resize_size if not crop_size else round(crop * self.resize_size / self.crop_size))
         return Preprocessing(max(resize, crop), crop, list(self.mean), list(self.std), self.interpolation)

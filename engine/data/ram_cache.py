@@ -98,7 +98,7 @@ class DecodedImageCache:
             self.bytes += size
         return True
 
-    def view(self, offset: int) -> "CacheView":
+    def view(self, offset: int) -> CacheView:
         """The same cache (and budget) for a second dataset, whose indices start at `offset`."""
         return CacheView(self, offset)
 

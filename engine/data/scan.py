@@ -21,8 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
-from engine.errors import BadInputError
 from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image
+from engine.errors import BadInputError
 
 LAYOUT_FOLDER = "folder"
 LAYOUT_TRAIN_VAL = "train_val"

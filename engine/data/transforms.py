@@ -8,11 +8,10 @@ Preprocessing travels in every checkpoint, so inference can never disagree with 
 from __future__ import annotations
 
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
-from engine.errors import RecipeError
 from engine.data.preprocessing import Preprocessing
+from engine.errors import RecipeError
 
 
 def _interp(prep: Preprocessing) -> InterpolationMode:

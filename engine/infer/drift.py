@@ -49,7 +49,7 @@ class WeightDrift:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WeightDrift":
+    def from_dict(cls, data: dict) -> WeightDrift:
         return cls([LayerDrift(**d) for d in data.get("layers", [])], [StageDrift(**d) for d in data.get("stages", [])])
 
 

@@ -20,9 +20,9 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -37,10 +37,17 @@ from engine.infer.drift import WeightDrift, weight_drift
 from engine.infer.inference import Predictor
 from engine.infer.metrics import ClassificationMetrics, classification_metrics
 from engine.infer.ood import calibration_path, fit_ood, head_digest, load_calibration, save_calibration
-from engine.infer.run_checkpoint import (RunCheckpoint, loader_workers, open_checkpoint, run_split, sample_ids,
-                                         start_model, trained_model)
+from engine.infer.run_checkpoint import (
+    RunCheckpoint,
+    loader_workers,
+    open_checkpoint,
+    run_split,
+    sample_ids,
+    start_model,
+    trained_model,
+)
 from engine.infer.run_features import split_features
-from engine.train.events import Event, EvaluationWritten, RunFinished
+from engine.train.events import EvaluationWritten, Event, RunFinished
 from engine.train.runs import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -74,7 +81,7 @@ class ImageResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ImageResult":
+    def from_dict(cls, data: dict) -> ImageResult:
         values = {k: v for k, v in data.items() if k != "correct"}
         values["top"] = [(t["class"], float(t["probability"])) for t in data.get("top", [])]
         return cls(**values)
@@ -118,7 +125,7 @@ class Evaluation:
                 "images": [r.to_dict() for r in self.images]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Evaluation":
+    def from_dict(cls, data: dict) -> Evaluation:
         return cls(data["checkpoint"], data["source"], list(data["classes"]),
                    ClassificationMetrics.from_dict(data["metrics"]),
                    [ImageResult.from_dict(r) for r in data.get("images", [])],
@@ -132,7 +139,7 @@ class Evaluation:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Evaluation":
+    def load(cls, path: str | Path) -> Evaluation:
         path = Path(path)
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))

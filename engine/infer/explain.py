@@ -12,9 +12,9 @@ so that is the outermost module of the last stage (ResNet's `layer4`, EfficientN
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -85,7 +85,7 @@ class ExportMetadata:
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
-    def from_json(cls, text: str | bytes, where: str) -> "ExportMetadata":
+    def from_json(cls, text: str | bytes, where: str) -> ExportMetadata:
         """Parse and check the document; anything missing or malformed is an ExportFileError naming it."""
         try:
             data = json.loads(text)
@@ -94,7 +94,7 @@ class ExportMetadata:
         return cls.from_dict(data, where)
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> "ExportMetadata":
+    def from_dict(cls, data: Any, where: str) -> ExportMetadata:
         def need(container: Any, key: str, kind: type | tuple[type, ...], path: str) -> Any:
             if not isinstance(container, dict) or key not in container:
                 raise ExportFileError(f"{where}: its Thaw metadata lacks '{path}'")

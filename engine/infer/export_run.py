@@ -21,22 +21,30 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
 from engine.data.datasets import PreparedData, prepare_data
 from engine.data.transforms import eval_transform
 from engine.errors import BadInputError, ThawError
-from engine.infer.export import write_export, save_onnx, stamp_onnx
+from engine.infer.export import save_onnx, stamp_onnx, write_export
 from engine.infer.export_metadata import FORMATS, INPUT_NAME, SUFFIXES, ExportMetadata
 from engine.infer.exported import open_export
 from engine.infer.inference import Predictor
 from engine.infer.latency import measure_latency
-from engine.infer.parity import (FP32_RELATIVE_TOLERANCE, INT8_MIN_TOP1_AGREEMENT, ParityCriteria, ParityReport,
-                                 batch_plan, batches_of, collect_logits, compare)
+from engine.infer.parity import (
+    FP32_RELATIVE_TOLERANCE,
+    INT8_MIN_TOP1_AGREEMENT,
+    ParityCriteria,
+    ParityReport,
+    batch_plan,
+    batches_of,
+    collect_logits,
+    compare,
+)
 from engine.infer.quantize import CALIBRATION_METHODS, Int8Settings, quantize_int8
 from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import CHECKPOINT_DIR, checkpoint_path, write_json_atomic
@@ -62,7 +70,7 @@ class ExportRequest:
     opset: int = 0  # 0: the exporter's default
     latency_runs: int = 30  # 0: no latency measurement
 
-    def validate(self) -> "ExportRequest":
+    def validate(self) -> ExportRequest:
         if self.format not in FORMATS:
             raise BadInputError(f"--format '{self.format}' is not one of {', '.join(FORMATS)}")
         if self.checkpoint not in CHECKPOINT_KINDS:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.train.checkpoints import load_checkpoint, load_model_state, model_of_checkpoint, validate_checkpoint
-from engine.errors import BadInputError
 from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image
-from engine.infer.ood import OODCalibration, captured_head_input, head_digest, load_calibration
 from engine.data.preprocessing import Preprocessing
-from engine.recipe import Recipe
 from engine.data.transforms import eval_transform
+from engine.errors import BadInputError
+from engine.infer.ood import OODCalibration, captured_head_input, head_digest, load_calibration
+from engine.recipe import Recipe
+from engine.train.checkpoints import load_checkpoint, load_model_state, model_of_checkpoint, validate_checkpoint
 
 
 @dataclass
@@ -88,13 +88,13 @@ class Predictor:
         self.ood: OODCalibration | None = None  # set by from_checkpoint when a calibration is stored beside it
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         """A tampered or foreign checkpoint (another architecture, fewer classes, a model that is not a state
         dict, non-finite weights) and a device this machine lacks are BadInputErrors, never tracebacks."""
         return cls.from_state(load_checkpoint(path), path, device)
 
     @classmethod
-    def from_state(cls, state: dict, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+    def from_state(cls, state: dict, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         """From a loaded checkpoint (`path` names it in errors)."""
         device = inference_device(device)
         validate_checkpoint(state, path, "predict")
@@ -107,7 +107,7 @@ class Predictor:
         return predictor
 
     @classmethod
-    def from_export(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+    def from_export(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         """From an exported file (ONNX, .pt2, TorchScript): its own metadata gives the classes and preprocessing."""
         from engine.infer.exported import ExportedModule, open_export
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ class LabelIssueReport:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LabelIssueReport":
+    def from_dict(cls, data: dict) -> LabelIssueReport:
         def pairs(key: str) -> list[DuplicatePair]:
             return [DuplicatePair(**{k: v for k, v in p.items() if k != "crosses_split"}) for p in data.get(key, [])]
 
@@ -109,7 +109,7 @@ class LabelIssueReport:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "LabelIssueReport":
+    def load(cls, path: str | Path) -> LabelIssueReport:
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:

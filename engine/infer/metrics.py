@@ -44,7 +44,7 @@ class ClassificationMetrics:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ClassificationMetrics":
+    def from_dict(cls, data: dict) -> ClassificationMetrics:
         per_class = [ClassMetrics(**c) for c in data.get("per_class", [])]
         return cls(**{**data, "per_class": per_class})
 

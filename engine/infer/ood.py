@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class OODCalibration:
                 "method": self.method}
 
     @classmethod
-    def from_state(cls, state: dict) -> "OODCalibration":
+    def from_state(cls, state: dict) -> OODCalibration:
         return cls(state["whitening"], state["whitened_means"], float(state["threshold"]), float(state["quantile"]),
                    int(state["val_count"]), str(state["head_digest"]), str(state.get("method", METHOD)))
 

@@ -9,8 +9,8 @@ at several sizes, not only at the size the exporter traced.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -27,11 +27,11 @@ class ParityCriteria:
     min_top1_agreement: float = 0.0
 
     @classmethod
-    def fp32(cls, relative_tolerance: float = FP32_RELATIVE_TOLERANCE) -> "ParityCriteria":
+    def fp32(cls, relative_tolerance: float = FP32_RELATIVE_TOLERANCE) -> ParityCriteria:
         return cls(relative_tolerance, 0.0)
 
     @classmethod
-    def int8(cls, min_top1_agreement: float = INT8_MIN_TOP1_AGREEMENT) -> "ParityCriteria":
+    def int8(cls, min_top1_agreement: float = INT8_MIN_TOP1_AGREEMENT) -> ParityCriteria:
         return cls(None, min_top1_agreement)
 
 

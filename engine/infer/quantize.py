@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -44,8 +44,13 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
                   input_name: str, settings: Int8Settings) -> dict:
     """Write the int8 model; `calibration` yields float32 NCHW batches. Returns the quantization's description
     (for the metadata)."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     used = [0]

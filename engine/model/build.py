@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 from torch import nn
 
+from engine.data.preprocessing import Preprocessing
 from engine.errors import BadInputError
 from engine.model import zoo
-from engine.data.preprocessing import Preprocessing
-from engine.recipe import DataConfig, ModelConfig
 from engine.model.stages import StageMap, compute_stages
 from engine.model.surgery import adapt_input_channels, replace_head
+from engine.recipe import DataConfig, ModelConfig
 
 
 def resolve_preprocessing(config: ModelConfig, data: DataConfig | None = None) -> Preprocessing:
@@ -79,7 +79,6 @@ def stage_map_of(arch: str, num_classes: int = 2) -> StageMap | None:
     """The stages of an architecture, computed on the meta device (no memory, no weights); None if the model
     cannot be built there (RegNet computes its widths with real tensors)."""
     import torch
-
     from torchvision import models as tvm
 
     try:

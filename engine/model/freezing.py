@@ -156,4 +156,5 @@ def frozen_tensors(model: nn.Module, bn_modes: dict[str, str]):
 
 def _digest(t: torch.Tensor) -> str:
     data = t.detach().to("cpu").contiguous()
-    return hashlib.blake2b(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"", digest_size=16).hexdigest()
+    return hashlib.blake2b(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"",
+                           digest_size=16).hexdigest()

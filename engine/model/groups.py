@@ -14,8 +14,8 @@ from torch import nn
 
 from engine.errors import GroupAssignmentError
 from engine.model.freezing import resolve
-from engine.recipe import GroupSpec, OptimizerConfig, PhaseConfig
 from engine.model.stages import StageMap, covers
+from engine.recipe import GroupSpec, OptimizerConfig, PhaseConfig
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
               nn.LocalResponseNorm)
@@ -58,7 +58,8 @@ def phase_groups(stages: StageMap, phase: PhaseConfig) -> list[GroupSpec]:
 def assignment(model: nn.Module, stages: StageMap, groups: list[GroupSpec], field_prefix: str = "groups",
                strict: bool = True) -> dict[str, str]:
     """Trainable parameter name → group name. With `strict`, a parameter in no group or in two is an error."""
-    resolved = [(g.name, resolve(model, stages, g.modules, f"{field_prefix}[{i}].modules")) for i, g in enumerate(groups)]
+    resolved = [(g.name, resolve(model, stages, g.modules, f"{field_prefix}[{i}].modules"))
+                for i, g in enumerate(groups)]
     result: dict[str, str] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

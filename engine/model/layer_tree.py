@@ -27,7 +27,7 @@ class LayerNode:
     stage: str | None = None
     bn_mode: str | None = None  # only for BatchNorm layers
     group: str | None = None  # the group all of its trainable parameters belong to, "mixed", or None
-    children: list["LayerNode"] = field(default_factory=list)
+    children: list[LayerNode] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -42,7 +42,7 @@ class LayerNode:
         for child in self.children:
             yield from child.walk()
 
-    def find(self, path: str) -> "LayerNode | None":
+    def find(self, path: str) -> LayerNode | None:
         return next((n for n in self.walk() if n.path == path), None)
 
     def to_dict(self) -> dict:

@@ -14,18 +14,19 @@ import re
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torchvision import models as tvm
 
-from engine.errors import BadInputError, RecipeError, WeightsUnavailableError
 from engine.data.preprocessing import Preprocessing
+from engine.errors import BadInputError, RecipeError, WeightsUnavailableError
 
 OFFLINE_ENV = "THAW_OFFLINE"  # set to 1 to never try a download
 NO_WEIGHTS = ("none", "", "random", "scratch")
@@ -48,7 +49,8 @@ class WeightsInfo:
 @dataclass
 class ModelInfo:
     name: str
-    family: str  # torchvision module the builder lives in: resnet, vgg, mobilenetv3, efficientnet, vision_transformer...
+    family: str  # torchvision module the builder lives in: resnet, vgg, mobilenetv3, efficientnet,
+    # vision_transformer...
     num_params: int
     input_size: int
     resize_size: int
@@ -88,7 +90,7 @@ def cached_weights_path(weights: Any) -> Path:
     return checkpoint_dir() / weights_file_name(weights)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _meta_param_count(arch: str) -> int:
     with torch.device("meta"):
         model = tvm.get_model(arch)
@@ -141,7 +143,8 @@ def resolve_weights(arch: str, spec: str) -> Any | None:
         return enum[key]
     except KeyError:
         choices = ", ".join(["DEFAULT", "none"] + [str(w) for w in enum])
-        raise RecipeError("model.weights", f"'{spec}' is not a weights entry of {arch}; choose one of {choices}") from None
+        raise RecipeError("model.weights",
+                          f"'{spec}' is not a weights entry of {arch}; choose one of {choices}") from None
 
 
 def default_preprocessing(arch: str, weights: Any | None) -> Preprocessing:

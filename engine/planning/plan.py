@@ -18,10 +18,10 @@ from engine.errors import RecipeError, ThawError
 from engine.model.freezing import apply_freeze_plan, count_params
 from engine.model.groups import assignment, phase_groups, torch_param_groups
 from engine.model.layer_tree import LayerNode, build_layer_tree
-from engine.train.optim import preview_lrs
-from engine.recipe import HeadConfig, Recipe, lr_factor
 from engine.model.stages import StageMap, compute_stages
 from engine.model.surgery import adapt_input_channels, replace_head
+from engine.recipe import HeadConfig, Recipe, lr_factor
+from engine.train.optim import preview_lrs
 
 
 @dataclass

@@ -29,7 +29,8 @@ STRATEGIES = {
     "fine_tune_all": "Train every layer with discriminative learning rates (early 1e-5, middle 1e-4, head 1e-3).",
     "gradual_unfreezing": "The head fitted to convergence, then also the last stage, then everything, with graded "
                           "rates.",
-    "extract_then_finetune": "Feature extraction first, then fine-tune all layers at lower rates (the lesson's CIFAR pipeline).",
+    "extract_then_finetune": "Feature extraction first, then fine-tune all layers at lower rates (the lesson's "
+                             "CIFAR pipeline).",
     "from_scratch": "Random initialisation, everything trains: the baseline transfer learning should beat.",
 }
 

@@ -53,7 +53,8 @@ def pick_device(requested: str = "auto") -> tuple[torch.device, str]:
         return torch.device("cpu"), "no GPU found: training runs on the CPU, which is much slower"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RecipeError("device", f"'{requested}' was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+            raise RecipeError("device",
+                              f"'{requested}' was asked for but CUDA is not available here; use 'auto' or 'cpu'")
         index = int(requested.split(":", 1)[1]) if ":" in requested else 0
         if index >= torch.cuda.device_count():
             raise RecipeError("device", f"'{requested}': this machine has {torch.cuda.device_count()} CUDA device(s)")

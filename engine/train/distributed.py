@@ -32,9 +32,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -72,7 +73,7 @@ class Ranks:
     local_rank: int = 0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Ranks":
+    def from_env(cls, env: dict[str, str] | None = None) -> Ranks:
         env = os.environ if env is None else env
         if "WORLD_SIZE" not in env:
             return cls()

@@ -25,7 +25,6 @@ import logging
 import warnings
 from typing import Any
 
-import torch
 from torch import nn
 
 from engine.recipe import GroupSpec, Recipe, lr_factor

@@ -15,19 +15,19 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
-from engine.train.checkpoints import save_checkpoint
 from engine.model.freezing import BN_TRAIN, _digest
 from engine.model.fusion import fold_batch_norms
 from engine.model.stages import covers
+from engine.train.checkpoints import save_checkpoint
 
 CACHE_ENV = "THAW_CACHE_DIR"
 
@@ -62,7 +62,7 @@ class FeatureSet:
     seconds: float  # time spent computing (0 when loaded)
     from_disk: bool
 
-    def to(self, device: torch.device) -> "FeatureSet":
+    def to(self, device: torch.device) -> FeatureSet:
         return FeatureSet(self.train.to(device), self.train_labels.to(device), self.val.to(device),
                           self.val_labels.to(device), self.key, self.seconds, self.from_disk)
 
@@ -70,7 +70,8 @@ class FeatureSet:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.train, self.train_labels, self.val, self.val_labels))
 
-    def train_batches(self, order: list[int], view: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, order: list[int], view: int,
+                      batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         index = torch.tensor(order, dtype=torch.long, device=self.train.device)
         for start in range(0, len(order), batch_size):
             idx = index[start:start + batch_size]

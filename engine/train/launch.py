@@ -28,9 +28,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from engine.errors import BadInputError
 from engine.train import events as ev
@@ -107,7 +108,7 @@ class ControlWatcher:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="thaw-control", daemon=True)
 
-    def start(self) -> "ControlWatcher":
+    def start(self) -> ControlWatcher:
         self._thread.start()
         return self
 
@@ -196,7 +197,7 @@ class ProcessRun:
             env.pop(key, None)  # a launcher inside a torchrun worker must not pass its own rank on
         return env
 
-    def start(self) -> "ProcessRun":
+    def start(self) -> ProcessRun:
         if not (self.channel / CONTROL_FILE).exists():  # a command sent before the start stands
             (self.channel / CONTROL_FILE).write_text("run", encoding="utf-8")
         (self.channel / EVENTS_FILE).touch()

@@ -10,14 +10,21 @@ learning rates are the saved ones).
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 from engine.data.transforms import eval_transform
-from engine.model.freezing import (Fingerprint, FreezeState, apply_freeze_plan, count_params, restore_freeze_state,
-                                   set_train_mode)
+from engine.model.freezing import (
+    Fingerprint,
+    FreezeState,
+    apply_freeze_plan,
+    count_params,
+    restore_freeze_state,
+    set_train_mode,
+)
 from engine.model.groups import torch_param_groups
 from engine.recipe import PhaseConfig
 from engine.train import events as ev
@@ -68,7 +75,7 @@ class ActivePhase:
 
     @classmethod
     def begin(cls, setup: RunSetup, index: int, epoch_mode: str, previous: torch.optim.Optimizer | None = None,
-              checkpoint: dict[str, Any] | None = None) -> "ActivePhase":
+              checkpoint: dict[str, Any] | None = None) -> ActivePhase:
         """Apply phase `index` to the model. `checkpoint`: resuming inside this phase. `epoch_mode`: "max" / "min",
         how a plateau schedule reads the monitored metric."""
         phase = setup.recipe.phases[index]

@@ -19,8 +19,16 @@ from engine.train import events as ev
 from engine.train.checkpoints import link_checkpoint
 from engine.train.metrics import BATCH_COLUMNS, EPOCH_COLUMNS, batch_row, epoch_row, lr_columns
 from engine.train.narrate import folds_text
-from engine.train.runs import (BATCHES_FILE, METRICS_FILE, RECIPE_FILE, SKIPPED_FILE, SUMMARY_FILE, checkpoint_path,
-                               read_csv_rows, write_json_atomic)
+from engine.train.runs import (
+    BATCHES_FILE,
+    METRICS_FILE,
+    RECIPE_FILE,
+    SKIPPED_FILE,
+    SUMMARY_FILE,
+    checkpoint_path,
+    read_csv_rows,
+    write_json_atomic,
+)
 
 
 class CsvLog:

@@ -89,7 +89,7 @@ class RunLock:
         self.path = self.run_dir / LOCK_FILE
         self._acquired = False
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         if self._acquired:
             return self
         key = _key(self.run_dir)
@@ -140,7 +140,7 @@ class RunLock:
             finally:
                 os.close(held.fd)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -281,14 +281,15 @@ class RunRecord:
     recipe_name: str = ""  # the name in recipe.json (`name` is the user's when they renamed the run)
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "RunRecord | None":
+    def load(cls, run_dir: str | Path) -> RunRecord | None:
         run_dir = Path(run_dir)
         recipe_file = run_dir / RECIPE_FILE
         if not recipe_file.is_file():
             return None
         try:
             recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
-            summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8")) if (run_dir / SUMMARY_FILE).is_file() else {}
+            summary = (json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+                       if (run_dir / SUMMARY_FILE).is_file() else {})
         except (OSError, json.JSONDecodeError):
             return None
         phases = summary.get("phases", [])

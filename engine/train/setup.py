@@ -19,12 +19,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from engine.errors import BadInputError
 from engine.data.datasets import ImageFiles, PreparedData, prepare_data
 from engine.data.memory import check_input_memory
-from engine.environment import max_workers_override
 from engine.data.ram_cache import CacheEstimate, DecodedImageCache, default_budget_bytes, estimate, fill
 from engine.data.transforms import eval_transform, train_transform
+from engine.environment import max_workers_override
+from engine.errors import BadInputError
 from engine.model.build import BuiltModel, build_model, resolve_preprocessing
 from engine.model.phase_checks import validate_phase
 from engine.recipe import GroupSpec, Recipe, lr_factor

@@ -72,7 +72,7 @@ class TrainingState:
                 **({"rng": self.rng} if self.rng is not None else {})}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "TrainingState":
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> TrainingState:
         stopping = checkpoint.get("stopping")
         if stopping is None and "best_metric" in checkpoint:  # format 1 kept early stopping's fields flat
             stopping = {"best_score": checkpoint["best_metric"], "bad_epochs": checkpoint.get("bad_epochs", 0)}

@@ -25,14 +25,21 @@ from typing import Any
 
 import torch
 
+from engine.data.datasets import check_same_classes
 from engine.errors import BadInputError, ThawError
 from engine.model.groups import current_lrs
 from engine.recipe import Recipe
-from engine.train import events as ev
-from engine.data.datasets import check_same_classes
-from engine.train.checkpoints import (check_checkpoint_fits, load_checkpoint, remove_stale_temp_files,
-                                      restore_rng_states, rng_states, save_checkpoint, validate_checkpoint)
 from engine.train import distributed_resume
+from engine.train import events as ev
+from engine.train.checkpoints import (
+    check_checkpoint_fits,
+    load_checkpoint,
+    remove_stale_temp_files,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+    validate_checkpoint,
+)
 from engine.train.distributed import context_for
 from engine.train.distributed_data import validate_sharded
 from engine.train.loop import TrainingError, evaluate, fit_head_epoch, train_one_epoch
@@ -78,7 +85,7 @@ class Trainer:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, callbacks: list[ev.EventCallback] | None = None,
-                     control: ev.RunControl | None = None, data_root: str = "") -> "Trainer":
+                     control: ev.RunControl | None = None, data_root: str = "") -> Trainer:
         """Resume a run from its last checkpoint; `data_root`: the run's data folder if it moved (the classes must
         be the same). A checkpoint that is not one, or does not fit its own recipe, is refused before anything."""
         run_dir = Path(run_dir).expanduser()

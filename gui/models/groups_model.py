@@ -7,20 +7,27 @@ only maps rows and columns to the groups and turns cell text into values.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
 from engine.errors import RecipeError
-from engine.planning.group_edits import (add_group, effective_groups, group_param_counts, materialise_groups,
-                                         merge_groups, remove_groups, update_group)
+from engine.planning.group_edits import (
+    add_group,
+    effective_groups,
+    group_param_counts,
+    materialise_groups,
+    merge_groups,
+    remove_groups,
+    update_group,
+)
 from engine.planning.module_index import ModuleIndex
 from engine.recipe import GroupSpec, PhaseConfig
 from gui.document import RecipeDocument
 from gui.models.phase_selection import PhaseSelection
 from gui.widgets.formatting import scientific
-
 
 # --- the Qt table model -----------------------------------------------------------------------------------
 

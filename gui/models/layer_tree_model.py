@@ -12,8 +12,8 @@ a frozen module reads exactly 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
@@ -29,7 +29,6 @@ from gui.document import RecipeDocument
 from gui.models.phase_selection import PhaseSelection
 from gui.widgets.formatting import drift_text
 
-
 # --- columns ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class Column:
     can show what the model knows beyond the tree, such as a run's results), its width in the view."""
 
     title: str
-    text: Callable[["LayerTreeModel", "_Item"], str]
+    text: Callable[[LayerTreeModel, _Item], str]
     width: int
     numeric: bool = False  # right-aligned
 
@@ -50,18 +49,18 @@ _FROZEN_BRUSH = QBrush(QColor(120, 130, 150))
 _MOVED_BRUSH = QBrush(QColor(200, 30, 30))
 
 
-def _trainable_text(_model: "LayerTreeModel", item: "_Item") -> str:
+def _trainable_text(_model: LayerTreeModel, item: _Item) -> str:
     node = item.node
     return f"{_MARK[node.state]} {node.trainable_params:,}".strip() if node.total_params else ""
 
 
-def _stage_text(_model: "LayerTreeModel", item: "_Item") -> str:
+def _stage_text(_model: LayerTreeModel, item: _Item) -> str:
     # Only where it changes, like the CLI's printout.
     parent_stage = item.parent.node.stage if item.parent is not None else None
     return item.node.stage if item.node.stage and item.node.stage != parent_stage else ""
 
 
-def _drift_text(model: "LayerTreeModel", item: "_Item") -> str:
+def _drift_text(model: LayerTreeModel, item: _Item) -> str:
     return drift_text(model.drift_of(item.node.path)) if item.node.total_params else ""
 
 
@@ -96,7 +95,7 @@ class _Item:
 
     __slots__ = ("node", "parent", "row", "children")
 
-    def __init__(self, node: LayerNode, parent: "_Item | None", row: int):
+    def __init__(self, node: LayerNode, parent: _Item | None, row: int):
         self.node, self.parent, self.row = node, parent, row
         self.children = [_Item(child, self, i) for i, child in enumerate(node.children)]
 

@@ -17,7 +17,7 @@ from gui.document import RecipeDocument
 class PhaseSelection(QObject):
     index_changed = Signal(int)
 
-    _by_document: "WeakKeyDictionary[RecipeDocument, PhaseSelection]" = WeakKeyDictionary()
+    _by_document: WeakKeyDictionary[RecipeDocument, PhaseSelection] = WeakKeyDictionary()
 
     def __init__(self, document: RecipeDocument):
         # A Qt child of the document, holding no Python reference to it: the WeakKeyDictionary entry dies with
@@ -27,7 +27,7 @@ class PhaseSelection(QObject):
         document.recipe_changed.connect(self._on_recipe_changed)
 
     @classmethod
-    def for_document(cls, document: RecipeDocument) -> "PhaseSelection":
+    def for_document(cls, document: RecipeDocument) -> PhaseSelection:
         selection = cls._by_document.get(document)
         if selection is None:
             selection = cls(document)

@@ -18,17 +18,35 @@ from collections import Counter
 
 from PySide6.QtCore import QObject, QSignalBlocker, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QIcon, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
-                               QProgressBar, QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.data.datasets import stratified_split
+from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport
 from engine.errors import BadInputError
 from engine.model.build import resolve_preprocessing
 from engine.recipe import AUGMENTATIONS, BUILTIN_DATASETS, Recipe
-from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import local_paths
 from gui.widgets.tooltips import set_tooltips

@@ -9,14 +9,26 @@ order (the first MAX_EXPLAINED of them); clicking another cell abandons the prev
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QHeaderView,
-                               QLabel, QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.errors import ThawError
 from engine.infer.evaluation import Evaluation, ImageResult
 from gui.models.class_metrics_model import ClassMetricsModel, ValueRole
 from gui.models.confusion_model import ConfusionModel
-from gui.widgets.gallery import PathRole, SORT_ORDERS, ImageGallery, sort_results
+from gui.widgets.gallery import SORT_ORDERS, ImageGallery, PathRole, sort_results
 from gui.widgets.heat_cell import HeatCellDelegate
 from gui.workers.evaluation import ExplanationWorker
 from gui.workers.threads import WorkerThread

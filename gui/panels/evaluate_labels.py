@@ -10,8 +10,20 @@ from __future__ import annotations
 import os
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
-                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.infer.label_issues import NEAR_DUPLICATE_THRESHOLD, DuplicatePair, LabelIssueReport, Suspect
 from gui.widgets.captioned_image import CaptionedImage
@@ -302,7 +314,7 @@ class LabelIssuesView(QWidget):
         targets = self._preview_targets.pop(request, None)
         if targets is None:
             return
-        for target, (path, image, error) in zip(targets, previews):
+        for target, (_path, image, error) in zip(targets, previews):
             caption = target.caption.text()
             target.set_image(image, caption + (f"\n{error}" if error else ""))
         self.previews_shown.emit([path for path, _, _ in previews])

@@ -12,13 +12,34 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.infer.export_metadata import SUFFIXES
-from engine.infer.export_run import (CHECKPOINT_KINDS, ExportCancelled, ExportFailedError, ExportRequest,
-                                     ExportResult, default_out, export_run)
+from engine.infer.export_run import (
+    CHECKPOINT_KINDS,
+    ExportCancelled,
+    ExportFailedError,
+    ExportRequest,
+    ExportResult,
+    default_out,
+    export_run,
+)
 from engine.train.runs import checkpoint_path
 from gui.workers.threads import WorkerThread
 

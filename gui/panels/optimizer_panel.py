@@ -6,16 +6,30 @@ one click (through the engine's group edit)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
-
-from PySide6.QtCore import QSignalBlocker, Qt
-from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QSplitter, QTableView,
-                               QVBoxLayout, QWidget)
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.planning.group_edits import compress_parameter_names
 from engine.planning.phase_edits import set_lr_preset, set_momentum, set_optimizer
@@ -23,8 +37,8 @@ from engine.recipe import LR_PRESETS, OPTIMIZERS, SCHEDULES, PhaseConfig
 from engine.train.lr_finder import LrSweep
 from gui.document import RecipeDocument
 from gui.models.groups_model import COL_NAME, COL_TRAINS, GroupsModel
-from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
+from gui.widgets.formatting import scientific
 from gui.widgets.plot_style import fit_log_y, mark_phases, new_plot, series_color
 from gui.widgets.tooltips import set_tooltips
 from gui.workers.jobs import EngineJob, start_job

@@ -6,19 +6,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import (QAbstractTableModel, QItemSelectionModel, QModelIndex, QObject, QPersistentModelIndex,
-                            QRectF, QSignalBlocker, Qt, Signal)
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRectF,
+    QSignalBlocker,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QStyledItemDelegate, QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.errors import RecipeError
 from engine.planning.phase_edits import add_phase, move_phase, remove_phase, update_phase
 from engine.planning.presets import apply_strategy
 from engine.recipe import LR_PRESETS, SCHEDULES, PhaseConfig
 from gui.document import RecipeDocument
-from gui.widgets.formatting import scientific
 from gui.models.phase_selection import PhaseSelection
+from gui.widgets.formatting import scientific
 from gui.widgets.tooltips import set_tooltips
 
 COLUMNS = ("Name", "Epochs", "Trains", "LR preset", "Head LR", "Schedule")

@@ -11,21 +11,40 @@ no trash it asks again before deleting for good.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt, Signal, Slot
-from PySide6.QtGui import QKeyEvent, QKeySequence
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton,
-                               QSplitter, QTableView, QVBoxLayout, QWidget)
+from typing import Any
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
+from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QKeyEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.errors import BadInputError, RecipeError
 from engine.recipe import Recipe
-from engine.train.runs import (RECIPE_FILE, RunRecord, TrashUnavailableError, annotate_run, checkpoint_path,
-                               delete_run, list_runs, read_metrics, rename_run)
+from engine.train.runs import (
+    RECIPE_FILE,
+    RunRecord,
+    TrashUnavailableError,
+    annotate_run,
+    checkpoint_path,
+    delete_run,
+    list_runs,
+    read_metrics,
+    rename_run,
+)
 from gui.document import RecipeDocument
 from gui.widgets.formatting import duration_text
 from gui.widgets.plot_style import new_plot, series_color

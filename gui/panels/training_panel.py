@@ -17,12 +17,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMessageBox, QProgressBar,
-                               QPushButton, QSplitter, QVBoxLayout, QWidget)
-
-import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.errors import RecipeError
 from engine.train import events as ev
@@ -560,7 +567,8 @@ class TrainingPanel(QWidget):
         c.event_emitted.connect(self._on_event)
         c.batches_finished.connect(self._on_batches_finished)
         self._handlers = {  # what this panel does beyond logging an event's lines (engine/train/narrate.py)
-            ev.WeightsDownloadProgress: self._on_download_progressed, ev.FeaturesProgressed: self._on_features_progressed,
+            ev.WeightsDownloadProgress: self._on_download_progressed,
+            ev.FeaturesProgressed: self._on_features_progressed,
             ev.HeadFitProgressed: self.progress.show_fit, ev.HeadFitted: self.curves.add_head_fit,
             ev.RunStarted: self._on_run_started, ev.DistributedStarted: self._on_distributed_started,
             ev.EpochFinished: self._on_epoch_finished,

@@ -6,9 +6,8 @@ many layers a model has."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QWidget
-
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
+from PySide6.QtWidgets import QWidget
 
 from engine.infer.drift import WeightDrift
 from gui.widgets.formatting import drift_text

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 
+import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
-
-import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
 
 from gui.widgets.plot_ranges import decade_bounds, decade_ticks
 

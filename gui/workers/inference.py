@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
-from engine.train.devices import pick_device
+from engine.data.transforms import denormalize
 from engine.infer.explain import explain
 from engine.infer.inference import Predictor, expand_inputs
 from engine.infer.ood import calibration_path, head_digest, load_calibration
-from engine.data.transforms import denormalize
-
+from engine.train.devices import pick_device
 from gui.widgets.image_utils import chw_to_rgb
 
 BATCH_SIZE = 32

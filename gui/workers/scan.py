@@ -13,7 +13,6 @@ from engine.data.images import load_image, load_pil_rgb
 from engine.data.preprocessing import Preprocessing
 from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport, scan_folder
 from engine.data.transforms import denormalize, train_transform
-
 from gui.widgets.image_utils import chw_to_rgb, pil_to_qimage, rgb_to_qimage
 
 THUMBNAIL_SIZE = 64

@@ -15,7 +15,7 @@ Every thread runs torch with one CPU thread (gui/workers/torch_threads.py); the 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import shiboken6
 from PySide6.QtCore import QObject, Qt, QThread, SignalInstance
@@ -46,7 +46,7 @@ class WorkerThread:
     def name(self) -> str:
         return self.qthread.objectName()
 
-    def start(self) -> "WorkerThread":
+    def start(self) -> WorkerThread:
         self.qthread.start()
         return self
 

@@ -34,8 +34,8 @@ from engine.train.trainer import Trainer
 from gui.start_checks import studio_error_text
 from gui.workers.event_forwarder import BATCH_EMIT_INTERVAL_S, EventForwarder
 from gui.workers.threads import WorkerThread
-from gui.workers.training_process import ProcessTrainingWorker
 from gui.workers.torch_threads import training_threads, use_torch_threads
+from gui.workers.training_process import ProcessTrainingWorker
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,15 @@ import torch
 
 from engine.errors import BadInputError, CheckpointWriteError, NonFiniteError
 from engine.infer.inference import Predictor
-from engine.train.checkpoints import (FORMAT_VERSION, check_checkpoint_fits, load_checkpoint, nonfinite_tensors,
-                                      remove_stale_temp_files, save_checkpoint, validate_checkpoint)
+from engine.train.checkpoints import (
+    FORMAT_VERSION,
+    check_checkpoint_fits,
+    load_checkpoint,
+    nonfinite_tensors,
+    remove_stale_temp_files,
+    save_checkpoint,
+    validate_checkpoint,
+)
 from engine.train.runs import checkpoint_path
 from engine.train.trainer import fit
 from tests.helpers import tiny_recipe

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from engine.data.datasets import ImageFiles, stratified_split
-from engine.infer.inference import Predictor
 from engine.data.preprocessing import Preprocessing
+from engine.data.transforms import train_transform
+from engine.infer.inference import Predictor
 from engine.train.runs import checkpoint_path
 from engine.train.trainer import fit
-from engine.data.transforms import train_transform
 from tests.helpers import CLASS_STYLES, make_image, tiny_recipe
 
 
@@ -99,8 +99,8 @@ def test_horizontal_flip_is_a_choice():
 
 def test_flips_off_reach_the_training_transform_and_the_recipe_json(image_folder, tmp_path):
     from engine.recipe import Recipe
-    from engine.train.setup import assemble
     from engine.train.events import EventBus
+    from engine.train.setup import assemble
 
     recipe = tiny_recipe(image_folder, out=tmp_path)
     assert recipe.data.horizontal_flip is True  # the lesson's default

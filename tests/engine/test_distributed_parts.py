@@ -23,7 +23,6 @@ from engine.train.setup import epoch_order
 from engine.train.state import RunningSums, TrainingState
 from tests.helpers import tiny_recipe
 
-
 # --- the order of an epoch ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("world", [2, 3, 4])

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-import torch
 
 from engine.train import events as ev
 from engine.train.checkpoints import load_checkpoint, validate_checkpoint

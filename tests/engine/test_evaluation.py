@@ -18,8 +18,15 @@ import pytest
 
 from engine.cli import main
 from engine.errors import BadInputError
-from engine.infer.evaluation import (EVALUATION_FILE, VALIDATION_SPLIT, Evaluation, RunEvaluator,
-                                     evaluate_checkpoint, folder_samples, write_run_evaluation)
+from engine.infer.evaluation import (
+    EVALUATION_FILE,
+    VALIDATION_SPLIT,
+    Evaluation,
+    RunEvaluator,
+    evaluate_checkpoint,
+    folder_samples,
+    write_run_evaluation,
+)
 from engine.infer.inference import Predictor
 from engine.infer.metrics import classification_metrics
 from engine.infer.ood import calibration_path

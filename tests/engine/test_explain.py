@@ -8,8 +8,15 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from engine.infer.explain import (ATTENTION_ROLLOUT, GRAD_CAM, ExplanationError, attention_rollout, explain, grad_cam,
-                            overlay)
+from engine.infer.explain import (
+    ATTENTION_ROLLOUT,
+    GRAD_CAM,
+    ExplanationError,
+    attention_rollout,
+    explain,
+    grad_cam,
+    overlay,
+)
 
 
 class HalvesNet(nn.Module):

@@ -12,9 +12,17 @@ from engine.model.freezing import apply_freeze_plan
 from engine.model.groups import assignment
 from engine.model.layer_tree import build_layer_tree
 from engine.model.stages import covers
-from engine.planning.group_edits import (add_group, compress_parameter_names, effective_groups, group_param_counts,
-                                         materialise_groups, merge_groups, move_to_group, remove_groups,
-                                         update_group)
+from engine.planning.group_edits import (
+    add_group,
+    compress_parameter_names,
+    effective_groups,
+    group_param_counts,
+    materialise_groups,
+    merge_groups,
+    move_to_group,
+    remove_groups,
+    update_group,
+)
 from engine.planning.module_index import ModuleIndex, index_for
 from engine.recipe import GroupSpec, ModelConfig, PhaseConfig
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from engine.cli import main as cli_main
 from engine.data.datasets import prepare_data
 from engine.data.memory import check_input_memory

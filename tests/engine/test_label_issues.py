@@ -13,9 +13,16 @@ from PIL import Image
 
 from engine.cli import main
 from engine.errors import BadInputError
-from engine.infer.label_issues import (LABEL_ISSUES_FILE, LabelIssueReport, duplicate_pairs, find_run_label_issues,
-                                       identical_files, out_of_fold_probabilities, rank_label_issues,
-                                       typical_examples)
+from engine.infer.label_issues import (
+    LABEL_ISSUES_FILE,
+    LabelIssueReport,
+    duplicate_pairs,
+    find_run_label_issues,
+    identical_files,
+    out_of_fold_probabilities,
+    rank_label_issues,
+    typical_examples,
+)
 from tests.evaluation_helpers import make_styled_folder, train_run
 
 STYLES = {"cat": "cat", "dog": "dog", "fox": "fox", "owl": "owl"}

@@ -14,8 +14,15 @@ import torch
 from engine.errors import BadInputError
 from engine.train import events as ev
 from engine.train.devices import DeviceSetup
-from engine.train.lr_finder import (SweepSettings, find_lr, lr_range_test, optimizer_step, suggest, sweep_rates,
-                                    valley_index)
+from engine.train.lr_finder import (
+    SweepSettings,
+    find_lr,
+    lr_range_test,
+    optimizer_step,
+    suggest,
+    sweep_rates,
+    valley_index,
+)
 from engine.train.phase import ActivePhase
 from engine.train.setup import assemble
 from tests.helpers import tiny_recipe

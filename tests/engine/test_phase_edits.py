@@ -6,8 +6,15 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import RecipeError
-from engine.planning.phase_edits import (add_phase, move_phase, remove_phase, set_lr_preset, set_momentum,
-                                         set_optimizer, update_phase)
+from engine.planning.phase_edits import (
+    add_phase,
+    move_phase,
+    remove_phase,
+    set_lr_preset,
+    set_momentum,
+    set_optimizer,
+    update_phase,
+)
 from engine.planning.presets import make_recipe
 from engine.recipe import GroupSpec
 

@@ -17,8 +17,14 @@ import torch
 
 from engine.errors import BadInputError, CheckpointWriteError
 from engine.train import events as ev
-from engine.train.checkpoints import (FORMAT_VERSION, link_checkpoint, load_checkpoint, restore_rng_states,
-                                      rng_states, save_checkpoint)
+from engine.train.checkpoints import (
+    FORMAT_VERSION,
+    link_checkpoint,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from engine.train.runs import checkpoint_path
 from engine.train.trainer import Trainer
 from tests.helpers import tiny_recipe

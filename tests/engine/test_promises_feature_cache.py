@@ -18,8 +18,15 @@ from engine.model.build import build_model
 from engine.model.freezing import apply_freeze_plan
 from engine.recipe import DataConfig, HeadConfig, ModelConfig
 from engine.train import events as ev
-from engine.train.feature_cache import (FeatureSet, FeatureStore, build_feature_set, cache_key, dataset_identity,
-                                        default_cache_dir, head_only)
+from engine.train.feature_cache import (
+    FeatureSet,
+    FeatureStore,
+    build_feature_set,
+    cache_key,
+    dataset_identity,
+    default_cache_dir,
+    head_only,
+)
 from engine.train.trainer import Trainer
 from tests.helpers import tiny_recipe
 
@@ -129,7 +136,8 @@ def test_dataset_identity_lists_files_or_names_a_torchvision_set(tmp_path):
 # --- 7. least recently used entries are evicted first -----------------------------------------------------------
 def entry(key: str, kilobytes: int = 300) -> FeatureSet:
     train = torch.full((1, kilobytes, 250), float(len(key)))  # 250 float32 = 1000 bytes per row
-    return FeatureSet(train, torch.zeros(kilobytes, dtype=torch.long), torch.zeros(2, 250), torch.zeros(2, dtype=torch.long),
+    return FeatureSet(train, torch.zeros(kilobytes, dtype=torch.long), torch.zeros(2, 250),
+                      torch.zeros(2, dtype=torch.long),
                       key, 1.0, False)
 
 

@@ -15,9 +15,20 @@ from torch import nn
 
 from engine.errors import RecipeError
 from engine.model.build import build_model
-from engine.model.freezing import (BN_FROZEN, BN_FROZEN_STATS, BN_TRAIN, FreezeState, Fingerprint,
-                                   apply_freeze_plan, bn_layers, count_params, frozen_tensors, resolve,
-                                   restore_freeze_state, set_train_mode)
+from engine.model.freezing import (
+    BN_FROZEN,
+    BN_FROZEN_STATS,
+    BN_TRAIN,
+    Fingerprint,
+    FreezeState,
+    apply_freeze_plan,
+    bn_layers,
+    count_params,
+    frozen_tensors,
+    resolve,
+    restore_freeze_state,
+    set_train_mode,
+)
 from engine.model.stages import compute_stages
 from engine.recipe import DataConfig, ModelConfig
 from engine.train import events as ev
@@ -113,7 +124,8 @@ def test_frozen_stats_keeps_bn_statistics_while_affine_parameters_train(image_fo
         for p in ("weight", "bias"):  # the affine parameters train in both modes
             assert not torch.equal(before[f"{bn}.{p}"], after[f"{bn}.{p}"]), f"{bn}.{p} did not train"
     verified = [e for e in events if isinstance(e, ev.FreezeVerified)]
-    assert verified[0].moved == [] and verified[0].checked_tensors == 2 * (20 - 5)  # no frozen parameters; layer4 has 5 BN
+    # no frozen parameters; layer4 has 5 BN
+    assert verified[0].moved == [] and verified[0].checked_tensors == 2 * (20 - 5)
 
 
 # --- unit level: the same promises, fast enough for mutation testing --------------------------------------------

@@ -13,8 +13,15 @@ from PIL import Image
 
 from engine.data import ram_cache
 from engine.data.preprocessing import Preprocessing
-from engine.data.ram_cache import (CacheEstimate, CacheView, DecodedImageCache, default_budget_bytes, estimate, fill,
-                                   machine_memory_bytes)
+from engine.data.ram_cache import (
+    CacheEstimate,
+    CacheView,
+    DecodedImageCache,
+    default_budget_bytes,
+    estimate,
+    fill,
+    machine_memory_bytes,
+)
 from engine.data.transforms import eval_transform
 
 

@@ -13,8 +13,16 @@ from torch import nn
 from engine.errors import GroupAssignmentError
 from engine.model.build import build_model
 from engine.model.freezing import apply_freeze_plan
-from engine.model.groups import (GroupInfo, assignment, current_lrs, no_decay_names, phase_groups, preset_groups,
-                                 torch_param_groups, unassigned)
+from engine.model.groups import (
+    GroupInfo,
+    assignment,
+    current_lrs,
+    no_decay_names,
+    phase_groups,
+    preset_groups,
+    torch_param_groups,
+    unassigned,
+)
 from engine.model.stages import Stage, StageMap
 from engine.recipe import DataConfig, GroupSpec, ModelConfig, OptimizerConfig, PhaseConfig, ScheduleConfig
 from engine.train import events as ev
@@ -34,7 +42,8 @@ def test_discriminative_preset_is_the_lessons_rates(resnet):
     _, stages = resnet
     groups = preset_groups(stages, "discriminative", 1e-3)
     assert [(g.name, g.modules) for g in groups] == [
-        ("early", ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2"]), ("middle", ["layer3", "layer4"]), ("head", ["fc"])]
+        ("early", ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2"]), ("middle", ["layer3", "layer4"]),
+        ("head", ["fc"])]
     assert [g.lr for g in groups] == pytest.approx([1e-5, 1e-4, 1e-3], rel=1e-12)
     assert all(g.weight_decay is None for g in groups)
 
@@ -157,7 +166,8 @@ def test_torch_param_groups_split_decay_and_skip_empty_groups():
     model.conv.requires_grad_(False)
     specs = [GroupSpec("early", ["conv"], 1e-5), GroupSpec("body", ["bn", "ln", "scale"], 1e-4, weight_decay=0.2),
              GroupSpec("head", ["fc"], 1e-3)]
-    groups, infos = torch_param_groups(model, stages, specs, OptimizerConfig(weight_decay=0.05, no_decay_norm_bias=True))
+    groups, infos = torch_param_groups(model, stages, specs,
+                                       OptimizerConfig(weight_decay=0.05, no_decay_norm_bias=True))
     params = dict(model.named_parameters())
     names = {id(p): n for n, p in params.items()}
     summary = [(g["name"], [names[id(p)] for p in g["params"]], g["lr"], g["weight_decay"]) for g in groups]
@@ -202,7 +212,8 @@ def test_warmup_cosine_factors():
         0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25)))
     assert fn(12) == pytest.approx(0.1) and fn(30) == pytest.approx(0.1)  # stays at the floor
     no_warmup = WarmupCosine(0, 10, 0.0)
-    assert no_warmup(0) == pytest.approx(1.0) and no_warmup(5) == pytest.approx(0.5) and no_warmup(10) == pytest.approx(0)
+    assert (no_warmup(0) == pytest.approx(1.0) and no_warmup(5) == pytest.approx(0.5)
+            and no_warmup(10) == pytest.approx(0))
     assert WarmupCosine(0, 0, 0.0).total_steps == 1
     short = WarmupCosine(4, 4, 0.0)  # all warm-up: the decay spans one step
     assert short(3) == 1.0 and short(4) == pytest.approx(1.0) and short(5) == pytest.approx(0.0)

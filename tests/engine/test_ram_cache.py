@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from engine.train import events as ev
 from engine.data.datasets import ImageFiles
 from engine.data.preprocessing import Preprocessing
 from engine.data.ram_cache import DecodedImageCache, estimate, fill
-from engine.train.trainer import fit
 from engine.data.transforms import eval_transform, train_transform
+from engine.train import events as ev
+from engine.train.trainer import fit
 from tests.helpers import tiny_recipe
 
 

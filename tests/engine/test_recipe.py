@@ -30,7 +30,8 @@ def test_round_trip_is_exact(tmp_path):
     (lambda d: d.update(batch_size="64"), "batch_size", "integer"),
     (lambda d: d["model"].update(arch_name="resnet18"), "model.arch_name", "not a known field"),
     (lambda d: d.update(device="tpu"), "device", "auto, cpu, cuda"),
-    (lambda d: d["phases"][0].update(bn_modes={"layer1": "off"}), "phases[0].bn_modes[layer1]", "train, frozen_stats, frozen"),
+    (lambda d: d["phases"][0].update(bn_modes={"layer1": "off"}), "phases[0].bn_modes[layer1]",
+     "train, frozen_stats, frozen"),
     (lambda d: d["phases"][1].update(name="head"), "phases[1].name", "used twice"),
     (lambda d: d.update(phases=[]), "phases", "at least one"),
 ])

@@ -12,8 +12,16 @@ import send2trash
 
 from engine.errors import BadInputError, RunLockedError
 from engine.train.run_lock import RunLock
-from engine.train.runs import (ANNOTATIONS_FILE, RECIPE_FILE, TrashUnavailableError, annotate_run, delete_run,
-                               list_runs, read_annotations, rename_run)
+from engine.train.runs import (
+    ANNOTATIONS_FILE,
+    RECIPE_FILE,
+    TrashUnavailableError,
+    annotate_run,
+    delete_run,
+    list_runs,
+    read_annotations,
+    rename_run,
+)
 from tests.helpers import redirect_trash
 
 

@@ -127,7 +127,8 @@ def test_a_full_disk_fails_the_run_keeps_the_previous_checkpoint_and_leaves_no_t
 def test_a_run_folder_is_trained_by_one_process_at_a_time(image_folder, runs_dir):
     control = ev.RunControl()
     stop = lambda e: isinstance(e, ev.EpochFinished) and control.request_stop()  # noqa: E731
-    stopped = Trainer(tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_dir), [stop], control).fit()
+    stopped = Trainer(tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_dir), [stop],
+                      control).fit()
     assert stopped.status == "stopped"
     script = f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from engine.train.run_lock import RunLock; " \
              f"RunLock({stopped.run_dir!r}).acquire(); print('held', flush=True); sys.stdin.read()"

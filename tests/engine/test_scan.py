@@ -193,7 +193,7 @@ def test_symlinked_folders_are_followed_and_loops_do_not_recurse_forever(tmp_pat
 
 def test_progress_is_reported_at_most_about_100_times(tmp_path):
     for i in range(150):
-        write_image(tmp_path / ("c%d" % (i % 2)) / f"{i:03}.png", size=(2, 2))
+        write_image(tmp_path / f"c{i % 2}" / f"{i:03}.png", size=(2, 2))
     calls = []
     scan_folder(tmp_path, progress=lambda done, total: calls.append((done, total)))
     assert 1 <= len(calls) <= 101

@@ -9,13 +9,13 @@ from torch import nn
 from torchvision import models as tvm
 
 from engine.errors import GroupAssignmentError, RecipeError
+from engine.model.build import stage_map_of
 from engine.model.freezing import apply_freeze_plan
 from engine.model.groups import assignment, preset_groups, torch_param_groups, unassigned
-from engine.model.build import stage_map_of
-from engine.planning.presets import make_recipe, tail_stages
-from engine.recipe import GroupSpec, OptimizerConfig
 from engine.model.stages import StageMap, compute_stages, covers
 from engine.model.surgery import replace_head
+from engine.planning.presets import make_recipe, tail_stages
+from engine.recipe import GroupSpec, OptimizerConfig
 
 
 def meta_model(arch: str, num_classes: int = 7) -> tuple[nn.Module, StageMap]:
@@ -183,7 +183,7 @@ def test_single_preset_and_unknown_preset():
         preset_groups(stages, "triangular", 1e-3)
 
 
-# --- group assignment ---------------------------------------------------------------------------------------------------
+# --- group assignment ---------------------------------------------------------------------------------------------
 
 def test_trainable_parameter_in_no_group_is_named():
     model, stages = meta_model("resnet18")

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from engine.data.preprocessing import EXTRA_CHANNEL_MEAN, EXTRA_CHANNEL_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from engine.model import zoo
 from engine.model.build import build_model
-from engine.data.preprocessing import EXTRA_CHANNEL_MEAN, EXTRA_CHANNEL_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from engine.recipe import DataConfig, HeadConfig, ModelConfig
 from engine.model.surgery import adapt_input_channels, find_classifier, find_input_conv, replace_head
+from engine.recipe import DataConfig, HeadConfig, ModelConfig
 
 # RegNet computes its stage widths with real tensors, so it cannot be built on the meta device; the two smallest
 # are built on the CPU, the others (up to 645M parameters) are skipped.

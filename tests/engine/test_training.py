@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from engine.train import events as ev
-from engine.train.checkpoints import load_checkpoint
 from engine.infer.inference import Predictor
 from engine.model.build import build_model
 from engine.recipe import GroupSpec, ScheduleConfig
+from engine.train import events as ev
+from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import checkpoint_path, read_metrics
 from engine.train.trainer import Trainer, fit, resume
 from tests.helpers import tiny_recipe
@@ -50,7 +50,8 @@ def test_feature_extraction_keeps_backbone_bit_identical(image_folder, runs_dir)
         assert torch.equal(before[key], after[key]), f"{key} moved although frozen"
     assert not torch.equal(before["fc.weight"], after["fc.weight"]), "the head did not train"
     verified = rec.of(ev.FreezeVerified)
-    assert verified and verified[0].moved == [] and verified[0].checked_tensors == 60 + 2 * 20  # frozen params + BN running stats
+    # frozen params + BN running stats
+    assert verified and verified[0].moved == [] and verified[0].checked_tensors == 60 + 2 * 20
     assert result.summary["phases"][0]["freeze_verified"] is True
     assert result.summary["phases"][0]["trainable_params"] == 512 * 3 + 3
 
@@ -294,7 +295,8 @@ def test_unassigned_trainable_parameter_is_an_error(image_folder, runs_dir):
     from engine.errors import GroupAssignmentError
 
     recipe = tiny_recipe(image_folder, "fine_tune_all", epochs=1, out=runs_dir)
-    recipe.phases[0].groups = [GroupSpec("head", ["head"], 1e-3), GroupSpec("body", ["layer1", "layer2", "layer3", "layer4"], 1e-4)]
+    recipe.phases[0].groups = [GroupSpec("head", ["head"], 1e-3),
+                               GroupSpec("body", ["layer1", "layer2", "layer3", "layer4"], 1e-4)]
     with pytest.raises(GroupAssignmentError, match="conv1.weight"):
         fit(recipe)
 

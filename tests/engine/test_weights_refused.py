@@ -3,7 +3,7 @@ the expected differences (the new head, the documented first-conv adaptation) ar
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import torch
@@ -16,7 +16,7 @@ from engine.recipe import ModelConfig
 from tests.helpers import tiny_recipe
 
 
-@lru_cache(maxsize=None)
+@cache
 def _resnet18_imagenet_layout() -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(11)

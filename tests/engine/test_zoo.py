@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torchvision import models as tvm
 
-from engine.model import zoo
 from engine.errors import BadInputError, RecipeError, WeightsUnavailableError
+from engine.model import zoo
 from engine.model.build import build_model
 from engine.recipe import ModelConfig
 
@@ -285,7 +285,7 @@ def test_download_reports_progress_and_lands_in_the_cache(tmp_path, monkeypatch)
 
 # --- local weights files -------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _source_state(num_classes: int = 7) -> dict[str, torch.Tensor]:
     """A resnet18 state dict unlike any fresh initialisation (built once per module; never mutated)."""
     with torch.random.fork_rng(devices=[]):

@@ -9,8 +9,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import pytest  # noqa: E402
-from PySide6.QtCore import Qt, QThread  # noqa: E402
 from pyqtgraph.util.garbage_collector import GarbageCollector  # noqa: E402
+from PySide6.QtCore import Qt, QThread  # noqa: E402
 
 from tests.gui.running import still_running  # noqa: E402
 

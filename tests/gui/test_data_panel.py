@@ -8,11 +8,9 @@ import pytest
 import shiboken6
 from PySide6.QtCore import QSize, Qt
 
-
-
 from gui.document import RecipeDocument
-from gui.widgets.image_utils import qimage_to_rgb
 from gui.panels.data_panel import DataPanel
+from gui.widgets.image_utils import qimage_to_rgb
 from tests.gui.drops import drop_urls
 from tests.helpers import make_image_folder
 

@@ -14,9 +14,9 @@ from engine.infer.inference import Predictor
 from engine.train.runs import checkpoint_path
 from engine.train.trainer import fit
 from gui.document import RecipeDocument
+from gui.panels.inference_panel import OPEN_CHECKPOINT, UNFAMILIAR_BACKGROUND, InferencePanel
 from gui.widgets.image_utils import qimage_to_rgb
 from gui.workers.inference import InferenceWorker
-from gui.panels.inference_panel import OPEN_CHECKPOINT, UNFAMILIAR_BACKGROUND, InferencePanel
 from tests.evaluation_helpers import noise_image
 from tests.gui.drops import drop_urls
 from tests.helpers import tiny_recipe

@@ -4,18 +4,17 @@ draws what the plan computes."""
 from __future__ import annotations
 
 import numpy as np
+import pyqtgraph as pg  # after PySide6, so that it binds to it
 import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton, QTableView
 
-import pyqtgraph as pg  # after PySide6, so that it binds to it
-
 from gui.document import RecipeDocument
 from gui.models.groups_model import COL_LR, COL_MODULES, COL_NAME, COL_PARAMS, COL_TRAINS, COL_WD
+from gui.models.phase_selection import PhaseSelection
+from gui.panels.optimizer_panel import CUSTOM, OptimizerPanel, ScientificSpinBox
 from gui.widgets.formatting import scientific
 from gui.widgets.plot_style import phase_names
-from gui.panels.optimizer_panel import CUSTOM, OptimizerPanel, ScientificSpinBox
-from gui.models.phase_selection import PhaseSelection
 from tests.helpers import tiny_recipe
 
 

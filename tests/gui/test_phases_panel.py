@@ -7,9 +7,9 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QTableView
 
 from gui.document import RecipeDocument
+from gui.models.phase_selection import PhaseSelection
 from gui.panels.model_panel import ModelPanel
 from gui.panels.phases_panel import COL_EPOCHS, COL_NAME, COL_PRESET, COL_TRAINS, PhasesPanel, PhasesTimeline
-from gui.models.phase_selection import PhaseSelection
 from tests.helpers import tiny_recipe
 
 

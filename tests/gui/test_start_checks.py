@@ -4,8 +4,6 @@ forbidden. The engine's refusal in the thread is worded the same way."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PySide6.QtCore import Qt
 

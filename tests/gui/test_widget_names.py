@@ -8,8 +8,20 @@ import pytest
 from PySide6 import QtGui
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QHelpEvent
-from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QApplication, QComboBox,
-                               QHeaderView, QLineEdit, QMenuBar, QTabBar, QTabWidget, QToolTip, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QHeaderView,
+    QLineEdit,
+    QMenuBar,
+    QTabBar,
+    QTabWidget,
+    QToolTip,
+    QWidget,
+)
 
 from gui.document import RecipeDocument
 from gui.panels.evaluate_panel import EvaluatePanel

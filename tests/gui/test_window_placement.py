@@ -8,7 +8,7 @@ from PySide6.QtGui import QGuiApplication
 
 from gui.document import RecipeDocument
 from gui.main_window import MainWindow
-from gui.widgets.placement import PREFERRED_SIZE, first_launch_geometry, shows_on_a_screen
+from gui.placement import PREFERRED_SIZE, first_launch_geometry, shows_on_a_screen
 from tests.helpers import tiny_recipe
 
 
