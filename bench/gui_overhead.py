@@ -503,6 +503,7 @@ def main() -> None:
         print(f"event loop  : p99 lateness {worst_p99:.1f} ms, max {worst_max:.1f} ms (worst studio run; idle p99 "
               f"{idle['p99']:.1f} ms, plain-thread training p99 {control['all']['p99']:.1f} ms)   goal p99 ≤ "
               f"{GOAL_P99_MS:.0f} ms: {'met' if worst_p99 <= GOAL_P99_MS else 'NOT met'}")
+    window.maybe_save_changes = lambda _doing: True  # a generated recipe: nothing to ask about
     window.close()
     window.inference_panel.shutdown()
     window.data_panel.shutdown()

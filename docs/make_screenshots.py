@@ -160,6 +160,7 @@ def main() -> None:
     wait(lambda: bool(explained), 60, "the heat map")
     shoot("Inference")
     doc.set_modified(False)  # the recipes above were set by this script: nothing to save
+    window.maybe_save_changes = lambda _doing: True  # a generated recipe: nothing to ask about
     window.close()
 
 
