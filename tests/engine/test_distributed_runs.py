@@ -182,3 +182,28 @@ def test_bad_input_found_by_rank_zero_is_one_line_and_exit_2(forty_images, tmp_p
     errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
     assert out.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: "), out.stderr
     assert "a-file" in errors[0] and "Traceback" not in out.stderr
+
+
+def test_a_head_fitted_over_two_processes_is_the_one_process_head(forty_images, tmp_path, monkeypatch):
+    """Feature extraction fits its head to convergence: every rank fits on the gathered features and rank 0's head
+    is the one kept (broadcast); the epoch reports the fit."""
+    def recipe_for(out: Path, processes: int):
+        recipe = tiny_recipe(forty_images, "feature_extraction", epochs=1, out=out, batch_size=4)
+        recipe.distributed.processes = processes
+        return recipe.validate()
+
+    one = Trainer(recipe_for(tmp_path / "one", 1)).fit()
+    assert one.status == "finished", one.error
+    monkeypatch.setenv("THAW_CACHE_DIR", str(tmp_path / "fresh-cache"))  # computed sharded, then gathered
+    recipe_for(tmp_path / "two", 2).save(tmp_path / "two.json")
+    run = ProcessRun(["train", str(tmp_path / "two.json")], 2).start()
+    events = list(run.events())
+    assert run.wait() == 0 and run.exit is not None and run.exit.code == 0, run.failure_text()
+    fitted = [e for e in events if isinstance(e, ev.HeadFitted)]
+    assert len(fitted) == 1 and fitted[0].rows == 40  # rank 0 speaks, for the whole training set
+    epoch = next(e for e in events if isinstance(e, ev.EpochFinished))
+    assert epoch.train_loss == pytest.approx(fitted[0].train_loss, rel=1e-6)
+    assert epoch.train_acc == pytest.approx(fitted[0].train_acc, abs=1e-9)
+    head_one = load_checkpoint(checkpoint_path(Path(one.run_dir), "last"))["model"]["fc.weight"]
+    head_two = load_checkpoint(checkpoint_path(only_run(tmp_path / "two"), "last"))["model"]["fc.weight"]
+    assert float((head_one - head_two).abs().max()) < 1e-3  # the same fit, on features equal to float rounding
