@@ -45,7 +45,7 @@ from engine.train import events as ev
 from engine.train.checkpoints import save_checkpoint
 from engine.train.feature_cache import FeatureStore, cache_key
 from engine.train.head_fit import FitSettings, iteration_seconds
-from engine.train.loop import logits_of, to_device
+from engine.train.loop import in_eval_mode, logits_of, to_device
 from engine.train.narrate import duration_text, seconds_text, size_text
 from engine.train.phase import ActivePhase, phase_epochs
 from engine.train.setup import RunSetup, assemble, ram_cache_plan
@@ -288,21 +288,21 @@ def _validation_seconds(phase: ActivePhase, model: torch.nn.Module, batches, mem
     steps = math.ceil(len(setup.data.val) / r.batch_size)
     if r.data.max_val_batches:
         steps = min(steps, r.data.max_val_batches)
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
+    with in_eval_mode(model):
+        per_batch, _ = _timed_batches(batches, _eval_forward(setup, model, memory), 2, setup.device.device)
+    return per_batch * steps
 
+
+def _eval_forward(setup: RunSetup, model: torch.nn.Module, memory: _Memory
+                  ) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """A timed step of a forward pass without gradients (validation, the backbone's feature pass)."""
     def forward(x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.no_grad(), setup.device.autocast():
             x, y = to_device(x, y, setup.device)
             model(x)
         memory.sample()
 
-    try:
-        per_batch, _ = _timed_batches(batches, forward, 2, setup.device.device)
-    finally:
-        for module, training in modes.items():
-            module.training = training
-    return per_batch * steps
+    return forward
 
 
 def _feature_phase(phase: ActivePhase, epochs: int, batches: int, memory: _Memory, features_ready: bool
@@ -344,16 +344,12 @@ def _feature_dim(phase: ActivePhase, train_set) -> int:
     sizes: list[int] = []
     hook = head.register_forward_hook(lambda module, inputs, output: sizes.append(inputs[0][0].numel()))
     model = setup.model
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
     try:
         image, label = train_set[0]
-        with torch.no_grad():
+        with in_eval_mode(model), torch.no_grad():
             model(to_device(image[None], torch.tensor([label]), setup.device)[0])
     finally:
         hook.remove()
-        for module, training in modes.items():
-            module.training = training
     return sizes[0]
 
 
@@ -362,20 +358,9 @@ def _backbone_seconds(phase: ActivePhase, train_set, batches: int, memory: _Memo
     setup, r = phase.setup, phase.setup.recipe
     order = list(range(min(len(train_set), r.batch_size * (batches + 1))))
     model = setup.model
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-
-    def forward(x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.no_grad(), setup.device.autocast():
-            x, y = to_device(x, y, setup.device)
-            model(x)
-        memory.sample()
-
-    try:
-        return _timed_batches(setup.loader(train_set, order), forward, batches, setup.device.device)
-    finally:
-        for module, training in modes.items():
-            module.training = training
+    with in_eval_mode(model):
+        return _timed_batches(setup.loader(train_set, order), _eval_forward(setup, model, memory), batches,
+                              setup.device.device)
 
 
 def _head_step_seconds(phase: ActivePhase, x: torch.Tensor, y: torch.Tensor, repeats: int = 20) -> float:

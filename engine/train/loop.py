@@ -11,9 +11,11 @@ Time spent paused is excluded from the epoch's seconds and from images/s.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -167,24 +169,31 @@ def evaluate(model: nn.Module, batches, device: DeviceSetup, criterion: nn.Modul
              ) -> tuple[float, float]:
     """(mean loss, accuracy 0..1) in eval mode, without gradients; the model's modes are restored exactly after
     (BatchNorm layers with frozen statistics stay in eval mode)."""
+    loss_sum, correct, seen = 0.0, 0, 0
+    with in_eval_mode(model), torch.no_grad():
+        for i, (images, labels) in enumerate(batches):
+            if max_batches and i >= max_batches:
+                break
+            images, labels = to_device(images, labels, device)
+            with device.autocast():
+                logits = logits_of(model(images))
+            loss_sum += float(criterion(logits.float(), labels)) * labels.numel()
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += labels.numel()
+    return (loss_sum / seen if seen else float("nan")), (correct / seen if seen else 0.0)
+
+
+@contextlib.contextmanager
+def in_eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode inside the block; every module's own mode restored exactly after (a BatchNorm layer
+    with frozen statistics stays in eval mode, a training one goes back to training)."""
     modes = {m: m.training for m in model.modules()}
     model.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
     try:
-        with torch.no_grad():
-            for i, (images, labels) in enumerate(batches):
-                if max_batches and i >= max_batches:
-                    break
-                images, labels = to_device(images, labels, device)
-                with device.autocast():
-                    logits = logits_of(model(images))
-                loss_sum += float(criterion(logits.float(), labels)) * labels.numel()
-                correct += int((logits.argmax(1) == labels).sum())
-                seen += labels.numel()
+        yield model
     finally:
         for module, training in modes.items():
             module.training = training
-    return (loss_sum / seen if seen else float("nan")), (correct / seen if seen else 0.0)
 
 
 def logits_of(output: Any) -> torch.Tensor:

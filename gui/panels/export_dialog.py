@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QProgressBar,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -41,6 +40,7 @@ from engine.infer.export_run import (
     export_run,
 )
 from engine.train.runs import checkpoint_path
+from gui.widgets.buttons import named_button
 from gui.workers.threads import WorkerThread
 
 FORMAT_CHOICES = (
@@ -124,11 +124,11 @@ class ExportDialog(QDialog):
                                         "(ONNX only)")
         self.exportPathEdit = QLineEdit(objectName="exportPathEdit")
         self.exportPathEdit.setToolTip("The file to write; FILE.report.json is written beside it")
-        self.exportBrowseButton = self._button("exportBrowseButton", "Browse…", "Choose where to save the export")
-        self.exportStartButton = self._button("exportStartButton", "Export",
+        self.exportBrowseButton = named_button("exportBrowseButton", "Browse…", "Choose where to save the export")
+        self.exportStartButton = named_button("exportStartButton", "Export",
                                               "Export, then check the file against the checkpoint on validation "
                                               "images; it is kept only if they agree")
-        self.exportCloseButton = self._button("exportCloseButton", "Close",
+        self.exportCloseButton = named_button("exportCloseButton", "Close",
                                               "Close (an export in progress is stopped; nothing is written)")
         self.exportProgressBar = QProgressBar(objectName="exportProgressBar")
         self.exportProgressBar.setToolTip("Progress of the current step")
@@ -161,12 +161,6 @@ class ExportDialog(QDialog):
         if self.exportCheckpointCombo.count() == 0:
             self.exportStartButton.setEnabled(False)
             self._show_verdict(f"{self.run_dir} has no checkpoint to export.", False)
-
-    def _button(self, name: str, text: str, tip: str) -> QPushButton:
-        button = QPushButton(text)
-        button.setObjectName(name)
-        button.setToolTip(tip)
-        return button
 
     def _layout(self) -> None:
         form = QFormLayout()

@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMessageBox,
-    QPushButton,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -46,6 +45,7 @@ from engine.train.runs import (
     rename_run,
 )
 from gui.document import RecipeDocument
+from gui.widgets.buttons import named_button
 from gui.widgets.formatting import duration_text
 from gui.widgets.plot_style import new_plot, series_color
 from gui.widgets.tooltips import set_tooltips
@@ -312,19 +312,19 @@ class RunsPanel(QWidget):
         self.runsRootLabel = QLabel()
         self.runsRootLabel.setObjectName("runsRootLabel")
         self.runsRootLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.refreshRunsButton = self._button("refreshRunsButton", "Refresh", "Read the runs folder again")
-        self.openRecipeButton = self._button("openRecipeButton", "Open recipe",
+        self.refreshRunsButton = named_button("refreshRunsButton", "Refresh", "Read the runs folder again")
+        self.openRecipeButton = named_button("openRecipeButton", "Open recipe",
                                              "Load the selected run's recipe into the editor, to re-run or change it")
-        self.useCheckpointButton = self._button("useCheckpointButton", "Use for inference",
+        self.useCheckpointButton = named_button("useCheckpointButton", "Use for inference",
                                                 "Classify images with the selected run's best checkpoint")
-        self.exportRunButton = self._button("exportRunButton", "Export…",
+        self.exportRunButton = named_button("exportRunButton", "Export…",
                                             "Export the selected run's checkpoint as ONNX, .pt2 or TorchScript, "
                                             "checked against the checkpoint (optionally int8)")
-        self.renameRunButton = self._button("renameRunButton", "Rename", "Give the selected run a name of your own "
+        self.renameRunButton = named_button("renameRunButton", "Rename", "Give the selected run a name of your own "
                                             "(F2); its folder and recipe keep theirs")
-        self.noteRunButton = self._button("noteRunButton", "Note", "Write a note on the selected run: what it tried, "
+        self.noteRunButton = named_button("noteRunButton", "Note", "Write a note on the selected run: what it tried, "
                                           "what it showed")
-        self.deleteRunButton = self._button("deleteRunButton", "Delete…", "Move the selected runs to the trash "
+        self.deleteRunButton = named_button("deleteRunButton", "Delete…", "Move the selected runs to the trash "
                                             "(Del), after asking")
         self.export_dialog = None  # the open ExportDialog, if any
         self.model = RunsTableModel(self)
@@ -360,12 +360,6 @@ class RunsPanel(QWidget):
         self.runsTable.selectionModel().selectionChanged.connect(self._on_selection_changed)
         document.recipe_changed.connect(self._on_recipe_changed)
         self._on_recipe_changed()
-
-    def _button(self, name: str, text: str, tip: str) -> QPushButton:
-        button = QPushButton(text)
-        button.setObjectName(name)
-        button.setToolTip(tip)
-        return button
 
     def _layout(self) -> None:
         top = QHBoxLayout()

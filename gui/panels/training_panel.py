@@ -39,6 +39,7 @@ from engine.train.narrate import describe, finish_line, freeze_line, l2_text, st
 from engine.train.runs import SUMMARY_FILE, checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
 from gui.start_checks import start_refusal
+from gui.widgets.buttons import named_button
 from gui.widgets.device_choice import DeviceChoice
 from gui.widgets.formatting import duration_text
 from gui.widgets.log_view import FollowingLog
@@ -536,11 +537,11 @@ class TrainingPanel(QWidget):
         self._resumable_run = ""
         self._device_requested: tuple[str, int] | None = None
 
-        self.startButton = self._button("startButton", "Start", "Train the current recipe (Ctrl+Return)")
-        self.pauseButton = self._button("pauseButton", "Pause", "Pause after the current batch")
-        self.stopButton = self._button("stopButton", "Stop", "Stop after the current batch and save a checkpoint "
+        self.startButton = named_button("startButton", "Start", "Train the current recipe (Ctrl+Return)")
+        self.pauseButton = named_button("pauseButton", "Pause", "Pause after the current batch")
+        self.stopButton = named_button("stopButton", "Stop", "Stop after the current batch and save a checkpoint "
                                                              "(Ctrl+.)")
-        self.resumeRunButton = self._button("resumeRunButton", "Resume last run",
+        self.resumeRunButton = named_button("resumeRunButton", "Resume last run",
                                             "Continue the last stopped run from its checkpoint")
         self.deviceCombo = DeviceChoice()
         self.deviceLabel = QLabel()
@@ -580,12 +581,6 @@ class TrainingPanel(QWidget):
         self._set_resumable_run(self._newest_stopped_run())
         self._on_recipe_changed()
         self._on_running_changed(controller.is_running)
-
-    def _button(self, name: str, text: str, tip: str) -> QPushButton:
-        button = QPushButton(text)
-        button.setObjectName(name)
-        button.setToolTip(tip)
-        return button
 
     def _layout(self) -> None:
         buttons = QHBoxLayout()
