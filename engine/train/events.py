@@ -195,6 +195,9 @@ class HeadFitted(Event):
     rows: int  # training features fitted (images × views)
     seconds: float  # the whole fit, cross-validation included (pauses excluded)
     repeats: int = 1  # the k-fold cross-validation was repeated with this many shuffles (pooled)
+    temperature: float = 1.0  # the head's output was divided by this: its held-out loss at the chosen strength was
+    # lowest there (calibrated probabilities, the same predictions); 1.0 when not calibrated
+    calibrated_cv_loss: float | None = None  # that held-out loss after the division
 
 
 @dataclass(frozen=True)

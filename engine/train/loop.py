@@ -160,7 +160,8 @@ def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCont
         phase.index, state.epoch, fit.l2, list(fit.grid), list(fit.cv_loss), list(fit.cv_acc), fit.folds,
         r.early_stopping.metric, fit.iterations, fit.converged, fit.cv_iterations, [i for i, _ in fit.curve],
         [v for _, v in fit.curve],
-        fit.train_loss, fit.train_acc, fit.rows, seconds, max(1, fit.repeats))
+        fit.train_loss, fit.train_acc, fit.rows, seconds, max(1, fit.repeats), fit.temperature,
+        fit.calibrated_cv_loss if math.isfinite(fit.calibrated_cv_loss) else None)
     bus.emit(phase.fitted)
     return True
 

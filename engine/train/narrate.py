@@ -131,9 +131,11 @@ def _head_fitted(e: ev.HeadFitted, _total: int) -> list[str]:
     else:
         chosen = "is the default: a class has fewer than two training images, too few to cross-validate"
     state = "converged" if e.converged else "stopped at its iteration cap"
+    calibrated = (f"; calibrated: logits ÷ {e.temperature:.2g} (held-out loss {e.cv_loss[e.grid.index(e.l2)]:.4f} → "
+                  f"{e.calibrated_cv_loss:.4f})" if e.calibrated_cv_loss is not None and e.temperature != 1.0 else "")
     return [f"Fitted the head on {e.rows} training features in {seconds_text(e.seconds)}: L2 {l2_text(e.l2)} "
             f"{chosen}; L-BFGS {e.iterations} iterations ({state}), training loss {e.train_loss:.4f} accuracy "
-            f"{percent(e.train_acc)}"]
+            f"{percent(e.train_acc)}{calibrated}"]
 
 
 def _epoch_finished(e: ev.EpochFinished, total: int) -> list[str]:

@@ -863,5 +863,5 @@ def _fitted_heads(run_dir: str) -> list[ev.HeadFitted]:
     except (OSError, ValueError):
         return []
     names = [f.name for f in dataclasses.fields(ev.HeadFitted)]
-    return [ev.HeadFitted(**{name: phase["head_fit"][name] for name in names})
+    return [ev.HeadFitted(**{name: phase["head_fit"][name] for name in names if name in phase["head_fit"]})
             for phase in summary.get("phases", []) if "l2" in phase.get("head_fit", {})]

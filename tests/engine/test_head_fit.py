@@ -281,3 +281,55 @@ def test_an_mlp_head_is_fitted_too(image_folder, runs_dir):
     assert result.status == "finished", result.error
     assert len(rec.of(ev.HeadFitted)) == 1 and not math.isnan(rec.of(ev.HeadFitted)[0].train_loss)
     assert np.isfinite(rec.of(ev.EpochFinished)[0].val_loss)
+
+
+def classes_around(seed: int, n: int, spread: float, dim: int = 32, classes: int = 3):
+    """Gaussian classes around random centres: `spread` 6 separates them (every strength reaches 100 % held-out
+    accuracy), 0.3 makes them overlap (a weak strength fits noise with huge logits: overconfident)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = spread * torch.randn(classes, dim, generator=g)
+    labels = torch.arange(n) % classes
+    return centres[labels] + torch.randn(n, dim, generator=g), labels
+
+
+def fitted(x, y, settings, hidden=0):
+    torch.manual_seed(0)
+    head = (torch.nn.Sequential(torch.nn.Linear(32, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 3)) if hidden
+            else torch.nn.Linear(32, 3))
+    fit = fit_head(head, x[None], y, torch.nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(1),
+                   settings=settings)
+    write_parameters(head, fit.parameters)
+    return head, fit
+
+
+@pytest.mark.parametrize("hidden", [0, 16])
+def test_the_temperature_calibrates_the_head_without_changing_a_prediction(hidden):
+    x, y = classes_around(0, 90, spread=0.3)
+    test_x, _ = classes_around(0, 390, spread=0.3)
+    test_x = test_x[90:]
+    grid = (1e-4, 1e-6)
+    plain_head, plain = fitted(x, y, FitSettings(grid=grid, calibrate=False), hidden)
+    head, calibrated = fitted(x, y, FitSettings(grid=grid), hidden)
+    assert plain.l2 == calibrated.l2 and plain.temperature == 1.0 and math.isnan(plain.calibrated_cv_loss)
+    assert calibrated.temperature > 1.0  # a weak strength on overlapping classes: overconfident, so cooled
+    best = calibrated.grid.index(calibrated.l2)
+    assert calibrated.calibrated_cv_loss < calibrated.cv_loss[best]  # a better held-out loss: the reason for it
+    with torch.no_grad():
+        before, after = plain_head(test_x), head(test_x)
+    assert torch.equal(before.argmax(1), after.argmax(1))  # not one prediction changes
+    # the output layer, and only it, was divided by the temperature
+    torch.testing.assert_close(after, before / calibrated.temperature, rtol=1e-4, atol=1e-5)
+    assert calibrated.train_loss > plain.train_loss  # the reported training loss is the calibrated head's
+
+
+def test_a_head_is_cooled_never_sharpened():
+    # every held-out image right: sharpening would lower the held-out loss without bound, and a sharpened head is
+    # the hazard the calibration exists for; a timid head (strong L2) is left as it is
+    x, y = classes_around(2, 90, spread=6.0)
+    for l2 in (1e-6, 100.0):
+        _, fit = fitted(x, y, FitSettings(grid=(l2,)))
+        assert fit.temperature == 1.0, l2
+    x, y = classes_around(2, 90, spread=0.3)
+    _, weak = fitted(x, y, FitSettings(grid=(1e-6,)))
+    _, strong = fitted(x, y, FitSettings(grid=(100.0,)))
+    assert weak.temperature > 1.0 and strong.temperature == 1.0
