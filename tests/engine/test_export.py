@@ -1,7 +1,7 @@
-"""Exports are checked against their checkpoint: ONNX, .pt2 and TorchScript files of a ResNet, a MobileNet V3, an
-EfficientNet and a ViT pass the parity check; an export that disagrees leaves nothing that looks good; int8 shows
-its cost beside fp32; `predict` and examples/predict_onnx.py read exports like the checkpoint; damaged and foreign
-files give one clear line."""
+"""Exports are checked against their checkpoint: ONNX, .pt2 and TorchScript files of a ResNet (the suite's
+tiny_resnet), a MobileNet V3, an EfficientNet and a ViT pass the parity check; an export that disagrees leaves nothing
+that looks good; int8 shows its cost beside fp32; `predict` and examples/predict_onnx.py read exports like the
+checkpoint; damaged and foreign files give one clear line."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ from engine.infer.inference import Predictor
 from engine.infer.parity import ParityCriteria, batch_plan, batches_of, collect_logits, compare
 from engine.model.build import build_model
 from engine.model.surgery import find_classifier
+from engine.recipe import PhaseConfig
 from engine.train.checkpoints import save_checkpoint
 from engine.train.runs import RECIPE_FILE, checkpoint_path
-from engine.train.trainer import fit
 from tests.helpers import tiny_recipe
 
 ROOT = Path(__file__).parents[2]
@@ -105,22 +105,24 @@ def assert_one_clear_line(text: str, *phrases: str) -> None:
         assert phrase in lines[0], lines[0]
 
 
+FINE_TUNE_ALL = PhaseConfig("all", 2, ["all"], lr=1e-2)  # every layer, one rate: tests/engine/test_promises_analyses.py
+# fine-tunes the same run
+
+
 # --- fixtures -----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained_run(image_folder, tmp_path_factory) -> Path:
-    """A ResNet-18 fine-tuned for one short epoch on the generated folder (3 classes, 6 validation images)."""
-    recipe = tiny_recipe(image_folder, "fine_tune_all", epochs=1, out=tmp_path_factory.mktemp("export-runs"),
-                         name="resnet")
-    recipe.data.max_train_batches = 2
-    result = fit(recipe)
-    assert result.status == "finished", result.error
-    return Path(result.run_dir)
+def trained_run(trained_runs, tmp_path_factory) -> Path:
+    """tiny_resnet (ResNet-18's layout in miniature: conv, BatchNorm, ReLU, residual additions, global pooling, a
+    Linear head) fine-tuned for two epochs on the generated folder (3 classes, 6 validation images): the session's
+    fine-tuned run, copied (exports are written into the run folder)."""
+    return trained_runs.copy(trained_runs.get("fine_tune_all", epochs=2, phases=[FINE_TUNE_ALL]),
+                             tmp_path_factory.mktemp("export-runs"))
 
 
 @pytest.fixture(scope="module")
 def resnet_exports(trained_run, tmp_path_factory) -> dict[str, Path]:
-    """The trained ResNet exported by the CLI in every format (TorchScript to the default place in the run)."""
+    """The trained tiny_resnet exported by the CLI in every format (TorchScript to the default place in the run)."""
     folder = tmp_path_factory.mktemp("exports")
     paths = {}
     for fmt in FORMATS:
@@ -159,7 +161,7 @@ def test_resnet_exports_pass_parity_and_carry_their_metadata(resnet_exports, tra
     exported = open_export(path)
     meta = exported.metadata
     checkpoint = torch.load(checkpoint_path(trained_run, "best"), weights_only=True)
-    assert meta.format == fmt and meta.class_names == CLASSES and meta.arch == "resnet18"
+    assert meta.format == fmt and meta.class_names == CLASSES and meta.arch == "tiny_resnet"
     assert meta.preprocessing == Preprocessing.from_dict(checkpoint["preprocessing"])
     assert meta.source["checkpoint"] == "best" and meta.source["run"] == trained_run.name
     assert str(trained_run.parent) not in meta.to_json()  # no absolute path of the user's in a shipped file
@@ -342,7 +344,8 @@ def test_int8_is_checked_and_its_cost_shown_beside_fp32(trained_run, tmp_path):
     assert int8_check.max_abs_logit_diff > fp32_check.max_abs_logit_diff  # int8 really changed the numbers
     torch_cost, fp32, int8 = result.costs
     assert [c.label for c in result.costs] == ["checkpoint (torch)", "onnx", "onnx int8"]
-    assert int8.size_bytes < fp32.size_bytes / 3 and int8.size_bytes == out.stat().st_size
+    # int8 weights take a quarter of the bytes; in a 54 k-parameter model the graph's own bytes weigh more
+    assert int8.size_bytes < 0.6 * fp32.size_bytes and int8.size_bytes == out.stat().st_size
     assert all(c.latency_ms > 0 and c.val_accuracy is not None for c in result.costs)
     assert fp32.val_accuracy == torch_cost.val_accuracy  # fp32 decides exactly as the checkpoint
 
@@ -436,7 +439,7 @@ class Tiny(nn.Module):
 
 @pytest.fixture(scope="module")
 def small_exports(tmp_path_factory) -> dict[str, Path]:
-    """Thaw exports of Tiny in every format: what the damage tests start from (kilobytes, not ResNet's 45 MB)."""
+    """Thaw exports of Tiny in every format: what the damage tests start from (kilobytes)."""
     folder = tmp_path_factory.mktemp("small-exports")
     paths = {}
     for fmt in FORMATS:
