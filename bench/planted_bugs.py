@@ -36,6 +36,7 @@ class Bug:
 HEAD_FIT = "tests/engine/test_promises_head_fit.py"
 STOPPING = "tests/engine/test_promises_stopping.py"
 ANALYSES = "tests/engine/test_promises_analyses.py"
+ESTIMATE = "tests/engine/test_promises_estimate.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
 
 BUGS: list[Bug] = [
@@ -125,6 +126,26 @@ BUGS: list[Bug] = [
         "    if len(data.classes) != len(checkpoint.class_names):",
         (f"{ANALYSES}::test_evaluation_and_label_issues_refuse_a_data_folder_whose_classes_changed",
          f"{ANALYSES}::test_the_cli_refuses_it_in_one_line_with_exit_2")),
+    Bug("engine/train/estimate.py", "_feature_phase", "an epoch on cached features costs one head step",
+        "        train = _head_step_seconds(phase, x, y) * steps", "        train = _head_step_seconds(phase, x, y)",
+        (f"{ESTIMATE}::test_a_head_trained_in_epochs_on_cached_features_costs_the_pass_once_then_every_epoch",)),
+    Bug("engine/train/estimate.py", "_feature_phase", "a head trained in epochs on features counted as one epoch",
+        "    cost = PhaseCost(phase.index, phase.config.name, kind, epochs, steps,",
+        "    cost = PhaseCost(phase.index, phase.config.name, kind, 1, steps,",
+        (f"{ESTIMATE}::test_the_estimates_epochs_and_steps_are_the_runs",
+         f"{ESTIMATE}::test_a_head_trained_in_epochs_on_cached_features_costs_the_pass_once_then_every_epoch")),
+    Bug("engine/train/estimate.py", "_feature_phase", "the feature pass over one view whatever feature_views says",
+        "    images = views * len(train_set) + len(setup.data.val)",
+        "    images = len(train_set) + len(setup.data.val)",
+        (f"{ESTIMATE}::test_a_head_trained_in_epochs_on_cached_features_costs_the_pass_once_then_every_epoch",)),
+    Bug("engine/train/estimate.py", "_fit_seconds", "the fit's cross-validation repeats not counted",
+        "    return cv * settings.repeats * folds * len(settings.grid)",
+        "    return cv * folds * len(settings.grid)",
+        (f"{ESTIMATE}::test_a_fitted_head_costs_its_cross_validation_and_final_fit_once",)),
+    Bug("engine/train/estimate.py", "estimate_run", "features of an earlier phase reused after the backbone trained",
+        "            features_ready = False  # the backbone trains: a later head-only phase computes features again\n",
+        "",
+        (f"{ESTIMATE}::test_a_later_head_only_phase_after_the_backbone_trained_computes_its_features_again",)),
 ]
 
 
