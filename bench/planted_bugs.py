@@ -37,6 +37,8 @@ HEAD_FIT = "tests/engine/test_promises_head_fit.py"
 STOPPING = "tests/engine/test_promises_stopping.py"
 ANALYSES = "tests/engine/test_promises_analyses.py"
 ESTIMATE = "tests/engine/test_promises_estimate.py"
+CHECKS = "tests/engine/test_promises_input_checks.py"
+DATA = "tests/engine/test_promises_data.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
 
 BUGS: list[Bug] = [
@@ -146,6 +148,43 @@ BUGS: list[Bug] = [
         "            features_ready = False  # the backbone trains: a later head-only phase computes features again\n",
         "",
         (f"{ESTIMATE}::test_a_later_head_only_phase_after_the_backbone_trained_computes_its_features_again",)),
+    Bug("engine/recipe.py", "Recipe.validate", "too few extra-channel statistics accepted",
+        "            if values and len(values) != n_extra:", "            if values and len(values) > n_extra:",
+        (f"{CHECKS}::test_extra_channel_statistics_have_one_value_per_extra_channel",)),
+    Bug("engine/recipe.py", "OptimizerConfig.validate", "Nesterov accepted without momentum (torch refuses later)",
+        "        if self.nesterov and (self.name != \"sgd\" or self.momentum == 0):",
+        "        if self.nesterov and self.name != \"sgd\":",
+        (f"{CHECKS}::test_nesterov_needs_momentum_too",)),
+    Bug("engine/recipe.py", "HeadConfig", "a dropout of 1 (the head sees only zeros) accepted",
+        "    dropout: float = number(0.0, 0, 1, high_open=True)", "    dropout: float = number(0.0, 0, 1)",
+        (f"{CHECKS}::test_each_rule_refuses_its_bad_value_naming_the_field",)),
+    Bug("engine/recipe.py", "check_distributed_device", "'cuda:0' shared by several processes accepted",
+        "    if device.startswith(\"cuda:\"):", "    if device.startswith(\"cuda:\") and device != \"cuda:0\":",
+        (f"{CHECKS}::test_several_processes_refuse_a_device_they_cannot_share",)),
+    Bug("engine/recipe.py", "PhaseConfig.validate", "two groups of one name accepted",
+        "            names.add(group.name)\n", "",
+        (f"{CHECKS}::test_each_rule_refuses_its_bad_value_naming_the_field",)),
+    Bug("engine/recipe.py", "DataConfig", "val_fraction 0 (no validation images) accepted",
+        "    val_fraction: float = number(0.2, 0, 1, True, True)", "    val_fraction: float = number(0.2, 0, 1)",
+        (f"{CHECKS}::test_each_rule_refuses_its_bad_value_naming_the_field",)),
+    Bug("engine/data/datasets.py", "stratified_split", "the split follows the file system's listing order",
+        "        items = sorted(by_class[label])", "        items = list(by_class[label])",
+        (f"{DATA}::test_the_split_does_not_depend_on_the_order_files_are_listed",)),
+    Bug("engine/data/datasets.py", "stratified_split", "a small class left out of validation",
+        "            n_val = min(max(1, n_val), len(items) - 1)", "            n_val = min(n_val, len(items) - 1)",
+        (f"{DATA}::test_every_class_of_two_images_or_more_is_in_both_splits",)),
+    Bug("engine/data/datasets.py", "sample_seed", "one augmentation draw shared by every sample of an epoch",
+        "    return (seed * 1_000_003 + epoch * 7_919 + index * 104_729) % (2**63 - 1)",
+        "    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)",
+        (f"{DATA}::test_each_sample_draws_its_own_augmentation",)),
+    Bug("engine/data/datasets.py", "prepare_data", "validation images augmented like training images",
+        "                        ImageFiles(val, eval_transform, channels, seed),",
+        "                        ImageFiles(val, train_transform, channels, seed),",
+        (f"{DATA}::test_validation_images_are_never_augmented",)),
+    Bug("engine/data/datasets.py", "check_same_classes", "a resumed run's classes compared by count only",
+        "    if list(found) != list(expected):", "    if len(found) != len(expected):",
+        ("tests/engine/test_hostile_cli.py::"
+         "test_resume_is_refused_while_another_process_trains_the_run_and_follows_a_moved_data_folder",)),
 ]
 
 
