@@ -113,6 +113,9 @@ class CliResult:
     out: str
     err: str
 
+    def __iter__(self):  # code, out, err = cli(...)
+        return iter((self.code, self.out, self.err))
+
     @property
     def returncode(self) -> int:  # the name subprocess.CompletedProcess uses
         return self.code

@@ -4,11 +4,7 @@ nothing and writes no run folder; the estimate accounts for the feature cache, c
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -21,18 +17,11 @@ from engine.train.runs import checkpoint_path
 from engine.train.trainer import fit
 from tests.helpers import make_image_folder, tiny_recipe
 
-ROOT = Path(__file__).parents[2]
 
-
-def thaw(*args, timeout=180):
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def test_dry_run_prints_an_estimate_and_trains_nothing(image_folder, tmp_path):
+def test_dry_run_prints_an_estimate_and_trains_nothing(image_folder, tmp_path, cli):
     recipe = tiny_recipe(image_folder, "gradual_unfreezing", epochs=3, out=tmp_path / "runs")
     recipe.save(tmp_path / "r.json")
-    out = thaw("train", tmp_path / "r.json", "--dry-run")
+    out = cli("train", tmp_path / "r.json", "--dry-run")
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "the run would start" in text and "whole run ≈" in text
@@ -40,28 +29,28 @@ def test_dry_run_prints_an_estimate_and_trains_nothing(image_folder, tmp_path):
     assert "phase 3 'all': 1 epoch × " in text and "steps on images" in text
     assert "peak memory ≈" in text and "(process RSS)" in text and "checkpoint last.pt" in text
     assert not (tmp_path / "runs").exists()  # no run folder, no checkpoint
-    data = json.loads(thaw("train", tmp_path / "r.json", "--dry-run", "--json").stdout)
+    data = json.loads(cli("train", tmp_path / "r.json", "--dry-run", "--json").stdout)
     assert [p["kind"] for p in data["phases"]] == ["fitted head", "images", "images"]
     assert data["total_seconds"] == pytest.approx(data["setup_seconds"] + data["ram_cache_seconds"]
                                                   + sum(p["seconds"] for p in data["phases"]))
 
 
-def test_dry_run_exits_2_naming_a_missing_folder(image_folder, tmp_path):
+def test_dry_run_exits_2_naming_a_missing_folder(image_folder, tmp_path, cli):
     recipe = tiny_recipe(tmp_path / "nowhere", "feature_extraction", epochs=1, out=tmp_path / "runs")
     recipe.save(tmp_path / "r.json")
-    out = thaw("train", tmp_path / "r.json", "--dry-run")
+    out = cli("train", tmp_path / "r.json", "--dry-run")
     assert out.returncode == 2
     assert "not found" in out.stderr and str(tmp_path / "nowhere") in out.stderr
     assert "Traceback" not in out.stderr
 
 
-def test_dry_run_exits_2_naming_an_empty_class(image_folder, tmp_path):
+def test_dry_run_exits_2_naming_an_empty_class(image_folder, tmp_path, cli):
     data = tmp_path / "data"
     shutil.copytree(image_folder, data)
     (data / "zebra").mkdir()
     recipe = tiny_recipe(data, "feature_extraction", epochs=1, out=tmp_path / "runs")
     recipe.save(tmp_path / "r.json")
-    out = thaw("train", tmp_path / "r.json", "--dry-run")
+    out = cli("train", tmp_path / "r.json", "--dry-run")
     assert out.returncode == 2 and "'zebra'" in out.stderr and "no usable training images" in out.stderr
     assert "Traceback" not in out.stderr
 

@@ -5,10 +5,8 @@ checkpoint; damaged and foreign files give one clear line."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import io
 import json
 import re
 import subprocess
@@ -23,7 +21,6 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
-from engine.cli import main as thaw_main
 from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from engine.data.images import load_image
 from engine.data.preprocessing import Preprocessing
@@ -48,14 +45,6 @@ CLASSES = ["cat", "dog", "fox"]
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-
-def cli(*args) -> tuple[int, str, str]:
-    """`python main.py …` in this process (the same parser, dispatch and error handling)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = thaw_main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
-
 
 def calibrate(model: nn.Module, batch: torch.Tensor, seed: int = 0) -> nn.Module:
     """Give a randomly initialised network the batch-norm statistics of its own activations on `batch` and a head
@@ -121,7 +110,7 @@ def trained_run(trained_runs, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def resnet_exports(trained_run, tmp_path_factory) -> dict[str, Path]:
+def resnet_exports(trained_run, tmp_path_factory, cli) -> dict[str, Path]:
     """The trained tiny_resnet exported by the CLI in every format (TorchScript to the default place in the run)."""
     folder = tmp_path_factory.mktemp("exports")
     paths = {}
@@ -257,7 +246,7 @@ def test_a_five_channel_model_exports_with_its_channel_statistics(tmp_path):
 
 # --- a failed check leaves nothing that looks good; the legacy fallback is named and checked --------------------------
 
-def test_an_export_that_disagrees_fails_loudly_and_leaves_nothing(trained_run, tmp_path, monkeypatch):
+def test_an_export_that_disagrees_fails_loudly_and_leaves_nothing(trained_run, tmp_path, monkeypatch, cli):
     real = export_run_module.write_export
 
     def skewing_writer(model, example, fmt, path, metadata, opset=None):
@@ -361,14 +350,15 @@ def test_int8_is_checked_and_its_cost_shown_beside_fp32(trained_run, tmp_path):
 # --- predict and the example read exports like the checkpoint --------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def checkpoint_predictions(trained_run, image_folder) -> list[dict]:
+def checkpoint_predictions(trained_run, image_folder, cli) -> list[dict]:
     code, stdout, stderr = cli("predict", trained_run, image_folder, "--json", "--topk", "3")
     assert code == EXIT_OK, stderr
     return [json.loads(line) for line in stdout.splitlines()]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_predict_on_an_export_gives_the_checkpoints_top_k(resnet_exports, checkpoint_predictions, image_folder, fmt):
+def test_predict_on_an_export_gives_the_checkpoints_top_k(resnet_exports, checkpoint_predictions, image_folder, fmt,
+                                                          cli):
     code, stdout, stderr = cli("predict", resnet_exports[fmt], image_folder, "--json", "--topk", "3")
     assert code == EXIT_OK, stderr
     rows = [json.loads(line) for line in stdout.splitlines()]
@@ -393,7 +383,7 @@ def run_example(model: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
-def test_the_example_prints_the_same_top_k_as_predict(resnet_exports, image_folder):
+def test_the_example_prints_the_same_top_k_as_predict(resnet_exports, image_folder, cli):
     onnx_file = resnet_exports["onnx"]
     code, stdout, _ = cli("predict", onnx_file, image_folder, "--json", "--topk", "3")
     expected = [json.loads(line) for line in stdout.splitlines()]
@@ -481,7 +471,7 @@ DAMAGES = {
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("damage", list(DAMAGES))
-def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_path, fmt, damage):
+def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_path, fmt, damage, cli):
     make, phrase = DAMAGES[damage]
     target = tmp_path / f"damaged{SUFFIXES[fmt]}"
     make(small_exports[fmt], target)
@@ -495,7 +485,7 @@ def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_an_export_from_another_tool_is_refused_for_its_missing_metadata(image_folder, tmp_path, fmt):
+def test_an_export_from_another_tool_is_refused_for_its_missing_metadata(image_folder, tmp_path, fmt, cli):
     path = tmp_path / f"foreign{SUFFIXES[fmt]}"
     _foreign(fmt, path)
     code, _, stderr = cli("predict", path, image_folder / "dog" / "dog_000.png")
@@ -516,13 +506,13 @@ def test_an_export_from_another_tool_is_refused_for_its_missing_metadata(image_f
     (["--max-images", "0"], "--max-images must be >= 1"),
     (["--data", "/nowhere/at/all"], "the parity check needs images of the run"),
 ])
-def test_bad_export_options_exit_2_with_the_option_named(trained_run, args, phrase):
+def test_bad_export_options_exit_2_with_the_option_named(trained_run, args, phrase, cli):
     code, _, stderr = cli("export", trained_run, *args)
     assert code == EXIT_BAD_INPUT
     assert_one_clear_line(stderr, phrase)
 
 
-def test_a_missing_run_or_checkpoint_exits_2_with_a_hint(trained_run, tmp_path):
+def test_a_missing_run_or_checkpoint_exits_2_with_a_hint(trained_run, tmp_path, cli):
     code, _, stderr = cli("export", tmp_path / "no-such-run")
     assert code == EXIT_BAD_INPUT
     assert_one_clear_line(stderr, "neither a run folder nor a checkpoint file")
