@@ -243,6 +243,26 @@ class EpochFinished(Event):
     l2: float | None = None  # the L2 strength a fitted head won with; None for batches
 
 
+@dataclass(frozen=True, kw_only=True)
+class PhaseSetBack(Event):
+    """A phase made the model worse than the phase before it left it (engine/train/setbacks.py): its first epoch
+    lost much of the accuracy it started from ("first_epoch"), or its best validation accuracy ended below its
+    start ("whole_phase"). Accuracies 0..1; "before" is the previous phase's last epoch."""
+
+    kind: str  # "first_epoch" or "whole_phase"
+    phase_index: int
+    phase_name: str
+    epoch: int  # global, 0-based: the epoch that showed it
+    previous_name: str
+    train_acc_before: float
+    train_acc_after: float
+    train_loss_before: float
+    train_loss_after: float
+    val_acc_before: float
+    val_acc_after: float  # that epoch's ("first_epoch") or the phase's best ("whole_phase")
+    causes: list[str]  # the likely causes read off the phase's settings, each with what to change
+
+
 @dataclass(frozen=True)
 class CheckpointSaved(Event):
     path: str

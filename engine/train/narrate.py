@@ -162,6 +162,27 @@ def _freeze_verified(e: ev.FreezeVerified, _total: int) -> list[str]:
     return [freeze_line(e)]
 
 
+def phase_results_text(results: list[dict]) -> str:
+    """Each phase's final validation accuracy, in order: "head 92.5 % → head+layer4 87.5 % → all 90.0 %"."""
+    return " → ".join(f"{r.get('name')} {percent(r.get('final_val_acc'))}" for r in results)
+
+
+def setback_line(e: ev.PhaseSetBack) -> str:
+    """One line: which phase set the model back, by how much, against where it began."""
+    phase = f"Phase {e.phase_index + 1} '{e.phase_name}'"
+    if e.kind == "first_epoch":
+        return (f"⚠ {phase} set the model back in its first epoch (epoch {e.epoch + 1}): training accuracy "
+                f"{percent(e.train_acc_before)} → {percent(e.train_acc_after)} (loss {e.train_loss_before:.3g} → "
+                f"{e.train_loss_after:.3g}), validation {percent(e.val_acc_before)} → {percent(e.val_acc_after)}, "
+                f"against the end of '{e.previous_name}'")
+    return (f"⚠ {phase} ended below where it began: its best validation accuracy {percent(e.val_acc_after)} is "
+            f"under the {percent(e.val_acc_before)} '{e.previous_name}' reached (best.pt keeps the best epoch)")
+
+
+def _phase_set_back(e: ev.PhaseSetBack, _total: int) -> list[str]:
+    return [setback_line(e)] + [f"  likely: {cause}" for cause in e.causes]
+
+
 def stop_line(e: ev.RunStopped) -> str:
     """Where a stopped run stands, in the words the CLI and the studio both use."""
     return f"Stopped in epoch {e.epoch + 1} after {e.batch} batch{'es' if e.batch != 1 else ''}"
@@ -175,6 +196,8 @@ def finish_line(e: ev.RunFinished) -> str:
     verb = "Stopped early (no improvement)" if e.status == "early_stopped" else "Finished"
     best = f"best val accuracy {percent(e.best_val_acc)} (epoch {e.best_epoch})" if e.best_val_acc is not None else \
         "no epoch was a best"
+    if e.best_epoch is not None and e.final_val_acc is not None and e.best_epoch != e.epochs_done:
+        best += f", final {percent(e.final_val_acc)} (epoch {e.epochs_done}; best.pt holds epoch {e.best_epoch})"
     return f"{verb}: {best} in {duration_text(e.elapsed_seconds)}"
 
 
@@ -199,7 +222,7 @@ _NARRATORS = {
     ev.RunStarted: _run_started, ev.DistributedStarted: _distributed_started,
     ev.PhaseStarted: _phase_started, ev.DecodedCacheEstimated: _cache_estimated,
     ev.DecodedCacheFilled: _cache_filled, ev.FeaturesCached: _features_cached, ev.HeadFitted: _head_fitted,
-    ev.EpochFinished: _epoch_finished,
+    ev.EpochFinished: _epoch_finished, ev.PhaseSetBack: _phase_set_back,
     ev.FreezeVerified: _freeze_verified, ev.RunStopped: _run_stopped, ev.RunFinished: _run_finished,
     ev.RunFailed: _run_failed, ev.EvaluationWritten: _evaluation_written,
 }

@@ -18,6 +18,7 @@ from torch import nn
 
 from engine.data.transforms import eval_transform
 from engine.model.freezing import (
+    BN_TRAIN,
     Fingerprint,
     FreezeState,
     apply_freeze_plan,
@@ -25,12 +26,13 @@ from engine.model.freezing import (
     restore_freeze_state,
     set_train_mode,
 )
-from engine.model.groups import torch_param_groups
+from engine.model.groups import assignment, torch_param_groups
 from engine.recipe import PhaseConfig
 from engine.train import events as ev
 from engine.train.feature_cache import FeatureSet, FeatureStore
 from engine.train.head_fit import unfittable_reason
 from engine.train.optim import Schedule, build_optimizer, build_schedule
+from engine.train.setbacks import PhaseContext
 from engine.train.setup import RunSetup
 
 
@@ -72,6 +74,9 @@ class ActivePhase:
         self.last_lrs: dict[str, float] = {}  # the rates the latest batch trained with (the loop keeps it)
         self.fits_head, self.head_fit_note = head_fit_plan(setup, index)
         self.fitted: ev.HeadFitted | None = None  # the fit of this session's fitted epoch, once done
+        epochs = phase_epochs(setup)
+        self.end_epoch = start_epochs(epochs)[index] + epochs[index]  # the global epoch after its last
+        self.setback_context = self._setback_context()
 
     @classmethod
     def begin(cls, setup: RunSetup, index: int, epoch_mode: str, previous: torch.optim.Optimizer | None = None,
@@ -100,6 +105,22 @@ class ActivePhase:
             if checkpoint.get("scaler"):
                 scaler.load_state_dict(checkpoint["scaler"])
         return cls(setup, index, freeze, optimizer, schedule, scaler, {g.name: g.lr for g in infos})
+
+    def _setback_context(self) -> PhaseContext:
+        """The phase's settings a setback's likely causes are read from (engine/train/setbacks.py)."""
+        setup, index, schedule = self.setup, self.index, self.config.schedule
+        head_params = [n for n, p in setup.model.get_submodule(setup.built.head_path).named_parameters()
+                       if p.requires_grad]
+        owners = assignment(setup.model, setup.built.stages, setup.phase_groups[index], strict=False)
+        prefix = f"{setup.built.head_path}." if setup.built.head_path else ""
+        head_group = owners.get(prefix + head_params[0], "") if head_params else ""
+        return PhaseContext(
+            phase_name=self.config.name, previous_name=setup.recipe.phases[index - 1].name if index else "",
+            previous_fitted_head=index > 0 and head_fit_plan(setup, index - 1)[0],
+            group_lrs=dict(self.group_lrs), head_group=head_group,
+            warmup=schedule.name == "onecycle" or (schedule.name == "cosine" and schedule.warmup_epochs > 0),
+            bn_layers_training=sum(1 for mode in self.freeze.bn_modes.values() if mode == BN_TRAIN),
+            batch_size=setup.recipe.batch_size)
 
     # --- what the phase tells ---------------------------------------------------------------------------------
     def started_event(self) -> ev.PhaseStarted:

@@ -18,7 +18,7 @@ from typing import Any
 from engine.train import events as ev
 from engine.train.checkpoints import link_checkpoint
 from engine.train.metrics import BATCH_COLUMNS, EPOCH_COLUMNS, batch_row, epoch_row, lr_columns
-from engine.train.narrate import folds_text
+from engine.train.narrate import folds_text, setback_line
 from engine.train.runs import (
     BATCHES_FILE,
     METRICS_FILE,
@@ -77,6 +77,7 @@ class RunFolder:
             ev.HeadFitted: self._on_head_fitted,
             ev.BatchFinished: self._on_batch, ev.EpochFinished: self._on_epoch_finished,
             ev.CheckpointSaved: self._on_checkpoint_saved, ev.FreezeVerified: self._on_freeze_verified,
+            ev.PhaseSetBack: self._on_phase_set_back,
             ev.RunStopped: self._on_run_stopped, ev.RunFinished: self._on_run_finished,
             ev.RunFailed: self._on_run_failed,
         }
@@ -132,6 +133,7 @@ class RunFolder:
         s["final_val_acc"], s["final_train_acc"] = last.get("val_acc"), last.get("train_acc")
         best = [r for r in rows if r.get("is_best")]
         s["best_val_acc"], s["best_epoch"] = (best[-1]["val_acc"], best[-1]["epoch"]) if best else (None, None)
+        s["phase_results"] = phase_results(rows)
         images = sum(r.get("train_images") or 0 for r in rows)
         seconds = sum(r.get("seconds") or 0.0 for r in rows)
         s["train_images_per_s"] = images / seconds if images and seconds > 0 else None
@@ -202,6 +204,13 @@ class RunFolder:
         if e.is_best:
             link_checkpoint(e.path, checkpoint_path(self.run_dir, "best"))
 
+    def _on_phase_set_back(self, e: ev.PhaseSetBack) -> None:
+        entry = self._phase_entry(e.phase_index)
+        said = [s for s in entry.get("setbacks", []) if s.get("kind") != e.kind]  # a resumed run says it again
+        entry["setbacks"] = [*said, {"line": setback_line(e), **{k: v for k, v in e.to_dict().items()
+                                                                  if k != "event"}}]
+        self._save()
+
     def _on_freeze_verified(self, e: ev.FreezeVerified) -> None:
         entry = self._phase_entry(e.phase_index)
         held_before = entry.get("freeze_verified") in (None, True)  # a phase resumed after a breach stays breached
@@ -230,6 +239,24 @@ class RunFolder:
 
     def _save(self) -> None:
         write_json_atomic(self.run_dir / SUMMARY_FILE, self.summary)
+
+
+def phase_results(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where each phase left the model, from metrics.csv's rows: its last epoch's training and validation accuracy
+    and its best validation epoch — the lesson's "feature extraction vs fine-tuning" read off one table."""
+    by_phase: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_phase.setdefault(int(row.get("phase") or 0), []).append(row)
+    out = []
+    for index, phase_rows in sorted(by_phase.items()):
+        last = phase_rows[-1]
+        best = max(phase_rows, key=lambda r: (r.get("val_acc") if r.get("val_acc") is not None else -1.0,
+                                               -int(r.get("epoch") or 0)))
+        out.append({"index": index, "name": last.get("phase_name"), "epochs": len(phase_rows),
+                    "last_epoch": last.get("epoch"), "final_train_acc": last.get("train_acc"),
+                    "final_val_acc": last.get("val_acc"), "final_val_loss": last.get("val_loss"),
+                    "best_val_acc": best.get("val_acc"), "best_epoch": best.get("epoch")})
+    return out
 
 
 def _phase_of(e: ev.RunStarted, epoch: int) -> int:

@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +279,9 @@ class RunRecord:
     live: bool = False  # a process holds the run's lock (engine/train/run_lock.py) and is training it
     note: str = ""  # the user's note (annotations.json)
     recipe_name: str = ""  # the name in recipe.json (`name` is the user's when they renamed the run)
+    best_epoch: int | None = None  # 1-based: the epoch best.pt holds
+    phase_results: list[dict] = field(default_factory=list)  # summary.json's: where each phase left the model
+    setbacks: list[str] = field(default_factory=list)  # a phase that set the model back, in words
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunRecord | None:
@@ -311,7 +314,9 @@ class RunRecord:
             trainable_params=max((p.get("trainable_params", 0) for p in phases), default=None),
             device=summary.get("device", ""), started=summary.get("started", run_dir.name[:15]),
             epochs_done=len(read_metrics(run_dir)), live=live, note=annotations.get("note", ""),
-            recipe_name=recipe_name,
+            recipe_name=recipe_name, best_epoch=summary.get("best_epoch"),
+            phase_results=list(summary.get("phase_results") or []),
+            setbacks=[b["line"] for p in phases for b in p.get("setbacks", []) if b.get("line")],
         )
 
 

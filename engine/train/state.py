@@ -55,6 +55,7 @@ class TrainingState:
     running: RunningSums = field(default_factory=RunningSums)
     stopping: dict[str, Any] = field(default_factory=dict)  # EarlyStopping.state_dict()
     rng: dict[str, Any] | None = None  # RNG states at a stop mid-epoch; None at an epoch boundary
+    watch: dict[str, Any] = field(default_factory=dict)  # PhaseWatch.state_dict(): where the phase began
 
     @property
     def mid_epoch(self) -> bool:
@@ -69,7 +70,7 @@ class TrainingState:
     def to_checkpoint(self) -> dict[str, Any]:
         return {"phase": self.phase, "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
                 "elapsed": self.elapsed, "running": asdict(self.running), "stopping": dict(self.stopping),
-                **({"rng": self.rng} if self.rng is not None else {})}
+                "watch": dict(self.watch), **({"rng": self.rng} if self.rng is not None else {})}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> TrainingState:
@@ -80,7 +81,7 @@ class TrainingState:
                    batch=int(checkpoint.get("batch", 0)), global_step=int(checkpoint.get("global_step", 0)),
                    elapsed=float(checkpoint.get("elapsed", 0.0)),
                    running=RunningSums(**checkpoint.get("running") or {}),
-                   stopping=dict(stopping or {}), rng=checkpoint.get("rng"))
+                   stopping=dict(stopping or {}), rng=checkpoint.get("rng"), watch=dict(checkpoint.get("watch") or {}))
 
 
 class RunClock:

@@ -47,6 +47,7 @@ from engine.train.phase import ActivePhase, head_fit_plan, phase_epochs, start_e
 from engine.train.run_folder import RunFolder
 from engine.train.run_lock import RunLock
 from engine.train.runs import checkpoint_path, new_run_dir, prepare_runs_root, runs_root_for
+from engine.train.setbacks import EpochFigures, PhaseWatch
 from engine.train.setup import RunSetup, assemble
 from engine.train.state import RunClock, TrainingState
 from engine.train.stopping import EarlyStopping
@@ -160,6 +161,8 @@ class Trainer:
         clock = RunClock(state.elapsed)
         stopping = EarlyStopping(r.early_stopping)
         stopping.load_state_dict(state.stopping)
+        watch = PhaseWatch(len(setup.data.val))  # a phase that sets the model back is said
+        watch.load_state_dict(state.watch)
         epochs = phase_epochs(setup)  # a head fitted to convergence is one epoch
         starts = start_epochs(epochs)
         self.bus.emit(ev.RunStarted(
@@ -186,7 +189,7 @@ class Trainer:
                     restore_rng_states(state.rng)  # continue the interrupted epoch's random stream exactly
                 if not run_epoch(phase, state, self.control, self.bus, clock):
                     return self._stop(phase, state, clock)
-                self._end_epoch(phase, state, stopping, clock)
+                self._end_epoch(phase, state, stopping, watch, clock)
                 if stopping.should_stop:
                     self.bus.emit(phase.verify_freeze())
                     return self._complete("early_stopped", state, stopping, clock)
@@ -194,7 +197,8 @@ class Trainer:
             resuming, previous = None, phase.optimizer
         return self._complete("finished", state, stopping, clock)
 
-    def _end_epoch(self, phase: ActivePhase, state: TrainingState, stopping: EarlyStopping, clock: RunClock) -> None:
+    def _end_epoch(self, phase: ActivePhase, state: TrainingState, stopping: EarlyStopping, watch: PhaseWatch,
+                   clock: RunClock) -> None:
         setup, fitted = phase.setup, phase.fitted
         # The rates the epoch's last batch trained with (before an epoch-wise step); a fitted head used none.
         lrs = {} if fitted else (phase.last_lrs or current_lrs(phase.optimizer))
@@ -218,8 +222,13 @@ class Trainer:
                                        val_acc, lrs, sums.seconds, sums.images_per_s, sums.data_wait_share, sums.seen,
                                        is_best, clock.elapsed(), "lbfgs" if fitted else "batches",
                                        fitted.l2 if fitted else None))
+        figures = EpochFigures(phase.index, state.epoch, sums.loss, sums.accuracy, val_loss, val_acc)
+        last_of_phase = state.epoch + 1 >= phase.end_epoch or stopping.should_stop
+        for setback in watch.epoch_finished(figures, phase.setback_context, last_of_phase):
+            self.bus.emit(setback)
         state.next_epoch()
         state.stopping = stopping.state_dict()
+        state.watch = watch.state_dict()
         self._save(phase, state, clock, is_best)
 
     # --- checkpoints and endings ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import BadInputError, RecipeError
 from engine.recipe import Recipe
+from engine.train.narrate import phase_results_text
 from engine.train.runs import (
     RECIPE_FILE,
     RunRecord,
@@ -56,6 +57,12 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
+def _by_phase(record: RunRecord) -> str:
+    if len(record.phase_results) < 2:
+        return ""
+    return ("⚠ " if record.setbacks else "") + phase_results_text(record.phase_results)
+
+
 def _one_line(note: str) -> str:
     return " · ".join(line.strip() for line in note.splitlines() if line.strip())
 
@@ -74,7 +81,10 @@ COLUMNS = (
     Column("Model", lambda r: r.arch),
     Column("Status", lambda r: r.status),
     Column("Best val acc", lambda r: r.best_val_acc, _percent),
+    Column("Best epoch", lambda r: r.best_epoch),
     Column("Final val acc", lambda r: r.final_val_acc, _percent),
+    # Where each phase left the model: feature extraction vs fine-tuning read off one row; ⚠ a phase set it back
+    Column("Val acc by phase", lambda r: _by_phase(r) or None),
     Column("Training time", lambda r: r.wall_seconds, duration_text),
     Column("Trainable params", lambda r: r.trainable_params, lambda v: f"{v:,}"),
     Column("Device", lambda r: r.device),
@@ -138,6 +148,10 @@ class RunsTableModel(QAbstractTableModel):
                 lines.append(f"renamed; the recipe's name is {record.recipe_name}")
             if record.note:
                 lines.append(f"Note: {record.note}")
+            if len(record.phase_results) >= 2:
+                lines.append("Validation accuracy at the end of each phase: "
+                             + phase_results_text(record.phase_results))
+            lines.extend(record.setbacks)
             return "\n".join(lines)
         if role == Qt.ItemDataRole.TextAlignmentRole and isinstance(column.value(record), (int, float)):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -195,8 +209,13 @@ def comparison_text(records: list[RunRecord]) -> str:
         wall = duration_text(r.wall_seconds) if r.wall_seconds is not None else "—"
         per_epoch = seconds_per_epoch(r)
         pace = f", {per_epoch:.1f} s/epoch" if per_epoch is not None else ""
-        lines.append(f"{r.name} ({r.strategy}, {r.arch}): best val acc {best}, {wall} for {r.epochs_done} "
+        final = (f" (epoch {r.best_epoch}; final {_percent(r.final_val_acc)})"
+                 if r.best_epoch is not None and r.final_val_acc is not None else "")
+        lines.append(f"{r.name} ({r.strategy}, {r.arch}): best val acc {best}{final}, {wall} for {r.epochs_done} "
                      f"epochs{pace}")
+        if len(r.phase_results) >= 2:
+            lines.append(f"  by phase: {phase_results_text(r.phase_results)}")
+        lines.extend(f"  {line}" for line in r.setbacks)
     scored = [r for r in records if r.best_val_acc is not None]
     if len(scored) >= 2:
         top = max(scored, key=lambda r: r.best_val_acc)

@@ -35,7 +35,7 @@ from engine.errors import RecipeError
 from engine.train import events as ev
 from engine.train.devices import pick_device
 from engine.train.metrics import batch_event, epoch_event
-from engine.train.narrate import describe, finish_line, freeze_line, l2_text, stop_line
+from engine.train.narrate import describe, finish_line, freeze_line, l2_text, setback_line, stop_line
 from engine.train.runs import SUMMARY_FILE, checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
 from gui.start_checks import start_refusal
@@ -57,6 +57,8 @@ TIPS = {
     "lrPlot": "The learning rate each parameter group trained with, per batch (log scale)",
     "trainProgress": "The whole run: every phase's epochs",
     "runLog": "What the run did, epoch by epoch; it follows new lines unless you scroll up",
+    "setbackLabel": "A phase that made the model worse than the phase before it left it: by how much, and the "
+                    "likely causes read off the phase's settings. best.pt keeps the best epoch",
 }
 SMOOTHING = 0.98  # EMA factor of the smoothed batch loss (debiased, as fastai's Recorder does)
 PROGRESS_STEPS = 1000  # the progress bar counts per-mille of the whole run
@@ -552,6 +554,11 @@ class TrainingPanel(QWidget):
         self.freezeLabel = QLabel("Freeze verification: after each phase")
         self.freezeLabel.setObjectName("freezeLabel")
         self.freezeLabel.setWordWrap(True)
+        self.setbackLabel = QLabel()  # a phase that set the model back (engine/train/setbacks.py); hidden until one
+        self.setbackLabel.setObjectName("setbackLabel")
+        self.setbackLabel.setWordWrap(True)
+        self.setbackLabel.setStyleSheet("color: #b00020;")
+        self.setbackLabel.hide()
         self.runLog = FollowingLog()  # follows new lines unless the user scrolled up
         self.runLog.setObjectName("runLog")
         self.costEstimate = CostEstimate(document, controller)
@@ -575,6 +582,7 @@ class TrainingPanel(QWidget):
             ev.EpochFinished: self._on_epoch_finished,
             ev.FreezeVerified: self._on_freeze_verified, ev.RunFinished: self._on_run_finished,
             ev.RunStopped: self._on_run_stopped, ev.RunFailed: self._on_run_failed,
+            ev.PhaseSetBack: self._on_phase_set_back,
         }
         document.recipe_changed.connect(self._on_recipe_changed)
 
@@ -595,6 +603,7 @@ class TrainingPanel(QWidget):
         side_layout.addWidget(self.progress)
         side_layout.addWidget(self.costEstimate)
         side_layout.addWidget(self.freezeLabel)
+        side_layout.addWidget(self.setbackLabel)
         side_layout.addWidget(QLabel("Log"))
         side_layout.addWidget(self.runLog, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -766,6 +775,8 @@ class TrainingPanel(QWidget):
         self._freeze_lines = []
         self.freezeLabel.setText("Freeze verification: after each phase")
         self.freezeLabel.setStyleSheet("")
+        self.setbackLabel.clear()
+        self.setbackLabel.hide()
         self.curves.reset()
         self.curves.set_redraw_interval(CURVE_REDRAW_MS["cpu" if e.device_type == "cpu" else "accelerator"])
         self.curves.set_epoch_range(e.total_epochs)
@@ -809,6 +820,11 @@ class TrainingPanel(QWidget):
         if any(s.startswith("⚠") for s in self._freeze_lines):
             self.freezeLabel.setStyleSheet("color: #b00020; font-weight: bold;")
         self.log(line)
+
+    def _on_phase_set_back(self, e: ev.PhaseSetBack) -> None:
+        lines = [self.setbackLabel.text()] if self.setbackLabel.text() else []
+        self.setbackLabel.setText("\n".join([*lines, setback_line(e), *(f"  likely: {c}" for c in e.causes[:2])]))
+        self.setbackLabel.show()
 
     def _on_run_finished(self, e: ev.RunFinished) -> None:
         self.curves.flush()
