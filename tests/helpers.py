@@ -51,7 +51,7 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 12, size: i
     return root
 
 
-def tiny_recipe(data_root: Path | str, strategy: str = "feature_extraction", epochs: int = 2, arch: str = "resnet18",
+def tiny_recipe(data_root: Path | str, strategy: str = "feature_extraction", epochs: int = 2, arch: str = "tiny_resnet",
                 out: Path | str = "", **overrides) -> Recipe:
     """A fast recipe on 32×32 crops: a few batches per epoch on the CPU."""
     recipe = make_recipe(strategy, arch, str(data_root), epochs=epochs)
@@ -79,3 +79,13 @@ def redirect_trash(monkeypatch, folder: Path) -> Path:
     monkeypatch.setattr(freedesktop, "HOMETRASH", str(folder / "Trash"))
     monkeypatch.setattr(send2trash, "send2trash", freedesktop.send2trash)
     return folder / "Trash"
+
+
+def jump_clocks(monkeypatch, seconds: float) -> None:
+    """time.perf_counter (the engine's clocks) and time.monotonic (the studio's ETA) move `seconds` forward, for
+    the test's duration: a pause that "lasted" that long, without waiting for it."""
+    import time
+
+    perf, mono = time.perf_counter, time.monotonic
+    monkeypatch.setattr(time, "perf_counter", lambda: perf() + seconds)
+    monkeypatch.setattr(time, "monotonic", lambda: mono() + seconds)

@@ -79,11 +79,10 @@ def stage_map_of(arch: str, num_classes: int = 2) -> StageMap | None:
     """The stages of an architecture, computed on the meta device (no memory, no weights); None if the model
     cannot be built there (RegNet computes its widths with real tensors)."""
     import torch
-    from torchvision import models as tvm
 
     try:
         with torch.device("meta"):
-            model = tvm.get_model(arch)
+            model = zoo.get_model(arch)
             head = replace_head(model, num_classes)
     except Exception:  # noqa: BLE001 - fall back to the alias; the real build will tell
         return None

@@ -4,11 +4,19 @@ Nothing here is a hand-kept list: families, parameter counts, input sizes, prepr
 ImageNet accuracy all come from `torchvision.models` (`list_models`, `get_model_weights`, `weights.meta`).
 Pretrained weights go through torchvision's loader into the torch hub cache (TORCH_HOME is respected); when
 the file is missing Thaw downloads it itself first, only to report progress as engine events.
+
+More architectures can join the registry (`register_architecture`): a builder written as torchvision's are (a
+`weights` keyword annotated with its `WeightsEnum`, whose files load through torchvision's loader). Modules named in
+`THAW_ARCH_MODULES` (comma-separated) are imported at the registry's first use so that they can register theirs in
+every process of a run (a CLI, a torchrun rank, the studio's child); the test suite's tiny architecture
+(tests/tiny_arch.py) comes in that way. Every lookup of an architecture goes through `model_builder`,
+`weights_enum` and `get_model` here, never through torchvision's functions directly.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import shutil
@@ -29,7 +37,10 @@ from engine.data.preprocessing import Preprocessing
 from engine.errors import BadInputError, RecipeError, WeightsUnavailableError
 
 OFFLINE_ENV = "THAW_OFFLINE"  # set to 1 to never try a download
+ARCH_MODULES_ENV = "THAW_ARCH_MODULES"  # modules that register more architectures (comma-separated)
 NO_WEIGHTS = ("none", "", "random", "scratch")
+
+_REGISTERED: dict[str, Callable[..., torch.nn.Module]] = {}  # architectures beyond torchvision's own
 
 
 @dataclass
@@ -69,12 +80,50 @@ class ModelInfo:
         return asdict(self)
 
 
+def register_architecture(name: str, builder: Callable[..., torch.nn.Module]) -> None:
+    """Add a classification builder written as torchvision's are: `builder(weights=None, progress=True, **kwargs)`,
+    its `weights` parameter annotated with the architecture's `WeightsEnum`. Registering a name twice with the same
+    builder is a no-op; a name torchvision or another builder holds is refused."""
+    if _REGISTERED.get(name) is builder:
+        return
+    if name in _REGISTERED or name in tvm.list_models(module=tvm):
+        raise ValueError(f"an architecture named {name!r} is already registered")
+    tvm.get_model_weights(builder)  # the weights annotation must name a WeightsEnum (torchvision's own check)
+    _REGISTERED[name] = builder
+
+
+@cache
+def _import_registering_modules() -> None:
+    for module in filter(None, (m.strip() for m in os.environ.get(ARCH_MODULES_ENV, "").split(","))):
+        importlib.import_module(module)
+
+
+def _registered() -> dict[str, Callable[..., torch.nn.Module]]:
+    _import_registering_modules()
+    return _REGISTERED
+
+
 def list_model_names() -> list[str]:
-    return sorted(tvm.list_models(module=tvm))
+    return sorted([*tvm.list_models(module=tvm), *_registered()])
+
+
+def model_builder(arch: str) -> Callable[..., torch.nn.Module]:
+    """The builder of a registered architecture: torchvision's, or one added by `register_architecture`."""
+    return _registered().get(arch) or tvm.get_model_builder(arch)
+
+
+def weights_enum(arch: str) -> Any:
+    """The architecture's `WeightsEnum` (its pretrained versions, DEFAULT among them)."""
+    return tvm.get_model_weights(model_builder(arch))
+
+
+def get_model(arch: str, **kwargs: Any) -> torch.nn.Module:
+    """The architecture built by its builder (`weights=…` loads through torchvision's loader)."""
+    return model_builder(arch)(**kwargs)
 
 
 def family_of(arch: str) -> str:
-    return tvm.get_model_builder(arch).__module__.rsplit(".", 1)[-1]
+    return model_builder(arch).__module__.rsplit(".", 1)[-1]
 
 
 def checkpoint_dir() -> Path:
@@ -93,13 +142,13 @@ def cached_weights_path(weights: Any) -> Path:
 @cache
 def _meta_param_count(arch: str) -> int:
     with torch.device("meta"):
-        model = tvm.get_model(arch)
+        model = get_model(arch)
     return sum(p.numel() for p in model.parameters())
 
 
 def model_info(arch: str) -> ModelInfo:
     _check_arch(arch, "model.arch")
-    enum = tvm.get_model_weights(arch)
+    enum = weights_enum(arch)
     infos = []
     for weights in enum:
         metrics = weights.meta.get("_metrics", {}).get("ImageNet-1K", {})
@@ -126,7 +175,7 @@ def all_models() -> list[ModelInfo]:
 
 
 def _check_arch(arch: str, field_name: str) -> None:
-    if arch not in tvm.list_models(module=tvm):
+    if arch not in list_model_names():
         close = [n for n in list_model_names() if arch.lower().replace("-", "_") in n][:8]
         hint = f" Did you mean: {', '.join(close)}?" if close else " See `python main.py models`."
         raise RecipeError(field_name, f"'{arch}' is not a torchvision classification model.{hint}")
@@ -137,7 +186,7 @@ def resolve_weights(arch: str, spec: str) -> Any | None:
     _check_arch(arch, "model.arch")
     if spec.strip().lower() in NO_WEIGHTS:
         return None
-    enum = tvm.get_model_weights(arch)
+    enum = weights_enum(arch)
     key = spec.split(".", 1)[1] if spec.startswith(enum.__name__ + ".") else spec
     try:
         return enum[key]
@@ -149,7 +198,7 @@ def resolve_weights(arch: str, spec: str) -> Any | None:
 
 def default_preprocessing(arch: str, weights: Any | None) -> Preprocessing:
     """The weights' preset, or the architecture's default weights' preset when training from scratch."""
-    return Preprocessing.from_weights(weights or tvm.get_model_weights(arch).DEFAULT)
+    return Preprocessing.from_weights(weights or weights_enum(arch).DEFAULT)
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -187,7 +236,7 @@ def preferred_weights(arch: str) -> str:
     if not downloads_forbidden():
         return "DEFAULT"
     try:
-        enum = tvm.get_model_weights(arch)
+        enum = weights_enum(arch)
     except (KeyError, ValueError):
         return "DEFAULT"
     if cached_weights_path(enum.DEFAULT).is_file():
@@ -367,8 +416,8 @@ def build_backbone(arch: str, weights: Any | None, progress: ProgressCallback | 
     _check_arch(arch, "model.arch")
     if weights is not None:
         ensure_weights_cached(weights, progress)
-        return tvm.get_model(arch, weights=weights)
-    return tvm.get_model(arch, weights=None, **kwargs)
+        return get_model(arch, weights=weights)
+    return get_model(arch, weights=None, **kwargs)
 
 
 def architecture_kwargs(arch: str, weights: Any | None, crop_size: int) -> dict[str, Any]:
@@ -378,7 +427,7 @@ def architecture_kwargs(arch: str, weights: Any | None, crop_size: int) -> dict[
     architecture without its pretrained file, and to size a from-scratch ViT to its input."""
     import inspect
 
-    builder = tvm.get_model_builder(arch)
+    builder = model_builder(arch)
     module = __import__(builder.__module__, fromlist=["_"])
     params: set[str] = set()
     for obj in vars(module).values():  # the model classes defined in the builder's module

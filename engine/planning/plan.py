@@ -12,9 +12,9 @@ from functools import lru_cache
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 from engine.errors import RecipeError, ThawError
+from engine.model import zoo
 from engine.model.freezing import apply_freeze_plan, count_params
 from engine.model.groups import assignment, phase_groups, torch_param_groups
 from engine.model.layer_tree import LayerNode, build_layer_tree
@@ -56,9 +56,9 @@ def skeleton(arch: str, num_classes: int, in_channels: int = 3, head=None) -> tu
     """The architecture with its new head and input layer, on the meta device when possible."""
     try:
         with torch.device("meta"):
-            model = tvm.get_model(arch)
+            model = zoo.get_model(arch)
     except Exception:  # noqa: BLE001 - RegNet needs real tensors to compute its widths
-        model = tvm.get_model(arch)
+        model = zoo.get_model(arch)
     adapt_input_channels(model, in_channels)
     head_path = replace_head(model, num_classes, head)
     return model, head_path

@@ -126,7 +126,7 @@ def test_stale_temp_files_of_interrupted_writes_are_removed(tmp_path):
      "its weights do not fit the architecture its recipe names (MobileNetV3, 244 tensors): 244 missing "
      "(features.0.0.weight, features.0.1.weight, features.0.1.bias …); 122 unknown (conv1.weight"),
     (lambda s: s["recipe"]["model"].update(arch="mobilenet_v3_small"),
-     "its recipe's model cannot be built (recipe field 'model.weights': 'ResNet18_Weights.IMAGENET1K_V1' is "
+     "its recipe's model cannot be built (recipe field 'model.weights': 'TinyResNet_Weights.IMAGENET1K_V1' is "
      "not a weights entry of mobilenet_v3_small"),
     (lambda s: s["model"]["layer1.0.bn1.running_var"].fill_(float("nan")),
      "holds non-finite weights (layer1.0.bn1.running_var): it was saved from a diverged model"),

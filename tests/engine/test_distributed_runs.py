@@ -5,7 +5,6 @@ when a rank is killed (and `resume` continuing it), a resume by another number o
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,11 +21,6 @@ from engine.train.trainer import Trainer
 from tests.helpers import make_image_folder, tiny_recipe
 
 ROOT = Path(__file__).parents[2]
-
-
-def thaw(*args, timeout=240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def only_run(root: Path) -> Path:
     return runs[0]
 
 
-def test_two_processes_stopped_and_resumed_train_what_one_process_trains(forty_images, tmp_path, monkeypatch):
+def test_two_processes_stopped_and_resumed_train_what_one_process_trains(forty_images, tmp_path, monkeypatch, thaw):
     one = Trainer(unfreezing_recipe(forty_images, tmp_path / "one", batch_size=8, processes=1)).fit()
     assert one.status == "finished"
 
@@ -145,7 +139,7 @@ def rank_process(launcher: subprocess.Popen, rank: int) -> psutil.Process:
     raise AssertionError(f"no process of rank {rank}")
 
 
-def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_path):
+def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_path, thaw):
     recipe = tiny_recipe(forty_images, "fine_tune_all", epochs=4, out=tmp_path / "runs", batch_size=4)
     recipe.save(tmp_path / "recipe.json")
     launcher = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "train", str(tmp_path / "recipe.json"),
@@ -173,7 +167,7 @@ def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
 
 
-def test_bad_input_found_by_rank_zero_is_one_line_and_exit_2(forty_images, tmp_path):
+def test_bad_input_found_by_rank_zero_is_one_line_and_exit_2(forty_images, tmp_path, thaw):
     """The runs folder is rank 0's to make: its refusal reaches the other rank, which says nothing."""
     recipe = tiny_recipe(forty_images, batch_size=4)
     recipe.save(tmp_path / "recipe.json")

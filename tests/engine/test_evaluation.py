@@ -8,9 +8,6 @@ import csv
 import json
 import logging
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,20 +33,6 @@ from tests.evaluation_helpers import make_styled_folder, train_run
 
 ROOT = Path(__file__).parents[2]
 ALIKE = {"cat": "cat", "dog": "cat", "fox": "fox"}  # dog images are drawn exactly like cat images
-
-
-def thaw(*args, timeout=180):
-    """The real command line in a subprocess (exit code, and no traceback on stderr)."""
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """The command line in this process (no interpreter start-up): (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # --- the numbers -------------------------------------------------------------------------------------------------
@@ -145,7 +128,7 @@ def test_each_image_record_agrees_with_inference(alike_run):
         assert [p for _, p in record.top] == pytest.approx([p for _, p in predicted.top], abs=1e-5)
         assert record.true_class == Path(record.path).parent.name
         true_probability = dict(record.top)[record.true_class]  # three classes: the top 3 is every class
-        assert record.loss == pytest.approx(-math.log(true_probability), rel=1e-4)
+        assert record.loss == pytest.approx(-math.log(true_probability), rel=1e-4, abs=1e-6)
         assert record.confidence == record.top[0][1]
     assert evaluation.metrics.mean_loss == pytest.approx(np.mean([r.loss for r in evaluation.images]))
     worst = evaluation.top_losses(3)
@@ -216,10 +199,10 @@ def test_a_folder_may_hold_some_of_the_classes_and_empty_folders(tmp_path):
 # --- the command line ------------------------------------------------------------------------------------------
 
 
-def test_evaluate_lists_unreadable_files_and_evaluates_the_rest(alike_run, image_folder, tmp_path, capsys):
-    run, _ = alike_run
+def test_evaluate_lists_unreadable_files_and_evaluates_the_rest(alike_run, image_folder, tmp_path, capsys, cli):
+    run, test_folder = alike_run
     table = tmp_path / "images.csv"
-    code, stdout, stderr = cli(capsys, "evaluate", run, image_folder, "--json", "--csv", table)
+    code, stdout, stderr = cli("evaluate", run, image_folder, "--json", "--csv", table)
     assert code == 0, stderr
     result = json.loads(stdout)
     skipped = {Path(s["path"]).name: s["reason"] for s in result["skipped"]}
@@ -234,38 +217,39 @@ def test_evaluate_lists_unreadable_files_and_evaluates_the_rest(alike_run, image
     assert {r["path"] for r in rows[:36]} == {r["path"] for r in result["images"]}
     assert [Path(r["path"]).name for r in rows[36:]] == [Path(s["path"]).name for s in result["skipped"]]
     assert all(r["error"] for r in rows[36:]) and not any(r["error"] for r in rows[:36])
-    evaluation = Evaluation.from_dict(result)
+    assert Evaluation.from_dict(result).to_dict() == result
+    evaluation = evaluate_checkpoint(run, test_folder)  # where cat and dog are confused
     wrong = evaluation.write_csv(tmp_path / "wrong.csv", evaluation.misclassified())  # for relabelling
     with wrong.open(newline="") as f:
         wrong_rows = list(csv.DictReader(f))
     assert wrong_rows and [r["path"] for r in wrong_rows] == [r.path for r in evaluation.misclassified()]
     assert all(r["correct"] == "False" and r["true_class"] != r["predicted"] for r in wrong_rows)
-    code, stdout, _ = cli(capsys, "evaluate", run, image_folder)  # the text report names them too
+    code, stdout, _ = cli("evaluate", run, image_folder)  # the text report names them too
     assert code == 0
     assert "files not evaluated (2)" in stdout and "confusion matrix" in stdout
 
 
-def test_evaluate_exits_2_naming_classes_the_checkpoint_does_not_know(alike_run, tmp_path, capsys):
+def test_evaluate_exits_2_naming_classes_the_checkpoint_does_not_know(alike_run, tmp_path, capsys, cli, thaw):
     run, _ = alike_run
     folder = make_styled_folder(tmp_path / "other", {"cat": "cat", "owl": "owl", "yak": "fox"}, per_class=2)
     out = thaw("evaluate", run, folder)
     assert out.returncode == 2
     assert "'owl', 'yak'" in out.stderr and "cat, dog, fox" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    code, _, stderr = cli(capsys, "evaluate", run, tmp_path / "missing")
+    code, _, stderr = cli("evaluate", run, tmp_path / "missing")
     assert code == 2 and "missing" in stderr
-    code, _, stderr = cli(capsys, "evaluate", tmp_path, folder)
+    code, _, stderr = cli("evaluate", tmp_path, folder)
     assert code == 2 and "not a run folder" in stderr
 
 
-def test_evaluate_on_the_validation_split_refreshes_evaluation_json(alike_run, capsys):
+def test_evaluate_on_the_validation_split_refreshes_evaluation_json(alike_run, capsys, cli):
     run, _ = alike_run
     (run / EVALUATION_FILE).unlink(missing_ok=True)
-    code, stdout, stderr = cli(capsys, "evaluate", run)
+    code, stdout, stderr = cli("evaluate", run)
     assert code == 0, stderr
     assert "on the validation split" in stdout and "weight drift" in stdout
     assert Evaluation.load(run / EVALUATION_FILE).source == VALIDATION_SPLIT
-    code, stdout, _ = cli(capsys, "evaluate", run, "--checkpoint", "last")  # reported, evaluation.json untouched
+    code, stdout, _ = cli("evaluate", run, "--checkpoint", "last")  # reported, evaluation.json untouched
     assert code == 0 and "last.pt" in stdout
     assert Evaluation.load(run / EVALUATION_FILE).checkpoint.endswith("best.pt")
     with pytest.raises(SystemExit):

@@ -1,14 +1,12 @@
-"""Exports are checked against their checkpoint: ONNX, .pt2 and TorchScript files of a ResNet, a MobileNet V3, an
-EfficientNet and a ViT pass the parity check; an export that disagrees leaves nothing that looks good; int8 shows
-its cost beside fp32; `predict` and examples/predict_onnx.py read exports like the checkpoint; damaged and foreign
-files give one clear line."""
+"""Exports are checked against their checkpoint: ONNX, .pt2 and TorchScript files of a ResNet (the suite's
+tiny_resnet), a MobileNet V3, an EfficientNet and a ViT pass the parity check; an export that disagrees leaves nothing
+that looks good; int8 shows its cost beside fp32; `predict` and examples/predict_onnx.py read exports like the
+checkpoint; damaged and foreign files give one clear line."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import io
 import json
 import re
 import subprocess
@@ -23,7 +21,6 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
-from engine.cli import main as thaw_main
 from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from engine.data.images import load_image
 from engine.data.preprocessing import Preprocessing
@@ -37,9 +34,9 @@ from engine.infer.inference import Predictor
 from engine.infer.parity import ParityCriteria, batch_plan, batches_of, collect_logits, compare
 from engine.model.build import build_model
 from engine.model.surgery import find_classifier
+from engine.recipe import PhaseConfig
 from engine.train.checkpoints import save_checkpoint
 from engine.train.runs import RECIPE_FILE, checkpoint_path
-from engine.train.trainer import fit
 from tests.helpers import tiny_recipe
 
 ROOT = Path(__file__).parents[2]
@@ -48,14 +45,6 @@ CLASSES = ["cat", "dog", "fox"]
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-
-def cli(*args) -> tuple[int, str, str]:
-    """`python main.py …` in this process (the same parser, dispatch and error handling)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = thaw_main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
-
 
 def calibrate(model: nn.Module, batch: torch.Tensor, seed: int = 0) -> nn.Module:
     """Give a randomly initialised network the batch-norm statistics of its own activations on `batch` and a head
@@ -105,22 +94,24 @@ def assert_one_clear_line(text: str, *phrases: str) -> None:
         assert phrase in lines[0], lines[0]
 
 
+FINE_TUNE_ALL = PhaseConfig("all", 2, ["all"], lr=1e-2)  # every layer, one rate: tests/engine/test_promises_analyses.py
+# fine-tunes the same run
+
+
 # --- fixtures -----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained_run(image_folder, tmp_path_factory) -> Path:
-    """A ResNet-18 fine-tuned for one short epoch on the generated folder (3 classes, 6 validation images)."""
-    recipe = tiny_recipe(image_folder, "fine_tune_all", epochs=1, out=tmp_path_factory.mktemp("export-runs"),
-                         name="resnet")
-    recipe.data.max_train_batches = 2
-    result = fit(recipe)
-    assert result.status == "finished", result.error
-    return Path(result.run_dir)
+def trained_run(trained_runs, tmp_path_factory) -> Path:
+    """tiny_resnet (ResNet-18's layout in miniature: conv, BatchNorm, ReLU, residual additions, global pooling, a
+    Linear head) fine-tuned for two epochs on the generated folder (3 classes, 6 validation images): the session's
+    fine-tuned run, copied (exports are written into the run folder)."""
+    return trained_runs.copy(trained_runs.get("fine_tune_all", epochs=2, phases=[FINE_TUNE_ALL]),
+                             tmp_path_factory.mktemp("export-runs"))
 
 
 @pytest.fixture(scope="module")
-def resnet_exports(trained_run, tmp_path_factory) -> dict[str, Path]:
-    """The trained ResNet exported by the CLI in every format (TorchScript to the default place in the run)."""
+def resnet_exports(trained_run, tmp_path_factory, cli) -> dict[str, Path]:
+    """The trained tiny_resnet exported by the CLI in every format (TorchScript to the default place in the run)."""
     folder = tmp_path_factory.mktemp("exports")
     paths = {}
     for fmt in FORMATS:
@@ -159,7 +150,7 @@ def test_resnet_exports_pass_parity_and_carry_their_metadata(resnet_exports, tra
     exported = open_export(path)
     meta = exported.metadata
     checkpoint = torch.load(checkpoint_path(trained_run, "best"), weights_only=True)
-    assert meta.format == fmt and meta.class_names == CLASSES and meta.arch == "resnet18"
+    assert meta.format == fmt and meta.class_names == CLASSES and meta.arch == "tiny_resnet"
     assert meta.preprocessing == Preprocessing.from_dict(checkpoint["preprocessing"])
     assert meta.source["checkpoint"] == "best" and meta.source["run"] == trained_run.name
     assert str(trained_run.parent) not in meta.to_json()  # no absolute path of the user's in a shipped file
@@ -255,7 +246,7 @@ def test_a_five_channel_model_exports_with_its_channel_statistics(tmp_path):
 
 # --- a failed check leaves nothing that looks good; the legacy fallback is named and checked --------------------------
 
-def test_an_export_that_disagrees_fails_loudly_and_leaves_nothing(trained_run, tmp_path, monkeypatch):
+def test_an_export_that_disagrees_fails_loudly_and_leaves_nothing(trained_run, tmp_path, monkeypatch, cli):
     real = export_run_module.write_export
 
     def skewing_writer(model, example, fmt, path, metadata, opset=None):
@@ -342,7 +333,8 @@ def test_int8_is_checked_and_its_cost_shown_beside_fp32(trained_run, tmp_path):
     assert int8_check.max_abs_logit_diff > fp32_check.max_abs_logit_diff  # int8 really changed the numbers
     torch_cost, fp32, int8 = result.costs
     assert [c.label for c in result.costs] == ["checkpoint (torch)", "onnx", "onnx int8"]
-    assert int8.size_bytes < fp32.size_bytes / 3 and int8.size_bytes == out.stat().st_size
+    # int8 weights take a quarter of the bytes; in a 54 k-parameter model the graph's own bytes weigh more
+    assert int8.size_bytes < 0.6 * fp32.size_bytes and int8.size_bytes == out.stat().st_size
     assert all(c.latency_ms > 0 and c.val_accuracy is not None for c in result.costs)
     assert fp32.val_accuracy == torch_cost.val_accuracy  # fp32 decides exactly as the checkpoint
 
@@ -358,14 +350,15 @@ def test_int8_is_checked_and_its_cost_shown_beside_fp32(trained_run, tmp_path):
 # --- predict and the example read exports like the checkpoint --------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def checkpoint_predictions(trained_run, image_folder) -> list[dict]:
+def checkpoint_predictions(trained_run, image_folder, cli) -> list[dict]:
     code, stdout, stderr = cli("predict", trained_run, image_folder, "--json", "--topk", "3")
     assert code == EXIT_OK, stderr
     return [json.loads(line) for line in stdout.splitlines()]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_predict_on_an_export_gives_the_checkpoints_top_k(resnet_exports, checkpoint_predictions, image_folder, fmt):
+def test_predict_on_an_export_gives_the_checkpoints_top_k(resnet_exports, checkpoint_predictions, image_folder, fmt,
+                                                          cli):
     code, stdout, stderr = cli("predict", resnet_exports[fmt], image_folder, "--json", "--topk", "3")
     assert code == EXIT_OK, stderr
     rows = [json.loads(line) for line in stdout.splitlines()]
@@ -390,7 +383,7 @@ def run_example(model: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
-def test_the_example_prints_the_same_top_k_as_predict(resnet_exports, image_folder):
+def test_the_example_prints_the_same_top_k_as_predict(resnet_exports, image_folder, cli):
     onnx_file = resnet_exports["onnx"]
     code, stdout, _ = cli("predict", onnx_file, image_folder, "--json", "--topk", "3")
     expected = [json.loads(line) for line in stdout.splitlines()]
@@ -436,7 +429,7 @@ class Tiny(nn.Module):
 
 @pytest.fixture(scope="module")
 def small_exports(tmp_path_factory) -> dict[str, Path]:
-    """Thaw exports of Tiny in every format: what the damage tests start from (kilobytes, not ResNet's 45 MB)."""
+    """Thaw exports of Tiny in every format: what the damage tests start from (kilobytes)."""
     folder = tmp_path_factory.mktemp("small-exports")
     paths = {}
     for fmt in FORMATS:
@@ -478,7 +471,7 @@ DAMAGES = {
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("damage", list(DAMAGES))
-def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_path, fmt, damage):
+def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_path, fmt, damage, cli):
     make, phrase = DAMAGES[damage]
     target = tmp_path / f"damaged{SUFFIXES[fmt]}"
     make(small_exports[fmt], target)
@@ -492,7 +485,7 @@ def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_an_export_from_another_tool_is_refused_for_its_missing_metadata(image_folder, tmp_path, fmt):
+def test_an_export_from_another_tool_is_refused_for_its_missing_metadata(image_folder, tmp_path, fmt, cli):
     path = tmp_path / f"foreign{SUFFIXES[fmt]}"
     _foreign(fmt, path)
     code, _, stderr = cli("predict", path, image_folder / "dog" / "dog_000.png")
@@ -513,13 +506,13 @@ def test_an_export_from_another_tool_is_refused_for_its_missing_metadata(image_f
     (["--max-images", "0"], "--max-images must be >= 1"),
     (["--data", "/nowhere/at/all"], "the parity check needs images of the run"),
 ])
-def test_bad_export_options_exit_2_with_the_option_named(trained_run, args, phrase):
+def test_bad_export_options_exit_2_with_the_option_named(trained_run, args, phrase, cli):
     code, _, stderr = cli("export", trained_run, *args)
     assert code == EXIT_BAD_INPUT
     assert_one_clear_line(stderr, phrase)
 
 
-def test_a_missing_run_or_checkpoint_exits_2_with_a_hint(trained_run, tmp_path):
+def test_a_missing_run_or_checkpoint_exits_2_with_a_hint(trained_run, tmp_path, cli):
     code, _, stderr = cli("export", tmp_path / "no-such-run")
     assert code == EXIT_BAD_INPUT
     assert_one_clear_line(stderr, "neither a run folder nor a checkpoint file")

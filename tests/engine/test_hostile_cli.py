@@ -26,12 +26,7 @@ from tests.helpers import make_image_folder, tiny_recipe
 ROOT = Path(__file__).parents[2]
 
 
-def thaw(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def test_a_mistyped_command_is_an_unknown_command_not_the_studio():
+def test_a_mistyped_command_is_an_unknown_command_not_the_studio(thaw):
     out = thaw("trian", "recipe.json")
     assert out.returncode == 2
     assert out.stderr.startswith("error: unknown command 'trian' (and no such file or folder). Did you mean "
@@ -92,7 +87,7 @@ def stopped_run(tmp_path_factory):
 
 
 def test_resume_is_refused_while_another_process_trains_the_run_and_follows_a_moved_data_folder(stopped_run,
-                                                                                              capsys):
+                                                                                              capsys, thaw, cli):
     run_dir, data = stopped_run
     with RunLock(run_dir):  # this test process "trains" it
         out = thaw("resume", run_dir, "--quiet")
@@ -110,7 +105,7 @@ def test_resume_is_refused_while_another_process_trains_the_run_and_follows_a_mo
     stale = [run_dir / "checkpoints" / "last.pt.x1y2.tmp", run_dir / "summary.json.999.tmp"]
     for path in stale:
         path.write_bytes(b"\0" * 1000)  # what a kill -9 during a write leaves
-    out = thaw("resume", run_dir, "--data", moved, "--quiet")
+    out = cli("resume", run_dir, "--data", moved, "--quiet")  # the lock is free again: in this process
     assert out.returncode == 0, out.stderr
     assert f"Removed 2 temporary file(s) an interrupted write left in {run_dir}" in out.stderr
     assert not any(p.exists() for p in stale)
@@ -118,13 +113,13 @@ def test_resume_is_refused_while_another_process_trains_the_run_and_follows_a_mo
     assert json.loads((run_dir / "recipe.json").read_text())["data"]["root"] == str(moved)
 
 
-def test_predict_refuses_a_tampered_checkpoint_and_a_missing_device(stopped_run, tmp_path, capsys):
+def test_predict_refuses_a_tampered_checkpoint_and_a_missing_device(stopped_run, tmp_path, capsys, cli):
     run_dir, _ = stopped_run
     image = next(Path(run_dir).parent.parent.rglob("*.png"))
     state = torch.load(checkpoint_path(run_dir, "last"), weights_only=True)
     state["class_names"] = state["class_names"][:2]
     torch.save(state, tmp_path / "fewer_classes.pt")
-    out = thaw("predict", tmp_path / "fewer_classes.pt", image)
+    out = cli("predict", tmp_path / "fewer_classes.pt", image)
     assert out.returncode == 2
     assert out.stderr == (f"error: checkpoint {tmp_path / 'fewer_classes.pt'}: its head 'fc' has 3 outputs but "
                           f"it names 2 classes\n")

@@ -190,26 +190,16 @@ def test_a_phase_or_group_that_does_not_exist_is_bad_input(image_folder):
         find_lr(recipe, 0, settings=SweepSettings(start_lr=1.0, end_lr=0.1))
 
 
-def test_the_lr_find_command_prints_a_suggestion_or_exits_2(image_folder, tmp_path):
+def test_the_lr_find_command_prints_a_suggestion_or_exits_2(image_folder, tmp_path, cli):
     import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).parents[2]
-
-    def thaw(*args):
-        return subprocess.run([sys.executable, str(root / "main.py"), *map(str, args)], cwd=root,
-                              env=dict(os.environ), capture_output=True, text=True, timeout=180)
 
     tiny_recipe(image_folder, "gradual_unfreezing", epochs=3).save(tmp_path / "r.json")
-    out = thaw("lr-find", tmp_path / "r.json")
+    out = cli("lr-find", tmp_path / "r.json")
     assert out.returncode == 0, out.stderr
     assert "phase 1 'head'" in out.stdout and "on cached features" in out.stdout
     assert "Suggested lr:" in out.stdout and "steepest descent" in out.stdout and "valley" in out.stdout
-    data = json.loads(thaw("lr-find", tmp_path / "r.json", "--json", "--iterations", "40").stdout)
+    data = json.loads(cli("lr-find", tmp_path / "r.json", "--json", "--iterations", "40").stdout)
     assert data["rule"] == "steepest" and len(data["lrs"]) == len(data["losses"]) <= 40
     assert data["suggested_lrs"] == {"all": data["suggestion"]}
-    out = thaw("lr-find", tmp_path / "r.json", "--phase", "5")
+    out = cli("lr-find", tmp_path / "r.json", "--phase", "5")
     assert out.returncode == 2 and "phase 5 does not exist" in out.stderr and "Traceback" not in out.stderr

@@ -63,7 +63,7 @@ def test_drift_is_exactly_zero_for_frozen_layers_and_positive_for_trained_ones(h
         else:
             assert layer.relative > 0, f"{layer.path} trained but did not move"
     assert partial.relative_of("layer4.1.conv2") > 0 and partial.relative_of("layer4.0.bn1") > 0
-    assert sum(layer.params for layer in partial.layers) == 11_177_538  # every parameter of resnet18 (2 classes)
+    assert sum(layer.params for layer in partial.layers) == 53_738  # every parameter of tiny_resnet (2 classes)
     assert partial.to_dict() == type(partial).from_dict(partial.to_dict()).to_dict()
 
 
@@ -130,13 +130,13 @@ def test_pretrained_and_fine_tuned_side_by_side(head_run, layer4_run, data):
     image = data / "cat" / "cat_000.png"
     frozen = NetworkViews(open_checkpoint(head_run))
     start, trained = frozen.filters()
-    assert start.image.shape == (8 * 28 + 9, 8 * 28 + 9, 3) and start.filters == 64
+    assert start.image.shape == (3 * 12 + 4, 3 * 12 + 4, 3) and start.filters == 8  # 3×3 filters at 4×, 3 a row
     assert np.array_equal(start.image, trained.image)  # feature extraction never touched conv1
     before, after = frozen.feature_maps(image, "layer2")
-    assert before.maps.shape == (128, 4, 4) and before.layer == "layer2"
+    assert before.maps.shape == (16, 16, 16) and before.layer == "layer2"
     assert np.array_equal(before.maps, after.maps)
     assert before.order[0] == int(np.argmax(before.maps.mean(axis=(1, 2))))
-    assert before.grid(count=4, scale=2).shape == (2 * 8 + 3, 2 * 8 + 3)
+    assert before.grid(count=4, scale=2).shape == (2 * 32 + 3, 2 * 32 + 3)
     # Another model's channel order picks the channels: here the second strongest, stretched to its range.
     second = before.maps[before.order[1]]
     stretched = np.rint(255 * (second - second.min()) / (second.max() - second.min())).astype(np.uint8)
@@ -148,7 +148,7 @@ def test_pretrained_and_fine_tuned_side_by_side(head_run, layer4_run, data):
     before, after = partial.feature_maps(image, "layer3")
     assert np.array_equal(before.maps, after.maps)  # frozen up to layer3
     before, after = partial.feature_maps(image, "layer4")
-    assert before.maps.shape == (512, 1, 1)  # 32 px in, 1 × 1 out
+    assert before.maps.shape == (32, 4, 4)  # 32 px in, 4 × 4 out
     assert not np.array_equal(before.maps, after.maps)  # layer4 was fine-tuned
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torchvision.models import resnet18
 
+from engine.model import zoo
 from engine.model.build import build_model
 from engine.model.freezing import apply_freeze_plan
 from engine.recipe import DataConfig, HeadConfig, ModelConfig
@@ -54,7 +54,8 @@ def test_weights_rewritten_at_the_same_path_change_the_cache_key(image_folder, t
 
     def write_backbone(seed: int) -> None:
         torch.manual_seed(seed)
-        torch.save({k: v for k, v in resnet18().state_dict().items() if not k.startswith("fc.")}, weights)
+        torch.save({k: v for k, v in zoo.get_model("tiny_resnet").state_dict().items() if not k.startswith("fc.")},
+                   weights)
 
     write_backbone(1)
     recipe = tiny_recipe(image_folder, "feature_extraction", epochs=1, out=tmp_path / "runs")
@@ -76,7 +77,7 @@ def test_weights_rewritten_at_the_same_path_change_the_cache_key(image_folder, t
 
 def small_model(seed: int = 0, head: HeadConfig | None = None) -> nn.Module:
     torch.manual_seed(seed)
-    return build_model(ModelConfig(arch="resnet18", weights="none", head=head or HeadConfig()), 3, DataConfig(),
+    return build_model(ModelConfig(arch="tiny_resnet", weights="none", head=head or HeadConfig()), 3, DataConfig(),
                        pretrained=False).model
 
 
@@ -337,7 +338,7 @@ def test_features_are_the_heads_input_whatever_the_head(head):
     assert 0 < features.seconds <= time.perf_counter() - started
     assert features.key == cache_key(model, "fc", {"test": True, "views": 2}, train, val)
     assert model.training  # the caller's mode is given back
-    assert features.train.shape == (2, 10, 512) and features.val.shape == (6, 512)
+    assert features.train.shape == (2, 10, 32) and features.val.shape == (6, 32)  # tiny_resnet: 32 features
     assert torch.allclose(features.train[0], reference_features(model, train.x), atol=1e-5)
     assert torch.allclose(features.val, reference_features(model, val.x), atol=1e-5)
     assert torch.equal(features.train_labels, train.y) and torch.equal(features.val_labels, val.y)

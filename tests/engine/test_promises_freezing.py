@@ -51,7 +51,7 @@ TAMPERED = ("layer1.0.conv1.weight", "layer2.0.bn1.running_mean")
 
 
 def tamper_after_first_batch():
-    """A subscriber arms a global forward pre-hook that, on the next forward of the whole ResNet, nudges one
+    """A subscriber arms a global forward pre-hook that, on the next forward of the whole model, nudges one
     frozen weight and one frozen BN statistic — a bug elsewhere in the process writing into frozen tensors."""
     armed = {"on": False, "done": False}
 
@@ -60,7 +60,7 @@ def tamper_after_first_batch():
             armed["on"] = True
 
     def hook(module, _inputs):
-        if armed["on"] and not armed["done"] and type(module).__name__ == "ResNet":
+        if armed["on"] and not armed["done"] and type(module).__name__ == "TinyResNet":
             with torch.no_grad():
                 module.get_submodule("layer1.0.conv1").weight[0, 0, 0, 0] += 1e-3
                 module.get_submodule("layer2.0.bn1").running_mean[0] += 1e-3

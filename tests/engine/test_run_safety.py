@@ -97,7 +97,7 @@ def test_a_full_disk_fails_the_run_keeps_the_previous_checkpoint_and_leaves_no_t
     recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=3, out=runs)
     recipe.save(tmp_path / "recipe.json")
     child = textwrap.dedent(f"""
-        import json, resource, signal, sys
+        import json, os, resource, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
         from engine.recipe import Recipe
         from engine.train import events as ev
@@ -107,7 +107,9 @@ def test_a_full_disk_fails_the_run_keeps_the_previous_checkpoint_and_leaves_no_t
 
         def fill_the_disk(event):
             if isinstance(event, ev.CheckpointSaved) and event.epoch == 1:
-                resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.RLIM_INFINITY))
+                # no file may grow past half a checkpoint: the next checkpoint's write fails
+                limit = os.path.getsize(event.path) // 2
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
         result = Trainer(Recipe.load({str(tmp_path / "recipe.json")!r}), [fill_the_disk]).fit()
         print(json.dumps({{"status": result.status, "error": result.error, "run_dir": result.run_dir}}))

@@ -28,6 +28,7 @@ HEAD_PATHS = [
     ("mobilenet_v3", "classifier.3"), ("mobilenet_v2", "classifier.1"), ("mnasnet", "classifier.1"),
     ("efficientnet", "classifier.1"), ("squeezenet", "classifier.1"), ("convnext", "classifier.2"),
     ("densenet", "classifier"), ("maxvit", "classifier.5"), ("swin", "head"), ("vit", "heads.head"),
+    ("tiny_resnet", "fc"),  # the suite's own architecture (tests/tiny_arch.py), registered through the zoo
 ]
 
 
@@ -39,13 +40,13 @@ def build_for_surgery(arch: str) -> tuple[nn.Module, torch.device]:
     """The architecture as torchvision builds it for its DEFAULT weights (ViT's image size comes from them)."""
     kwargs = {}
     if zoo.family_of(arch) == "vision_transformer":
-        kwargs["image_size"] = tvm.get_model_weights(arch).DEFAULT.meta["min_size"][0]
+        kwargs["image_size"] = zoo.weights_enum(arch).DEFAULT.meta["min_size"][0]
     if arch.startswith("regnet"):
         if arch not in SMALL_REGNETS:
             pytest.skip("RegNet cannot be built on the meta device; only the two smallest are built on the CPU")
-        return tvm.get_model(arch, **kwargs), torch.device("cpu")
+        return zoo.get_model(arch, **kwargs), torch.device("cpu")
     with torch.device("meta"):
-        return tvm.get_model(arch, **kwargs), torch.device("meta")
+        return zoo.get_model(arch, **kwargs), torch.device("meta")
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")

@@ -50,22 +50,22 @@ def test_feature_extraction_keeps_backbone_bit_identical(image_folder, runs_dir)
         assert torch.equal(before[key], after[key]), f"{key} moved although frozen"
     assert not torch.equal(before["fc.weight"], after["fc.weight"]), "the head did not train"
     verified = rec.of(ev.FreezeVerified)
-    # frozen params + BN running stats
+    # frozen params + BN running stats (tiny_resnet has resnet18's 60 backbone parameters and 20 BatchNorm layers)
     assert verified and verified[0].moved == [] and verified[0].checked_tensors == 60 + 2 * 20
     assert result.summary["phases"][0]["freeze_verified"] is True
-    assert result.summary["phases"][0]["trainable_params"] == 512 * 3 + 3
+    assert result.summary["phases"][0]["trainable_params"] == 32 * 3 + 3
 
 
 def test_weights_name_is_recorded_exactly(image_folder, runs_dir):
     recipe = tiny_recipe(image_folder, "feature_extraction", epochs=1, out=runs_dir)
     assert recipe.model.weights == "DEFAULT"
     result = fit(recipe)
-    assert result.summary["weights"] == "ResNet18_Weights.IMAGENET1K_V1"
+    assert result.summary["weights"] == "TinyResNet_Weights.IMAGENET1K_V1"
     import json
     from pathlib import Path
 
     saved = json.loads((Path(result.run_dir) / "recipe.json").read_text())
-    assert saved["model"]["weights"] == "ResNet18_Weights.IMAGENET1K_V1"
+    assert saved["model"]["weights"] == "TinyResNet_Weights.IMAGENET1K_V1"
 
 
 def test_group_learning_rates_follow_recipe_through_a_step_schedule(image_folder, runs_dir):

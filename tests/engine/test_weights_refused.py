@@ -23,6 +23,15 @@ def _resnet18_imagenet_layout() -> dict[str, torch.Tensor]:
         return tvm.resnet18().state_dict()  # 1000-class head, 3-channel input: a torchvision file as downloaded
 
 
+@cache
+def _tiny_imagenet_layout() -> dict[str, torch.Tensor]:
+    from engine.model import zoo
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        return zoo.get_model("tiny_resnet").state_dict()  # its 10-class "pretrained" head, 3-channel input
+
+
 def _save(tmp_path, state, name="weights.pth"):
     path = tmp_path / name
     torch.save(state, path)
@@ -85,10 +94,10 @@ def test_cli_refuses_a_foreign_weights_file_and_prints_the_report_of_a_good_one(
     foreign = _save(tmp_path, tvm.mobilenet_v3_small().state_dict(), "foreign.pth")
     assert cli_main(["train", str(recipe_path), "--weights-file", str(foreign), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "does not fit resnet18: 0 of 100 backbone tensors match" in err
+    assert "does not fit tiny_resnet: 0 of 100 backbone tensors match" in err
     assert list((tmp_path / "runs").glob("*")) == []  # nothing trained
 
-    good = _save(tmp_path, _resnet18_imagenet_layout(), "good.pth")
+    good = _save(tmp_path, _tiny_imagenet_layout(), "good.pth")
     assert cli_main(["train", str(recipe_path), "--weights-file", str(good), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert f"Weights: loaded {good}: 100 of 100 backbone tensors; new head (2 tensors)" in err

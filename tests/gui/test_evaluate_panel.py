@@ -405,7 +405,7 @@ def test_filters_feature_maps_and_drift_side_by_side(qtbot, panel):
     with qtbot.waitSignal(network.feature_maps_shown, timeout=TIMEOUT_MS,
                           check_params_cb=lambda answer: answer["stage"] == "layer1") as maps:
         network.set_stage("layer1")
-    assert maps.args[0]["size"] == (8, 8)  # 32-pixel crops: layer1 works at a quarter of the side
+    assert maps.args[0]["size"] == (32, 32)  # 32-pixel crops: tiny_resnet's layer1 works at the full side
 
 
 def test_a_gallery_selection_chooses_the_image_of_the_feature_maps(qtbot, panel):

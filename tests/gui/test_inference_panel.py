@@ -76,7 +76,7 @@ def test_dropped_images_are_predicted_as_the_engine_predicts(qtbot, panel, runs_
     best = newest_best(runs_root)
     with qtbot.waitSignal(panel.checkpoint_loaded, timeout=TIMEOUT_MS) as loaded:
         panel.set_checkpoint(str(best))
-    assert "resnet18" in panel.checkpointInfoLabel.text() and "3 classes" in panel.checkpointInfoLabel.text()
+    assert "tiny_resnet" in panel.checkpointInfoLabel.text() and "3 classes" in panel.checkpointInfoLabel.text()
 
     files = [image_folder / "dog" / "dog_000.png", image_folder / "fox" / "fox_003.png",
              image_folder / "cat" / "truncated.jpg"]

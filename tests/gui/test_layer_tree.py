@@ -54,7 +54,7 @@ def test_feature_extraction_tree_shows_the_head_trainable_and_the_body_frozen(pa
     assert check_state(panel, "") == Qt.CheckState.PartiallyChecked
     label = panel.findChild(QLabel, "trainableLabel")
     assert label.text() == trainable_summary(tree_root(panel))
-    assert label.text().startswith("trainable 1,026 of ")  # resnet18's new 2-class head: 512 × 2 + 2
+    assert label.text().startswith("trainable 66 of ")  # tiny_resnet's new 2-class head: 32 × 2 + 2
 
 
 def test_unticking_layer4_thaws_exactly_layer4(panel):
@@ -136,7 +136,7 @@ def test_context_menu_sets_bn_modes(panel):
     assert phase(panel).bn_modes == {"layer1": "frozen_stats"}
     assert panel.tree_model.index_of("layer1.0.bn1").siblingAtColumn(COL_BN).data() == "frozen_stats"
     # frozen_stats keeps the affine parameters training: the BN layer's 128 parameters now train.
-    assert tree_root(panel).find("layer1.0.bn1").trainable_params == 128
+    assert tree_root(panel).find("layer1.0.bn1").trainable_params == 16
 
     freeze_menu = panel.context_menu(panel.tree_model.index_of("layer1"))
     next(a for a in freeze_menu.actions() if a.text() == "Freeze subtree").trigger()
@@ -212,7 +212,7 @@ def test_the_columns_come_from_one_list(panel):
         c.title for c in COLUMNS]
     assert [view.header().sectionSize(i) for i in range(model.columnCount())] == [c.width for c in COLUMNS]
     params = model.index_of("fc", COL_PARAMS)
-    assert params.data() == "1,026" and params.data(Qt.ItemDataRole.TextAlignmentRole) & Qt.AlignmentFlag.AlignRight
+    assert params.data() == "66" and params.data(Qt.ItemDataRole.TextAlignmentRole) & Qt.AlignmentFlag.AlignRight
     assert not model.index_of("fc", COL_BN).data(Qt.ItemDataRole.TextAlignmentRole)
 
 

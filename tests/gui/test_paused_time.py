@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -18,18 +17,11 @@ from gui.main_window import MainWindow
 from gui.panels.runs_panel import COLUMNS
 from gui.panels.training_panel import RunProgress
 from gui.widgets.formatting import duration_text
-from tests.helpers import tiny_recipe
+from tests.helpers import jump_clocks, tiny_recipe
 
 RUN_TIMEOUT_MS = 60_000
 PAUSE_S = 3600.0
 WALL = [c.title for c in COLUMNS].index("Training time")
-
-
-def jump_clocks(monkeypatch, seconds: float) -> None:
-    """time.perf_counter (the engine's clocks) and time.monotonic (the studio's ETA) move `seconds` forward."""
-    perf, mono = time.perf_counter, time.monotonic
-    monkeypatch.setattr(time, "perf_counter", lambda: perf() + seconds)
-    monkeypatch.setattr(time, "monotonic", lambda: mono() + seconds)
 
 
 def test_an_hour_of_pause_is_in_no_time_or_rate_the_studio_shows(qtbot, monkeypatch, image_folder, tmp_path,

@@ -104,7 +104,7 @@ def test_open_recipe_loads_the_run_recipe_into_the_document(panel, image_folder)
     recipe = document.recipe
     assert recipe.strategy == "feature_extraction" and recipe.name == "tiny-feature_extraction"
     assert [p.name for p in recipe.phases] == ["feature_extraction"] and recipe.total_epochs == 2
-    assert recipe.model.weights.startswith("ResNet18_Weights.")  # the exact weights the run used
+    assert recipe.model.weights.startswith("TinyResNet_Weights.")  # the exact weights the run used
     assert document.path == ""  # saving asks for a new file instead of overwriting the old one
 
 

@@ -105,12 +105,12 @@ def test_a_new_document_is_the_feature_extraction_preset_exactly(qtbot):
 def test_a_generated_run_name_follows_the_strategy_from_every_place(window, image_folder, tmp_path, strategy):
     for place, apply in entry_points_for(strategy).items():
         window.document.set_recipe(start_recipe(image_folder, tmp_path))
-        assert window.document.recipe.name == "resnet18-feature_extraction"
+        assert window.document.recipe.name == "tiny_resnet-feature_extraction"
         apply(window, strategy)
-        assert window.document.recipe.name == f"resnet18-{strategy}", place
-        assert window.windowTitle() == f"Thaw — resnet18-{strategy}[*]"
+        assert window.document.recipe.name == f"tiny_resnet-{strategy}", place
+        assert window.windowTitle() == f"Thaw — tiny_resnet-{strategy}[*]"
         edit = run_name_edit(window)
-        assert edit.text() == "" and edit.placeholderText() == f"resnet18-{strategy}"  # shown greyed: generated
+        assert edit.text() == "" and edit.placeholderText() == f"tiny_resnet-{strategy}"  # shown greyed: generated
 
 
 def test_the_issues_path_fresh_start_then_the_gradual_button_names_the_run_gradual(qtbot):
@@ -145,9 +145,9 @@ def test_a_typed_run_name_is_kept_by_every_place_and_by_a_model_change(qtbot, wi
 def test_clearing_the_typed_name_gives_back_a_name_that_follows(qtbot, window):
     type_run_name(qtbot, window, "pets baseline")
     type_run_name(qtbot, window, "")
-    assert window.document.recipe.name == "resnet18-feature_extraction"
+    assert window.document.recipe.name == "tiny_resnet-feature_extraction"
     from_menu(window, "from_scratch")
-    assert window.document.recipe.name == "resnet18-from_scratch"
+    assert window.document.recipe.name == "tiny_resnet-from_scratch"
 
 
 def test_an_opened_recipe_keeps_its_typed_name_and_a_generated_one_follows(window, image_folder, tmp_path):

@@ -1,0 +1,244 @@
+"""Hand-planted bugs: the edits a careless change would make where Thaw keeps a promise, each with the tests that
+must catch it (docs/TESTING.md lists them). Not part of `make test`: it edits the source, runs the named tests, and
+restores the file, one bug at a time.
+
+    .venv/bin/python bench/planted_bugs.py              # every bug: planted, tests run, caught or not, restored
+    .venv/bin/python bench/planted_bugs.py 3 17         # bugs 3 and 17 only
+    .venv/bin/python bench/planted_bugs.py --list       # the table
+
+A bug is one textual edit (`old` → `new`, which must occur exactly once in its file). It counts as caught when the
+tests fail with it planted; each bug's tests are also run without it first (`--check-clean`) to be sure they pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Bug:
+    file: str
+    function: str
+    what: str  # the edit in words
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+HEAD_FIT = "tests/engine/test_promises_head_fit.py"
+STOPPING = "tests/engine/test_promises_stopping.py"
+ANALYSES = "tests/engine/test_promises_analyses.py"
+ESTIMATE = "tests/engine/test_promises_estimate.py"
+CHECKS = "tests/engine/test_promises_input_checks.py"
+DATA = "tests/engine/test_promises_data.py"
+PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
+
+BUGS: list[Bug] = [
+    Bug("engine/train/loop.py", "fit_head_epoch", "the pause during a fit not taken off the run's clock",
+        "        clock.add_pause(waited)\n        paused[0] += waited",
+        "        paused[0] += waited",
+        (f"{PAUSED}[fitted head]",)),
+    Bug("engine/train/loop.py", "fit_head_epoch", "the pause during a fit counted in the fit's seconds",
+        "        paused[0] += waited\n", "",
+        (f"{PAUSED}[fitted head]",)),
+    Bug("engine/train/loop.py", "train_one_epoch", "a batch's time includes the pause before it",
+        "        step_seconds = now - tick - paused", "        step_seconds = now - tick",
+        (f"{PAUSED}[cached-feature epochs]", f"{PAUSED}[image epochs]")),
+    Bug("engine/train/head_fit.py", "stratified_folds", "each class dealt from fold 0 (no offset): unequal folds",
+        "        offset += len(members)  # the next class's first sample goes to the next fold: balanced fold sizes\n",
+        "",
+        (f"{HEAD_FIT}::test_every_image_is_in_one_fold_and_the_folds_are_balanced",)),
+    Bug("engine/train/head_fit.py", "stratified_folds", "a class's samples dealt in file order, not shuffled",
+        "        members = members[torch.randperm(len(members), generator=generator)]\n", "",
+        (f"{HEAD_FIT}::test_the_folds_are_a_shuffle_drawn_from_the_generator",)),
+    Bug("engine/train/head_fit.py", "_fit", "every repeat reuses the first repeat's shuffle",
+        "            if fold % folds == 0:  # a new shuffle for each repeat",
+        "            if fold == 0:  # a new shuffle for each repeat",
+        (f"{HEAD_FIT}::test_each_repeat_draws_its_own_shuffle_and_the_scores_pool_every_repeat",)),
+    Bug("engine/train/head_fit.py", "_fit", "the scores of several repeats summed, not averaged",
+        "        cv_loss = [v / (repeats * len(rows)) for v in cv_loss]",
+        "        cv_loss = [v / len(rows) for v in cv_loss]",
+        (f"{HEAD_FIT}::test_each_repeat_draws_its_own_shuffle_and_the_scores_pool_every_repeat",)),
+    Bug("engine/train/head_fit.py", "_fit", "the views of an image spread over other folds (repeat_interleave)",
+        "fold_of = fold_of.to(train.device).repeat(views)",
+        "fold_of = fold_of.to(train.device).repeat_interleave(views)",
+        (f"{HEAD_FIT}::test_every_view_of_an_image_is_held_out_with_it",)),
+    Bug("engine/train/head_fit.py", "_best", "val_loss read in the wrong direction (the highest loss wins)",
+        "    score = [-loss for loss in cv_loss] if metric == \"val_loss\" else cv_acc",
+        "    score = [loss for loss in cv_loss] if metric == \"val_loss\" else cv_acc",
+        (f"{HEAD_FIT}::test_the_strength_chosen_is_the_best_in_the_metrics_own_direction",)),
+    Bug("engine/train/stopping.py", "EarlyStopping.update", "the score's sign dropped: a higher val_loss is better",
+        "        score = value if self.mode == \"max\" else -value", "        score = value",
+        (f"{STOPPING}::test_val_loss_is_better_when_lower_and_val_acc_when_higher",
+         f"{STOPPING}::test_best_pt_holds_the_best_epoch_by_the_monitored_metric")),
+    Bug("engine/train/stopping.py", "EarlyStopping.update", "patience not reset by a new best",
+        "            self.best_score, self.bad_epochs = score, 0", "            self.best_score = score",
+        (f"{STOPPING}::test_patience_counts_the_epochs_since_the_last_best",)),
+    Bug("engine/train/stopping.py", "EarlyStopping.update", "an equal score counts as a new best",
+        "score > self.best_score + self.config.min_delta", "score >= self.best_score + self.config.min_delta",
+        (f"{STOPPING}::test_val_loss_is_better_when_lower_and_val_acc_when_higher",)),
+    Bug("engine/train/stopping.py", "EarlyStopping.load_state_dict", "a resumed run forgets the epochs without a best",
+        "        self.bad_epochs = int(state.get(\"bad_epochs\", 0))", "        self.bad_epochs = 0",
+        (f"{STOPPING}::test_patience_counts_the_epochs_since_the_last_best",)),
+    Bug("engine/train/trainer.py", "Trainer._end_epoch", "a plateau schedule always reads val_acc",
+        "            phase.schedule.step_epoch(stopping.monitored(val_loss, val_acc))",
+        "            phase.schedule.step_epoch(val_acc)",
+        (f"{STOPPING}::test_a_plateau_schedule_reads_the_monitored_metric_in_its_direction",)),
+    Bug("engine/train/trainer.py", "Trainer._train", "a phase's plateau schedule always maximises",
+        "            phase = ActivePhase.begin(setup, index, stopping.mode, previous, resuming)",
+        "            phase = ActivePhase.begin(setup, index, \"max\", previous, resuming)",
+        (f"{STOPPING}::test_a_plateau_schedule_reads_the_monitored_metric_in_its_direction",)),
+    Bug("engine/infer/label_issues.py", "find_run_label_issues", "--backbone trained still uses the pretrained one",
+        "    built = start_model(checkpoint) if backbone == \"start\" else trained_model(checkpoint)",
+        "    built = start_model(checkpoint)",
+        (f"{ANALYSES}::test_label_issues_use_the_backbone_they_are_asked_for",)),
+    Bug("engine/infer/network_view.py", "NetworkViews.start", "the 'pretrained' side built from the checkpoint",
+        "    def start(self) -> BuiltModel:\n        return start_model(self.checkpoint)",
+        "    def start(self) -> BuiltModel:\n        return trained_model(self.checkpoint)",
+        (f"{ANALYSES}::test_network_views_show_the_pretrained_and_the_fine_tuned_model",)),
+    Bug("engine/infer/network_view.py", "NetworkViews.feature_maps", "the fine-tuned maps drawn from the start model",
+        "                stage_feature_maps(self.trained.model, self.trained.stages, tensor, stage))",
+        "                stage_feature_maps(self.start.model, self.trained.stages, tensor, stage))",
+        (f"{ANALYSES}::test_network_views_show_the_pretrained_and_the_fine_tuned_model",)),
+    Bug("engine/infer/drift.py", "run_weight_drift", "drift measured from the checkpoint's own weights",
+        "    return weight_drift(trained.model, dict(start.model.named_parameters()), trained.stages)",
+        "    return weight_drift(trained.model, dict(trained.model.named_parameters()), trained.stages)",
+        (f"{ANALYSES}::test_drift_runs_from_the_pretrained_file_to_the_checkpoint",)),
+    Bug("engine/infer/evaluation.py", "evaluate_checkpoint", "the OOD score calibrated on the pretrained features",
+        "            predictor.ood = _calibrate(checkpoint, data, built, device, notes)",
+        "            predictor.ood = _calibrate(checkpoint, data, start_model(checkpoint), device, notes)",
+        (f"{ANALYSES}::test_the_ood_calibration_is_fitted_on_the_fine_tuned_features",)),
+    Bug("engine/infer/evaluation.py", "evaluate_checkpoint", "the class check compares counts, not names",
+        "        if list(data.classes) != checkpoint.class_names:\n            raise BadInputError(f\"the run's "
+        "data folder now holds the classes {', '.join(data.classes)}, the \"",
+        "        if len(data.classes) != len(checkpoint.class_names):\n            raise BadInputError(f\"the run's "
+        "data folder now holds the classes {', '.join(data.classes)}, the \"",
+        (f"{ANALYSES}::test_evaluation_and_label_issues_refuse_a_data_folder_whose_classes_changed",
+         f"{ANALYSES}::test_the_cli_refuses_it_in_one_line_with_exit_2")),
+    Bug("engine/infer/label_issues.py", "find_run_label_issues", "the class check compares counts, not names",
+        "    if list(data.classes) != checkpoint.class_names:",
+        "    if len(data.classes) != len(checkpoint.class_names):",
+        (f"{ANALYSES}::test_evaluation_and_label_issues_refuse_a_data_folder_whose_classes_changed",
+         f"{ANALYSES}::test_the_cli_refuses_it_in_one_line_with_exit_2")),
+    Bug("engine/train/estimate.py", "_feature_phase", "an epoch on cached features costs one head step",
+        "        train = _head_step_seconds(phase, x, y) * steps", "        train = _head_step_seconds(phase, x, y)",
+        (f"{ESTIMATE}::test_a_head_trained_in_epochs_on_cached_features_costs_the_pass_once_then_every_epoch",)),
+    Bug("engine/train/estimate.py", "_feature_phase", "a head trained in epochs on features counted as one epoch",
+        "    cost = PhaseCost(phase.index, phase.config.name, kind, epochs, steps,",
+        "    cost = PhaseCost(phase.index, phase.config.name, kind, 1, steps,",
+        (f"{ESTIMATE}::test_the_estimates_epochs_and_steps_are_the_runs",
+         f"{ESTIMATE}::test_a_head_trained_in_epochs_on_cached_features_costs_the_pass_once_then_every_epoch")),
+    Bug("engine/train/estimate.py", "_feature_phase", "the feature pass over one view whatever feature_views says",
+        "    images = views * len(train_set) + len(setup.data.val)",
+        "    images = len(train_set) + len(setup.data.val)",
+        (f"{ESTIMATE}::test_a_head_trained_in_epochs_on_cached_features_costs_the_pass_once_then_every_epoch",)),
+    Bug("engine/train/estimate.py", "_fit_seconds", "the fit's cross-validation repeats not counted",
+        "    return cv * settings.repeats * folds * len(settings.grid)",
+        "    return cv * folds * len(settings.grid)",
+        (f"{ESTIMATE}::test_a_fitted_head_costs_its_cross_validation_and_final_fit_once",)),
+    Bug("engine/train/estimate.py", "estimate_run", "features of an earlier phase reused after the backbone trained",
+        "            features_ready = False  # the backbone trains: a later head-only phase computes features again\n",
+        "",
+        (f"{ESTIMATE}::test_a_later_head_only_phase_after_the_backbone_trained_computes_its_features_again",)),
+    Bug("engine/recipe.py", "Recipe.validate", "too few extra-channel statistics accepted",
+        "            if values and len(values) != n_extra:", "            if values and len(values) > n_extra:",
+        (f"{CHECKS}::test_extra_channel_statistics_have_one_value_per_extra_channel",)),
+    Bug("engine/recipe.py", "OptimizerConfig.validate", "Nesterov accepted without momentum (torch refuses later)",
+        "        if self.nesterov and (self.name != \"sgd\" or self.momentum == 0):",
+        "        if self.nesterov and self.name != \"sgd\":",
+        (f"{CHECKS}::test_nesterov_needs_momentum_too",)),
+    Bug("engine/recipe.py", "HeadConfig", "a dropout of 1 (the head sees only zeros) accepted",
+        "    dropout: float = number(0.0, 0, 1, high_open=True)", "    dropout: float = number(0.0, 0, 1)",
+        (f"{CHECKS}::test_each_rule_refuses_its_bad_value_naming_the_field",)),
+    Bug("engine/recipe.py", "check_distributed_device", "'cuda:0' shared by several processes accepted",
+        "    if device.startswith(\"cuda:\"):", "    if device.startswith(\"cuda:\") and device != \"cuda:0\":",
+        (f"{CHECKS}::test_several_processes_refuse_a_device_they_cannot_share",)),
+    Bug("engine/recipe.py", "PhaseConfig.validate", "two groups of one name accepted",
+        "            names.add(group.name)\n", "",
+        (f"{CHECKS}::test_each_rule_refuses_its_bad_value_naming_the_field",)),
+    Bug("engine/recipe.py", "DataConfig", "val_fraction 0 (no validation images) accepted",
+        "    val_fraction: float = number(0.2, 0, 1, True, True)", "    val_fraction: float = number(0.2, 0, 1)",
+        (f"{CHECKS}::test_each_rule_refuses_its_bad_value_naming_the_field",)),
+    Bug("engine/data/datasets.py", "stratified_split", "the split follows the file system's listing order",
+        "        items = sorted(by_class[label])", "        items = list(by_class[label])",
+        (f"{DATA}::test_the_split_does_not_depend_on_the_order_files_are_listed",)),
+    Bug("engine/data/datasets.py", "stratified_split", "a small class left out of validation",
+        "            n_val = min(max(1, n_val), len(items) - 1)", "            n_val = min(n_val, len(items) - 1)",
+        (f"{DATA}::test_every_class_of_two_images_or_more_is_in_both_splits",)),
+    Bug("engine/data/datasets.py", "sample_seed", "one augmentation draw shared by every sample of an epoch",
+        "    return (seed * 1_000_003 + epoch * 7_919 + index * 104_729) % (2**63 - 1)",
+        "    return (seed * 1_000_003 + epoch * 7_919) % (2**63 - 1)",
+        (f"{DATA}::test_each_sample_draws_its_own_augmentation",)),
+    Bug("engine/data/datasets.py", "prepare_data", "validation images augmented like training images",
+        "                        ImageFiles(val, eval_transform, channels, seed),",
+        "                        ImageFiles(val, train_transform, channels, seed),",
+        (f"{DATA}::test_validation_images_are_never_augmented",)),
+    Bug("engine/data/datasets.py", "check_same_classes", "a resumed run's classes compared by count only",
+        "    if list(found) != list(expected):", "    if len(found) != len(expected):",
+        ("tests/engine/test_hostile_cli.py::"
+         "test_resume_is_refused_while_another_process_trains_the_run_and_follows_a_moved_data_folder",)),
+]
+
+
+def plant(bug: Bug) -> str:
+    path = ROOT / bug.file
+    source = path.read_text()
+    count = source.count(bug.old)
+    if count != 1:
+        raise SystemExit(f"{bug.file}: the text to replace occurs {count} times (must be once):\n{bug.old}")
+    path.write_text(source.replace(bug.old, bug.new))
+    return source
+
+
+def run_tests(tests: tuple[str, ...]) -> tuple[bool, float]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT,
+                          env=env, capture_output=True, text=True)
+    return proc.returncode == 0, time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("numbers", nargs="*", type=int, help="bug numbers (1-based); default: all")
+    parser.add_argument("--list", action="store_true", help="print the table and exit")
+    parser.add_argument("--check-clean", action="store_true", help="first run each bug's tests without the bug")
+    args = parser.parse_args()
+    chosen = args.numbers or list(range(1, len(BUGS) + 1))
+    if args.list:
+        for n in chosen:
+            b = BUGS[n - 1]
+            print(f"{n}. {b.file}:{b.function} — {b.what}\n   caught by {', '.join(b.tests)}")
+        return 0
+    escaped = []
+    for n in chosen:
+        bug = BUGS[n - 1]
+        if args.check_clean:
+            passed, _ = run_tests(bug.tests)
+            if not passed:
+                print(f"{n}. the tests fail WITHOUT the bug: {', '.join(bug.tests)}", flush=True)
+                escaped.append(n)
+                continue
+        original = plant(bug)
+        try:
+            passed, seconds = run_tests(bug.tests)
+        finally:
+            (ROOT / bug.file).write_text(original)
+        print(f"{n}. {bug.file}:{bug.function} — {bug.what}: {'ESCAPED' if passed else 'caught'} ({seconds:.0f} s)",
+              flush=True)
+        if passed:
+            escaped.append(n)
+    print(f"{len(chosen) - len(escaped)} of {len(chosen)} caught" + (f"; escaped: {escaped}" if escaped else ""))
+    return 1 if escaped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
