@@ -7,8 +7,11 @@ lesson_feature_extraction  the lesson's feature extraction exactly: the head tra
 fine_tune_all              everything trains, discriminative rates: early 1e-5, middle 1e-4, head 1e-3
 gradual_unfreezing         head fitted to convergence → + layer4 (the last body stage) 5 epochs → all 10 epochs
 extract_then_finetune      the lesson's CIFAR pipeline: feature extraction (the head fitted to convergence), then
-                           5 epochs all layers
+                           5 epochs all layers at a third of the rates (head 3e-4, middle 3e-5, early 3e-6)
 from_scratch               no pretrained weights, everything trains (the baseline to compare against)
+
+Every phase after a fitted head keeps BatchNorm's pretrained statistics and warms its rates up over one epoch,
+then follows a cosine (`_after_fitted_head`; why: docs/RECIPES.md, "Fine-tuning after a fitted head").
 
 Why a fitted head: with cached features a step of the head costs microseconds, yet the lesson's schedule gives
 it ~30 Adam steps before cutting the rate, and the frozen features' accuracy is left on the table (issue 11:
@@ -39,6 +42,16 @@ def _adam_step(step_size: int) -> tuple[OptimizerConfig, ScheduleConfig]:
     return OptimizerConfig(name="adam"), ScheduleConfig(name="step", step_size=step_size, gamma=0.1)
 
 
+def _after_fitted_head(phase: PhaseConfig) -> PhaseConfig:
+    """A phase that continues from a fitted head, made not to damage it (issue 20; docs/RECIPES.md, "Fine-tuning
+    after a fitted head"): BatchNorm keeps the pretrained statistics (its scale and shift still train) and the
+    rates warm up over the first epoch, then follow a cosine to zero. Only the BatchNorm layers of what the phase
+    trains: a frozen_stats entry trains a layer's scale and shift, and the frozen stages must stay frozen."""
+    phase.bn_modes = {path: "frozen_stats" for path in phase.trainable}
+    phase.schedule = ScheduleConfig(name="cosine", warmup_epochs=1)
+    return phase
+
+
 def strategy_phases(strategy: str, epochs: int | None = None, last_stage: str | list[str] = "layer4"
                     ) -> list[PhaseConfig]:
     """The phases of a strategy. `epochs` scales the lesson's epoch counts to a total (None: the lesson's)."""
@@ -55,16 +68,20 @@ def strategy_phases(strategy: str, epochs: int | None = None, last_stage: str | 
     elif strategy == "gradual_unfreezing":
         phases = [
             PhaseConfig("head", 5, ["head"], lr=1e-3, head_fit="converge"),
-            PhaseConfig(f"head+{tail[0]}", 5, [*tail, "head"], lr_preset="discriminative", lr=1e-3),
-            PhaseConfig("all", 10, ["all"], lr_preset="discriminative", lr=1e-3),
+            _after_fitted_head(PhaseConfig(f"head+{tail[0]}", 5, [*tail, "head"], lr_preset="discriminative",
+                                           lr=1e-3)),
+            _after_fitted_head(PhaseConfig("all", 10, ["all"], lr_preset="discriminative", lr=1e-3)),
         ]
     elif strategy == "extract_then_finetune":
         opt, sched = _adam_step(7)
-        opt2, sched2 = _adam_step(5)
         phases = [
             PhaseConfig("feature_extraction", 10, ["head"], lr=1e-3, optimizer=opt, schedule=sched,
                         head_fit="converge"),
-            PhaseConfig("fine_tune", 5, ["all"], lr_preset="discriminative", lr=1e-3, optimizer=opt2, schedule=sched2),
+            # every layer thaws at once (no stage-by-stage start as in gradual unfreezing): a third of the rates,
+            # as LP-FT's fine-tuning stage is slower than its probe; at 1e-3 one task of bench/fine_tuning.py ended
+            # 4 validation images under its head, at 1e-4 another (docs/RECIPES.md)
+            _after_fitted_head(PhaseConfig("fine_tune", 5, ["all"], lr_preset="discriminative", lr=3e-4,
+                                           optimizer=OptimizerConfig(name="adam"))),
         ]
     elif strategy == "from_scratch":
         phases = [PhaseConfig("from_scratch", 20, ["all"], lr=1e-3, optimizer=OptimizerConfig(name="adam"),

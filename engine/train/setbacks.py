@@ -60,7 +60,6 @@ class PhaseWatch:
         self.previous: EpochFigures | None = None  # the latest finished epoch
         self.start: EpochFigures | None = None  # the epoch before the current phase's first one
         self.phase_best_val: float | None = None
-        self.first_said = False
 
     def images(self, accuracy_drop: float) -> int:
         """A drop of validation accuracy in validation images (counts, not floats: 0.925 − 0.875 < 0.05)."""
@@ -70,7 +69,7 @@ class PhaseWatch:
                        ) -> list[ev.PhaseSetBack]:
         out: list[ev.PhaseSetBack] = []
         if self.previous is None or self.previous.phase_index != figures.phase_index:  # a phase's first epoch
-            self.start = self.previous if self.previous is not None and figures.phase_index > 0 else None
+            self.start = self.previous  # None in the run's first epoch
             self.phase_best_val = None
             if self.start is not None:
                 train_drop = self.start.train_acc - figures.train_acc
