@@ -47,8 +47,8 @@ from engine.infer.run_checkpoint import (
     trained_model,
 )
 from engine.infer.run_features import split_features
+from engine.io_files import write_json_atomic
 from engine.train.events import EvaluationWritten, Event, RunFinished
-from engine.train.runs import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,9 @@ from engine.infer.parity import (
     compare,
 )
 from engine.infer.quantize import CALIBRATION_METHODS, Int8Settings, quantize_int8
+from engine.io_files import write_json_atomic
 from engine.train.checkpoints import load_checkpoint
-from engine.train.runs import CHECKPOINT_DIR, checkpoint_path, write_json_atomic
+from engine.train.runs import CHECKPOINT_DIR, checkpoint_path
 
 REPORT_SUFFIX = ".report.json"
 FAILED_SUFFIX = ".failed.json"

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.io_files import write_json_atomic
 from engine.train import events as ev
 from engine.train.checkpoints import link_checkpoint
 from engine.train.metrics import BATCH_COLUMNS, EPOCH_COLUMNS, batch_row, epoch_row, lr_columns
@@ -27,7 +28,6 @@ from engine.train.runs import (
     SUMMARY_FILE,
     checkpoint_path,
     read_csv_rows,
-    write_json_atomic,
 )
 
 

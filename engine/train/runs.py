@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ThawError
+from engine.io_files import write_json_atomic
 
 RECIPE_FILE = "recipe.json"
 METRICS_FILE = "metrics.csv"
@@ -108,21 +109,6 @@ def new_run_dir(root: str | Path, name: str) -> Path:
 
 def checkpoint_path(run_dir: str | Path, kind: str) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"{kind}.pt"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Temp file, fsync, rename: a reader sees the old or the new content, never a part; a failed write
-    (disk full) leaves the old file and no temp file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
