@@ -16,12 +16,12 @@ one-process run (no torchrun, or WORLD_SIZE 1) goes through the same hooks uncha
   reaches them all — stops every rank before the same batch); errors found on rank 0 alone reach every rank
   (`shared`, `on_main`).
 - **Figures over all processes**: per-batch loss and accuracy are averaged over the ranks (equal shares of every
-  global batch, engine/train/distributed_data.py), an epoch's running sums are summed, validation is sharded and
+  global batch, engine/train/sampling.py), an epoch's running sums are summed, validation is sharded and
   reduced.
 
-Data order, sharded validation and cached features: engine/train/distributed_data.py. DDP wrapping, SyncBatchNorm
-and learning-rate scaling: engine/train/distributed_model.py. Starting torchrun from `train --processes N` and
-from the studio: engine/train/launch.py.
+Data order: engine/train/sampling.py; sharded validation and cached features: engine/train/distributed_data.py.
+DDP wrapping, SyncBatchNorm and learning-rate scaling: engine/train/distributed_model.py. Starting torchrun from
+`train --processes N` and from the studio: engine/train/launch.py.
 """
 
 from __future__ import annotations

@@ -43,9 +43,9 @@ from engine.errors import BadInputError, ThawError
 from engine.recipe import Recipe
 from engine.train import events as ev
 from engine.train.checkpoints import save_checkpoint
+from engine.train.eval_step import in_eval_mode, logits_of, to_device
 from engine.train.feature_cache import FeatureStore, cache_key
 from engine.train.head_fit import FitSettings, iteration_seconds
-from engine.train.loop import in_eval_mode, logits_of, to_device
 from engine.train.narrate import duration_text, seconds_text, size_text
 from engine.train.phase import ActivePhase, phase_epochs
 from engine.train.setup import RunSetup, assemble, ram_cache_plan

@@ -11,23 +11,19 @@ Time spent paused is excluded from the epoch's seconds and from images/s.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
 
 import torch
-from torch import nn
 
 from engine.errors import ThawError
 from engine.model.groups import current_lrs
 from engine.train import events as ev
-from engine.train.devices import DeviceSetup
+from engine.train.eval_step import logits_of, to_device
 from engine.train.head_fit import Progress, fit_head, write_parameters
 from engine.train.phase import ActivePhase
-from engine.train.setup import epoch_order, epoch_seed, seed_everything
+from engine.train.sampling import epoch_order, epoch_seed, seed_everything
 from engine.train.state import RunClock, TrainingState
 
 RATE_WINDOW = 20  # batches in the running images/s
@@ -164,46 +160,3 @@ def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCont
         fit.calibrated_cv_loss if math.isfinite(fit.calibrated_cv_loss) else None)
     bus.emit(phase.fitted)
     return True
-
-
-def evaluate(model: nn.Module, batches, device: DeviceSetup, criterion: nn.Module, max_batches: int = 0
-             ) -> tuple[float, float]:
-    """(mean loss, accuracy 0..1) in eval mode, without gradients; the model's modes are restored exactly after
-    (BatchNorm layers with frozen statistics stay in eval mode)."""
-    loss_sum, correct, seen = 0.0, 0, 0
-    with in_eval_mode(model), torch.no_grad():
-        for i, (images, labels) in enumerate(batches):
-            if max_batches and i >= max_batches:
-                break
-            images, labels = to_device(images, labels, device)
-            with device.autocast():
-                logits = logits_of(model(images))
-            loss_sum += float(criterion(logits.float(), labels)) * labels.numel()
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += labels.numel()
-    return (loss_sum / seen if seen else float("nan")), (correct / seen if seen else 0.0)
-
-
-@contextlib.contextmanager
-def in_eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """`model` in eval mode inside the block; every module's own mode restored exactly after (a BatchNorm layer
-    with frozen statistics stays in eval mode, a training one goes back to training)."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes.items():
-            module.training = training
-
-
-def logits_of(output: Any) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else output  # GoogLeNet/Inception named tuples
-
-
-def to_device(images: torch.Tensor, labels: torch.Tensor, device: DeviceSetup):
-    non_blocking = device.device.type == "cuda"
-    images = images.to(device.device, non_blocking=non_blocking)
-    if device.channels_last and images.ndim == 4:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, labels.to(device.device, non_blocking=non_blocking)

@@ -9,12 +9,10 @@ import functools
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -32,32 +30,12 @@ from engine.train import events as ev
 from engine.train.checkpoints import load_model_state
 from engine.train.devices import DeviceSetup, setup_device
 from engine.train.distributed import SINGLE, DistContext
-from engine.train.distributed_data import build_feature_set_sharded, rank_order
+from engine.train.distributed_data import build_feature_set_sharded
 from engine.train.distributed_model import scaled_groups, with_sync_batchnorm, wrap_for_training
 from engine.train.feature_cache import build_feature_set, head_only
+from engine.train.sampling import epoch_order, rank_order, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 2_654_435_761 + epoch * 40_503 + 17) % 2**31
-
-
-def epoch_order(n: int, batch_size: int, seed: int, epoch: int, max_batches: int) -> list[int]:
-    """The shuffled sample order of one epoch; a final batch of one sample is dropped (BatchNorm needs two)."""
-    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    order = torch.randperm(n, generator=g).tolist()
-    if max_batches:
-        order = order[: max_batches * batch_size]
-    if len(order) % batch_size == 1 and len(order) > 1:
-        order = order[:-1]
-    return order
 
 
 def auto_workers(dataset_size: int) -> int:
@@ -95,7 +73,7 @@ class RunSetup:
 
     def epoch_order(self, epoch: int) -> list[int]:
         """This process's samples of `epoch`, in order: the epoch's seeded order of global batches, this rank's
-        share of each (engine/train/distributed_data.py); the whole order in a one-process run."""
+        share of each (engine/train/sampling.py); the whole order in a one-process run."""
         r, dist = self.recipe, self.dist
         order = epoch_order(len(self.data.train), self.global_batch, r.seed, epoch, r.data.max_train_batches)
         return rank_order(order, r.batch_size, dist.rank, dist.world_size) if dist.active else order

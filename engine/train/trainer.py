@@ -4,10 +4,11 @@
     Trainer.from_run_dir(run_dir).fit()    → resumes from checkpoints/last.pt, mid-epoch or across a phase boundary
 
 The parts, one job each: engine/train/setup.py builds what a run needs once; engine/train/phase.py applies a
-phase (freeze plan, groups, optimizer, schedule, cached features); engine/train/loop.py trains an epoch and
-validates; engine/train/stopping.py decides the best epoch and early stopping; engine/train/state.py is where the
-run is (what a checkpoint holds); engine/train/run_folder.py writes the run's files from the events. This module
-only puts them in order and writes the checkpoints.
+phase (freeze plan, groups, optimizer, schedule, cached features); engine/train/loop.py trains an epoch;
+engine/train/eval_step.py validates; engine/train/sampling.py seeds and orders the samples;
+engine/train/stopping.py decides the best epoch and early stopping; engine/train/state.py is where the run is (what
+a checkpoint holds); engine/train/run_folder.py writes the run's files from the events. This module only puts them
+in order and writes the checkpoints.
 
 Exactness of a resume: the sample order of an epoch comes from a generator seeded by (seed, epoch), augmentation
 is seeded per sample (engine/data/datasets.py), global RNGs are reseeded at every epoch start and saved at a stop,
@@ -42,7 +43,8 @@ from engine.train.checkpoints import (
 )
 from engine.train.distributed import context_for
 from engine.train.distributed_data import validate_sharded
-from engine.train.loop import TrainingError, evaluate, fit_head_epoch, train_one_epoch
+from engine.train.eval_step import evaluate
+from engine.train.loop import TrainingError, fit_head_epoch, train_one_epoch
 from engine.train.phase import ActivePhase, head_fit_plan, phase_epochs, start_epochs
 from engine.train.run_folder import RunFolder
 from engine.train.run_lock import RunLock

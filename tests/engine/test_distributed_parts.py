@@ -14,12 +14,12 @@ from engine.errors import RecipeError
 from engine.recipe import GroupSpec, Recipe, lr_factor
 from engine.train import events as ev
 from engine.train.distributed import DistContext, Ranks, SyncedControl
-from engine.train.distributed_data import global_batches, rank_order, val_shard
+from engine.train.distributed_data import val_shard
 from engine.train.distributed_model import scaled_groups
 from engine.train.distributed_resume import adapt_state
 from engine.train.launch import ControlWatcher, EventStream, ProcessRun, first_errors, recorded_processes
 from engine.train.optim import build_optimizer, build_schedule
-from engine.train.setup import epoch_order
+from engine.train.sampling import epoch_order, global_batches, rank_order
 from engine.train.state import RunningSums, TrainingState
 from tests.helpers import tiny_recipe
 
