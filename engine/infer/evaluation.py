@@ -417,5 +417,6 @@ class RunEvaluator:
         self.written.append(path)
         if self.emit is not None:
             m = evaluation.metrics
-            self.emit(EvaluationWritten(event.run_dir, str(path), m.count, m.accuracy, m.top_k, m.top_k_accuracy,
-                                        len(evaluation.flagged()), evaluation.seconds))
+            self.emit(EvaluationWritten(run_dir=event.run_dir, path=str(path), count=m.count, accuracy=m.accuracy,
+                                        top_k=m.top_k, top_k_accuracy=m.top_k_accuracy,
+                                        flagged=len(evaluation.flagged()), seconds=evaluation.seconds))

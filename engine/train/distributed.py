@@ -279,8 +279,9 @@ class DistContext:
         accuracy are the ranks' means, and the rate is W times one rank's (the ranks step together)."""
         loss, acc = self.all_reduce([event.train_loss, event.train_acc])
         w = self.world_size
-        return ev.BatchFinished(event.epoch, event.batch, event.batches, event.global_step, loss / w, acc / w,
-                                event.lrs, event.images_per_s * w)
+        return ev.BatchFinished(epoch=event.epoch, batch=event.batch, batches=event.batches,
+                                global_step=event.global_step, train_loss=loss / w, train_acc=acc / w, lrs=event.lrs,
+                                images_per_s=event.images_per_s * w)
 
 
 SINGLE = DistContext()

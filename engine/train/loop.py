@@ -43,7 +43,7 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
     setup.data.train.set_epoch(state.epoch)
     if not state.mid_epoch:
         seed_everything(epoch_seed(r.seed, state.epoch) + setup.dist.rank)  # each process its own dropout masks
-    bus.emit(ev.EpochStarted(state.epoch, phase.index, n_batches))
+    bus.emit(ev.EpochStarted(epoch=state.epoch, phase_index=phase.index, batches=n_batches))
     phase.set_train_mode()
     forward, optimizer, scaler, sums = phase.forward, phase.optimizer, phase.scaler, state.running
     # The first batch of an epoch pays for start-up (loader workers, first kernels, a resume's warm-up): once there
@@ -93,8 +93,8 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
             recent.append((step_seconds, n))
         window = recent or [first]
         rate = sum(k for _, k in window) / max(1e-9, sum(t for t, _ in window))
-        bus.emit(ev.BatchFinished(state.epoch, batch, n_batches, state.global_step, loss_value, sums.accuracy, lrs,
-                                  rate))
+        bus.emit(ev.BatchFinished(epoch=state.epoch, batch=batch, batches=n_batches, global_step=state.global_step,
+                                  train_loss=loss_value, train_acc=sums.accuracy, lrs=lrs, images_per_s=rate))
     return True
 
 
@@ -134,8 +134,9 @@ def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCont
         return control.stop_requested
 
     def progress(p: Progress) -> None:
-        bus.emit(ev.HeadFitProgressed(phase.index, state.epoch, p.stage, p.done, p.total, p.fold, p.l2, p.iteration,
-                                      p.objective))
+        bus.emit(ev.HeadFitProgressed(phase_index=phase.index, epoch=state.epoch, stage=p.stage, done=p.done,
+                                      total=p.total, fold=p.fold, l2=p.l2, iteration=p.iteration,
+                                      objective=p.objective))
 
     head = phase.forward
     generator = torch.Generator().manual_seed(epoch_seed(r.seed, state.epoch))
@@ -152,11 +153,13 @@ def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCont
     if dist.is_main:
         state.running.add(fit.train_loss, round(fit.train_acc * fit.rows), fit.rows)
     state.running.seconds += seconds
-    phase.fitted = ev.HeadFitted(
-        phase.index, state.epoch, fit.l2, list(fit.grid), list(fit.cv_loss), list(fit.cv_acc), fit.folds,
-        r.early_stopping.metric, fit.iterations, fit.converged, fit.cv_iterations, [i for i, _ in fit.curve],
-        [v for _, v in fit.curve],
-        fit.train_loss, fit.train_acc, fit.rows, seconds, max(1, fit.repeats), fit.temperature,
-        fit.calibrated_cv_loss if math.isfinite(fit.calibrated_cv_loss) else None)
+    calibrated = fit.calibrated_cv_loss if math.isfinite(fit.calibrated_cv_loss) else None
+    phase.fitted = ev.HeadFitted(phase_index=phase.index, epoch=state.epoch, l2=fit.l2, grid=list(fit.grid),
+                                 cv_loss=list(fit.cv_loss), cv_acc=list(fit.cv_acc), folds=fit.folds,
+                                 metric=r.early_stopping.metric, iterations=fit.iterations, converged=fit.converged,
+                                 cv_iterations=fit.cv_iterations, curve_iterations=[i for i, _ in fit.curve],
+                                 curve_objective=[v for _, v in fit.curve], train_loss=fit.train_loss,
+                                 train_acc=fit.train_acc, rows=fit.rows, seconds=seconds, repeats=max(1, fit.repeats),
+                                 temperature=fit.temperature, calibrated_cv_loss=calibrated)
     bus.emit(phase.fitted)
     return True

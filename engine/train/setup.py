@@ -125,17 +125,18 @@ def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None
     seed_everything(r.seed)
     augment = train_transform(prep, r.data.augmentation, r.data.horizontal_flip)
     data = prepare_data(r.data, augment, eval_transform(prep), r.model.in_channels, seed=r.seed)
-    bus.emit(ev.DataPrepared(list(data.classes), len(data.train), len(data.val),
-                             [(p.path, p.reason) for p in data.skipped]))
+    bus.emit(ev.DataPrepared(classes=list(data.classes), train_size=len(data.train), val_size=len(data.val),
+                             skipped=[(p.path, p.reason) for p in data.skipped]))
     weights_label = r.model.weights_file or r.model.weights
 
     def download_progress(done: int, total: int) -> None:
-        bus.emit(ev.WeightsDownloadProgress(weights_label, r.model.arch, done, total))
+        bus.emit(ev.WeightsDownloadProgress(weights=weights_label, file=r.model.arch, done_bytes=done,
+                                            total_bytes=total))
 
     seed_everything(r.seed)  # the new head's initialisation depends on the seed only
     built = build_model(r.model, len(data.classes), r.data, download_progress, pretrained=checkpoint is None)
     if built.load_report is not None:
-        bus.emit(ev.WeightsLoaded(built.weights_name, built.load_report.text()))
+        bus.emit(ev.WeightsLoaded(source=built.weights_name, report=built.load_report.text()))
     built.model = with_sync_batchnorm(built.model, r, dist)
     model = built.model.to(device.device)
     if device.channels_last:
@@ -200,7 +201,8 @@ def _enable_ram_cache(setup: RunSetup, bus: ev.EventBus) -> None:
     if plan is None:
         return
     guess = plan.guess
-    bus.emit(ev.DecodedCacheEstimated(guess.images, guess.bytes, plan.budget, plan.enabled, guess.text()))
+    bus.emit(ev.DecodedCacheEstimated(images=guess.images, bytes=guess.bytes, budget=plan.budget, enabled=plan.enabled,
+                                      message=guess.text()))
     if not plan.enabled:
         return
     prep = setup.built.preprocessing
@@ -211,4 +213,5 @@ def _enable_ram_cache(setup: RunSetup, bus: ev.EventBus) -> None:
         ds.cache = cache.view(offset)
         fill(ds.cache, len(ds), ds.decode, plan.workers)
         offset += len(ds)
-    bus.emit(ev.DecodedCacheFilled(len(cache.images), cache.bytes, cache.refused, time.perf_counter() - started))
+    bus.emit(ev.DecodedCacheFilled(images=len(cache.images), bytes=cache.bytes, refused=cache.refused,
+                                   seconds=time.perf_counter() - started))

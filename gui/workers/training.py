@@ -69,10 +69,11 @@ class TrainingWorker(EventForwarder):
             trainer.fit()  # failures during the run arrive as a RunFailed event
         except ThawError as exc:  # bad input, found before the run started: said in the studio's words
             recipe = self.trainer.recipe if self.trainer is not None else self._recipe
-            self._on_event(ev.RunFailed("", studio_error_text(exc, recipe.model.arch if recipe else ""), ""))
+            self._on_event(ev.RunFailed(run_dir="", error=studio_error_text(exc, recipe.model.arch if recipe else ""),
+                                        checkpoint=""))
         except Exception as exc:  # noqa: BLE001 - a bug must reach the user, not kill the thread silently
             log.exception("training could not start")
-            self._on_event(ev.RunFailed("", f"{type(exc).__name__}: {exc}", ""))
+            self._on_event(ev.RunFailed(run_dir="", error=f"{type(exc).__name__}: {exc}", checkpoint=""))
         finally:
             self._return_home()
 

@@ -156,9 +156,10 @@ def test_the_event_subscriber_evaluates_finished_runs_only(alike_run, tmp_path, 
     (run / EVALUATION_FILE).unlink(missing_ok=True)
     told = []
     evaluator = RunEvaluator(emit=told.append)
-    evaluator(ev.RunStopped(str(run), "", 1, 0, 1.0))
+    evaluator(ev.RunStopped(run_dir=str(run), checkpoint="", epoch=1, batch=0, elapsed_seconds=1.0))
     assert not (run / EVALUATION_FILE).exists()
-    evaluator(ev.RunFinished(str(run), "finished", 2, 2, 1.0, 1.0, 1.0))
+    evaluator(ev.RunFinished(run_dir=str(run), status="finished", epochs_done=2, best_epoch=2, best_val_acc=1.0,
+                             final_val_acc=1.0, elapsed_seconds=1.0))
     assert (run / EVALUATION_FILE).is_file() and evaluator.written == [run / EVALUATION_FILE]
     saved = Evaluation.load(run / EVALUATION_FILE)
     (written,) = told
@@ -166,7 +167,8 @@ def test_the_event_subscriber_evaluates_finished_runs_only(alike_run, tmp_path, 
     assert (written.count, written.accuracy) == (saved.metrics.count, saved.metrics.accuracy)
     (tmp_path / "empty-run").mkdir()
     with caplog.at_level(logging.WARNING):
-        evaluator(ev.RunFinished(str(tmp_path / "empty-run"), "finished", 1, 1, 1.0, 1.0, 1.0))  # no checkpoint
+        evaluator(ev.RunFinished(run_dir=str(tmp_path / "empty-run"), status="finished", epochs_done=1, best_epoch=1,
+                                 best_val_acc=1.0, final_val_acc=1.0, elapsed_seconds=1.0))  # no checkpoint
     assert "not evaluated" in caplog.text and "empty-run" in caplog.text and len(told) == 1
     assert not (tmp_path / "empty-run" / EVALUATION_FILE).exists()
 
