@@ -167,7 +167,7 @@ def _as_rank(make, quiet: bool) -> int:
         if stream is not None:
             pid = os.environ.get(LAUNCHER_PID_ENV, "")
             watcher = ControlWatcher(channel, control, int(pid) if pid.isdigit() else None).start()
-        code = _run_trainer(trainer, control, stream)
+        code = _run_trainer(trainer, control)
         # Started by a launcher, the outcome travels in the stream; a failure still exits non-zero, so that
         # torchrun ends the other ranks at once instead of leaving them waiting on this one.
         return code if channel is None else EXIT_FAILED if code == EXIT_FAILED else EXIT_OK
@@ -197,8 +197,10 @@ def _as_rank(make, quiet: bool) -> int:
         leave(together=code in (EXIT_OK, EXIT_STOPPED))
 
 
-def _run_trainer(trainer, control, stream) -> int:
-    _evaluate_at_the_end(trainer, stream)
+def _run_trainer(trainer, control) -> int:
+    """Train, then evaluate a finished run (engine/infer/fit_and_evaluate.py: said on the console, or in the
+    launcher's stream, as every event of the run is)."""
+    from engine.infer.fit_and_evaluate import fit_and_evaluate
 
     def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly with a checkpoint; second: abort
         if control.stop_requested:
@@ -209,7 +211,7 @@ def _run_trainer(trainer, control, stream) -> int:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = trainer.fit()
+        result = fit_and_evaluate(trainer)
     finally:
         signal.signal(signal.SIGINT, previous)
     if result.status == "failed":
@@ -217,17 +219,6 @@ def _run_trainer(trainer, control, stream) -> int:
     if result.status == "stopped":
         return EXIT_STOPPED
     return EXIT_OK
-
-
-def _evaluate_at_the_end(trainer, stream) -> None:
-    """A finished run's best checkpoint is evaluated on the validation split (evaluation.json), said on the console
-    (or in the launcher's stream)."""
-    from engine.infer.evaluation import RunEvaluator
-    from engine.train.devices import pick_device
-
-    emit = stream or next((c for c, _critical in trainer.bus.subscribers if isinstance(c, ConsoleReporter)), None)
-    trainer.bus.subscribe(RunEvaluator(pick_device(trainer.dist.training_device(trainer.recipe.device))[0],
-                                       emit=emit or (lambda event: None)))
 
 
 # --- the launcher: this process starts torchrun and prints what rank 0 streams back ------------------------------
