@@ -16,6 +16,7 @@ rank exits with its own code (torchrun reports any that is not 0, a stop's 3 inc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from engine.cli.console import ConsoleReporter
 from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED
+from engine.errors import BadInputError, ThawError
+from engine.train.events import EventBus, RunControl
 
 
 def register(sub) -> None:
@@ -58,7 +61,6 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from engine.errors import BadInputError
     from engine.planning.presets import _scale_epochs
     from engine.recipe import Recipe
     from engine.train.launch import under_torchrun
@@ -97,10 +99,7 @@ def cmd_train(args) -> int:
 
 def dry_run(recipe, as_json: bool) -> int:
     """The estimate on stdout (the data and weights lines on stderr, as a run prints them); bad input raises."""
-    import json
-
     from engine.train.estimate import estimate_run
-    from engine.train.events import EventBus
 
     estimate = estimate_run(recipe, bus=EventBus([ConsoleReporter(quiet=True)]))
     if as_json:
@@ -131,7 +130,6 @@ def cmd_resume(args) -> int:
 
 
 def _processes(value: int) -> int:
-    from engine.errors import BadInputError
     from engine.recipe import MAX_PROCESSES
 
     if not 1 <= value <= MAX_PROCESSES:
@@ -150,9 +148,7 @@ def _saved(recipe, channel: Path) -> str:
 def _as_rank(make, quiet: bool) -> int:
     """Build the trainer and train. Printed by this process, or — started by a launcher — streamed to it
     (engine/train/launch.py): rank 0 writes every event and, last, its exit code; other ranks only take part."""
-    from engine.errors import BadInputError, ThawError
     from engine.train.distributed import Ranks, ReportedOnMain, leave
-    from engine.train.events import RunControl
     from engine.train.launch import LAUNCHER_PID_ENV, ControlWatcher, EventStream, launched_channel
 
     channel = launched_channel()

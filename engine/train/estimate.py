@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from engine.data.ram_cache import DecodedImageCache
@@ -148,8 +149,6 @@ class _Memory:
     """The process's peak resident set size over the samples taken, and the GPU's peak allocation."""
 
     def __init__(self, device: torch.device):
-        import psutil
-
         self._process = psutil.Process()
         self.peak = self._process.memory_info().rss
         self.cuda = device.type == "cuda"
