@@ -184,7 +184,7 @@ class BatchClock:
         if name == "DataPrepared":
             self.train_size = event.train_size
         elif name == "BatchFinished":
-            from engine.train.setup import epoch_order
+            from engine.train.sampling import epoch_order
 
             total = len(epoch_order(self.train_size, self.batch_size, self.seed, event.epoch, self.max_batches))
             self.add(event.epoch, min(self.batch_size, total - event.batch * self.batch_size))
@@ -251,7 +251,8 @@ def uint8_gpu_real(arch: str, data: Path, batch: int, epochs: int, device, preci
     from engine.data.ram_cache import DecodedImageCache, default_budget_bytes, fill
     from engine.recipe import DataConfig
     from engine.train.devices import DeviceSetup
-    from engine.train.setup import auto_workers, epoch_order
+    from engine.train.sampling import epoch_order
+    from engine.train.setup import auto_workers
 
     built = build(arch, size)
     prep = built.preprocessing

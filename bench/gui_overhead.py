@@ -319,8 +319,8 @@ def curve_benchmark(points: int, chunk: int, redraws: int) -> dict:
     def batch(i: int) -> BatchFinished:
         epoch, b = divmod(i, per_epoch)
         decay = 0.1 ** (epoch // 7)
-        return BatchFinished(epoch, b, per_epoch, i + 1, float(losses[i]), 0.5, {k: v * decay for k, v in lrs.items()},
-                             100.0)
+        return BatchFinished(epoch=epoch, batch=b, batches=per_epoch, global_step=i + 1, train_loss=float(losses[i]),
+                             train_acc=0.5, lrs={k: v * decay for k, v in lrs.items()}, images_per_s=100.0)
 
     fed = time.perf_counter()
     feed_times = []
@@ -332,8 +332,9 @@ def curve_benchmark(points: int, chunk: int, redraws: int) -> dict:
             QApplication.processEvents()  # the GUI draws now and then while the points arrive
     for epoch in range(epochs):
         loss = float(losses[epoch * per_epoch])
-        curves.add_epoch(EpochFinished(epoch, 0, "head", loss, 0.5, loss + 0.1, 0.45, {}, 1.0, 100.0, 0.0, 100, False,
-                                       1.0))
+        curves.add_epoch(EpochFinished(epoch=epoch, phase_index=0, phase_name="head", train_loss=loss, train_acc=0.5,
+                                       val_loss=loss + 0.1, val_acc=0.45, lrs={}, seconds=1.0, images_per_s=100.0,
+                                       data_wait_share=0.0, train_images=100, is_best=False, elapsed_seconds=1.0))
     curves.flush()  # the studio draws at most once per CURVE_REDRAW_MS; draw everything now
     fed = time.perf_counter() - fed
     QApplication.processEvents()

@@ -13,8 +13,9 @@ checkpoint written and read back), data loader worker, export (ONNX through torc
 checked in onnxruntime, int8). The studio adds its own (gui/selftest_checks.py:
 resources, Qt, main window); main.py puts them together.
 
-A `warn` line is reported but does not fail the test (e.g. data loader workers in a frozen build, which the
-engine does not use there). Nothing touches the user's files: settings and runs go to a temporary folder,
+Each check imports what it checks inside itself: a package that is missing or broken fails its own line, not the
+whole self-test. A `warn` line is reported but does not fail the test (e.g. data loader workers in a frozen build,
+which the engine does not use there). Nothing touches the user's files: settings and runs go to a temporary folder,
 no model needs pretrained weights, and downloads are forbidden (THAW_OFFLINE=1).
 """
 
@@ -31,6 +32,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.environment import MAX_WORKERS_ENV
 
 Check = tuple[str, Callable[[], str]]
 
@@ -276,7 +279,6 @@ class EngineChecks:
         import torch
         from torch.utils.data import DataLoader
 
-        from engine.environment import MAX_WORKERS_ENV
         from engine.train.setup import worker_cap
 
         loader = DataLoader(_SquaresDataset(), batch_size=2, num_workers=1, timeout=120)

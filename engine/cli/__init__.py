@@ -2,7 +2,9 @@
 
 Each command lives in a module of this package that registers its parser (`register(sub)`) and sets
 `run=<function(args) -> exit code>`; this module only assembles them and turns the engine's errors into one
-line and an exit code. Heavy imports (torch) happen inside the commands, so `--help` stays fast.
+line and an exit code. `--help` imports every command module, so they import at the top only the standard library,
+the engine's errors and events (which the console needs anyway); everything else — torch above all, but also the
+recipe's and the launcher's modules, tens of milliseconds — is imported inside the command that uses it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import sys
 
 from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from engine.errors import BadInputError, ThawError
 
 # The modules that register commands, in the order `--help` lists them.
 COMMAND_MODULES = ("engine.cli.train", "engine.cli.lr_find", "engine.cli.predict", "engine.cli.evaluate",
@@ -45,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_OK
-    from engine.errors import BadInputError, ThawError
-
     try:
         return args.run(args)
     except BadInputError as exc:

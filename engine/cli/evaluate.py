@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from engine.cli.exit_codes import EXIT_OK
+from engine.errors import BadInputError
 
 
 def register(sub) -> None:
@@ -36,9 +38,6 @@ def register(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from pathlib import Path
-
-    from engine.errors import BadInputError
     from engine.infer.evaluation import EVALUATION_FILE, evaluate_checkpoint
 
     if args.batch_size < 0:
@@ -65,7 +64,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_label_issues(args) -> int:
-    from engine.errors import BadInputError
     from engine.infer.label_issues import find_run_label_issues
 
     if args.folds < 2:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from engine.cli.exit_codes import EXIT_OK
+from engine.errors import BadInputError
 
 
 def register(sub) -> None:
@@ -61,7 +62,6 @@ def cmd_models(args) -> int:
 
 def cmd_scan(args) -> int:
     from engine.data.scan import DatasetError, scan_folder
-    from engine.errors import BadInputError
 
     try:
         report = scan_folder(args.folder, channels=args.channels)
@@ -105,8 +105,6 @@ def cmd_recipe(args) -> int:
     from engine.planning.presets import STRATEGIES, make_recipe
 
     if args.strategy not in STRATEGIES:
-        from engine.errors import BadInputError
-
         raise BadInputError(f"unknown strategy '{args.strategy}'; choose one of {', '.join(STRATEGIES)}")
     recipe = make_recipe(args.strategy, args.model, args.data, args.epochs)
     if args.output:

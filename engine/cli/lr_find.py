@@ -8,6 +8,7 @@ import json
 
 from engine.cli.console import ConsoleReporter
 from engine.cli.exit_codes import EXIT_FAILED, EXIT_OK
+from engine.train.events import EventBus
 
 CURVE_ROWS = 12  # rows of the curve printed in text mode
 BAR_WIDTH = 30
@@ -35,7 +36,6 @@ def register(sub) -> None:
 
 def cmd_lr_find(args) -> int:
     from engine.recipe import Recipe
-    from engine.train.events import EventBus
     from engine.train.lr_finder import SweepSettings, find_lr
 
     recipe = Recipe.load(args.recipe)

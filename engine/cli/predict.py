@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_OK
+from engine.errors import BadInputError
 
 
 def register(sub) -> None:
@@ -23,7 +24,6 @@ def register(sub) -> None:
 
 
 def cmd_predict(args) -> int:
-    from engine.errors import BadInputError
     from engine.infer.exported import looks_like_export
     from engine.infer.inference import Predictor, expand_inputs
     from engine.train.runs import checkpoint_path

@@ -16,6 +16,7 @@ rank exits with its own code (torchrun reports any that is not 0, a stop's 3 inc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from engine.cli.console import ConsoleReporter
 from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED
+from engine.errors import BadInputError, ThawError
+from engine.train.events import EventBus, RunControl
 
 
 def register(sub) -> None:
@@ -58,7 +61,6 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from engine.errors import BadInputError
     from engine.planning.presets import _scale_epochs
     from engine.recipe import Recipe
     from engine.train.launch import under_torchrun
@@ -97,10 +99,7 @@ def cmd_train(args) -> int:
 
 def dry_run(recipe, as_json: bool) -> int:
     """The estimate on stdout (the data and weights lines on stderr, as a run prints them); bad input raises."""
-    import json
-
     from engine.train.estimate import estimate_run
-    from engine.train.events import EventBus
 
     estimate = estimate_run(recipe, bus=EventBus([ConsoleReporter(quiet=True)]))
     if as_json:
@@ -131,7 +130,6 @@ def cmd_resume(args) -> int:
 
 
 def _processes(value: int) -> int:
-    from engine.errors import BadInputError
     from engine.recipe import MAX_PROCESSES
 
     if not 1 <= value <= MAX_PROCESSES:
@@ -150,9 +148,7 @@ def _saved(recipe, channel: Path) -> str:
 def _as_rank(make, quiet: bool) -> int:
     """Build the trainer and train. Printed by this process, or — started by a launcher — streamed to it
     (engine/train/launch.py): rank 0 writes every event and, last, its exit code; other ranks only take part."""
-    from engine.errors import BadInputError, ThawError
     from engine.train.distributed import Ranks, ReportedOnMain, leave
-    from engine.train.events import RunControl
     from engine.train.launch import LAUNCHER_PID_ENV, ControlWatcher, EventStream, launched_channel
 
     channel = launched_channel()
@@ -167,7 +163,7 @@ def _as_rank(make, quiet: bool) -> int:
         if stream is not None:
             pid = os.environ.get(LAUNCHER_PID_ENV, "")
             watcher = ControlWatcher(channel, control, int(pid) if pid.isdigit() else None).start()
-        code = _run_trainer(trainer, control, stream)
+        code = _run_trainer(trainer, control)
         # Started by a launcher, the outcome travels in the stream; a failure still exits non-zero, so that
         # torchrun ends the other ranks at once instead of leaving them waiting on this one.
         return code if channel is None else EXIT_FAILED if code == EXIT_FAILED else EXIT_OK
@@ -197,8 +193,10 @@ def _as_rank(make, quiet: bool) -> int:
         leave(together=code in (EXIT_OK, EXIT_STOPPED))
 
 
-def _run_trainer(trainer, control, stream) -> int:
-    _evaluate_at_the_end(trainer, stream)
+def _run_trainer(trainer, control) -> int:
+    """Train, then evaluate a finished run (engine/infer/fit_and_evaluate.py: said on the console, or in the
+    launcher's stream, as every event of the run is)."""
+    from engine.infer.fit_and_evaluate import fit_and_evaluate
 
     def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly with a checkpoint; second: abort
         if control.stop_requested:
@@ -209,7 +207,7 @@ def _run_trainer(trainer, control, stream) -> int:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = trainer.fit()
+        result = fit_and_evaluate(trainer)
     finally:
         signal.signal(signal.SIGINT, previous)
     if result.status == "failed":
@@ -217,17 +215,6 @@ def _run_trainer(trainer, control, stream) -> int:
     if result.status == "stopped":
         return EXIT_STOPPED
     return EXIT_OK
-
-
-def _evaluate_at_the_end(trainer, stream) -> None:
-    """A finished run's best checkpoint is evaluated on the validation split (evaluation.json), said on the console
-    (or in the launcher's stream)."""
-    from engine.infer.evaluation import RunEvaluator
-    from engine.train.devices import pick_device
-
-    emit = stream or next((c for c, _critical in trainer.bus.subscribers if isinstance(c, ConsoleReporter)), None)
-    trainer.bus.subscribe(RunEvaluator(pick_device(trainer.dist.training_device(trainer.recipe.device))[0],
-                                       emit=emit or (lambda event: None)))
 
 
 # --- the launcher: this process starts torchrun and prints what rank 0 streams back ------------------------------

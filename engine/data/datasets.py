@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torchvision.datasets as tvd
 from torch.utils.data import Dataset
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from engine.data.images import CHANNELS_REASON, UnreadableImageError, load_image
 from engine.data.scan import EMPTY_CLASS_REASON, DatasetError, Problem, ScanReport, scan_folder
@@ -104,8 +106,6 @@ class TorchvisionImages(SeededDataset):
         return [int(t) for t in targets]
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
-        from torchvision.transforms.v2.functional import pil_to_tensor
-
         image, label = self.base[index]
         mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(self.channels)
         if mode is None:
@@ -212,8 +212,6 @@ _SPLIT_ARGS = {"SVHN": ("split", "train", "test"), "STL10": ("split", "train", "
 
 def _torchvision_dataset(config: DataConfig, train_transform: Callable, eval_transform: Callable, channels: int,
                          seed: int) -> PreparedData:
-    import torchvision.datasets as tvd
-
     cls = getattr(tvd, config.dataset)
     root = Path(config.root or ".").expanduser()
     key, train_value, val_value = _SPLIT_ARGS.get(config.dataset, ("train", True, False))

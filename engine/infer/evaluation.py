@@ -47,8 +47,8 @@ from engine.infer.run_checkpoint import (
     trained_model,
 )
 from engine.infer.run_features import split_features
+from engine.io_files import write_json_atomic
 from engine.train.events import EvaluationWritten, Event, RunFinished
-from engine.train.runs import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -396,8 +396,9 @@ def write_run_evaluation(run_dir: str | Path, device: str | torch.device = "cpu"
 
 
 class RunEvaluator:
-    """Event subscriber: writes evaluation.json when a run finishes (also when it stopped early), then tells
-    `emit` with an EvaluationWritten event (the CLI's console prints it, the studio's worker forwards it).
+    """Writes a finished run's evaluation.json (also when it stopped early), then tells `emit` with an
+    EvaluationWritten event. `fit_and_evaluate` (engine/infer/fit_and_evaluate.py) uses it after a run, with the
+    run's own bus as `emit`; it is also an event subscriber that evaluates on RunFinished.
     A run that is stopped or failed is not evaluated: its best checkpoint may be from an unfinished phase."""
 
     def __init__(self, device: str | torch.device = "cpu", emit: Callable[[Event], None] | None = None):
@@ -406,16 +407,22 @@ class RunEvaluator:
         self.written: list[Path] = []
 
     def __call__(self, event: Event) -> None:
-        if not isinstance(event, RunFinished):
-            return
+        if isinstance(event, RunFinished):
+            self.evaluate(event.run_dir)
+
+    def evaluate(self, run_dir: str | Path) -> Path | None:
+        """evaluation.json of the run in `run_dir`, said with EvaluationWritten; None (and a warning in the log) when
+        the run cannot be evaluated (no best checkpoint, its data gone)."""
         try:
-            evaluation = write_run_evaluation(event.run_dir, self.device)
+            evaluation = write_run_evaluation(run_dir, self.device)
         except ThawError as exc:
-            log.warning("the run %s was not evaluated: %s", event.run_dir, exc)
-            return
-        path = Path(event.run_dir) / EVALUATION_FILE
+            log.warning("the run %s was not evaluated: %s", run_dir, exc)
+            return None
+        path = Path(run_dir) / EVALUATION_FILE
         self.written.append(path)
         if self.emit is not None:
             m = evaluation.metrics
-            self.emit(EvaluationWritten(event.run_dir, str(path), m.count, m.accuracy, m.top_k, m.top_k_accuracy,
-                                        len(evaluation.flagged()), evaluation.seconds))
+            self.emit(EvaluationWritten(run_dir=str(run_dir), path=str(path), count=m.count, accuracy=m.accuracy,
+                                        top_k=m.top_k, top_k_accuracy=m.top_k_accuracy,
+                                        flagged=len(evaluation.flagged()), seconds=evaluation.seconds))
+        return path

@@ -26,7 +26,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torchvision
 
+import engine
 from engine.data.datasets import PreparedData, prepare_data
 from engine.data.transforms import eval_transform
 from engine.errors import BadInputError, ThawError
@@ -46,8 +48,9 @@ from engine.infer.parity import (
     compare,
 )
 from engine.infer.quantize import CALIBRATION_METHODS, Int8Settings, quantize_int8
+from engine.io_files import write_json_atomic
 from engine.train.checkpoints import load_checkpoint
-from engine.train.runs import CHECKPOINT_DIR, checkpoint_path, write_json_atomic
+from engine.train.runs import CHECKPOINT_DIR, checkpoint_path
 
 REPORT_SUFFIX = ".report.json"
 FAILED_SUFFIX = ".failed.json"
@@ -209,10 +212,6 @@ def evenly_spaced(count: int, limit: int) -> list[int]:
 
 
 def _versions() -> dict[str, str]:
-    import torchvision
-
-    import engine
-
     versions = {"thaw": engine.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
                 "python": platform.python_version()}
     for name in ("onnx", "onnxruntime", "onnxscript"):

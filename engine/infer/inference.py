@@ -15,9 +15,11 @@ from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_imag
 from engine.data.preprocessing import Preprocessing
 from engine.data.transforms import eval_transform
 from engine.errors import BadInputError
+from engine.infer.exported import ExportedModule, open_export
 from engine.infer.ood import OODCalibration, captured_head_input, head_digest, load_calibration
 from engine.recipe import Recipe
 from engine.train.checkpoints import load_checkpoint, load_model_state, model_of_checkpoint, validate_checkpoint
+from engine.train.devices import pick_device
 
 
 @dataclass
@@ -46,8 +48,6 @@ def inference_device(requested: str | torch.device) -> torch.device:
         return requested
     text = str(requested).strip().lower()
     if text == "auto":
-        from engine.train.devices import pick_device
-
         return pick_device("auto")[0]
     match = re.fullmatch(r"(cpu|mps|cuda)(?::(\d{1,3}))?", text)
     if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
@@ -109,8 +109,6 @@ class Predictor:
     @classmethod
     def from_export(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         """From an exported file (ONNX, .pt2, TorchScript): its own metadata gives the classes and preprocessing."""
-        from engine.infer.exported import ExportedModule, open_export
-
         device = inference_device(device)
         exported = open_export(path, device)
         return cls(ExportedModule(exported), exported.metadata.class_names, exported.metadata.preprocessing, device)

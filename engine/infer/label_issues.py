@@ -32,7 +32,7 @@ import torch
 from engine.errors import BadInputError
 from engine.infer.run_checkpoint import open_checkpoint, run_split, start_model, trained_model
 from engine.infer.run_features import split_features
-from engine.train.runs import write_json_atomic
+from engine.io_files import write_json_atomic
 
 LABEL_ISSUES_FILE = "label_issues.json"
 BACKBONES = ("start", "trained")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+import torch
 from torch import nn
 
 from engine.data.preprocessing import Preprocessing
@@ -78,8 +79,6 @@ def build_model(config: ModelConfig, num_classes: int, data: DataConfig | None =
 def stage_map_of(arch: str, num_classes: int = 2) -> StageMap | None:
     """The stages of an architecture, computed on the meta device (no memory, no weights); None if the model
     cannot be built there (RegNet computes its widths with real tensors)."""
-    import torch
-
     try:
         with torch.device("meta"):
             model = zoo.get_model(arch)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import os
 import re
 import shutil
@@ -35,6 +36,8 @@ from torchvision import models as tvm
 
 from engine.data.preprocessing import Preprocessing
 from engine.errors import BadInputError, RecipeError, WeightsUnavailableError
+from engine.model.stages import covers
+from engine.torch_files import load_plain
 
 OFFLINE_ENV = "THAW_OFFLINE"  # set to 1 to never try a download
 ARCH_MODULES_ENV = "THAW_ARCH_MODULES"  # modules that register more architectures (comma-separated)
@@ -359,8 +362,6 @@ def _shown(keys: list[str], limit: int = 6) -> str:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A user's state dict (read weights_only); Thaw checkpoints, {"state_dict": …} and DataParallel/DDP
     ("module." prefixes) layouts are unwrapped."""
-    from engine.torch_files import load_plain
-
     state = load_plain(path, "weights file")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a Thaw checkpoint or a common training-script layout
@@ -384,8 +385,6 @@ def assess_load(file: str, model: torch.nn.Module, state: dict[str, torch.Tensor
     """The report of a two-pass load: `before_surgery` were loaded into the torchvision model as built (then
     the input conv was adapted and the head replaced), `after_surgery` into the final model. `replaced` are
     the pre-surgery model's tensors that surgery removed (the old head, auxiliary classifiers)."""
-    from engine.model.stages import covers
-
     own = model.state_dict()
     head = sorted(k for k in own if covers(head_path, k))
     backbone = [k for k in own if k not in head and not k.endswith("num_batches_tracked")]
@@ -425,8 +424,6 @@ def architecture_kwargs(arch: str, weights: Any | None, crop_size: int) -> dict[
     model class's constructor parameters (not its name): a ViT's `image_size` (the weights' size, or the crop
     size when training from scratch) and Inception/GoogLeNet's `transform_input`. Used to rebuild a checkpoint's
     architecture without its pretrained file, and to size a from-scratch ViT to its input."""
-    import inspect
-
     builder = model_builder(arch)
     module = __import__(builder.__module__, fromlist=["_"])
     params: set[str] = set()

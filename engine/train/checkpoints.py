@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import BadInputError, CheckpointWriteError, NonFiniteError
+from engine.errors import BadInputError, CheckpointWriteError, NonFiniteError, RecipeError, ThawError
+from engine.model.build import build_model
+from engine.recipe import Recipe
 from engine.torch_files import load_plain
 
 FORMAT_VERSION = 2  # 2: early stopping as one dict ("stopping"), training time excluding pauses
@@ -137,8 +140,6 @@ def link_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Make `target` the same checkpoint as `source` without writing it twice (a hard link, atomically
     replaced; a copy where links are not supported). A later write of `source` replaces its file, so the link
     keeps the old content."""
-    import shutil
-
     source, target = Path(source), Path(target)
     tmp = target.with_name(target.name + ".link" + TEMP_SUFFIX)
     try:
@@ -214,9 +215,6 @@ def validate_checkpoint(state: Any, source: str | Path, purpose: str = "predict"
     purpose "predict": model, recipe, class names and preprocessing must be there and well-formed, and the
     weights finite. "resume": also the optimizer, scheduler, position (epoch/batch/phase) and freeze state.
     Whether the weights fit the recipe's architecture is `check_model_state`'s job (it needs the model)."""
-    from engine.errors import RecipeError
-    from engine.recipe import Recipe
-
     where = f"checkpoint {source}"
     if not isinstance(state, dict):
         raise BadInputError(f"{where} is not a Thaw checkpoint (it holds a {type(state).__name__})")
@@ -305,10 +303,6 @@ def model_of_checkpoint(state: dict[str, Any], source: str | Path, meta: bool = 
     """The model the checkpoint's recipe builds (a `BuiltModel`, no weights loaded), for its class count.
     `meta`: on the meta device (shapes only, no memory). A recipe whose model cannot be built is a
     BadInputError about the checkpoint. Call after `validate_checkpoint`."""
-    from engine.errors import ThawError
-    from engine.model.build import build_model
-    from engine.recipe import Recipe
-
     recipe = Recipe.from_dict(state["recipe"])
     classes = len(state["class_names"])
     try:

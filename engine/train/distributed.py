@@ -16,16 +16,17 @@ one-process run (no torchrun, or WORLD_SIZE 1) goes through the same hooks uncha
   reaches them all — stops every rank before the same batch); errors found on rank 0 alone reach every rank
   (`shared`, `on_main`).
 - **Figures over all processes**: per-batch loss and accuracy are averaged over the ranks (equal shares of every
-  global batch, engine/train/distributed_data.py), an epoch's running sums are summed, validation is sharded and
+  global batch, engine/train/sampling.py), an epoch's running sums are summed, validation is sharded and
   reduced.
 
-Data order, sharded validation and cached features: engine/train/distributed_data.py. DDP wrapping, SyncBatchNorm
-and learning-rate scaling: engine/train/distributed_model.py. Starting torchrun from `train --processes N` and
-from the studio: engine/train/launch.py.
+Data order: engine/train/sampling.py; sharded validation and cached features: engine/train/distributed_data.py.
+DDP wrapping, SyncBatchNorm and learning-rate scaling: engine/train/distributed_model.py. Starting torchrun from
+`train --processes N` and from the studio: engine/train/launch.py.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -38,6 +39,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
+import torch.distributed as torch_dist
 
 from engine.errors import BadInputError, ThawError
 from engine.recipe import Recipe, check_distributed_device
@@ -138,10 +140,8 @@ class DistContext:
         if not self.active:
             return list(values)
         self._not_terminated()
-        import torch.distributed as dist
-
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX if op == "max" else torch_dist.ReduceOp.SUM)
         return tensor.tolist()
 
     def broadcast_object(self, obj: T) -> T:
@@ -149,20 +149,16 @@ class DistContext:
         if not self.active:
             return obj
         self._not_terminated()
-        import torch.distributed as dist
-
         box = [obj if self.is_main else None]
-        dist.broadcast_object_list(box, src=0, device=self.device)
+        torch_dist.broadcast_object_list(box, src=0, device=self.device)
         return box[0]
 
     def all_gather_objects(self, obj: Any) -> list[Any]:
         if not self.active:
             return [obj]
         self._not_terminated()
-        import torch.distributed as dist
-
         out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
+        torch_dist.all_gather_object(out, obj)
         return out
 
     def all_gather_tensor(self, tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -170,11 +166,9 @@ class DistContext:
         if not self.active:
             return [tensor]
         self._not_terminated()
-        import torch.distributed as dist
-
         local = tensor.to(self.device).contiguous()
         parts = [torch.empty_like(local) for _ in range(self.world_size)]
-        dist.all_gather(parts, local)
+        torch_dist.all_gather(parts, local)
         return [p.cpu() for p in parts]
 
     def shared(self, fn: Callable[[], T]) -> T:
@@ -279,8 +273,9 @@ class DistContext:
         accuracy are the ranks' means, and the rate is W times one rank's (the ranks step together)."""
         loss, acc = self.all_reduce([event.train_loss, event.train_acc])
         w = self.world_size
-        return ev.BatchFinished(event.epoch, event.batch, event.batches, event.global_step, loss / w, acc / w,
-                                event.lrs, event.images_per_s * w)
+        return ev.BatchFinished(epoch=event.epoch, batch=event.batch, batches=event.batches,
+                                global_step=event.global_step, train_loss=loss / w, train_acc=acc / w, lrs=event.lrs,
+                                images_per_s=event.images_per_s * w)
 
 
 SINGLE = DistContext()
@@ -384,9 +379,7 @@ def context_for(recipe: Recipe) -> DistContext:
 
 
 def _join(ranks: Ranks, requested: str) -> DistContext:
-    import torch.distributed as dist
-
-    if not dist.is_available():
+    if not torch_dist.is_available():
         raise BadInputError("this PyTorch build has no torch.distributed; train with one process")
     use_cuda = requested in ("auto", "cuda") and torch.cuda.is_available()
     if requested == "cuda" and not torch.cuda.is_available():
@@ -397,13 +390,13 @@ def _join(ranks: Ranks, requested: str) -> DistContext:
                                 f"{torch.cuda.device_count()}; start at most that many processes per machine")
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", timeout=PROCESS_GROUP_TIMEOUT, device_id=device)
+        torch_dist.init_process_group("nccl", timeout=PROCESS_GROUP_TIMEOUT, device_id=device)
     else:
         device = torch.device("cpu")
-        dist.init_process_group("gloo", timeout=PROCESS_GROUP_TIMEOUT)
+        torch_dist.init_process_group("gloo", timeout=PROCESS_GROUP_TIMEOUT)
     _terminate_is_noted()
-    log.info("joined the process group: rank %d of %d (%s)", ranks.rank, ranks.world_size, dist.get_backend())
-    return DistContext(ranks, dist.get_backend(), device)
+    log.info("joined the process group: rank %d of %d (%s)", ranks.rank, ranks.world_size, torch_dist.get_backend())
+    return DistContext(ranks, torch_dist.get_backend(), device)
 
 
 def leave(together: bool = False) -> None:
@@ -412,19 +405,15 @@ def leave(together: bool = False) -> None:
     another works (torchrun ends the others as soon as one exits with an error, and a rank that left early can
     abort in the group's teardown). After a failure nobody waits: a peer may be gone."""
     global _context
-    import gc
-
-    import torch.distributed as dist
-
-    if _context is not None and dist.is_initialized():
+    if _context is not None and torch_dist.is_initialized():
         _context.wrapped = None  # DistributedDataParallel's reducer lets go of the group first
         gc.collect()
         if together:
             try:
-                dist.barrier()
+                torch_dist.barrier()
             except Exception:  # noqa: BLE001 - a peer that is gone cannot be waited for; leave anyway
                 log.info("a process of the run left before the others", exc_info=True)
-        dist.destroy_process_group()
+        torch_dist.destroy_process_group()
     _context = None
 
 

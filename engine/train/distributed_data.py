@@ -1,14 +1,5 @@
-"""The data side of a run over several processes: each rank's slice of the one seeded order, sharded validation and
-sharded cached features.
-
-**Order.** An epoch's order is the same seeded permutation whatever the number of processes (W): it is cut into
-global batches of `batch_size × W` images and rank r trains on the r-th equal share of each. So the images a step
-trains on, and the order of the steps, do not depend on W — a 2-process run with batch 16 per process steps through
-exactly the batches of a 1-process run with batch 32. Every rank gets the same number of equal shares, so DDP's mean
-of the ranks' gradients is the global batch's mean gradient, and no rank waits at a step the others skip. A last,
-partial global batch of m images gives each rank m // W of them (the m % W left over are not trained on that
-epoch); when that is fewer than 2 (a BatchNorm batch needs two, as the one-process rule drops a last batch of one),
-the partial batch is dropped.
+"""The data side of a run over several processes: sharded validation and sharded cached features. Each rank's
+slice of the one seeded order of an epoch is engine/train/sampling.py's `rank_order`.
 
 **Validation** splits the validation images across the ranks (every W-th image) and reduces the loss and accuracy
 sums, so the figures are over the whole validation set — exactly those of one process.
@@ -27,29 +18,8 @@ import torch
 
 from engine.model.fusion import fold_batch_norms
 from engine.train.distributed import DistContext
+from engine.train.eval_step import evaluate
 from engine.train.feature_cache import FeatureSet, FeatureStore, cache_key, compute_features
-
-
-def rank_order(order: list[int], per_process_batch: int, rank: int, world: int) -> list[int]:
-    """Rank `rank`'s part of the epoch's global `order` (already capped to whole global batches): the r-th equal
-    share of every global batch, concatenated."""
-    global_batch = per_process_batch * world
-    out: list[int] = []
-    for start in range(0, len(order), global_batch):
-        chunk = order[start:start + global_batch]
-        share = len(chunk) // world
-        if share < per_process_batch and share < 2:
-            break  # a last partial batch too small to share (see the module's docstring)
-        out.extend(chunk[rank * share:(rank + 1) * share])
-    return out
-
-
-def global_batches(order: list[int], per_process_batch: int, world: int) -> list[list[int]]:
-    """The global batches the ranks train on together (every rank's share of each, rank 0 first)."""
-    shares = [rank_order(order, per_process_batch, r, world) for r in range(world)]
-    steps = math.ceil(len(shares[0]) / per_process_batch) if shares[0] else 0
-    return [[i for share in shares for i in share[s * per_process_batch:(s + 1) * per_process_batch]]
-            for s in range(steps)]
 
 
 def val_shard(n: int, per_process_batch: int, max_batches: int, rank: int, world: int) -> list[int]:
@@ -61,8 +31,6 @@ def val_shard(n: int, per_process_batch: int, max_batches: int, rank: int, world
 def validate_sharded(phase, dist: DistContext) -> tuple[float, float]:
     """(mean loss, accuracy) over the whole validation set: each rank evaluates its shard, the sums are reduced.
     The module evaluated is the one that trains, unwrapped (no collective inside: shards may differ by one)."""
-    from engine.train.loop import evaluate
-
     setup, r = phase.setup, phase.setup.recipe
     features = phase.features
     n = int(features.val.shape[0]) if features is not None else len(setup.data.val)

@@ -26,9 +26,11 @@ import warnings
 from typing import Any
 
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from engine.recipe import GroupSpec, Recipe, lr_factor
 from engine.train.distributed import DistContext
+from engine.train.optim import build_schedule
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,6 @@ def wrap_for_training(module: nn.Module, dist: DistContext) -> nn.Module:
         return dist.wrapped[1]
     dist.wrapped = None
     gc.collect()  # the previous wrapper's reducer must let go of its gradient hooks before a new one registers
-    from torch.nn.parallel import DistributedDataParallel
-
     device_ids = [dist.device.index] if dist.device.type == "cuda" else None
     unused = bool(getattr(module, "aux_logits", False))  # auxiliary classifiers take no part in the loss
     wrapper = DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
@@ -91,8 +91,6 @@ def adapt_resumed_phase(phase, checkpoint: dict[str, Any], dist: DistContext, ep
 
 def _restart_schedule(phase, epoch_in_phase: int) -> None:
     """Rebuild the per-batch schedule for this run's steps per epoch and move it to the epoch's first step."""
-    from engine.train.optim import build_schedule
-
     optimizer = phase.optimizer
     for group in optimizer.param_groups:  # the rate a fresh schedule starts from: the group's peak
         group["lr"] = group.get("max_lr", group.get("initial_lr", group["lr"]))

@@ -55,10 +55,11 @@ def adapt_phase(phase, checkpoint: dict[str, Any], epoch_in_phase: int) -> None:
 
 def started_event(setup, note: str = "") -> ev.DistributedStarted:
     dist, r = setup.dist, setup.recipe
-    return ev.DistributedStarted(dist.world_size, dist.backend, r.batch_size, setup.global_batch,
-                                 setup.steps_per_epoch, r.distributed.lr_scaling,
-                                 lr_factor(r.distributed.lr_scaling, dist.world_size), r.distributed.sync_batchnorm,
-                                 note)
+    return ev.DistributedStarted(world_size=dist.world_size, backend=dist.backend, per_process_batch=r.batch_size,
+                                 global_batch=setup.global_batch, steps_per_epoch=setup.steps_per_epoch,
+                                 lr_scaling=r.distributed.lr_scaling,
+                                 lr_factor=lr_factor(r.distributed.lr_scaling, dist.world_size),
+                                 sync_batchnorm=r.distributed.sync_batchnorm, note=note)
 
 
 def _processes(n: int) -> str:

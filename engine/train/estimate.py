@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from engine.data.ram_cache import DecodedImageCache
@@ -43,9 +44,9 @@ from engine.errors import BadInputError, ThawError
 from engine.recipe import Recipe
 from engine.train import events as ev
 from engine.train.checkpoints import save_checkpoint
+from engine.train.eval_step import in_eval_mode, logits_of, to_device
 from engine.train.feature_cache import FeatureStore, cache_key
 from engine.train.head_fit import FitSettings, iteration_seconds
-from engine.train.loop import in_eval_mode, logits_of, to_device
 from engine.train.narrate import duration_text, seconds_text, size_text
 from engine.train.phase import ActivePhase, phase_epochs
 from engine.train.setup import RunSetup, assemble, ram_cache_plan
@@ -148,8 +149,6 @@ class _Memory:
     """The process's peak resident set size over the samples taken, and the GPU's peak allocation."""
 
     def __init__(self, device: torch.device):
-        import psutil
-
         self._process = psutil.Process()
         self.peak = self._process.memory_info().rss
         self.cuda = device.type == "cuda"

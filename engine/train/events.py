@@ -1,6 +1,7 @@
 """The closed set of events a run emits, the bus that delivers them, and the control a caller pauses or stops with.
 
-Every event is declared once, here, as a frozen dataclass of plain Python values (never tensors), so the same
+Every event is declared once, here, as a frozen, keyword-only dataclass of plain Python values (never tensors): it
+is built with its fields named, so a field added or moved never shifts another's value at a call site. The same
 objects reach every subscriber: the run folder (engine/train/run_folder.py), the CLI's console, TensorBoard, and
 the studio, whose worker forwards them over one Qt signal. Metric fields are named as in metrics.csv and
 summary.json (engine/train/metrics.py): `train_loss`, `train_acc`, `val_loss`, `val_acc`, `images_per_s`.
@@ -21,13 +22,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
     def to_dict(self) -> dict[str, Any]:
         return {"event": type(self).__name__, **asdict(self)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WeightsDownloadProgress(Event):
     weights: str
     file: str
@@ -35,7 +36,7 @@ class WeightsDownloadProgress(Event):
     total_bytes: int  # 0 when the server does not say
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DataPrepared(Event):
     classes: list[str]
     train_size: int
@@ -43,7 +44,7 @@ class DataPrepared(Event):
     skipped: list[tuple[str, str]]  # (path, reason) of files that cannot be used
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TempFilesRemoved(Event):
     """Resuming: temporary files an interrupted write (a kill, a full disk) left in the run folder were removed."""
 
@@ -51,7 +52,7 @@ class TempFilesRemoved(Event):
     files: list[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WeightsLoaded(Event):
     """Which pretrained tensors the model received (a local weights file, or torchvision's), said every time."""
 
@@ -59,7 +60,7 @@ class WeightsLoaded(Event):
     report: str  # matched / adapted / left new, in words
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunStarted(Event):
     run_dir: str
     recipe: dict[str, Any]  # the resolved recipe (exact weights name), as recipe.json holds it
@@ -86,7 +87,7 @@ class RunStarted(Event):
     device_warning: str = ""  # e.g. "no GPU found: training runs on the CPU"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DistributedStarted(Event):
     """A run over several processes (torchrun, DistributedDataParallel): how it is laid out. Right after RunStarted;
     also for a one-process resume of a checkpoint that several processes wrote (`note` says what changed)."""
@@ -102,7 +103,7 @@ class DistributedStarted(Event):
     note: str = ""  # a resume by another number of processes: where the run continues, in words
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PhaseStarted(Event):
     phase_index: int
     name: str
@@ -116,7 +117,7 @@ class PhaseStarted(Event):
     head_fit_note: str = ""  # why a head-only phase that asked for "converge" trains epochs instead
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecodedCacheEstimated(Event):
     """The RAM cache of decoded images: its estimated size, shown before anything is cached."""
 
@@ -127,7 +128,7 @@ class DecodedCacheEstimated(Event):
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecodedCacheFilled(Event):
     images: int  # cached
     bytes: int
@@ -135,7 +136,7 @@ class DecodedCacheFilled(Event):
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeaturesProgressed(Event):
     """The frozen backbone is computing the features of a head-only phase (once; later runs reuse them)."""
 
@@ -144,7 +145,7 @@ class FeaturesProgressed(Event):
     total: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeaturesCached(Event):
     """A head-only phase trains on cached backbone features."""
 
@@ -157,7 +158,7 @@ class FeaturesCached(Event):
     from_disk: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HeadFitProgressed(Event):
     """A head is being fitted to convergence on cached features (engine/train/head_fit.py): the L2 strength is
     cross-validated on the training features, then the head is fitted on all of them. Progress, thinned by views."""
@@ -173,7 +174,7 @@ class HeadFitProgressed(Event):
     objective: float  # the final fit's loss + penalty at `iteration`; nan during cross-validation
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HeadFitted(Event):
     """A head fitted to convergence: which regularisation won, by how much, and the final fit's path."""
 
@@ -200,14 +201,14 @@ class HeadFitted(Event):
     calibrated_cv_loss: float | None = None  # that held-out loss after the division
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EpochStarted(Event):
     epoch: int  # global, 0-based
     phase_index: int
     batches: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatchFinished(Event):
     epoch: int
     batch: int  # 0-based index of this batch within the epoch
@@ -219,14 +220,14 @@ class BatchFinished(Event):
     images_per_s: float  # over the last few batches
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ValidationFinished(Event):
     epoch: int
     val_loss: float
     val_acc: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EpochFinished(Event):
     epoch: int
     phase_index: int
@@ -266,7 +267,7 @@ class PhaseSetBack(Event):
     causes: list[str]  # the likely causes read off the phase's settings, each with what to change
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckpointSaved(Event):
     path: str
     kind: str  # "last" (every epoch end and at a stop); best.pt is a link the run folder makes when is_best
@@ -275,7 +276,7 @@ class CheckpointSaved(Event):
     is_best: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FreezeVerified(Event):
     """After a phase: the frozen tensors were compared bit for bit with their values at the phase start."""
 
@@ -284,7 +285,7 @@ class FreezeVerified(Event):
     moved: list[str]  # names of frozen parameters/buffers that changed (should be empty)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunFinished(Event):
     run_dir: str
     status: str  # "finished" or "early_stopped"
@@ -295,7 +296,7 @@ class RunFinished(Event):
     elapsed_seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvaluationWritten(Event):
     """After a finished run: the best checkpoint evaluated on the validation split (engine/infer/evaluation.py)."""
 
@@ -309,7 +310,7 @@ class EvaluationWritten(Event):
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunStopped(Event):
     run_dir: str
     checkpoint: str
@@ -318,7 +319,7 @@ class RunStopped(Event):
     elapsed_seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunFailed(Event):
     run_dir: str  # "" when the run failed before its folder existed (bad input)
     error: str  # one line a user can act on

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import platformdirs
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -35,8 +36,6 @@ CACHE_ENV = "THAW_CACHE_DIR"
 def default_cache_dir() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("Thaw", appauthor=False)) / "features"
 
 

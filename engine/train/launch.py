@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -312,8 +313,6 @@ class ProcessRun:
         return f"the training processes ended without finishing the run ({how}); nothing was logged"
 
     def cleanup(self) -> None:
-        import shutil
-
         shutil.rmtree(self.channel, ignore_errors=True)
 
 

@@ -11,23 +11,19 @@ Time spent paused is excluded from the epoch's seconds and from images/s.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
 
 import torch
-from torch import nn
 
 from engine.errors import ThawError
 from engine.model.groups import current_lrs
 from engine.train import events as ev
-from engine.train.devices import DeviceSetup
+from engine.train.eval_step import logits_of, to_device
 from engine.train.head_fit import Progress, fit_head, write_parameters
 from engine.train.phase import ActivePhase
-from engine.train.setup import epoch_order, epoch_seed, seed_everything
+from engine.train.sampling import epoch_order, epoch_seed, seed_everything
 from engine.train.state import RunClock, TrainingState
 
 RATE_WINDOW = 20  # batches in the running images/s
@@ -47,7 +43,7 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
     setup.data.train.set_epoch(state.epoch)
     if not state.mid_epoch:
         seed_everything(epoch_seed(r.seed, state.epoch) + setup.dist.rank)  # each process its own dropout masks
-    bus.emit(ev.EpochStarted(state.epoch, phase.index, n_batches))
+    bus.emit(ev.EpochStarted(epoch=state.epoch, phase_index=phase.index, batches=n_batches))
     phase.set_train_mode()
     forward, optimizer, scaler, sums = phase.forward, phase.optimizer, phase.scaler, state.running
     # The first batch of an epoch pays for start-up (loader workers, first kernels, a resume's warm-up): once there
@@ -97,8 +93,8 @@ def train_one_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCon
             recent.append((step_seconds, n))
         window = recent or [first]
         rate = sum(k for _, k in window) / max(1e-9, sum(t for t, _ in window))
-        bus.emit(ev.BatchFinished(state.epoch, batch, n_batches, state.global_step, loss_value, sums.accuracy, lrs,
-                                  rate))
+        bus.emit(ev.BatchFinished(epoch=state.epoch, batch=batch, batches=n_batches, global_step=state.global_step,
+                                  train_loss=loss_value, train_acc=sums.accuracy, lrs=lrs, images_per_s=rate))
     return True
 
 
@@ -138,8 +134,9 @@ def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCont
         return control.stop_requested
 
     def progress(p: Progress) -> None:
-        bus.emit(ev.HeadFitProgressed(phase.index, state.epoch, p.stage, p.done, p.total, p.fold, p.l2, p.iteration,
-                                      p.objective))
+        bus.emit(ev.HeadFitProgressed(phase_index=phase.index, epoch=state.epoch, stage=p.stage, done=p.done,
+                                      total=p.total, fold=p.fold, l2=p.l2, iteration=p.iteration,
+                                      objective=p.objective))
 
     head = phase.forward
     generator = torch.Generator().manual_seed(epoch_seed(r.seed, state.epoch))
@@ -156,54 +153,13 @@ def fit_head_epoch(phase: ActivePhase, state: TrainingState, control: ev.RunCont
     if dist.is_main:
         state.running.add(fit.train_loss, round(fit.train_acc * fit.rows), fit.rows)
     state.running.seconds += seconds
-    phase.fitted = ev.HeadFitted(
-        phase.index, state.epoch, fit.l2, list(fit.grid), list(fit.cv_loss), list(fit.cv_acc), fit.folds,
-        r.early_stopping.metric, fit.iterations, fit.converged, fit.cv_iterations, [i for i, _ in fit.curve],
-        [v for _, v in fit.curve],
-        fit.train_loss, fit.train_acc, fit.rows, seconds, max(1, fit.repeats), fit.temperature,
-        fit.calibrated_cv_loss if math.isfinite(fit.calibrated_cv_loss) else None)
+    calibrated = fit.calibrated_cv_loss if math.isfinite(fit.calibrated_cv_loss) else None
+    phase.fitted = ev.HeadFitted(phase_index=phase.index, epoch=state.epoch, l2=fit.l2, grid=list(fit.grid),
+                                 cv_loss=list(fit.cv_loss), cv_acc=list(fit.cv_acc), folds=fit.folds,
+                                 metric=r.early_stopping.metric, iterations=fit.iterations, converged=fit.converged,
+                                 cv_iterations=fit.cv_iterations, curve_iterations=[i for i, _ in fit.curve],
+                                 curve_objective=[v for _, v in fit.curve], train_loss=fit.train_loss,
+                                 train_acc=fit.train_acc, rows=fit.rows, seconds=seconds, repeats=max(1, fit.repeats),
+                                 temperature=fit.temperature, calibrated_cv_loss=calibrated)
     bus.emit(phase.fitted)
     return True
-
-
-def evaluate(model: nn.Module, batches, device: DeviceSetup, criterion: nn.Module, max_batches: int = 0
-             ) -> tuple[float, float]:
-    """(mean loss, accuracy 0..1) in eval mode, without gradients; the model's modes are restored exactly after
-    (BatchNorm layers with frozen statistics stay in eval mode)."""
-    loss_sum, correct, seen = 0.0, 0, 0
-    with in_eval_mode(model), torch.no_grad():
-        for i, (images, labels) in enumerate(batches):
-            if max_batches and i >= max_batches:
-                break
-            images, labels = to_device(images, labels, device)
-            with device.autocast():
-                logits = logits_of(model(images))
-            loss_sum += float(criterion(logits.float(), labels)) * labels.numel()
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += labels.numel()
-    return (loss_sum / seen if seen else float("nan")), (correct / seen if seen else 0.0)
-
-
-@contextlib.contextmanager
-def in_eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """`model` in eval mode inside the block; every module's own mode restored exactly after (a BatchNorm layer
-    with frozen statistics stays in eval mode, a training one goes back to training)."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes.items():
-            module.training = training
-
-
-def logits_of(output: Any) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else output  # GoogLeNet/Inception named tuples
-
-
-def to_device(images: torch.Tensor, labels: torch.Tensor, device: DeviceSetup):
-    non_blocking = device.device.type == "cuda"
-    images = images.to(device.device, non_blocking=non_blocking)
-    if device.channels_last and images.ndim == 4:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, labels.to(device.device, non_blocking=non_blocking)

@@ -43,10 +43,11 @@ from engine.recipe import Recipe
 from engine.train import events as ev
 from engine.train.checkpoints import restore_rng_states, rng_states
 from engine.train.devices import DeviceSetup
-from engine.train.loop import logits_of, to_device
+from engine.train.eval_step import logits_of, to_device
 from engine.train.optim import build_optimizer
 from engine.train.phase import ActivePhase
-from engine.train.setup import assemble, epoch_order
+from engine.train.sampling import epoch_order
+from engine.train.setup import assemble
 
 VALLEY, STEEPEST = "valley", "steepest"
 

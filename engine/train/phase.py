@@ -126,14 +126,16 @@ class ActivePhase:
     def started_event(self) -> ev.PhaseStarted:
         trainable, total = count_params(self.setup.model)
         epochs = phase_epochs(self.setup)
-        return ev.PhaseStarted(self.index, self.config.name, epochs[self.index], start_epochs(epochs)[self.index],
-                               trainable, total, trainable_modules(self.setup.model), dict(self.group_lrs),
-                               "converge" if self.fits_head else "epochs", self.head_fit_note)
+        return ev.PhaseStarted(phase_index=self.index, name=self.config.name, epochs=epochs[self.index],
+                               first_epoch=start_epochs(epochs)[self.index], trainable_params=trainable,
+                               total_params=total, trainable_modules=trainable_modules(self.setup.model),
+                               groups=dict(self.group_lrs), head_fit="converge" if self.fits_head else "epochs",
+                               head_fit_note=self.head_fit_note)
 
     def verify_freeze(self) -> ev.FreezeVerified:
         """Compare every frozen tensor, bit for bit, with its value when the phase (or this session of it) began."""
         moved = self.fingerprint.moved(self.setup.model, self.freeze.bn_modes)
-        return ev.FreezeVerified(self.index, len(self.fingerprint.digests), moved)
+        return ev.FreezeVerified(phase_index=self.index, checked_tensors=len(self.fingerprint.digests), moved=moved)
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
@@ -195,7 +197,7 @@ class ActivePhase:
         train_set, describe = self.feature_source()
 
         def progress(done: int, total: int) -> None:
-            bus.emit(ev.FeaturesProgressed(self.index, done, total))
+            bus.emit(ev.FeaturesProgressed(phase_index=self.index, done=done, total=total))
 
         device = setup.device
         features = setup.feature_builder(setup.model, setup.built.head_path, setup.loader, train_set, setup.data.val,
@@ -204,8 +206,9 @@ class ActivePhase:
         if features is None:
             return None
         self.features = features.to(device.device)
-        return ev.FeaturesCached(self.index, features.key, int(features.train.shape[1]), views,
-                                 int(features.train.shape[2]), features.seconds, features.from_disk)
+        return ev.FeaturesCached(phase_index=self.index, key=features.key, images=int(features.train.shape[1]),
+                                 views=views, dim=int(features.train.shape[2]), seconds=features.seconds,
+                                 from_disk=features.from_disk)
 
 
 def trainable_modules(model: nn.Module) -> list[str]:

@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+import torchvision
+
+from engine.io_files import write_json_atomic
 from engine.train import events as ev
 from engine.train.checkpoints import link_checkpoint
 from engine.train.metrics import BATCH_COLUMNS, EPOCH_COLUMNS, batch_row, epoch_row, lr_columns
@@ -27,7 +31,6 @@ from engine.train.runs import (
     SUMMARY_FILE,
     checkpoint_path,
     read_csv_rows,
-    write_json_atomic,
 )
 
 
@@ -89,9 +92,6 @@ class RunFolder:
 
     # --- the start --------------------------------------------------------------------------------------------
     def _on_run_started(self, e: ev.RunStarted) -> None:
-        import torch
-        import torchvision
-
         write_json_atomic(self.run_dir / RECIPE_FILE, e.recipe)
         if self._skipped:
             (self.run_dir / SKIPPED_FILE).write_text("".join(f"{p}\t{why}\n" for p, why in self._skipped),

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ThawError
+from engine.errors import BadInputError, RunLockedError, ThawError
+from engine.io_files import write_json_atomic
+from engine.train.run_lock import LOCK_FILE, lock_holder, run_is_live
 
 RECIPE_FILE = "recipe.json"
 METRICS_FILE = "metrics.csv"
@@ -46,7 +48,7 @@ def default_runs_root() -> Path:
     """THAW_RUNS_DIR, else the platform's user data folder (never the current directory)."""
     if os.environ.get(RUNS_ENV):
         return Path(os.environ[RUNS_ENV]).expanduser()
-    import platformdirs
+    import platformdirs  # not at the top: the studio imports this module before its window shows
 
     return Path(platformdirs.user_data_dir("Thaw", appauthor=False)) / "runs"
 
@@ -64,8 +66,6 @@ MAX_FOLDER_NAME_CHARS = 80  # of the recipe's name in the folder name; file syst
 def prepare_runs_root(root: str | Path) -> Path:
     """Create the runs folder if needed and prove it is writable; BadInputError (before anything trains) for
     a folder under /proc, /sys or /dev, a path that is a file, a read-only or unreachable place."""
-    from engine.errors import BadInputError
-
     root = Path(root).expanduser()
     resolved = Path(os.path.realpath(root))
     virtual = next((v for v in _VIRTUAL_ROOTS if resolved == Path(v) or Path(v) in resolved.parents), None)
@@ -99,8 +99,6 @@ def new_run_dir(root: str | Path, name: str) -> Path:
             suffix += 1
             path = root / f"{stamp}-{safe}-{suffix}"
         except OSError as exc:
-            from engine.errors import BadInputError
-
             raise BadInputError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from None
     (path / CHECKPOINT_DIR).mkdir()
     return path
@@ -108,21 +106,6 @@ def new_run_dir(root: str | Path, name: str) -> Path:
 
 def checkpoint_path(run_dir: str | Path, kind: str) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"{kind}.pt"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Temp file, fsync, rename: a reader sees the old or the new content, never a part; a failed write
-    (disk full) leaves the old file and no temp file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -187,8 +170,6 @@ def annotate_run(run_dir: str | Path, note: str) -> None:
 
 
 def _check_text(text: str, what: str, max_chars: int, one_line: bool) -> None:
-    from engine.errors import BadInputError
-
     if len(text) > max_chars:
         raise BadInputError(f"{what} is {len(text)} characters long; at most {max_chars} are allowed")
     allowed = "" if one_line else "\n\t"
@@ -198,8 +179,6 @@ def _check_text(text: str, what: str, max_chars: int, one_line: bool) -> None:
 
 
 def _annotate(run_dir: str | Path, key: str, value: str) -> None:
-    from engine.errors import BadInputError
-
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE_FILE).is_file():
         raise BadInputError(f"{run_dir} is not a run folder (it has no {RECIPE_FILE})")
@@ -235,9 +214,6 @@ def delete_run(run_dir: str | Path, permanently: bool = False) -> None:
     delete it for good when `permanently`. A folder that is not a run, or a run a process is training, is a
     BadInputError; a trash that cannot take it is a TrashUnavailableError (then nothing was deleted: the caller
     may ask about deleting permanently)."""
-    from engine.errors import BadInputError, RunLockedError
-    from engine.train.run_lock import lock_holder, run_is_live
-
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE_FILE).is_file():
         raise BadInputError(f"{run_dir} is not a run folder (it has no {RECIPE_FILE}); nothing was deleted")
@@ -249,7 +225,7 @@ def delete_run(run_dir: str | Path, permanently: bool = False) -> None:
         except OSError as exc:
             raise BadInputError(f"cannot delete {run_dir}: {exc.strerror or exc}") from None
         return
-    import send2trash
+    import send2trash  # not at the top: the studio imports this module before its window shows
 
     try:
         send2trash.send2trash(str(run_dir))
@@ -296,8 +272,6 @@ class RunRecord:
         except (OSError, json.JSONDecodeError):
             return None
         phases = summary.get("phases", [])
-        from engine.train.run_lock import LOCK_FILE, run_is_live
-
         live = run_is_live(run_dir)
         status = summary.get("status", "incomplete")
         # A run trained under the lock (it has a lock file) that says "running" while nobody holds the lock:

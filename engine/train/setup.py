@@ -9,12 +9,10 @@ import functools
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -32,32 +30,12 @@ from engine.train import events as ev
 from engine.train.checkpoints import load_model_state
 from engine.train.devices import DeviceSetup, setup_device
 from engine.train.distributed import SINGLE, DistContext
-from engine.train.distributed_data import build_feature_set_sharded, rank_order
+from engine.train.distributed_data import build_feature_set_sharded
 from engine.train.distributed_model import scaled_groups, with_sync_batchnorm, wrap_for_training
 from engine.train.feature_cache import build_feature_set, head_only
+from engine.train.sampling import epoch_order, rank_order, seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 2_654_435_761 + epoch * 40_503 + 17) % 2**31
-
-
-def epoch_order(n: int, batch_size: int, seed: int, epoch: int, max_batches: int) -> list[int]:
-    """The shuffled sample order of one epoch; a final batch of one sample is dropped (BatchNorm needs two)."""
-    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    order = torch.randperm(n, generator=g).tolist()
-    if max_batches:
-        order = order[: max_batches * batch_size]
-    if len(order) % batch_size == 1 and len(order) > 1:
-        order = order[:-1]
-    return order
 
 
 def auto_workers(dataset_size: int) -> int:
@@ -95,7 +73,7 @@ class RunSetup:
 
     def epoch_order(self, epoch: int) -> list[int]:
         """This process's samples of `epoch`, in order: the epoch's seeded order of global batches, this rank's
-        share of each (engine/train/distributed_data.py); the whole order in a one-process run."""
+        share of each (engine/train/sampling.py); the whole order in a one-process run."""
         r, dist = self.recipe, self.dist
         order = epoch_order(len(self.data.train), self.global_batch, r.seed, epoch, r.data.max_train_batches)
         return rank_order(order, r.batch_size, dist.rank, dist.world_size) if dist.active else order
@@ -147,17 +125,18 @@ def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None
     seed_everything(r.seed)
     augment = train_transform(prep, r.data.augmentation, r.data.horizontal_flip)
     data = prepare_data(r.data, augment, eval_transform(prep), r.model.in_channels, seed=r.seed)
-    bus.emit(ev.DataPrepared(list(data.classes), len(data.train), len(data.val),
-                             [(p.path, p.reason) for p in data.skipped]))
+    bus.emit(ev.DataPrepared(classes=list(data.classes), train_size=len(data.train), val_size=len(data.val),
+                             skipped=[(p.path, p.reason) for p in data.skipped]))
     weights_label = r.model.weights_file or r.model.weights
 
     def download_progress(done: int, total: int) -> None:
-        bus.emit(ev.WeightsDownloadProgress(weights_label, r.model.arch, done, total))
+        bus.emit(ev.WeightsDownloadProgress(weights=weights_label, file=r.model.arch, done_bytes=done,
+                                            total_bytes=total))
 
     seed_everything(r.seed)  # the new head's initialisation depends on the seed only
     built = build_model(r.model, len(data.classes), r.data, download_progress, pretrained=checkpoint is None)
     if built.load_report is not None:
-        bus.emit(ev.WeightsLoaded(built.weights_name, built.load_report.text()))
+        bus.emit(ev.WeightsLoaded(source=built.weights_name, report=built.load_report.text()))
     built.model = with_sync_batchnorm(built.model, r, dist)
     model = built.model.to(device.device)
     if device.channels_last:
@@ -222,7 +201,8 @@ def _enable_ram_cache(setup: RunSetup, bus: ev.EventBus) -> None:
     if plan is None:
         return
     guess = plan.guess
-    bus.emit(ev.DecodedCacheEstimated(guess.images, guess.bytes, plan.budget, plan.enabled, guess.text()))
+    bus.emit(ev.DecodedCacheEstimated(images=guess.images, bytes=guess.bytes, budget=plan.budget, enabled=plan.enabled,
+                                      message=guess.text()))
     if not plan.enabled:
         return
     prep = setup.built.preprocessing
@@ -233,4 +213,5 @@ def _enable_ram_cache(setup: RunSetup, bus: ev.EventBus) -> None:
         ds.cache = cache.view(offset)
         fill(ds.cache, len(ds), ds.decode, plan.workers)
         offset += len(ds)
-    bus.emit(ev.DecodedCacheFilled(len(cache.images), cache.bytes, cache.refused, time.perf_counter() - started))
+    bus.emit(ev.DecodedCacheFilled(images=len(cache.images), bytes=cache.bytes, refused=cache.refused,
+                                   seconds=time.perf_counter() - started))

@@ -4,10 +4,11 @@
     Trainer.from_run_dir(run_dir).fit()    → resumes from checkpoints/last.pt, mid-epoch or across a phase boundary
 
 The parts, one job each: engine/train/setup.py builds what a run needs once; engine/train/phase.py applies a
-phase (freeze plan, groups, optimizer, schedule, cached features); engine/train/loop.py trains an epoch and
-validates; engine/train/stopping.py decides the best epoch and early stopping; engine/train/state.py is where the
-run is (what a checkpoint holds); engine/train/run_folder.py writes the run's files from the events. This module
-only puts them in order and writes the checkpoints.
+phase (freeze plan, groups, optimizer, schedule, cached features); engine/train/loop.py trains an epoch;
+engine/train/eval_step.py validates; engine/train/sampling.py seeds and orders the samples;
+engine/train/stopping.py decides the best epoch and early stopping; engine/train/state.py is where the run is (what
+a checkpoint holds); engine/train/run_folder.py writes the run's files from the events. This module only puts them
+in order and writes the checkpoints.
 
 Exactness of a resume: the sample order of an epoch comes from a generator seeded by (seed, epoch), augmentation
 is seeded per sample (engine/data/datasets.py), global RNGs are reseeded at every epoch start and saved at a stop,
@@ -42,7 +43,8 @@ from engine.train.checkpoints import (
 )
 from engine.train.distributed import context_for
 from engine.train.distributed_data import validate_sharded
-from engine.train.loop import TrainingError, evaluate, fit_head_epoch, train_one_epoch
+from engine.train.eval_step import evaluate
+from engine.train.loop import TrainingError, fit_head_epoch, train_one_epoch
 from engine.train.phase import ActivePhase, head_fit_plan, phase_epochs, start_epochs
 from engine.train.run_folder import RunFolder
 from engine.train.run_lock import RunLock
@@ -124,7 +126,7 @@ class Trainer:
             if resumed:
                 removed = main(lambda: remove_stale_temp_files(self.run_dir))  # an interrupted write's leftovers
                 if removed:
-                    self.bus.emit(ev.TempFilesRemoved(str(self.run_dir), [str(p) for p in removed]))
+                    self.bus.emit(ev.TempFilesRemoved(run_dir=str(self.run_dir), files=[str(p) for p in removed]))
             else:
                 main(lambda: prepare_runs_root(self.runs_root))  # refused before the data scan and the model build
             self.setup = setup = assemble(self.recipe, self.bus, self.checkpoint, dist=self.dist)
@@ -165,12 +167,16 @@ class Trainer:
         watch.load_state_dict(state.watch)
         epochs = phase_epochs(setup)  # a head fitted to convergence is one epoch
         starts = start_epochs(epochs)
-        self.bus.emit(ev.RunStarted(
-            str(self.run_dir), r.to_dict(), r.name, r.strategy, r.model.arch, setup.built.weights_name,
-            setup.device.describe(), setup.device.device.type, setup.device.precision, sum(epochs), starts,
-            [p.name for p in r.phases], trained_groups(setup), list(setup.data.classes), len(setup.data.train),
-            len(setup.data.val), setup.built.preprocessing.to_dict(), self.checkpoint is not None, state.epoch,
-            state.batch, state.global_step, state.elapsed, setup.device.fallback_warning))
+        self.bus.emit(ev.RunStarted(run_dir=str(self.run_dir), recipe=r.to_dict(), name=r.name, strategy=r.strategy,
+                                    arch=r.model.arch, weights=setup.built.weights_name, device=setup.device.describe(),
+                                    device_type=setup.device.device.type, precision=setup.device.precision,
+                                    total_epochs=sum(epochs), phase_start_epochs=starts,
+                                    phase_names=[p.name for p in r.phases], lr_groups=trained_groups(setup),
+                                    class_names=list(setup.data.classes), train_size=len(setup.data.train),
+                                    val_size=len(setup.data.val), preprocessing=setup.built.preprocessing.to_dict(),
+                                    resumed=self.checkpoint is not None, start_epoch=state.epoch,
+                                    start_batch=state.batch, start_global_step=state.global_step,
+                                    elapsed_seconds=state.elapsed, device_warning=setup.device.fallback_warning))
         if self.dist.active or self._resume_note:
             self.bus.emit(distributed_resume.started_event(setup, self._resume_note))
         resuming, previous = self.checkpoint, None
@@ -213,15 +219,17 @@ class Trainer:
                 raise TrainingError(f"the {name} became {value} in epoch {state.epoch + 1} (phase "
                                     f"'{phase.config.name}'); lower the learning rate. The last good checkpoint is "
                                     f"kept.")
-        self.bus.emit(ev.ValidationFinished(state.epoch, val_loss, val_acc))
+        self.bus.emit(ev.ValidationFinished(epoch=state.epoch, val_loss=val_loss, val_acc=val_acc))
         if not fitted:
             phase.schedule.step_epoch(stopping.monitored(val_loss, val_acc))
         is_best = stopping.update(state.epoch, val_loss, val_acc)
         sums = state.running
-        self.bus.emit(ev.EpochFinished(state.epoch, phase.index, phase.config.name, sums.loss, sums.accuracy, val_loss,
-                                       val_acc, lrs, sums.seconds, sums.images_per_s, sums.data_wait_share, sums.seen,
-                                       is_best, clock.elapsed(), "lbfgs" if fitted else "batches",
-                                       fitted.l2 if fitted else None))
+        self.bus.emit(ev.EpochFinished(epoch=state.epoch, phase_index=phase.index, phase_name=phase.config.name,
+                                       train_loss=sums.loss, train_acc=sums.accuracy, val_loss=val_loss,
+                                       val_acc=val_acc, lrs=lrs, seconds=sums.seconds, images_per_s=sums.images_per_s,
+                                       data_wait_share=sums.data_wait_share, train_images=sums.seen, is_best=is_best,
+                                       elapsed_seconds=clock.elapsed(), fit="lbfgs" if fitted else "batches",
+                                       l2=fitted.l2 if fitted else None))
         figures = EpochFigures(phase.index, state.epoch, sums.loss, sums.accuracy, val_loss, val_acc)
         last_of_phase = state.epoch + 1 >= phase.end_epoch or stopping.should_stop
         for setback in watch.epoch_finished(figures, phase.setback_context, last_of_phase):
@@ -239,20 +247,22 @@ class Trainer:
                        **phase.setup.checkpoint_identity()}
             path = checkpoint_path(self.run_dir, "last")
             self._last_checkpoint = str(save_checkpoint(path, payload))
-        self.bus.emit(ev.CheckpointSaved(self._last_checkpoint, "last", state.epoch, state.batch, is_best))
+        self.bus.emit(ev.CheckpointSaved(path=self._last_checkpoint, kind="last", epoch=state.epoch, batch=state.batch,
+                                         is_best=is_best))
 
     def _stop(self, phase: ActivePhase, state: TrainingState, clock: RunClock) -> str:
         state.rng = self.dist.rng_states_of_all(rng_states())
         self.dist.reduce_running(state.running)  # the checkpoint holds the sums over every process
         self._save(phase, state, clock, is_best=False)
         self.bus.emit(phase.verify_freeze())
-        self.bus.emit(ev.RunStopped(str(self.run_dir), self._last_checkpoint, state.epoch, state.batch,
-                                    clock.elapsed()))
+        self.bus.emit(ev.RunStopped(run_dir=str(self.run_dir), checkpoint=self._last_checkpoint, epoch=state.epoch,
+                                    batch=state.batch, elapsed_seconds=clock.elapsed()))
         return "stopped"
 
     def _complete(self, status: str, state: TrainingState, stopping: EarlyStopping, clock: RunClock) -> str:
-        self.bus.emit(ev.RunFinished(str(self.run_dir), status, state.epoch, stopping.best_epoch, stopping.best_val_acc,
-                                     stopping.last_val_acc, clock.elapsed()))
+        self.bus.emit(ev.RunFinished(run_dir=str(self.run_dir), status=status, epochs_done=state.epoch,
+                                     best_epoch=stopping.best_epoch, best_val_acc=stopping.best_val_acc,
+                                     final_val_acc=stopping.last_val_acc, elapsed_seconds=clock.elapsed()))
         return status
 
     def _fail(self, exc: Exception, folder: RunFolder) -> RunResult:
@@ -263,7 +273,7 @@ class Trainer:
         log.error("run failed: %s", message)
         log.info("where it failed:", exc_info=exc)  # the traceback, for --verbose
         try:
-            self.bus.emit(ev.RunFailed(str(self.run_dir), message, self._last_checkpoint))
+            self.bus.emit(ev.RunFailed(run_dir=str(self.run_dir), error=message, checkpoint=self._last_checkpoint))
         except Exception:  # noqa: BLE001 - the run folder may be what failed (a full disk): the reason still stands
             log.info("the failure could not be recorded in the run folder", exc_info=True)
         return RunResult("failed", str(self.run_dir), folder.summary, message)

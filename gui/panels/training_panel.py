@@ -661,7 +661,7 @@ class TrainingPanel(QWidget):
         self.log(f"Starting '{self._document.recipe.name}' …")
         refusal = start_refusal(self._document.recipe, self._document.scan)  # before any thread exists
         if refusal:
-            self._on_run_failed(ev.RunFailed("", refusal, ""))
+            self._on_run_failed(ev.RunFailed(run_dir="", error=refusal, checkpoint=""))
             return
         self._controller.start(self._document.recipe)
 

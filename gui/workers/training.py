@@ -2,7 +2,7 @@
 controller that owns its thread.
 
     TrainingController.start(recipe)          TrainingWorker (in its WorkerThread)
-        └─ thread started ───────────────────▶ run(): Trainer(...).fit(); each engine event →
+        └─ thread started ───────────────────▶ run(): fit_and_evaluate(Trainer(...)); each engine event →
                                                event_emitted(event)  or  batches_finished([BatchFinished, …])
         running_changed(False) ◀── thread finished (after wait(): the thread has really ended)
 
@@ -24,10 +24,9 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine.errors import ThawError
-from engine.infer.evaluation import RunEvaluator
+from engine.infer.fit_and_evaluate import fit_and_evaluate
 from engine.recipe import Recipe
 from engine.train import events as ev
-from engine.train.devices import pick_device
 from engine.train.launch import recorded_processes
 from engine.train.runs import runs_root_for as engine_runs_root_for
 from engine.train.trainer import Trainer
@@ -64,15 +63,16 @@ class TrainingWorker(EventForwarder):
                 self.trainer = trainer = Trainer.from_run_dir(self._run_dir, [self._on_event], self.control)
             else:
                 self.trainer = trainer = Trainer(self._recipe, [self._on_event], self.control, self._runs_root)
-            # A finished run's best checkpoint is evaluated (evaluation.json) before the thread ends.
-            trainer.bus.subscribe(RunEvaluator(pick_device(trainer.recipe.device)[0], emit=self._on_event))
-            trainer.fit()  # failures during the run arrive as a RunFailed event
+            # A finished run's best checkpoint is evaluated (evaluation.json) before the thread ends, as the CLI
+            # does; failures during the run arrive as a RunFailed event.
+            fit_and_evaluate(trainer)
         except ThawError as exc:  # bad input, found before the run started: said in the studio's words
             recipe = self.trainer.recipe if self.trainer is not None else self._recipe
-            self._on_event(ev.RunFailed("", studio_error_text(exc, recipe.model.arch if recipe else ""), ""))
+            self._on_event(ev.RunFailed(run_dir="", error=studio_error_text(exc, recipe.model.arch if recipe else ""),
+                                        checkpoint=""))
         except Exception as exc:  # noqa: BLE001 - a bug must reach the user, not kill the thread silently
             log.exception("training could not start")
-            self._on_event(ev.RunFailed("", f"{type(exc).__name__}: {exc}", ""))
+            self._on_event(ev.RunFailed(run_dir="", error=f"{type(exc).__name__}: {exc}", checkpoint=""))
         finally:
             self._return_home()
 

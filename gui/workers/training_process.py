@@ -77,7 +77,7 @@ class ProcessTrainingWorker(EventForwarder):
         run_dir, checkpoint, failed = "", "", None
         try:
             if self.process_run is None:
-                self._on_event(ev.RunFailed("", self._error, ""))
+                self._on_event(ev.RunFailed(run_dir="", error=self._error, checkpoint=""))
                 return
             run = self.process_run
             run.argv = self._command(run.channel)
@@ -95,7 +95,7 @@ class ProcessTrainingWorker(EventForwarder):
             self._report_end(run, failed, run_dir, checkpoint)
         except Exception as exc:  # noqa: BLE001 - whatever happens, the studio stays up and says why
             log.exception("the training processes could not be run")
-            self._on_event(ev.RunFailed(run_dir, f"{type(exc).__name__}: {exc}", checkpoint))
+            self._on_event(ev.RunFailed(run_dir=run_dir, error=f"{type(exc).__name__}: {exc}", checkpoint=checkpoint))
         finally:
             self._return_home()
 
@@ -116,11 +116,11 @@ class ProcessTrainingWorker(EventForwarder):
             others = [line for line in first_errors(run.channel / "logs")
                       if not line.startswith("[rank 0]") and said not in line]
             error = f"{said} (first error elsewhere: {others[0]})" if others else said
-            self._on_event(ev.RunFailed(failed.run_dir, error, failed.checkpoint))
+            self._on_event(ev.RunFailed(run_dir=failed.run_dir, error=error, checkpoint=failed.checkpoint))
         elif run.exit is None:  # rank 0 ended without a result: killed, or crashed outside the trainer
-            self._on_event(ev.RunFailed(run_dir, run.failure_text(), checkpoint))
+            self._on_event(ev.RunFailed(run_dir=run_dir, error=run.failure_text(), checkpoint=checkpoint))
         elif run.exit.error:  # refused before the run (bad input), as an in-process start reports it
-            self._on_event(ev.RunFailed("", run.exit.error, ""))
+            self._on_event(ev.RunFailed(run_dir="", error=run.exit.error, checkpoint=""))
         if failed is None and run.exit is not None and not run.exit.error:
             run.cleanup()
         else:

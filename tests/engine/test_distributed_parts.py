@@ -14,12 +14,12 @@ from engine.errors import RecipeError
 from engine.recipe import GroupSpec, Recipe, lr_factor
 from engine.train import events as ev
 from engine.train.distributed import DistContext, Ranks, SyncedControl
-from engine.train.distributed_data import global_batches, rank_order, val_shard
+from engine.train.distributed_data import val_shard
 from engine.train.distributed_model import scaled_groups
 from engine.train.distributed_resume import adapt_state
 from engine.train.launch import ControlWatcher, EventStream, ProcessRun, first_errors, recorded_processes
 from engine.train.optim import build_optimizer, build_schedule
-from engine.train.setup import epoch_order
+from engine.train.sampling import epoch_order, global_batches, rank_order
 from engine.train.state import RunningSums, TrainingState
 from tests.helpers import tiny_recipe
 
@@ -251,7 +251,8 @@ def test_a_paused_run_meets_the_other_ranks_until_it_is_unpaused():
 
 def test_per_batch_figures_are_over_the_global_batch():
     group = FakeGroup([[0.5, 0.25]])
-    event = ev.BatchFinished(0, 3, 10, 4, 1.5, 0.75, {"head": 0.1}, 100.0)
+    event = ev.BatchFinished(epoch=0, batch=3, batches=10, global_step=4, train_loss=1.5, train_acc=0.75,
+                             lrs={"head": 0.1}, images_per_s=100.0)
     merged = group.batch_event(event)
     assert (merged.train_loss, merged.train_acc, merged.images_per_s) == (1.0, 0.5, 200.0)
 
@@ -273,9 +274,11 @@ def test_an_error_on_rank_zero_reaches_every_rank():
 
 def test_rank_zero_streams_every_event_and_its_exit_code(tmp_path):
     stream = EventStream(tmp_path)
-    sent = [ev.DistributedStarted(2, "gloo", 8, 16, 4, "linear", 2.0, False, "a note"),
-            ev.DataPrepared(["a", "b"], 10, 2, [("x.png", "truncated")]),
-            ev.BatchFinished(0, 1, 4, 2, float("nan"), 0.5, {"head": 0.1}, 12.0)]
+    sent = [ev.DistributedStarted(world_size=2, backend="gloo", per_process_batch=8, global_batch=16, steps_per_epoch=4,
+                                  lr_scaling="linear", lr_factor=2.0, sync_batchnorm=False, note="a note"),
+            ev.DataPrepared(classes=["a", "b"], train_size=10, val_size=2, skipped=[("x.png", "truncated")]),
+            ev.BatchFinished(epoch=0, batch=1, batches=4, global_step=2, train_loss=float("nan"), train_acc=0.5,
+                             lrs={"head": 0.1}, images_per_s=12.0)]
     for event in sent:
         stream(event)
     stream.write_exit(3)

@@ -24,12 +24,15 @@ from engine.infer.evaluation import (
     folder_samples,
     write_run_evaluation,
 )
+from engine.infer.fit_and_evaluate import fit_and_evaluate
 from engine.infer.inference import Predictor
 from engine.infer.metrics import classification_metrics
 from engine.infer.ood import calibration_path
 from engine.train import events as ev
 from engine.train.runs import checkpoint_path
+from engine.train.trainer import Trainer
 from tests.evaluation_helpers import make_styled_folder, train_run
+from tests.helpers import tiny_recipe
 
 ROOT = Path(__file__).parents[2]
 ALIKE = {"cat": "cat", "dog": "cat", "fox": "fox"}  # dog images are drawn exactly like cat images
@@ -151,14 +154,48 @@ def test_the_run_evaluation_is_written_with_calibration_and_drift(alike_run, run
     assert saved.notes == []
 
 
+
+def test_a_finished_run_is_evaluated_once_and_every_subscriber_hears_it(image_folder, runs_dir):
+    """fit_and_evaluate (the CLI's and the studio's one way to train): evaluation.json is written after RunFinished,
+    and EvaluationWritten reaches every subscriber of the run's bus, last."""
+    heard: list[list[ev.Event]] = [[], []]
+    trainer = Trainer(tiny_recipe(image_folder, epochs=1, out=runs_dir), [heard[0].append, heard[1].append])
+    result = fit_and_evaluate(trainer)
+    assert result.status == "finished", result.error
+    run = Path(result.run_dir)
+    for events in heard:
+        *_, finished, written = events
+        assert isinstance(finished, ev.RunFinished) and isinstance(written, ev.EvaluationWritten)
+        assert written.path == str(run / EVALUATION_FILE) and written.run_dir == str(run)
+        assert sum(isinstance(e, ev.EvaluationWritten) for e in events) == 1
+    saved = Evaluation.load(run / EVALUATION_FILE)
+    assert saved.checkpoint.endswith("best.pt") and saved.source == VALIDATION_SPLIT
+    assert heard[0][-1].count == saved.metrics.count and heard[0][-1].accuracy == saved.metrics.accuracy
+
+
+def test_a_stopped_run_is_not_evaluated(image_folder, runs_dir):
+    control = ev.RunControl()
+    heard: list[ev.Event] = []
+
+    def stop_at_once(event: ev.Event) -> None:
+        heard.append(event)
+        if isinstance(event, ev.PhaseStarted):
+            control.request_stop()
+
+    result = fit_and_evaluate(Trainer(tiny_recipe(image_folder, epochs=2, out=runs_dir), [stop_at_once], control))
+    assert result.status == "stopped"
+    assert not (Path(result.run_dir) / EVALUATION_FILE).exists()
+    assert isinstance(heard[-1], ev.RunStopped) and not [e for e in heard if isinstance(e, ev.EvaluationWritten)]
+
 def test_the_event_subscriber_evaluates_finished_runs_only(alike_run, tmp_path, caplog):
     run, _ = alike_run
     (run / EVALUATION_FILE).unlink(missing_ok=True)
     told = []
     evaluator = RunEvaluator(emit=told.append)
-    evaluator(ev.RunStopped(str(run), "", 1, 0, 1.0))
+    evaluator(ev.RunStopped(run_dir=str(run), checkpoint="", epoch=1, batch=0, elapsed_seconds=1.0))
     assert not (run / EVALUATION_FILE).exists()
-    evaluator(ev.RunFinished(str(run), "finished", 2, 2, 1.0, 1.0, 1.0))
+    evaluator(ev.RunFinished(run_dir=str(run), status="finished", epochs_done=2, best_epoch=2, best_val_acc=1.0,
+                             final_val_acc=1.0, elapsed_seconds=1.0))
     assert (run / EVALUATION_FILE).is_file() and evaluator.written == [run / EVALUATION_FILE]
     saved = Evaluation.load(run / EVALUATION_FILE)
     (written,) = told
@@ -166,7 +203,8 @@ def test_the_event_subscriber_evaluates_finished_runs_only(alike_run, tmp_path, 
     assert (written.count, written.accuracy) == (saved.metrics.count, saved.metrics.accuracy)
     (tmp_path / "empty-run").mkdir()
     with caplog.at_level(logging.WARNING):
-        evaluator(ev.RunFinished(str(tmp_path / "empty-run"), "finished", 1, 1, 1.0, 1.0, 1.0))  # no checkpoint
+        evaluator(ev.RunFinished(run_dir=str(tmp_path / "empty-run"), status="finished", epochs_done=1, best_epoch=1,
+                                 best_val_acc=1.0, final_val_acc=1.0, elapsed_seconds=1.0))  # no checkpoint
     assert "not evaluated" in caplog.text and "empty-run" in caplog.text and len(told) == 1
     assert not (tmp_path / "empty-run" / EVALUATION_FILE).exists()
 

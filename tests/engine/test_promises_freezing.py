@@ -34,7 +34,7 @@ from engine.recipe import DataConfig, ModelConfig
 from engine.train import events as ev
 from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import checkpoint_path
-from engine.train.setup import seed_everything
+from engine.train.sampling import seed_everything
 from engine.train.trainer import Trainer
 from tests.helpers import tiny_recipe
 

@@ -48,10 +48,19 @@ def stop_at(control: ev.RunControl, epoch: int, batch: int):
 def test_every_event_is_declared_once_and_crosses_a_process_boundary_intact():
     names = [cls.__name__ for cls in ev.Event.__subclasses__()]
     assert len(names) == len(set(names)) == len(ev.EVENT_TYPES)
-    sample = ev.DataPrepared(["a", "b"], 3, 1, [("x.jpg", "truncated")])
+    sample = ev.DataPrepared(classes=["a", "b"], train_size=3, val_size=1, skipped=[("x.jpg", "truncated")])
     again = ev.event_from_dict(json.loads(json.dumps(sample.to_dict())))
     assert again == sample and isinstance(again.skipped[0], tuple)
 
+
+
+@pytest.mark.parametrize("kind", list(ev.EVENT_TYPES.values()), ids=list(ev.EVENT_TYPES))
+def test_every_event_is_built_with_keywords_only(kind):
+    """A field added or moved in an event can never shift another field's value at a call site."""
+    fields = dataclasses.fields(kind)
+    assert fields and all(f.kw_only for f in fields)
+    with pytest.raises(TypeError, match="positional"):
+        kind(*[None] * len(fields))
 
 def test_metrics_files_replay_as_the_events_they_were_written_from(image_folder, runs_dir):
     rec = Recorder()
@@ -229,7 +238,7 @@ def test_a_recipe_written_before_a_field_existed_still_loads_and_events_are_froz
     data = recipe.to_dict()
     del data["tensorboard"]
     assert type(recipe).from_dict(data).tensorboard is False
-    event = ev.RunStopped("r", "c", 0, 1, 2.0)
+    event = ev.RunStopped(run_dir="r", checkpoint="c", epoch=0, batch=1, elapsed_seconds=2.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.batch = 3  # type: ignore[misc]
 

@@ -31,7 +31,7 @@ class Recorder:
 
 def initial_state(recipe, num_classes):
     """The model exactly as the trainer builds it before training (same seed → same new head)."""
-    from engine.train.setup import seed_everything
+    from engine.train.sampling import seed_everything
 
     seed_everything(recipe.seed)
     return {k: v.clone() for k, v in build_model(recipe.model, num_classes, recipe.data).model.state_dict().items()}

@@ -209,7 +209,8 @@ def test_an_evaluation_written_event_shows_that_run_unless_one_was_chosen_by_han
     shown_panel(qtbot, panel)
     controller = TrainingController()
     controller.event_emitted.connect(panel.handle_event)
-    written = ev.EvaluationWritten(str(older), str(older / EVALUATION_FILE), 18, 0.5, 3, 1.0, 0, 1.0)
+    written = ev.EvaluationWritten(run_dir=str(older), path=str(older / EVALUATION_FILE), count=18, accuracy=0.5,
+                                   top_k=3, top_k_accuracy=1.0, flagged=0, seconds=1.0)
     with qtbot.waitSignal(panel.evaluation_shown, timeout=TIMEOUT_MS):
         controller.event_emitted.emit(written)  # as the training worker forwards it
     assert panel.run_dir == str(older) and panel.evaluationRunCombo.current_run() == str(older)

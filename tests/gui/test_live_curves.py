@@ -21,11 +21,14 @@ from tests.helpers import tiny_recipe
 
 def batch(i: int, loss: float, per_epoch: int = 10, lrs: dict | None = None) -> ev.BatchFinished:
     epoch, b = divmod(i, per_epoch)
-    return ev.BatchFinished(epoch, b, per_epoch, i + 1, loss, 0.5, lrs or {"head": 1e-3, "body": 1e-5}, 10.0)
+    return ev.BatchFinished(epoch=epoch, batch=b, batches=per_epoch, global_step=i + 1, train_loss=loss, train_acc=0.5,
+                            lrs=lrs or {"head": 1e-3, "body": 1e-5}, images_per_s=10.0)
 
 
 def epoch(e: int, train_loss: float, val_loss: float, train_acc: float, val_acc: float) -> ev.EpochFinished:
-    return ev.EpochFinished(e, 0, "head", train_loss, train_acc, val_loss, val_acc, {}, 1.0, 10.0, 0.0, 10, False, 1.0)
+    return ev.EpochFinished(epoch=e, phase_index=0, phase_name="head", train_loss=train_loss, train_acc=train_acc,
+                            val_loss=val_loss, val_acc=val_acc, lrs={}, seconds=1.0, images_per_s=10.0,
+                            data_wait_share=0.0, train_images=10, is_best=False, elapsed_seconds=1.0)
 
 
 def drawn(curve) -> int:

@@ -67,7 +67,8 @@ def test_the_eta_clock_stops_while_paused(qtbot, monkeypatch):
     progress = RunProgress()
     qtbot.addWidget(progress)
     progress.start(total_epochs=2, start_epoch=0)
-    batch = ev.BatchFinished(0, 0, 10, 1, 1.0, 0.5, {"head": 1e-3}, 100.0)
+    batch = ev.BatchFinished(epoch=0, batch=0, batches=10, global_step=1, train_loss=1.0, train_acc=0.5,
+                             lrs={"head": 1e-3}, images_per_s=100.0)
     progress.set_paused(True)
     jump_clocks(monkeypatch, PAUSE_S)
     progress.set_paused(False)

@@ -54,7 +54,8 @@ def test_legends_sit_under_the_axes_and_never_cover_a_curve(qtbot):
     curves = training_panel.TrainingCurves()
     qtbot.addWidget(curves)
     curves.resize(600, 900)
-    curves.add_batches([ev.BatchFinished(0, 0, 4, 1, 1.0, 0.5, {"early": 1e-5, "middle": 1e-4, "head": 1e-3}, 50.0)])
+    curves.add_batches([ev.BatchFinished(epoch=0, batch=0, batches=4, global_step=1, train_loss=1.0, train_acc=0.5,
+                                         lrs={"early": 1e-5, "middle": 1e-4, "head": 1e-3}, images_per_s=50.0)])
     curves.flush()
     curves.show()
     qtbot.waitExposed(curves)

@@ -81,7 +81,8 @@ def test_the_rate_right_after_resuming_waits_for_a_batch_measured_without_start_
     progress.start(total_epochs=2, start_epoch=0, start_batch=2)  # resumed inside the first epoch
 
     def show(epoch: int, batch: int, rate: float) -> str:
-        progress.show_batch(ev.BatchFinished(epoch, batch, 5, epoch * 5 + batch + 1, 1.0, 0.5, {"head": 1e-3}, rate))
+        progress.show_batch(ev.BatchFinished(epoch=epoch, batch=batch, batches=5, global_step=epoch * 5 + batch + 1,
+                                             train_loss=1.0, train_acc=0.5, lrs={"head": 1e-3}, images_per_s=rate))
         progress._redraw.flush()
         return progress.progressLabel.text()
 

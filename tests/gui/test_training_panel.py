@@ -222,11 +222,14 @@ def test_worker_coalesces_batches_and_flushes_them_before_other_events(qtbot):
     worker.event_emitted.connect(lambda e: received.append(("epoch", e.epoch)))
 
     def batch(i: int) -> ev.BatchFinished:
-        return ev.BatchFinished(0, i, 4, i + 1, 1.0, 0.5, {"head": 1e-3}, 100.0)
+        return ev.BatchFinished(epoch=0, batch=i, batches=4, global_step=i + 1, train_loss=1.0, train_acc=0.5,
+                                lrs={"head": 1e-3}, images_per_s=100.0)
 
     for i in range(4):
         worker._on_event(batch(i))
-    worker._on_event(ev.EpochFinished(0, 0, "head", 1.0, 0.5, 1.0, 0.5, {"head": 1e-3}, 1.0, 100.0, 0.0, 32, True, 1.0))
+    worker._on_event(ev.EpochFinished(epoch=0, phase_index=0, phase_name="head", train_loss=1.0, train_acc=0.5,
+                                      val_loss=1.0, val_acc=0.5, lrs={"head": 1e-3}, seconds=1.0, images_per_s=100.0,
+                                      data_wait_share=0.0, train_images=32, is_best=True, elapsed_seconds=1.0))
 
     # The first batch goes out at once; the rest wait for the interval, but never overtake the epoch's end.
     assert received == [("batches", [0]), ("batches", [1, 2, 3]), ("epoch", 0)]
@@ -238,7 +241,7 @@ def test_worker_thins_progress_reports_but_keeps_the_last(qtbot):
     worker.event_emitted.connect(lambda e: reported.append(e.done))
 
     for done in range(1, 11):
-        worker._on_event(ev.FeaturesProgressed(0, done, 10))
+        worker._on_event(ev.FeaturesProgressed(phase_index=0, done=done, total=10))
 
     assert reported == [1, 10]
 
