@@ -16,7 +16,7 @@ from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import checkpoint_path, read_metrics
 from engine.train.stopping import EarlyStopping
 from engine.train.trainer import fit
-from tests.helpers import tiny_recipe
+from tests.helpers import make_image_folder, tiny_recipe
 
 LOSSES = [1.0, 0.8, 0.9, 0.7, 0.75, 0.76, 0.5]
 ACCS = [0.5, 0.7, 0.6, 0.8, 0.8, 0.79, 0.9]
@@ -76,10 +76,12 @@ def test_a_non_finite_metric_is_never_the_best_and_counts_as_no_improvement():
 
 
 @pytest.mark.parametrize("metric", ["val_loss", "val_acc"])
-def test_a_plateau_schedule_reads_the_monitored_metric_in_its_direction(metric, image_folder, runs_dir):
+def test_a_plateau_schedule_reads_the_monitored_metric_in_its_direction(metric, tmp_path, runs_dir):
     """A plateau schedule with patience 0 cuts the rate after every epoch that is not a new best by the monitored
-    metric: the rates in metrics.csv must drop exactly after those epochs."""
-    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=5, out=runs_dir)
+    metric: the rates in metrics.csv must drop exactly after those epochs. More validation images than the shared
+    folder's six, so that validation accuracy moves between epochs (a flat one reads the same both ways)."""
+    folder = make_image_folder(tmp_path / "images", classes=3, per_class=30)
+    recipe = tiny_recipe(folder, "lesson_feature_extraction", epochs=5, out=runs_dir)
     recipe.early_stopping.metric = metric
     phase = recipe.phases[0]
     phase.lr = 0.05
@@ -88,12 +90,13 @@ def test_a_plateau_schedule_reads_the_monitored_metric_in_its_direction(metric, 
     assert result.status == "finished", result.error
     rows = read_metrics(result.run_dir)
     values = [row[metric] for row in rows]
+    assert len(set(values)) > 2, values  # a metric that moves, or the direction cannot show
     (column,) = [c for c in rows[0] if c.startswith("lr_")]
     rates = [row[column] for row in rows]  # the rate each epoch trained with: cut after an epoch without a best
     sign = 1 if metric == "val_acc" else -1
     assert rates == pytest.approx(plateau_rates(values, sign, rates[0])), (metric, values, rates)
     # read in the other direction, the same figures would have cut the rate elsewhere
-    assert rates != pytest.approx(plateau_rates(values, -sign, rates[0]))
+    assert rates != pytest.approx(plateau_rates(values, -sign, rates[0])), values
 
 
 def plateau_rates(values: list[float], sign: int, first: float, factor: float = 0.5) -> list[float]:
