@@ -57,3 +57,8 @@ class NonFiniteError(ThawError):
 
 class CheckpointWriteError(ThawError):
     """A checkpoint could not be written (disk full, file size limit, permissions); the previous one is kept."""
+
+
+class UnwritableError(BadInputError, OSError):
+    """A file cannot be written where it was asked for (a device, a FIFO, a socket, /proc, a read-only folder …).
+    Also an OSError, so code that handled a failed write as one keeps doing so."""

@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the whole result as JSON on standard output")
     p.add_argument("--csv", metavar="FILE", help="write one row per image to FILE")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=0, help="default: the recipe's")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
     p.set_defaults(run=cmd_evaluate)
 
     help_ = "suspect labels (confident learning), near-duplicate images and train/validation leaks of a run's data"
@@ -39,13 +39,20 @@ def register(sub) -> None:
 
 def cmd_evaluate(args) -> int:
     from engine.infer.evaluation import EVALUATION_FILE, evaluate_checkpoint
+    from engine.infer.inference import inference_device
 
-    if args.batch_size < 0:
-        raise BadInputError(f"--batch-size must be > 0, got {args.batch_size}")
+    inference_device(args.device)  # the same check on every command: one line, exit 2
+    if args.batch_size is not None and args.batch_size < 1:  # 0 once meant the recipe's: leave it out for that
+        raise BadInputError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.image_dir is not None and not Path(args.image_dir).expanduser().is_dir():
         raise BadInputError(f"image folder {args.image_dir} does not exist or is not a folder")
+    if args.csv:
+        from engine.io_files import check_target
+
+        check_target(Path(args.csv), "--csv")  # before the evaluation, not after it
     on_split = args.image_dir is None
-    evaluation = evaluate_checkpoint(args.run_dir, args.image_dir, args.checkpoint, args.device, args.batch_size,
+    evaluation = evaluate_checkpoint(args.run_dir, args.image_dir, args.checkpoint, args.device,
+                                     args.batch_size or 0,
                                      calibrate=on_split, drift=on_split)
     run_dir = Path(args.run_dir)
     if on_split and args.checkpoint == "best" and run_dir.is_dir():
@@ -64,8 +71,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_label_issues(args) -> int:
+    from engine.infer.inference import inference_device
     from engine.infer.label_issues import find_run_label_issues
 
+    inference_device(args.device)
     if args.folds < 2:
         raise BadInputError(f"--folds must be at least 2, got {args.folds}")
     report = find_run_label_issues(args.run_dir, args.checkpoint, args.backbone, args.folds, args.device)

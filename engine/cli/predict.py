@@ -28,6 +28,9 @@ def cmd_predict(args) -> int:
     from engine.infer.inference import Predictor, expand_inputs
     from engine.train.runs import checkpoint_path
 
+    for option, value in (("--topk", args.topk), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise BadInputError(f"{option} must be at least 1, got {value}")
     checkpoint = Path(args.checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoint_path(checkpoint, "best")

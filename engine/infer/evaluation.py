@@ -17,6 +17,7 @@ smoothing, so it reads as −log p(true class)).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import time
@@ -34,7 +35,7 @@ from engine.data.images import UnreadableImageError, load_image
 from engine.data.scan import scan_folder
 from engine.errors import BadInputError, ThawError
 from engine.infer.drift import WeightDrift, weight_drift
-from engine.infer.inference import Predictor
+from engine.infer.inference import Predictor, inference_device
 from engine.infer.metrics import ClassificationMetrics, classification_metrics
 from engine.infer.ood import calibration_path, fit_ood, head_digest, load_calibration, save_calibration
 from engine.infer.run_checkpoint import (
@@ -47,7 +48,7 @@ from engine.infer.run_checkpoint import (
     trained_model,
 )
 from engine.infer.run_features import split_features
-from engine.io_files import write_json_atomic
+from engine.io_files import check_target, write_json_atomic, write_text_atomic
 from engine.train.events import EvaluationWritten, Event, RunFinished
 
 log = logging.getLogger(__name__)
@@ -156,20 +157,20 @@ class Evaluation:
         skipped = self.skipped if images is None else []
         columns = ["path", "true_class", "predicted", "correct", "confidence", "loss", "ood_score", "unfamiliar",
                    "split", "top_k", "error"]
-        try:
-            with path.open("w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=columns)
-                writer.writeheader()
-                for r in rows:
-                    writer.writerow({"path": r.path, "true_class": r.true_class, "predicted": r.predicted,
-                                     "correct": r.correct, "confidence": f"{r.confidence:.6f}", "loss": f"{r.loss:.6f}",
-                                     "ood_score": "" if r.ood_score is None else f"{r.ood_score:.4f}",
-                                     "unfamiliar": "" if r.unfamiliar is None else r.unfamiliar, "split": r.split,
-                                     "top_k": ";".join(f"{c}:{p:.4f}" for c, p in r.top), "error": ""})
-                for p, reason in skipped:
-                    writer.writerow({"path": p, "error": reason})
-        except OSError as exc:
-            raise BadInputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        check_target(path, "--csv")
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({"path": _text(r.path), "true_class": r.true_class, "predicted": r.predicted,
+                             "correct": r.correct, "confidence": f"{r.confidence:.6f}", "loss": f"{r.loss:.6f}",
+                             "ood_score": "" if r.ood_score is None else f"{r.ood_score:.4f}",
+                             "unfamiliar": "" if r.unfamiliar is None else r.unfamiliar, "split": r.split,
+                             "top_k": ";".join(f"{c}:{p:.4f}" for c, p in r.top), "error": ""})
+        for p, reason in skipped:
+            writer.writerow({"path": _text(p), "error": reason})
+        # Built whole, then written atomically: a failure leaves no file that looks complete.
+        write_text_atomic(path, text.getvalue(), "--csv", newline="")
         return path
 
     # --- text ----------------------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ class Evaluation:
         if wrong:
             lines.append(f"\nmisclassified ({len(wrong)}), highest loss first:")
             for r in wrong[:listed]:
-                lines.append(f"  {r.path}: {r.true_class} predicted {r.predicted} ({100 * r.confidence:.1f} %), "
+                lines.append(f"  {_text(r.path)}: {r.true_class} predicted {r.predicted} ({100 * r.confidence:.1f} %), "
                              f"loss {r.loss:.3f}")
             if len(wrong) > listed:
                 lines.append(f"  … and {len(wrong) - listed} more (--csv FILE lists every image)")
@@ -203,7 +204,7 @@ class Evaluation:
             flagged = self.flagged()
             lines.append(f"\nunlike the training data (OOD score above the threshold): {len(flagged)} of {m.count}")
             for r in sorted(flagged, key=lambda r: -(r.ood_score or 0))[:listed]:
-                lines.append(f"  {r.path}: score {r.ood_score:.2f}")
+                lines.append(f"  {_text(r.path)}: score {r.ood_score:.2f}")
         if self.drift is not None and self.drift.stages:
             lines.append("\nweight drift from the run's start (relative L2) per stage: " + ", ".join(
                 f"{s.name} {s.relative:.4f}" if s.relative is not None else f"{s.name} n/a" for s in self.drift.stages))
@@ -246,6 +247,17 @@ class _Prepared(Dataset):
 
     def __getitem__(self, index: int):
         return index, self.dataset[index][0], ""
+
+
+def _text(path) -> str:
+    """A path as text that any UTF-8 writer accepts: bytes of a name that are not UTF-8 (Python keeps them as
+    surrogates) are shown as \\xNN escapes instead of failing the write halfway."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
 
 
 def _as_list(batch):
@@ -316,6 +328,7 @@ def evaluate_checkpoint(target: str | Path, image_dir: str | Path | None = None,
     `image_dir`. On the validation split `calibrate` fits the out-of-distribution score and stores it next to
     the checkpoint; elsewhere a stored calibration is used when there is one. `drift` adds the weight drift."""
     started = time.perf_counter()
+    device = inference_device(device)  # a device this machine lacks: one line (exit 2), before any work
     checkpoint = open_checkpoint(target, kind)
     built = trained_model(checkpoint)
     predictor = Predictor(built.model, checkpoint.class_names, checkpoint.preprocessing, device, checkpoint.recipe,

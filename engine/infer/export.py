@@ -130,6 +130,8 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, metadata: E
                               f"({reason}) and so did the legacy exporter ({_first_line(legacy_exc)})") from legacy_exc
     proto = onnx.load(str(path), load_external_data=True)
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset and opset_used != opset:
+        raise ExportError(f"opset {opset} was asked for but the exporter wrote opset {opset_used}; nothing was saved")
     metadata.exporter = {"name": exporter, "opset": opset_used, "external_data": external,
                          "notes": list(notes)}
     stamp_onnx(proto, metadata)

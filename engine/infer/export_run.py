@@ -16,10 +16,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -48,7 +46,7 @@ from engine.infer.parity import (
     compare,
 )
 from engine.infer.quantize import CALIBRATION_METHODS, Int8Settings, quantize_int8
-from engine.io_files import write_json_atomic
+from engine.io_files import check_target, replace_into, temp_dir_beside, write_json_atomic
 from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import CHECKPOINT_DIR, checkpoint_path
 
@@ -90,11 +88,26 @@ class ExportRequest:
                                  self.calibration_images, 1), ("--latency-runs", self.latency_runs, 0)):
             if value < low:
                 raise BadInputError(f"{name} must be >= {low}, got {value}")
+        if self.opset:
+            low, high = supported_opsets()
+            if self.format != "onnx":
+                raise BadInputError(f"--opset is an ONNX setting; --format {self.format} has none")
+            if not low <= self.opset <= high:
+                raise BadInputError(f"--opset {self.opset} is not supported: Thaw exports ONNX opsets {low} to {high}")
         if not self.tolerance > 0:
             raise BadInputError(f"--tolerance must be > 0, got {self.tolerance}")
         if not 0.0 <= self.int8_min_agreement <= 1.0:
             raise BadInputError(f"--int8-min-agreement must be in [0, 1], got {self.int8_min_agreement}")
         return self
+
+
+def supported_opsets() -> tuple[int, int]:
+    """The ONNX opsets an export can be asked for: from 18 (the dynamo exporter's own; it converts below that
+    unreliably) to the highest both torch's exporter and the installed onnx know."""
+    import onnx
+    from torch.onnx import _constants
+
+    return 18, min(int(getattr(_constants, "ONNX_MAX_OPSET", 18)), int(onnx.defs.onnx_opset_version()))
 
 
 @dataclass
@@ -248,6 +261,10 @@ class _Export:
         if out.is_dir():
             raise BadInputError(f"--out {out} is a folder; give the file to write, e.g. "
                                 f"{out / ('model' + SUFFIXES[r.format])}")
+        # Before any work: the export, its .data file and its reports go only where regular files may go.
+        check_target(out, "--out")
+        for suffix in (".data", REPORT_SUFFIX, FAILED_SUFFIX):
+            check_target(out.with_name(out.name + suffix), "--out's companion file")
         self.emit("load", f"loading {checkpoint}")
         state = load_checkpoint(checkpoint)
         predictor = Predictor.from_state(state, checkpoint, "cpu")
@@ -255,8 +272,7 @@ class _Export:
         data = self.prepare_images(predictor)
         self.check_stop()
         metadata = self.metadata(predictor, state, run_dir, checkpoint, kind)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        work = temp_dir_beside(out, "--out")
         try:
             return self.export_and_check(predictor, data, metadata, out, work)
         finally:
@@ -410,8 +426,8 @@ class _Export:
         final = files["onnx int8"] if "onnx int8" in files else files[result.format]
         data = final.with_name(final.name + ".data")
         if data.is_file():
-            os.replace(data, out.with_name(out.name + ".data"))
-        os.replace(final, out)
+            replace_into(data, out.with_name(out.name + ".data"), "--out's companion file")
+        replace_into(final, out, "--out")
         write_json_atomic(report, result.to_dict())
         stale = out.with_name(out.name + FAILED_SUFFIX)
         if stale.exists():

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from engine.errors import BadInputError, CheckpointWriteError, NonFiniteError, RecipeError, ThawError
+from engine.io_files import check_target
 from engine.model.build import build_model
 from engine.recipe import Recipe
 from engine.torch_files import load_plain
@@ -105,6 +106,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], allow_nonfinite: 
     if not allow_nonfinite:
         check_finite(payload, f"the state to save as {path.name}")
     try:
+        check_target(path, "checkpoint")  # a device or a FIFO in its place: refused, never replaced
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TEMP_SUFFIX)
     except OSError as exc:
@@ -128,7 +130,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], allow_nonfinite: 
 
 def _write_error(path: Path, cause: BaseException) -> CheckpointWriteError:
     if isinstance(cause, OSError):
-        reason = cause.strerror or type(cause).__name__
+        reason = cause.strerror or str(cause) or type(cause).__name__
     else:
         text = str(cause).strip()
         reason = text.splitlines()[0][:200] if text else type(cause).__name__
@@ -143,6 +145,7 @@ def link_checkpoint(source: str | Path, target: str | Path) -> Path:
     source, target = Path(source), Path(target)
     tmp = target.with_name(target.name + ".link" + TEMP_SUFFIX)
     try:
+        check_target(target, "checkpoint")
         if tmp.exists():
             tmp.unlink()
         try:
