@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import RecipeError
+from engine.io_files import write_text_atomic
 
 AUGMENTATIONS = ("lesson", "trivialaugment", "none")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -394,7 +395,7 @@ class Recipe:
         return json.dumps(self.to_dict(), indent=2)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        write_text_atomic(Path(path), self.to_json() + "\n", "recipe file")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:

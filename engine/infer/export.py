@@ -141,7 +141,7 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, metadata: E
 
 def stamp_onnx(proto, metadata: ExportMetadata) -> None:
     """Record the weights' checksum in `metadata` and put the metadata into the model's properties."""
-    metadata.integrity = {"weights_sha256": onnx_digest(proto)}
+    metadata.seal(onnx_digest(proto))
     for prop in [p for p in proto.metadata_props if p.key == METADATA_KEY]:
         proto.metadata_props.remove(prop)
     entry = proto.metadata_props.add()
@@ -169,7 +169,7 @@ def _write_pt2(model: nn.Module, example: torch.Tensor, path: Path, metadata: Ex
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"the model cannot be exported with torch.export: {_first_line(exc)}") from exc
     metadata.exporter = {"name": "torch.export.export", "notes": []}
-    metadata.integrity = {"weights_sha256": program_digest(program)}
+    metadata.seal(program_digest(program))
     torch.export.save(program, str(path), extra_files={EXTRA_FILE: metadata.to_json()})
     return WrittenExport(path, "pt2", "torch.export.export")
 
@@ -184,7 +184,7 @@ def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path,
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"the model cannot be traced to TorchScript: {_first_line(exc)}") from exc
     metadata.exporter = {"name": "torch.jit.trace", "deprecated": True, "notes": [TORCHSCRIPT_NOTE]}
-    metadata.integrity = {"weights_sha256": script_digest(traced)}
+    metadata.seal(script_digest(traced))
     with _quiet():
         torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: metadata.to_json()})
     return WrittenExport(path, "torchscript", "torch.jit.trace", [TORCHSCRIPT_NOTE])

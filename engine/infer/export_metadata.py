@@ -8,6 +8,7 @@ examples/predict_onnx.py reads it with nothing but onnxruntime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,16 @@ class ExportMetadata:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
+
+    def metadata_digest(self) -> str:
+        """SHA-256 of everything but `integrity` (class names, preprocessing, the model, the source …): kept in
+        `integrity` so that metadata edited after the export (class names reversed, an absurd mean) is refused."""
+        data = {k: v for k, v in self.to_dict().items() if k != "integrity"}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+
+    def seal(self, weights_sha256: str) -> None:
+        """Record the weights' checksum and the metadata's own (call last, once everything else is set)."""
+        self.integrity = {"weights_sha256": weights_sha256, "metadata_sha256": self.metadata_digest()}
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str) -> ExportMetadata:

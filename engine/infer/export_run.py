@@ -48,7 +48,7 @@ from engine.infer.parity import (
 from engine.infer.quantize import CALIBRATION_METHODS, Int8Settings, quantize_int8
 from engine.io_files import check_target, replace_into, temp_dir_beside, write_json_atomic
 from engine.train.checkpoints import load_checkpoint
-from engine.train.runs import CHECKPOINT_DIR, checkpoint_path
+from engine.train.runs import CHECKPOINT_DIR, check_run_identity, checkpoint_path
 
 REPORT_SUFFIX = ".report.json"
 FAILED_SUFFIX = ".failed.json"
@@ -267,6 +267,7 @@ class _Export:
             check_target(out.with_name(out.name + suffix), "--out's companion file")
         self.emit("load", f"loading {checkpoint}")
         state = load_checkpoint(checkpoint)
+        check_run_identity(state, checkpoint)
         predictor = Predictor.from_state(state, checkpoint, "cpu")
         self.check_stop()
         data = self.prepare_images(predictor)

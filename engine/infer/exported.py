@@ -10,6 +10,7 @@ are zip archives with different layouts; the suffix only helps to name what a da
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable
@@ -117,6 +118,10 @@ def _check_digest(path: Path, metadata: ExportMetadata, actual: str) -> None:
     if expected and expected != actual:
         raise ExportFileError(f"{path} is corrupted: its weights do not match the checksum recorded when it was "
                               f"exported (sha256 {actual[:12]}… instead of {expected[:12]}…); export it again")
+    sealed = metadata.integrity.get("metadata_sha256", "")
+    if sealed and sealed != metadata.metadata_digest():
+        raise ExportFileError(f"{path} was changed after it was exported: its metadata (class names, preprocessing "
+                              f"…) does not match the checksum recorded with it; export it again")
 
 
 # --- running an export ------------------------------------------------------------------------------------------
@@ -135,7 +140,12 @@ class ExportedModel:
     @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         output = self._run(batch)
-        return (output.logits if hasattr(output, "logits") else output).float().cpu()
+        logits = (output.logits if hasattr(output, "logits") else output).float().cpu()
+        names = len(self.metadata.class_names)
+        if logits.ndim != 2 or logits.shape[1] != names:
+            raise ExportFileError(f"{self.path} gives {logits.shape[-1] if logits.ndim else 0} logits per image but "
+                                  f"its metadata names {names} classes; export it again")
+        return logits
 
     @property
     def size_bytes(self) -> int:
@@ -188,12 +198,16 @@ def _open_onnx(path: Path, device: torch.device, threads: int) -> ExportedModel:
     import onnx
     import onnxruntime as ort
 
-    external = path.with_name(path.name + ".data").is_file()
     try:
-        model = onnx.load(str(path), load_external_data=external)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError types for damaged files
         raise ExportFileError(f"{path} is corrupted or truncated: it cannot be parsed as an ONNX model "
                               f"({_first_line(exc)})") from exc
+    if _check_external_data(path, model):
+        try:
+            onnx.load_external_data_for_model(model, str(path.parent))
+        except Exception as exc:  # noqa: BLE001 - a short or unreadable data file
+            raise ExportFileError(f"{path}: its external weight data cannot be read ({_first_line(exc)})") from exc
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
         raise _no_metadata(path, "onnx")
@@ -231,6 +245,56 @@ def _open_onnx(path: Path, device: torch.device, threads: int) -> ExportedModel:
         return torch.from_numpy(session.run([output_name], {input_name: array})[0])
 
     return ExportedModel(path, "onnx", metadata, run, device)
+
+
+def _external_tensors(model):
+    """Every tensor of the graph (initializers, constants' attributes, subgraphs) stored as external data."""
+    from onnx import TensorProto
+
+    def graphs(graph):
+        yield graph
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.g is not None and attribute.HasField("g"):
+                    yield from graphs(attribute.g)
+                for sub in attribute.graphs:
+                    yield from graphs(sub)
+
+    for graph in graphs(model.graph):
+        tensors = list(graph.initializer)
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    tensors.append(attribute.t)
+                tensors.extend(attribute.tensors)
+        yield from (t for t in tensors if t.data_location == TensorProto.EXTERNAL)
+
+
+def _check_external_data(path: Path, model) -> bool:
+    """Whether the model has external data; ExportFileError unless every reference is a plain file name of a
+    regular file beside it (not a path elsewhere, not `..`, not a symlink, not a device)."""
+    folder = Path(os.path.realpath(path.parent))
+    found = False
+    for tensor in _external_tensors(model):
+        found = True
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = path.parent / location
+        problem = ""
+        if not location or Path(location).is_absolute() or Path(location).name != location or location in (".", ".."):
+            problem = "is not a file name beside it"
+        elif target.is_symlink():
+            problem = "is a symbolic link"
+        elif not target.exists():
+            problem = "does not exist"
+        elif not target.is_file():
+            problem = "is not a regular file"
+        elif Path(os.path.realpath(target)).parent != folder:
+            problem = "is outside its folder"
+        if problem:
+            shown = location if len(location) <= 80 else location[:77] + "…"
+            raise ExportFileError(f"{path}: the external data of its tensor '{tensor.name[:60]}' ({shown!r}) "
+                                  f"{problem}; Thaw reads external data only from a regular file beside the model")
+    return found
 
 
 def _read_error(path: Path, fmt: str, exc: BaseException) -> ExportFileError:

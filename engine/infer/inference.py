@@ -20,6 +20,7 @@ from engine.infer.ood import OODCalibration, captured_head_input, head_digest, l
 from engine.recipe import Recipe
 from engine.train.checkpoints import load_checkpoint, load_model_state, model_of_checkpoint, validate_checkpoint
 from engine.train.devices import pick_device
+from engine.train.runs import check_run_identity
 
 
 @dataclass
@@ -91,7 +92,9 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         """A tampered or foreign checkpoint (another architecture, fewer classes, a model that is not a state
         dict, non-finite weights) and a device this machine lacks are BadInputErrors, never tracebacks."""
-        return cls.from_state(load_checkpoint(path), path, device)
+        state = load_checkpoint(path)
+        check_run_identity(state, path)  # another run's checkpoint copied into a run folder is refused
+        return cls.from_state(state, path, device)
 
     @classmethod
     def from_state(cls, state: dict, path: str | Path, device: str | torch.device = "cpu") -> Predictor:

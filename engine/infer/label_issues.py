@@ -32,7 +32,7 @@ import torch
 from engine.errors import BadInputError
 from engine.infer.run_checkpoint import open_checkpoint, run_split, start_model, trained_model
 from engine.infer.run_features import split_features
-from engine.io_files import write_json_atomic
+from engine.io_files import check_target, write_json_atomic
 
 LABEL_ISSUES_FILE = "label_issues.json"
 BACKBONES = ("start", "trained")
@@ -251,6 +251,8 @@ def find_run_label_issues(target: str | Path, kind: str = "best", backbone: str 
     if backbone not in BACKBONES:
         raise BadInputError(f"backbone '{backbone}' is not one of {', '.join(BACKBONES)}")
     checkpoint = open_checkpoint(target, kind)
+    if write and checkpoint.run_dir is not None:  # a read-only run folder or /proc: one line before the work
+        check_target(checkpoint.run_dir / LABEL_ISSUES_FILE, "label_issues.json")
     data = run_split(checkpoint)
     if list(data.classes) != checkpoint.class_names:
         raise BadInputError(f"the run's data folder now holds the classes {', '.join(data.classes)}, the checkpoint "

@@ -24,7 +24,7 @@ from engine.errors import BadInputError
 from engine.model.build import BuiltModel, build_model
 from engine.recipe import Recipe
 from engine.train.checkpoints import load_checkpoint
-from engine.train.runs import CHECKPOINT_DIR, RECIPE_FILE, checkpoint_path
+from engine.train.runs import CHECKPOINT_DIR, RECIPE_FILE, check_run_identity, checkpoint_path
 
 CHECKPOINT_KINDS = ("best", "last")
 
@@ -63,6 +63,7 @@ def open_checkpoint(target: str | Path, kind: str = "best") -> RunCheckpoint:
     else:
         raise BadInputError(f"{target} does not exist")
     state = load_checkpoint(path)
+    check_run_identity(state, path)
     for key in ("model", "recipe", "class_names", "preprocessing"):
         if key not in state:
             raise BadInputError(f"{path} is not a Thaw checkpoint (no '{key}')")

@@ -15,6 +15,7 @@ Nothing is lost and nothing is wrong on disk:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
@@ -33,6 +34,7 @@ from engine.recipe import Recipe
 from engine.torch_files import load_plain
 
 FORMAT_VERSION = 2  # 2: early stopping as one dict ("stopping"), training time excluding pauses
+WEIGHTS_DIGEST = "weights_sha256"  # SHA-256 of the model's tensors, written with them and checked on every load
 TEMP_SUFFIX = ".tmp"  # every temporary file Thaw writes in a run folder ends with this
 
 
@@ -68,6 +70,41 @@ def check_finite(state: Any, what: str) -> None:
     bad = nonfinite_tensors(state)
     if bad:
         raise NonFiniteError(what, bad)
+
+
+# --- the weights' digest --------------------------------------------------------------------------------------
+
+def weights_digest(model_state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over each tensor's name, dtype, shape and bytes, in name order (as exports' tensors_digest). A byte
+    changed in a checkpoint's weights changes it. Cost: 62 ms on a resnet18 checkpoint (46.8 MB), whose load goes
+    from 92 to 153 ms (best of 5 on a loaded 2-core machine)."""
+    digest = hashlib.sha256()
+    for name in sorted(model_state):
+        tensor = model_state[name].detach()
+        flat = tensor.cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
+        if flat.numel():
+            digest.update(memoryview(flat.view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
+def _has_weights(payload: dict[str, Any]) -> bool:
+    model = payload.get("model")
+    return isinstance(model, dict) and bool(model) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items())
+
+
+def check_weights_digest(state: dict[str, Any], source: str | Path) -> None:
+    """BadInputError when the checkpoint's weights differ from the digest written with them. A checkpoint of an
+    older Thaw has none and is not checked."""
+    expected = state.get(WEIGHTS_DIGEST)
+    if expected is None or not _has_weights(state):
+        return
+    if not isinstance(expected, str) or weights_digest(state["model"]) != expected:
+        # Refused either way: a more specific reason (NaN weights, a broken structure) is the more useful one.
+        validate_checkpoint(state, source, "predict")
+        raise BadInputError(f"checkpoint {source}: its weights do not match the digest written with them (the file "
+                            f"was changed or damaged after it was saved); Thaw will not use it")
 
 
 # --- writing -------------------------------------------------------------------------------------------------
@@ -115,7 +152,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], allow_nonfinite: 
     try:
         with os.fdopen(fd, "wb") as file:
             writer = _RecordingWriter(file)
-            torch.save({"format_version": FORMAT_VERSION, **payload}, writer)
+            digest = {WEIGHTS_DIGEST: weights_digest(payload["model"])} if _has_weights(payload) else {}
+            torch.save({"format_version": FORMAT_VERSION, **payload, **digest}, writer)
             writer.flush()
             os.fsync(file.fileno())  # the rename must never expose a file whose data is not on disk yet
         os.replace(tmp, path)
@@ -192,6 +230,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise BadInputError(f"{path} was written by a newer Thaw (checkpoint format {version}); this version reads "
                             f"formats up to {FORMAT_VERSION}: update Thaw to use it")
+    check_weights_digest(state, path)
     if map_location not in ("cpu", torch.device("cpu")):
         state = _to_device(state, torch.device(map_location))
     return state

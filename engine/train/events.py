@@ -85,6 +85,7 @@ class RunStarted(Event):
     start_global_step: int
     elapsed_seconds: float  # training time before this session (paused time never counts)
     device_warning: str = ""  # e.g. "no GPU found: training runs on the CPU"
+    run_id: str = ""  # the run's identity (summary.json and every checkpoint hold it)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ batches) after the checkpoint are dropped, and the summary's epoch figures are r
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 import torchvision
 
-from engine.io_files import write_json_atomic
+from engine.io_files import write_json_atomic, write_text_atomic
 from engine.train import events as ev
 from engine.train.checkpoints import link_checkpoint
 from engine.train.metrics import BATCH_COLUMNS, EPOCH_COLUMNS, batch_row, epoch_row, lr_columns
@@ -42,12 +43,11 @@ class CsvLog:
         self.columns = columns
 
     def rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows({k: _cell(row.get(k, "")) for k in self.columns} for row in rows)
-        tmp.replace(self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _cell(row.get(k, "")) for k in self.columns} for row in rows)
+        write_text_atomic(self.path, text.getvalue(), "metrics file", newline="")
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -94,8 +94,8 @@ class RunFolder:
     def _on_run_started(self, e: ev.RunStarted) -> None:
         write_json_atomic(self.run_dir / RECIPE_FILE, e.recipe)
         if self._skipped:
-            (self.run_dir / SKIPPED_FILE).write_text("".join(f"{p}\t{why}\n" for p, why in self._skipped),
-                                                     encoding="utf-8")
+            write_text_atomic(self.run_dir / SKIPPED_FILE, "".join(f"{p}\t{why}\n" for p, why in self._skipped),
+                              "run file")
         previous = self._read_summary() if e.resumed else {}
         self._metrics = CsvLog(self.run_dir / METRICS_FILE, [*EPOCH_COLUMNS, "is_best", *lr_columns(e.lr_groups)])
         self._batches = CsvLog(self.run_dir / BATCHES_FILE, [*BATCH_COLUMNS, *lr_columns(e.lr_groups)])
@@ -104,7 +104,8 @@ class RunFolder:
         batches = read_csv_rows(self._batches.path) if e.resumed else []
         self._batches.rewrite([b for b in batches if int(b["global_step"]) <= e.start_global_step])
         self.summary = {
-            "name": e.name, "strategy": e.strategy, "arch": e.arch, "weights": e.weights, "status": "running",
+            "run_id": e.run_id, "name": e.name, "strategy": e.strategy, "arch": e.arch, "weights": e.weights,
+            "status": "running",
             "device": e.device, "device_type": e.device_type, "precision": e.precision,
             "num_classes": len(e.class_names), "classes": list(e.class_names), "train_size": e.train_size,
             "val_size": e.val_size, "skipped_files": len(self._skipped),

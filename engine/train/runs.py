@@ -104,6 +104,62 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     return path
 
 
+def run_folder_of(checkpoint: str | Path) -> Path | None:
+    """The run folder holding `checkpoint` (RUN/checkpoints/FILE), or None for a checkpoint elsewhere."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else None
+
+
+def previous_run_id(run_dir: str | Path | None) -> str:
+    """The run id summary.json holds ("" when there is none: a run of an older Thaw, or no summary)."""
+    summary = _read_json(Path(run_dir) / SUMMARY_FILE) if run_dir is not None else {}
+    return str(summary.get("run_id") or "")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _who(run_id: str, name: str, classes: list, arch: str) -> str:
+    parts = [f"'{name}'" if name else "", f"id {run_id[:12]}" if run_id else "",
+             f"{len(classes)} classes" if classes else "", arch]
+    return ", ".join(p for p in parts if p)
+
+
+def check_run_identity(state: dict[str, Any], checkpoint: str | Path) -> None:
+    """A checkpoint inside a run folder must be that run's: its run id, class list and architecture are compared
+    with the folder's summary.json (a checkpoint of an older Thaw has no run id: its classes and architecture are).
+    BadInputError naming both runs when they differ. A checkpoint outside any run folder is not compared."""
+    run_dir = run_folder_of(checkpoint)
+    if run_dir is None:
+        return
+    summary = _read_json(run_dir / SUMMARY_FILE)
+    if not summary:
+        return
+    recipe = state.get("recipe") if isinstance(state.get("recipe"), dict) else {}
+    model = recipe.get("model") if isinstance(recipe.get("model"), dict) else {}
+    own_id, own_classes, own_arch = str(state.get("run_id") or ""), list(state.get("class_names") or []), \
+        str(model.get("arch", ""))
+    folder_id, folder_classes, folder_arch = str(summary.get("run_id") or ""), list(summary.get("classes") or []), \
+        str(summary.get("arch", ""))
+    differs = []
+    if own_id and folder_id and own_id != folder_id:
+        differs.append("run id")
+    if own_classes and folder_classes and own_classes != folder_classes:
+        differs.append("classes")
+    if own_arch and folder_arch and own_arch != folder_arch:
+        differs.append("architecture")
+    if differs:
+        own = _who(own_id, str(recipe.get("name", "")), own_classes, own_arch)
+        folder = _who(folder_id, str(summary.get("name", "")), folder_classes, folder_arch)
+        raise BadInputError(f"checkpoint {checkpoint} belongs to another run ({own}) than the folder {run_dir} "
+                            f"({folder}): its {' and '.join(differs)} differ; Thaw will not use it there")
+
+
 def checkpoint_path(run_dir: str | Path, kind: str) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"{kind}.pt"
 

@@ -61,6 +61,7 @@ class RunSetup:
     phase_groups: list[list[GroupSpec]]  # per phase, resolved from its preset or its explicit groups
     phase_head_only: list[bool]  # per phase: does it train only the head (features can be cached)?
     dist: DistContext = SINGLE  # this process's part in a run over several (engine/train/distributed.py)
+    run_id: str = ""  # the run's identity, in summary.json and every checkpoint (set by the trainer)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -108,7 +109,7 @@ class RunSetup:
         return {"recipe": self.recipe.to_dict(), "class_names": list(self.data.classes),
                 "preprocessing": self.built.preprocessing.to_dict(), "head_path": self.built.head_path,
                 "weights_name": self.built.weights_name, "world_size": self.dist.world_size,
-                "global_batch": self.global_batch}
+                "global_batch": self.global_batch, "run_id": self.run_id}
 
 
 def assemble(recipe: Recipe, bus: ev.EventBus, checkpoint: dict[str, Any] | None = None,

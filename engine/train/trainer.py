@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,14 @@ from engine.train.loop import TrainingError, fit_head_epoch, train_one_epoch
 from engine.train.phase import ActivePhase, head_fit_plan, phase_epochs, start_epochs
 from engine.train.run_folder import RunFolder
 from engine.train.run_lock import RunLock
-from engine.train.runs import checkpoint_path, new_run_dir, prepare_runs_root, runs_root_for
+from engine.train.runs import (
+    check_run_identity,
+    checkpoint_path,
+    new_run_dir,
+    prepare_runs_root,
+    previous_run_id,
+    runs_root_for,
+)
 from engine.train.setbacks import EpochFigures, PhaseWatch
 from engine.train.setup import RunSetup, assemble
 from engine.train.state import RunClock, TrainingState
@@ -100,6 +108,7 @@ class Trainer:
             raise BadInputError(f"{run_dir} has no checkpoint to resume from ({last} is missing)")
         checkpoint = load_checkpoint(last)
         validate_checkpoint(checkpoint, last, "resume")
+        check_run_identity(checkpoint, last)  # another run's last.pt copied here is refused, naming both runs
         check_checkpoint_fits(checkpoint, last)
         saved = dict(checkpoint["recipe"])
         # A run saved before phases had `head_fit` trained every phase in epochs: it continues as it began.
@@ -130,6 +139,9 @@ class Trainer:
             else:
                 main(lambda: prepare_runs_root(self.runs_root))  # refused before the data scan and the model build
             self.setup = setup = assemble(self.recipe, self.bus, self.checkpoint, dist=self.dist)
+            # The run's identity: kept when resuming (a checkpoint of an older Thaw has none: the folder's, or new).
+            setup.run_id = (str(self.checkpoint.get("run_id") or "") or previous_run_id(self.run_dir)
+                            if resumed else "") or self.dist.shared(lambda: uuid.uuid4().hex)
             if resumed:
                 check_same_classes(list(self.checkpoint["class_names"]), list(setup.data.classes),
                                    setup.recipe.data.root)
@@ -176,7 +188,8 @@ class Trainer:
                                     val_size=len(setup.data.val), preprocessing=setup.built.preprocessing.to_dict(),
                                     resumed=self.checkpoint is not None, start_epoch=state.epoch,
                                     start_batch=state.batch, start_global_step=state.global_step,
-                                    elapsed_seconds=state.elapsed, device_warning=setup.device.fallback_warning))
+                                    elapsed_seconds=state.elapsed, device_warning=setup.device.fallback_warning,
+                                    run_id=setup.run_id))
         if self.dist.active or self._resume_note:
             self.bus.emit(distributed_resume.started_event(setup, self._resume_note))
         resuming, previous = self.checkpoint, None

@@ -255,3 +255,232 @@ def test_bad_options_are_refused_in_one_line_naming_the_option(tiny_run, image_f
     image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
     code, out, err = cli(*[a.format(run=tiny_run, image=image) for a in args])
     assert code == 2 and option in err and err.count("\n") == 1, err
+
+
+# --- 6. label-issues into a run folder that cannot hold its report --------------------------------------------------
+
+
+def test_label_issues_with_a_special_report_file_is_refused_before_the_work(trained_runs, tiny_run, special_files,
+                                                                            cli, tmp_path, monkeypatch):
+    import engine.infer.label_issues as label_issues
+
+    run = trained_runs.copy(tiny_run, tmp_path)
+    node = next(iter(special_files.values()))
+    os.symlink(node, run / "label_issues.json")
+    monkeypatch.setattr(label_issues, "run_split", lambda *a, **k: pytest.fail("the work started"))
+    code, _, err = cli("label-issues", run)
+    assert code == 2 and "label_issues.json" in err and err.count("\n") == 1, err
+    assert _still_special(node)
+
+
+def test_a_recipe_saved_over_a_fifo_is_refused_and_the_fifo_kept(special_files, tmp_path, image_folder):
+    from tests.helpers import tiny_recipe
+
+    node = next(iter(special_files.values()))
+    with pytest.raises(BadInputError, match="Thaw writes only regular files"):
+        tiny_recipe(image_folder).save(node)
+    assert _still_special(node)
+
+
+# --- 8. a byte flipped inside a checkpoint's weights --------------------------------------------------------------
+
+
+def _flip_a_weight_byte(checkpoint: Path) -> None:
+    """Flip one byte inside the largest tensor's stored data (torch's zip stores it uncompressed; its CRC is not
+    checked on load), so the file still loads and only the digest can tell."""
+    import zipfile
+
+    with zipfile.ZipFile(checkpoint) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    raw = bytearray(checkpoint.read_bytes())
+    offset = info.header_offset
+    name_length = int.from_bytes(raw[offset + 26:offset + 28], "little")
+    extra_length = int.from_bytes(raw[offset + 28:offset + 30], "little")
+    start = offset + 30 + name_length + extra_length
+    raw[start + info.file_size // 2] ^= 0x10
+    checkpoint.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("command", ["resume", "predict", "evaluate", "export", "label-issues"])
+def test_a_byte_flipped_in_the_weights_is_refused_by_every_command(trained_runs, command, image_folder, cli,
+                                                                   tmp_path):
+    import torch
+
+    run = trained_runs.copy(trained_runs.get("fine_tune_all", epochs=2, stop_after_epochs=1), tmp_path)
+    for name in ("last.pt", "best.pt"):
+        path = run / "checkpoints" / name
+        data = path.read_bytes()
+        path.unlink()  # best.pt is a hard link to a last.pt: each gets its own flipped copy
+        path.write_bytes(data)
+        _flip_a_weight_byte(path)
+        torch.load(path, weights_only=True)  # still a loadable file: only the digest can tell
+    image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
+    args = {"resume": (run,), "predict": (run, image), "evaluate": (run,), "label-issues": (run,),
+            "export": (run, "--out", tmp_path / "m.onnx", "--latency-runs", "0")}[command]
+    code, _, err = cli(command, *args)
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # export prints its progress too
+    assert len(errors) == 1 and "do not match the digest written with them" in errors[0], err
+
+
+def test_a_checkpoint_without_a_digest_still_loads(tiny_run, tmp_path):
+    import torch
+
+    from engine.train.checkpoints import WEIGHTS_DIGEST, load_checkpoint
+
+    state = torch.load(tiny_run / "checkpoints" / "best.pt", weights_only=True)
+    assert isinstance(state.pop(WEIGHTS_DIGEST), str)
+    torch.save(state, tmp_path / "old.pt")
+    assert WEIGHTS_DIGEST not in load_checkpoint(tmp_path / "old.pt")
+
+
+# --- 2. another run's checkpoint -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def four_class_run(trained_runs, tmp_path_factory) -> Path:
+    from tests.helpers import make_image_folder
+
+    return trained_runs.get("feature_extraction", epochs=1,
+                            data=make_image_folder(tmp_path_factory.mktemp("four"), classes=4, per_class=8))
+
+
+def _transplant(source_run: Path, target_run: Path, name: str) -> None:
+    path = target_run / "checkpoints" / name
+    path.unlink()
+    path.write_bytes((source_run / "checkpoints" / name).read_bytes())
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export", "label-issues"])
+def test_another_runs_checkpoint_is_refused_naming_both_runs(trained_runs, tiny_run, four_class_run, command,
+                                                             image_folder, cli, tmp_path):
+    run = trained_runs.copy(four_class_run, tmp_path)
+    _transplant(tiny_run, run, "best.pt")
+    evaluation = (run / "evaluation.json").read_bytes() if (run / "evaluation.json").exists() else None
+    image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
+    args = {"predict": (run, image), "evaluate": (run,), "label-issues": (run,),
+            "export": (run, "--out", tmp_path / "m.onnx", "--latency-runs", "0")}[command]
+    code, _, err = cli(command, *args)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err
+    assert "belongs to another run" in errors[0] and "3 classes" in errors[0] and "4 classes" in errors[0], err
+    after = (run / "evaluation.json").read_bytes() if (run / "evaluation.json").exists() else None
+    assert after == evaluation
+
+
+def test_resume_refuses_the_last_checkpoint_of_another_run_with_the_same_classes(trained_runs, cli, tmp_path):
+    import json
+
+    one = trained_runs.copy(trained_runs.get("fine_tune_all", epochs=2, stop_after_epochs=1), tmp_path / "a")
+    other = trained_runs.get("fine_tune_all", epochs=3, stop_after_epochs=1)
+    _transplant(other, one, "last.pt")
+    summary = (one / "summary.json").read_text()
+    code, _, err = cli("resume", one)
+    assert code == 2 and "belongs to another run" in err and "run id" in err and err.count("\n") == 1, err
+    assert (one / "summary.json").read_text() == summary and json.loads(summary)["run_id"]
+
+
+def test_a_checkpoint_of_an_older_thaw_without_a_run_id_is_compared_on_classes(trained_runs, tiny_run,
+                                                                               four_class_run, tmp_path):
+    import torch
+
+    from engine.infer.inference import Predictor
+
+    run = trained_runs.copy(four_class_run, tmp_path)
+    state = torch.load(tiny_run / "checkpoints" / "best.pt", weights_only=True)
+    state.pop("run_id")
+    (run / "checkpoints" / "best.pt").unlink()
+    torch.save(state, run / "checkpoints" / "best.pt")
+    with pytest.raises(BadInputError, match="its classes differ"):
+        Predictor.from_checkpoint(run / "checkpoints" / "best.pt")
+    own = trained_runs.copy(tiny_run, tmp_path / "own")
+    (own / "checkpoints" / "best.pt").unlink()
+    torch.save(state, own / "checkpoints" / "best.pt")  # its own run: no id to compare, classes and arch agree
+    assert Predictor.from_checkpoint(own / "checkpoints" / "best.pt").class_names == ["cat", "dog", "fox"]
+
+
+# --- 5. export metadata inside the checksum ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_onnx(tiny_run, tmp_path_factory) -> Path:
+    from engine.infer.export_run import ExportRequest, export_run
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_run(ExportRequest(run=str(tiny_run), out=str(out), max_images=4, latency_runs=0))
+    return out
+
+
+def _edit_metadata(source: Path, target: Path, edit, reseal: bool = False) -> Path:
+    import json
+
+    import onnx
+
+    from engine.infer.export_metadata import METADATA_KEY, ExportMetadata
+
+    proto = onnx.load(str(source))
+    prop = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+    data = json.loads(prop.value)
+    edit(data)
+    if reseal:  # a file whose metadata is consistent with itself but not with its graph
+        metadata = ExportMetadata.from_dict(data, "test")
+        metadata.seal(data["integrity"]["weights_sha256"])
+        data = metadata.to_dict()
+    prop.value = json.dumps(data)
+    onnx.save_model(proto, str(target))
+    return target
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["class_names"].reverse(),
+    lambda d: d["preprocessing"].update(mean=[1e6, 1e6, 1e6]),
+])
+def test_edited_export_metadata_is_refused(small_onnx, edit, image_folder, cli, tmp_path):
+    changed = _edit_metadata(small_onnx, tmp_path / "m.onnx", edit)
+    image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
+    code, out, err = cli("predict", changed, image)
+    assert code == 2 and "its metadata" in err and err.count("\n") == 1 and out == "", err
+
+
+def test_fewer_class_names_than_logits_is_refused_not_a_traceback(small_onnx, image_folder, cli, tmp_path):
+    changed = _edit_metadata(small_onnx, tmp_path / "m.onnx", lambda d: d["class_names"].pop(), reseal=True)
+    image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
+    code, out, err = cli("predict", changed, image)
+    assert code == 2 and "gives 3 logits per image but its metadata names 2 classes" in err, err
+
+
+# --- 4. ONNX external data that points elsewhere ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["/etc/passwd", "/etc/passwd alone", "../../x.data", "symlink", "fifo", "beside"])
+def test_onnx_external_data_is_read_only_from_a_regular_file_beside_it(small_onnx, where, image_folder, cli,
+                                                                         tmp_path):
+    import onnx
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    model = folder / "model.onnx"
+    proto = onnx.load(str(small_onnx))
+    onnx.save_model(proto, str(model), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx.data")
+    location = {"/etc/passwd": "/etc/passwd", "/etc/passwd alone": "/etc/passwd", "../../x.data": "../../x.data",
+                "symlink": "link.data", "fifo": "pipe.data", "beside": "model.onnx.data"}[where]
+    if where == "symlink":
+        (folder / "link.data").symlink_to(folder / "model.onnx.data")
+    if where == "fifo":
+        os.mkfifo(folder / "pipe.data")
+    if where.endswith("alone"):  # no data file beside it at all
+        (folder / "model.onnx.data").unlink()
+    proto = onnx.load(str(model), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save_model(proto, str(model))
+    image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
+    code, out, err = cli("predict", model, image)
+    if where == "beside":
+        assert code == 0, err
+        return
+    assert code == 2 and "Thaw reads external data only from a regular file beside the model" in err, err
+    assert err.count("\n") == 1 and out == "", err
