@@ -63,6 +63,8 @@ def cmd_models(args) -> int:
 def cmd_scan(args) -> int:
     from engine.data.scan import DatasetError, scan_folder
 
+    if args.channels < 1:
+        raise BadInputError(f"--channels must be at least 1, got {args.channels}")
     try:
         report = scan_folder(args.folder, channels=args.channels)
     except DatasetError as exc:
@@ -80,6 +82,10 @@ def cmd_layers(args) -> int:
     from engine.planning.presets import make_recipe
     from engine.recipe import Recipe
 
+    if args.classes < 2:
+        raise BadInputError(f"--classes must be at least 2, got {args.classes}")
+    if args.depth < 0:
+        raise BadInputError(f"--depth must be at least 0, got {args.depth}")
     if args.target.endswith(".json") or Path(args.target).is_file():
         recipe = Recipe.load(args.target)
     else:

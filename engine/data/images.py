@@ -13,6 +13,7 @@ act on.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -110,7 +111,12 @@ def _is_npy(path: str) -> bool:
 def _open_decoded(path: str) -> Image.Image:
     """Open, fully decode and EXIF-rotate. Multi-frame files (GIF, TIFF) yield their first frame."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            # Between PIL's limit and twice it, PIL only warns (its raw warning, file:line) and decodes the whole
+            # image: Thaw treats it as it treats the larger ones, as an unreadable file with its own reason.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             # Image.open is lazy: only load() reads the pixel data, so only it notices a truncated file.
             img.load()
             return _upright_copy(img)
@@ -131,7 +137,7 @@ def _upright_copy(img: Image.Image) -> Image.Image:
 
 def _reason_for(exc: BaseException) -> str:
     message = str(exc)
-    if isinstance(exc, Image.DecompressionBombError):
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return f"image too large (refused as a possible decompression bomb: {message})"
     if isinstance(exc, UnidentifiedImageError):
         return "not an image (cannot identify image file)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -57,10 +58,12 @@ def estimate(paths: list[str], resize_size: int, channels: int, budget: int, pro
             if path.endswith(".npy"):
                 ratios.append(1.0)
                 continue
-            with Image.open(path) as img:
-                w, h = img.size
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused when decoded, in Thaw's words
+                with Image.open(path) as img:
+                    w, h = img.size
             ratios.append(max(w, h) / max(1, min(w, h)))
-        except OSError:
+        except (OSError, Image.DecompressionBombError):
             continue
     mean_ratio = sum(ratios) / len(ratios) if ratios else 1.0
     per_image = channels * resize_size * int(resize_size * mean_ratio)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from engine.model.stages import covers
+from engine.torch_files import describe_load_failure
 from engine.train.checkpoints import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ def load_calibration(checkpoint: str | Path, head_digest_now: str) -> OODCalibra
     try:
         calibration = OODCalibration.from_state(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as exc:  # noqa: BLE001 - a damaged calibration is reported and ignored, never fatal
-        log.warning("ignoring the out-of-distribution calibration %s: %s", path, exc)
+        # One Thaw line: torch's own message is a paragraph recommending weights_only=False.
+        log.warning("ignoring the out-of-distribution calibration %s: it %s", path, describe_load_failure(exc))
         return None
     if calibration.head_digest != head_digest_now:
         log.warning("ignoring %s: it was calibrated for other weights (evaluate the run again to recalibrate)", path)

@@ -484,3 +484,104 @@ def test_onnx_external_data_is_read_only_from_a_regular_file_beside_it(small_onn
         return
     assert code == 2 and "Thaw reads external data only from a regular file beside the model" in err, err
     assert err.count("\n") == 1 and out == "", err
+
+
+# --- smaller: a decompression bomb below PIL's hard limit; an unsafe best.ood.pt ------------------------------------
+
+
+def test_an_image_above_pils_pixel_limit_is_unreadable_in_thaws_words_without_pils_warning(tmp_path, monkeypatch):
+    import warnings
+
+    from PIL import Image
+
+    from engine.data.images import UnreadableImageError, load_image
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (40, 40)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1600 pixels: above the limit, below twice it (a warning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(UnreadableImageError, match="image too large"):
+            load_image(path)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_an_unsafe_ood_calibration_is_ignored_with_one_thaw_line(tiny_run, trained_runs, tmp_path, caplog):
+    import argparse
+    import logging
+
+    import torch
+
+    from engine.infer.ood import calibration_path, load_calibration
+
+    run = trained_runs.copy(tiny_run, tmp_path)
+    checkpoint = run / "checkpoints" / "best.pt"
+    torch.save({"x": argparse.Namespace(a=1)}, calibration_path(checkpoint))  # a pickled object
+    with caplog.at_level(logging.WARNING):
+        assert load_calibration(checkpoint, "digest") is None
+    text = caplog.text
+    assert "pickled Python object" in text and "weights_only" not in text and text.count("\n") == 1, text
+
+
+# --- every command's options, hostile values: exit 0 or 2 (1: a started export that failed its check), one line ----
+
+
+_HOSTILE_TEXT = ["", " ", "-1", "0", "nan", "inf", "cuda:9", "tpu", "best", "last", "none", "int8", "onnx", "pt2",
+                 "é", "../..", "/proc/x", "a" * 300, "1e309", "--json"]
+_HOSTILE_NUMBERS = [-(2 ** 63), -1, 0, 1, 2, 3, 7, 10 ** 9]
+
+
+def _options(command: str) -> dict[str, object]:
+    """The command's optional arguments that take a value: option string -> its type (int, float or str)."""
+    import argparse
+
+    from engine.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    options = {}
+    for action in sub.choices[command]._actions:  # noqa: SLF001
+        if action.option_strings and action.nargs != 0 and not isinstance(action, argparse._HelpAction):  # noqa: SLF001
+            options[action.option_strings[-1]] = action.type or str
+    return options
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "label-issues", "export", "scan", "layers", "recipe",
+                                     "models"])
+def test_hostile_option_values_never_give_a_traceback(command, tiny_run, image_folder, tmp_path_factory, cli):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
+    positional = {"predict": [tiny_run, image], "evaluate": [tiny_run], "label-issues": [tiny_run],
+                  "export": [tiny_run], "scan": [image_folder], "layers": ["tiny_resnet"],
+                  "recipe": ["fine_tune_all"], "models": []}[command]
+    options = _options(command)
+    # Fixed where the option would only make an example slow, not hostile.
+    fixed = {"export": ["--latency-runs", "0", "--max-images", "2", "--calibration-images", "2"]}.get(command, [])
+    hostile = {name: kind for name, kind in options.items() if name not in fixed}
+
+    def value(kind):
+        if kind in (int, float):
+            return st.sampled_from(_HOSTILE_NUMBERS + [1.5, -0.5]).map(str) | st.sampled_from(_HOSTILE_TEXT)
+        return st.sampled_from(_HOSTILE_TEXT)
+
+    pairs = st.sampled_from(sorted(hostile)).flatmap(lambda name: st.tuples(st.just(name), value(hostile[name])))
+
+    @settings(max_examples=6 if command == "export" else 20, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(pairs, min_size=1, max_size=2, unique_by=lambda p: p[0]))
+    def check(chosen):
+        folder = tmp_path_factory.mktemp("hostile")
+        args = [*positional, *fixed]
+        for name, text in chosen:
+            if name in ("--out", "--csv", "--output") and text not in ("/proc/x", "../.."):
+                text = str(folder / (text.strip() or "x")[:50])
+            args += [f"{name}={text}"]
+        code, _, err = cli(command, *args)  # an exception the CLI does not turn into a line fails here
+        assert code in (0, 1, 2), (args, code, err)
+        assert "Traceback" not in err, (args, err)
+        if code == 1:
+            assert command == "export" and "error:" in err, (args, err)
+
+    check()
