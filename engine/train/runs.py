@@ -334,6 +334,8 @@ class RunRecord:
         # its process died (kill -9, a crash, power loss) without saying so.
         if status == "running" and not live and (run_dir / LOCK_FILE).exists():
             status = INTERRUPTED
+            if not checkpoint_path(run_dir, "last").is_file():
+                status = mark_failed_before_first_checkpoint(run_dir, summary)
         annotations = read_annotations(run_dir)
         recipe_name = str(recipe.get("name") or run_dir.name)
         return cls(
@@ -348,6 +350,21 @@ class RunRecord:
             phase_results=list(summary.get("phase_results") or []),
             setbacks=[b["line"] for p in phases for b in p.get("setbacks", []) if b.get("line")],
         )
+
+
+FAILED_BEFORE_CHECKPOINT = "failed before its first checkpoint (its process ended without a word)"
+
+
+def mark_failed_before_first_checkpoint(run_dir: Path, summary: dict) -> str:
+    """A run whose process died before it wrote any checkpoint (its lock is free, summary.json says "running",
+    there is no last.pt) can never be resumed: summary.json is marked "failed" with that reason, so it stops
+    looking alive. Returns the new status ("failed"; INTERRUPTED when the summary cannot be written)."""
+    marked = {**summary, "status": "failed", "error": summary.get("error") or FAILED_BEFORE_CHECKPOINT}
+    try:
+        write_json_atomic(run_dir / SUMMARY_FILE, marked)
+    except OSError:
+        return INTERRUPTED
+    return "failed"
 
 
 def list_runs(root: str | Path | None = None) -> list[RunRecord]:

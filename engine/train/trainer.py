@@ -50,6 +50,7 @@ from engine.train.phase import ActivePhase, head_fit_plan, phase_epochs, start_e
 from engine.train.run_folder import RunFolder
 from engine.train.run_lock import RunLock
 from engine.train.runs import (
+    METRICS_FILE,
     check_run_identity,
     checkpoint_path,
     new_run_dir,
@@ -109,6 +110,12 @@ class Trainer:
         checkpoint = load_checkpoint(last)
         validate_checkpoint(checkpoint, last, "resume")
         check_run_identity(checkpoint, last)  # another run's last.pt copied here is refused, naming both runs
+        done = checkpoint["epoch"]
+        if done > 0 and not (run_dir / METRICS_FILE).is_file():
+            # Resuming would restart the run's history at epoch done+1 as if the first epochs never happened.
+            raise BadInputError(f"{run_dir / METRICS_FILE} is missing: the record of the {done} epoch(s) already "
+                                f"trained is gone and resuming would silently restart it; put the file back, or "
+                                f"train the recipe again as a new run")
         check_checkpoint_fits(checkpoint, last)
         saved = dict(checkpoint["recipe"])
         # A run saved before phases had `head_fit` trained every phase in epochs: it continues as it began.

@@ -585,3 +585,32 @@ def test_hostile_option_values_never_give_a_traceback(command, tiny_run, image_f
             assert command == "export" and "error:" in err, (args, err)
 
     check()
+
+
+# --- smaller: a run killed before its first checkpoint ---------------------------------------------------------------
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_marked_failed_when_next_seen(tmp_path):
+    import json
+
+    from engine.train.run_lock import LOCK_FILE
+    from engine.train.runs import FAILED_BEFORE_CHECKPOINT, RunRecord
+
+    run = tmp_path / "20261207-120000-killed"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "recipe.json").write_text(json.dumps({"name": "killed", "model": {"arch": "tiny_resnet"}}))
+    (run / "summary.json").write_text(json.dumps({"status": "running", "name": "killed"}))
+    (run / LOCK_FILE).write_text(str(_dead_pid()))  # its process is gone: nobody holds the lock
+    record = RunRecord.load(run)
+    assert record.status == "failed" and not record.live
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"] == FAILED_BEFORE_CHECKPOINT
+
+
+def test_resume_refuses_a_run_whose_metrics_csv_was_deleted(trained_runs, cli, tmp_path):
+    run = trained_runs.copy(trained_runs.get("fine_tune_all", epochs=2, stop_after_epochs=1), tmp_path)
+    (run / "metrics.csv").unlink()
+    summary = (run / "summary.json").read_text()
+    code, _, err = cli("resume", run)
+    assert code == 2 and "metrics.csv is missing" in err and err.count("\n") == 1, err
+    assert (run / "summary.json").read_text() == summary and not (run / "metrics.csv").exists()

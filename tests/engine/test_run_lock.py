@@ -29,6 +29,8 @@ def _run_folder(tmp_path: Path, status: str = "running") -> Path:
     (run / "checkpoints").mkdir(parents=True)
     (run / "recipe.json").write_text(json.dumps({"name": "run", "model": {"arch": "resnet18"}}))
     (run / "summary.json").write_text(json.dumps({"status": status}))
+    # A run with a checkpoint: a dead one is "interrupted" (resumable); without one it is marked failed (issue 22).
+    (run / "checkpoints" / "last.pt").write_bytes(b"placeholder")
     return run
 
 
