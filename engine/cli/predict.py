@@ -41,6 +41,9 @@ def cmd_predict(args) -> int:
         predictor = Predictor.from_export(checkpoint, args.device)
     else:
         predictor = Predictor.from_checkpoint(checkpoint, args.device)
+        if predictor.owner:
+            print(f"note: {checkpoint} is outside any run folder; it is the checkpoint of run {predictor.owner}",
+                  file=sys.stderr)
         if predictor.ood is None and not args.json:
             print(f"note: no out-of-distribution check for {checkpoint.name} (calibrate it with: python main.py "
                   f"evaluate RUN_DIR)", file=sys.stderr)

@@ -20,7 +20,7 @@ from engine.infer.ood import OODCalibration, captured_head_input, head_digest, l
 from engine.recipe import Recipe
 from engine.train.checkpoints import load_checkpoint, load_model_state, model_of_checkpoint, validate_checkpoint
 from engine.train.devices import pick_device
-from engine.train.runs import check_run_identity
+from engine.train.runs import check_run_identity, checkpoint_owner, run_folder_of
 
 
 @dataclass
@@ -87,6 +87,7 @@ class Predictor:
         self.recipe = recipe
         self.head_path = head_path
         self.ood: OODCalibration | None = None  # set by from_checkpoint when a calibration is stored beside it
+        self.owner = ""  # whose checkpoint, when it is used outside its run folder (from_checkpoint)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
@@ -94,7 +95,10 @@ class Predictor:
         dict, non-finite weights) and a device this machine lacks are BadInputErrors, never tracebacks."""
         state = load_checkpoint(path)
         check_run_identity(state, path)  # another run's checkpoint copied into a run folder is refused
-        return cls.from_state(state, path, device)
+        predictor = cls.from_state(state, path, device)
+        # Used outside any run folder, by an explicit path: say whose it is.
+        predictor.owner = "" if run_folder_of(path) is not None else checkpoint_owner(state)
+        return predictor
 
     @classmethod
     def from_state(cls, state: dict, path: str | Path, device: str | torch.device = "cpu") -> Predictor:

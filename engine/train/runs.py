@@ -130,6 +130,14 @@ def _who(run_id: str, name: str, classes: list, arch: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
+def checkpoint_owner(state: dict[str, Any]) -> str:
+    """Whose checkpoint this is, in words: "'name', id 1a2b…, 3 classes, resnet18" (from what it carries)."""
+    recipe = state.get("recipe") if isinstance(state.get("recipe"), dict) else {}
+    model = recipe.get("model") if isinstance(recipe.get("model"), dict) else {}
+    return _who(str(state.get("run_id") or ""), str(recipe.get("name", "")), list(state.get("class_names") or []),
+                str(model.get("arch", "")))
+
+
 def check_run_identity(state: dict[str, Any], checkpoint: str | Path) -> None:
     """A checkpoint inside a run folder must be that run's: its run id, class list and architecture are compared
     with the folder's summary.json (a checkpoint of an older Thaw has no run id: its classes and architecture are).

@@ -614,3 +614,14 @@ def test_resume_refuses_a_run_whose_metrics_csv_was_deleted(trained_runs, cli, t
     code, _, err = cli("resume", run)
     assert code == 2 and "metrics.csv is missing" in err and err.count("\n") == 1, err
     assert (run / "summary.json").read_text() == summary and not (run / "metrics.csv").exists()
+
+
+def test_a_checkpoint_used_outside_its_run_folder_says_whose_it_is(tiny_run, image_folder, cli, tmp_path):
+    import json
+
+    loose = tmp_path / "somewhere.pt"
+    loose.write_bytes((tiny_run / "checkpoints" / "best.pt").read_bytes())
+    image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
+    code, _, err = cli("predict", loose, image)
+    run_id = json.loads((tiny_run / "summary.json").read_text())["run_id"]
+    assert code == 0 and "outside any run folder" in err and f"id {run_id[:12]}" in err and "3 classes" in err, err
