@@ -51,10 +51,15 @@ def cmd_evaluate(args) -> int:
 
         check_target(Path(args.csv), "--csv")  # before the evaluation, not after it
     on_split = args.image_dir is None
+    run_dir = Path(args.run_dir)
+    if on_split and args.checkpoint == "best" and run_dir.is_dir():
+        from engine.io_files import check_target
+
+        # What the evaluation writes into the run folder: refused in one line before the evaluation, not after it.
+        check_target(run_dir / EVALUATION_FILE, "evaluation.json")
     evaluation = evaluate_checkpoint(args.run_dir, args.image_dir, args.checkpoint, args.device,
                                      args.batch_size or 0,
                                      calibrate=on_split, drift=on_split)
-    run_dir = Path(args.run_dir)
     if on_split and args.checkpoint == "best" and run_dir.is_dir():
         evaluation.save(run_dir / EVALUATION_FILE)
     if args.csv:

@@ -625,3 +625,17 @@ def test_a_checkpoint_used_outside_its_run_folder_says_whose_it_is(tiny_run, ima
     code, _, err = cli("predict", loose, image)
     run_id = json.loads((tiny_run / "summary.json").read_text())["run_id"]
     assert code == 0 and "outside any run folder" in err and f"id {run_id[:12]}" in err and "3 classes" in err, err
+
+
+def test_evaluate_with_a_special_evaluation_json_is_refused_before_evaluating(trained_runs, tiny_run, special_files,
+                                                                              cli, tmp_path, monkeypatch):
+    import engine.infer.evaluation as evaluation
+
+    run = trained_runs.copy(tiny_run, tmp_path)
+    node = next(iter(special_files.values()))
+    (run / "evaluation.json").unlink(missing_ok=True)
+    os.symlink(node, run / "evaluation.json")
+    monkeypatch.setattr(evaluation, "evaluate_checkpoint", lambda *a, **k: pytest.fail("evaluated first"))
+    code, _, err = cli("evaluate", run)
+    assert code == 2 and "evaluation.json" in err and "Thaw writes only regular files" in err, err
+    assert err.count("\n") == 1 and _still_special(node)
