@@ -147,8 +147,10 @@ class Trainer:
                 main(lambda: prepare_runs_root(self.runs_root))  # refused before the data scan and the model build
             self.setup = setup = assemble(self.recipe, self.bus, self.checkpoint, dist=self.dist)
             # The run's identity: kept when resuming (a checkpoint of an older Thaw has none: the folder's, or new).
-            setup.run_id = (str(self.checkpoint.get("run_id") or "") or previous_run_id(self.run_dir)
-                            if resumed else "") or self.dist.shared(lambda: uuid.uuid4().hex)
+            # Decided on rank 0 and shared, so every rank takes part in the one collective call whatever it sees.
+            setup.run_id = self.dist.shared(lambda: (str(self.checkpoint.get("run_id") or "")
+                                                     or previous_run_id(self.run_dir) if resumed else "")
+                                            or uuid.uuid4().hex)
             if resumed:
                 check_same_classes(list(self.checkpoint["class_names"]), list(setup.data.classes),
                                    setup.recipe.data.root)
