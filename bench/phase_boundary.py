@@ -12,7 +12,9 @@ bench/transfer_task.py, one run, and at the boundary:
     .venv/bin/python bench/phase_boundary.py [--task a] [--strategy gradual_unfreezing] [--epochs 10]
         [--batch-size 32] [--variants baseline,...] [--seeds 1]
 
-Variants change the recipe only (every knob a user has): `--list` prints them.
+Variants change the recipe only (every knob a user has): `--list` prints them. `baseline` is the presets as shipped
+(with issue 20's remedies: frozen BatchNorm statistics after the head, warm-up into a cosine); `before_issue_20`
+takes them out; the other variants add a remedy on top of the baseline.
 """
 
 from __future__ import annotations
@@ -34,8 +36,18 @@ def variants() -> dict[str, callable]:
         for phase in recipe.phases[1:]:
             edit(phase)
 
-    def bn_frozen(recipe):
-        after_first(recipe, lambda p: p.bn_modes.update({"all": "frozen_stats"}))
+    def bn_frozen(recipe):  # only what the phase trains: a frozen_stats entry also trains the layer's scale/shift
+        after_first(recipe, lambda p: p.bn_modes.update(dict.fromkeys(p.trainable, "frozen_stats")))
+
+    def before_issue_20(recipe):
+        """The presets as they were: BatchNorm statistics re-estimated, no warm-up (gradual: a constant rate;
+        extract-then-fine-tune: StepLR(5)), the rates at 1e-3."""
+        def edit(p):
+            p.bn_modes = {}
+            p.lr = 1e-3
+            p.schedule = (ScheduleConfig(name="step", step_size=min(5, p.epochs), gamma=0.1)
+                          if recipe.strategy == "extract_then_finetune" else ScheduleConfig())
+        after_first(recipe, edit)
 
     def warmup(recipe):
         after_first(recipe, lambda p: setattr(p, "schedule", ScheduleConfig(name="cosine", warmup_epochs=1)))
@@ -55,7 +67,8 @@ def variants() -> dict[str, callable]:
         recipe.data.feature_views = 4
 
     return {
-        "baseline": lambda r: None,
+        "baseline": lambda r: None,  # the presets as shipped
+        "before_issue_20": before_issue_20,
         "views4": views,
         "cv_loss": lambda r: None,  # patched in run_variant: the L2 strength chosen by held-out loss
         "cv_loss+bn": bn_frozen,

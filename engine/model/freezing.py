@@ -19,7 +19,8 @@ from engine.errors import RecipeError
 from engine.model.stages import StageMap, covers
 
 # train: statistics update, affine follows the freeze plan; frozen_stats: eval mode (statistics fixed), affine
-# trainable; frozen: eval mode and affine frozen.
+# trainable (except under a path the phase's `frozen` list names: that freeze wins); frozen: eval mode and affine
+# frozen.
 BN_TRAIN, BN_FROZEN_STATS, BN_FROZEN = "train", "frozen_stats", "frozen"
 
 
@@ -79,6 +80,8 @@ def apply_freeze_plan(model: nn.Module, stages: StageMap, trainable: list[str], 
         for path, override in overrides.items():  # later, more specific entries win
             if covers(path, name):
                 mode = override
+        if mode == BN_FROZEN_STATS and any(covers(path, name) for path in freeze):
+            mode = BN_FROZEN  # a `frozen` entry is explicit: a broad frozen_stats entry never thaws inside it
         if mode == BN_FROZEN:
             for p in own:
                 p.requires_grad_(False)

@@ -42,16 +42,20 @@ def test_the_issue_s_collapse_is_said_with_its_figures_and_causes():
     assert "0.004 to 3.67" in text
 
 
-@pytest.mark.parametrize(("train_acc", "val_acc", "said"), [
-    (0.86, 0.925, False),  # 14 points of training accuracy: augmentation and train-mode BN cost that much
-    (0.85, 0.925, True),  # 15 points: TRAIN_DROP
-    (1.0, 0.875, False),  # 2 of 40 validation images (5 points): not more than two images
-    (1.0, 0.85, True),  # 3 images, 7.5 points
-    (1.0, 0.90, False),  # 1 image
+@pytest.mark.parametrize(("fitted", "train_acc", "val_acc", "said"), [
+    (False, 0.86, 0.925, False),  # 14 points of training accuracy: augmentation and train-mode BN cost that much
+    (False, 0.85, 0.925, True),  # 15 points: TRAIN_DROP
+    (True, 0.66, 0.925, False),  # after a fitted head (its accuracy on clean features): 34 points
+    (True, 0.65, 0.925, True),  # 35 points: TRAIN_DROP_AFTER_FIT
+    (True, 0.785, 0.935, False),  # bench task b: 100 -> 78.5 % while validation rose
+    (True, 1.0, 0.875, False),  # 2 of 40 validation images (5 points): not more than two images
+    (True, 1.0, 0.85, True),  # 3 images, 7.5 points
+    (False, 1.0, 0.85, True),
+    (True, 1.0, 0.90, False),  # 1 image
 ])
-def test_first_epoch_thresholds(train_acc, val_acc, said):
+def test_first_epoch_thresholds(fitted, train_acc, val_acc, said):
     watch = watch_after_head()
-    out = watch.epoch_finished(figures(1, 1, train_acc, val_acc), context(), False)
+    out = watch.epoch_finished(figures(1, 1, train_acc, val_acc), context(previous_fitted_head=fitted), False)
     assert bool(out) is said
 
 
