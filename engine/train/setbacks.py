@@ -9,9 +9,9 @@ The trainer tells `PhaseWatch` every epoch's figures. Two things are watched, bo
 Either is a `PhaseSetBack` event with the figures and the likely causes read off the phase's own settings, so the
 CLI, the studio's log and summary.json say the same words (engine/train/narrate.py).
 
-"Much": training accuracy down by at least TRAIN_DROP (TRAIN_DROP_AFTER_FIT after a fitted head), or validation accuracy down by at least VAL_DROP and by
-more than two validation images (one image is noise on a small split). A phase's end is "below" when its best
-validation accuracy is more than one validation image under its start.
+"Much": training accuracy down by at least TRAIN_DROP (TRAIN_DROP_AFTER_FIT after a fitted head), or validation
+accuracy down by at least VAL_DROP and by more than two validation images (one image is noise on a small split).
+A phase's end is "below" when its best validation accuracy is more than one validation image under its start.
 """
 
 from __future__ import annotations
