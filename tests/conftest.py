@@ -53,8 +53,12 @@ def seed_torch_home(torch_home: Path, archs=SEEDED_WEIGHTS) -> dict[str, Path]:
         path = folder / zoo.weights_file_name(weights)
         if not path.exists():
             torch.manual_seed(1234)
+            # Written aside, then renamed: the test processes of `make test` (pytest-xdist) may seed one kept
+            # THAW_TEST_TORCH_HOME at once, and none may read another's half-written file.
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
             torch.save(zoo.get_model(arch, weights=None, num_classes=len(weights.meta["categories"])).state_dict(),
-                       path)
+                       partial)
+            os.replace(partial, path)
         files[arch] = path
     return files
 
