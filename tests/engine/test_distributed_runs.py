@@ -47,7 +47,7 @@ def only_run(root: Path) -> Path:
     return runs[0]
 
 
-def test_two_processes_stopped_and_resumed_train_what_one_process_trains(forty_images, tmp_path, monkeypatch, thaw):
+def test_two_processes_stopped_and_resumed_train_what_one_process_trains(forty_images, tmp_path, monkeypatch, cli):
     one = Trainer(unfreezing_recipe(forty_images, tmp_path / "one", batch_size=8, processes=1)).fit()
     assert one.status == "finished"
 
@@ -69,7 +69,8 @@ def test_two_processes_stopped_and_resumed_train_what_one_process_trains(forty_i
     run_dir = only_run(tmp_path / "two")
     assert load_checkpoint(checkpoint_path(run_dir, "last"))["world_size"] == 2
 
-    resumed = thaw("resume", run_dir, "--quiet")  # as many processes as the run used: exact
+    # The CLI in this process launches torchrun as from a terminal (its ranks are real processes either way)
+    resumed = cli("resume", run_dir, "--quiet")  # as many processes as the run used: exact
     assert resumed.returncode == 0, resumed.stderr
     assert "2 processes (gloo): batch 4 per process = 8 per step" in resumed.stderr
     assert only_run(tmp_path / "two") == run_dir
@@ -92,7 +93,7 @@ def test_two_processes_stopped_and_resumed_train_what_one_process_trains(forty_i
     assert summary["device"].startswith("2 processes (gloo) × CPU")  # what the runs table shows
     assert json.loads((run_dir / "recipe.json").read_text())["distributed"]["processes"] == 2
 
-    predicted = thaw("predict", checkpoint_path(run_dir, "best"), forty_images / "val", "--json")  # one process
+    predicted = cli("predict", checkpoint_path(run_dir, "best"), forty_images / "val", "--json")  # one process
     assert predicted.returncode == 0 and len(predicted.stdout.strip().splitlines()) == 12, predicted.stderr
 
 
@@ -139,7 +140,7 @@ def rank_process(launcher: subprocess.Popen, rank: int) -> psutil.Process:
     raise AssertionError(f"no process of rank {rank}")
 
 
-def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_path, thaw):
+def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_path, cli):
     recipe = tiny_recipe(forty_images, "fine_tune_all", epochs=4, out=tmp_path / "runs", batch_size=4)
     recipe.save(tmp_path / "recipe.json")
     launcher = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "train", str(tmp_path / "recipe.json"),
@@ -161,7 +162,7 @@ def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_
     assert kept["epoch"] >= 1 and kept["world_size"] == 2
     assert not list(run_dir.rglob("*.tmp"))
 
-    resumed = thaw("resume", run_dir, "--quiet")
+    resumed = cli("resume", run_dir, "--quiet")  # from this process: the launch killed above was the CLI's own
     assert resumed.returncode == 0, resumed.stderr
     assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"

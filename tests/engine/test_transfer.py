@@ -25,7 +25,8 @@ from engine.train.trainer import fit
 
 SEED = 1
 SIZE = 32
-ARCH = "resnet18"
+ARCH = "tiny_resnet"  # the suite's ResNet in miniature (tests/tiny_arch.py): what transfers is the subject, not the
+# architecture; resnet18 gave the same verdict for 6x the compute and ~1.7 GB of checkpoints per session
 PRETRAIN_KINDS = ("h", "v", "d", "a")
 TARGET_KINDS = ("h", "v", "d")
 
@@ -106,7 +107,7 @@ def one_thread():
 def pretrained(tmp_path_factory, one_thread):
     tmp = tmp_path_factory.mktemp("transfer")
     yield pretrain(tmp)
-    shutil.rmtree(tmp / "runs", ignore_errors=True)  # ~250 MB of checkpoints; pytest keeps old tmp folders
+    shutil.rmtree(tmp / "runs", ignore_errors=True)  # checkpoints; pytest keeps old tmp folders
 
 
 def test_short_run_on_generated_data_is_clearly_above_chance(pretrained):
@@ -120,7 +121,7 @@ def test_short_run_on_generated_data_is_clearly_above_chance(pretrained):
     assert summary["final_train_acc"] >= 0.7
     state = torch.load(backbone, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    assert state["fc.weight"].shape == (4, 512)
+    assert state["fc.weight"].shape == (4, 32)
 
 
 def test_pretrained_backbone_beats_scratch_on_a_related_task(pretrained, tmp_path):
@@ -136,7 +137,7 @@ def test_pretrained_backbone_beats_scratch_on_a_related_task(pretrained, tmp_pat
     # Feature extraction trained the new head only, and the frozen backbone did not move.
     assert t["weights"] == f"file:{backbone}"
     assert s["weights"] == "none"
-    assert t["phases"][0]["trainable_params"] == 512 * 3 + 3
+    assert t["phases"][0]["trainable_params"] == 32 * 3 + 3
     assert s["phases"][0]["trainable_params"] == s["phases"][0]["total_params"]
     assert t["phases"][0]["freeze_verified"] is True
     source = torch.load(backbone, weights_only=True)

@@ -287,10 +287,12 @@ def test_download_reports_progress_and_lands_in_the_cache(tmp_path, monkeypatch)
 
 @cache
 def _source_state(num_classes: int = 7) -> dict[str, torch.Tensor]:
-    """A resnet18 state dict unlike any fresh initialisation (built once per module; never mutated)."""
+    """A tiny_resnet state dict (resnet18's layout and names, tests/tiny_arch.py) unlike any fresh initialisation
+    (built once per module; never mutated). The file's layouts and the load report are the subject here, not the
+    architecture: a resnet18 file is ~45 MB a test to write and read."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(5)
-        return tvm.resnet18(num_classes=num_classes).state_dict()
+        return zoo.get_model("tiny_resnet", num_classes=num_classes).state_dict()
 
 
 def _assert_backbone_equal(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> None:
@@ -305,7 +307,7 @@ def test_weights_file_loads_backbone_and_reports_head_mismatch(tmp_path):
     path = tmp_path / "backbone.pth"
     torch.save(source, path)
     torch.manual_seed(0)
-    built = build_model(ModelConfig(arch="resnet18", weights_file=str(path)), num_classes=3)
+    built = build_model(ModelConfig(arch="tiny_resnet", weights_file=str(path)), num_classes=3)
     assert torch.equal(built.model.layer1[0].conv1.weight, source["layer1.0.conv1.weight"])
     assert torch.equal(built.model.layer4[1].bn2.running_var, source["layer4.1.bn2.running_var"])
     _assert_backbone_equal(built.model, source)
@@ -324,7 +326,7 @@ def test_weights_file_reports_unexpected_keys(tmp_path):
     source = _source_state(7)
     path = tmp_path / "with_extra.pth"
     torch.save({**source, "projector.weight": torch.ones(4, 4)}, path)
-    built = build_model(ModelConfig(arch="resnet18", weights_file=str(path)), num_classes=3)
+    built = build_model(ModelConfig(arch="tiny_resnet", weights_file=str(path)), num_classes=3)
     _assert_backbone_equal(built.model, source)
     assert built.load_report.unexpected == ["projector.weight"]
     assert built.load_report.mismatched == ["fc.bias", "fc.weight"]
@@ -336,7 +338,7 @@ def test_weights_file_with_matching_head_loads_it_too(tmp_path):
     source = _source_state(3)
     path = tmp_path / "same_head.pth"
     torch.save(source, path)
-    built = build_model(ModelConfig(arch="resnet18", weights_file=str(path)), num_classes=3)
+    built = build_model(ModelConfig(arch="tiny_resnet", weights_file=str(path)), num_classes=3)
     for key, tensor in source.items():
         assert torch.equal(built.model.state_dict()[key], tensor), key
     assert built.load_report.mismatched == []
@@ -345,10 +347,10 @@ def test_weights_file_with_matching_head_loads_it_too(tmp_path):
 
 @pytest.mark.parametrize("in_channels, num_classes", [(3, 3), (4, 3)])
 def test_load_report_after_surgery_lists_no_missing_keys(tmp_path, in_channels, num_classes):
-    source = build_model(ModelConfig(arch="resnet18", weights="none", in_channels=in_channels), num_classes)
+    source = build_model(ModelConfig(arch="tiny_resnet", weights="none", in_channels=in_channels), num_classes)
     path = tmp_path / "saved.pth"
     torch.save(source.model.state_dict(), path)
-    built = build_model(ModelConfig(arch="resnet18", weights_file=str(path), in_channels=in_channels), num_classes)
+    built = build_model(ModelConfig(arch="tiny_resnet", weights_file=str(path), in_channels=in_channels), num_classes)
     for key, tensor in source.model.state_dict().items():
         assert torch.equal(built.model.state_dict()[key], tensor), key  # everything was loaded ...
     assert built.load_report.missing == []  # ... so nothing is missing
@@ -365,16 +367,16 @@ def test_weights_file_common_layouts(tmp_path, layout):
     }[layout]
     path = tmp_path / f"{layout}.pt"
     torch.save(content, path)
-    built = build_model(ModelConfig(arch="resnet18", weights_file=str(path)), num_classes=3)
+    built = build_model(ModelConfig(arch="tiny_resnet", weights_file=str(path)), num_classes=3)
     _assert_backbone_equal(built.model, source)
     assert built.load_report.unexpected == []
 
 
 def test_weights_file_adapted_to_other_channels_loads_after_surgery(tmp_path):
-    source_built = build_model(ModelConfig(arch="resnet18", weights="none", in_channels=4), num_classes=3)
+    source_built = build_model(ModelConfig(arch="tiny_resnet", weights="none", in_channels=4), num_classes=3)
     path = tmp_path / "four_channels.pth"
     torch.save(source_built.model.state_dict(), path)
-    built = build_model(ModelConfig(arch="resnet18", weights_file=str(path), in_channels=4), num_classes=3)
+    built = build_model(ModelConfig(arch="tiny_resnet", weights_file=str(path), in_channels=4), num_classes=3)
     assert built.model.conv1.weight.shape[1] == 4
     assert torch.equal(built.model.conv1.weight, source_built.model.conv1.weight)
     assert built.load_report.mismatched == []
@@ -391,7 +393,7 @@ def test_weights_file_that_is_not_a_state_dict(tmp_path, content):
     elif content == "mixed":
         torch.save({"conv1.weight": torch.zeros(2), "note": "hello"}, path)
     with pytest.raises(BadInputError) as info:
-        build_model(ModelConfig(arch="resnet18", weights_file=str(path)), num_classes=3)
+        build_model(ModelConfig(arch="tiny_resnet", weights_file=str(path)), num_classes=3)
     assert str(path) in str(info.value)
 
 
