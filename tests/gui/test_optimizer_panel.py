@@ -166,7 +166,9 @@ def test_lr_preview_draws_every_group_over_the_whole_run(qtbot, image_folder):
     for name in ("early", "middle", "head"):
         assert np.isfinite(items[name].yData).sum() == 1 * steps
         assert items[name].xData.min() >= 2.0
-    assert np.nanmax(items["head"].yData) == pytest.approx(1e-3)
+    fine_tune = document_of(panel).recipe.phases[1]
+    assert np.nanmax(items["head"].yData) == pytest.approx(fine_tune.lr)  # the phase's head rate, its peak
+    assert np.nanmax(items["middle"].yData) == pytest.approx(fine_tune.lr / 10)  # discriminative: a tenth a group
     assert plot.getPlotItem().ctrl.logYCheck.isChecked()
 
     # Curves are updated in place, not re-created.
