@@ -20,13 +20,13 @@ run: $(STAMP)
 # ruff and the import contracts (pyproject.toml) first: a lint error or a broken boundary fails in seconds, before
 # the suite's minutes. The suite runs in TEST_WORKERS processes (pytest-xdist), a test file to a worker (each file's
 # module fixtures are made once); `make test TEST_WORKERS=0` runs it in this one process, TEST_WORKERS=auto in one
-# per core.
+# per core. Files go out longest first (tests/conftest.py: LONGEST_FILES).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -25,6 +25,46 @@ ROOT = Path(__file__).parents[1]
 # test thread do not fight over OpenMP's spinning threads.
 torch.set_num_threads(1)
 
+# The files that take longest, longest first (measured with `--durations=0`, 2026-12-07). `make test` hands whole
+# files to its two processes in collection order (pytest-xdist's loadfile with --no-loadscope-reorder); xdist's own
+# order (most tests first) left the few-test, many-process files last, and one process then ran them alone for
+# minutes while the other idled. Longest first keeps both busy to the end. A file not listed keeps its place after
+# these; a slow new file belongs here.
+LONGEST_FILES = (
+    "tests/engine/test_distributed_runs.py",  # two-process runs (torchrun): ~3 torch imports and a run each
+    "tests/engine/test_export.py",  # every format of every family, parity-checked
+    "tests/gui/test_training_processes.py",  # the studio's child and two-process runs
+    "tests/engine/test_hostile_cli.py",
+    "tests/gui/test_strategy_presets.py",
+    "tests/engine/test_surgery.py",
+    "tests/gui/test_recipe_files.py",
+    "tests/engine/test_hostile_issue22.py",
+    "tests/gui/test_main_window.py",
+    "tests/gui/test_evaluate_panel.py",
+    "tests/engine/test_training.py",
+    "tests/engine/test_evaluation.py",
+    "tests/engine/test_head_fit.py",
+    "tests/engine/test_transfer.py",
+    "tests/engine/test_feature_cache.py",
+    "tests/engine/test_promises_estimate.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Longest files first (LONGEST_FILES), then the rest with the most tests first; within a file, its own order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    count: dict[str, int] = {}
+    for item in items:
+        count[item.nodeid.split("::")[0]] = count.get(item.nodeid.split("::")[0], 0) + 1
+    position = {id(item): i for i, item in enumerate(items)}
+
+    def key(item):
+        path = item.nodeid.split("::")[0]
+        return (rank.get(path, len(rank)), -count[path], path, position[id(item)])
+
+    items.sort(key=key)
+
+
 def pytest_collection_finish(session):
     """Move everything the imports made (torch, torchvision, Qt, pyqtgraph, the engine, the studio, every test
     module: collection has imported them all, and no test has run) out of the cyclic garbage collector's reach:

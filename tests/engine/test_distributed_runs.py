@@ -168,12 +168,12 @@ def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
 
 
-def test_bad_input_found_by_rank_zero_is_one_line_and_exit_2(forty_images, tmp_path, thaw):
+def test_bad_input_found_by_rank_zero_is_one_line_and_exit_2(forty_images, tmp_path, cli):
     """The runs folder is rank 0's to make: its refusal reaches the other rank, which says nothing."""
     recipe = tiny_recipe(forty_images, batch_size=4)
     recipe.save(tmp_path / "recipe.json")
     (tmp_path / "a-file").write_text("not a folder")
-    out = thaw("train", tmp_path / "recipe.json", "--processes", "2", "--out", tmp_path / "a-file", "--quiet")
+    out = cli("train", tmp_path / "recipe.json", "--processes", "2", "--out", tmp_path / "a-file", "--quiet")
     errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
     assert out.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: "), out.stderr
     assert "a-file" in errors[0] and "Traceback" not in out.stderr

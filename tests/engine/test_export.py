@@ -166,7 +166,10 @@ def test_resnet_exports_pass_parity_and_carry_their_metadata(resnet_exports, tra
         assert meta.exporter["deprecated"] and any("deprecated" in n for n in report["notes"])
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+# Not .pt2 for these families: the ONNX exporter traces them with torch.export (asserted below), with the same
+# dynamic batch, and what .pt2 adds — saving the ExportedProgram, loading it, running it — is the same for every
+# family (resnet and ViT cover it above and below). Their .pt2 cases took 50 s of the suite's CPU.
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "pt2"])
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "efficientnet_b0"])
 def test_mobilenet_and_efficientnet_exports_pass_parity(arch, fmt, image_folder, tmp_path):
     recipe = tiny_recipe(image_folder, "fine_tune_all", epochs=1, arch=arch, name=arch)
@@ -177,7 +180,10 @@ def test_mobilenet_and_efficientnet_exports_pass_parity(arch, fmt, image_folder,
     parity = result.parity[0]
     assert parity.max_abs_reference_logit > 0.1
     assert parity.max_abs_logit_diff <= parity.tolerance and parity.top1_agreement == 1.0
-    assert open_export(out).metadata.arch == arch
+    metadata = open_export(out).metadata
+    assert metadata.arch == arch
+    if fmt == "onnx":  # traced by torch.export, not the legacy TorchScript-based exporter
+        assert metadata.exporter["name"] == DYNAMO_EXPORTER
 
 
 def small_vit() -> nn.Module:
