@@ -22,9 +22,13 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 def load_plain(path: str | Path, what: str = "file") -> Any:
     """The file's content, read with weights_only=True on the CPU; BadInputError naming `what` and the path."""
     path = Path(path)
-    if not path.exists():
+    try:  # a name the file system refuses (too long, a loop of links) is the user's input too
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:
+        raise BadInputError(f"{what} {str(path)[:200]} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not exists:
         raise BadInputError(f"{what} {path} does not exist")
-    if path.is_dir():
+    if is_dir:
         raise BadInputError(f"{what} {path} is a folder, not a file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -5,6 +5,7 @@ code 2 (never a traceback) or otherwise made right. Special files are made by th
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from engine.errors import BadInputError
 from engine.io_files import check_target, remove_stale_partials, temp_dir_beside, write_json_atomic, write_text_atomic
+from tests.helpers import tiny_recipe
 
 
 def _char_device(path: Path) -> Path | None:
@@ -547,18 +549,27 @@ def _options(command: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "label-issues", "export", "scan", "layers", "recipe",
-                                     "models"])
+                                     "models", "train", "resume", "lr-find"])
 def test_hostile_option_values_never_give_a_traceback(command, tiny_run, image_folder, tmp_path_factory, cli):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     image = next(p for p in sorted((image_folder / "cat").iterdir()) if p.suffix == ".png")
+    recipe = tmp_path_factory.mktemp("recipe") / "recipe.json"
+    tiny_recipe(image_folder, "fine_tune_all", epochs=1, out=recipe.parent / "runs").save(recipe)
+    finished = tmp_path_factory.mktemp("finished") / tiny_run.name  # resume of a finished run evaluates it again:
+    shutil.copytree(tiny_run, finished)  # on a copy, not the shared run
     positional = {"predict": [tiny_run, image], "evaluate": [tiny_run], "label-issues": [tiny_run],
                   "export": [tiny_run], "scan": [image_folder], "layers": ["tiny_resnet"],
-                  "recipe": ["fine_tune_all"], "models": []}[command]
+                  "recipe": ["fine_tune_all"], "models": [], "train": [recipe], "resume": [finished],
+                  "lr-find": [recipe]}[command]
     options = _options(command)
-    # Fixed where the option would only make an example slow, not hostile.
-    fixed = {"export": ["--latency-runs", "0", "--max-images", "2", "--calibration-images", "2"]}.get(command, [])
+    # Fixed where the option would only make an example slow, not hostile: an export measured and calibrated on two
+    # images, a training run estimated (--dry-run: the recipe, the data and every option checked, nothing trained),
+    # an LR sweep of its fewest steps, a finished run resumed in this process (with N it starts N to evaluate it).
+    fixed = {"export": ["--latency-runs", "0", "--max-images", "2", "--calibration-images", "2"],
+             "train": ["--dry-run"], "lr-find": ["--iterations", "5"],
+             "resume": ["--processes", "1"]}.get(command, [])  # (train --dry-run checks --processes)
     hostile = {name: kind for name, kind in options.items() if name not in fixed}
 
     def value(kind):
@@ -568,7 +579,7 @@ def test_hostile_option_values_never_give_a_traceback(command, tiny_run, image_f
 
     pairs = st.sampled_from(sorted(hostile)).flatmap(lambda name: st.tuples(st.just(name), value(hostile[name])))
 
-    @settings(max_examples=6 if command == "export" else 20, deadline=None, derandomize=True,
+    @settings(max_examples=6 if command in ("export", "resume", "lr-find") else 20, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(st.lists(pairs, min_size=1, max_size=2, unique_by=lambda p: p[0]))
     def check(chosen):
@@ -639,3 +650,14 @@ def test_evaluate_with_a_special_evaluation_json_is_refused_before_evaluating(tr
     code, _, err = cli("evaluate", run)
     assert code == 2 and "evaluation.json" in err and "Thaw writes only regular files" in err, err
     assert err.count("\n") == 1 and _still_special(node)
+
+
+def test_a_weights_file_name_the_file_system_refuses_is_one_line(image_folder, cli, tmp_path):
+    """A name longer than the file system allows (found by the option fuzzer above): `exists()` raised OSError."""
+    from engine.torch_files import load_plain
+
+    with pytest.raises(BadInputError, match="cannot be read"):
+        load_plain(tmp_path / ("w" * 300 + ".pth"), "weights file")
+    tiny_recipe(image_folder, out=tmp_path / "runs").save(tmp_path / "recipe.json")
+    code, _, err = cli("train", tmp_path / "recipe.json", "--dry-run", "--weights-file", "w" * 300)
+    assert code == 2 and "Traceback" not in err and "cannot be read (File name too long)" in err, err
