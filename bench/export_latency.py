@@ -1,5 +1,6 @@
-"""Export: batch-1 CPU latency of the ONNX export vs the checkpoint in torch eager, for ResNet-18 and MobileNet V3,
-and what int8 costs (size, latency, validation accuracy) beside fp32 — all in one invocation, on one machine.
+"""Export: batch-1 CPU latency of the ONNX and OpenVINO exports vs the checkpoint in torch eager, for ResNet-18 and
+MobileNet V3, and what int8 costs (size, latency, validation accuracy) beside fp32 — all in one invocation, on one
+machine. (OpenVINO only where the `openvino` package is installed.)
 
 Per model: a short feature-extraction run on the generated JPEGs (10 classes, 256 px → 224 crop; the backbone's
 seeded weights have batch-norm statistics estimated on calibration images, like a released checkpoint), then
@@ -82,17 +83,26 @@ def measure(arch: str, run: Path, folder: Path, repeats: int, runs: int, method:
     int8 = export_run(ExportRequest(str(run), "onnx", quantize="int8", out=str(folder / f"{arch}-int8.onnx"),
                                     latency_runs=0, calibration_method=method, int8_min_agreement=0.0))
     int8_seconds = time.perf_counter() - tick
+    from engine.infer.export_formats import FORMATS
+
+    openvino = None
+    if FORMATS["openvino"].available():
+        tick = time.perf_counter()
+        openvino = export_run(ExportRequest(str(run), "openvino", out=str(folder / f"{arch}.xml"), latency_runs=0))
+        openvino_seconds = time.perf_counter() - tick
 
     predictor = Predictor.from_checkpoint(checkpoint_path(run, "best"))
     models = {"torch eager": predictor.logits, "onnx fp32": open_export(fp32.path).logits,
               "onnx int8": open_export(int8.path).logits}
+    if openvino:
+        models["openvino fp32"] = open_export(openvino.path).logits
     one = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     medians: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, run_model in models.items():
             medians[name].append(measure_latency(run_model, one, runs=runs, warmup=5).median_ms)
     check, check8 = fp32.parity[0], int8.parity[1]
-    return {
+    result = {
         "arch": arch, "latency": {k: statistics.median(v) for k, v in medians.items()}, "repeats": medians,
         "sizes": {"torch eager": fp32.costs[0].size_bytes, "onnx fp32": fp32.costs[1].size_bytes,
                   "onnx int8": int8.costs[2].size_bytes},
@@ -103,6 +113,14 @@ def measure(arch: str, run: Path, folder: Path, repeats: int, runs: int, method:
         "images": check.images, "method": method, "exporter": fp32.exporter, "export_s": fp32_seconds,
         "int8_export_s": int8_seconds,
     }
+    if openvino:
+        ov_check = openvino.parity[0]
+        result["sizes"]["openvino fp32"] = openvino.costs[1].size_bytes
+        result["accuracy"]["openvino fp32"] = ov_check.exported_accuracy
+        result["agreement"]["openvino fp32"] = ov_check.top1_agreement
+        result["max_diff"]["openvino fp32"] = ov_check.max_abs_logit_diff
+        result["openvino_export_s"] = openvino_seconds
+    return result
 
 
 def main() -> None:
@@ -144,7 +162,7 @@ def main() -> None:
               f"parity on {r['images']} validation images)")
         print(f"  {'':12} {'size':>9} {'batch-1 latency':>16} {'val acc':>8} {'top-1 = ckpt':>13} "
               f"{'max |Δlogit|':>13}")
-        for name in ("torch eager", "onnx fp32", "onnx int8"):
+        for name in [n for n in ("torch eager", "onnx fp32", "onnx int8", "openvino fp32") if n in lat]:
             agreement = r["agreement"].get(name)
             diff = r["max_diff"].get(name)
             print(f"  {name:12} {size[name] / 1e6:7.1f} MB {lat[name]:13.2f} ms {100 * acc[name]:7.1f} % "
@@ -155,7 +173,9 @@ def main() -> None:
               f"{100 * INT8_MIN_TOP1_AGREEMENT:.0f} % top-1 agreement")
         print(f"  latency ratios: torch eager / onnx fp32 = {lat['torch eager'] / lat['onnx fp32']:.2f}×, "
               f"onnx fp32 / onnx int8 = {lat['onnx fp32'] / lat['onnx int8']:.2f}×; size fp32 / int8 = "
-              f"{size['onnx fp32'] / size['onnx int8']:.2f}×")
+              f"{size['onnx fp32'] / size['onnx int8']:.2f}×"
+              + (f"; onnx fp32 / openvino fp32 = {lat['onnx fp32'] / lat['openvino fp32']:.2f}× "
+                 f"(OpenVINO export {r['openvino_export_s']:.1f} s)" if "openvino fp32" in lat else ""))
         print("  repeats (ms): " + "; ".join(f"{k} " + " ".join(f"{v:.1f}" for v in vs)
                                               for k, vs in r["repeats"].items()))
 

@@ -1,5 +1,6 @@
-"""`export`: a run's checkpoint as ONNX, torch.export (.pt2) or TorchScript, checked against the checkpoint on
-the run's validation images; `--quantize int8` adds int8 and its cost side by side with fp32."""
+"""`export`: a run's checkpoint in one of the formats of engine/infer/export_formats.py (ONNX, torch.export .pt2,
+TorchScript, OpenVINO IR), checked against the checkpoint on the run's validation images; `--quantize int8` adds
+int8 and its cost side by side with fp32."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from engine.cli.exit_codes import EXIT_OK
 
 
 def register(sub) -> None:
-    help_ = "export a run's checkpoint (ONNX, .pt2, TorchScript), checked against it on validation images"
+    from engine.infer.export_formats import FORMATS
+
+    help_ = "export a run's checkpoint (ONNX, .pt2, TorchScript, OpenVINO), checked against it on validation images"
     p = sub.add_parser("export", help=help_, description=help_ + ". The file is kept only when its parity check "
                        "passes; FILE.report.json beside it holds the check, the metadata and the costs.")
     p.add_argument("run_dir", metavar="RUN", help="a run folder (or one of its checkpoint files)")
-    p.add_argument("--format", default="onnx", help="onnx (default), pt2 (torch.export) or torchscript "
-                                                    "(deprecated in torch 2.14, kept while its check passes)")
+    p.add_argument("--format", default="onnx", metavar="FORMAT",
+                   help="; ".join(f"{f.name}: {f.label}" for f in FORMATS.values()) + " (default: onnx)")
     p.add_argument("--checkpoint", default="best", help="best (default) or last")
     p.add_argument("--quantize", default="none", help="int8: static quantization with onnxruntime, calibrated on "
                                                       "training images (ONNX only)")

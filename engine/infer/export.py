@@ -1,10 +1,13 @@
-"""Write a model to a file in one format with Thaw's metadata inside: ONNX, torch.export (.pt2) or TorchScript.
+"""Write a model to a file in one format with Thaw's metadata inside: ONNX, torch.export (.pt2), TorchScript or
+OpenVINO IR (the formats: engine/infer/export_formats.py; one writer each in WRITERS).
 
 Every format has a dynamic batch dimension. ONNX goes through torch's current exporter,
 `torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's translation); only where that fails does
 the legacy TorchScript-based exporter run, and the metadata and the result say which one wrote the file and why.
 TorchScript (`torch.jit.trace`) is deprecated in torch 2.14; it is kept for libtorch users only while its parity
-check passes. Nothing here decides whether a file is good: the parity check (engine/infer/parity.py) does.
+check passes. OpenVINO IR is converted by OpenVINO's own converter from the torch.export program (the same graph
+the .pt2 and ONNX files come from), kept in float32 (OpenVINO would compress the weights to fp16 by default).
+Nothing here decides whether a file is good: the parity check (engine/infer/parity.py) does.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import torch
 from torch import nn
 
 from engine.errors import ThawError
+from engine.infer.export_formats import export_format
 from engine.infer.export_metadata import EXTRA_FILE, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ExportMetadata
-from engine.infer.exported import onnx_digest, program_digest, script_digest
+from engine.infer.exported import OPENVINO_METADATA_PATH, onnx_digest, openvino_digest, program_digest, script_digest
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +72,11 @@ def write_export(model: nn.Module, example: torch.Tensor, fmt: str, path: str | 
     example = example.detach().float().contiguous()
     if example.shape[0] < 2:
         example = example.repeat(2, 1, 1, 1)
+    if fmt not in WRITERS:
+        raise ValueError(f"unknown export format {fmt!r}")
+    export_format(fmt).require()
     with torch.no_grad():
-        if fmt == "onnx":
-            return _write_onnx(wrapped, example, path, metadata, opset)
-        if fmt == "pt2":
-            return _write_pt2(wrapped, example, path, metadata)
-        if fmt == "torchscript":
-            return _write_torchscript(wrapped, example, path, metadata)
-    raise ValueError(f"unknown export format {fmt!r}")
+        return WRITERS[fmt](wrapped, example, path, metadata, opset)
 
 
 @contextlib.contextmanager
@@ -162,20 +163,26 @@ def save_onnx(proto, path: Path, external: bool) -> None:
         onnx.save_model(proto, str(path))
 
 
-def _write_pt2(model: nn.Module, example: torch.Tensor, path: Path, metadata: ExportMetadata) -> WrittenExport:
+def _export_program(model: nn.Module, example: torch.Tensor):
+    """torch.export's program of the model, with a dynamic batch dimension."""
     try:
         with _quiet():
-            program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+            return torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"the model cannot be exported with torch.export: {_first_line(exc)}") from exc
+
+
+def _write_pt2(model: nn.Module, example: torch.Tensor, path: Path, metadata: ExportMetadata,
+               opset: int | None = None) -> WrittenExport:
+    program = _export_program(model, example)
     metadata.exporter = {"name": "torch.export.export", "notes": []}
     metadata.seal(program_digest(program))
     torch.export.save(program, str(path), extra_files={EXTRA_FILE: metadata.to_json()})
     return WrittenExport(path, "pt2", "torch.export.export")
 
 
-def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path,
-                       metadata: ExportMetadata) -> WrittenExport:
+def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path, metadata: ExportMetadata,
+                       opset: int | None = None) -> WrittenExport:
     try:
         with _quiet():
             # check_trace=False: the built-in check re-traces and compares graphs, which fails on harmless
@@ -188,3 +195,29 @@ def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path,
     with _quiet():
         torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: metadata.to_json()})
     return WrittenExport(path, "torchscript", "torch.jit.trace", [TORCHSCRIPT_NOTE])
+
+
+def _write_openvino(model: nn.Module, example: torch.Tensor, path: Path, metadata: ExportMetadata,
+                    opset: int | None = None) -> WrittenExport:
+    import openvino as ov
+
+    program = _export_program(model, example)
+    try:
+        with _quiet():
+            converted = ov.convert_model(program)
+            # torch.export leaves the image size open in OpenVINO's view; the export takes one size, as the others
+            converted.reshape({0: ov.PartialShape([-1, *example.shape[1:]])})
+            converted.inputs[0].get_tensor().set_names({INPUT_NAME})
+            converted.outputs[0].get_tensor().set_names({OUTPUT_NAME})
+    except Exception as exc:  # noqa: BLE001 - the converter raises its own types for an unsupported op
+        raise ExportError(f"OpenVINO cannot convert the model: {_first_line(exc)}") from exc
+    metadata.exporter = {"name": f"openvino.convert_model {ov.__version__} (from torch.export)", "notes": []}
+    metadata.seal(openvino_digest(converted))
+    converted.set_rt_info(metadata.to_json(), list(OPENVINO_METADATA_PATH))
+    with _quiet():
+        ov.save_model(converted, str(path), compress_to_fp16=False)  # float32: the parity check's tolerance
+    return WrittenExport(path, "openvino", metadata.exporter["name"])
+
+
+# One writer per format of engine/infer/export_formats.py: (model, example, path, metadata, opset) -> WrittenExport.
+WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2, "torchscript": _write_torchscript, "openvino": _write_openvino}

@@ -2,7 +2,8 @@
 the exact preprocessing (resize, centre crop, mean/std), the class names, and where it came from.
 
 The same JSON document is stored in every format: the ONNX model's metadata property ``thaw``, the extra file
-``thaw.json`` of a torch.export archive (.pt2) or a TorchScript archive. docs/EXPORT.md describes every field;
+``thaw.json`` of a torch.export archive (.pt2) or a TorchScript archive, the runtime information ``thaw`` of an
+OpenVINO IR model (in its .xml). docs/EXPORT.md describes every field;
 examples/predict_onnx.py reads it with nothing but onnxruntime.
 """
 
@@ -15,12 +16,13 @@ from typing import Any
 
 from engine.data.preprocessing import Preprocessing
 from engine.errors import BadInputError
+from engine.infer.export_formats import FORMATS as _REGISTRY
 
 METADATA_KEY = "thaw"  # the ONNX metadata property
 EXTRA_FILE = "thaw.json"  # the extra file in .pt2 and TorchScript archives
 METADATA_VERSION = 1
-FORMATS = ("onnx", "pt2", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".ts"}
+FORMATS = tuple(_REGISTRY)  # the format names, in the registry's order (engine/infer/export_formats.py)
+SUFFIXES = {name: f.suffix for name, f in _REGISTRY.items()}  # the suffix each format is written with
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 PREPROCESSING_STEPS = ("decode as uint8 with `channel_order` (EXIF-rotated, transparency composited on white)",

@@ -31,7 +31,8 @@ from engine.data.datasets import PreparedData, prepare_data
 from engine.data.transforms import eval_transform
 from engine.errors import BadInputError, ThawError
 from engine.infer.export import save_onnx, stamp_onnx, write_export
-from engine.infer.export_metadata import FORMATS, INPUT_NAME, SUFFIXES, ExportMetadata
+from engine.infer.export_formats import FORMATS
+from engine.infer.export_metadata import INPUT_NAME, SUFFIXES, ExportMetadata
 from engine.infer.exported import open_export
 from engine.infer.inference import Predictor
 from engine.infer.latency import measure_latency
@@ -78,7 +79,7 @@ class ExportRequest:
             raise BadInputError(f"--checkpoint '{self.checkpoint}' is not one of {', '.join(CHECKPOINT_KINDS)}")
         if self.quantize not in ("none", "int8"):
             raise BadInputError(f"--quantize '{self.quantize}' is not one of none, int8")
-        if self.quantize == "int8" and self.format != "onnx":
+        if self.quantize == "int8" and not FORMATS[self.format].quantizable:
             raise BadInputError(f"--quantize int8 needs --format onnx (onnxruntime quantizes ONNX models), "
                                 f"not {self.format}")
         if self.calibration_method not in CALIBRATION_METHODS:
@@ -227,7 +228,7 @@ def evenly_spaced(count: int, limit: int) -> list[int]:
 def _versions() -> dict[str, str]:
     versions = {"thaw": engine.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
                 "python": platform.python_version()}
-    for name in ("onnx", "onnxruntime", "onnxscript"):
+    for name in ("onnx", "onnxruntime", "onnxscript", "openvino"):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:
@@ -263,8 +264,10 @@ class _Export:
                                 f"{out / ('model' + SUFFIXES[r.format])}")
         # Before any work: the export, its .data file and its reports go only where regular files may go.
         check_target(out, "--out")
-        for suffix in (".data", REPORT_SUFFIX, FAILED_SUFFIX):
-            check_target(out.with_name(out.name + suffix), "--out's companion file")
+        for companion in [*FORMATS[r.format].companion_paths(out),
+                          *(out.with_name(out.name + suffix) for suffix in (REPORT_SUFFIX, FAILED_SUFFIX))]:
+            check_target(companion, "--out's companion file")
+        FORMATS[r.format].require()
         self.emit("load", f"loading {checkpoint}")
         state = load_checkpoint(checkpoint)
         check_run_identity(state, checkpoint)
@@ -425,9 +428,10 @@ class _Export:
                                                          "unchanged)" if out.exists() else "")
                                     + f"; details in {report}", result)
         final = files["onnx int8"] if "onnx int8" in files else files[result.format]
-        data = final.with_name(final.name + ".data")
-        if data.is_file():
-            replace_into(data, out.with_name(out.name + ".data"), "--out's companion file")
+        written_format = FORMATS["onnx" if "onnx int8" in files else result.format]
+        for companion, target in zip(written_format.companion_paths(final), written_format.companion_paths(out)):
+            if companion.is_file():
+                replace_into(companion, target, "--out's companion file")
         replace_into(final, out, "--out")
         write_json_atomic(report, result.to_dict())
         stale = out.with_name(out.name + FAILED_SUFFIX)

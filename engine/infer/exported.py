@@ -1,10 +1,11 @@
-"""Open an exported model (ONNX, torch.export .pt2, TorchScript) and run it: the reader behind the parity check
-and `predict`. Every way a file can be unusable ends in one ExportFileError that says which: missing, empty,
-truncated or corrupted (including a flipped byte in the weights, caught by the checksum in the metadata), not an
-export at all, or an export without Thaw's metadata (another tool's file).
+"""Open an exported model (ONNX, torch.export .pt2, TorchScript, OpenVINO IR; one opener each in OPENERS) and run it:
+the reader behind the parity check and `predict`. Every way a file can be unusable ends in one ExportFileError that
+says which: missing, empty, truncated or corrupted (including a flipped byte in the weights, caught by the checksum
+in the metadata), not an export at all, or an export without Thaw's metadata (another tool's file).
 
-The format is recognised by content, not by the file's suffix: ONNX is a protocol buffer, .pt2 and TorchScript
-are zip archives with different layouts; the suffix only helps to name what a damaged file was meant to be.
+The format is recognised by content, not by the file's suffix: ONNX is a protocol buffer, .pt2 and TorchScript are
+zip archives with different layouts, OpenVINO IR an XML network beside its .bin weights; the suffix only helps to
+name what a damaged file was meant to be.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import torch
 from torch import nn
 
 from engine.errors import BadInputError
+from engine.infer.export_formats import FORMATS, export_format
 from engine.infer.export_metadata import EXTRA_FILE, METADATA_KEY, ExportFileError, ExportMetadata
 
-EXPORT_SUFFIXES = {".onnx": "onnx", ".pt2": "pt2", ".ts": "torchscript", ".torchscript": "torchscript"}
-FORMAT_NAMES = {"onnx": "ONNX model", "pt2": "torch.export archive (.pt2)", "torchscript": "TorchScript archive"}
+EXPORT_SUFFIXES = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
+FORMAT_NAMES = {f.name: f.noun for f in FORMATS.values()}
+OPENVINO_METADATA_PATH = (METADATA_KEY,)  # where the metadata sits in an OpenVINO model's runtime information
 
 
 # --- checksums of the weights -------------------------------------------------------------------------------
@@ -68,11 +71,22 @@ def script_digest(module) -> str:
     return tensors_digest(module.state_dict().items())
 
 
+def openvino_digest(model) -> str:
+    """The Constant operations' data of an openvino.Model (its weights), in the graph's order."""
+    digest = hashlib.sha256()
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant":
+            array = op.get_data()
+            digest.update(f"{op.get_friendly_name()}:{array.dtype}:{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 # --- recognising a file ---------------------------------------------------------------------------------------
 
 def sniff(path: str | Path) -> str:
-    """'onnx', 'pt2', 'torchscript', 'checkpoint' (a torch.save file), 'zip' (another or a damaged archive) or
-    'unknown'."""
+    """'onnx', 'pt2', 'torchscript', 'openvino', 'checkpoint' (a torch.save file), 'zip' (another or a damaged
+    archive) or 'unknown'."""
     with open(path, "rb") as f:
         head = f.read(4)
     if head.startswith(b"PK"):
@@ -90,6 +104,9 @@ def sniff(path: str | Path) -> str:
         return "zip"
     if head[:1] == b"\x08":  # an ONNX ModelProto starts with field 1 (ir_version, a varint)
         return "onnx"
+    if head.startswith((b"<?xm", b"<net")):
+        with open(path, "rb") as f:
+            return "openvino" if b"<net " in f.read(4096) else "unknown"
     return "unknown"
 
 
@@ -98,7 +115,7 @@ def looks_like_export(path: str | Path) -> bool:
     path = Path(path)
     if path.suffix.lower() in EXPORT_SUFFIXES:
         return True
-    return path.is_file() and sniff(path) in ("onnx", "pt2", "torchscript")
+    return path.is_file() and sniff(path) in FORMATS
 
 
 def _first_line(exc: BaseException) -> str:
@@ -107,7 +124,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _no_metadata(path: Path, fmt: str) -> ExportFileError:
-    where = f"metadata property '{METADATA_KEY}'" if fmt == "onnx" else f"extra file '{EXTRA_FILE}'"
+    where = {"onnx": f"metadata property '{METADATA_KEY}'", "openvino": f"runtime information '{METADATA_KEY}'"}.get(
+        fmt, f"extra file '{EXTRA_FILE}'")
     return ExportFileError(f"{path} ({FORMAT_NAMES[fmt]}) has no Thaw metadata ({where}): it was not exported "
                            f"by Thaw, so its preprocessing and class names are unknown. Export the run with "
                            f"`python main.py export RUN_DIR --format {fmt} --out FILE`")
@@ -149,9 +167,9 @@ class ExportedModel:
 
     @property
     def size_bytes(self) -> int:
-        """The file's size, with ONNX external data beside it."""
-        data = self.path.with_name(self.path.name + ".data")
-        return self.path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+        """The file's size, with its companions (ONNX external data, OpenVINO's .bin)."""
+        companions = FORMATS[self.format].companion_paths(self.path)
+        return self.path.stat().st_size + sum(c.stat().st_size for c in companions if c.is_file())
 
 
 class ExportedModule(nn.Module):
@@ -179,19 +197,21 @@ def open_export(path: str | Path, device: str | torch.device = "cpu", threads: i
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError(f"device {device}: no CUDA device is available here; use --device cpu")
-    if kind == "onnx" or (kind == "unknown" and intended == "onnx"):
-        return _open_onnx(path, device, threads or torch.get_num_threads())
-    if kind == "pt2":
-        return _open_pt2(path, device)
-    if kind == "torchscript":
-        return _open_torchscript(path, device)
+    if kind == "unknown" and intended == "onnx":
+        kind = "onnx"  # a damaged protocol buffer: onnx's parser says how
+    if kind in OPENERS:
+        try:
+            export_format(kind).require()
+        except BadInputError as exc:
+            raise ExportFileError(f"{path} is an {FORMAT_NAMES[kind]}: {exc}") from None
+        return OPENERS[kind](path, device, threads or torch.get_num_threads())
     if kind == "checkpoint":
         raise ExportFileError(f"{path} is a PyTorch checkpoint, not an export; `predict` reads Thaw checkpoints "
-                              f"directly, `export` turns one into ONNX, .pt2 or TorchScript")
+                              f"directly, `export` turns one into {', '.join(FORMAT_NAMES.values())}")
     if kind in ("zip", "unknown") and intended:
         raise ExportFileError(f"{path} is corrupted or truncated: it is not a complete {FORMAT_NAMES[intended]}"
                               + (" (the zip archive cannot be read)" if kind == "zip" else ""))
-    raise ExportFileError(f"{path} is not a model export Thaw can read (ONNX, torch.export .pt2 or TorchScript)")
+    raise ExportFileError(f"{path} is not a model export Thaw can read ({', '.join(FORMAT_NAMES.values())})")
 
 
 def _open_onnx(path: Path, device: torch.device, threads: int) -> ExportedModel:
@@ -302,7 +322,7 @@ def _read_error(path: Path, fmt: str, exc: BaseException) -> ExportFileError:
                            f"({_first_line(exc)})")
 
 
-def _open_pt2(path: Path, device: torch.device) -> ExportedModel:
+def _open_pt2(path: Path, device: torch.device, threads: int = 0) -> ExportedModel:
     extra = {EXTRA_FILE: ""}
     try:
         program = torch.export.load(str(path), extra_files=extra)
@@ -324,7 +344,7 @@ def _open_pt2(path: Path, device: torch.device) -> ExportedModel:
     return ExportedModel(path, "pt2", metadata, run, device)
 
 
-def _open_torchscript(path: Path, device: torch.device) -> ExportedModel:
+def _open_torchscript(path: Path, device: torch.device, threads: int = 0) -> ExportedModel:
     extra = {EXTRA_FILE: ""}
     try:
         with warnings.catch_warnings():
@@ -342,3 +362,41 @@ def _open_torchscript(path: Path, device: torch.device) -> ExportedModel:
         return module(batch.to(device, torch.float32))
 
     return ExportedModel(path, "torchscript", metadata, run, device)
+
+
+def _open_openvino(path: Path, device: torch.device, threads: int) -> ExportedModel:
+    import openvino as ov
+
+    if device.type != "cpu":
+        raise BadInputError(f"OpenVINO IR files run on the CPU here (OpenVINO's CPU plugin), not on {device}")
+    weights = FORMATS["openvino"].companion_paths(path)[0]
+    if not weights.is_file():
+        raise ExportFileError(f"{path}: its weights file {weights.name} is missing (an OpenVINO IR model is the "
+                              f".xml and the .bin beside it)")
+    core = ov.Core()
+    try:
+        model = core.read_model(str(path), str(weights))
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError with its parser's text
+        raise _read_error(path, "openvino", exc) from exc
+    if not model.has_rt_info(list(OPENVINO_METADATA_PATH)):
+        raise _no_metadata(path, "openvino")
+    metadata = ExportMetadata.from_json(model.get_rt_info(list(OPENVINO_METADATA_PATH)).astype(str), str(path))
+    _check_digest(path, metadata, openvino_digest(model))
+    if len(model.inputs) != 1:
+        raise ExportFileError(f"{path} has {len(model.inputs)} inputs; a Thaw export has one image batch")
+    try:
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": max(1, threads),
+                                                     "INFERENCE_PRECISION_HINT": "f32"})
+    except Exception as exc:  # noqa: BLE001
+        raise ExportFileError(f"{path} is corrupted: OpenVINO cannot compile it ({_first_line(exc)})") from exc
+    request = compiled.create_infer_request()
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+        return torch.from_numpy(np.array(request.infer({0: array})[compiled.outputs[0]]))
+
+    return ExportedModel(path, "openvino", metadata, run, device)
+
+
+# One opener per format of engine/infer/export_formats.py: (path, device, threads) -> ExportedModel.
+OPENERS = {"onnx": _open_onnx, "pt2": _open_pt2, "torchscript": _open_torchscript, "openvino": _open_openvino}

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.infer.export_metadata import SUFFIXES
+from engine.infer.export_formats import FORMATS
 from engine.infer.export_run import (
     CHECKPOINT_KINDS,
     ExportCancelled,
@@ -43,11 +43,6 @@ from engine.train.runs import checkpoint_path
 from gui.widgets.buttons import named_button
 from gui.workers.threads import WorkerThread
 
-FORMAT_CHOICES = (
-    ("ONNX (onnxruntime, TensorRT, OpenVINO, browsers …)", "onnx"),
-    ("torch.export (.pt2, PyTorch 2)", "pt2"),
-    ("TorchScript (libtorch / C++; deprecated in torch 2.14)", "torchscript"),
-)
 COST_COLUMNS = ("Model", "Size", "Batch-1 latency", "Val accuracy", "Top-1 = checkpoint", "Max |Δlogit|")
 PASSED_COLOUR = "#1b7a2f"
 FAILED_COLOUR = "#b01e1e"
@@ -109,10 +104,17 @@ class ExportDialog(QDialog):
         self.exportRunLabel.setToolTip("The run whose checkpoint is exported")
         self.exportRunLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.exportFormatCombo = QComboBox(objectName="exportFormatCombo")
-        for text, fmt in FORMAT_CHOICES:
-            self.exportFormatCombo.addItem(text, fmt)
+        for fmt in FORMATS.values():  # every format of the engine's registry; one whose library is missing says so
+            self.exportFormatCombo.addItem(fmt.label if fmt.available() else f"{fmt.label} — needs {fmt.package}",
+                                           fmt.name)
+            index = self.exportFormatCombo.count() - 1
+            self.exportFormatCombo.setItemData(index, f"checked on {fmt.runs_on}" if fmt.available() else
+                                               f"not installed: {fmt.install}", Qt.ItemDataRole.ToolTipRole)
+            if not fmt.available():
+                self.exportFormatCombo.model().item(index).setEnabled(False)
         self.exportFormatCombo.setToolTip("ONNX runs almost anywhere; .pt2 is torch.export's own format; "
-                                          "TorchScript is deprecated and kept only while its check passes")
+                                          "TorchScript is deprecated and kept only while its check passes; "
+                                          "OpenVINO IR runs on Intel CPUs, GPUs and NPUs")
         self.exportCheckpointCombo = QComboBox(objectName="exportCheckpointCombo")
         for kind in CHECKPOINT_KINDS:
             if checkpoint_path(self.run_dir, kind).is_file():
@@ -196,9 +198,9 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _on_choice_changed(self, *_args) -> None:
-        onnx = self.format() == "onnx"
-        self.exportInt8Check.setEnabled(onnx and not self._running)
-        if not onnx and self.exportInt8Check.isChecked():
+        quantizable = FORMATS[self.format()].quantizable
+        self.exportInt8Check.setEnabled(quantizable and not self._running)
+        if not quantizable and self.exportInt8Check.isChecked():
             self.exportInt8Check.setChecked(False)  # re-enters with the box cleared
             return
         if not self._path_edited:
@@ -212,7 +214,7 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _on_browse(self) -> None:
-        suffix = SUFFIXES[self.format()]
+        suffix = FORMATS[self.format()].suffix
         path, _ = QFileDialog.getSaveFileName(self, "Save the export as", self.exportPathEdit.text(),
                                               f"{self.format()} (*{suffix});;All files (*)")
         if path:
@@ -253,7 +255,7 @@ class ExportDialog(QDialog):
         for widget in (self.exportFormatCombo, self.exportCheckpointCombo, self.exportPathEdit,
                        self.exportBrowseButton, self.exportStartButton):
             widget.setEnabled(not running)
-        self.exportInt8Check.setEnabled(not running and self.format() == "onnx")
+        self.exportInt8Check.setEnabled(not running and FORMATS[self.format()].quantizable)
         self.exportCloseButton.setText("Stop" if running else "Close")
         if running:
             self.exportProgressBar.setRange(0, 0)  # busy until a step reports a count

@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -27,6 +28,7 @@ from engine.data.preprocessing import Preprocessing
 from engine.data.transforms import eval_transform
 from engine.infer import export_run as export_run_module
 from engine.infer.export import DYNAMO_EXPORTER, LEGACY_EXPORTER, write_export
+from engine.infer.export_formats import FORMATS as EXPORT_FORMATS
 from engine.infer.export_metadata import FORMATS, SUFFIXES, ExportMetadata
 from engine.infer.export_run import FAILED_SUFFIX, REPORT_SUFFIX, ExportRequest, export_run
 from engine.infer.exported import open_export
@@ -453,6 +455,10 @@ def _foreign(fmt: str, path: Path) -> None:
         warnings.simplefilter("ignore")  # the legacy exporter's and TorchScript's deprecation warnings
         if fmt == "onnx":
             torch.onnx.export(model, (example,), str(path), dynamo=False)
+        elif fmt == "openvino":
+            import openvino as ov
+
+            ov.save_model(ov.convert_model(torch.export.export(model, (example,))), str(path))
         elif fmt == "pt2":
             torch.export.save(torch.export.export(model, (example,)), str(path))
         else:
@@ -479,8 +485,16 @@ DAMAGES = {
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_path, fmt, damage, cli):
     make, phrase = DAMAGES[damage]
-    target = tmp_path / f"damaged{SUFFIXES[fmt]}"
-    make(small_exports[fmt], target)
+    source, target = small_exports[fmt], tmp_path / f"damaged{SUFFIXES[fmt]}"
+    record = EXPORT_FORMATS[fmt]
+    for companion, copied in zip(record.companion_paths(source), record.companion_paths(target)):
+        if companion.is_file():
+            shutil.copyfile(companion, copied)  # the files beside it come along, undamaged
+    if damage == "flipped weight byte" and record.companions and record.companion_paths(source)[0].is_file():
+        shutil.copyfile(source, target)  # the weights are in the file beside it (OpenVINO's .bin): damage that one
+        make(record.companion_paths(source)[0], record.companion_paths(target)[0])
+    else:
+        make(source, target)
     code, stdout, stderr = cli("predict", target, image_folder / "dog" / "dog_000.png")
     assert code == EXIT_BAD_INPUT and not stdout
     assert_one_clear_line(stderr, str(target), phrase)
@@ -550,3 +564,33 @@ def test_the_export_self_check_exports_checks_and_quantizes_and_fails_on_a_wrong
     monkeypatch.setattr(export_selfcheck, "write_export", skewing_writer)
     with pytest.raises(AssertionError, match=re.escape("FAILED: max |Δlogit|")):
         export_selfcheck.check_export(tmp_path)
+
+
+# --- the format registry ------------------------------------------------------------------------------------------
+
+def test_every_registered_format_has_a_writer_an_opener_and_a_unique_suffix():
+    from engine.infer.export import WRITERS
+    from engine.infer.exported import EXPORT_SUFFIXES, OPENERS
+
+    assert set(WRITERS) == set(OPENERS) == set(EXPORT_FORMATS) == set(FORMATS)
+    suffixes = [s for f in EXPORT_FORMATS.values() for s in f.suffixes]
+    assert len(suffixes) == len(set(suffixes))  # a suffix names one format
+    assert all(EXPORT_SUFFIXES[s] == f.name for f in EXPORT_FORMATS.values() for s in f.suffixes)
+    assert SUFFIXES == {f.name: f.suffixes[0] for f in EXPORT_FORMATS.values()}  # what a default name ends with
+
+
+def test_a_format_whose_library_is_missing_says_which_package_before_any_work(trained_run, small_exports,
+                                                                             image_folder, tmp_path, monkeypatch,
+                                                                             cli):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    monkeypatch.setattr(export_run_module, "load_checkpoint", lambda *a: pytest.fail("work started"))
+    code, _, err = cli("export", trained_run, "--format", "openvino", "--out", tmp_path / "m.xml")
+    assert code == EXIT_BAD_INPUT
+    assert_one_clear_line(err, "the openvino format needs the 'openvino' package", "pip install openvino")
+    assert not list(tmp_path.iterdir())
+    code, _, err = cli("predict", small_exports["openvino"], image_folder / "dog" / "dog_000.png")
+    assert code == EXIT_BAD_INPUT
+    assert_one_clear_line(err, str(small_exports["openvino"]), "'openvino' package")

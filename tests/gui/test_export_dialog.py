@@ -69,6 +69,25 @@ def test_int8_is_offered_for_onnx_only_and_the_default_file_follows_the_choices(
     assert dialog.request().quantize == "none"
 
 
+def test_every_registered_format_is_listed_and_one_whose_library_is_missing_says_which(qtbot, run_dir,
+                                                                                      monkeypatch):
+    import importlib.util
+
+    from engine.infer.export_formats import FORMATS
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    dialog = ExportDialog(str(run_dir))
+    qtbot.addWidget(dialog)
+    combo = dialog.exportFormatCombo
+    assert [combo.itemData(i) for i in range(combo.count())] == list(FORMATS)
+    row = combo.findData("openvino")
+    assert not combo.model().item(row).isEnabled() and "needs openvino" in combo.itemText(row)
+    assert "pip install openvino" in combo.itemData(row, Qt.ItemDataRole.ToolTipRole)
+    assert all(combo.model().item(i).isEnabled() for i in range(combo.count()) if i != row)
+    dialog.shutdown()
+
+
 def test_export_runs_in_the_worker_and_shows_the_verdict_and_costs(qtbot, dialog, tmp_path):
     out = tmp_path / "model.pt2"
     choose(dialog, "pt2", out)
