@@ -201,3 +201,21 @@ def test_every_archive_comes_from_torchvision_with_a_checksum():
             assert archive.url.startswith(("http://", "https://")), archive
             # FGVC-Aircraft is the one set torchvision publishes no MD5 for
             assert len(archive.md5) == 32 or source.name == "FGVCAircraft", archive
+
+
+def test_a_recipe_naming_caltech101_trains_like_a_folder(tmp_path, recorder):
+    """Scan (every file decoded), classes, seeded split, the RAM cache of decoded images, a finished run."""
+    from engine.train import events as ev
+    from engine.train.trainer import Trainer
+    from tests.helpers import tiny_recipe
+
+    layout = layouts.caltech101(tmp_path / "data")
+    recipe = tiny_recipe(tmp_path / "data", "fine_tune_all", epochs=1, out=tmp_path / "runs")
+    recipe.data.dataset = "Caltech101"
+    recipe.data.ram_cache = "on"
+    result = Trainer(Recipe.from_dict(recipe.to_dict()).validate(), [recorder]).fit()
+    assert result.status == "finished", result.error
+    prepared = recorder.first(ev.DataPrepared)
+    assert prepared.classes == layout.classes and prepared.train_size + prepared.val_size == 15
+    assert recorder.first(ev.DecodedCacheFilled).images == 15
+    assert result.summary["num_classes"] == 3
