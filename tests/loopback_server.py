@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -16,6 +17,7 @@ class LoopbackServer:
         self.cut_after: int | None = None  # drop the next response after this many body bytes
         self.honour_range = True
         self.sent = 0  # body bytes sent, all responses together
+        self.delay = 0.0  # seconds between 16 kB pieces of a body: a slow link, so a cancel lands mid-file
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,8 +52,15 @@ class LoopbackServer:
                     server.sent += len(payload)
                     self.close_connection = True
                     return
-                self.wfile.write(payload)
-                server.sent += len(payload)
+                step = 16384 if server.delay else len(payload) or 1
+                for start_piece in range(0, len(payload), step):
+                    try:
+                        self.wfile.write(payload[start_piece:start_piece + step])
+                    except OSError:  # the client went away (a cancelled download)
+                        return
+                    server.sent += len(payload[start_piece:start_piece + step])
+                    if server.delay:
+                        time.sleep(server.delay)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
