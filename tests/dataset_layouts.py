@@ -75,12 +75,12 @@ def flowers102(root: Path) -> Layout:
     from scipy.io import savemat
 
     base = root / "flowers-102"
-    labels = [1, 1, 2, 2, 3, 3, 1, 2, 3]  # 1-based, as the .mat file has them
+    labels = [1, 1, 2, 2, 3, 3, 1, 2, 3, 3]  # 1-based, as the .mat file has them
     for i, label in enumerate(labels, start=1):
         jpeg(base / "jpg" / f"image_{i:05d}.jpg", label - 1)
     savemat(base / "imagelabels.mat", {"labels": np.array(labels)})
     savemat(base / "setid.mat", {"trnid": np.array([1, 3, 5]), "valid": np.array([2, 4, 6]),
-                                 "tstid": np.array([7, 8, 9])})
+                                 "tstid": np.array([7, 8, 9, 10])})  # a size of its own: test ≠ val
     return Layout([], {"train": 3, "val": 3},
                   {"imagelabels.mat": md5(base / "imagelabels.mat"), "setid.mat": md5(base / "setid.mat")})
 

@@ -88,22 +88,18 @@ class ImageFiles(SeededDataset):
 
 
 class TorchvisionImages(SeededDataset):
-    """A torchvision dataset (PIL images) adapted to uint8 tensors with the model's channel count; `indices`
-    picks the samples of a split made here (a set without an official one)."""
+    """A torchvision dataset (PIL images) adapted to uint8 tensors with the model's channel count; `targets` for
+    a set whose labels are no attribute torch knows (PCAM's are in an h5 file)."""
 
     def __init__(self, base: Dataset, transform: Callable, channels: int = 3, seed: int = 0,
-                 targets: list[int] | None = None, indices: list[int] | None = None):
+                 targets: list[int] | None = None):
         super().__init__(transform, seed)
         self.base = base
         self.channels = channels
         self._targets = targets
-        self.indices = indices
-
-    def subset(self, indices: list[int]) -> TorchvisionImages:
-        return TorchvisionImages(self.base, self.transform, self.channels, self.seed, self.targets, indices)
 
     def __len__(self) -> int:
-        return len(self.base) if self.indices is None else len(self.indices)
+        return len(self.base)
 
     @property
     def targets(self) -> list[int]:
@@ -112,11 +108,10 @@ class TorchvisionImages(SeededDataset):
             targets = getattr(self.base, "targets", None)
         if targets is None:
             targets = self.base.labels
-        targets = [int(t) for t in targets]
-        return targets if self.indices is None else [targets[i] for i in self.indices]
+        return [int(t) for t in targets]
 
     def load(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.base[index if self.indices is None else self.indices[index]]
+        image, label = self.base[index]
         mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(self.channels)
         if mode is None:
             raise BadInputError(f"torchvision datasets give 1- or 3-channel images, not {self.channels}")
@@ -169,14 +164,10 @@ def prepare_data(config: DataConfig, train_transform: Callable, eval_transform: 
         return PreparedData(ImageFiles(train, train_transform, channels, seed),
                             ImageFiles(val, eval_transform, channels, seed),
                             list(loaded.classes), list(loaded.problems), loaded.report)
+    if val is None:  # no source of arrays lacks an official split; one that did would need a split of indices
+        raise BadInputError(f"{config.dataset}: no validation split")
     train_set = TorchvisionImages(train, train_transform, channels, seed, loaded.train_targets)
-    if val is None:
-        indices = [(i, label) for i, label in enumerate(train_set.targets)]
-        train_part, val_part = stratified_split(indices, config.val_fraction, config.split_seed)
-        val_set = TorchvisionImages(train, eval_transform, channels, seed, train_set.targets)
-        train_set, val_set = train_set.subset([i for i, _ in train_part]), val_set.subset([i for i, _ in val_part])
-    else:
-        val_set = TorchvisionImages(val, eval_transform, channels, seed, loaded.val_targets)
+    val_set = TorchvisionImages(val, eval_transform, channels, seed, loaded.val_targets)
     if not len(train_set) or not len(val_set):
         raise BadInputError(f"{where}: the split leaves {len(train_set)} training and {len(val_set)} validation "
                             f"images")

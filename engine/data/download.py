@@ -98,27 +98,30 @@ def _one(source: DataSource, root: Path, archive: Archive, index: int, count: in
     folder = root / archive.folder
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / archive.filename
+    # An archive Thaw fetched on an earlier, stopped try is still Thaw's (deleted if damaged), not the user's.
+    ours = root / STATE_FOLDER / source.name / f"{archive.filename}.fetched"
 
     def report(stage: str):
         return None if progress is None else (
             lambda done, total: progress(DownloadProgress(source.name, archive.filename, index, count, stage,
                                                           done, total)))
 
-    brought = path.is_file()
-    if not brought:
+    brought = path.is_file() and not ours.exists()
+    if not path.is_file():
         if archive.google_drive_id:
             _from_google_drive(archive, path)
         else:
             fetch(archive.url, path, report("fetch"), should_stop)
-        result.fetched.append(archive.filename)
-    else:
-        result.brought.append(archive.filename)
+        ours.parent.mkdir(parents=True, exist_ok=True)
+        ours.touch()
+    (result.brought if brought else result.fetched).append(archive.filename)
     if archive.md5:
         try:
             verify_md5(path, archive.md5, report("verify"), should_stop)
         except ChecksumError as exc:
             if not brought:
                 path.unlink(missing_ok=True)  # ours: the next try fetches it again
+                ours.unlink(missing_ok=True)
                 raise ChecksumError(f"{exc}; it was deleted: run the same command again to fetch it again") from exc
             raise ChecksumError(f"{exc}; that file was not written by Thaw, so it is kept: replace it with "
                                 f"{archive.url}") from exc
@@ -126,7 +129,7 @@ def _one(source: DataSource, root: Path, archive: Archive, index: int, count: in
         result.notes.append(f"torchvision publishes no checksum for {archive.filename}; only its length was checked")
     if progress:
         progress(DownloadProgress(source.name, archive.filename, index, count, "unpack"))
-    unpack(path, folder, archive.unpack)
+    unpack(path, folder, archive.unpack, should_stop)
     if archive.unpack != "none":
         path.unlink(missing_ok=True)  # unpacked: the archive would only double the space the set takes
 

@@ -17,8 +17,10 @@ import shutil
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+from engine.data.fetch import DownloadStopped
 from engine.errors import BadInputError
 
 _STAGING_PREFIX = ".thaw-unpack-"
@@ -33,8 +35,9 @@ class DamagedArchiveError(BadInputError):
     """An archive cannot be read (truncated, or not the format its name says)."""
 
 
-def unpack(archive: str | Path, dest: str | Path, kind: str) -> None:
-    """Unpack `archive` ("tar", "zip", "gunzip") into the folder `dest`; "none" leaves the file as it is."""
+def unpack(archive: str | Path, dest: str | Path, kind: str, should_stop: Callable[[], bool] | None = None) -> None:
+    """Unpack `archive` ("tar", "zip", "gunzip") into the folder `dest`; "none" leaves the file as it is.
+    `should_stop` is asked between members: a stop leaves nothing extracted (and the archive for the next try)."""
     archive, dest = Path(archive), Path(dest)
     if kind == "none":
         return
@@ -47,9 +50,9 @@ def unpack(archive: str | Path, dest: str | Path, kind: str) -> None:
     staging.mkdir()
     try:
         if kind == "tar":
-            _extract_tar(archive, staging)
+            _extract_tar(archive, staging, should_stop)
         elif kind == "zip":
-            _extract_zip(archive, staging)
+            _extract_zip(archive, staging, should_stop)
         else:
             raise ValueError(f"unknown archive kind {kind!r}")
         _check_inside(staging, archive)
@@ -95,7 +98,18 @@ def _refuse(archive: Path, name: str, why: str) -> None:
                              f"folder, so nothing of the archive was extracted (is it the archive the set ships?)")
 
 
-def _extract_tar(archive: Path, staging: Path) -> None:
+def _stop_point(should_stop: Callable[[], bool] | None, archive: Path) -> None:
+    if should_stop is not None and should_stop():
+        raise DownloadStopped(f"stopped while unpacking {archive.name}; it is kept: run the same command again")
+
+
+def _asking(members: list, should_stop: Callable[[], bool] | None, archive: Path):
+    for member in members:
+        _stop_point(should_stop, archive)
+        yield member
+
+
+def _extract_tar(archive: Path, staging: Path, should_stop: Callable[[], bool] | None = None) -> None:
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
@@ -105,7 +119,8 @@ def _extract_tar(archive: Path, staging: Path) -> None:
                 why = member_problem(m.name, m.linkname if (m.issym() or m.islnk()) else None, m.islnk())
                 if why:
                     _refuse(archive, m.name, why)
-            tar.extractall(staging, members=members, filter="data")
+            # extractall, not extract one by one: it sets folders' modes last (a read-only folder still fills)
+            tar.extractall(staging, members=_asking(members, should_stop, archive), filter="data")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         if isinstance(exc, tarfile.FilterError):
             _refuse(archive, getattr(exc, "tarinfo", None).name if getattr(exc, "tarinfo", None) else "?", str(exc))
@@ -113,7 +128,7 @@ def _extract_tar(archive: Path, staging: Path) -> None:
                                   f"download again") from exc
 
 
-def _extract_zip(archive: Path, staging: Path) -> None:
+def _extract_zip(archive: Path, staging: Path, should_stop: Callable[[], bool] | None = None) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
@@ -121,7 +136,9 @@ def _extract_zip(archive: Path, staging: Path) -> None:
                 why = member_problem(name)
                 if why:
                     _refuse(archive, name, why)
-            zf.extractall(staging)  # zipfile writes links as plain files: no link can point out
+            for name in names:  # zipfile writes links as plain files: no link can point out
+                _stop_point(should_stop, archive)
+                zf.extract(name, staging)
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
         raise DamagedArchiveError(f"archive {archive.name} is damaged or not a zip archive ({exc}); delete it and "
                                   f"download again") from exc
