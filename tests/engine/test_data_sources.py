@@ -93,7 +93,7 @@ def test_a_set_with_an_official_split_trains_on_its_first_and_validates_on_its_s
 
 
 @pytest.mark.parametrize("name, write", [("Caltech101", layouts.caltech101), ("Caltech256", layouts.caltech256),
-                                         ("EuroSAT", layouts.eurosat)])
+                                         ("EuroSAT", layouts.eurosat)], ids=["Caltech101", "Caltech256", "EuroSAT"])
 def test_a_set_without_an_official_split_is_split_per_class_and_seeded(name, write, tmp_path):
     layout = write(tmp_path)
     data = prepare(name, tmp_path, val_fraction=0.25, split_seed=3)

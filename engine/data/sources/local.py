@@ -4,6 +4,9 @@ Kaggle-style sets ship: one row per image, the path relative to the CSV's folder
 A CSV may carry a third column `split` (train / val) for an explicit split; without it the run splits the rows
 stratified and seeded, as it does a folder. Rows whose file is missing or does not decode are listed as problems
 (the scan's reasons), never a crash in epoch 7.
+
+The scan's modules import torch; they are imported inside the functions, so that listing the sources
+(`python main.py datasets`, `--help`) does not pay for it.
 """
 
 from __future__ import annotations
@@ -12,18 +15,7 @@ import csv
 import os
 from pathlib import Path
 
-from engine.data.images import IMAGE_EXTENSIONS
-from engine.data.scan import (
-    LAYOUT_TRAIN_VAL,
-    VAL_FOLDER_NAMES,
-    DatasetError,
-    Problem,
-    ScanReport,
-    scan_folder,
-    verify_files,
-)
 from engine.data.sources.base import Loaded
-from engine.data.usable import check_usable
 from engine.errors import BadInputError
 from engine.recipe import DataConfig
 
@@ -32,7 +24,10 @@ LABEL_COLUMNS = ("label", "class", "category", "target", "species")
 MAX_CSV_ROWS = 10_000_000
 
 
-def open_folder(config: DataConfig, channels: int, report: ScanReport | None = None) -> Loaded:
+def open_folder(config: DataConfig, channels: int, report=None) -> Loaded:
+    from engine.data.scan import LAYOUT_TRAIN_VAL, DatasetError, scan_folder
+    from engine.data.usable import check_usable
+
     if not config.root:
         raise BadInputError("recipe field 'data.root' is empty: point it at a folder of class folders")
     try:
@@ -47,7 +42,10 @@ def open_folder(config: DataConfig, channels: int, report: ScanReport | None = N
     return Loaded(list(report.classes), [(p, c) for p, c, _ in report.samples], None, list(report.problems), report)
 
 
-def open_csv(config: DataConfig, channels: int, report: ScanReport | None = None) -> Loaded:
+def open_csv(config: DataConfig, channels: int, report=None) -> Loaded:
+    from engine.data.scan import LAYOUT_TRAIN_VAL
+    from engine.data.usable import check_usable
+
     report = scan_csv(config.root, channels)
     check_usable(report, config.root, channels)
     if report.layout == LAYOUT_TRAIN_VAL:
@@ -57,8 +55,10 @@ def open_csv(config: DataConfig, channels: int, report: ScanReport | None = None
     return Loaded(list(report.classes), [(p, c) for p, c, _ in report.samples], None, list(report.problems), report)
 
 
-def scan_csv(path: str, channels: int = 3) -> ScanReport:
+def scan_csv(path: str, channels: int = 3):
     """A labels CSV read into the report a folder scan gives (classes sorted by name, every file decoded)."""
+    from engine.data.scan import LAYOUT_TRAIN_VAL, Problem, ScanReport, verify_files
+
     if not path:
         raise BadInputError("recipe field 'data.root' is empty: point it at the labels CSV (path,label)")
     csv_path = Path(path).expanduser().absolute()
@@ -86,8 +86,10 @@ def scan_csv(path: str, channels: int = 3) -> ScanReport:
                       [name for name in classes if training[name] == 0])
 
 
-def _read_rows(csv_path: Path) -> tuple[list[tuple[str, str, str]], list[Problem]]:
+def _read_rows(csv_path: Path) -> tuple[list[tuple[str, str, str]], list]:
     """(absolute file, label, split '' | train | val) per usable row, and the rows that cannot be used."""
+    from engine.data.scan import VAL_FOLDER_NAMES, Problem
+
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             table = list(csv.reader(handle))
@@ -136,6 +138,8 @@ def _read_rows(csv_path: Path) -> tuple[list[tuple[str, str, str]], list[Problem
 
 def _resolve(base: Path, name: str) -> str | None:
     """The row's file: relative to the CSV's folder (or absolute); Kaggle's bare ids get an image extension."""
+    from engine.data.images import IMAGE_EXTENSIONS
+
     if not name:
         return None
     path = Path(name) if os.path.isabs(name) else base / name

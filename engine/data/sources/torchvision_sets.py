@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.data.scan import Problem, verify_files
 from engine.data.sources.base import Loaded, Samples
 from engine.errors import BadInputError
 from engine.recipe import DataConfig
@@ -109,7 +108,9 @@ def check_needs(name: str, needs: tuple[str, ...]) -> None:
                             f"pip install {' '.join(missing)} (or pip install -e '.[datasets]')")
 
 
-def _verified(samples: Samples, channels: int) -> tuple[Samples, list[Problem]]:
+def _verified(samples: Samples, channels: int) -> tuple[Samples, list]:
+    from engine.data.scan import Problem, verify_files  # torch: only once a set is opened, not for the list
+
     reasons = verify_files([path for path, _ in samples], channels)
     usable = [s for s, reason in zip(samples, reasons) if reason is None]
     problems = [Problem(path, reason) for (path, _), reason in zip(samples, reasons) if reason is not None]
