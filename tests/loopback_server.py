@@ -48,17 +48,18 @@ class LoopbackServer:
                 payload = body[start:]
                 if server.cut_after is not None:
                     payload, server.cut_after = payload[:server.cut_after], None
+                    server.sent += len(payload)  # counted first: the client may check before this thread goes on
                     self.wfile.write(payload)
-                    server.sent += len(payload)
                     self.close_connection = True
                     return
                 step = 16384 if server.delay else len(payload) or 1
                 for start_piece in range(0, len(payload), step):
+                    piece = payload[start_piece:start_piece + step]
+                    server.sent += len(piece)  # counted first: the client may check before this thread goes on
                     try:
-                        self.wfile.write(payload[start_piece:start_piece + step])
+                        self.wfile.write(piece)
                     except OSError:  # the client went away (a cancelled download)
                         return
-                    server.sent += len(payload[start_piece:start_piece + step])
                     if server.delay:
                         time.sleep(server.delay)
 

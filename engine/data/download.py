@@ -25,7 +25,7 @@ from engine.data.fetch import (
 )
 from engine.data.sources.base import Archive, DataSource
 from engine.data.unpack import unpack
-from engine.errors import BadInputError
+from engine.errors import BadInputError, ThawError, UnwritableError
 
 STATE_FOLDER = ".thaw-downloads"
 SPACE_MARGIN = 1.05  # file systems round up; a set that barely fits fails half-way
@@ -64,6 +64,18 @@ def download_source(source: DataSource, root: str | Path, progress: Callable[[Do
     root = Path(root).expanduser().absolute()
     if source.archives is None:
         raise BadInputError(f"'{source.name}' is your own data: there is nothing to download")
+    try:
+        return _download(source, root, progress, should_stop)
+    except ThawError:
+        raise
+    except OSError as exc:  # a root that cannot be written, a full disk: one line, never a traceback
+        where = exc.filename or root
+        raise UnwritableError(f"{source.name}: cannot write {where} ({exc.strerror or exc}); choose another --root "
+                              f"or free some space, then run the same command again (what was fetched is kept)"
+                              ) from exc
+
+
+def _download(source: DataSource, root: Path, progress, should_stop: StopFn | None) -> DownloadResult:
     result = DownloadResult(source.name, str(root))
     if source.on_disk(root):
         result.already = True

@@ -330,3 +330,11 @@ def test_a_stop_during_unpacking_keeps_the_archive_and_the_next_try_finishes(ser
     result = download_source(source, tmp_path / "root")
     assert result.fetched == ["EuroSAT.zip"] and result.brought == []  # still Thaw's own archive, not "brought"
     assert source.on_disk(tmp_path / "root") and len(server.requests) == 1
+
+
+def test_a_root_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+    from engine.errors import UnwritableError
+
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(UnwritableError, match=r"EuroSAT: cannot write .*file.*choose another --root"):
+        download_source(get_source("EuroSAT"), tmp_path / "file" / "data")
