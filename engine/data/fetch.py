@@ -66,8 +66,8 @@ def fetch(url: str, target: Path, progress: ProgressFn | None = None, should_sto
         if exc.code == 416 and have and _complete(exc.headers.get("Content-Range", ""), have):
             os.replace(part, target)  # every byte was already there
             return
-        if exc.code == 416:
-            part.unlink(missing_ok=True)  # the part is longer than the file: start over
+        if exc.code == 416 and have:
+            part.unlink(missing_ok=True)  # the part is longer than the file: start over (without a Range, once)
             return fetch(url, target, progress, should_stop, timeout)
         raise DownloadError(f"{url}: the server answered HTTP {exc.code} {exc.reason}; "
                             f"{bring_it_yourself(url, target)}") from exc

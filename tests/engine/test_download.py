@@ -338,3 +338,18 @@ def test_a_root_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(UnwritableError, match=r"EuroSAT: cannot write .*file.*choose another --root"):
         download_source(get_source("EuroSAT"), tmp_path / "file" / "data")
+
+
+def test_a_part_longer_than_the_file_is_fetched_again_whole(server, tmp_path):
+    url = server.serve("a.bin", BODY)
+    (tmp_path / "a.bin.part").write_bytes(b"x" * (len(BODY) + 10))  # the file changed on the server since
+    fetch(url, tmp_path / "a.bin")
+    assert (tmp_path / "a.bin").read_bytes() == BODY
+    assert [r for _, r in server.requests] == [f"bytes={len(BODY) + 10}-", None]
+
+
+def test_a_part_that_already_holds_the_whole_file_is_just_renamed(server, tmp_path):
+    url = server.serve("a.bin", BODY)
+    (tmp_path / "a.bin.part").write_bytes(BODY)  # stopped after the last byte, before the rename
+    fetch(url, tmp_path / "a.bin")
+    assert (tmp_path / "a.bin").read_bytes() == BODY and server.sent == 0
