@@ -39,6 +39,10 @@ ANALYSES = "tests/engine/test_promises_analyses.py"
 ESTIMATE = "tests/engine/test_promises_estimate.py"
 CHECKS = "tests/engine/test_promises_input_checks.py"
 DATA = "tests/engine/test_promises_data.py"
+SOURCES = "tests/engine/test_data_sources.py"
+DOWNLOAD = "tests/engine/test_download.py"
+CLI_DATASETS = "tests/engine/test_cli_datasets.py"
+DIALOG = "tests/gui/test_dataset_dialog.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
 
 BUGS: list[Bug] = [
@@ -185,6 +189,86 @@ BUGS: list[Bug] = [
         "    if list(found) != list(expected):", "    if len(found) != len(expected):",
         ("tests/engine/test_hostile_cli.py::"
          "test_resume_is_refused_while_another_process_trains_the_run_and_follows_a_moved_data_folder",)),
+    # issue 23: data sources and downloads
+    Bug("engine/data/sources/torchvision_sets.py", "caltech101_files", "Caltech-101's file numbers off by one",
+        'f"image_{i:04d}.jpg"', 'f"image_{i + 1:04d}.jpg"',
+        (f"{SOURCES}::test_a_set_without_an_official_split_is_split_per_class_and_seeded[Caltech101]",)),
+    Bug("engine/data/sources/torchvision_sets.py", "caltech256_classes", "Caltech-256's class names keep '001.'",
+        '    return [c.split(".", 1)[1] if "." in c else c for c in base.categories]',
+        "    return list(base.categories)",
+        (f"{SOURCES}::test_a_set_without_an_official_split_is_split_per_class_and_seeded[Caltech256]",)),
+    Bug("engine/data/sources/catalogue.py", "SOURCES", "Food-101 trains on its test split and validates on train",
+        'Reader("Food101", "split", ("train", "test")', 'Reader("Food101", "split", ("test", "train")',
+        (f"{SOURCES}::test_a_set_with_an_official_split_trains_on_its_first_and_validates_on_its_second[Food101]",)),
+    Bug("engine/data/sources/catalogue.py", "SOURCES", "Flowers-102 validates on its held-out test split",
+        'Reader("Flowers102", "split", ("train", "val")', 'Reader("Flowers102", "split", ("train", "test")',
+        (f"{SOURCES}::test_a_set_with_an_official_split_trains_on_its_first_and_validates_on_its_second"
+         "[Flowers102]",)),
+    Bug("engine/data/datasets.py", "prepare_data", "a set without an official split validates on its training images",
+        "            train, val = stratified_split(train, config.val_fraction, config.split_seed)",
+        "            val = train",
+        (f"{SOURCES}::test_a_set_without_an_official_split_is_split_per_class_and_seeded",)),
+    Bug("engine/data/datasets.py", "prepare_data", "a source's split ignores data.split_seed",
+        "            train, val = stratified_split(train, config.val_fraction, config.split_seed)",
+        "            train, val = stratified_split(train, config.val_fraction, 0)",
+        (f"{SOURCES}::test_a_set_without_an_official_split_is_split_per_class_and_seeded",)),
+    Bug("engine/data/sources/torchvision_sets.py", "_verified", "a torchvision set's files not verified",
+        "    usable = [s for s, reason in zip(samples, reasons) if reason is None]", "    usable = list(samples)",
+        (f"{SOURCES}::test_a_file_set_with_an_unreadable_image_lists_it_and_trains_on_the_rest",)),
+    Bug("engine/recipe.py", "DataConfig.validate", "an unknown data.dataset accepted by the recipe",
+        "        if self.dataset not in BUILTIN_DATASETS:", "        if False:",
+        (f"{SOURCES}::test_a_bad_name_is_refused_naming_the_field_and_the_known_names",)),
+    Bug("engine/data/fetch.py", "fetch", "a resumed download asks for the whole file again",
+        '        headers["Range"] = f"bytes={have}-"\n', "",
+        (f"{DOWNLOAD}::test_an_interrupted_fetch_resumes_with_a_range_request",)),
+    Bug("engine/data/fetch.py", "_copy", "a resumed download overwrites the bytes it had",
+        '        with open(part, "ab" if have else "wb") as out:', '        with open(part, "wb") as out:',
+        (f"{DOWNLOAD}::test_an_interrupted_fetch_resumes_with_a_range_request",)),
+    Bug("engine/data/fetch.py", "fetch", "a server that ignores Range: its whole file appended to the part",
+        "        if not resumed:\n            have = 0", "        if False:\n            have = 0",
+        (f"{DOWNLOAD}::test_a_server_that_ignores_range_sends_the_whole_file_again",)),
+    Bug("engine/data/fetch.py", "fetch", "THAW_OFFLINE ignored",
+        "    if offline():\n        raise OfflineError(f\"offline (THAW_OFFLINE",
+        "    if False:\n        raise OfflineError(f\"offline (THAW_OFFLINE",
+        (f"{DOWNLOAD}::test_offline_names_the_url_and_where_to_put_the_archive", f"{CLI_DATASETS}::"
+         "test_download_offline_exits_2_in_one_line_naming_the_url_and_the_place")),
+    Bug("engine/data/download.py", "_one", "the checksum not verified",
+        "    if archive.md5:\n        try:", "    if False:\n        try:",
+        (f"{DOWNLOAD}::test_a_damaged_archive_is_refused_by_name_and_fetched_again_next_time",
+         f"{DOWNLOAD}::test_a_foreign_archive_the_user_brings_is_refused_and_kept")),
+    Bug("engine/data/download.py", "_one", "a damaged archive Thaw fetched is kept (and refused forever after)",
+        "                path.unlink(missing_ok=True)  # ours: the next try fetches it again\n", "",
+        (f"{DOWNLOAD}::test_a_damaged_archive_is_refused_by_name_and_fetched_again_next_time",)),
+    Bug("engine/data/download.py", "download_source", "no free-space check",
+        "    check_free_space(source, root, archives, pending)\n", "",
+        (f"{DOWNLOAD}::test_a_set_that_does_not_fit_is_refused_before_a_byte_is_fetched",)),
+    Bug("engine/data/unpack.py", "member_problem", "'..' in a member's name allowed",
+        '    if ".." in parts:', "    if False:",
+        (f"{DOWNLOAD}::test_an_archive_that_would_write_outside_the_root_is_refused_whole",
+         f"{DOWNLOAD}::test_a_zip_member_with_dotdot_is_refused")),
+    Bug("engine/data/unpack.py", "member_problem", "a link pointing up out of the folder allowed",
+        '    if target == ".." or target.startswith("../"):', "    if False:",
+        (f"{DOWNLOAD}::test_an_archive_that_would_write_outside_the_root_is_refused_whole",)),
+    Bug("engine/data/unpack.py", "unpack", "extraction straight into the folder: an interrupted one leaves half a set",
+        "            _extract_tar(archive, staging, should_stop)",
+        "            _extract_tar(archive, dest, should_stop)",
+        (f"{DOWNLOAD}::test_an_interrupted_extraction_leaves_nothing_half_written",)),
+    Bug("engine/data/download.py", "_one", "a stop request not heard while unpacking",
+        "    unpack(path, folder, archive.unpack, should_stop)", "    unpack(path, folder, archive.unpack)",
+        (f"{DOWNLOAD}::test_a_stop_during_unpacking_keeps_the_archive_and_the_next_try_finishes",)),
+    Bug("engine/data/download.py", "_one", "an archive Thaw fetched before a stop is taken for the user's own",
+        "    brought = path.is_file() and not ours.exists()", "    brought = path.is_file()",
+        (f"{DOWNLOAD}::test_a_stop_during_unpacking_keeps_the_archive_and_the_next_try_finishes",)),
+    Bug("engine/data/download.py", "download_source", "an unwritable root raises its OSError (a traceback)",
+        "    except OSError as exc:  # a root that cannot",
+        "    except ZeroDivisionError as exc:  # a root that cannot",
+        (f"{DOWNLOAD}::test_a_root_that_cannot_be_written_is_one_line_not_a_traceback",)),
+    Bug("engine/cli/datasets.py", "cmd_download", "Ctrl-C during a download: exit 130 and no word on resuming",
+        "    except (KeyboardInterrupt, DownloadStopped) as exc:", "    except DownloadStopped as exc:",
+        (f"{CLI_DATASETS}::test_ctrl_c_during_a_download_exits_3_and_says_how_to_resume",)),
+    Bug("gui/dataset_dialog.py", "DatasetDialog.cancel_download", "Cancel does not reach the worker",
+        "            self._worker.cancel()\n", "",
+        (f"{DIALOG}::test_cancel_stops_the_download_and_keeps_what_was_fetched",)),
 ]
 
 

@@ -36,7 +36,11 @@ SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
 LR_PRESETS = ("single", "discriminative", "layerwise")
 BN_MODES = ("train", "frozen_stats", "frozen")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BUILTIN_DATASETS = ("folder", "CIFAR10", "CIFAR100", "MNIST", "FashionMNIST", "SVHN", "STL10")
+# The data sources' names (engine/data/sources/catalogue.py registers them; this layer cannot import that one, so
+# a test holds the two lists equal): "folder", "csv" (a labels file), then torchvision's sets.
+BUILTIN_DATASETS = ("folder", "csv", "Caltech101", "Caltech256", "Food101", "Flowers102", "OxfordIIITPet", "DTD",
+                    "EuroSAT", "FGVCAircraft", "Imagenette", "Imagenette160", "CIFAR10", "CIFAR100", "STL10", "MNIST",
+                    "FashionMNIST", "SVHN", "PCAM")
 METRICS = ("val_acc", "val_loss")
 HEAD_FITS = ("converge", "epochs")
 LR_SCALINGS = ("none", "linear", "sqrt")
@@ -115,7 +119,8 @@ class DataConfig:
     """Where the images are and how they are prepared."""
 
     root: str = text("", MAX_PATH_CHARS)
-    dataset: str = "folder"  # "folder" (class folders or train/ + val/) or a torchvision dataset on disk
+    # "folder" (class folders or train/ + val/), "csv" (root: a path,label file) or a set `download` fetches
+    dataset: str = "folder"
     val_fraction: float = number(0.2, 0, 1, True, True)  # used only when there is no explicit val/ folder
     split_seed: int = number(0, 0, MAX_SEED)
     augmentation: str = "lesson"  # the lesson's Resize → RandomCrop → flip; TrivialAugment; none

@@ -1,5 +1,6 @@
-"""Datasets: a scanned image folder (seeded stratified split, or explicit train/ and val/), or a torchvision
-dataset already on disk. Images stream from disk; unusable files were listed by the scan and are skipped.
+"""Datasets: the run's training and validation sets from its data source (engine/data/sources: a scanned image
+folder, a labels CSV, a torchvision set on disk), split by the source's official split or a seeded stratified
+one. Images stream from disk; unusable files were listed by the scan and are skipped.
 
 Augmentation randomness is a pure function of (seed, epoch, sample index): a resumed run, or a run with a
 different number of loader workers, sees exactly the same augmented images.
@@ -8,19 +9,18 @@ different number of loader workers, sees exactly the same augmented images.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-import torchvision.datasets as tvd
 from torch.utils.data import Dataset
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from engine.data.images import CHANNELS_REASON, UnreadableImageError, load_image
-from engine.data.scan import EMPTY_CLASS_REASON, DatasetError, Problem, ScanReport, scan_folder
+from engine.data.images import UnreadableImageError, load_image
+from engine.data.scan import Problem, ScanReport
+from engine.data.sources import get_source
+from engine.data.usable import check_usable  # noqa: F401 - its home was here; the studio imports it from here
 from engine.errors import BadInputError
 from engine.recipe import DataConfig
 
@@ -88,19 +88,24 @@ class ImageFiles(SeededDataset):
 
 
 class TorchvisionImages(SeededDataset):
-    """A torchvision dataset (PIL images) adapted to uint8 tensors with the model's channel count."""
+    """A torchvision dataset (PIL images) adapted to uint8 tensors with the model's channel count; `targets` for
+    a set whose labels are no attribute torch knows (PCAM's are in an h5 file)."""
 
-    def __init__(self, base: Dataset, transform: Callable, channels: int = 3, seed: int = 0):
+    def __init__(self, base: Dataset, transform: Callable, channels: int = 3, seed: int = 0,
+                 targets: list[int] | None = None):
         super().__init__(transform, seed)
         self.base = base
         self.channels = channels
+        self._targets = targets
 
     def __len__(self) -> int:
         return len(self.base)
 
     @property
     def targets(self) -> list[int]:
-        targets = getattr(self.base, "targets", None)
+        targets = self._targets
+        if targets is None:
+            targets = getattr(self.base, "targets", None)
         if targets is None:
             targets = self.base.labels
         return [int(t) for t in targets]
@@ -145,54 +150,29 @@ def stratified_split(samples: list[tuple[str, int]], val_fraction: float, seed: 
 
 def prepare_data(config: DataConfig, train_transform: Callable, eval_transform: Callable, channels: int,
                  seed: int = 0, report: ScanReport | None = None) -> PreparedData:
-    if config.dataset != "folder":
-        return _torchvision_dataset(config, train_transform, eval_transform, channels, seed)
-    if not config.root:
-        raise BadInputError("recipe field 'data.root' is empty: point it at a folder of class folders")
-    try:
-        report = report or scan_folder(config.root, channels=channels)
-    except DatasetError as exc:
-        raise BadInputError(str(exc)) from exc
-    check_usable(report, config.root, channels)
-    if report.layout == "train_val":
-        train = [(p, c) for p, c, split in report.samples if split == "train"]
-        val = [(p, c) for p, c, split in report.samples if split == "val"]
-    else:
-        train, val = stratified_split([(p, c) for p, c, _ in report.samples], config.val_fraction, config.split_seed)
-    if not train or not val:
-        raise BadInputError(f"{config.root}: the split leaves {len(train)} training and {len(val)} validation images")
-    return PreparedData(ImageFiles(train, train_transform, channels, seed),
-                        ImageFiles(val, eval_transform, channels, seed),
-                        list(report.classes), list(report.problems), report)
-
-
-def check_usable(report: ScanReport, root: str, channels: int) -> None:
-    """The data-layer rule the CLI and the studio share: every class folder needs training images.
-
-    An empty class (no usable image in it, or in train/ for the train/val layout) is refused with the reason,
-    not trained as a class the head can never learn (and `predict` would still rank). Remove the folder or
-    add images. When nothing at all is usable because of the channel count, that is said first."""
-    if report.num_samples == 0:
-        refused = [p for p in report.problems if p.reason.startswith(CHANNELS_REASON)]
-        if refused:
-            raise BadInputError(
-                f"{root}: none of its {len(refused)} image files can feed a model with model.in_channels "
-                f"{channels}: {CHANNELS_REASON}, so {channels}-channel input needs .npy arrays (H×W×{channels}); "
-                f"for ordinary images set model.in_channels to 3 (or 1 for greyscale)")
-    if len(report.classes) < 2:
-        raise BadInputError(f"{root}: need at least two class folders, found "
-                            f"{', '.join(report.classes) or 'none'}")
-    if report.empty_classes:
-        details = []
-        for name in report.empty_classes[:5]:
-            folder = next((p.path for p in report.problems if p.is_folder and os.path.basename(p.path) == name
-                           and p.reason == EMPTY_CLASS_REASON), name)
-            unusable = sum(1 for p in report.problems if not p.is_folder and p.path.startswith(folder + os.sep))
-            details.append(f"'{name}'" + (f" ({unusable} unusable files)" if unusable else ""))
-        more = f" and {len(report.empty_classes) - 5} more" if len(report.empty_classes) > 5 else ""
-        raise BadInputError(f"{root}: class folder {', '.join(details)}{more} has no usable training images; "
-                            f"every class needs some (a class without images would be an output the model "
-                            f"never learns): add images or remove the folder")
+    """The run's training and validation sets from the recipe's data source (engine/data/sources): image files
+    become `ImageFiles` (streamed, verified, RAM-cacheable), a torchvision set of arrays `TorchvisionImages`. A
+    source without an official validation split is split per class, seeded, the same way for every source."""
+    loaded = get_source(config.dataset).open(config, channels, report)
+    where = config.root or config.dataset
+    train, val = loaded.train, loaded.val
+    if isinstance(train, list):
+        if val is None:
+            train, val = stratified_split(train, config.val_fraction, config.split_seed)
+        if not train or not val:
+            raise BadInputError(f"{where}: the split leaves {len(train)} training and {len(val)} validation images")
+        return PreparedData(ImageFiles(train, train_transform, channels, seed),
+                            ImageFiles(val, eval_transform, channels, seed),
+                            list(loaded.classes), list(loaded.problems), loaded.report)
+    if val is None:  # no source of arrays lacks an official split; one that did would need a split of indices
+        raise BadInputError(f"{config.dataset}: no validation split")
+    train_set = TorchvisionImages(train, train_transform, channels, seed, loaded.train_targets)
+    val_set = TorchvisionImages(val, eval_transform, channels, seed, loaded.val_targets)
+    if not len(train_set) or not len(val_set):
+        raise BadInputError(f"{where}: the split leaves {len(train_set)} training and {len(val_set)} validation "
+                            f"images")
+    classes = list(loaded.classes) or [str(i) for i in range(max(train_set.targets) + 1)]
+    return PreparedData(train_set, val_set, classes, list(loaded.problems), loaded.report)
 
 
 def check_same_classes(expected: list[str], found: list[str], root: str) -> None:
@@ -205,24 +185,3 @@ def check_same_classes(expected: list[str], found: list[str], root: str) -> None
         raise BadInputError(f"{root} holds other classes than the run was trained on ({what or 'another order'}): "
                             f"the run's model has {len(expected)} outputs for {', '.join(expected[:8])}"
                             f"{' …' if len(expected) > 8 else ''}")
-
-
-_SPLIT_ARGS = {"SVHN": ("split", "train", "test"), "STL10": ("split", "train", "test")}
-
-
-def _torchvision_dataset(config: DataConfig, train_transform: Callable, eval_transform: Callable, channels: int,
-                         seed: int) -> PreparedData:
-    cls = getattr(tvd, config.dataset)
-    root = Path(config.root or ".").expanduser()
-    key, train_value, val_value = _SPLIT_ARGS.get(config.dataset, ("train", True, False))
-    try:
-        train_base = cls(str(root), **{key: train_value}, download=False)
-        val_base = cls(str(root), **{key: val_value}, download=False)
-    except (RuntimeError, FileNotFoundError) as exc:
-        raise BadInputError(f"{config.dataset} is not on disk under {root} ({exc}). Thaw never downloads data sets: "
-                            f"put the extracted files there (as torchvision's {config.dataset}(root, download=True) "
-                            f"would) or point data.root at the folder that holds them") from exc
-    classes = list(getattr(train_base, "classes", [])) or [
-        str(i) for i in range(int(max(TorchvisionImages(train_base, None).targets)) + 1)]
-    return PreparedData(TorchvisionImages(train_base, train_transform, channels, seed),
-                        TorchvisionImages(val_base, eval_transform, channels, seed), classes)

@@ -384,6 +384,13 @@ def _verify(
     return reasons
 
 
+def verify_files(paths: list[str], channels: int = 3, progress: ProgressCallback | None = None,
+                 workers: int | None = None) -> list[str | None]:
+    """Decode every file as the scan does (for sources whose file lists come from elsewhere: a labels CSV, a
+    torchvision set's index); in order, None for a usable file or the reason it is not."""
+    return _verify([(path, 0, "") for path in paths], channels, progress, workers)
+
+
 def _decode_reason(path: str, channels: int) -> str | None:
     try:
         load_image(path, channels)

@@ -44,9 +44,11 @@ from PySide6.QtWidgets import (
 
 from engine.data.datasets import stratified_split
 from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport
+from engine.data.sources import get_source
 from engine.errors import BadInputError
 from engine.model.build import resolve_preprocessing
 from engine.recipe import AUGMENTATIONS, BUILTIN_DATASETS, Recipe
+from gui.dataset_dialog import DatasetDialog
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import local_paths
 from gui.widgets.tooltips import set_tooltips
@@ -67,10 +69,13 @@ AUGMENTATION_LABELS = {
 # Data sets of characters: a mirrored digit or letter is another shape (or another class).
 CHARACTER_DATASETS = ("MNIST", "SVHN")
 TIPS = {
-    "datasetCombo": "Your own image folder, or a torchvision data set already on disk (never downloaded)",
+    "datasetCombo": "Your own image folder, a labels CSV (path,label), or a torchvision data set on disk (Get a "
+                    "dataset… downloads one)",
     "dataFolderEdit": "A folder with one folder per class (a validation split is made), or with train/ and val/ "
                       "folders; type a path and press Enter, or drop a folder on this tab",
     "browseDataButton": "Choose the dataset folder",
+    "getDatasetButton": "Download one of torchvision's classification sets (Caltech-101, Food-101, CIFAR …) and "
+                        "train on it",
     "valFractionSpin": "Share of each class held out for validation (stratified, seeded); not used with train/ and "
                        "val/ folders",
     "splitSeedSpin": "Seed of the train/validation split: the same seed gives the same split every time",
@@ -193,6 +198,7 @@ class DataPanel(QWidget):
         self.dataFolderEdit.setPlaceholderText("A folder of class folders, or with train/ and val/ — or drop one here")
         self.dataFolderEdit.setAcceptDrops(False)  # a dropped folder goes to the panel, not in as URL text
         self.browseDataButton = QPushButton("Browse…", objectName="browseDataButton")
+        self.getDatasetButton = QPushButton("Get a dataset…", objectName="getDatasetButton")
         self.rescanButton = QPushButton("Rescan", objectName="rescanButton")
         self.rescanButton.setToolTip("Scan the folder again (after adding, removing or fixing files)")
         self.scanProgress = QProgressBar(objectName="scanProgress")
@@ -207,6 +213,7 @@ class DataPanel(QWidget):
         folder_row.addWidget(self.datasetCombo)
         folder_row.addWidget(self.dataFolderEdit, 1)
         folder_row.addWidget(self.browseDataButton)
+        folder_row.addWidget(self.getDatasetButton)
         folder_row.addWidget(self.rescanButton)
         source = QGroupBox("Images")
         source_layout = QVBoxLayout(source)
@@ -317,6 +324,7 @@ class DataPanel(QWidget):
         self.datasetCombo.currentIndexChanged.connect(self._on_dataset_chosen)
         self.dataFolderEdit.editingFinished.connect(self._on_folder_edited)
         self.browseDataButton.clicked.connect(self._on_browse_clicked)
+        self.getDatasetButton.clicked.connect(self.open_dataset_dialog)
         self.rescanButton.clicked.connect(self.rescan)
         self.valFractionSpin.valueChanged.connect(lambda v: self._edit_data("val_fraction", round(float(v), 4)))
         self.splitSeedSpin.valueChanged.connect(lambda v: self._edit_data("split_seed", int(v)))
@@ -383,6 +391,21 @@ class DataPanel(QWidget):
         if folder:
             self.set_data_folder(folder)
 
+    @Slot()
+    def open_dataset_dialog(self) -> DatasetDialog:
+        """The "Get a dataset…" dialog (gui/dataset_dialog.py); a set picked there goes into the recipe."""
+        data = self.document.recipe.data
+        dialog = DatasetDialog(data.root if data.dataset not in (FOLDER_DATASET, "csv") else "", self)
+        dialog.accepted.connect(lambda: self._use_dataset(dialog.chosen))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        return dialog
+
+    def _use_dataset(self, chosen: tuple[str, str] | None) -> None:
+        if chosen is not None:
+            self.document.edit(lambda recipe: (setattr(recipe.data, "dataset", chosen[0]),
+                                               setattr(recipe.data, "root", chosen[1])))
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if _dropped_folder(event) is not None:
             event.acceptProposedAction()
@@ -417,12 +440,15 @@ class DataPanel(QWidget):
         builtin = data.dataset != FOLDER_DATASET
         self.builtinNoteLabel.setVisible(builtin)
         if builtin:
+            source = get_source(data.dataset)
             self.builtinNoteLabel.setText(
-                f"{data.dataset} is read from the folder above exactly as torchvision stores it "
-                f"({data.dataset}(root, download=True) would leave it there), with its own train/test split. "
-                "Thaw never downloads data sets: the files must already be on disk.")
-        for widget in (self.valFractionSpin, self.splitSeedSpin, self.rescanButton):
-            widget.setEnabled(not builtin)
+                f"{source.title}: {source.split}. " + ("" if source.local else
+                "It is read from the folder above as torchvision stores it; Get a dataset… downloads it there."))
+        # The split settings matter wherever the source has no official split (Caltech, EuroSAT, a labels CSV).
+        seeded = not builtin or not get_source(data.dataset).splits
+        for widget in (self.valFractionSpin, self.splitSeedSpin):
+            widget.setEnabled(seeded)
+        self.rescanButton.setEnabled(not builtin)
         self._show_effective_sizes(recipe)
         self._sync_scan()
         self._show_classes()

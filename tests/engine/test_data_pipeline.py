@@ -143,5 +143,5 @@ def test_missing_torchvision_dataset_is_a_clear_error(tmp_path):
 
     recipe = tiny_recipe(tmp_path, "feature_extraction", epochs=1, out=tmp_path / "runs")
     recipe.data.dataset = "CIFAR10"
-    with pytest.raises(BadInputError, match="never downloads"):
+    with pytest.raises(BadInputError, match="CIFAR10 is not on disk.*main.py download CIFAR10"):
         fit(recipe.validate())

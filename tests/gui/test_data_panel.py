@@ -177,7 +177,7 @@ def test_builtin_datasets_skip_the_scan(qtbot, panel, document, image_folder):
     assert document.recipe.data.dataset == "CIFAR10"
     assert document.scan is None and panel.classesTable.rowCount() == 0
     assert panel.builtinNoteLabel.isVisibleTo(panel)
-    assert "never downloads" in panel.builtinNoteLabel.text()
+    assert "official: train (50 000) trains, test (10 000) validates" in panel.builtinNoteLabel.text()
     assert not panel.valFractionSpin.isEnabled()
 
 
