@@ -37,6 +37,8 @@ from engine import __version__ as thaw_version
 from engine.errors import RecipeError
 from engine.recipe import Recipe
 from engine.train.runs import checkpoint_path
+from gui.jobs.board import job_board
+from gui.jobs.runner import JobRunner
 from gui.resources import app_icon
 from gui.settings import StudioSettings
 from gui.widgets.scrolling_tabs import ScrollingTabs
@@ -314,6 +316,7 @@ class MainWindow(QMainWindow):
         self.runs_panel.may_replace_recipe = lambda: (w := window()) is not None and w.maybe_save_changes(
             "opening the run's recipe")
         c.running_changed.connect(self._on_running_changed)
+        c.running_changed.connect(job_board().set_training)  # a run holds the device: other jobs queue behind it
         c.paused_changed.connect(self._on_paused_changed)
         c.event_emitted.connect(self._on_event)
         c.event_emitted.connect(self.evaluate_panel.handle_event)  # a finished run's evaluation.json is shown
@@ -613,11 +616,19 @@ class MainWindow(QMainWindow):
             return
         self._closing_after_stop = False
         self._status_timer.stop()
-        for panel in (self.data_panel, self.evaluate_panel, self.inference_panel):
-            panel.shutdown()
+        self.shutdown_jobs()
         self._save_settings()
         super().closeEvent(event)
+
+    def shutdown_jobs(self) -> None:
+        """Cancel every background job of the window — queued or running, in any panel or dialog — and wait for
+        their threads: Qt aborts the process when a running QThread is destroyed at exit."""
+        job_board().shutdown(self.findChildren(JobRunner))
+        for panel in (self.data_panel, self.evaluate_panel, self.inference_panel):
+            panel.shutdown()
 
     @Slot()
     def _on_about_to_quit(self) -> None:
         self.controller.stop_and_wait(STOP_ON_QUIT_TIMEOUT_MS)
+        if self.is_ready:
+            self.shutdown_jobs()

@@ -38,6 +38,8 @@ from engine.train.metrics import batch_event, epoch_event
 from engine.train.narrate import describe, finish_line, freeze_line, l2_text, setback_line, stop_line
 from engine.train.runs import SUMMARY_FILE, checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
+from gui.jobs.progress_view import JobProgress
+from gui.jobs.runner import JobRunner
 from gui.start_checks import start_refusal
 from gui.widgets.buttons import named_button
 from gui.widgets.device_choice import DeviceChoice
@@ -46,8 +48,6 @@ from gui.widgets.log_view import FollowingLog
 from gui.widgets.plot_ranges import SteadyYRange
 from gui.widgets.plot_style import mark_phases, new_plot, series_color
 from gui.widgets.tooltips import set_tooltips
-from gui.workers.jobs import EngineJob, start_job
-from gui.workers.threads import WorkerThread
 from gui.workers.training import TrainingController, runs_root_for
 
 TIPS = {
@@ -445,16 +445,17 @@ class RunProgress(QWidget):
 
 
 class CostEstimate(QWidget):
-    """What the run will cost, before Start: *Estimate cost* measures it in a job thread (engine/train/estimate.py)
-    and the label shows it, or why the run would not start; a change of the recipe makes it stale."""
+    """What the run will cost, before Start: *Estimate cost* measures it as a job (engine/train/estimate.py; it
+    waits for the device, shows its progress and can be cancelled) and the label shows it, or why the run would
+    not start; a change of the recipe makes it stale."""
 
     def __init__(self, document: RecipeDocument, controller: TrainingController, parent: QWidget | None = None):
         super().__init__(parent)
         self._document = document
         self._controller = controller
         self.estimate = None
-        self._thread: WorkerThread | None = None
-        self._job: EngineJob | None = None
+        self._cancel_reason = ""
+        self.runner = JobRunner("estimate", "Estimate", self, uses_device=True)
         self.estimateButton = QPushButton("Estimate cost")
         self.estimateButton.setObjectName("estimateButton")
         self.estimateButton.setToolTip("Measure on a few real batches what this run will cost before Start: time per "
@@ -463,34 +464,42 @@ class CostEstimate(QWidget):
         self.estimateLabel.setObjectName("estimateLabel")
         self.estimateLabel.setWordWrap(True)
         self.estimateLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout = QHBoxLayout(self)
+        self.progress = JobProgress(self.runner, unit="phase")
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.estimateLabel, 1)
+        row.addWidget(self.estimateButton, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.estimateLabel, 1)
-        layout.addWidget(self.estimateButton, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
         self.estimateButton.clicked.connect(self.start)
+        self.runner.job_succeeded.connect(self._on_estimated)
+        self.runner.job_failed.connect(self._on_failed)
+        self.runner.job_cancelled.connect(self._on_cancelled)
+        self.runner.job_finished.connect(self._update_button)
         document.recipe_changed.connect(self._on_recipe_changed)
         controller.running_changed.connect(self._update_button)
 
     @Slot()
     def start(self) -> None:
-        if self._thread is not None or self._controller.is_running:
+        if self.runner.is_busy or self._controller.is_running:
             return
         from engine.train.estimate import estimate_run
 
         recipe = self._document.recipe.copy()
-        self.estimateButton.setEnabled(False)
+        self._cancel_reason = ""
         self.estimateLabel.setStyleSheet("")
         self.estimateLabel.setText(f"Measuring what '{recipe.name}' will cost on a few real batches …")
-        self._thread, self._job = start_job(
-            "estimateThread", lambda should_stop, _progress: estimate_run(recipe, should_stop=should_stop), self,
-            self._on_finished)
-        self._job.succeeded.connect(self._on_estimated)
-        self._job.failed.connect(self._on_failed)
-        self._thread.start()
+        self.runner.start(lambda task: estimate_run(recipe, should_stop=task.should_stop, progress=task.progress),
+                          f"Estimating '{recipe.name}'")
+        self._update_button()
 
-    def cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+    def cancel(self, reason: str = "") -> None:
+        """Stop the estimate; `reason` is what the label says then (the user's Cancel says nothing more)."""
+        if self.runner.is_busy:
+            self._cancel_reason = reason
+            self.runner.cancel()
 
     def _on_estimated(self, estimate) -> None:
         self.estimate = estimate
@@ -498,20 +507,15 @@ class CostEstimate(QWidget):
 
     def _on_failed(self, message: str) -> None:
         self.estimate = None
-        cancelled = self._job is not None and self._job.cancelled
-        self.estimateLabel.setText("Estimate cancelled: the run started." if cancelled
-                                   else f"⚠ The run would not start: {message}")
-        self.estimateLabel.setStyleSheet("" if cancelled else "color: #b00020;")
+        self.estimateLabel.setText(f"⚠ The run would not start: {message}")
+        self.estimateLabel.setStyleSheet("color: #b00020;")
 
-    def _on_finished(self) -> None:
-        if self._thread is None:
-            return
-        self._thread.wait()  # `finished` comes just before the thread has really ended
-        self._thread, self._job = None, None
-        self._update_button()
+    def _on_cancelled(self) -> None:
+        self.estimate = None
+        self.estimateLabel.setText(f"Estimate cancelled{': ' + self._cancel_reason if self._cancel_reason else ''}.")
 
     def _update_button(self, *_running) -> None:
-        self.estimateButton.setEnabled(self._thread is None and not self._controller.is_running)
+        self.estimateButton.setEnabled(not self.runner.is_busy and not self._controller.is_running)
 
     def _on_recipe_changed(self) -> None:
         if self.estimate is not None:  # it was measured for the recipe as it was
@@ -655,7 +659,7 @@ class TrainingPanel(QWidget):
     def start_run(self) -> None:
         if self._controller.is_running:
             return
-        self.costEstimate.cancel()  # the run itself is what counts now
+        self.costEstimate.cancel("the run started")  # the run itself is what counts now
         self._run_dir = ""
         self.log("─" * 24)
         self.log(f"Starting '{self._document.recipe.name}' …")

@@ -10,6 +10,7 @@ import pyqtgraph as pg
 import pytest
 import torch
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QPushButton
 
 from engine.train import events as ev
 from engine.train.devices import pick_device
@@ -274,6 +275,28 @@ def test_the_estimate_says_why_the_run_would_not_start(qtbot, controller, tmp_pa
     estimate_and_wait(qtbot, panel)
     assert panel.estimate is None
     assert "would not start" in panel.estimateLabel.text() and "gone" in panel.estimateLabel.text()
+
+
+def test_the_estimate_counts_its_phases_and_cancel_stops_it(qtbot, controller, image_folder, runs_root):
+    document = RecipeDocument(tiny_recipe(image_folder, "gradual_unfreezing", epochs=3, out=runs_root))
+    document.recipe.name = "three phases"
+    panel = TrainingPanel(document, controller)
+    qtbot.addWidget(panel)
+    cancel = panel.findChild(QPushButton, "estimateCancelButton")
+    runner = panel.costEstimate.runner
+    counted: list[str] = []
+    runner.progressed.connect(lambda *_: counted.append(panel.findChild(QLabel, "estimateProgressLabel").text()))
+    with qtbot.waitSignal(runner.job_succeeded, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.estimateButton, Qt.MouseButton.LeftButton)
+    assert counted == [f"Estimating 'three phases': phase {n} of 3" for n in (1, 2, 3)]
+
+    counted.clear()
+    with qtbot.waitSignal(runner.job_cancelled, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.estimateButton, Qt.MouseButton.LeftButton)
+        assert cancel.isVisibleTo(panel)
+        qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)  # stops before the first phase is measured
+    assert counted == [] and panel.estimate is None and panel.estimateLabel.text() == "Estimate cancelled."
+    assert panel.estimateButton.isEnabled() and not cancel.isVisibleTo(panel)
 
 
 # --- a head fitted to convergence --------------------------------------------------------------------------------
