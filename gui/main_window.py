@@ -24,11 +24,13 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -297,6 +299,8 @@ class MainWindow(QMainWindow):
         self.deviceStatusLabel.setToolTip(warning or "Where training runs with device 'auto'")
         self.memoryStatusLabel = QLabel()
         self.memoryStatusLabel.setObjectName("memoryStatusLabel")
+        self._build_jobs_dock()
+        self.statusBar().addPermanentWidget(self.jobsStatusButton)
         self.statusBar().addPermanentWidget(self.deviceStatusLabel)
         self.statusBar().addPermanentWidget(self.memoryStatusLabel)
         self._status_timer = QTimer(self)
@@ -304,6 +308,31 @@ class MainWindow(QMainWindow):
         self._status_timer.timeout.connect(self._update_memory)
         self._status_timer.start()
         self._update_memory()
+
+    def _build_jobs_dock(self) -> None:
+        """The device queue, in a dock the status bar's Jobs button shows; it opens by itself when a job has to
+        wait, so that a job never seems to hang."""
+        from gui.jobs.queue_view import JobQueueView
+
+        self.jobQueueView = JobQueueView()
+        self.jobsDock = QDockWidget("Jobs", self)
+        self.jobsDock.setObjectName("jobsDock")
+        self.jobsDock.setWidget(self.jobQueueView)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobsDock)
+        self.jobsDock.hide()
+        self.jobsStatusButton = QToolButton()
+        self.jobsStatusButton.setObjectName("jobsStatusButton")
+        self.jobsStatusButton.setAutoRaise(True)
+        self.jobsStatusButton.setToolTip("Show the jobs running and waiting for the device")
+        self.jobsStatusButton.clicked.connect(lambda: self.jobsDock.setVisible(not self.jobsDock.isVisible()))
+        job_board().jobs_changed.connect(self._on_jobs_changed)
+        self._on_jobs_changed()
+
+    @Slot()
+    def _on_jobs_changed(self) -> None:
+        self.jobsStatusButton.setText(self.jobQueueView.summary())
+        if job_board().queued() and not self.jobsDock.isVisible():
+            self.jobsDock.show()
 
     def _wire_panels(self) -> None:
         d, c = self.document, self.controller

@@ -70,6 +70,7 @@ class ExportRequest:
     int8_min_agreement: float = INT8_MIN_TOP1_AGREEMENT
     opset: int = 0  # 0: the exporter's default
     latency_runs: int = 30  # 0: no latency measurement
+    keep_fp32: bool = False  # with int8: keep the fp32 model too (fp32_out), checked and reported like it
 
     def validate(self) -> ExportRequest:
         if self.format not in FORMATS:
@@ -148,6 +149,7 @@ class ExportResult:
     labels_match: bool  # whether accuracies could be computed (the images' classes are the model's)
     seconds: float
     failure: str = ""
+    fp32_path: str = ""  # the fp32 model kept beside an int8 export (keep_fp32, when passed)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -190,6 +192,13 @@ def cost_table(costs: list[ModelCost]) -> str:
 
 def default_out(run_dir: Path, checkpoint: str, fmt: str, quantize: str) -> Path:
     return run_dir / "exports" / f"{checkpoint}{'-int8' if quantize == 'int8' else ''}{SUFFIXES[fmt]}"
+
+
+def fp32_out(out: Path) -> Path:
+    """Where an int8 export's fp32 model is kept: best-int8.onnx → best.onnx, model.onnx → model-fp32.onnx."""
+    stem = out.name.removesuffix(out.suffix)
+    fp32 = stem.removesuffix("-int8")
+    return out.with_name(f"{fp32 if fp32 != stem else stem + '-fp32'}{out.suffix}")
 
 
 def resolve_checkpoint(run: str, kind: str) -> tuple[Path, Path, str]:
@@ -250,6 +259,10 @@ class _Export:
         for subscriber in self.subscribers:
             subscriber(event)
 
+    @property
+    def keeps_fp32(self) -> bool:
+        return self.request.quantize == "int8" and self.request.keep_fp32
+
     def check_stop(self) -> None:
         if self.should_stop():
             raise ExportCancelled("export stopped; nothing was written")
@@ -265,6 +278,10 @@ class _Export:
         check_target(out, "--out")
         for suffix in (".data", REPORT_SUFFIX, FAILED_SUFFIX):
             check_target(out.with_name(out.name + suffix), "--out's companion file")
+        if self.keeps_fp32:
+            check_target(fp32_out(out), "the fp32 model's file")
+            for suffix in (".data", REPORT_SUFFIX):
+                check_target(fp32_out(out).with_name(fp32_out(out).name + suffix), "the fp32 model's companion file")
         self.emit("load", f"loading {checkpoint}")
         state = load_checkpoint(checkpoint)
         check_run_identity(state, checkpoint)
@@ -320,7 +337,9 @@ class _Export:
         val_indices = evenly_spaced(len(val), r.max_images)
         example = torch.stack([val[i][0] for i in val_indices[:2]])
         self.emit("export", f"exporting to {r.format}")
-        fp32_path = work / (out.name if r.quantize == "none" else f"fp32{SUFFIXES[r.format]}")
+        # Named as it will be kept: an ONNX file refers to its .data companion by name.
+        fp32_name = fp32_out(out).name if self.keeps_fp32 else f"fp32{SUFFIXES[r.format]}"
+        fp32_path = work / (out.name if r.quantize == "none" else fp32_name)
         # The exporter gets a copy: whatever tracing does to a module, the reference stays the checkpoint's.
         written = write_export(copy.deepcopy(predictor.model), example, r.format, fp32_path, metadata,
                                r.opset or None)
@@ -365,7 +384,8 @@ class _Export:
             format=r.format, exporter=written.exporter, notes=notes, parity=reports, costs=costs,
             metadata=final, images=len(val_indices), labels_match=labels_match,
             seconds=time.perf_counter() - self.started,
-            failure="; ".join(f"{p.label}: {p.failure}" for p in reports if not p.passed))
+            failure="; ".join(f"{p.label}: {p.failure}" for p in reports if not p.passed),
+            fp32_path=str(fp32_out(out)) if passed and self.keeps_fp32 else "")
         self.finish(result, files, out)
         return result
 
@@ -430,6 +450,13 @@ class _Export:
             replace_into(data, out.with_name(out.name + ".data"), "--out's companion file")
         replace_into(final, out, "--out")
         write_json_atomic(report, result.to_dict())
+        if result.fp32_path:  # "also quantize": the fp32 model is kept, checked as the report says
+            fp32, kept = files[result.format], Path(result.fp32_path)
+            data = fp32.with_name(fp32.name + ".data")
+            if data.is_file():
+                replace_into(data, kept.with_name(kept.name + ".data"), "the fp32 model's companion file")
+            replace_into(fp32, kept, "the fp32 model's file")
+            write_json_atomic(kept.with_name(kept.name + REPORT_SUFFIX), result.to_dict())
         stale = out.with_name(out.name + FAILED_SUFFIX)
         if stale.exists():
             stale.unlink()

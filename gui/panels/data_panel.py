@@ -50,8 +50,8 @@ from engine.recipe import AUGMENTATIONS, BUILTIN_DATASETS, Recipe
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import local_paths
 from gui.widgets.tooltips import set_tooltips
+from gui.workers.requests import PanelThread
 from gui.workers.scan import AugmentationPreviewer, ScanWorker
-from gui.workers.threads import WorkerThread
 
 FOLDER_DATASET = "folder"
 IMBALANCE_WARNING_RATIO = 3.0
@@ -169,10 +169,9 @@ class DataPanel(QWidget):
     def __init__(self, document: RecipeDocument, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
         self._scan_worker = ScanWorker()
         self._previewer = AugmentationPreviewer()
+        self.worker_thread = PanelThread("dataPanelWorkerThread", [self._scan_worker, self._previewer], self)
         self._scan_key: tuple | None = None  # (dataset, root, channels) of the last scan asked for
         self._preview_seed = 0  # also the id of the preview on its way: older ones are dropped
         self._preview_path = ""  # the image the preview shows ("" when none is shown)
@@ -354,10 +353,7 @@ class DataPanel(QWidget):
 
     def shutdown(self) -> None:
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
-        self._shut_down = True
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()
 
     # --- editing the recipe ------------------------------------------------------------------------------------
     def _edit_data(self, field: str, value) -> None:
@@ -621,13 +617,7 @@ class DataPanel(QWidget):
 
     # --- the worker thread ------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        """Start the worker thread on first use; False once the panel is shut down (its workers are gone)."""
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("dataPanelWorkerThread", [self._scan_worker, self._previewer],
-                                        owner=self).start()
-        return True
+        return self.worker_thread.ensure()
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from engine.infer.drift import WeightDrift
 from gui.widgets.captioned_image import CaptionedImage
 from gui.widgets.drift_plot import DriftPlot
 from gui.workers.network_view import NetworkViewWorker
-from gui.workers.threads import WorkerThread
+from gui.workers.requests import PanelThread
 
 DEFAULT_MAPS = 16
 ERROR_STYLE = "color: #c62828;"
@@ -51,8 +51,7 @@ class NetworkView(QWidget):
         self._opened = ""  # the run whose filters were asked for
         self._stages: list[str] = []
         self._worker = NetworkViewWorker()
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
+        self.worker_thread = PanelThread("networkViewThread", [self._worker], self)
         self._filters_request = 0
         self._build()
         self._connect()
@@ -271,14 +270,7 @@ class NetworkView(QWidget):
 
     # --- the worker thread ------------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("networkViewThread", [self._worker], owner=self).start()
-        return True
+        return self.worker_thread.ensure()
 
     def shutdown(self) -> None:
-        self._shut_down = True
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()

@@ -40,7 +40,7 @@ from gui.document import RecipeDocument
 from gui.widgets.colour_scale import ColourScale
 from gui.widgets.image_utils import local_paths, rgb_to_qimage
 from gui.workers.inference import InferenceWorker
-from gui.workers.threads import WorkerThread
+from gui.workers.requests import PanelThread
 
 ERROR_COLOUR = QColor(190, 30, 30)
 RIGHT_COLOUR = QColor(46, 125, 50)
@@ -230,8 +230,7 @@ class InferencePanel(QWidget):
         super().__init__(parent)
         self.document = document  # kept for the common panel interface; inference reads the checkpoint only
         self._worker = InferenceWorker()
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
+        self.worker_thread = PanelThread("inferencePanelWorkerThread", [self._worker], self)
         self._requested_checkpoint = ""  # the path the worker was last asked to load
         self._inputs: list[str] = []  # what was dropped or opened last (re-predicted on a new checkpoint)
         self._request = 0  # id of the predict request whose results the table should show
@@ -364,10 +363,7 @@ class InferencePanel(QWidget):
 
     def shutdown(self) -> None:
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
-        self._shut_down = True
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     def showEvent(self, event: QShowEvent) -> None:
@@ -566,9 +562,4 @@ class InferencePanel(QWidget):
 
     # --- the worker thread ------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        """Start the worker thread on first use; False once the panel is shut down (its worker is gone)."""
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("inferencePanelWorkerThread", [self._worker], owner=self).start()
-        return True
+        return self.worker_thread.ensure()

@@ -483,7 +483,7 @@ class CostEstimate(QWidget):
 
     @Slot()
     def start(self) -> None:
-        if self.runner.is_busy or self._controller.is_running:
+        if self.runner.is_busy:
             return
         from engine.train.estimate import estimate_run
 
@@ -515,7 +515,8 @@ class CostEstimate(QWidget):
         self.estimateLabel.setText(f"Estimate cancelled{': ' + self._cancel_reason if self._cancel_reason else ''}.")
 
     def _update_button(self, *_running) -> None:
-        self.estimateButton.setEnabled(not self.runner.is_busy and not self._controller.is_running)
+        # During a run the estimate waits in the device queue until the run ends (gui/jobs/board.py).
+        self.estimateButton.setEnabled(not self.runner.is_busy)
 
     def _on_recipe_changed(self) -> None:
         if self.estimate is not None:  # it was measured for the recipe as it was

@@ -12,7 +12,7 @@ from engine.data.transforms import denormalize
 from engine.infer.network_view import NetworkViews
 from engine.infer.run_checkpoint import open_checkpoint
 from gui.widgets.image_utils import chw_to_rgb, rgb_to_qimage
-from gui.workers.requests import RequestIds
+from gui.workers.requests import RequestWorker
 
 FILTER_SCALE = 4  # pixels per weight in the filter grid (7×7 kernels → 28-pixel tiles)
 MAP_SCALE = 4  # pixels per feature-map position
@@ -22,7 +22,7 @@ def grey_to_qimage(grey: np.ndarray):
     return rgb_to_qimage(np.repeat(np.ascontiguousarray(grey)[:, :, None], 3, axis=2))
 
 
-class NetworkViewWorker(QObject):
+class NetworkViewWorker(RequestWorker):
     # request, {run_dir, stages, layer, filters, start, tuned (QImages), error}
     filters_ready = Signal(int, dict)
     # request, {image, stage, layer, input, start, tuned (QImages), channels, shown, error}
@@ -30,15 +30,8 @@ class NetworkViewWorker(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._requests = RequestIds()
         self._views: NetworkViews | None = None
         self._run_dir = ""
-
-    def begin_request(self) -> int:
-        return self._requests.begin()
-
-    def cancel(self) -> None:
-        self._requests.cancel()
 
     def _open(self, run_dir: str) -> NetworkViews:
         if run_dir != self._run_dir or self._views is None:
@@ -50,7 +43,7 @@ class NetworkViewWorker(QObject):
     def filters(self, request: int, run_dir: str, same_scale: bool) -> None:
         """The first convolution's filters of the model the run started from and of the fine-tuned one; with
         `same_scale` one symmetric scale for both (magnitudes compare), else each tile stretched to its range."""
-        if not self._requests.is_current(request):
+        if not self.is_current(request):
             return
         try:
             views = self._open(run_dir)
@@ -66,7 +59,7 @@ class NetworkViewWorker(QObject):
     @Slot(int, str, str, str, int)
     def feature_maps(self, request: int, run_dir: str, image: str, stage: str, count: int) -> None:
         """The `count` strongest channels of `stage`'s output for `image`, both models, and the crop they saw."""
-        if not self._requests.is_current(request):
+        if not self.is_current(request):
             return
         answer = {"run_dir": run_dir, "image": image, "stage": stage}
         try:

@@ -27,9 +27,9 @@ def panel(qtbot, document):
     widget = DataPanel(document)
     qtbot.addWidget(widget)
     yield widget
-    thread = widget._thread  # None when the test never needed the worker
+    thread = widget.worker_thread.thread  # None when the test never needed the worker
     widget.shutdown()
-    assert widget._thread is None
+    assert widget.worker_thread.thread is None
     if thread is not None:
         assert thread.qthread.isFinished()
 
@@ -157,7 +157,7 @@ def test_deleting_the_panel_without_shutdown_stops_its_thread(qtbot, document, i
     widget = DataPanel(document)
     with qtbot.waitSignal(document.data_scanned, timeout=SCAN_TIMEOUT_MS):
         widget.set_data_folder(str(image_folder))
-    thread = widget._thread.qthread
+    thread = widget.worker_thread.thread.qthread
     assert thread.isRunning()
     shiboken6.delete(widget)
     assert thread.isFinished()

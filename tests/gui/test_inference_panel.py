@@ -49,9 +49,9 @@ def panel(qtbot, runs_root):
     widget = InferencePanel(RecipeDocument())
     qtbot.addWidget(widget)
     yield widget
-    thread = widget._thread  # None when the test never needed the worker
+    thread = widget.worker_thread.thread  # None when the test never needed the worker
     widget.shutdown()
-    assert widget._thread is None
+    assert widget.worker_thread.thread is None
     if thread is not None:
         assert thread.qthread.isFinished()
 

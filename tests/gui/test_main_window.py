@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QTabWidget
+from PySide6.QtWidgets import QApplication, QLabel, QTabWidget
 
 from engine.recipe import Recipe
 from engine.train.runs import SUMMARY_FILE, checkpoint_path
@@ -219,3 +219,44 @@ def test_a_deferred_window_whose_imports_fail_says_so_and_builds_nothing(qtbot, 
     assert "thaw_no_such_module" in window.loadingLabel.text()
     assert not window.is_ready and not hasattr(window, "tabs")
     assert window.close()
+
+
+def test_jobs_that_compete_for_the_device_wait_in_a_visible_queue(qtbot, make_window, pause_at_first, image_folder,
+                                                                 runs_root, no_thread_left_running):
+    """Issue 28: the estimate, the LR finder and a training run all ran at once on a 2-core machine. Now the run
+    holds the device, the others wait in the Jobs dock in order, and can be reordered or cancelled there."""
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_root)
+    recipe.data.max_train_batches = 2
+    window = make_window(recipe)
+    window.show()
+    pause_at_first(window.controller)
+    window.startRunAction.trigger()
+    qtbot.waitUntil(lambda: window.controller.is_paused, timeout=RUN_TIMEOUT_MS)
+    estimate, sweep = window.training_panel.costEstimate.runner, window.optimizer_panel.lr_finder.runner
+    assert window.jobsStatusButton.text() == "Jobs: 1 running" and not window.jobsDock.isVisible()
+
+    window.training_panel.costEstimate.start()
+    window.optimizer_panel.lr_finder.find()
+
+    assert estimate.is_queued and sweep.is_queued  # nothing runs beside the training run
+    view = window.jobQueueView
+    assert window.jobsDock.isVisible() and window.jobsStatusButton.text() == "Jobs: 1 running, 2 waiting"
+    assert view.rows() == ["▶ Training run (holds the device; stop it on the Training tab)",
+                           f"1. Estimating '{recipe.name}' — waiting",
+                           "2. Sweeping the rate of 'all' (phase 1) — waiting"]
+    assert "waiting for the training run to end (place 1 in the queue)" in window.training_panel.findChild(
+        QLabel, "estimateProgressLabel").text()
+    view.jobList.setCurrentRow(2)
+    assert view.upButton.isEnabled() and not view.downButton.isEnabled()
+    view.upButton.click()
+    assert view.rows()[1].startswith("1. Sweeping") and view.runner_at(view.jobList.currentRow()) is sweep
+    view.jobList.setCurrentRow(2)
+    with qtbot.waitSignal(estimate.job_cancelled):
+        view.cancelButton.click()
+    assert not estimate.is_busy and len(view.rows()) == 2
+
+    with qtbot.waitSignal(sweep.job_finished, timeout=RUN_TIMEOUT_MS):
+        window.controller.request_stop()  # the run ends: the sweep gets the device
+    assert window.optimizer_panel.lr_finder.sweep is not None
+    qtbot.waitUntil(lambda: not window.controller.is_running, timeout=RUN_TIMEOUT_MS)
+    assert window.jobsStatusButton.text() == "No jobs"
