@@ -539,7 +539,7 @@ class MainWindow(QMainWindow):
         best = checkpoint_path(run_dir, "best") if run_dir else None
         finished = status in ("finished", "early_stopped") and best is not None and best.is_file()
         if finished:
-            self.inference_panel.set_checkpoint(str(best))  # the newest model is ready to try
+            self.inference_panel.offer_checkpoint(str(best))  # the newest model, unless one was chosen by hand
         self._exportable_run = run_dir if finished else ""
         self.exportRunAction.setEnabled(finished)
 

@@ -675,11 +675,20 @@ def _dropped_folder(event: QDropEvent | QDragEnterEvent) -> str | None:
 
 
 def looks_like_characters(classes: list[str]) -> bool:
-    """Class names that are digits or single letters ("0" … "9", "a" … "z", "7_seven"): characters, which a
-    mirror turns into other shapes."""
+    """Class names that are digits or single letters ("0" … "9", "a" … "z", "7_seven", "digit_5", "letter-b"):
+    characters, which a mirror turns into other shapes. Only the first word was checked once, and classes named
+    digit_5 … digit_9 got no warning (issue 28)."""
     if len(classes) < 2:
         return False
-    return all(re.fullmatch(r"\d+|[^\W\d_]", name.split("_")[0].split(" ")[0].split("-")[0]) for name in classes)
+    return all(_names_a_character(name) for name in classes)
+
+
+def _names_a_character(name: str) -> bool:
+    words = [w for w in re.split(r"[_\-\s.]+", name) if w]
+    if words and re.fullmatch(r"\d+|[^\W\d_]", words[0]):  # "7", "10", "a", "7_seven"
+        return True
+    # A later word of one character ("digit_5"); longer numbers there are more often versions ("resnet_50").
+    return any(re.fullmatch(r"\d|[^\W\d_]", word) for word in words[1:])
 
 
 def _imbalance_text(report: ScanReport | None) -> str:

@@ -232,6 +232,7 @@ class InferencePanel(QWidget):
         self._worker = InferenceWorker()
         self.worker_thread = PanelThread("inferencePanelWorkerThread", [self._worker], self)
         self._requested_checkpoint = ""  # the path the worker was last asked to load
+        self._chosen_by_hand = False  # a checkpoint the user chose stays until they choose another
         self._inputs: list[str] = []  # what was dropped or opened last (re-predicted on a new checkpoint)
         self._request = 0  # id of the predict request whose results the table should show
         self._results: list[dict] = []
@@ -339,12 +340,22 @@ class InferencePanel(QWidget):
 
     # --- public -----------------------------------------------------------------------------------------------
     @Slot(str)
-    def set_checkpoint(self, path: str) -> None:
-        """Select (adding it if needed) and load the checkpoint at `path`."""
+    def set_checkpoint(self, path: str, by_hand: bool = True) -> None:
+        """Select (adding it if needed) and load the checkpoint at `path`; `by_hand`: the user chose it, and a run
+        that finishes later does not replace it."""
+        self._chosen_by_hand = self._chosen_by_hand or by_hand
         blocker = QSignalBlocker(self.checkpointCombo)
         self.checkpointCombo.select_path(str(path))
         del blocker
         self._load(str(path))
+
+    def offer_checkpoint(self, path: str) -> None:
+        """A run just finished with `path`: try it, unless the user chose a checkpoint by hand (issue 28: the tab
+        replaced the user's choice whenever another run finished); then it is only listed."""
+        if self._chosen_by_hand:
+            self.refresh_checkpoints()
+        else:
+            self.set_checkpoint(path, by_hand=False)
 
     @Slot(list)
     def predict_files(self, paths: list) -> None:
@@ -377,6 +388,7 @@ class InferencePanel(QWidget):
         if self.checkpointCombo.currentData() == OPEN_CHECKPOINT:
             self._open_checkpoint_file()
         elif self.checkpointCombo.current_path():
+            self._chosen_by_hand = True
             self._load(self.checkpointCombo.current_path())
 
     def _open_checkpoint_file(self) -> None:

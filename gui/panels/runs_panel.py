@@ -201,6 +201,27 @@ def seconds_per_epoch(record: RunRecord) -> float | None:
     return record.wall_seconds / record.epochs_done
 
 
+def _speed_lines(timed: list[RunRecord]) -> list[str]:
+    """Who was faster: the whole run first (what the user waited for), then per epoch, which differs when the runs
+    train different numbers of epochs (issue 28: "2.9× faster per epoch" for runs of 0:32 and 9:33)."""
+    if len(timed) < 2:
+        return []
+    fast = min(timed, key=lambda r: r.wall_seconds)
+    slow = max(timed, key=lambda r: r.wall_seconds)
+    if fast.wall_seconds == slow.wall_seconds:
+        return [f"Equally fast: every run took {duration_text(fast.wall_seconds)}."]
+    line = (f"Fastest: {fast.name} ({fast.strategy}) took {duration_text(fast.wall_seconds)}, "
+            f"{slow.wall_seconds / fast.wall_seconds:.1f}× less than {slow.name} ({slow.strategy}, "
+            f"{duration_text(slow.wall_seconds)})")
+    fast_epoch, slow_epoch = seconds_per_epoch(fast), seconds_per_epoch(slow)
+    if fast.epochs_done != slow.epochs_done and fast_epoch and slow_epoch:
+        ratio = slow_epoch / fast_epoch
+        pace = (f"{ratio:.1f}× faster per epoch" if ratio > 1 else f"{1 / ratio:.1f}× slower per epoch"
+                if ratio < 1 else "as fast per epoch")
+        line += f"; {pace}, over {fast.epochs_done} epochs against {slow.epochs_done}"
+    return [line + "."]
+
+
 def comparison_text(records: list[RunRecord]) -> str:
     """A few lines a user can read aloud: each run's best accuracy and time; who is more accurate, who faster."""
     lines = []
@@ -220,15 +241,13 @@ def comparison_text(records: list[RunRecord]) -> str:
     if len(scored) >= 2:
         top = max(scored, key=lambda r: r.best_val_acc)
         low = min(scored, key=lambda r: r.best_val_acc)
-        lines.append(f"Most accurate: {top.name} ({top.strategy}), {100 * (top.best_val_acc - low.best_val_acc):+.1f} "
-                     f"points over {low.name} ({low.strategy}).")
-    timed = [r for r in records if seconds_per_epoch(r)]
-    if len(timed) >= 2:
-        fast = min(timed, key=seconds_per_epoch)
-        slow = max(timed, key=seconds_per_epoch)
-        lines.append(f"Fastest per epoch: {fast.name} ({fast.strategy}), "
-                     f"{seconds_per_epoch(slow) / seconds_per_epoch(fast):.1f}× faster than {slow.name} "
-                     f"({slow.strategy}).")
+        if top.best_val_acc == low.best_val_acc:  # "+0.0 points over" itself said nothing (issue 28)
+            lines.append(f"Equally accurate: every run reached {_percent(top.best_val_acc)}.")
+        else:
+            lines.append(f"Most accurate: {top.name} ({top.strategy}), "
+                         f"{100 * (top.best_val_acc - low.best_val_acc):+.1f} points over {low.name} "
+                         f"({low.strategy}).")
+    lines.extend(_speed_lines([r for r in records if r.wall_seconds]))
     return "\n".join(lines)
 
 
@@ -296,7 +315,9 @@ class RunComparison(QWidget):
         self._bars.setOpts(x0=0, y=list(range(len(records))), width=[s / scale for s in seconds], height=0.6,
                            brushes=colors)
         self.runsTimePlot.setLabel("bottom", f"training time ({unit})")
-        self.runsTimePlot.getAxis("left").setTicks([[(i, r.strategy) for i, r in enumerate(records)]])
+        # Named as the table names them (a renamed run by its new name), not by strategy: two runs of one
+        # strategy would read the same.
+        self.runsTimePlot.getAxis("left").setTicks([[(i, r.name) for i, r in enumerate(records)]])
 
     def _curve(self, i: int) -> pg.PlotDataItem:
         while len(self._curves) <= i:

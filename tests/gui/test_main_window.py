@@ -126,7 +126,7 @@ def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot
     window = make_window()
     chosen: list[str] = []
     exported: list[str] = []
-    monkeypatch.setattr(window.inference_panel, "set_checkpoint", chosen.append)
+    monkeypatch.setattr(window.inference_panel, "offer_checkpoint", chosen.append)
     monkeypatch.setattr(window.runs_panel, "open_export_dialog", exported.append)
     assert not window.exportRunAction.isEnabled()  # nothing to export yet
 
@@ -151,6 +151,31 @@ def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot
     assert window.exportRunAction.isEnabled()  # Run → Export this run… opens the export of the run just finished
     window.exportRunAction.trigger()
     assert exported == [run.path]
+
+
+def test_a_finished_run_does_not_replace_the_checkpoint_the_user_chose(qtbot, make_window, trained_runs):
+    """Issue 28, bug 3: the Inference tab replaced the user's checkpoint whenever another run finished."""
+    window = make_window()
+    panel = window.inference_panel
+    chosen, newer = (str(checkpoint_path(trained_runs.get("feature_extraction", epochs=n), "best")) for n in (1, 2))
+    window.runs_panel.checkpoint_chosen.emit(chosen)  # the Runs tab's "Use this checkpoint"
+    assert panel.checkpointCombo.current_path() == chosen
+
+    window._on_run_ended(str(Path(newer).parent.parent), "finished")
+
+    assert panel.checkpointCombo.current_path() == chosen and panel._requested_checkpoint == chosen
+    qtbot.waitUntil(lambda: "tiny_resnet" in panel.checkpointInfoLabel.text(), timeout=RUN_TIMEOUT_MS)  # loaded
+
+
+def test_a_finished_run_is_offered_to_inference_until_a_checkpoint_is_chosen(qtbot, make_window, trained_runs):
+    window = make_window()
+    panel = window.inference_panel
+    first, second = (str(checkpoint_path(trained_runs.get("feature_extraction", epochs=n), "best")) for n in (1, 2))
+    window._on_run_ended(str(Path(first).parent.parent), "finished")
+    assert panel.checkpointCombo.current_path() == first
+    window._on_run_ended(str(Path(second).parent.parent), "finished")  # nothing chosen by hand: the newest
+    assert panel.checkpointCombo.current_path() == second and panel._requested_checkpoint == second
+    qtbot.waitUntil(lambda: "tiny_resnet" in panel.checkpointInfoLabel.text(), timeout=RUN_TIMEOUT_MS)
 
 
 def test_close_mid_run_stops_saves_and_leaves_no_thread(qtbot, make_window, monkeypatch, pause_at_first,

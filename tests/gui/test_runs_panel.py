@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QMessageBox
 from engine.train.runs import RunRecord, checkpoint_path, list_runs, read_annotations
 from engine.train.trainer import fit
 from gui.document import RecipeDocument
-from gui.panels.runs_panel import COLUMNS, RunsPanel
+from gui.panels.runs_panel import COLUMNS, RunComparison, RunsPanel, comparison_text
 from tests.gui.dialogs import DialogAnswers
 from tests.helpers import redirect_trash, tiny_recipe
 
@@ -76,7 +76,8 @@ def test_selecting_two_runs_overlays_their_curves_and_compares_time(panel):
     lengths = panel.comparison.bar_lengths()
     assert len(lengths) == 2 and all(length > 0 for length in lengths)
     summary = panel.comparison.runsSummaryLabel.text()
-    assert "Most accurate:" in summary and "faster than" in summary
+    accuracies = {panel.model.record(row).best_val_acc for row in range(2)}
+    assert ("Equally accurate:" if len(accuracies) == 1 else "Most accurate:") in summary and "Fastest:" in summary
     assert "feature_extraction" in summary and "fine_tune_all" in summary
 
     select_rows(panel, 0)
@@ -248,3 +249,26 @@ def test_a_run_in_progress_is_not_deleted(qtbot, own_panel):
         assert panel.delete_selected_runs() == []
     (title, message), = panel.errors
     assert "in progress" in title and Path(path).is_dir()
+
+
+def record(name: str, strategy: str, best: float, seconds: float, epochs: int) -> RunRecord:
+    return RunRecord(path=f"/runs/{name}", name=name, strategy=strategy, arch="resnet18", status="finished",
+                     best_val_acc=best, final_val_acc=best, wall_seconds=seconds, trainable_params=1,
+                     device="CPU", started="2026-12-07 10:00", epochs_done=epochs)
+
+
+def test_the_comparison_says_what_the_runs_cost_and_names_them_as_the_table_does(qtbot):
+    """Issue 28, bug 4: "+0.0 points over" a run as accurate as itself, "2.9× faster per epoch" for whole runs of
+    0:32 and 9:33, and time bars labelled by strategy instead of the runs' (renamed) names."""
+    quick = record("head only", "feature_extraction", 0.9, 32.0, 1)
+    slow = record("all layers, lr 1e-3", "fine_tune_all", 0.9, 573.0, 6)
+    text = comparison_text([quick, slow])
+    assert "+0.0" not in text and "Equally accurate: every run reached 90.0 %." in text
+    assert ("Fastest: head only (feature_extraction) took 0:32, 17.9× less than all layers, lr 1e-3 "
+            "(fine_tune_all, 9:33); 3.0× faster per epoch, over 1 epochs against 6.") in text
+
+    comparison = RunComparison()
+    qtbot.addWidget(comparison)
+    comparison.show_runs([quick, slow])
+    ticks = comparison.runsTimePlot.getAxis("left")._tickLevels[0]
+    assert [label for _, label in ticks] == ["head only", "all layers, lr 1e-3"]
