@@ -349,7 +349,8 @@ class EvaluatePanel(QWidget):
         self.labels_view.set_run(run_dir)
         first_image = evaluation.images[0].path if evaluation is not None and evaluation.images else ""
         drift = evaluation.drift if evaluation is not None else None
-        self.network_view.set_run(run_dir, drift, first_image)
+        self.network_view.set_run(run_dir, drift, first_image,
+                                  Path(evaluation.checkpoint).name if evaluation is not None else "best.pt")
         self.evaluation_shown.emit(evaluation)
         record = RunRecord.load(run_dir) if run_dir else None
         self.drift_shown.emit(drift, record.name if record is not None else Path(run_dir).name)

@@ -446,3 +446,34 @@ def test_without_the_pretrained_weights_the_network_page_says_why(qtbot, panel, 
     assert network.pretrainedFiltersView.image().isNull()
     assert network.drift_plot.names  # the drift comes from the evaluation, not from the models
 
+
+
+def test_the_network_page_names_the_checkpoint_it_shows_and_offers_best_and_last(qtbot, trained_runs):
+    """Issue 28, bug 7: a gradual run's best.pt (epoch 1, backbone frozen) was shown as "after the run"."""
+    from engine.infer.drift import run_weight_drift
+    from engine.infer.run_checkpoint import open_checkpoint
+    from gui.panels.evaluate_network import NetworkView
+
+    run = trained_runs.get("gradual_unfreezing", epochs=3)
+    best, last = open_checkpoint(run, "best"), open_checkpoint(run, "last")
+    assert last.epoch == 3 and best.describe().startswith(f"best.pt (after epoch {best.epoch} of 3, phase ")
+    view = NetworkView()
+    qtbot.addWidget(view)
+    try:
+        view.set_run(str(run), None)
+        assert [view.networkCheckpointCombo.itemText(i) for i in range(2)] == ["best.pt", "last.pt"]
+        with qtbot.waitSignal(view.filters_shown, timeout=TIMEOUT_MS) as shown:
+            view.show()
+        assert shown.args[0]["error"] == "" and shown.args[0]["kind"] == "best"
+        assert view.finetunedFiltersView.caption.text() == f"fine-tuned: the same filters in {best.describe()}"
+        assert "after the run" not in view.finetunedFiltersView.caption.text()
+
+        with qtbot.waitSignal(view.filters_shown, timeout=TIMEOUT_MS) as shown:
+            view.set_kind("last")
+        assert view.finetunedFiltersView.caption.text() == (
+            f"fine-tuned: the same filters in last.pt (after epoch 3 of 3, phase 3 '{last.recipe.phases[2].name}')")
+        expected = run_weight_drift(last)
+        assert view.drift_plot.bar_lengths() == pytest.approx([s.relative for s in expected.stages])
+        assert view.driftLabel.text().startswith(f"How far the weights of {last.describe()} moved")
+    finally:
+        view.shutdown()
