@@ -22,6 +22,7 @@ from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QAbstractItemView,
     QApplication,
     QDockWidget,
@@ -39,7 +40,7 @@ from engine import __version__ as thaw_version
 from engine.errors import RecipeError
 from engine.recipe import Recipe
 from engine.train.runs import checkpoint_path
-from gui.jobs.board import job_board
+from gui.jobs.board import TrainingWaiter, job_board
 from gui.jobs.runner import JobRunner
 from gui.resources import app_icon
 from gui.settings import StudioSettings
@@ -320,6 +321,11 @@ class MainWindow(QMainWindow):
         self.jobsDock.setWidget(self.jobQueueView)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobsDock)
         self.jobsDock.hide()
+        for name, tip in (("qt_dockwidget_closebutton", "Hide the jobs (the status bar's Jobs button shows them)"),
+                          ("qt_dockwidget_floatbutton", "Float the jobs in a window of their own, or dock them")):
+            button = self.jobsDock.findChild(QAbstractButton, name)
+            if button is not None:
+                button.setToolTip(tip)
         self.jobsStatusButton = QToolButton()
         self.jobsStatusButton.setObjectName("jobsStatusButton")
         self.jobsStatusButton.setAutoRaise(True)
@@ -652,6 +658,8 @@ class MainWindow(QMainWindow):
     def shutdown_jobs(self) -> None:
         """Cancel every background job of the window — queued or running, in any panel or dialog — and wait for
         their threads: Qt aborts the process when a running QThread is destroyed at exit."""
+        for waiter in self.findChildren(TrainingWaiter):  # a start that waited for the device never comes
+            waiter.cancel()
         job_board().shutdown(self.findChildren(JobRunner))
         for panel in (self.data_panel, self.evaluate_panel, self.inference_panel):
             panel.shutdown()

@@ -9,6 +9,7 @@ Jobs that do not compete (a scan, a prediction, reading a file) never wait here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import shiboken6
@@ -87,6 +88,7 @@ class JobBoard(QObject):
             if shiboken6.isValid(runner):
                 self._holder = runner
                 runner.run_from_queue()
+                self.jobs_changed.emit()
 
     # --- the queue, as the user sees and orders it ------------------------------------------------------------
     @property
@@ -98,6 +100,17 @@ class JobBoard(QObject):
 
     def queued(self) -> list[JobRunner]:
         return list(self._queue)
+
+    def start_training(self, start: Callable[[], None], description: str,
+                       parent: QObject | None = None) -> TrainingWaiter | None:
+        """Start a training run now (`start()`), or queue it behind the device's holder; the waiter when queued."""
+        if not self.device_busy and not self._queue:
+            start()
+            return None
+        waiter = TrainingWaiter(self, start, description, parent)
+        self._queue.append(waiter)
+        self.jobs_changed.emit()
+        return waiter
 
     def move(self, runner: JobRunner, steps: int) -> None:
         """Move a queued job `steps` places towards the front (negative: towards the back)."""
@@ -120,6 +133,36 @@ class JobBoard(QObject):
             self.leave_queue(runner)
         for runner in runners:
             runner.shutdown()
+
+
+class TrainingWaiter(QObject):
+    """A training run asked for while a job holds the device: it waits in the queue like a job (the user may move
+    or cancel it there) and starts the run when its turn comes. The run itself then holds the device
+    (`JobBoard.set_training`)."""
+
+    cancelled = Signal()
+
+    def __init__(self, board: JobBoard, start: Callable[[], None], description: str, parent: QObject | None = None):
+        super().__init__(parent)
+        self._board = board
+        self._start = start
+        self.title = TRAINING
+        self.description = description
+        self.uses_device = True
+        self.is_queued = True
+        self.is_running = False
+        self.cancel_requested = False
+
+    def run_from_queue(self) -> None:
+        self.is_queued = False
+        self._start()  # the run takes the device (set_training) before this waiter gives its turn back
+        self._board.give_back_device(self)
+
+    def cancel(self) -> None:
+        if self.is_queued:
+            self.is_queued = False
+            self._board.leave_queue(self)
+            self.cancelled.emit()
 
 
 _board: JobBoard | None = None

@@ -285,3 +285,34 @@ def test_jobs_that_compete_for_the_device_wait_in_a_visible_queue(qtbot, make_wi
     assert window.optimizer_panel.lr_finder.sweep is not None
     qtbot.waitUntil(lambda: not window.controller.is_running, timeout=RUN_TIMEOUT_MS)
     assert window.jobsStatusButton.text() == "No jobs"
+
+
+def test_a_run_started_during_a_sweep_waits_for_it_in_the_queue(qtbot, make_window, monkeypatch,
+                                                                 no_thread_left_running):
+    """Issue 28: the LR finder and a training run ran at once. Now Start waits in the queue until the sweep
+    ends (here: is cancelled), then the run starts by itself."""
+    import threading
+
+    import engine.train.lr_finder as lr_finder
+
+    original, pause = lr_finder.optimizer_step, threading.Event()
+
+    def slow_optimizer_step(*args, **kwargs):
+        step = original(*args, **kwargs)
+        return lambda rates: (pause.wait(0.05), step(rates))[1]  # each step takes a moment: the test acts mid-sweep
+
+    monkeypatch.setattr(lr_finder, "optimizer_step", slow_optimizer_step)
+    window = make_window()
+    sweep = window.optimizer_panel.lr_finder
+    with qtbot.waitSignal(sweep.runner.progressed, timeout=RUN_TIMEOUT_MS):
+        sweep.find()
+    window.startRunAction.trigger()
+    panel = window.training_panel
+    assert panel.waiting_to_start and not window.controller.is_running
+    assert window.jobQueueView.rows()[-1] == f"1. Training '{window.document.recipe.name}' — waiting"
+    assert "Waiting for the device" in panel.progress.progressLabel.text() and not panel.startButton.isEnabled()
+
+    with qtbot.waitSignal(window.controller.running_changed, check_params_cb=bool, timeout=RUN_TIMEOUT_MS):
+        sweep.cancel()  # the sweep ends: the run gets the device
+    assert not sweep.runner.is_busy and not panel.waiting_to_start
+    qtbot.waitUntil(lambda: not window.controller.is_running, timeout=RUN_TIMEOUT_MS)

@@ -125,6 +125,22 @@ def test_pause_holds_the_engine_until_resumed(qtbot, panel, controller, pause_at
     assert panel.trainProgress.value() == panel.trainProgress.maximum()
 
 
+def test_paused_is_shown_while_the_run_is_paused(qtbot, panel, controller, pause_at_first):
+    """Issue 28: "Paused" was written once and overwritten by the next redraw of batches that had finished before
+    the pause took hold."""
+    pause_at_first(controller)
+    qtbot.mouseClick(panel.startButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: controller.is_paused and controller.worker.control.holding, timeout=RUN_TIMEOUT_MS)
+    label = panel.progress.progressLabel
+    redraw = panel.progress._redraw._timer
+    qtbot.waitUntil(lambda: not redraw.isActive(), timeout=RUN_TIMEOUT_MS)  # the batch's redraw has happened
+    assert label.text().startswith("Paused — Epoch 1/2 · batch 1/")
+    assert panel.progress.trainProgress.value() > 0  # the progress itself is still drawn
+
+    click_and_wait_until_idle(qtbot, controller, panel.pauseButton)
+    assert not label.text().startswith("Paused")
+
+
 def test_stop_saves_a_checkpoint_and_resume_finishes_the_run(qtbot, panel, controller, pause_at_first,
                                                             no_thread_left_running):
     pause_at_first(controller, ev.EpochFinished)  # the engine then waits before epoch 2's first batch
