@@ -529,8 +529,10 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_event(self, event) -> None:
-        from engine.train.events import FreezeVerified
+        from engine.train.events import FreezeVerified, RunStarted
 
+        if isinstance(event, RunStarted):  # the Runs tab lists the run from its start
+            self.runs_panel.refresh()
         if isinstance(event, FreezeVerified):  # the layer tree marks what moved
             self.model_panel.show_freeze_verification(event.phase_index, event.moved, event.checked_tensors)
 

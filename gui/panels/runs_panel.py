@@ -11,13 +11,14 @@ no trash it asks again before deleting for good.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
-from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt, Signal, Slot
+from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -35,7 +36,9 @@ from engine.errors import BadInputError, RecipeError
 from engine.recipe import Recipe
 from engine.train.narrate import phase_results_text
 from engine.train.runs import (
+    ANNOTATIONS_FILE,
     RECIPE_FILE,
+    SUMMARY_FILE,
     RunRecord,
     TrashUnavailableError,
     annotate_run,
@@ -93,6 +96,7 @@ COLUMNS = (
 STARTED_COLUMN = len(COLUMNS) - 1
 NAME_COLUMN, NOTE_COLUMN = 0, 1
 NOTE_WIDTH = 260
+FOLLOW_INTERVAL_MS = 2000  # how often the shown table looks for runs that started or ended elsewhere
 TIPS = {
     "runsTable": "Every run in the runs folder; select two or more to compare them. Double-click a name or a note "
                  "to edit it; Delete moves the selected runs to the trash",
@@ -193,6 +197,25 @@ class RunsTableModel(QAbstractTableModel):
         rows = {id(r): i for i, r in enumerate(self._records)}
         self.changePersistentIndexList(persistent, [self.index(rows[id(r)], c) for r, c in moved])
         self.layoutChanged.emit()
+
+
+def runs_folder_stamp(root: Path | None) -> tuple:
+    """What changes when a run starts, ends, is renamed or annotated: each run folder's name and its summary's and
+    annotations' modification times (cheap: no file is read)."""
+    if root is None:
+        return ()
+    try:
+        folders = sorted(entry.path for entry in os.scandir(root) if entry.is_dir())
+    except OSError:
+        return ()
+    stamp = []
+    for folder in folders:
+        for name in (SUMMARY_FILE, ANNOTATIONS_FILE):
+            try:
+                stamp.append((folder, name, os.stat(os.path.join(folder, name)).st_mtime_ns))
+            except OSError:
+                stamp.append((folder, name, 0))
+    return tuple(stamp)
 
 
 def seconds_per_epoch(record: RunRecord) -> float | None:
@@ -399,7 +422,30 @@ class RunsPanel(QWidget):
         self.model.dataChanged.connect(self._on_runs_edited)
         self.runsTable.selectionModel().selectionChanged.connect(self._on_selection_changed)
         document.recipe_changed.connect(self._on_recipe_changed)
+        # The table follows runs as they start and end — here, in a CLI or in another studio — while it is seen.
+        self._listed = runs_folder_stamp(None)
+        self._follow_timer = QTimer(self)
+        self._follow_timer.setInterval(FOLLOW_INTERVAL_MS)
+        self._follow_timer.timeout.connect(self._follow)
         self._on_recipe_changed()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self._follow()
+        self._follow_timer.start()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().hideEvent(event)
+        self._follow_timer.stop()
+
+    @Slot()
+    def _follow(self) -> None:
+        """Read the runs folder again when a run appeared, went, or wrote its summary (not while a name or note is
+        being edited: a refresh would close the editor)."""
+        if self.runsTable.state() == QAbstractItemView.State.EditingState:
+            return
+        if runs_folder_stamp(self._root) != self._listed:
+            self.refresh()
 
     def _layout(self) -> None:
         top = QHBoxLayout()
@@ -441,6 +487,7 @@ class RunsPanel(QWidget):
     def refresh(self) -> None:
         """Read the runs folder again, keeping the selection and the sort order."""
         selected = [r.path for r in self.selected_runs()]
+        self._listed = runs_folder_stamp(self._root)
         self.model.set_records(list_runs(self._root))
         header = self.runsTable.horizontalHeader()
         self.model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())

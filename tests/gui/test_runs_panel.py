@@ -272,3 +272,25 @@ def test_the_comparison_says_what_the_runs_cost_and_names_them_as_the_table_does
     comparison.show_runs([quick, slow])
     ticks = comparison.runsTimePlot.getAxis("left")._tickLevels[0]
     assert [label for _, label in ticks] == ["head only", "all layers, lr 1e-3"]
+
+
+def test_the_table_follows_runs_that_start_and_end_elsewhere(qtbot, panel, two_runs, tmp_path):
+    """Issue 28: the Runs tab did not refresh by itself (a run started from the CLI, or one that ended)."""
+    import json
+
+    root = tmp_path / "runs"
+    shutil.copytree(two_runs, root)
+    panel._document.edit(lambda recipe: setattr(recipe, "output_dir", str(root)))
+    panel.show()
+    assert panel.model.rowCount() == 2
+    source = next(p for p in root.iterdir() if p.is_dir())
+    started = root / "29991231-235959-from-the-cli"
+    shutil.copytree(source, started)
+    summary = json.loads((started / "summary.json").read_text())
+    (started / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 3, timeout=10_000)  # it appeared: listed
+    assert panel.model.record(panel.model.row_of(str(started))).status == "stopped"
+
+    (started / "summary.json").write_text(json.dumps({**summary, "status": "finished", "wall_seconds": 1.0}))
+    qtbot.waitUntil(lambda: panel.model.record(panel.model.row_of(str(started))).status == "finished",
+                    timeout=10_000)  # it ended: its row says so
