@@ -3,22 +3,28 @@ where it waits in the device queue, and Cancel. Hidden while its JobRunner (gui/
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
 from gui.jobs.board import TRAINING, job_board
 from gui.jobs.runner import QUEUED, RUNNING, JobRunner
 from gui.widgets.buttons import named_button
+from gui.widgets.formatting import duration_text, seconds_text
 
 
 class JobProgress(QWidget):
-    def __init__(self, runner: JobRunner, unit: str = "", parent: QWidget | None = None):
-        """`unit`: what the counts count ("step", "image"); empty: a bare "3 / 10"."""
+    def __init__(self, runner: JobRunner, unit: str = "", parent: QWidget | None = None, total_is_bound: bool = False):
+        """`unit`: what the counts count ("step", "image"); empty: a bare "3 / 10". `total_is_bound`: the job may
+        end before its total (a sweep stops when the loss explodes): the time left is an upper bound."""
         super().__init__(parent)
         name = runner.objectName()
         self.setObjectName(f"{name}Progress")
         self._runner = runner
         self._unit = unit
+        self._bound = total_is_bound
+        self._first_count: tuple[float, int] | None = None  # (when, done) of the job's first count
         self.bar = QProgressBar()
         self.bar.setObjectName(f"{name}ProgressBar")
         self.bar.setMaximumWidth(220)
@@ -50,6 +56,7 @@ class JobProgress(QWidget):
         self.setVisible(state in (QUEUED, RUNNING))
         self.cancelButton.setEnabled(True)
         self.bar.setRange(0, 0)  # busy until the job counts
+        self._first_count = None
         if state == RUNNING:
             self.label.setText(f"{self._runner.description} …")
         elif state == QUEUED:
@@ -74,4 +81,19 @@ class JobProgress(QWidget):
         self.bar.setRange(0, max(1, total))
         self.bar.setValue(done)
         count = f"{self._unit} {done} of {total}" if self._unit else f"{done} / {total}"
-        self.label.setText(f"{self._runner.description}: {count}")
+        self.label.setText(f"{self._runner.description}: {count}{self._pace(done, total)}")
+
+    def _pace(self, done: int, total: int) -> str:
+        """How long a step takes and how long the rest may take, measured from the first count (which includes
+        the job's set-up, so it is not a step): a sweep of 100 steps at 15 s each must say so (issue 28)."""
+        now = time.monotonic()
+        if self._first_count is None:
+            self._first_count = (now, done)
+            return ""
+        started, first = self._first_count
+        if done <= first:
+            return ""
+        each = (now - started) / (done - first)
+        unit = f" a {self._unit}" if self._unit else " each"
+        left = duration_text(each * (total - done))
+        return f" · {seconds_text(each)}{unit} · {'at most ' if self._bound else 'about '}{left} left"

@@ -531,7 +531,7 @@ class LrFinderBox(QGroupBox):
         self.status.setObjectName("lrFindLabel")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.progress = JobProgress(self.runner, unit="step")
+        self.progress = JobProgress(self.runner, unit="step", total_is_bound=True)
         self.plot = new_plot("lrFindPlot", "", "learning rate", "training loss", legend=True,  # the studio's style
                              tooltip="The learning-rate range test: the training loss while the rate grows batch "
                                      "by batch; the line marks the suggested rate")

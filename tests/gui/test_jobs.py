@@ -157,3 +157,27 @@ def test_shutdown_cancels_waits_and_refuses_new_jobs(qtbot, owner, no_thread_lef
     assert not any(t.isRunning() for t in no_thread_left_running)
     count = len(steps)
     assert not running.start(blocking_work(release, steps)) and len(steps) == count
+
+
+def test_the_progress_line_says_how_long_a_step_takes_and_what_is_left(qtbot, owner, monkeypatch):
+    """Issue 28: the LR finder gave no idea of its length (~15 s a step, up to 100 steps)."""
+    import gui.jobs.progress_view as progress_view
+
+    clock = iter([100.0, 115.0, 130.0])  # the GUI thread reads it once per count: 15 s a step
+    monkeypatch.setattr(progress_view.time, "monotonic", lambda: next(clock))
+    runner = JobRunner("sweepLike", "LR finder", owner)
+    progress = JobProgress(runner, unit="step", total_is_bound=True)
+    texts: list[str] = []
+    bars: list[tuple[int, int]] = []
+    runner.progressed.connect(lambda *_: texts.append(progress.label.text()))
+    runner.progressed.connect(lambda *_: bars.append((progress.bar.value(), progress.bar.maximum())))
+
+    def work(task):
+        for done in (1, 2, 3):
+            task.progress(done, 100)
+
+    with qtbot.waitSignal(runner.job_finished, timeout=TIMEOUT_MS):
+        runner.start(work, "Sweeping")
+    assert texts == ["Sweeping: step 1 of 100", "Sweeping: step 2 of 100 · 15 s a step · at most 24:30 left",
+                     "Sweeping: step 3 of 100 · 15 s a step · at most 24:15 left"]
+    assert bars == [(1, 100), (2, 100), (3, 100)]
