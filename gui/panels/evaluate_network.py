@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -29,6 +30,7 @@ from engine.data.images import IMAGE_EXTENSIONS
 from engine.infer.drift import WeightDrift
 from engine.infer.run_checkpoint import CHECKPOINT_KINDS
 from engine.train.runs import checkpoint_path
+from gui.widgets.buttons import named_button
 from gui.widgets.captioned_image import CaptionedImage
 from gui.widgets.drift_plot import DriftPlot
 from gui.workers.network_view import NetworkViewWorker
@@ -63,6 +65,12 @@ class NetworkView(QWidget):
     def _build(self) -> None:
         self.networkStatusLabel = QLabel(objectName="networkStatusLabel")
         self.networkStatusLabel.setWordWrap(True)
+        self.networkProgress = QProgressBar(objectName="networkProgress")
+        self.networkProgress.setRange(0, 0)  # building a model has no count: busy until it answers
+        self.networkProgress.setMaximumWidth(160)
+        self.networkCancelButton = named_button("networkCancelButton", "Cancel", "Stop waiting for the models: "
+                                                "nothing is shown (choose the checkpoint again to build them)")
+        self._set_building(False)
         self.networkCheckpointCombo = QComboBox(objectName="networkCheckpointCombo")
         self.networkCheckpointCombo.setToolTip("Which of the run's checkpoints is compared with the pretrained model: "
                                                "best.pt (the best validation epoch — in a gradual run possibly before "
@@ -123,7 +131,11 @@ class NetworkView(QWidget):
         sees = QWidget()
         sees_layout = QVBoxLayout(sees)
         sees_layout.setContentsMargins(0, 0, 0, 0)
-        sees_layout.addWidget(self.networkStatusLabel)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.networkProgress)
+        status_row.addWidget(self.networkStatusLabel, 1)
+        status_row.addWidget(self.networkCancelButton)
+        sees_layout.addLayout(status_row)
         sees_layout.addLayout(grid, 1)
 
         drift = QWidget()
@@ -150,6 +162,7 @@ class NetworkView(QWidget):
         self.featureStageCombo.currentIndexChanged.connect(lambda _i: self._request_feature_maps())
         self.featureMapCountSpin.valueChanged.connect(lambda _n: self._request_feature_maps())
         self.chooseFeatureImageButton.clicked.connect(self._on_choose_image)
+        self.networkCancelButton.clicked.connect(self.cancel)
         self.driftByLayerCheck.toggled.connect(lambda _on: self._show_drift())
         self.filters_requested.connect(self._worker.filters)
         self.feature_maps_requested.connect(self._worker.feature_maps)
@@ -201,6 +214,7 @@ class NetworkView(QWidget):
         self._opened = self.run_dir
         self._filters_request = self._worker.begin_request()
         self._status(f"Building the pretrained model and {self.kind()}.pt …")
+        self._set_building(True)
         self.filters_requested.emit(self._filters_request, self.run_dir, self.kind(),
                                     self.filtersSameScaleCheck.isChecked())
 
@@ -214,10 +228,27 @@ class NetworkView(QWidget):
             self.networkCheckpointCombo.setCurrentIndex(index)
             self._request_filters()
 
+    @Slot()
+    def cancel(self) -> None:
+        """Abandon the models being built: the worker finishes the build it is in (a model cannot be stopped half
+        built) and its answer is dropped; choosing the run or checkpoint again builds them."""
+        if not self._building:
+            return
+        self._worker.cancel()
+        self._opened = ""
+        self._set_building(False)
+        self._status("Cancelled: the models were not shown (choose the checkpoint again to build them).")
+
+    def _set_building(self, building: bool) -> None:
+        self._building = building
+        self.networkProgress.setVisible(building)
+        self.networkCancelButton.setVisible(building)
+
     @Slot(int, dict)
     def _on_filters_ready(self, request: int, answer: dict) -> None:
-        if request != self._filters_request:
+        if request != self._filters_request or not self._building:
             return
+        self._set_building(False)
         if answer["error"]:
             self._opened = ""  # choosing the run again retries
             self._status(f"Cannot show what the network sees: {answer['error']}", error=True)

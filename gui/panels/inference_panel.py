@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QSlider,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -46,6 +47,7 @@ from gui.workers.inference import InferenceWorker
 from gui.workers.requests import PanelThread
 
 HEATMAP_MIN_SIDE = 256
+DEFAULT_HEATMAP_OPACITY = 35  # percent: the image stays readable under the heat map
 OPEN_CHECKPOINT = "open"  # item data of the "Open checkpoint…" entry (checkpoint entries hold their path)
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS)))
 # Every file first: each chosen file gets a row, an unreadable one with its reason, rather than being hidden.
@@ -208,6 +210,11 @@ class InferencePanel(QWidget):
         self.heatmapToggle = QCheckBox("Show where the model looked", objectName="heatmapToggle")
         self.heatmapToggle.setChecked(True)
         self.heatmapToggle.setToolTip("Lay the Grad-CAM heat map (attention rollout for a ViT) over the crop")
+        self.heatmapOpacitySlider = QSlider(Qt.Orientation.Horizontal, objectName="heatmapOpacitySlider")
+        self.heatmapOpacitySlider.setRange(0, 100)
+        self.heatmapOpacitySlider.setValue(DEFAULT_HEATMAP_OPACITY)
+        self.heatmapOpacitySlider.setToolTip("How strongly the heat map covers the image: at the default the image "
+                                             "shows through (a heat map laid on thick hid the digit it explained)")
         self.heatmapCaption = QLabel(objectName="heatmapCaption")
         self.heatmapCaption.setWordWrap(True)
         self.heatmapScale = ColourScale(
@@ -220,7 +227,11 @@ class InferencePanel(QWidget):
         explanation_layout.setContentsMargins(0, 0, 0, 0)
         explanation_layout.addWidget(self.heatmapView, 1)
         explanation_layout.addWidget(self.heatmapScale)
-        explanation_layout.addWidget(self.heatmapToggle)
+        heat_row = QHBoxLayout()
+        heat_row.addWidget(self.heatmapToggle)
+        heat_row.addWidget(QLabel("Opacity"))
+        heat_row.addWidget(self.heatmapOpacitySlider, 1)
+        explanation_layout.addLayout(heat_row)
         explanation_layout.addWidget(self.heatmapCaption)
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(self.predictionsTable)
@@ -246,6 +257,8 @@ class InferencePanel(QWidget):
         self.exportPredictionsButton.clicked.connect(self.export_predictions)
         self.predictionsTable.itemSelectionChanged.connect(self._on_row_selected)
         self.heatmapToggle.toggled.connect(self._show_selected)
+        self.heatmapToggle.toggled.connect(self.heatmapOpacitySlider.setEnabled)
+        self.heatmapOpacitySlider.valueChanged.connect(lambda _value: self._show_selected())
 
         self.checkpoint_requested.connect(self._worker.load_checkpoint)
         self.predict_requested.connect(self._worker.predict)
@@ -529,7 +542,7 @@ class InferencePanel(QWidget):
         image: np.ndarray = explanation["image"]
         heat = self.heatmapToggle.isChecked()
         if heat:
-            image = overlay(image, explanation["heatmap"])
+            image = overlay(image, explanation["heatmap"], alpha=self.heatmapOpacitySlider.value() / 100)
         self.heatmapScale.setVisible(heat)
         side = max(HEATMAP_MIN_SIDE, min(self.heatmapView.width(), self.heatmapView.height()))
         pixmap = QPixmap.fromImage(rgb_to_qimage(image))

@@ -477,3 +477,23 @@ def test_the_network_page_names_the_checkpoint_it_shows_and_offers_best_and_last
         assert view.driftLabel.text().startswith(f"How far the weights of {last.describe()} moved")
     finally:
         view.shutdown()
+
+
+def test_building_the_network_views_shows_progress_and_can_be_cancelled(qtbot, trained_runs):
+    from gui.panels.evaluate_network import NetworkView
+
+    view = NetworkView()
+    qtbot.addWidget(view)
+    try:
+        view.set_run(str(trained_runs.get("feature_extraction", epochs=1)), None)
+        with qtbot.assertNotEmitted(view.filters_shown, wait=500):
+            view.show()  # the page is seen: the models are built
+            assert view.networkProgress.isVisible() and view.networkCancelButton.isVisible()
+            qtbot.mouseClick(view.networkCancelButton, Qt.MouseButton.LeftButton)
+            assert view.networkStatusLabel.text().startswith("Cancelled")
+            assert not view.networkProgress.isVisible() and view.pretrainedFiltersView.image().isNull()
+        with qtbot.waitSignal(view.filters_shown, timeout=TIMEOUT_MS):
+            view.set_kind("last")  # choosing a checkpoint again builds them
+        assert not view.networkCancelButton.isVisible() and not view.finetunedFiltersView.image().isNull()
+    finally:
+        view.shutdown()

@@ -324,3 +324,21 @@ def test_rows_are_added_sorted_by_value_and_exported_as_csv(qtbot, panel, image_
 
     panel.clearPredictionsButton.click()
     assert table.rowCount() == 0 and not panel.exportPredictionsButton.isEnabled()
+
+
+def test_the_heat_maps_opacity_is_adjustable_and_lets_the_image_show_by_default(qtbot, panel, image_folder):
+    """Issue 28: the Grad-CAM overlay hid the digit it explained."""
+    panel.show()
+    with qtbot.waitSignals([panel.predictions_shown, panel.heatmap_shown], timeout=TIMEOUT_MS):
+        panel.predict_files([image_folder / "dog" / "dog_000.png"])
+    slider = panel.heatmapOpacitySlider
+    assert slider.value() == 35 < 45  # lighter than the engine's 0.45 that hid digits
+    default = pixels(panel)
+    slider.setValue(0)
+    plain = pixels(panel)
+    slider.setValue(100)
+    full = pixels(panel)
+    panel.heatmapToggle.setChecked(False)
+    assert np.array_equal(plain, pixels(panel)) and not slider.isEnabled()  # no heat at all: the crop itself
+    # The default lies between: nearer the image than a full heat map is.
+    assert np.abs(default.astype(int) - plain).mean() < np.abs(full.astype(int) - plain).mean()
