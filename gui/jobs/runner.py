@@ -27,6 +27,7 @@ import shiboken6
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine.errors import ThawError
+from gui.jobs import memory
 from gui.workers.threads import WorkerThread
 from gui.workers.torch_threads import training_threads, use_torch_threads
 
@@ -239,6 +240,7 @@ class JobRunner(QObject):
         cancelled = job is not None and job.task.should_stop()
         self._thread, self._job, self._work = None, None, None
         outcome, self._outcome = self._outcome, None
+        memory.give_back_memory()  # the job's model and batches are freed: their pages go back (gui/jobs/memory.py)
         if self.uses_device:
             self._board.give_back_device(self)
         if not shiboken6.isValid(self):
