@@ -22,13 +22,16 @@ from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QAbstractItemView,
     QApplication,
+    QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -37,6 +40,8 @@ from engine import __version__ as thaw_version
 from engine.errors import RecipeError
 from engine.recipe import Recipe
 from engine.train.runs import checkpoint_path
+from gui.jobs.board import TrainingWaiter, job_board
+from gui.jobs.runner import JobRunner
 from gui.resources import app_icon
 from gui.settings import StudioSettings
 from gui.widgets.scrolling_tabs import ScrollingTabs
@@ -295,6 +300,8 @@ class MainWindow(QMainWindow):
         self.deviceStatusLabel.setToolTip(warning or "Where training runs with device 'auto'")
         self.memoryStatusLabel = QLabel()
         self.memoryStatusLabel.setObjectName("memoryStatusLabel")
+        self._build_jobs_dock()
+        self.statusBar().addPermanentWidget(self.jobsStatusButton)
         self.statusBar().addPermanentWidget(self.deviceStatusLabel)
         self.statusBar().addPermanentWidget(self.memoryStatusLabel)
         self._status_timer = QTimer(self)
@@ -302,6 +309,36 @@ class MainWindow(QMainWindow):
         self._status_timer.timeout.connect(self._update_memory)
         self._status_timer.start()
         self._update_memory()
+
+    def _build_jobs_dock(self) -> None:
+        """The device queue, in a dock the status bar's Jobs button shows; it opens by itself when a job has to
+        wait, so that a job never seems to hang."""
+        from gui.jobs.queue_view import JobQueueView
+
+        self.jobQueueView = JobQueueView()
+        self.jobsDock = QDockWidget("Jobs", self)
+        self.jobsDock.setObjectName("jobsDock")
+        self.jobsDock.setWidget(self.jobQueueView)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobsDock)
+        self.jobsDock.hide()
+        for name, tip in (("qt_dockwidget_closebutton", "Hide the jobs (the status bar's Jobs button shows them)"),
+                          ("qt_dockwidget_floatbutton", "Float the jobs in a window of their own, or dock them")):
+            button = self.jobsDock.findChild(QAbstractButton, name)
+            if button is not None:
+                button.setToolTip(tip)
+        self.jobsStatusButton = QToolButton()
+        self.jobsStatusButton.setObjectName("jobsStatusButton")
+        self.jobsStatusButton.setAutoRaise(True)
+        self.jobsStatusButton.setToolTip("Show the jobs running and waiting for the device")
+        self.jobsStatusButton.clicked.connect(lambda: self.jobsDock.setVisible(not self.jobsDock.isVisible()))
+        job_board().jobs_changed.connect(self._on_jobs_changed)
+        self._on_jobs_changed()
+
+    @Slot()
+    def _on_jobs_changed(self) -> None:
+        self.jobsStatusButton.setText(self.jobQueueView.summary())
+        if job_board().queued() and not self.jobsDock.isVisible():
+            self.jobsDock.show()
 
     def _wire_panels(self) -> None:
         d, c = self.document, self.controller
@@ -314,6 +351,7 @@ class MainWindow(QMainWindow):
         self.runs_panel.may_replace_recipe = lambda: (w := window()) is not None and w.maybe_save_changes(
             "opening the run's recipe")
         c.running_changed.connect(self._on_running_changed)
+        c.running_changed.connect(job_board().set_training)  # a run holds the device: other jobs queue behind it
         c.paused_changed.connect(self._on_paused_changed)
         c.event_emitted.connect(self._on_event)
         c.event_emitted.connect(self.evaluate_panel.handle_event)  # a finished run's evaluation.json is shown
@@ -491,8 +529,10 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_event(self, event) -> None:
-        from engine.train.events import FreezeVerified
+        from engine.train.events import FreezeVerified, RunStarted
 
+        if isinstance(event, RunStarted):  # the Runs tab lists the run from its start
+            self.runs_panel.refresh()
         if isinstance(event, FreezeVerified):  # the layer tree marks what moved
             self.model_panel.show_freeze_verification(event.phase_index, event.moved, event.checked_tensors)
 
@@ -507,7 +547,7 @@ class MainWindow(QMainWindow):
         best = checkpoint_path(run_dir, "best") if run_dir else None
         finished = status in ("finished", "early_stopped") and best is not None and best.is_file()
         if finished:
-            self.inference_panel.set_checkpoint(str(best))  # the newest model is ready to try
+            self.inference_panel.offer_checkpoint(str(best))  # the newest model, unless one was chosen by hand
         self._exportable_run = run_dir if finished else ""
         self.exportRunAction.setEnabled(finished)
 
@@ -613,11 +653,21 @@ class MainWindow(QMainWindow):
             return
         self._closing_after_stop = False
         self._status_timer.stop()
-        for panel in (self.data_panel, self.evaluate_panel, self.inference_panel):
-            panel.shutdown()
+        self.shutdown_jobs()
         self._save_settings()
         super().closeEvent(event)
+
+    def shutdown_jobs(self) -> None:
+        """Cancel every background job of the window — queued or running, in any panel or dialog — and wait for
+        their threads: Qt aborts the process when a running QThread is destroyed at exit."""
+        for waiter in self.findChildren(TrainingWaiter):  # a start that waited for the device never comes
+            waiter.cancel()
+        job_board().shutdown(self.findChildren(JobRunner))
+        for panel in (self.data_panel, self.evaluate_panel, self.inference_panel):
+            panel.shutdown()
 
     @Slot()
     def _on_about_to_quit(self) -> None:
         self.controller.stop_and_wait(STOP_ON_QUIT_TIMEOUT_MS)
+        if self.is_ready:
+            self.shutdown_jobs()

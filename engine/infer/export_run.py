@@ -71,6 +71,7 @@ class ExportRequest:
     int8_min_agreement: float = INT8_MIN_TOP1_AGREEMENT
     opset: int = 0  # 0: the exporter's default
     latency_runs: int = 30  # 0: no latency measurement
+    keep_fp32: bool = False  # with int8: keep the fp32 model too (fp32_out), checked and reported like it
 
     def validate(self) -> ExportRequest:
         if self.format not in FORMATS:
@@ -149,6 +150,7 @@ class ExportResult:
     labels_match: bool  # whether accuracies could be computed (the images' classes are the model's)
     seconds: float
     failure: str = ""
+    fp32_path: str = ""  # the fp32 model kept beside an int8 export (keep_fp32, when passed)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -191,6 +193,13 @@ def cost_table(costs: list[ModelCost]) -> str:
 
 def default_out(run_dir: Path, checkpoint: str, fmt: str, quantize: str) -> Path:
     return run_dir / "exports" / f"{checkpoint}{'-int8' if quantize == 'int8' else ''}{SUFFIXES[fmt]}"
+
+
+def fp32_out(out: Path) -> Path:
+    """Where an int8 export's fp32 model is kept: best-int8.onnx → best.onnx, model.onnx → model-fp32.onnx."""
+    stem = out.name.removesuffix(out.suffix)
+    fp32 = stem.removesuffix("-int8")
+    return out.with_name(f"{fp32 if fp32 != stem else stem + '-fp32'}{out.suffix}")
 
 
 def resolve_checkpoint(run: str, kind: str) -> tuple[Path, Path, str]:
@@ -251,6 +260,10 @@ class _Export:
         for subscriber in self.subscribers:
             subscriber(event)
 
+    @property
+    def keeps_fp32(self) -> bool:
+        return self.request.quantize == "int8" and self.request.keep_fp32
+
     def check_stop(self) -> None:
         if self.should_stop():
             raise ExportCancelled("export stopped; nothing was written")
@@ -267,6 +280,11 @@ class _Export:
         for companion in [*FORMATS[r.format].companion_paths(out),
                           *(out.with_name(out.name + suffix) for suffix in (REPORT_SUFFIX, FAILED_SUFFIX))]:
             check_target(companion, "--out's companion file")
+        if self.keeps_fp32:
+            check_target(fp32_out(out), "the fp32 model's file")
+            for companion in [*FORMATS[r.format].companion_paths(fp32_out(out)),
+                              fp32_out(out).with_name(fp32_out(out).name + REPORT_SUFFIX)]:
+                check_target(companion, "the fp32 model's companion file")
         FORMATS[r.format].require()
         self.emit("load", f"loading {checkpoint}")
         state = load_checkpoint(checkpoint)
@@ -323,7 +341,9 @@ class _Export:
         val_indices = evenly_spaced(len(val), r.max_images)
         example = torch.stack([val[i][0] for i in val_indices[:2]])
         self.emit("export", f"exporting to {r.format}")
-        fp32_path = work / (out.name if r.quantize == "none" else f"fp32{SUFFIXES[r.format]}")
+        # Named as it will be kept: an ONNX file refers to its .data companion by name.
+        fp32_name = fp32_out(out).name if self.keeps_fp32 else f"fp32{SUFFIXES[r.format]}"
+        fp32_path = work / (out.name if r.quantize == "none" else fp32_name)
         # The exporter gets a copy: whatever tracing does to a module, the reference stays the checkpoint's.
         written = write_export(copy.deepcopy(predictor.model), example, r.format, fp32_path, metadata,
                                r.opset or None)
@@ -368,7 +388,8 @@ class _Export:
             format=r.format, exporter=written.exporter, notes=notes, parity=reports, costs=costs,
             metadata=final, images=len(val_indices), labels_match=labels_match,
             seconds=time.perf_counter() - self.started,
-            failure="; ".join(f"{p.label}: {p.failure}" for p in reports if not p.passed))
+            failure="; ".join(f"{p.label}: {p.failure}" for p in reports if not p.passed),
+            fp32_path=str(fp32_out(out)) if passed and self.keeps_fp32 else "")
         self.finish(result, files, out)
         return result
 
@@ -434,6 +455,14 @@ class _Export:
                 replace_into(companion, target, "--out's companion file")
         replace_into(final, out, "--out")
         write_json_atomic(report, result.to_dict())
+        if result.fp32_path:  # "also quantize": the fp32 model is kept, checked as the report says
+            fp32, kept = files[result.format], Path(result.fp32_path)
+            fp32_format = FORMATS[result.format]
+            for companion, target in zip(fp32_format.companion_paths(fp32), fp32_format.companion_paths(kept)):
+                if companion.is_file():
+                    replace_into(companion, target, "the fp32 model's companion file")
+            replace_into(fp32, kept, "the fp32 model's file")
+            write_json_atomic(kept.with_name(kept.name + REPORT_SUFFIX), result.to_dict())
         stale = out.with_name(out.name + FAILED_SUFFIX)
         if stale.exists():
             stale.unlink()

@@ -40,10 +40,27 @@ class RunCheckpoint:
     head_path: str
     weights_name: str
     model_state: dict[str, torch.Tensor]
+    epoch: int | None = None  # epochs done when it was saved (None: no position recorded)
+    batch: int = 0  # > 0: saved by a stop in the middle of epoch `epoch` + 1
+    phase: int | None = None
 
     @property
     def channels(self) -> int:
         return self.recipe.model.in_channels
+
+    def describe(self) -> str:
+        """Which weights these are, in words: "best.pt (after epoch 1 of 6, phase 1 'head')". A view of a run's
+        model says this, never "after the run": a gradual run's best.pt may be from before its backbone trained."""
+        name = self.path.name
+        if self.epoch is None:
+            return name
+        total = self.recipe.total_epochs
+        when = (f"after epoch {self.epoch} of {total}" if self.batch == 0
+                else f"stopped in epoch {self.epoch + 1} of {total}")
+        phases = self.recipe.phases
+        phase = (f", phase {self.phase + 1} '{phases[self.phase].name}'"
+                 if self.phase is not None and 0 <= self.phase < len(phases) and len(phases) > 1 else "")
+        return f"{name} ({when}{phase})"
 
 
 def open_checkpoint(target: str | Path, kind: str = "best") -> RunCheckpoint:
@@ -71,7 +88,13 @@ def open_checkpoint(target: str | Path, kind: str = "best") -> RunCheckpoint:
     recipe = Recipe.from_dict(state["recipe"])
     return RunCheckpoint(path, run_dir, kind, recipe, list(state["class_names"]),
                          Preprocessing.from_dict(state["preprocessing"]), str(state.get("head_path", "")),
-                         str(state.get("weights_name", recipe.model.weights)), state["model"])
+                         str(state.get("weights_name", recipe.model.weights)), state["model"],
+                         _int_or_none(state.get("epoch")), int(state.get("batch") or 0),
+                         _int_or_none(state.get("phase")))
+
+
+def _int_or_none(value) -> int | None:
+    return int(value) if isinstance(value, int) else None
 
 
 def trained_model(checkpoint: RunCheckpoint) -> BuiltModel:

@@ -203,8 +203,11 @@ def _emulate_ram_cache(setup: RunSetup, plan, indices: dict[int, list[int]]) -> 
 
 
 def estimate_run(recipe: Recipe, batches: int = 6, bus: ev.EventBus | None = None,
-                 should_stop: Callable[[], bool] = lambda: False) -> RunEstimate:
-    """Measure what `recipe` would cost. Bad input raises BadInputError (what the run itself would refuse)."""
+                 should_stop: Callable[[], bool] = lambda: False,
+                 progress: Callable[[int, int], None] | None = None) -> RunEstimate:
+    """Measure what `recipe` would cost. Bad input raises BadInputError (what the run itself would refuse);
+    `should_stop` is asked before each phase is measured (EstimateCancelled), `progress(phases measured, phases)`
+    told after each."""
     started = time.perf_counter()
     bus = bus or ev.EventBus()
     recipe = recipe.copy()
@@ -246,6 +249,8 @@ def estimate_run(recipe: Recipe, batches: int = 6, bus: ev.EventBus | None = Non
         cost.checkpoint_seconds, size = _checkpoint(phase)
         estimate.checkpoint_bytes = max(estimate.checkpoint_bytes, size)
         estimate.phases.append(cost)
+        if progress is not None:
+            progress(index + 1, len(recipe.phases))
     if features_bytes and recipe.data.feature_cache_mb and features_bytes <= recipe.data.feature_cache_mb * 2**20:
         estimate.feature_cache_bytes = features_bytes
     estimate.peak_memory_bytes = memory.peak + estimate.ram_cache_bytes + features_bytes

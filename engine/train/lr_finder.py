@@ -220,9 +220,12 @@ class Trace:
 
 def sweep_rates(step: Callable[[dict[str, float]], float], ratios: dict[str, float], settings: SweepSettings,
                 should_stop: Callable[[], bool] = lambda: False,
-                progress: Callable[[int, int], None] | None = None) -> Trace:
+                progress: Callable[[int, int], None] | None = None,
+                on_step: Callable[[float, float], None] | None = None) -> Trace:
     """The sweep itself, on any training step: `step(rates)` sets each swept group's rate (group → rate), trains
-    one batch and returns its loss (computed before the update, as the libraries record it)."""
+    one batch and returns its loss (computed before the update, as the libraries record it). `on_step(lr, loss)`
+    sees each point as it is measured (a step that trains a backbone takes seconds: the studio draws as it goes);
+    `should_stop` is asked before every step."""
     trace = Trace()
     growth = (settings.end_lr / settings.start_lr) ** (1 / (settings.iterations - 1))
     best, average = math.inf, 0.0
@@ -237,6 +240,8 @@ def sweep_rates(step: Callable[[dict[str, float]], float], ratios: dict[str, flo
             return trace
         trace.lrs.append(lr)
         trace.losses.append(value)
+        if on_step is not None:
+            on_step(lr, value)
         average = settings.smoothing * average + (1 - settings.smoothing) * value
         smoothed = average / (1 - settings.smoothing ** len(trace.losses))
         best = min(best, smoothed)
@@ -280,7 +285,8 @@ def read_trace(sweep: LrSweep, trace: Trace, settings: SweepSettings) -> LrSweep
 
 def lr_range_test(phase: ActivePhase, group: str | None = None, settings: SweepSettings = SweepSettings(),
                   should_stop: Callable[[], bool] = lambda: False,
-                  progress: Callable[[int, int], None] | None = None) -> LrSweep:
+                  progress: Callable[[int, int], None] | None = None,
+                  on_step: Callable[[float, float], None] | None = None) -> LrSweep:
     """Sweep the rate on `phase` (an ActivePhase, features cached when it trains only the head) and put
     everything back. `group`: sweep only this group; None: every group, keeping their ratios."""
     settings.check()
@@ -304,7 +310,7 @@ def lr_range_test(phase: ActivePhase, group: str | None = None, settings: SweepS
         optimizer = build_optimizer(groups, phase.config.optimizer)
         phase.set_train_mode()
         step = optimizer_step(phase.forward, optimizer, batches, setup.criterion, setup.device)
-        trace = sweep_rates(step, sweep.ratios, settings, should_stop, progress)
+        trace = sweep_rates(step, sweep.ratios, settings, should_stop, progress, on_step)
     finally:
         sweep.seconds = time.perf_counter() - started
         batches.close()  # ends a loader's worker processes now
@@ -315,9 +321,11 @@ def lr_range_test(phase: ActivePhase, group: str | None = None, settings: SweepS
 def find_lr(recipe: Recipe, phase_index: int = 0, group: str | None = None,
             settings: SweepSettings = SweepSettings(), bus: ev.EventBus | None = None,
             should_stop: Callable[[], bool] = lambda: False,
-            progress: Callable[[int, int], None] | None = None) -> LrSweep:
+            progress: Callable[[int, int], None] | None = None,
+            on_step: Callable[[float, float], None] | None = None) -> LrSweep:
     """The range test for phase `phase_index` of `recipe`, on the model as a run would build it (pretrained
-    weights and a fresh head: earlier phases are not trained first). Bad input raises BadInputError."""
+    weights and a fresh head: earlier phases are not trained first). Bad input raises BadInputError; a stop
+    request ends it between two steps (the sweep so far, `ended == "stopped"`)."""
     recipe = recipe.copy()
     if not 0 <= phase_index < len(recipe.phases):
         raise BadInputError(f"phase {phase_index + 1} does not exist: the recipe has {len(recipe.phases)} "
@@ -329,4 +337,4 @@ def find_lr(recipe: Recipe, phase_index: int = 0, group: str | None = None,
     cached = phase.cache_features(bus, should_stop)
     if cached is not None:
         bus.emit(cached)
-    return lr_range_test(phase, group, settings, should_stop, progress)
+    return lr_range_test(phase, group, settings, should_stop, progress, on_step)

@@ -52,8 +52,8 @@ from gui.dataset_dialog import DatasetDialog
 from gui.document import RecipeDocument
 from gui.widgets.image_utils import local_paths
 from gui.widgets.tooltips import set_tooltips
+from gui.workers.requests import PanelThread
 from gui.workers.scan import AugmentationPreviewer, ScanWorker
-from gui.workers.threads import WorkerThread
 
 FOLDER_DATASET = "folder"
 IMBALANCE_WARNING_RATIO = 3.0
@@ -174,10 +174,9 @@ class DataPanel(QWidget):
     def __init__(self, document: RecipeDocument, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
         self._scan_worker = ScanWorker()
         self._previewer = AugmentationPreviewer()
+        self.worker_thread = PanelThread("dataPanelWorkerThread", [self._scan_worker, self._previewer], self)
         self._scan_key: tuple | None = None  # (dataset, root, channels) of the last scan asked for
         self._preview_seed = 0  # also the id of the preview on its way: older ones are dropped
         self._preview_path = ""  # the image the preview shows ("" when none is shown)
@@ -362,10 +361,7 @@ class DataPanel(QWidget):
 
     def shutdown(self) -> None:
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
-        self._shut_down = True
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()
 
     # --- editing the recipe ------------------------------------------------------------------------------------
     def _edit_data(self, field: str, value) -> None:
@@ -647,13 +643,7 @@ class DataPanel(QWidget):
 
     # --- the worker thread ------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        """Start the worker thread on first use; False once the panel is shut down (its workers are gone)."""
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("dataPanelWorkerThread", [self._scan_worker, self._previewer],
-                                        owner=self).start()
-        return True
+        return self.worker_thread.ensure()
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
@@ -711,11 +701,20 @@ def _dropped_folder(event: QDropEvent | QDragEnterEvent) -> str | None:
 
 
 def looks_like_characters(classes: list[str]) -> bool:
-    """Class names that are digits or single letters ("0" … "9", "a" … "z", "7_seven"): characters, which a
-    mirror turns into other shapes."""
+    """Class names that are digits or single letters ("0" … "9", "a" … "z", "7_seven", "digit_5", "letter-b"):
+    characters, which a mirror turns into other shapes. Only the first word was checked once, and classes named
+    digit_5 … digit_9 got no warning (issue 28)."""
     if len(classes) < 2:
         return False
-    return all(re.fullmatch(r"\d+|[^\W\d_]", name.split("_")[0].split(" ")[0].split("-")[0]) for name in classes)
+    return all(_names_a_character(name) for name in classes)
+
+
+def _names_a_character(name: str) -> bool:
+    words = [w for w in re.split(r"[_\-\s.]+", name) if w]
+    if words and re.fullmatch(r"\d+|[^\W\d_]", words[0]):  # "7", "10", "a", "7_seven"
+        return True
+    # A later word of one character ("digit_5"); longer numbers there are more often versions ("resnet_50").
+    return any(re.fullmatch(r"\d|[^\W\d_]", word) for word in words[1:])
 
 
 def _imbalance_text(report: ScanReport | None) -> str:

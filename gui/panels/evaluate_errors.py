@@ -31,7 +31,7 @@ from gui.models.confusion_model import ConfusionModel
 from gui.widgets.gallery import SORT_ORDERS, ImageGallery, PathRole, sort_results
 from gui.widgets.heat_cell import HeatCellDelegate
 from gui.workers.evaluation import ExplanationWorker
-from gui.workers.threads import WorkerThread
+from gui.workers.requests import PanelThread
 
 MAX_EXPLAINED = 200  # heat maps per gallery filling: a diagonal cell of thousands must not occupy a core for minutes
 CELL_SIDE = 56  # pixels: confusion-matrix cells are square
@@ -50,8 +50,7 @@ class ErrorsView(QWidget):
         super().__init__(parent)
         self.evaluation: Evaluation | None = None
         self._worker = ExplanationWorker()
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
+        self.worker_thread = PanelThread("evaluationGalleryThread", [self._worker], self)
         self._request = 0
         self._pending: set[str] = set()  # paths asked for in the current request, not yet answered
         self._shown: tuple[str, str] | None = None  # (true, predicted) of the cell on display; None: every error
@@ -302,14 +301,7 @@ class ErrorsView(QWidget):
 
     # --- the worker thread ------------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("evaluationGalleryThread", [self._worker], owner=self).start()
-        return True
+        return self.worker_thread.ensure()
 
     def shutdown(self) -> None:
-        self._shut_down = True
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()

@@ -3,7 +3,8 @@ out-of-fold probabilities, engine/infer/label_issues.py), each shown side by sid
 class and of the suggested one; and near-duplicate images, with train/validation leaks first, the two side by side.
 
 The report is read from the run's label_issues.json when there is one (e.g. from `python main.py label-issues`);
-"Find label issues" computes it off the GUI thread (a feature pass over the run's images, then seconds)."""
+"Find label issues" computes it as a job (a feature pass over the run's images, then seconds) that waits for the
+device, shows its progress and can be cancelled."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -26,9 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from engine.infer.label_issues import NEAR_DUPLICATE_THRESHOLD, DuplicatePair, LabelIssueReport, Suspect
+from gui.jobs.progress_view import JobProgress
+from gui.jobs.runner import JobRunner
 from gui.widgets.captioned_image import CaptionedImage
-from gui.workers.label_issues import LabelIssuesWorker
-from gui.workers.threads import WorkerThread
+from gui.workers.label_issues import LabelIssuesWorker, label_issues_work
+from gui.workers.requests import PanelThread
 
 BACKBONES = (("start", "Pretrained backbone (the run's start)"), ("trained", "Fine-tuned backbone (the checkpoint)"))
 LEAKS, ALL_PAIRS = "leaks", "all"
@@ -60,7 +62,6 @@ def _item(text: str, tooltip: str = "", value=None) -> QTableWidgetItem:
 
 class LabelIssuesView(QWidget):
     load_requested = Signal(int, str)  # → LabelIssuesWorker.load
-    find_requested = Signal(int, str, str)  # → LabelIssuesWorker.find
     previews_requested = Signal(int, list)  # → LabelIssuesWorker.load_previews
     report_shown = Signal(object)  # the LabelIssueReport on display (None: none)
     previews_shown = Signal(list)  # the paths now shown side by side
@@ -70,8 +71,7 @@ class LabelIssuesView(QWidget):
         self.report: LabelIssueReport | None = None
         self.run_dir = ""
         self._worker = LabelIssuesWorker()
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
+        self.worker_thread = PanelThread("labelIssuesThread", [self._worker], self)
         self._request = 0
         self._preview_request = 0
         self._preview_targets: dict[int, list[CaptionedImage]] = {}
@@ -91,8 +91,8 @@ class LabelIssuesView(QWidget):
             self.labelIssuesBackboneCombo.addItem(title, name)
         self.labelIssuesBackboneCombo.setToolTip("Whose features to use: the pretrained backbone has not seen the "
                                                  "labels (a fine-tuned one may have memorised the wrong ones)")
-        self.labelIssuesProgress = QProgressBar(objectName="labelIssuesProgress")
-        self.labelIssuesProgress.setVisible(False)
+        self.labelIssuesRunner = JobRunner("labelIssues", "Label issues", self, uses_device=True)
+        self.labelIssuesProgress = JobProgress(self.labelIssuesRunner, unit="image")
         self.labelIssuesStatusLabel = QLabel(objectName="labelIssuesStatusLabel")
         self.labelIssuesStatusLabel.setWordWrap(True)
         self.labelIssuesStatusLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -160,10 +160,12 @@ class LabelIssuesView(QWidget):
         self.suspectsTable.itemSelectionChanged.connect(self._on_suspect_selected)
         self.duplicatesTable.itemSelectionChanged.connect(self._on_pair_selected)
         self.load_requested.connect(self._worker.load)
-        self.find_requested.connect(self._worker.find)
         self.previews_requested.connect(self._worker.load_previews)
         self._worker.report_ready.connect(self._on_report_ready)
-        self._worker.report_progressed.connect(self._on_report_progressed)
+        self.labelIssuesRunner.job_succeeded.connect(self._on_report_found)
+        self.labelIssuesRunner.job_failed.connect(self._on_search_failed)
+        self.labelIssuesRunner.job_cancelled.connect(self._on_search_cancelled)
+        self.labelIssuesRunner.job_finished.connect(self._update_button)
         self._worker.report_failed.connect(self._on_report_failed)
         self._worker.previews_ready.connect(self._on_previews_ready)
 
@@ -173,44 +175,53 @@ class LabelIssuesView(QWidget):
         computed for it is not abandoned."""
         if run_dir == self.run_dir:
             return
+        self.labelIssuesRunner.cancel()  # it searched another run
         self.run_dir = run_dir
         self._show_report(None)
-        self.findLabelIssuesButton.setEnabled(bool(run_dir))
+        self._update_button()
         if run_dir and self._ensure_thread():
             self._request = self._worker.begin_request()
             self.load_requested.emit(self._request, run_dir)
 
     @Slot()
     def find_label_issues(self) -> None:
-        if not self.run_dir or not self._ensure_thread():
+        if not self.run_dir or self.labelIssuesRunner.is_busy or self.worker_thread.shut_down:
             return
-        self._request = self._worker.begin_request()
-        self.labelIssuesProgress.setRange(0, 0)
-        self.labelIssuesProgress.setVisible(True)
-        self.findLabelIssuesButton.setEnabled(False)
+        self._request = self._worker.begin_request()  # a read in flight is not shown over the search
         self._status("Finding label issues: computing the features of every training and validation image …")
-        self.find_requested.emit(self._request, self.run_dir, self.labelIssuesBackboneCombo.currentData())
+        self.labelIssuesRunner.start(label_issues_work(self.run_dir, self.labelIssuesBackboneCombo.currentData()),
+                                     f"Finding label issues in {os.path.basename(self.run_dir)}")
+        self._update_button()
 
-    @Slot(int, int, int)
-    def _on_report_progressed(self, request: int, done: int, total: int) -> None:
-        if request == self._request:
-            self.labelIssuesProgress.setRange(0, max(1, total))
-            self.labelIssuesProgress.setValue(done)
+    @Slot(object)
+    def _on_report_found(self, result: tuple) -> None:
+        run_dir, report, where = result
+        if run_dir == self.run_dir:
+            self._show_report(report, where)
+
+    @Slot(str)
+    def _on_search_failed(self, message: str) -> None:
+        self._status(message, error=True)
+
+    @Slot()
+    def _on_search_cancelled(self) -> None:
+        if self.report is None and self.run_dir:
+            self._status("Finding label issues was cancelled: nothing was written.")
+
+    @Slot()
+    def _update_button(self) -> None:
+        self.findLabelIssuesButton.setEnabled(bool(self.run_dir) and not self.labelIssuesRunner.is_busy)
 
     @Slot(int, str, object, str)
     def _on_report_ready(self, request: int, run_dir: str, report: LabelIssueReport | None, where: str) -> None:
         if request != self._request or run_dir != self.run_dir:
             return
-        self.labelIssuesProgress.setVisible(False)
-        self.findLabelIssuesButton.setEnabled(True)
         self._show_report(report, where)
 
     @Slot(int, str)
     def _on_report_failed(self, request: int, message: str) -> None:
         if request != self._request:
             return
-        self.labelIssuesProgress.setVisible(False)
-        self.findLabelIssuesButton.setEnabled(bool(self.run_dir))
         self._status(message, error=True)
 
     def _status(self, text: str, error: bool = False) -> None:
@@ -321,14 +332,7 @@ class LabelIssuesView(QWidget):
 
     # --- the worker thread -------------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("labelIssuesThread", [self._worker], owner=self).start()
-        return True
+        return self.worker_thread.ensure()
 
     def shutdown(self) -> None:
-        self._shut_down = True
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -27,10 +28,13 @@ from PySide6.QtWidgets import (
 
 from engine.data.images import IMAGE_EXTENSIONS
 from engine.infer.drift import WeightDrift
+from engine.infer.run_checkpoint import CHECKPOINT_KINDS
+from engine.train.runs import checkpoint_path
+from gui.widgets.buttons import named_button
 from gui.widgets.captioned_image import CaptionedImage
 from gui.widgets.drift_plot import DriftPlot
 from gui.workers.network_view import NetworkViewWorker
-from gui.workers.threads import WorkerThread
+from gui.workers.requests import PanelThread
 
 DEFAULT_MAPS = 16
 ERROR_STYLE = "color: #c62828;"
@@ -38,8 +42,8 @@ IMAGE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{ext}" for ext in
 
 
 class NetworkView(QWidget):
-    filters_requested = Signal(int, str, bool)  # → NetworkViewWorker.filters
-    feature_maps_requested = Signal(int, str, str, str, int)  # → NetworkViewWorker.feature_maps
+    filters_requested = Signal(int, str, str, bool)  # → NetworkViewWorker.filters
+    feature_maps_requested = Signal(int, str, str, str, str, int)  # → NetworkViewWorker.feature_maps
     filters_shown = Signal(dict)  # the worker's answer (error included) once drawn
     feature_maps_shown = Signal(dict)
 
@@ -48,11 +52,11 @@ class NetworkView(QWidget):
         self.run_dir = ""
         self.image = ""
         self.drift: WeightDrift | None = None
+        self.drift_of = ""  # which checkpoint the drift is of, in words
         self._opened = ""  # the run whose filters were asked for
         self._stages: list[str] = []
         self._worker = NetworkViewWorker()
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
+        self.worker_thread = PanelThread("networkViewThread", [self._worker], self)
         self._filters_request = 0
         self._build()
         self._connect()
@@ -61,6 +65,16 @@ class NetworkView(QWidget):
     def _build(self) -> None:
         self.networkStatusLabel = QLabel(objectName="networkStatusLabel")
         self.networkStatusLabel.setWordWrap(True)
+        self.networkProgress = QProgressBar(objectName="networkProgress")
+        self.networkProgress.setRange(0, 0)  # building a model has no count: busy until it answers
+        self.networkProgress.setMaximumWidth(160)
+        self.networkCancelButton = named_button("networkCancelButton", "Cancel", "Stop waiting for the models: "
+                                                "nothing is shown (choose the checkpoint again to build them)")
+        self._set_building(False)
+        self.networkCheckpointCombo = QComboBox(objectName="networkCheckpointCombo")
+        self.networkCheckpointCombo.setToolTip("Which of the run's checkpoints is compared with the pretrained model: "
+                                               "best.pt (the best validation epoch — in a gradual run possibly before "
+                                               "the backbone trained) or last.pt (where the run ended)")
         self.filtersSameScaleCheck = QCheckBox("Same scale for both", objectName="filtersSameScaleCheck")
         self.filtersSameScaleCheck.setToolTip("Draw both models' filters on one symmetric scale (grey is 0) so that "
                                               "their magnitudes compare; off, each filter is stretched to its range")
@@ -96,6 +110,8 @@ class NetworkView(QWidget):
         grid = QGridLayout()
         filters_header = QHBoxLayout()
         filters_header.addWidget(QLabel("First convolution's filters"), 1)
+        filters_header.addWidget(QLabel("Checkpoint"))
+        filters_header.addWidget(self.networkCheckpointCombo)
         filters_header.addWidget(self.filtersSameScaleCheck)
         grid.addLayout(filters_header, 0, 0, 1, 3)
         grid.addWidget(self.pretrainedFiltersView, 1, 0)
@@ -115,7 +131,11 @@ class NetworkView(QWidget):
         sees = QWidget()
         sees_layout = QVBoxLayout(sees)
         sees_layout.setContentsMargins(0, 0, 0, 0)
-        sees_layout.addWidget(self.networkStatusLabel)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.networkProgress)
+        status_row.addWidget(self.networkStatusLabel, 1)
+        status_row.addWidget(self.networkCancelButton)
+        sees_layout.addLayout(status_row)
         sees_layout.addLayout(grid, 1)
 
         drift = QWidget()
@@ -138,9 +158,11 @@ class NetworkView(QWidget):
 
     def _connect(self) -> None:
         self.filtersSameScaleCheck.toggled.connect(lambda _on: self._request_filters())
+        self.networkCheckpointCombo.activated.connect(lambda _i: self._request_filters())
         self.featureStageCombo.currentIndexChanged.connect(lambda _i: self._request_feature_maps())
         self.featureMapCountSpin.valueChanged.connect(lambda _n: self._request_feature_maps())
         self.chooseFeatureImageButton.clicked.connect(self._on_choose_image)
+        self.networkCancelButton.clicked.connect(self.cancel)
         self.driftByLayerCheck.toggled.connect(lambda _on: self._show_drift())
         self.filters_requested.connect(self._worker.filters)
         self.feature_maps_requested.connect(self._worker.feature_maps)
@@ -148,12 +170,17 @@ class NetworkView(QWidget):
         self._worker.feature_maps_ready.connect(self._on_feature_maps_ready)
 
     # --- what to show -------------------------------------------------------------------------------------------
-    def set_run(self, run_dir: str, drift: WeightDrift | None, image: str = "") -> None:
-        """A run (its drift now; filters and maps when the page is seen) and a default image for the maps."""
-        self.drift = drift
+    def set_run(self, run_dir: str, drift: WeightDrift | None, image: str = "", drift_of: str = "best.pt") -> None:
+        """A run (its evaluation's drift now, of the checkpoint `drift_of`; filters and maps when the page is seen)
+        and a default image for the maps."""
+        self.drift, self.drift_of = drift, drift_of
         self._show_drift()
         if run_dir != self.run_dir:
             self.run_dir = run_dir
+            self.networkCheckpointCombo.clear()
+            for kind in CHECKPOINT_KINDS:
+                if run_dir and checkpoint_path(run_dir, kind).is_file():
+                    self.networkCheckpointCombo.addItem(f"{kind}.pt", kind)
             self._opened = ""
             self._stages = []
             self.featureStageCombo.clear()
@@ -186,13 +213,42 @@ class NetworkView(QWidget):
             return
         self._opened = self.run_dir
         self._filters_request = self._worker.begin_request()
-        self._status("Building the pretrained and the fine-tuned model …")
-        self.filters_requested.emit(self._filters_request, self.run_dir, self.filtersSameScaleCheck.isChecked())
+        self._status(f"Building the pretrained model and {self.kind()}.pt …")
+        self._set_building(True)
+        self.filters_requested.emit(self._filters_request, self.run_dir, self.kind(),
+                                    self.filtersSameScaleCheck.isChecked())
+
+    def kind(self) -> str:
+        """The checkpoint shown beside the pretrained model: best or last."""
+        return self.networkCheckpointCombo.currentData() or "best"
+
+    def set_kind(self, kind: str) -> None:
+        index = self.networkCheckpointCombo.findData(kind)
+        if index >= 0 and index != self.networkCheckpointCombo.currentIndex():
+            self.networkCheckpointCombo.setCurrentIndex(index)
+            self._request_filters()
+
+    @Slot()
+    def cancel(self) -> None:
+        """Abandon the models being built: the worker finishes the build it is in (a model cannot be stopped half
+        built) and its answer is dropped; choosing the run or checkpoint again builds them."""
+        if not self._building:
+            return
+        self._worker.cancel()
+        self._opened = ""
+        self._set_building(False)
+        self._status("Cancelled: the models were not shown (choose the checkpoint again to build them).")
+
+    def _set_building(self, building: bool) -> None:
+        self._building = building
+        self.networkProgress.setVisible(building)
+        self.networkCancelButton.setVisible(building)
 
     @Slot(int, dict)
     def _on_filters_ready(self, request: int, answer: dict) -> None:
-        if request != self._filters_request:
+        if request != self._filters_request or not self._building:
             return
+        self._set_building(False)
         if answer["error"]:
             self._opened = ""  # choosing the run again retries
             self._status(f"Cannot show what the network sees: {answer['error']}", error=True)
@@ -201,7 +257,9 @@ class NetworkView(QWidget):
         scale = "one symmetric scale (grey = 0)" if self.filtersSameScaleCheck.isChecked() else "each stretched"
         self.pretrainedFiltersView.set_image(answer["start"], f"pretrained: {answer['filters']} filters of "
                                                               f"{answer['layer']} ({scale})")
-        self.finetunedFiltersView.set_image(answer["tuned"], "fine-tuned: the same filters after the run")
+        self.finetunedFiltersView.set_image(answer["tuned"], f"fine-tuned: the same filters in {answer['checkpoint']}")
+        self.drift, self.drift_of = answer["drift"], answer["checkpoint"]
+        self._show_drift()
         self._status("")
         if answer["stages"] != self._stages:
             self._stages = list(answer["stages"])
@@ -225,12 +283,13 @@ class NetworkView(QWidget):
         if not (self.run_dir and self.image and self.stage()) or not self._ensure_thread():
             return
         # The filters' request id: a newer run abandons these too; answers for an older image or stage are ignored.
-        self.feature_maps_requested.emit(self._filters_request, self.run_dir, self.image, self.stage(),
+        self.feature_maps_requested.emit(self._filters_request, self.run_dir, self.kind(), self.image, self.stage(),
                                          self.featureMapCountSpin.value())
 
     @Slot(int, dict)
     def _on_feature_maps_ready(self, request: int, answer: dict) -> None:
-        if (answer["run_dir"], answer["image"], answer["stage"]) != (self.run_dir, self.image, self.stage()):
+        if (answer["run_dir"], answer["kind"], answer["image"], answer["stage"]) != (self.run_dir, self.kind(),
+                                                                                    self.image, self.stage()):
             return  # an older choice
         name = os.path.basename(answer["image"])
         if answer["error"]:
@@ -243,7 +302,8 @@ class NetworkView(QWidget):
             self.pretrainedFeatureMapsView.set_image(
                 answer["start"], f"pretrained: the {answer['shown']} most active of {answer['channels']} channels "
                                  f"({h}×{w}) of {answer['layer']}")
-            self.finetunedFeatureMapsView.set_image(answer["tuned"], "fine-tuned: the same channels")
+            self.finetunedFeatureMapsView.set_image(answer["tuned"], f"fine-tuned ({answer['kind']}.pt): the same "
+                                                                     f"channels")
         self.feature_maps_shown.emit(answer)
 
     @Slot()
@@ -261,7 +321,8 @@ class NetworkView(QWidget):
             return
         moved = [s.name for s in self.drift.stages if s.relative]
         still = [s.name for s in self.drift.stages if s.relative == 0.0]
-        self.driftLabel.setText("How far the weights moved from the run's start (‖w − w₀‖ / ‖w₀‖). "
+        self.driftLabel.setText(f"How far the weights of {self.drift_of} moved from the run's start "
+                                "(‖w − w₀‖ / ‖w₀‖). "
                                 + (f"Bit-identical (frozen): {', '.join(still)}. " if still else "")
                                 + (f"Trained: {', '.join(moved)}." if moved else ""))
 
@@ -271,14 +332,7 @@ class NetworkView(QWidget):
 
     # --- the worker thread ------------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("networkViewThread", [self._worker], owner=self).start()
-        return True
+        return self.worker_thread.ensure()
 
     def shutdown(self) -> None:
-        self._shut_down = True
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()

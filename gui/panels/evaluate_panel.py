@@ -10,7 +10,8 @@ computed on its validation split, or on another folder of class folders. Three p
     Network          filters and feature maps, pretrained and fine-tuned side by side; weight drift
                      (gui/panels/evaluate_network.py)
 
-Reading and evaluating run on an EvaluationWorker in a thread this panel owns; each page owns its own worker.
+Reading runs on an EvaluationWorker in a thread this panel owns; evaluating is a job (gui/jobs/runner.py) that
+waits for the device, shows its progress and can be cancelled; each page owns its own worker.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from engine.infer.evaluation import EVALUATION_FILE, VALIDATION_SPLIT, Evaluatio
 from engine.train import events as ev
 from engine.train.runs import RunRecord, checkpoint_path, list_runs
 from gui.document import RecipeDocument
+from gui.jobs.progress_view import JobProgress
+from gui.jobs.runner import JobRunner
 from gui.panels.evaluate_errors import ErrorsView
 from gui.panels.evaluate_labels import LabelIssuesView
 from gui.panels.evaluate_network import NetworkView
 from gui.widgets.formatting import seconds_text
-from gui.workers.evaluation import EvaluationWorker
-from gui.workers.threads import WorkerThread
+from gui.workers.evaluation import EvaluationWorker, evaluation_work
+from gui.workers.requests import PanelThread
 from gui.workers.training import runs_root_for
 
 FINISHED = ("finished", "early_stopped")
@@ -99,7 +102,6 @@ class RunCombo(QComboBox):
 
 class EvaluatePanel(QWidget):
     load_requested = Signal(int, str)  # → EvaluationWorker.load
-    evaluate_requested = Signal(int, str, str)  # → EvaluationWorker.evaluate
     evaluation_shown = Signal(object)  # the Evaluation on display (None when the run has none)
     drift_shown = Signal(object, str)  # the shown run's WeightDrift (or None) and the run's name: the layer tree's
 
@@ -109,11 +111,11 @@ class EvaluatePanel(QWidget):
         self._document = document
         self._root: Path | None = None
         self._worker = EvaluationWorker()
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
+        self.worker_thread = PanelThread("evaluationThread", [self._worker], self)
         self._request = 0
         self._follow_newest = True  # until a run is chosen by hand, the newest finished run is shown
         self._loaded = ""  # the run whose evaluation was asked for last
+        self._reading = False  # evaluation.json is being read
         self.evaluation: Evaluation | None = None
         self.run_dir = ""
         self._build()
@@ -134,8 +136,10 @@ class EvaluatePanel(QWidget):
         self.evaluateFolderButton = QPushButton("Evaluate a folder…", objectName="evaluateFolderButton")
         self.evaluateFolderButton.setToolTip("Evaluate the best checkpoint on another folder of class folders named "
                                              "like the run's classes (nothing is written)")
-        self.evaluationProgress = QProgressBar(objectName="evaluationProgress")
+        self.evaluationProgress = QProgressBar(objectName="evaluationProgress")  # reading evaluation.json
         self.evaluationProgress.setVisible(False)
+        self.evaluationRunner = JobRunner("evaluation", "Evaluation", self, uses_device=True)
+        self.evaluationJobProgress = JobProgress(self.evaluationRunner, unit="image")
         self.evaluationSummaryLabel = QLabel(objectName="evaluationSummaryLabel")
         self.evaluationSummaryLabel.setWordWrap(True)
         self.evaluationSummaryLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -165,6 +169,7 @@ class EvaluatePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.evaluationProgress)
+        layout.addWidget(self.evaluationJobProgress)
         layout.addWidget(self.evaluationSummaryLabel)
         layout.addWidget(self.evaluateTabs, 1)
 
@@ -176,10 +181,12 @@ class EvaluatePanel(QWidget):
         self.errors_view.image_selected.connect(self.network_view.set_image)
         self._document.recipe_changed.connect(self._on_recipe_changed)
         self.load_requested.connect(self._worker.load)
-        self.evaluate_requested.connect(self._worker.evaluate)
         self._worker.evaluation_ready.connect(self._on_evaluation_ready)
-        self._worker.evaluation_progressed.connect(self._on_evaluation_progressed)
         self._worker.evaluation_failed.connect(self._on_evaluation_failed)
+        self.evaluationRunner.job_succeeded.connect(self._on_evaluated)
+        self.evaluationRunner.job_failed.connect(self._on_evaluation_job_failed)
+        self.evaluationRunner.job_cancelled.connect(self._on_evaluation_cancelled)
+        self.evaluationRunner.job_finished.connect(self._update_buttons)
 
     # --- runs ---------------------------------------------------------------------------------------------------
     @Slot()
@@ -197,8 +204,7 @@ class EvaluatePanel(QWidget):
         keep = current if any(r.path == current for r in runs) else default_run(runs)
         self.evaluationRunCombo.populate(runs, keep)
         has_run = bool(self.evaluationRunCombo.current_run())
-        self.evaluateRunButton.setEnabled(has_run)
-        self.evaluateFolderButton.setEnabled(has_run)
+        self._update_buttons()
         if not has_run:
             self._show(None, "", "No run with a checkpoint yet: train one (Training tab), then evaluate it here.")
         elif self._loaded and self.evaluationRunCombo.current_run() != self._loaded:
@@ -249,6 +255,7 @@ class EvaluatePanel(QWidget):
         """Show the run's evaluation.json (read off the GUI thread)."""
         if not run_dir or not self._ensure_thread():
             return
+        self.evaluationRunner.cancel()  # another run is shown: its evaluation would not be
         self._loaded = run_dir
         self._request = self._worker.begin_request()
         self._busy(True, "Reading the evaluation …", indeterminate=True)
@@ -271,19 +278,35 @@ class EvaluatePanel(QWidget):
 
     def _evaluate(self, folder: str) -> None:
         run_dir = self.evaluationRunCombo.current_run()
-        if not run_dir or not self._ensure_thread():
+        if not run_dir or self.evaluationRunner.is_busy or self.worker_thread.shut_down:
             return
         self._loaded = run_dir
-        self._request = self._worker.begin_request()
+        self._request = self._worker.begin_request()  # a read in flight is not shown over the evaluation
         where = folder or "the validation split"
-        self._busy(True, f"Evaluating {Path(run_dir).name} on {where} …", indeterminate=True)
-        self.evaluate_requested.emit(self._request, run_dir, folder)
+        self._busy(False)
+        self.evaluationSummaryLabel.setStyleSheet("")
+        self.evaluationSummaryLabel.setText(f"Evaluating {Path(run_dir).name} on {where} …")
+        self.evaluationRunner.start(evaluation_work(run_dir, folder), f"Evaluating {Path(run_dir).name} on {where}")
+        self._update_buttons()
 
-    @Slot(int, int, int)
-    def _on_evaluation_progressed(self, request: int, done: int, total: int) -> None:
-        if request == self._request:
-            self.evaluationProgress.setRange(0, max(1, total))
-            self.evaluationProgress.setValue(done)
+    @Slot(object)
+    def _on_evaluated(self, result: tuple) -> None:
+        run_dir, evaluation, where = result
+        self._show(evaluation, run_dir, summary_text(evaluation))
+        if where.endswith(EVALUATION_FILE):
+            self.refresh_runs()  # its entry no longer says "not evaluated yet"
+
+    @Slot(str)
+    def _on_evaluation_job_failed(self, message: str) -> None:
+        self.evaluationSummaryLabel.setStyleSheet(ERROR_STYLE)
+        self.evaluationSummaryLabel.setText(message)
+
+    @Slot()
+    def _on_evaluation_cancelled(self) -> None:
+        if self._reading:  # cancelled because another run is being shown: its reading says so
+            return
+        self.evaluationSummaryLabel.setStyleSheet("")
+        self.evaluationSummaryLabel.setText("Evaluation cancelled: nothing was written.")
 
     @Slot(int, str, object, str)
     def _on_evaluation_ready(self, request: int, run_dir: str, evaluation: Evaluation | None, where: str) -> None:
@@ -310,8 +333,8 @@ class EvaluatePanel(QWidget):
         self.evaluationProgress.setVisible(busy)
         if indeterminate:
             self.evaluationProgress.setRange(0, 0)
-        for button in (self.evaluateRunButton, self.evaluateFolderButton):
-            button.setEnabled(not busy and bool(self.evaluationRunCombo.current_run()))
+        self._reading = busy
+        self._update_buttons()
         if busy:
             self.evaluationSummaryLabel.setStyleSheet("")
             self.evaluationSummaryLabel.setText(text)
@@ -326,25 +349,25 @@ class EvaluatePanel(QWidget):
         self.labels_view.set_run(run_dir)
         first_image = evaluation.images[0].path if evaluation is not None and evaluation.images else ""
         drift = evaluation.drift if evaluation is not None else None
-        self.network_view.set_run(run_dir, drift, first_image)
+        self.network_view.set_run(run_dir, drift, first_image,
+                                  Path(evaluation.checkpoint).name if evaluation is not None else "best.pt")
         self.evaluation_shown.emit(evaluation)
         record = RunRecord.load(run_dir) if run_dir else None
         self.drift_shown.emit(drift, record.name if record is not None else Path(run_dir).name)
 
+    @Slot()
+    def _update_buttons(self) -> None:
+        idle = not self._reading and not self.evaluationRunner.is_busy
+        for button in (self.evaluateRunButton, self.evaluateFolderButton):
+            button.setEnabled(idle and bool(self.evaluationRunCombo.current_run()))
+
     # --- the worker threads ----------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("evaluationThread", [self._worker], owner=self).start()
-        return True
+        return self.worker_thread.ensure()
 
     def shutdown(self) -> None:
         """Stop every worker thread of the tab (the main window calls this on close; safe to call twice)."""
-        self._shut_down = True
         for view in (self.errors_view, self.labels_view, self.network_view):
             view.shutdown()
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()
 

@@ -1,8 +1,9 @@
 """The Export dialog: a run's checkpoint as ONNX / torch.export / TorchScript (optionally int8), with the parity
 check's verdict and the models' size, latency and accuracy side by side.
 
-The export runs in an ExportWorker on its own QThread (engine.infer.export_run.export_run, the same function as
-`python main.py export`); the dialog only builds the request and shows the worker's progress and result.
+The export runs as a job (gui/jobs/runner.py: engine.infer.export_run.export_run, the same function as
+`python main.py export`), which waits for the device while a run or another job holds it; the dialog only builds
+the request and shows the job's steps and result.
 Closing the dialog while an export runs asks it to stop and closes once it has (nothing is written then).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -40,50 +41,32 @@ from engine.infer.export_run import (
     export_run,
 )
 from engine.train.runs import checkpoint_path
+from gui.jobs.runner import QUEUED, JobCancelled, JobRunner
 from gui.widgets.buttons import named_button
-from gui.workers.threads import WorkerThread
 
 COST_COLUMNS = ("Model", "Size", "Batch-1 latency", "Val accuracy", "Top-1 = checkpoint", "Max |Δlogit|")
 PASSED_COLOUR = "#1b7a2f"
 FAILED_COLOUR = "#b01e1e"
 
 
-class ExportWorker(QObject):
-    """Runs one export at a time in its thread; `cancel()` (from any thread) stops it at its next step."""
+def export_work(request: ExportRequest):
+    """A JobRunner's work (gui/jobs/runner.py): export, check and keep. Each step is a partial result (an
+    ExportProgress); returns (ExportResult, "") or, when the check failed, (its ExportResult or None, why)."""
 
-    progressed = Signal(object)  # engine.infer.export_run.ExportProgress
-    succeeded = Signal(object)  # ExportResult
-    failed = Signal(str, object)  # message, ExportResult of a failed parity check (or None)
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._stop = False
-
-    def cancel(self) -> None:
-        self._stop = True
-
-    def arm(self) -> None:
-        """Called on the GUI thread before a request is sent, so that a cancel sent right after it counts."""
-        self._stop = False
-
-    @Slot(object)
-    def run_export(self, request: ExportRequest) -> None:
+    def work(task):
         try:
-            result = export_run(request, [self.progressed.emit], lambda: self._stop)
+            return export_run(request, [task.partial], task.should_stop), ""
         except ExportFailedError as exc:
-            self.failed.emit(str(exc), exc.result)
+            return exc.result, str(exc)
         except ExportCancelled as exc:
-            self.failed.emit(str(exc), None)
-        except Exception as exc:  # noqa: BLE001 - a bad run or file is a message in the dialog, never a dead thread
-            self.failed.emit(str(exc) or type(exc).__name__, None)
-        else:
-            self.succeeded.emit(result)
+            raise JobCancelled from exc
+
+    return work
 
 
 class ExportDialog(QDialog):
     """Export one run. `export_succeeded(path)` / `export_failed(message)` tell the rest of the studio."""
 
-    export_requested = Signal(object)  # → ExportWorker.run_export (queued into the worker's thread)
     export_succeeded = Signal(str)
     export_failed = Signal(str)
 
@@ -93,8 +76,7 @@ class ExportDialog(QDialog):
         self.setWindowTitle(f"Export — {Path(run_dir).name}")
         self.run_dir = Path(run_dir)
         self.last_result: ExportResult | None = None  # (QDialog.result() is Qt's)
-        self._thread: WorkerThread | None = None
-        self._worker: ExportWorker | None = None
+        self.exportRunner = JobRunner("export", "Export", self, uses_device=True)
         self._running = False
         self._close_when_stopped = False
         self._path_edited = False
@@ -159,6 +141,11 @@ class ExportDialog(QDialog):
         self.exportBrowseButton.clicked.connect(self._on_browse)
         self.exportStartButton.clicked.connect(self.start_export)
         self.exportCloseButton.clicked.connect(self.reject)
+        self.exportRunner.partial_result_produced.connect(self._on_progress)
+        self.exportRunner.job_succeeded.connect(self._on_done)
+        self.exportRunner.job_failed.connect(lambda message: self._on_failed(message, None))
+        self.exportRunner.job_cancelled.connect(lambda: self._on_failed("export stopped; nothing was written", None))
+        self.exportRunner.state_changed.connect(self._on_state_changed)
         self._on_choice_changed()
         if self.exportCheckpointCombo.count() == 0:
             self.exportStartButton.setEnabled(False)
@@ -194,6 +181,7 @@ class ExportDialog(QDialog):
         return ExportRequest(run=str(self.run_dir), format=self.format(),
                              checkpoint=self.exportCheckpointCombo.currentData() or "best",
                              quantize="int8" if self.exportInt8Check.isChecked() else "none",
+                             keep_fp32=True,  # "Also quantize": the fp32 model is kept beside the int8 one
                              out=self.exportPathEdit.text().strip())
 
     @Slot()
@@ -235,20 +223,17 @@ class ExportDialog(QDialog):
         except Exception as exc:  # noqa: BLE001 - a bad choice is shown, never raised into Qt
             self._show_verdict(str(exc), False)
             return
-        if self._thread is None:
-            self._worker = ExportWorker()
-            self._thread = WorkerThread("exportWorkerThread", [self._worker], owner=self).start()
-            self._worker.progressed.connect(self._on_progress)
-            self._worker.succeeded.connect(self._on_succeeded)
-            self._worker.failed.connect(self._on_failed)
-            self.export_requested.connect(self._worker.run_export)
         self._set_running(True)
         self.last_result = None
         self.exportResultsTable.setRowCount(0)
         self._show_verdict("", True)
         self.exportStatusLabel.setText("starting…")
-        self._worker.arm()
-        self.export_requested.emit(request)
+        self.exportRunner.start(export_work(request), f"Exporting {self.run_dir.name} to {request.format}")
+
+    @Slot(str)
+    def _on_state_changed(self, state: str) -> None:
+        if state == QUEUED:
+            self.exportStatusLabel.setText("waiting for the device (see the Jobs list) …")
 
     def _set_running(self, running: bool) -> None:
         self._running = running
@@ -270,13 +255,22 @@ class ExportDialog(QDialog):
             self.exportProgressBar.setRange(0, 0)
 
     @Slot(object)
+    def _on_done(self, outcome: tuple) -> None:
+        result, failure = outcome
+        if failure:
+            self._on_failed(failure, result)
+        else:
+            self._on_succeeded(result)
+
     def _on_succeeded(self, result: ExportResult) -> None:
         self._finish(result)
         checks = "; ".join(f"{p.label}: max |Δlogit| {p.max_abs_logit_diff:.3g}, top-1 agreement "
                            f"{100 * p.top1_agreement:.1f} %" for p in result.parity)
         notes = "".join(f"\nNote: {note}" for note in result.notes)
+        saved = f"Saved {result.path}" + (f" and the fp32 model {result.fp32_path}" if result.fp32_path else "")
+        beside = "reports beside them" if result.fp32_path else "report beside it"
         self._show_verdict(f"Parity check passed on {result.images} validation images ({checks}).\n"
-                           f"Saved {result.path} (report beside it).{notes}", True)
+                           f"{saved} ({beside}).{notes}", True)
         self.export_succeeded.emit(result.path)
 
     @Slot(str, object)
@@ -331,14 +325,11 @@ class ExportDialog(QDialog):
             self._close_when_stopped = True
             self.exportStatusLabel.setText("stopping…")
             self.exportCloseButton.setEnabled(False)
-            if self._worker is not None:
-                self._worker.cancel()
+            self.exportRunner.cancel()
             return
         self.shutdown()
         super().reject()
 
     def shutdown(self) -> None:
-        """Stop the worker thread (waits for a running export to reach its next step); safe to call twice."""
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        """Stop the export (waits for it to reach its next step); safe to call twice."""
+        self.exportRunner.shutdown()

@@ -12,23 +12,20 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QPixmap, QResizeEvent, QShowEvent
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QSlider,
     QSpinBox,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -37,16 +34,20 @@ from engine.data.images import IMAGE_EXTENSIONS
 from engine.infer.explain import ATTENTION_ROLLOUT, overlay
 from engine.train.runs import checkpoint_path, list_runs
 from gui.document import RecipeDocument
+from gui.panels.predictions_table import (
+    ERROR_COLOUR,
+    UNFAMILIAR_MARK,
+    PredictionsTable,
+    results_summary,
+    write_predictions_csv,
+)
 from gui.widgets.colour_scale import ColourScale
 from gui.widgets.image_utils import local_paths, rgb_to_qimage
 from gui.workers.inference import InferenceWorker
-from gui.workers.threads import WorkerThread
+from gui.workers.requests import PanelThread
 
-ERROR_COLOUR = QColor(190, 30, 30)
-RIGHT_COLOUR = QColor(46, 125, 50)
-UNFAMILIAR_BACKGROUND = QColor(255, 224, 178)  # light orange: looked at first, without reading as an error
-UNFAMILIAR_MARK = "⚠"
 HEATMAP_MIN_SIDE = 256
+DEFAULT_HEATMAP_OPACITY = 35  # percent: the image stays readable under the heat map
 OPEN_CHECKPOINT = "open"  # item data of the "Open checkpoint…" entry (checkpoint entries hold their path)
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS)))
 # Every file first: each chosen file gets a row, an unreadable one with its reason, rather than being hidden.
@@ -123,99 +124,6 @@ class DropArea(QLabel):
         self.paths_dropped.emit(paths)
 
 
-class PredictionsTable(QTableWidget):
-    """One row per image: its top-1 class and probability, how unlike the training data it is, whether it is right
-    (for an image from a class folder), the top-k, or why it could not be read. An input whose OOD score is above
-    the threshold is not presented as a confident class: its row is marked and its top-1 reads as a warning."""
-
-    COLUMNS = ("File", "Top-1", "Probability", "OOD score", "True class", "Correct", "Top-k", "Error")
-    HEADER_TIPS = {
-        "OOD score": "How unlike the training data the input is: the distance of its features to the nearest class, "
-                     "in units of the threshold calibrated on the validation split. Above 1 it is flagged.",
-        "True class": "The class folder the image sits in, when it is named like one of the model's classes",
-        "Correct": "Whether the top-1 class is the class folder's",
-    }
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(0, len(self.COLUMNS), parent)
-        self.setHorizontalHeaderLabels(self.COLUMNS)
-        for title, tip in self.HEADER_TIPS.items():
-            self.horizontalHeaderItem(self.column(title)).setToolTip(tip)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.verticalHeader().setVisible(False)
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(self.column("Top-k"), QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(self.column("Error"), QHeaderView.ResizeMode.Stretch)
-
-    @classmethod
-    def column(cls, title: str) -> int:
-        return cls.COLUMNS.index(title)
-
-    def text(self, row: int, title: str) -> str:
-        item = self.item(row, self.column(title))
-        return item.text() if item is not None else ""
-
-    def show_results(self, results: list[dict]) -> None:
-        blocker = QSignalBlocker(self)  # the panel selects a row itself once the rows are in
-        self.clearContents()
-        self.setRowCount(len(results))
-        for row, result in enumerate(results):
-            for column, (text, tip) in enumerate(_cells(result)):
-                item = QTableWidgetItem(text)
-                item.setToolTip(tip or text)
-                if result["error"]:
-                    item.setForeground(QBrush(ERROR_COLOUR))
-                elif result.get("unfamiliar"):
-                    item.setBackground(QBrush(UNFAMILIAR_BACKGROUND))
-                if column == self.column("Correct") and result.get("correct") is not None:
-                    item.setForeground(QBrush(RIGHT_COLOUR if result["correct"] else ERROR_COLOUR))
-                self.setItem(row, column, item)
-        del blocker
-
-
-def _cells(result: dict) -> list[tuple[str, str]]:
-    """(text, tooltip) of each column of a result row."""
-    top = result["top"]
-    name, probability = top[0] if top else ("", 0.0)
-    score, unfamiliar = result.get("ood_score"), result.get("unfamiliar")
-    top1 = (name, f"{name}: the model's most likely class" if top else "")
-    shown_probability = f"{probability:.1%}" if top else ""
-    if unfamiliar:
-        # Not a confident class: the guess is kept in the tooltip and the top-k, the cell says what matters.
-        top1 = (f"{UNFAMILIAR_MARK} unlike the training data",
-                f"The input is {score:.1f}× as far from every class as the threshold allows: the model's guess, "
-                f"{name} ({probability:.1%}), is not to be trusted.")
-        shown_probability = f"({probability:.1%})"
-    if score is None:
-        ood = ("n/a" if top else "", "This checkpoint has no out-of-distribution calibration: evaluate its run on "
-               "the validation split once (Evaluate tab) to calibrate it." if top else "")
-    else:
-        ood = (f"{UNFAMILIAR_MARK} {score:.2f}" if unfamiliar else f"{score:.2f}",
-               "above the threshold: unlike the training data" if unfamiliar else "within the training data's range")
-    correct = result.get("correct")
-    verdict = ("" if correct is None else ("✓ correct" if correct else "✗ incorrect"), "")
-    return [(os.path.basename(result["path"]), result["path"]), top1, (shown_probability, ""), ood,
-            (result.get("true_class", ""), ""), verdict, (", ".join(f"{n} {p:.3f}" for n, p in top), ""),
-            (result["error"], "")]
-
-
-def results_summary(results: list[dict]) -> str:
-    """"12 image(s), 1 could not be read, 2 unlike the training data; 8 of 10 from class folders correct (80.0 %)"."""
-    failed = sum(1 for r in results if r["error"])
-    flagged = sum(1 for r in results if r.get("unfamiliar"))
-    judged = [r["correct"] for r in results if r.get("correct") is not None]
-    text = f"{len(results)} image(s)" + (f", {failed} could not be read" if failed else "")
-    if flagged:
-        text += f", {flagged} unlike the training data ({UNFAMILIAR_MARK}: their classes are not to be trusted)"
-    if judged:
-        text += (f"; {sum(judged)} of {len(judged)} from class folders correct "
-                 f"({100 * sum(judged) / len(judged):.1f} %)")
-    return text
-
-
 class InferencePanel(QWidget):
     """The Inference tab. Reads no recipe: a checkpoint carries its own model, classes and preprocessing."""
 
@@ -230,17 +138,20 @@ class InferencePanel(QWidget):
         super().__init__(parent)
         self.document = document  # kept for the common panel interface; inference reads the checkpoint only
         self._worker = InferenceWorker()
-        self._thread: WorkerThread | None = None
-        self._shut_down = False
+        self.worker_thread = PanelThread("inferencePanelWorkerThread", [self._worker], self)
         self._requested_checkpoint = ""  # the path the worker was last asked to load
+        self._chosen_by_hand = False  # a checkpoint the user chose stays until they choose another
         self._inputs: list[str] = []  # what was dropped or opened last (re-predicted on a new checkpoint)
         self._request = 0  # id of the predict request whose results the table should show
         self._results: list[dict] = []
+        self._pending: list[str] = []  # what the request in flight predicts
+        self._appending = False  # whether its rows are added to the table (else they replace it)
         self._explanations: dict[str, dict] = {}  # path → the worker's explanation, for the loaded checkpoint
         self._explaining: set[str] = set()  # paths whose explanation was asked for and has not arrived
         self._open_folder = ""  # where "Open images…" was last
         self._build()
         self._connect()
+        self._update_table_buttons()
         self.checkpointCombo.populate()
 
     # --- construction -----------------------------------------------------------------------------------------
@@ -270,6 +181,11 @@ class InferencePanel(QWidget):
         self.topkSpin.setPrefix("top ")
         self.topkSpin.setKeyboardTracking(False)
         self.topkSpin.setToolTip("How many of the most likely classes to list per image")
+        self.clearPredictionsButton = QPushButton("Clear", objectName="clearPredictionsButton")
+        self.clearPredictionsButton.setToolTip("Remove every row (a new Open or drop adds rows to the table)")
+        self.exportPredictionsButton = QPushButton("Export CSV…", objectName="exportPredictionsButton")
+        self.exportPredictionsButton.setToolTip("Save every row as a CSV file: path, top-1 and its probability, OOD "
+                                                "score, true class, correct, top-k, error")
         self.inferenceProgress = QProgressBar(objectName="inferenceProgress")
         self.inferenceProgress.setVisible(False)
         self.inferenceStatusLabel = QLabel(objectName="inferenceStatusLabel")
@@ -279,6 +195,8 @@ class InferencePanel(QWidget):
         buttons = QVBoxLayout()
         buttons.addWidget(self.openImagesButton)
         buttons.addWidget(self.topkSpin)
+        buttons.addWidget(self.clearPredictionsButton)
+        buttons.addWidget(self.exportPredictionsButton)
         input_row.addLayout(buttons)
 
         self.predictionsTable = PredictionsTable()
@@ -292,6 +210,11 @@ class InferencePanel(QWidget):
         self.heatmapToggle = QCheckBox("Show where the model looked", objectName="heatmapToggle")
         self.heatmapToggle.setChecked(True)
         self.heatmapToggle.setToolTip("Lay the Grad-CAM heat map (attention rollout for a ViT) over the crop")
+        self.heatmapOpacitySlider = QSlider(Qt.Orientation.Horizontal, objectName="heatmapOpacitySlider")
+        self.heatmapOpacitySlider.setRange(0, 100)
+        self.heatmapOpacitySlider.setValue(DEFAULT_HEATMAP_OPACITY)
+        self.heatmapOpacitySlider.setToolTip("How strongly the heat map covers the image: at the default the image "
+                                             "shows through (a heat map laid on thick hid the digit it explained)")
         self.heatmapCaption = QLabel(objectName="heatmapCaption")
         self.heatmapCaption.setWordWrap(True)
         self.heatmapScale = ColourScale(
@@ -304,7 +227,11 @@ class InferencePanel(QWidget):
         explanation_layout.setContentsMargins(0, 0, 0, 0)
         explanation_layout.addWidget(self.heatmapView, 1)
         explanation_layout.addWidget(self.heatmapScale)
-        explanation_layout.addWidget(self.heatmapToggle)
+        heat_row = QHBoxLayout()
+        heat_row.addWidget(self.heatmapToggle)
+        heat_row.addWidget(QLabel("Opacity"))
+        heat_row.addWidget(self.heatmapOpacitySlider, 1)
+        explanation_layout.addLayout(heat_row)
         explanation_layout.addWidget(self.heatmapCaption)
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(self.predictionsTable)
@@ -326,8 +253,12 @@ class InferencePanel(QWidget):
         self.inferenceDropArea.paths_dropped.connect(self.predict_files)
         self.openImagesButton.clicked.connect(self._on_open_images_clicked)
         self.topkSpin.valueChanged.connect(self._on_topk_changed)
+        self.clearPredictionsButton.clicked.connect(self.clear_predictions)
+        self.exportPredictionsButton.clicked.connect(self.export_predictions)
         self.predictionsTable.itemSelectionChanged.connect(self._on_row_selected)
         self.heatmapToggle.toggled.connect(self._show_selected)
+        self.heatmapToggle.toggled.connect(self.heatmapOpacitySlider.setEnabled)
+        self.heatmapOpacitySlider.valueChanged.connect(lambda _value: self._show_selected())
 
         self.checkpoint_requested.connect(self._worker.load_checkpoint)
         self.predict_requested.connect(self._worker.predict)
@@ -340,18 +271,65 @@ class InferencePanel(QWidget):
 
     # --- public -----------------------------------------------------------------------------------------------
     @Slot(str)
-    def set_checkpoint(self, path: str) -> None:
-        """Select (adding it if needed) and load the checkpoint at `path`."""
+    def set_checkpoint(self, path: str, by_hand: bool = True) -> None:
+        """Select (adding it if needed) and load the checkpoint at `path`; `by_hand`: the user chose it, and a run
+        that finishes later does not replace it."""
+        self._chosen_by_hand = self._chosen_by_hand or by_hand
         blocker = QSignalBlocker(self.checkpointCombo)
         self.checkpointCombo.select_path(str(path))
         del blocker
         self._load(str(path))
 
+    def offer_checkpoint(self, path: str) -> None:
+        """A run just finished with `path`: try it, unless the user chose a checkpoint by hand (issue 28: the tab
+        replaced the user's choice whenever another run finished); then it is only listed."""
+        if self._chosen_by_hand:
+            self.refresh_checkpoints()
+        else:
+            self.set_checkpoint(path, by_hand=False)
+
     @Slot(list)
     def predict_files(self, paths: list) -> None:
-        """Predict image files and folders (folders are expanded by the worker)."""
-        self._inputs = [str(path) for path in paths]
-        self._run_predictions()
+        """Predict image files and folders (folders are expanded by the worker) and add their rows to the table;
+        a file listed already is predicted again in its row (issue 28: a new Open dropped the earlier rows)."""
+        added = [str(path) for path in paths]
+        self._inputs += [path for path in added if path not in self._inputs]
+        self._run_predictions(added)
+
+    @Slot()
+    def clear_predictions(self) -> None:
+        self._worker.cancel()
+        self._inputs, self._pending, self._results = [], [], []
+        self.inferenceProgress.setVisible(False)
+        self.predictionsTable.show_results([])
+        self.inferenceStatusLabel.setText("")
+        self.heatmapView.clear()
+        self.heatmapCaption.setText("")
+        self._update_table_buttons()
+
+    @Slot()
+    def export_predictions(self) -> None:
+        """The table's rows (every column, numbers unrounded) as a CSV file the user chooses."""
+        if not self._results:
+            return
+        path = self._ask_csv_path()
+        if not path:
+            return
+        try:
+            count = write_predictions_csv(path, self._results)
+        except OSError as exc:
+            self.inferenceStatusLabel.setText(f"⚠ Could not write {path}: {exc}")
+            return
+        self.inferenceStatusLabel.setText(f"Wrote {count} row(s) to {path}")
+
+    def _ask_csv_path(self) -> str:
+        start = str(Path(self._open_folder or Path.home()) / "predictions.csv")
+        path, _ = QFileDialog.getSaveFileName(self, "Save the predictions as", start, "CSV (*.csv);;All files (*)")
+        return path
+
+    def _update_table_buttons(self) -> None:
+        self.exportPredictionsButton.setEnabled(bool(self._results))
+        self.clearPredictionsButton.setEnabled(bool(self._inputs))
 
     @Slot()
     def refresh_checkpoints(self) -> None:
@@ -364,10 +342,7 @@ class InferencePanel(QWidget):
 
     def shutdown(self) -> None:
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
-        self._shut_down = True
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread = None
+        self.worker_thread.shutdown()
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     def showEvent(self, event: QShowEvent) -> None:
@@ -381,6 +356,7 @@ class InferencePanel(QWidget):
         if self.checkpointCombo.currentData() == OPEN_CHECKPOINT:
             self._open_checkpoint_file()
         elif self.checkpointCombo.current_path():
+            self._chosen_by_hand = True
             self._load(self.checkpointCombo.current_path())
 
     def _open_checkpoint_file(self) -> None:
@@ -444,7 +420,16 @@ class InferencePanel(QWidget):
         if self._inputs:
             self._run_predictions()
 
-    def _run_predictions(self) -> None:
+    def _run_predictions(self, added: list[str] | None = None) -> None:
+        """Predict `added` and add their rows, or (None) everything listed again (a new checkpoint or top-k)."""
+        if added is None:
+            self._pending, self._appending = list(self._inputs), False
+        elif self._appending or not self._pending:
+            # A request in flight is abandoned by the next: what it was adding is asked for again with `added`.
+            self._pending = list(dict.fromkeys(self._pending + added)) if self._appending else list(added)
+            self._appending = True
+        else:
+            self._pending = list(self._inputs)  # everything is being predicted again already: it covers `added`
         checkpoint = self.checkpointCombo.current_path()
         if not checkpoint:
             self.inferenceStatusLabel.setText("Choose a checkpoint first: train a run, or open a .pt file.")
@@ -458,7 +443,7 @@ class InferencePanel(QWidget):
         self.inferenceProgress.setRange(0, 0)
         self.inferenceProgress.setVisible(True)
         self.inferenceStatusLabel.setText("Predicting …")
-        self.predict_requested.emit(self._request, list(self._inputs), self.topkSpin.value(), False)
+        self.predict_requested.emit(self._request, list(self._pending), self.topkSpin.value(), False)
 
     @Slot(int, int, int)
     def _on_predictions_progressed(self, request: int, done: int, total: int) -> None:
@@ -471,21 +456,37 @@ class InferencePanel(QWidget):
         if request != self._request:
             return  # superseded by a newer drop, checkpoint or top-k
         self.inferenceProgress.setVisible(False)
-        self._results = results
-        self.inferenceStatusLabel.setText(results_summary(results) if results
+        if self._appending:
+            rows = {r["path"]: i for i, r in enumerate(self._results)}
+            merged = list(self._results)
+            for result in results:  # a file predicted again keeps its row
+                if result["path"] in rows:
+                    merged[rows[result["path"]]] = result
+                else:
+                    rows[result["path"]] = len(merged)
+                    merged.append(result)
+            self._results = merged
+        else:
+            self._results = results
+        self._pending, self._appending = [], False
+        self.inferenceStatusLabel.setText(results_summary(self._results) if results
                                           else "No image files found in what was dropped.")
-        self.predictionsTable.show_results(results)
-        self.predictions_shown.emit(len(results))
-        first_ok = next((row for row, result in enumerate(results) if not result["error"]), 0 if results else -1)
+        self.predictionsTable.show_results(self._results)
+        self._update_table_buttons()
+        self.predictions_shown.emit(len(self._results))
+        # The first readable image of those just predicted, in the order asked for, is selected (its heat map shown).
+        chosen = next((r for r in results if not r["error"]), results[0] if results else None)
+        first = next((i for i, r in enumerate(self._results) if chosen is not None and r["path"] == chosen["path"]),
+                     -1)
         blocker = QSignalBlocker(self.predictionsTable)
-        self.predictionsTable.setCurrentCell(first_ok, 0)
+        self.predictionsTable.setCurrentCell(self.predictionsTable.row_of(first), 0)
         del blocker
         self._on_row_selected()
 
     # --- heat maps --------------------------------------------------------------------------------------------
     def _selected_result(self) -> dict | None:
-        row = self.predictionsTable.currentRow()
-        return self._results[row] if 0 <= row < len(self._results) else None
+        index = self.predictionsTable.result_index(self.predictionsTable.currentRow())
+        return self._results[index] if 0 <= index < len(self._results) else None
 
     @Slot()
     def _on_row_selected(self) -> None:
@@ -541,7 +542,7 @@ class InferencePanel(QWidget):
         image: np.ndarray = explanation["image"]
         heat = self.heatmapToggle.isChecked()
         if heat:
-            image = overlay(image, explanation["heatmap"])
+            image = overlay(image, explanation["heatmap"], alpha=self.heatmapOpacitySlider.value() / 100)
         self.heatmapScale.setVisible(heat)
         side = max(HEATMAP_MIN_SIDE, min(self.heatmapView.width(), self.heatmapView.height()))
         pixmap = QPixmap.fromImage(rgb_to_qimage(image))
@@ -566,9 +567,4 @@ class InferencePanel(QWidget):
 
     # --- the worker thread ------------------------------------------------------------------------------------
     def _ensure_thread(self) -> bool:
-        """Start the worker thread on first use; False once the panel is shut down (its worker is gone)."""
-        if self._shut_down:
-            return False
-        if self._thread is None:
-            self._thread = WorkerThread("inferencePanelWorkerThread", [self._worker], owner=self).start()
-        return True
+        return self.worker_thread.ensure()

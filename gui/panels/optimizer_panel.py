@@ -36,13 +36,13 @@ from engine.planning.phase_edits import set_lr_preset, set_momentum, set_optimiz
 from engine.recipe import LR_PRESETS, OPTIMIZERS, SCHEDULES, PhaseConfig
 from engine.train.lr_finder import LrSweep
 from gui.document import RecipeDocument
+from gui.jobs.progress_view import JobProgress
+from gui.jobs.runner import JobRunner
 from gui.models.groups_model import COL_NAME, COL_TRAINS, GroupsModel
 from gui.models.phase_selection import PhaseCombo, PhaseSelection
 from gui.widgets.formatting import scientific
 from gui.widgets.plot_style import fit_log_y, mark_phases, new_plot, series_color
 from gui.widgets.tooltips import set_tooltips
-from gui.workers.jobs import EngineJob, start_job
-from gui.workers.threads import WorkerThread
 
 CUSTOM = "custom"  # the lr preset combo's entry for explicit groups
 _PRESET_DESCRIPTIONS = {
@@ -506,17 +506,18 @@ class OptimizerPanel(QWidget):
 
 class LrFinderBox(QGroupBox):
     """The learning-rate finder of the Optimizer tab: a range test of one group of the selected phase, on the model
-    as a run would build it, off the GUI thread; the sweep drawn (loss against lr, log axis, the suggestion
-    marked) and the suggestion applied to that group with one click."""
+    as a run would build it, off the GUI thread (a JobRunner: it waits for the device, shows its steps, draws each
+    point as it is measured and can be cancelled between two steps); the sweep drawn (loss against lr, log axis,
+    the suggestion marked) and the suggestion applied to that group with one click."""
 
     def __init__(self, panel: OptimizerPanel):
         super().__init__("Learning-rate finder")
         self.setObjectName("lrFinderBox")
         self._panel = panel
-        self._thread: WorkerThread | None = None
-        self._job: EngineJob | None = None
+        self.runner = JobRunner("lrFinder", "LR finder", self, uses_device=True)
         self.sweep: LrSweep | None = None
         self._target: tuple[int, int, str] | None = None  # (phase index, row, group) the sweep was run for
+        self._points: tuple[list[float], list[float]] = ([], [])  # the sweep so far, drawn as it comes
 
         self.find_button = QPushButton("Find learning rate")
         self.find_button.setObjectName("lrFindButton")
@@ -530,6 +531,7 @@ class LrFinderBox(QGroupBox):
         self.status.setObjectName("lrFindLabel")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress = JobProgress(self.runner, unit="step", total_is_bound=True)
         self.plot = new_plot("lrFindPlot", "", "learning rate", "training loss", legend=True,  # the studio's style
                              tooltip="The learning-rate range test: the training loss while the rate grows batch "
                                      "by batch; the line marks the suggested rate")
@@ -548,14 +550,22 @@ class LrFinderBox(QGroupBox):
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
+        layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.plot, 1)
         self.find_button.clicked.connect(self.find)
         self.apply_button.clicked.connect(self.apply)
+        self.runner.progressed.connect(self._on_progressed)
+        self.runner.partial_result_produced.connect(self._on_point_measured)
+        self.runner.job_succeeded.connect(self._on_swept)
+        self.runner.job_failed.connect(self._on_failed)
+        self.runner.job_cancelled.connect(self._on_cancelled)
+        self.runner.job_finished.connect(self._on_finished)
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_running
+        """A sweep is running or waiting for the device."""
+        return self.runner.is_busy
 
     def find(self) -> None:
         if self.running:
@@ -571,21 +581,31 @@ class LrFinderBox(QGroupBox):
         recipe = self._panel.document.recipe.copy()
         self._target = (phase_index, row, group)
         self.sweep = None
+        self._points = ([], [])
+        self.raw_curve.setData([], [])
+        self.smoothed_curve.setData([], [])
+        self.marker.setVisible(False)
         self.apply_button.setEnabled(False)
         self.find_button.setEnabled(False)
         self.status.setText(f"Sweeping the rate of group '{group}' in phase {phase_index + 1} …")
 
-        def work(should_stop, progress):
-            return find_lr(recipe, phase_index, group, should_stop=should_stop, progress=progress)
+        def work(task):
+            return find_lr(recipe, phase_index, group, should_stop=task.should_stop, progress=task.progress,
+                           on_step=lambda lr, loss: task.partial((lr, loss)))
 
-        self._thread, self._job = start_job("lrFinderThread", work, self, self._on_finished)
-        self._job.progressed.connect(self._on_progressed)
-        self._job.succeeded.connect(self._on_swept)
-        self._job.failed.connect(self._on_failed)
-        self._thread.start()
+        self.runner.start(work, f"Sweeping the rate of '{group}' (phase {phase_index + 1})")
+
+    def cancel(self) -> None:
+        self.runner.cancel()
 
     def _on_progressed(self, done: int, total: int) -> None:
         self.status.setText(f"Sweeping the rate of group '{self._target[2]}': step {done} of at most {total} …")
+
+    def _on_point_measured(self, point: tuple[float, float]) -> None:
+        """Each step's loss as it is measured: a step that trains a backbone can take seconds."""
+        self._points[0].append(point[0])
+        self._points[1].append(point[1])
+        self.raw_curve.setData(np.asarray(self._points[0]), np.asarray(self._points[1]))
 
     def _on_swept(self, sweep: LrSweep) -> None:
         self.sweep = sweep
@@ -618,11 +638,12 @@ class LrFinderBox(QGroupBox):
     def _on_failed(self, message: str) -> None:
         self.status.setText(f"⚠ {message}")
 
+    def _on_cancelled(self) -> None:
+        steps = len(self._points[0])
+        self.status.setText(f"Cancelled after {steps} step{'s' * (steps != 1)}: no suggestion (the model is left as "
+                            f"it was).")
+
     def _on_finished(self) -> None:
-        if self._thread is None:
-            return
-        self._thread.wait()  # `finished` comes just before the thread has really ended
-        self._thread, self._job = None, None
         self.find_button.setEnabled(True)
 
     def apply(self) -> None:

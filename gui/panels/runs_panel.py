@@ -11,13 +11,14 @@ no trash it asks again before deleting for good.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds to it
-from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt, Signal, Slot
+from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -35,7 +36,9 @@ from engine.errors import BadInputError, RecipeError
 from engine.recipe import Recipe
 from engine.train.narrate import phase_results_text
 from engine.train.runs import (
+    ANNOTATIONS_FILE,
     RECIPE_FILE,
+    SUMMARY_FILE,
     RunRecord,
     TrashUnavailableError,
     annotate_run,
@@ -93,6 +96,7 @@ COLUMNS = (
 STARTED_COLUMN = len(COLUMNS) - 1
 NAME_COLUMN, NOTE_COLUMN = 0, 1
 NOTE_WIDTH = 260
+FOLLOW_INTERVAL_MS = 2000  # how often the shown table looks for runs that started or ended elsewhere
 TIPS = {
     "runsTable": "Every run in the runs folder; select two or more to compare them. Double-click a name or a note "
                  "to edit it; Delete moves the selected runs to the trash",
@@ -195,10 +199,50 @@ class RunsTableModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
 
+def runs_folder_stamp(root: Path | None) -> tuple:
+    """What changes when a run starts, ends, is renamed or annotated: each run folder's name and its summary's and
+    annotations' modification times (cheap: no file is read)."""
+    if root is None:
+        return ()
+    try:
+        folders = sorted(entry.path for entry in os.scandir(root) if entry.is_dir())
+    except OSError:
+        return ()
+    stamp = []
+    for folder in folders:
+        for name in (SUMMARY_FILE, ANNOTATIONS_FILE):
+            try:
+                stamp.append((folder, name, os.stat(os.path.join(folder, name)).st_mtime_ns))
+            except OSError:
+                stamp.append((folder, name, 0))
+    return tuple(stamp)
+
+
 def seconds_per_epoch(record: RunRecord) -> float | None:
     if not record.wall_seconds or not record.epochs_done:
         return None
     return record.wall_seconds / record.epochs_done
+
+
+def _speed_lines(timed: list[RunRecord]) -> list[str]:
+    """Who was faster: the whole run first (what the user waited for), then per epoch, which differs when the runs
+    train different numbers of epochs (issue 28: "2.9× faster per epoch" for runs of 0:32 and 9:33)."""
+    if len(timed) < 2:
+        return []
+    fast = min(timed, key=lambda r: r.wall_seconds)
+    slow = max(timed, key=lambda r: r.wall_seconds)
+    if fast.wall_seconds == slow.wall_seconds:
+        return [f"Equally fast: every run took {duration_text(fast.wall_seconds)}."]
+    line = (f"Fastest: {fast.name} ({fast.strategy}) took {duration_text(fast.wall_seconds)}, "
+            f"{slow.wall_seconds / fast.wall_seconds:.1f}× less than {slow.name} ({slow.strategy}, "
+            f"{duration_text(slow.wall_seconds)})")
+    fast_epoch, slow_epoch = seconds_per_epoch(fast), seconds_per_epoch(slow)
+    if fast.epochs_done != slow.epochs_done and fast_epoch and slow_epoch:
+        ratio = slow_epoch / fast_epoch
+        pace = (f"{ratio:.1f}× faster per epoch" if ratio > 1 else f"{1 / ratio:.1f}× slower per epoch"
+                if ratio < 1 else "as fast per epoch")
+        line += f"; {pace}, over {fast.epochs_done} epochs against {slow.epochs_done}"
+    return [line + "."]
 
 
 def comparison_text(records: list[RunRecord]) -> str:
@@ -220,15 +264,13 @@ def comparison_text(records: list[RunRecord]) -> str:
     if len(scored) >= 2:
         top = max(scored, key=lambda r: r.best_val_acc)
         low = min(scored, key=lambda r: r.best_val_acc)
-        lines.append(f"Most accurate: {top.name} ({top.strategy}), {100 * (top.best_val_acc - low.best_val_acc):+.1f} "
-                     f"points over {low.name} ({low.strategy}).")
-    timed = [r for r in records if seconds_per_epoch(r)]
-    if len(timed) >= 2:
-        fast = min(timed, key=seconds_per_epoch)
-        slow = max(timed, key=seconds_per_epoch)
-        lines.append(f"Fastest per epoch: {fast.name} ({fast.strategy}), "
-                     f"{seconds_per_epoch(slow) / seconds_per_epoch(fast):.1f}× faster than {slow.name} "
-                     f"({slow.strategy}).")
+        if top.best_val_acc == low.best_val_acc:  # "+0.0 points over" itself said nothing (issue 28)
+            lines.append(f"Equally accurate: every run reached {_percent(top.best_val_acc)}.")
+        else:
+            lines.append(f"Most accurate: {top.name} ({top.strategy}), "
+                         f"{100 * (top.best_val_acc - low.best_val_acc):+.1f} points over {low.name} "
+                         f"({low.strategy}).")
+    lines.extend(_speed_lines([r for r in records if r.wall_seconds]))
     return "\n".join(lines)
 
 
@@ -296,7 +338,9 @@ class RunComparison(QWidget):
         self._bars.setOpts(x0=0, y=list(range(len(records))), width=[s / scale for s in seconds], height=0.6,
                            brushes=colors)
         self.runsTimePlot.setLabel("bottom", f"training time ({unit})")
-        self.runsTimePlot.getAxis("left").setTicks([[(i, r.strategy) for i, r in enumerate(records)]])
+        # Named as the table names them (a renamed run by its new name), not by strategy: two runs of one
+        # strategy would read the same.
+        self.runsTimePlot.getAxis("left").setTicks([[(i, r.name) for i, r in enumerate(records)]])
 
     def _curve(self, i: int) -> pg.PlotDataItem:
         while len(self._curves) <= i:
@@ -378,7 +422,30 @@ class RunsPanel(QWidget):
         self.model.dataChanged.connect(self._on_runs_edited)
         self.runsTable.selectionModel().selectionChanged.connect(self._on_selection_changed)
         document.recipe_changed.connect(self._on_recipe_changed)
+        # The table follows runs as they start and end — here, in a CLI or in another studio — while it is seen.
+        self._listed = runs_folder_stamp(None)
+        self._follow_timer = QTimer(self)
+        self._follow_timer.setInterval(FOLLOW_INTERVAL_MS)
+        self._follow_timer.timeout.connect(self._follow)
         self._on_recipe_changed()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self._follow()
+        self._follow_timer.start()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().hideEvent(event)
+        self._follow_timer.stop()
+
+    @Slot()
+    def _follow(self) -> None:
+        """Read the runs folder again when a run appeared, went, or wrote its summary (not while a name or note is
+        being edited: a refresh would close the editor)."""
+        if self.runsTable.state() == QAbstractItemView.State.EditingState:
+            return
+        if runs_folder_stamp(self._root) != self._listed:
+            self.refresh()
 
     def _layout(self) -> None:
         top = QHBoxLayout()
@@ -420,6 +487,7 @@ class RunsPanel(QWidget):
     def refresh(self) -> None:
         """Read the runs folder again, keeping the selection and the sort order."""
         selected = [r.path for r in self.selected_runs()]
+        self._listed = runs_folder_stamp(self._root)
         self.model.set_records(list_runs(self._root))
         header = self.runsTable.horizontalHeader()
         self.model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())

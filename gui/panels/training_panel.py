@@ -38,6 +38,9 @@ from engine.train.metrics import batch_event, epoch_event
 from engine.train.narrate import describe, finish_line, freeze_line, l2_text, setback_line, stop_line
 from engine.train.runs import SUMMARY_FILE, checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
+from gui.jobs.board import TrainingWaiter, job_board
+from gui.jobs.progress_view import JobProgress
+from gui.jobs.runner import JobRunner
 from gui.start_checks import start_refusal
 from gui.widgets.buttons import named_button
 from gui.widgets.device_choice import DeviceChoice
@@ -46,8 +49,6 @@ from gui.widgets.log_view import FollowingLog
 from gui.widgets.plot_ranges import SteadyYRange
 from gui.widgets.plot_style import mark_phases, new_plot, series_color
 from gui.widgets.tooltips import set_tooltips
-from gui.workers.jobs import EngineJob, start_job
-from gui.workers.threads import WorkerThread
 from gui.workers.training import TrainingController, runs_root_for
 
 TIPS = {
@@ -68,6 +69,7 @@ PROGRESS_STEPS = 1000  # the progress bar counts per-mille of the whole run
 # so curves redraw once a second there; on a GPU the cores are mostly idle and 4 redraws a second cost nothing.
 CURVE_REDRAW_MS = {"cpu": 1000, "accelerator": 250}
 PROGRESS_REDRAW_MS = 250
+PAUSED_PREFIX = "Paused — "
 LR_FLAT_TOLERANCE = 1e-4  # lr points closer than this (relative) extend a flat segment instead of adding a vertex
 
 
@@ -402,8 +404,10 @@ class RunProgress(QWidget):
         # alone reads far too low, so the last rate measured over several batches stays until a second one.
         if b.batch != 0 and (b.epoch, b.batch) != self._resumed_at:
             self._rate = f"{b.images_per_s:.0f}"
+        # Batches finished before the pause took hold still arrive: they must not wipe out "Paused" (issue 28).
+        paused = PAUSED_PREFIX if self._paused_since is not None else ""
         self.progressLabel.setText(
-            f"Epoch {b.epoch + 1}/{self._total_epochs} · batch {b.batch + 1}/{b.batches} · "
+            f"{paused}Epoch {b.epoch + 1}/{self._total_epochs} · batch {b.batch + 1}/{b.batches} · "
             f"{self._rate} images/s · ETA {self._eta(fraction)}")
 
     def show_fit(self, e: ev.HeadFitProgressed) -> None:
@@ -419,13 +423,16 @@ class RunProgress(QWidget):
                                    f"ETA {self._eta(fraction)}")
 
     def set_paused(self, paused: bool) -> None:
-        """Paused time is not training time: the ETA's clock stops while paused."""
+        """Paused time is not training time: the ETA's clock stops while paused. The line says "Paused — " for
+        as long as the run is."""
         now = time.monotonic()
+        text = self.progressLabel.text().removeprefix(PAUSED_PREFIX)
         if paused and self._paused_since is None:
             self._paused_since = now
         elif not paused and self._paused_since is not None:
             self._started += now - self._paused_since
             self._paused_since = None
+        self.progressLabel.setText((PAUSED_PREFIX if paused else "") + text)
 
     def _eta(self, fraction: float) -> str:
         progressed = fraction - self._start_fraction
@@ -445,16 +452,17 @@ class RunProgress(QWidget):
 
 
 class CostEstimate(QWidget):
-    """What the run will cost, before Start: *Estimate cost* measures it in a job thread (engine/train/estimate.py)
-    and the label shows it, or why the run would not start; a change of the recipe makes it stale."""
+    """What the run will cost, before Start: *Estimate cost* measures it as a job (engine/train/estimate.py; it
+    waits for the device, shows its progress and can be cancelled) and the label shows it, or why the run would
+    not start; a change of the recipe makes it stale."""
 
     def __init__(self, document: RecipeDocument, controller: TrainingController, parent: QWidget | None = None):
         super().__init__(parent)
         self._document = document
         self._controller = controller
         self.estimate = None
-        self._thread: WorkerThread | None = None
-        self._job: EngineJob | None = None
+        self._cancel_reason = ""
+        self.runner = JobRunner("estimate", "Estimate", self, uses_device=True)
         self.estimateButton = QPushButton("Estimate cost")
         self.estimateButton.setObjectName("estimateButton")
         self.estimateButton.setToolTip("Measure on a few real batches what this run will cost before Start: time per "
@@ -463,34 +471,42 @@ class CostEstimate(QWidget):
         self.estimateLabel.setObjectName("estimateLabel")
         self.estimateLabel.setWordWrap(True)
         self.estimateLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout = QHBoxLayout(self)
+        self.progress = JobProgress(self.runner, unit="phase")
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.estimateLabel, 1)
+        row.addWidget(self.estimateButton, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.estimateLabel, 1)
-        layout.addWidget(self.estimateButton, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
         self.estimateButton.clicked.connect(self.start)
+        self.runner.job_succeeded.connect(self._on_estimated)
+        self.runner.job_failed.connect(self._on_failed)
+        self.runner.job_cancelled.connect(self._on_cancelled)
+        self.runner.job_finished.connect(self._update_button)
         document.recipe_changed.connect(self._on_recipe_changed)
         controller.running_changed.connect(self._update_button)
 
     @Slot()
     def start(self) -> None:
-        if self._thread is not None or self._controller.is_running:
+        if self.runner.is_busy:
             return
         from engine.train.estimate import estimate_run
 
         recipe = self._document.recipe.copy()
-        self.estimateButton.setEnabled(False)
+        self._cancel_reason = ""
         self.estimateLabel.setStyleSheet("")
         self.estimateLabel.setText(f"Measuring what '{recipe.name}' will cost on a few real batches …")
-        self._thread, self._job = start_job(
-            "estimateThread", lambda should_stop, _progress: estimate_run(recipe, should_stop=should_stop), self,
-            self._on_finished)
-        self._job.succeeded.connect(self._on_estimated)
-        self._job.failed.connect(self._on_failed)
-        self._thread.start()
+        self.runner.start(lambda task: estimate_run(recipe, should_stop=task.should_stop, progress=task.progress),
+                          f"Estimating '{recipe.name}'")
+        self._update_button()
 
-    def cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+    def cancel(self, reason: str = "") -> None:
+        """Stop the estimate; `reason` is what the label says then (the user's Cancel says nothing more)."""
+        if self.runner.is_busy:
+            self._cancel_reason = reason
+            self.runner.cancel()
 
     def _on_estimated(self, estimate) -> None:
         self.estimate = estimate
@@ -498,20 +514,16 @@ class CostEstimate(QWidget):
 
     def _on_failed(self, message: str) -> None:
         self.estimate = None
-        cancelled = self._job is not None and self._job.cancelled
-        self.estimateLabel.setText("Estimate cancelled: the run started." if cancelled
-                                   else f"⚠ The run would not start: {message}")
-        self.estimateLabel.setStyleSheet("" if cancelled else "color: #b00020;")
+        self.estimateLabel.setText(f"⚠ The run would not start: {message}")
+        self.estimateLabel.setStyleSheet("color: #b00020;")
 
-    def _on_finished(self) -> None:
-        if self._thread is None:
-            return
-        self._thread.wait()  # `finished` comes just before the thread has really ended
-        self._thread, self._job = None, None
-        self._update_button()
+    def _on_cancelled(self) -> None:
+        self.estimate = None
+        self.estimateLabel.setText(f"Estimate cancelled{': ' + self._cancel_reason if self._cancel_reason else ''}.")
 
     def _update_button(self, *_running) -> None:
-        self.estimateButton.setEnabled(self._thread is None and not self._controller.is_running)
+        # During a run the estimate waits in the device queue until the run ends (gui/jobs/board.py).
+        self.estimateButton.setEnabled(not self.runner.is_busy)
 
     def _on_recipe_changed(self) -> None:
         if self.estimate is not None:  # it was measured for the recipe as it was
@@ -538,6 +550,7 @@ class TrainingPanel(QWidget):
         self._freeze_lines: list[str] = []
         self._resumable_run = ""
         self._device_requested: tuple[str, int] | None = None
+        self._waiter: TrainingWaiter | None = None  # a start waiting in the device queue
 
         self.startButton = named_button("startButton", "Start", "Train the current recipe (Ctrl+Return)")
         self.pauseButton = named_button("pauseButton", "Pause", "Pause after the current batch")
@@ -653,9 +666,9 @@ class TrainingPanel(QWidget):
     # --- commands (buttons and the main window's Run menu) -------------------------------------------------
     @Slot()
     def start_run(self) -> None:
-        if self._controller.is_running:
+        if self._controller.is_running or self.waiting_to_start:
             return
-        self.costEstimate.cancel()  # the run itself is what counts now
+        self.costEstimate.cancel("the run started")  # the run itself is what counts now
         self._run_dir = ""
         self.log("─" * 24)
         self.log(f"Starting '{self._document.recipe.name}' …")
@@ -663,7 +676,8 @@ class TrainingPanel(QWidget):
         if refusal:
             self._on_run_failed(ev.RunFailed(run_dir="", error=refusal, checkpoint=""))
             return
-        self._controller.start(self._document.recipe)
+        recipe = self._document.recipe.copy()
+        self._start_when_free(lambda: self._controller.start(recipe), f"Training '{recipe.name}'")
 
     @Slot()
     def toggle_pause(self) -> None:
@@ -680,12 +694,37 @@ class TrainingPanel(QWidget):
 
     @Slot()
     def resume_last_run(self) -> None:
-        if self._controller.is_running or not self._resumable_run:
+        if self._controller.is_running or self.waiting_to_start or not self._resumable_run:
             return
         self._run_dir = ""
         self.log("─" * 24)
         self.log(f"Resuming {self._resumable_run} …")
-        self._controller.continue_run(self._resumable_run)
+        run_dir = self._resumable_run
+        self._start_when_free(lambda: self._controller.continue_run(run_dir), f"Resuming {Path(run_dir).name}")
+
+    @property
+    def waiting_to_start(self) -> bool:
+        """A run was asked for and waits for a job to give the device back."""
+        return self._waiter is not None and self._waiter.is_queued
+
+    def _start_when_free(self, start, description: str) -> None:
+        """Start now, or after the job holding the device (a sweep, an evaluation …): one thing trains at a time."""
+        if self.waiting_to_start:
+            return
+        self._waiter = job_board().start_training(start, description, self)
+        if self._waiter is not None:
+            self._waiter.cancelled.connect(self._on_start_cancelled)
+            self.log("Waiting for the device: another job uses it (see Jobs) …")
+            self.progress.halt("Waiting for the device (see Jobs)")
+            self.startButton.setEnabled(False)
+            self.resumeRunButton.setEnabled(False)
+
+    @Slot()
+    def _on_start_cancelled(self) -> None:
+        self._waiter = None
+        self.log("The start was cancelled while it waited.")
+        self.progress.halt("No run")
+        self._on_running_changed(self._controller.is_running)
 
     def log(self, line: str) -> None:
         self.runLog.appendPlainText(line)
@@ -693,6 +732,8 @@ class TrainingPanel(QWidget):
     # --- controller state ----------------------------------------------------------------------------------------
     @Slot(bool)
     def _on_running_changed(self, running: bool) -> None:
+        if running:
+            self._waiter = None
         self.startButton.setEnabled(not running)
         self.pauseButton.setEnabled(running)
         self.stopButton.setEnabled(running)
@@ -706,8 +747,6 @@ class TrainingPanel(QWidget):
         self.pauseButton.setText("Continue" if paused else "Pause")
         self.pauseButton.setToolTip("Continue training" if paused else "Pause after the current batch")
         self.progress.set_paused(paused)
-        if paused:
-            self.progress.halt("Paused — " + self.progress.progressLabel.text())
 
     def _set_resumable_run(self, run_dir: str) -> None:
         self._resumable_run = run_dir

@@ -1,7 +1,8 @@
 """The Evaluate tab's work off the GUI thread (each worker lives in a WorkerThread the panel owns):
 
-    EvaluationWorker     reads a run's evaluation.json, or evaluates its best checkpoint on the validation split
-                         (and writes evaluation.json) or on another folder of class folders
+    EvaluationWorker     reads a run's evaluation.json
+    evaluation_work      evaluates its best checkpoint on the validation split (and writes evaluation.json) or on
+                         another folder of class folders: a JobRunner's work, which waits for the device
     ExplanationWorker    the gallery's thumbnails: each image's crop with its Grad-CAM heat map
 
 Requests carry an id; a newer request (`begin_request`) or `cancel()` abandons an older one at its next image
@@ -21,30 +22,22 @@ from engine.infer.inference import Predictor
 from engine.train.devices import pick_device
 from gui.widgets.image_utils import rgb_to_qimage
 from gui.workers.inference import explain_file
-from gui.workers.requests import Cancelled, RequestIds
+from gui.workers.requests import RequestWorker
 
 
-class EvaluationWorker(QObject):
+class EvaluationWorker(RequestWorker):
     # request, run folder, the Evaluation (None: the run has no evaluation.json yet), where it came from
     evaluation_ready = Signal(int, str, object, str)
-    evaluation_progressed = Signal(int, int, int)  # request, images done, images in all
     evaluation_failed = Signal(int, str)  # request, a one-line reason
 
     def __init__(self, device: str = "auto", parent: QObject | None = None):
         super().__init__(parent)
         self._device_request = device
-        self._requests = RequestIds()
-
-    def begin_request(self) -> int:
-        return self._requests.begin()
-
-    def cancel(self) -> None:
-        self._requests.cancel()
 
     @Slot(int, str)
     def load(self, request: int, run_dir: str) -> None:
         """The run's evaluation.json (fast: no model is built)."""
-        if not self._requests.is_current(request):
+        if not self.is_current(request):
             return
         path = Path(run_dir) / EVALUATION_FILE
         if not path.is_file():
@@ -57,36 +50,28 @@ class EvaluationWorker(QObject):
             return
         self.evaluation_ready.emit(request, run_dir, evaluation, str(path))
 
-    @Slot(int, str, str)
-    def evaluate(self, request: int, run_dir: str, image_dir: str) -> None:
-        """The best checkpoint on the run's validation split (writes evaluation.json, calibrates the OOD score and
-        measures the drift) or, with `image_dir`, on that folder (nothing is written)."""
-        if not self._requests.is_current(request):
-            return
 
+def evaluation_work(run_dir: str, image_dir: str = "", device_request: str = "auto"):
+    """A JobRunner's work (gui/jobs/runner.py): the best checkpoint on the run's validation split (writes
+    evaluation.json, calibrates the OOD score and measures the drift) or, with `image_dir`, on that folder (nothing
+    is written). Returns (run folder, Evaluation, where it came from); stops at the next batch when cancelled."""
+
+    def work(task):
         def progress(done: int, total: int) -> None:
-            self._requests.check(request)
-            self.evaluation_progressed.emit(request, done, total)
+            task.check()
+            task.progress(done, total)
 
-        try:
-            device, _warning = pick_device(self._device_request)
-            if image_dir:
-                evaluation = evaluate_checkpoint(run_dir, image_dir, "best", device, drift=True, progress=progress)
-            else:
-                evaluation = write_run_evaluation(run_dir, device, progress)
-        except Cancelled:
-            return
-        except ThawError as exc:
-            self.evaluation_failed.emit(request, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: a message, never a dead thread
-            self.evaluation_failed.emit(request, f"{type(exc).__name__}: {exc}")
-            return
-        where = image_dir or str(Path(run_dir) / EVALUATION_FILE)
-        self.evaluation_ready.emit(request, run_dir, evaluation, where)
+        device, _warning = pick_device(device_request)
+        if image_dir:
+            evaluation = evaluate_checkpoint(run_dir, image_dir, "best", device, drift=True, progress=progress)
+        else:
+            evaluation = write_run_evaluation(run_dir, device, progress)
+        return run_dir, evaluation, image_dir or str(Path(run_dir) / EVALUATION_FILE)
+
+    return work
 
 
-class ExplanationWorker(QObject):
+class ExplanationWorker(RequestWorker):
     # request, {path, overlay: QImage | None, plain: QImage | None, class_name, error}
     image_explained = Signal(int, dict)
     images_explained = Signal(int)  # request: every image asked for has been answered
@@ -94,24 +79,17 @@ class ExplanationWorker(QObject):
     def __init__(self, device: str = "auto", parent: QObject | None = None):
         super().__init__(parent)
         self._device_request = device
-        self._requests = RequestIds()
         self._predictor: Predictor | None = None
         self._checkpoint = ""
-
-    def begin_request(self) -> int:
-        return self._requests.begin()
-
-    def cancel(self) -> None:
-        self._requests.cancel()
 
     @Slot(int, str, list)
     def explain_images(self, request: int, checkpoint: str, paths: list) -> None:
         """Grad-CAM (for the predicted class) of each image, in the order given."""
-        if not self._requests.is_current(request):
+        if not self.is_current(request):
             return
         error = self._use_checkpoint(checkpoint)
         for path in paths:
-            if not self._requests.is_current(request):
+            if not self.is_current(request):
                 return
             if error:
                 self.image_explained.emit(request, {"path": path, "overlay": None, "plain": None, "class_name": "",

@@ -14,11 +14,12 @@ from engine.infer.inference import Predictor, expand_inputs
 from engine.infer.ood import calibration_path, head_digest, load_calibration
 from engine.train.devices import pick_device
 from gui.widgets.image_utils import chw_to_rgb
+from gui.workers.requests import RequestWorker
 
 BATCH_SIZE = 32
 
 
-class InferenceWorker(QObject):
+class InferenceWorker(RequestWorker):
     """Loads a checkpoint, predicts lists of files in batches, and explains single images.
 
     A predict request is abandoned between batches as soon as a newer one is begun (`begin_request`), so dropping
@@ -42,15 +43,6 @@ class InferenceWorker(QObject):
         self._checkpoint = ""  # the path the predictor came from
         self._head_digest = ""  # which weights a calibration must belong to
         self._calibration_stamp: tuple[int, int] | None = None  # the calibration file's (mtime, size) when read
-        self._latest_request = 0  # written only by the GUI thread
-
-    def begin_request(self) -> int:
-        """Called on the GUI thread: the id of the next predict request; any older one stops at its next batch."""
-        self._latest_request += 1
-        return self._latest_request
-
-    def cancel(self) -> None:
-        self._latest_request += 1
 
     @Slot(str)
     def load_checkpoint(self, path: str) -> None:
@@ -94,13 +86,13 @@ class InferenceWorker(QObject):
     @Slot(int, list, int, bool)
     def predict(self, request: int, paths: list, topk: int, with_heatmaps: bool) -> None:
         """Folders are expanded to their images; each file gets a result, unreadable ones with an error."""
-        if request != self._latest_request:
+        if not self.is_current(request):
             return
         self._refresh_calibration()
         files = [str(path) for path in expand_inputs(paths)]
         results: list[dict] = []
         for start in range(0, len(files), BATCH_SIZE):
-            if request != self._latest_request:
+            if not self.is_current(request):
                 return
             batch = files[start:start + BATCH_SIZE]
             results += self._predict_batch(batch, topk, with_heatmaps)

@@ -1,7 +1,7 @@
 """Suspect labels, near-duplicates and leaks off the GUI thread: a LabelIssuesWorker (in a WorkerThread the
-Evaluate tab owns) reads a run's label_issues.json, or computes it with engine/infer/label_issues.py (features of
-every training and validation image, then a k-fold head and confident learning), and loads the images shown side
-by side, scaled down, so that a folder of large photos never blocks the GUI thread."""
+Evaluate tab owns) reads a run's label_issues.json and loads the images shown side by side, scaled down, so that a
+folder of large photos never blocks the GUI thread. Computing the report (engine/infer/label_issues.py: features of
+every training and validation image, then a k-fold head and confident learning) is a job, `label_issues_work`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from engine.errors import ThawError
 from engine.infer.label_issues import LABEL_ISSUES_FILE, LabelIssueReport, find_run_label_issues
 from engine.train.devices import pick_device
 from gui.widgets.image_utils import chw_to_rgb, rgb_to_qimage
-from gui.workers.requests import Cancelled, RequestIds
+from gui.workers.requests import RequestWorker
 
 PREVIEW_SIDE = 320  # pixels: the longest side of an image shown side by side
 
@@ -35,10 +35,9 @@ def preview_image(path: str, side: int = PREVIEW_SIDE) -> tuple[QImage | None, s
     return rgb_to_qimage(np.asarray(image)), ""
 
 
-class LabelIssuesWorker(QObject):
+class LabelIssuesWorker(RequestWorker):
     # request, run folder, the report (None: the run has none yet), where it came from ("" when just computed)
     report_ready = Signal(int, str, object, str)
-    report_progressed = Signal(int, int, int)  # request, images whose features are done, images in all
     report_failed = Signal(int, str)
     # request, [(path, QImage | None, error)] in the order asked
     previews_ready = Signal(int, list)
@@ -46,17 +45,10 @@ class LabelIssuesWorker(QObject):
     def __init__(self, device: str = "auto", parent: QObject | None = None):
         super().__init__(parent)
         self._device_request = device
-        self._requests = RequestIds()
-
-    def begin_request(self) -> int:
-        return self._requests.begin()
-
-    def cancel(self) -> None:
-        self._requests.cancel()
 
     @Slot(int, str)
     def load(self, request: int, run_dir: str) -> None:
-        if not self._requests.is_current(request):
+        if not self.is_current(request):
             return
         path = Path(run_dir) / LABEL_ISSUES_FILE
         if not path.is_file():
@@ -69,29 +61,6 @@ class LabelIssuesWorker(QObject):
             return
         self.report_ready.emit(request, run_dir, report, str(path))
 
-    @Slot(int, str, str)
-    def find(self, request: int, run_dir: str, backbone: str) -> None:
-        """Compute the report (and write label_issues.json in the run folder)."""
-        if not self._requests.is_current(request):
-            return
-
-        def progress(done: int, total: int) -> None:
-            self._requests.check(request)
-            self.report_progressed.emit(request, done, total)
-
-        try:
-            device, _warning = pick_device(self._device_request)
-            report = find_run_label_issues(run_dir, backbone=backbone, device=device, progress=progress)
-        except Cancelled:
-            return
-        except ThawError as exc:
-            self.report_failed.emit(request, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - a message, never a dead thread
-            self.report_failed.emit(request, f"{type(exc).__name__}: {exc}")
-            return
-        self.report_ready.emit(request, run_dir, report, str(Path(run_dir) / LABEL_ISSUES_FILE))
-
     @Slot(int, list)
     def load_previews(self, request: int, paths: list) -> None:
         """Previews have their own ids (the panel's): loading them never cancels a report being computed."""
@@ -100,3 +69,19 @@ class LabelIssuesWorker(QObject):
             image, error = preview_image(path) if path else (None, "")
             previews.append((path, image, error))
         self.previews_ready.emit(request, previews)
+
+
+def label_issues_work(run_dir: str, backbone: str, device_request: str = "auto"):
+    """A JobRunner's work (gui/jobs/runner.py): compute the report (and write label_issues.json in the run folder);
+    returns (run folder, report, where it was written); stops at the next image batch when cancelled."""
+
+    def work(task):
+        def progress(done: int, total: int) -> None:
+            task.check()
+            task.progress(done, total)
+
+        device, _warning = pick_device(device_request)
+        report = find_run_label_issues(run_dir, backbone=backbone, device=device, progress=progress)
+        return run_dir, report, str(Path(run_dir) / LABEL_ISSUES_FILE)
+
+    return work

@@ -14,6 +14,7 @@ from engine.data.preprocessing import Preprocessing
 from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport, scan_folder
 from engine.data.transforms import denormalize, train_transform
 from gui.widgets.image_utils import chw_to_rgb, pil_to_qimage, rgb_to_qimage
+from gui.workers.requests import RequestWorker
 
 THUMBNAIL_SIZE = 64
 THUMBNAILS_PER_CLASS = 4
@@ -24,7 +25,7 @@ class _Superseded(Exception):
     """Raised from scan_folder's progress callback to abandon a scan that a newer request replaced."""
 
 
-class ScanWorker(QObject):
+class ScanWorker(RequestWorker):
     """Scans one folder per request; a newer request cancels the running one at its next progress report."""
 
     scan_progressed = Signal(int, int)  # files checked, files found
@@ -34,26 +35,14 @@ class ScanWorker(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._latest_request = 0  # written only by the GUI thread; read by the worker between files
-
-    def begin_request(self) -> int:
-        """Called on the GUI thread before asking for a scan: the id to pass to scan(); older scans stop."""
-        self._latest_request += 1
-        return self._latest_request
-
-    def cancel(self) -> None:
-        self._latest_request += 1
-
-    def _is_current(self, request: int) -> bool:
-        return request == self._latest_request
 
     @Slot(int, str, int)
     def scan(self, request: int, root: str, channels: int) -> None:
-        if not self._is_current(request):
+        if not self.is_current(request):
             return
 
         def progress(done: int, total: int) -> None:
-            if not self._is_current(request):
+            if not self.is_current(request):
                 raise _Superseded
             self.scan_progressed.emit(done, total)
 
@@ -62,10 +51,10 @@ class ScanWorker(QObject):
         except _Superseded:
             return
         except Exception as exc:  # noqa: BLE001 - any failure is a message on the Data tab, never a dead thread
-            if self._is_current(request):
+            if self.is_current(request):
                 self.scan_failed.emit(str(exc))
             return
-        if not self._is_current(request):
+        if not self.is_current(request):
             return
         self.scan_finished.emit(report)
         self._load_thumbnails(request, report)
@@ -82,7 +71,7 @@ class ScanWorker(QObject):
         thumbnails = []
         for index in sorted(chosen):
             for path in chosen[index]:
-                if not self._is_current(request):
+                if not self.is_current(request):
                     return
                 try:
                     image = load_pil_rgb(path)
@@ -90,7 +79,7 @@ class ScanWorker(QObject):
                     continue
                 image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
                 thumbnails.append((report.classes[index], path, pil_to_qimage(image)))
-        if self._is_current(request):
+        if self.is_current(request):
             self.thumbnails_loaded.emit(thumbnails)
 
 

@@ -9,7 +9,7 @@ import shiboken6
 from PySide6.QtCore import QSize, Qt
 
 from gui.document import RecipeDocument
-from gui.panels.data_panel import DataPanel
+from gui.panels.data_panel import DataPanel, looks_like_characters
 from gui.widgets.image_utils import qimage_to_rgb
 from tests.gui.drops import drop_urls
 from tests.helpers import make_image_folder
@@ -27,9 +27,9 @@ def panel(qtbot, document):
     widget = DataPanel(document)
     qtbot.addWidget(widget)
     yield widget
-    thread = widget._thread  # None when the test never needed the worker
+    thread = widget.worker_thread.thread  # None when the test never needed the worker
     widget.shutdown()
-    assert widget._thread is None
+    assert widget.worker_thread.thread is None
     if thread is not None:
         assert thread.qthread.isFinished()
 
@@ -157,7 +157,7 @@ def test_deleting_the_panel_without_shutdown_stops_its_thread(qtbot, document, i
     widget = DataPanel(document)
     with qtbot.waitSignal(document.data_scanned, timeout=SCAN_TIMEOUT_MS):
         widget.set_data_folder(str(image_folder))
-    thread = widget._thread.qthread
+    thread = widget.worker_thread.thread.qthread
     assert thread.isRunning()
     shiboken6.delete(widget)
     assert thread.isFinished()
@@ -244,3 +244,21 @@ def test_digit_classes_warn_about_flips_until_they_are_off(qtbot, panel, documen
 
     panel.horizontalFlipCheck.click()
     assert not panel.flipWarningLabel.isVisibleTo(panel)
+
+
+def test_classes_named_like_digit_5_warn_about_flips_too(qtbot, panel, tmp_path):
+    """Issue 28, bug 5: only names starting with a digit were checked, so digit_5 … digit_9 got no warning while
+    the preview showed mirrored 5s."""
+    digits = make_image_folder(tmp_path / "digits", classes=3, per_class=4)
+    for source, digit in (("cat", "digit_5"), ("dog", "digit_6"), ("fox", "digit_9")):
+        (digits / source).rename(digits / digit)
+    scan(qtbot, panel, digits)
+    assert panel.flipWarningLabel.isVisibleTo(panel) and "digits or letters" in panel.flipWarningLabel.text()
+
+
+@pytest.mark.parametrize("classes, characters", [
+    (["0", "1"], True), (["7_seven", "8_eight"], True), (["digit_5", "digit_9"], True),
+    (["letter-b", "letter-d"], True), (["cat", "dog"], False), (["resnet_50", "resnet_18"], False),
+    (["golden retriever", "pug"], False), (["digit_5", "dog"], False)])
+def test_which_class_names_look_like_characters(classes, characters):
+    assert looks_like_characters(classes) is characters

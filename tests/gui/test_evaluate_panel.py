@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
 
 from engine.infer.evaluation import EVALUATION_FILE, VALIDATION_SPLIT, Evaluation, write_run_evaluation
 from engine.infer.explain import overlay
@@ -58,8 +59,8 @@ def panel(qtbot, runs_root):
     widget.resize(1300, 850)
     qtbot.addWidget(widget)
     yield widget
-    threads = [t for t in (widget._thread, widget.errors_view._thread, widget.labels_view._thread,
-                           widget.network_view._thread) if t is not None]
+    threads = [view.worker_thread.thread for view in (widget, widget.errors_view, widget.labels_view,
+                                                      widget.network_view) if view.worker_thread.thread is not None]
     widget.shutdown()
     assert all(t.qthread.isFinished() for t in threads)
 
@@ -244,6 +245,24 @@ def test_a_run_without_an_evaluation_is_evaluated_on_its_validation_split(qtbot,
     assert evaluation.metrics.confusion == Evaluation.load(run / EVALUATION_FILE).metrics.confusion
 
 
+def test_an_evaluation_shows_its_progress_and_cancel_writes_nothing(qtbot, panel, alike_runs, tmp_path):
+    _, run, _ = alike_runs
+    copy = tmp_path / "runs" / "29991231-235959-unevaluated"
+    shutil.copytree(run, copy)
+    (copy / EVALUATION_FILE).unlink()
+    with qtbot.waitSignal(panel.evaluation_shown, timeout=TIMEOUT_MS):
+        panel.select_run(str(copy))
+    runner = panel.evaluationRunner
+    cancel = panel.findChild(QPushButton, "evaluationCancelButton")
+    with qtbot.waitSignal(runner.job_cancelled, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.evaluateRunButton, Qt.MouseButton.LeftButton)
+        assert cancel.isVisibleTo(panel) and not panel.evaluateRunButton.isEnabled()
+        qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)  # stops at the first batch's progress
+    assert not (copy / EVALUATION_FILE).exists()
+    assert panel.evaluationSummaryLabel.text() == "Evaluation cancelled: nothing was written."
+    assert panel.evaluateRunButton.isEnabled() and not cancel.isVisibleTo(panel)
+
+
 def test_a_folder_is_evaluated_and_a_folder_of_unknown_classes_is_refused(qtbot, panel, alike_runs, tmp_path):
     _, run, _ = alike_runs
     shown_panel(qtbot, panel)
@@ -257,7 +276,7 @@ def test_a_folder_is_evaluated_and_a_folder_of_unknown_classes_is_refused(qtbot,
 
     strange = make_styled_folder(tmp_path / "strange", {"zebra": "owl"}, per_class=2)
     with qtbot.assertNotEmitted(panel.evaluation_shown):
-        with qtbot.waitSignal(panel._worker.evaluation_failed, timeout=TIMEOUT_MS):
+        with qtbot.waitSignal(panel.evaluationRunner.job_failed, timeout=TIMEOUT_MS):
             panel.evaluate_folder(str(strange))
     qtbot.waitUntil(lambda: "zebra" in panel.evaluationSummaryLabel.text(), timeout=TIMEOUT_MS)
     assert "not among the checkpoint's classes" in panel.evaluationSummaryLabel.text()
@@ -364,7 +383,7 @@ def test_label_issues_that_cannot_be_found_say_why(qtbot, tmp_path):
     qtbot.addWidget(view)
     try:
         view.set_run(str(tmp_path))  # not a run folder
-        with qtbot.waitSignal(view._worker.report_failed, timeout=TIMEOUT_MS):
+        with qtbot.waitSignal(view.labelIssuesRunner.job_failed, timeout=TIMEOUT_MS):
             view.find_label_issues()
         qtbot.waitUntil(lambda: "not a run folder" in view.labelIssuesStatusLabel.text(), timeout=TIMEOUT_MS)
         assert view.findLabelIssuesButton.isEnabled() and view.report is None
@@ -427,3 +446,54 @@ def test_without_the_pretrained_weights_the_network_page_says_why(qtbot, panel, 
     assert network.pretrainedFiltersView.image().isNull()
     assert network.drift_plot.names  # the drift comes from the evaluation, not from the models
 
+
+
+def test_the_network_page_names_the_checkpoint_it_shows_and_offers_best_and_last(qtbot, trained_runs):
+    """Issue 28, bug 7: a gradual run's best.pt (epoch 1, backbone frozen) was shown as "after the run"."""
+    from engine.infer.drift import run_weight_drift
+    from engine.infer.run_checkpoint import open_checkpoint
+    from gui.panels.evaluate_network import NetworkView
+
+    run = trained_runs.get("gradual_unfreezing", epochs=3)
+    best, last = open_checkpoint(run, "best"), open_checkpoint(run, "last")
+    assert last.epoch == 3 and best.describe().startswith(f"best.pt (after epoch {best.epoch} of 3, phase ")
+    view = NetworkView()
+    qtbot.addWidget(view)
+    try:
+        view.set_run(str(run), None)
+        assert [view.networkCheckpointCombo.itemText(i) for i in range(2)] == ["best.pt", "last.pt"]
+        with qtbot.waitSignal(view.filters_shown, timeout=TIMEOUT_MS) as shown:
+            view.show()
+        assert shown.args[0]["error"] == "" and shown.args[0]["kind"] == "best"
+        assert view.finetunedFiltersView.caption.text() == f"fine-tuned: the same filters in {best.describe()}"
+        assert "after the run" not in view.finetunedFiltersView.caption.text()
+
+        with qtbot.waitSignal(view.filters_shown, timeout=TIMEOUT_MS) as shown:
+            view.set_kind("last")
+        assert view.finetunedFiltersView.caption.text() == (
+            f"fine-tuned: the same filters in last.pt (after epoch 3 of 3, phase 3 '{last.recipe.phases[2].name}')")
+        expected = run_weight_drift(last)
+        assert view.drift_plot.bar_lengths() == pytest.approx([s.relative for s in expected.stages])
+        assert view.driftLabel.text().startswith(f"How far the weights of {last.describe()} moved")
+    finally:
+        view.shutdown()
+
+
+def test_building_the_network_views_shows_progress_and_can_be_cancelled(qtbot, trained_runs):
+    from gui.panels.evaluate_network import NetworkView
+
+    view = NetworkView()
+    qtbot.addWidget(view)
+    try:
+        view.set_run(str(trained_runs.get("feature_extraction", epochs=1)), None)
+        with qtbot.assertNotEmitted(view.filters_shown, wait=500):
+            view.show()  # the page is seen: the models are built
+            assert view.networkProgress.isVisible() and view.networkCancelButton.isVisible()
+            qtbot.mouseClick(view.networkCancelButton, Qt.MouseButton.LeftButton)
+            assert view.networkStatusLabel.text().startswith("Cancelled")
+            assert not view.networkProgress.isVisible() and view.pretrainedFiltersView.image().isNull()
+        with qtbot.waitSignal(view.filters_shown, timeout=TIMEOUT_MS):
+            view.set_kind("last")  # choosing a checkpoint again builds them
+        assert not view.networkCancelButton.isVisible() and not view.finetunedFiltersView.image().isNull()
+    finally:
+        view.shutdown()

@@ -12,6 +12,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 
 from engine.infer import export_run as export_run_module
 from engine.infer.export_run import FAILED_SUFFIX, REPORT_SUFFIX
+from engine.infer.exported import open_export
 from engine.model.surgery import find_classifier
 from engine.train.trainer import fit
 from gui.document import RecipeDocument
@@ -101,6 +102,24 @@ def test_export_runs_in_the_worker_and_shows_the_verdict_and_costs(qtbot, dialog
     assert [table.item(row, 0).text() for row in range(table.rowCount())] == ["checkpoint (torch)", "pt2"]
     assert table.item(1, 4).text() == "100.0 %" and table.item(1, 2).text().endswith("thread)")
     assert not dialog.running and dialog.exportStartButton.isEnabled()
+
+
+def test_also_quantizing_to_int8_keeps_the_fp32_model_beside_it(qtbot, dialog, tmp_path):
+    """Issue 28, bug 6: "Also quantize to int8" wrote only the int8 file."""
+    out = tmp_path / "model-int8.onnx"
+    dialog.exportInt8Check.setChecked(True)
+    dialog.exportPathEdit.setText(str(out))
+    with qtbot.waitSignal(dialog.export_succeeded, timeout=WAIT_MS):
+        qtbot.mouseClick(dialog.exportStartButton, Qt.MouseButton.LeftButton)
+    fp32 = tmp_path / "model.onnx"
+    assert out.is_file() and fp32.is_file() and fp32.stat().st_size > out.stat().st_size
+    assert fp32.with_name(fp32.name + REPORT_SUFFIX).is_file() and out.with_name(out.name + REPORT_SUFFIX).is_file()
+    assert open_export(fp32).metadata.quantization["method"] == "none"
+    assert open_export(out).metadata.quantization["method"] == "int8-static"
+    assert f"Saved {out} and the fp32 model {fp32}" in dialog.exportVerdictLabel.text()
+    table = dialog.exportResultsTable
+    assert [table.item(row, 0).text() for row in range(table.rowCount())] == ["checkpoint (torch)", "onnx",
+                                                                              "onnx int8"]
 
 
 def test_a_disagreeing_export_is_shown_as_failed_and_nothing_is_saved(qtbot, dialog, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from engine.infer.evaluation import write_run_evaluation
 from engine.infer.explain import GRAD_CAM
@@ -14,7 +15,8 @@ from engine.infer.inference import Predictor
 from engine.train.runs import checkpoint_path
 from engine.train.trainer import fit
 from gui.document import RecipeDocument
-from gui.panels.inference_panel import OPEN_CHECKPOINT, UNFAMILIAR_BACKGROUND, InferencePanel
+from gui.panels.inference_panel import OPEN_CHECKPOINT, InferencePanel
+from gui.panels.predictions_table import UNFAMILIAR_BACKGROUND
 from gui.widgets.image_utils import qimage_to_rgb
 from gui.workers.inference import InferenceWorker
 from tests.evaluation_helpers import noise_image
@@ -49,9 +51,9 @@ def panel(qtbot, runs_root):
     widget = InferencePanel(RecipeDocument())
     qtbot.addWidget(widget)
     yield widget
-    thread = widget._thread  # None when the test never needed the worker
+    thread = widget.worker_thread.thread  # None when the test never needed the worker
     widget.shutdown()
-    assert widget._thread is None
+    assert widget.worker_thread.thread is None
     if thread is not None:
         assert thread.qthread.isFinished()
 
@@ -287,3 +289,56 @@ def test_open_images_offers_every_file_and_shows_each_chosen_one(qtbot, panel, i
     assert table.text(0, "Error") == "" and table.text(0, "Top-1")
     assert table.text(1, "Error") and table.text(2, "Error")  # each with its reason, none dropped
     assert "could not be read" in panel.inferenceStatusLabel.text()
+
+
+def test_rows_are_added_sorted_by_value_and_exported_as_csv(qtbot, panel, image_folder, tmp_path, monkeypatch):
+    """Issue 28: a new Open dropped the earlier rows, and the table could not be sorted or saved."""
+    import csv
+
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.predict_files([image_folder / "dog"])
+    dogs = [r["path"] for r in panel.results]
+    with qtbot.waitSignal(panel.predictions_shown, timeout=TIMEOUT_MS):
+        panel.predict_files([image_folder / "cat" / "cat_000.png", image_folder / "dog" / "dog_000.png"])
+    table = panel.predictionsTable
+    assert table.rowCount() == 13 and [r["path"] for r in panel.results][:12] == dogs  # added, not replaced
+    assert panel.results[12]["path"].endswith("cat_000.png")
+    assert panel._selected_result()["path"].endswith("cat_000.png")  # the new image is selected
+
+    table.horizontalHeader().setSortIndicator(table.column("Probability"), Qt.SortOrder.AscendingOrder)
+    shown = [float(table.text(row, "Probability").rstrip("%")) for row in range(13)]
+    assert shown == sorted(shown)  # as numbers: 9.5 % before 85.3 %
+    table.setCurrentCell(0, 0)
+    lowest = min(panel.results, key=lambda r: r["top"][0][1])
+    assert panel._selected_result() is lowest  # a sorted row still finds its own result
+
+    out = tmp_path / "predictions.csv"
+    monkeypatch.setattr(panel, "_ask_csv_path", lambda: str(out))
+    panel.exportPredictionsButton.click()
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["path"] for row in rows] == [r["path"] for r in panel.results]
+    assert [float(row["probability"]) for row in rows] == pytest.approx([r["top"][0][1] for r in panel.results],
+                                                                      abs=1e-6)  # six decimals
+    assert "Wrote 13 row(s)" in panel.inferenceStatusLabel.text()
+
+    panel.clearPredictionsButton.click()
+    assert table.rowCount() == 0 and not panel.exportPredictionsButton.isEnabled()
+
+
+def test_the_heat_maps_opacity_is_adjustable_and_lets_the_image_show_by_default(qtbot, panel, image_folder):
+    """Issue 28: the Grad-CAM overlay hid the digit it explained."""
+    panel.show()
+    with qtbot.waitSignals([panel.predictions_shown, panel.heatmap_shown], timeout=TIMEOUT_MS):
+        panel.predict_files([image_folder / "dog" / "dog_000.png"])
+    slider = panel.heatmapOpacitySlider
+    assert slider.value() == 35 < 45  # lighter than the engine's 0.45 that hid digits
+    default = pixels(panel)
+    slider.setValue(0)
+    plain = pixels(panel)
+    slider.setValue(100)
+    full = pixels(panel)
+    panel.heatmapToggle.setChecked(False)
+    assert np.array_equal(plain, pixels(panel)) and not slider.isEnabled()  # no heat at all: the crop itself
+    # The default lies between: nearer the image than a full heat map is.
+    assert np.abs(default.astype(int) - plain).mean() < np.abs(full.astype(int) - plain).mean()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QTabWidget
+from PySide6.QtWidgets import QApplication, QLabel, QTabWidget
 
 from engine.recipe import Recipe
 from engine.train.runs import SUMMARY_FILE, checkpoint_path
@@ -126,7 +126,7 @@ def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot
     window = make_window()
     chosen: list[str] = []
     exported: list[str] = []
-    monkeypatch.setattr(window.inference_panel, "set_checkpoint", chosen.append)
+    monkeypatch.setattr(window.inference_panel, "offer_checkpoint", chosen.append)
     monkeypatch.setattr(window.runs_panel, "open_export_dialog", exported.append)
     assert not window.exportRunAction.isEnabled()  # nothing to export yet
 
@@ -151,6 +151,31 @@ def test_finished_run_refreshes_runs_and_hands_the_checkpoint_to_inference(qtbot
     assert window.exportRunAction.isEnabled()  # Run → Export this run… opens the export of the run just finished
     window.exportRunAction.trigger()
     assert exported == [run.path]
+
+
+def test_a_finished_run_does_not_replace_the_checkpoint_the_user_chose(qtbot, make_window, trained_runs):
+    """Issue 28, bug 3: the Inference tab replaced the user's checkpoint whenever another run finished."""
+    window = make_window()
+    panel = window.inference_panel
+    chosen, newer = (str(checkpoint_path(trained_runs.get("feature_extraction", epochs=n), "best")) for n in (1, 2))
+    window.runs_panel.checkpoint_chosen.emit(chosen)  # the Runs tab's "Use this checkpoint"
+    assert panel.checkpointCombo.current_path() == chosen
+
+    window._on_run_ended(str(Path(newer).parent.parent), "finished")
+
+    assert panel.checkpointCombo.current_path() == chosen and panel._requested_checkpoint == chosen
+    qtbot.waitUntil(lambda: "tiny_resnet" in panel.checkpointInfoLabel.text(), timeout=RUN_TIMEOUT_MS)  # loaded
+
+
+def test_a_finished_run_is_offered_to_inference_until_a_checkpoint_is_chosen(qtbot, make_window, trained_runs):
+    window = make_window()
+    panel = window.inference_panel
+    first, second = (str(checkpoint_path(trained_runs.get("feature_extraction", epochs=n), "best")) for n in (1, 2))
+    window._on_run_ended(str(Path(first).parent.parent), "finished")
+    assert panel.checkpointCombo.current_path() == first
+    window._on_run_ended(str(Path(second).parent.parent), "finished")  # nothing chosen by hand: the newest
+    assert panel.checkpointCombo.current_path() == second and panel._requested_checkpoint == second
+    qtbot.waitUntil(lambda: "tiny_resnet" in panel.checkpointInfoLabel.text(), timeout=RUN_TIMEOUT_MS)
 
 
 def test_close_mid_run_stops_saves_and_leaves_no_thread(qtbot, make_window, monkeypatch, pause_at_first,
@@ -219,3 +244,75 @@ def test_a_deferred_window_whose_imports_fail_says_so_and_builds_nothing(qtbot, 
     assert "thaw_no_such_module" in window.loadingLabel.text()
     assert not window.is_ready and not hasattr(window, "tabs")
     assert window.close()
+
+
+def test_jobs_that_compete_for_the_device_wait_in_a_visible_queue(qtbot, make_window, pause_at_first, image_folder,
+                                                                 runs_root, no_thread_left_running):
+    """Issue 28: the estimate, the LR finder and a training run all ran at once on a 2-core machine. Now the run
+    holds the device, the others wait in the Jobs dock in order, and can be reordered or cancelled there."""
+    recipe = tiny_recipe(image_folder, "lesson_feature_extraction", epochs=2, out=runs_root)
+    recipe.data.max_train_batches = 2
+    window = make_window(recipe)
+    window.show()
+    pause_at_first(window.controller)
+    window.startRunAction.trigger()
+    qtbot.waitUntil(lambda: window.controller.is_paused, timeout=RUN_TIMEOUT_MS)
+    estimate, sweep = window.training_panel.costEstimate.runner, window.optimizer_panel.lr_finder.runner
+    assert window.jobsStatusButton.text() == "Jobs: 1 running" and not window.jobsDock.isVisible()
+
+    window.training_panel.costEstimate.start()
+    window.optimizer_panel.lr_finder.find()
+
+    assert estimate.is_queued and sweep.is_queued  # nothing runs beside the training run
+    view = window.jobQueueView
+    assert window.jobsDock.isVisible() and window.jobsStatusButton.text() == "Jobs: 1 running, 2 waiting"
+    assert view.rows() == ["▶ Training run (holds the device; stop it on the Training tab)",
+                           f"1. Estimating '{recipe.name}' — waiting",
+                           "2. Sweeping the rate of 'all' (phase 1) — waiting"]
+    assert "waiting for the training run to end (place 1 in the queue)" in window.training_panel.findChild(
+        QLabel, "estimateProgressLabel").text()
+    view.jobList.setCurrentRow(2)
+    assert view.upButton.isEnabled() and not view.downButton.isEnabled()
+    view.upButton.click()
+    assert view.rows()[1].startswith("1. Sweeping") and view.runner_at(view.jobList.currentRow()) is sweep
+    view.jobList.setCurrentRow(2)
+    with qtbot.waitSignal(estimate.job_cancelled):
+        view.cancelButton.click()
+    assert not estimate.is_busy and len(view.rows()) == 2
+
+    with qtbot.waitSignal(sweep.job_finished, timeout=RUN_TIMEOUT_MS):
+        window.controller.request_stop()  # the run ends: the sweep gets the device
+    assert window.optimizer_panel.lr_finder.sweep is not None
+    qtbot.waitUntil(lambda: not window.controller.is_running, timeout=RUN_TIMEOUT_MS)
+    assert window.jobsStatusButton.text() == "No jobs"
+
+
+def test_a_run_started_during_a_sweep_waits_for_it_in_the_queue(qtbot, make_window, monkeypatch,
+                                                                 no_thread_left_running):
+    """Issue 28: the LR finder and a training run ran at once. Now Start waits in the queue until the sweep
+    ends (here: is cancelled), then the run starts by itself."""
+    import threading
+
+    import engine.train.lr_finder as lr_finder
+
+    original, pause = lr_finder.optimizer_step, threading.Event()
+
+    def slow_optimizer_step(*args, **kwargs):
+        step = original(*args, **kwargs)
+        return lambda rates: (pause.wait(0.05), step(rates))[1]  # each step takes a moment: the test acts mid-sweep
+
+    monkeypatch.setattr(lr_finder, "optimizer_step", slow_optimizer_step)
+    window = make_window()
+    sweep = window.optimizer_panel.lr_finder
+    with qtbot.waitSignal(sweep.runner.progressed, timeout=RUN_TIMEOUT_MS):
+        sweep.find()
+    window.startRunAction.trigger()
+    panel = window.training_panel
+    assert panel.waiting_to_start and not window.controller.is_running
+    assert window.jobQueueView.rows()[-1] == f"1. Training '{window.document.recipe.name}' — waiting"
+    assert "Waiting for the device" in panel.progress.progressLabel.text() and not panel.startButton.isEnabled()
+
+    with qtbot.waitSignal(window.controller.running_changed, check_params_cb=bool, timeout=RUN_TIMEOUT_MS):
+        sweep.cancel()  # the sweep ends: the run gets the device
+    assert not sweep.runner.is_busy and not panel.waiting_to_start
+    qtbot.waitUntil(lambda: not window.controller.is_running, timeout=RUN_TIMEOUT_MS)

@@ -274,3 +274,28 @@ def test_a_head_only_phase_says_its_head_is_fitted_and_can_train_epochs_instead(
     assert document_of(panel).recipe.phases[0].head_fit == "epochs" and not label.isVisible()
     panel.findChild(QComboBox, "optimizerPhaseCombo").setCurrentIndex(1)  # head + layer4: not head-only
     assert not check.isVisible() and not label.isVisible()
+
+
+def test_the_lr_finder_draws_each_step_as_it_comes_and_cancel_stops_it_between_steps(qtbot, image_folder):
+    """A phase that trains the backbone: each step can take seconds, so the sweep is drawn as it goes, its steps are
+    counted, and Cancel stops it at the next step, the model left as it was (issue 28, bug 2)."""
+    panel = make_panel(qtbot, image_folder, "gradual_unfreezing", epochs=3)
+    panel.findChild(QComboBox, "optimizerPhaseCombo").setCurrentIndex(1)  # head + layer4 train: on images
+    box = panel.lr_finder
+    cancel = box.findChild(QPushButton, "lrFinderCancelButton")
+    assert not cancel.isVisibleTo(box)
+    drawn: list[int] = []
+
+    def cancel_after_three_points(_point) -> None:
+        drawn.append(len(box.raw_curve.getOriginalDataset()[0]))
+        if len(drawn) == 3:
+            qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
+
+    box.runner.partial_result_produced.connect(cancel_after_three_points)
+    with qtbot.waitSignal(box.runner.job_finished, timeout=180_000):
+        qtbot.mouseClick(box.find_button, Qt.MouseButton.LeftButton)
+        assert cancel.isVisibleTo(box) and not box.find_button.isEnabled()
+    assert drawn[:3] == [1, 2, 3]  # the curve grew point by point
+    assert 3 <= len(drawn) < 100 and box.sweep is None and not box.apply_button.isEnabled()
+    assert box.status.text().startswith("Cancelled after") and box.find_button.isEnabled()
+    assert not cancel.isVisibleTo(box)

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QMessageBox
 from engine.train.runs import RunRecord, checkpoint_path, list_runs, read_annotations
 from engine.train.trainer import fit
 from gui.document import RecipeDocument
-from gui.panels.runs_panel import COLUMNS, RunsPanel
+from gui.panels.runs_panel import COLUMNS, RunComparison, RunsPanel, comparison_text
 from tests.gui.dialogs import DialogAnswers
 from tests.helpers import redirect_trash, tiny_recipe
 
@@ -76,7 +76,8 @@ def test_selecting_two_runs_overlays_their_curves_and_compares_time(panel):
     lengths = panel.comparison.bar_lengths()
     assert len(lengths) == 2 and all(length > 0 for length in lengths)
     summary = panel.comparison.runsSummaryLabel.text()
-    assert "Most accurate:" in summary and "faster than" in summary
+    accuracies = {panel.model.record(row).best_val_acc for row in range(2)}
+    assert ("Equally accurate:" if len(accuracies) == 1 else "Most accurate:") in summary and "Fastest:" in summary
     assert "feature_extraction" in summary and "fine_tune_all" in summary
 
     select_rows(panel, 0)
@@ -248,3 +249,48 @@ def test_a_run_in_progress_is_not_deleted(qtbot, own_panel):
         assert panel.delete_selected_runs() == []
     (title, message), = panel.errors
     assert "in progress" in title and Path(path).is_dir()
+
+
+def record(name: str, strategy: str, best: float, seconds: float, epochs: int) -> RunRecord:
+    return RunRecord(path=f"/runs/{name}", name=name, strategy=strategy, arch="resnet18", status="finished",
+                     best_val_acc=best, final_val_acc=best, wall_seconds=seconds, trainable_params=1,
+                     device="CPU", started="2026-12-07 10:00", epochs_done=epochs)
+
+
+def test_the_comparison_says_what_the_runs_cost_and_names_them_as_the_table_does(qtbot):
+    """Issue 28, bug 4: "+0.0 points over" a run as accurate as itself, "2.9× faster per epoch" for whole runs of
+    0:32 and 9:33, and time bars labelled by strategy instead of the runs' (renamed) names."""
+    quick = record("head only", "feature_extraction", 0.9, 32.0, 1)
+    slow = record("all layers, lr 1e-3", "fine_tune_all", 0.9, 573.0, 6)
+    text = comparison_text([quick, slow])
+    assert "+0.0" not in text and "Equally accurate: every run reached 90.0 %." in text
+    assert ("Fastest: head only (feature_extraction) took 0:32, 17.9× less than all layers, lr 1e-3 "
+            "(fine_tune_all, 9:33); 3.0× faster per epoch, over 1 epochs against 6.") in text
+
+    comparison = RunComparison()
+    qtbot.addWidget(comparison)
+    comparison.show_runs([quick, slow])
+    ticks = comparison.runsTimePlot.getAxis("left")._tickLevels[0]
+    assert [label for _, label in ticks] == ["head only", "all layers, lr 1e-3"]
+
+
+def test_the_table_follows_runs_that_start_and_end_elsewhere(qtbot, panel, two_runs, tmp_path):
+    """Issue 28: the Runs tab did not refresh by itself (a run started from the CLI, or one that ended)."""
+    import json
+
+    root = tmp_path / "runs"
+    shutil.copytree(two_runs, root)
+    panel._document.edit(lambda recipe: setattr(recipe, "output_dir", str(root)))
+    panel.show()
+    assert panel.model.rowCount() == 2
+    source = next(p for p in root.iterdir() if p.is_dir())
+    started = root / "29991231-235959-from-the-cli"
+    shutil.copytree(source, started)
+    summary = json.loads((started / "summary.json").read_text())
+    (started / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 3, timeout=10_000)  # it appeared: listed
+    assert panel.model.record(panel.model.row_of(str(started))).status == "stopped"
+
+    (started / "summary.json").write_text(json.dumps({**summary, "status": "finished", "wall_seconds": 1.0}))
+    qtbot.waitUntil(lambda: panel.model.record(panel.model.row_of(str(started))).status == "finished",
+                    timeout=10_000)  # it ended: its row says so

@@ -10,6 +10,7 @@ import pyqtgraph as pg
 import pytest
 import torch
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QPushButton
 
 from engine.train import events as ev
 from engine.train.devices import pick_device
@@ -122,6 +123,22 @@ def test_pause_holds_the_engine_until_resumed(qtbot, panel, controller, pause_at
     assert len(seen.batches) == 2 * batches_per_epoch
     assert panel.pauseButton.text() == "Pause"
     assert panel.trainProgress.value() == panel.trainProgress.maximum()
+
+
+def test_paused_is_shown_while_the_run_is_paused(qtbot, panel, controller, pause_at_first):
+    """Issue 28: "Paused" was written once and overwritten by the next redraw of batches that had finished before
+    the pause took hold."""
+    pause_at_first(controller)
+    qtbot.mouseClick(panel.startButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: controller.is_paused and controller.worker.control.holding, timeout=RUN_TIMEOUT_MS)
+    label = panel.progress.progressLabel
+    redraw = panel.progress._redraw._timer
+    qtbot.waitUntil(lambda: not redraw.isActive(), timeout=RUN_TIMEOUT_MS)  # the batch's redraw has happened
+    assert label.text().startswith("Paused — Epoch 1/2 · batch 1/")
+    assert panel.progress.trainProgress.value() > 0  # the progress itself is still drawn
+
+    click_and_wait_until_idle(qtbot, controller, panel.pauseButton)
+    assert not label.text().startswith("Paused")
 
 
 def test_stop_saves_a_checkpoint_and_resume_finishes_the_run(qtbot, panel, controller, pause_at_first,
@@ -274,6 +291,29 @@ def test_the_estimate_says_why_the_run_would_not_start(qtbot, controller, tmp_pa
     estimate_and_wait(qtbot, panel)
     assert panel.estimate is None
     assert "would not start" in panel.estimateLabel.text() and "gone" in panel.estimateLabel.text()
+
+
+def test_the_estimate_counts_its_phases_and_cancel_stops_it(qtbot, controller, image_folder, runs_root):
+    document = RecipeDocument(tiny_recipe(image_folder, "gradual_unfreezing", epochs=3, out=runs_root))
+    document.recipe.name = "three phases"
+    panel = TrainingPanel(document, controller)
+    qtbot.addWidget(panel)
+    cancel = panel.findChild(QPushButton, "estimateCancelButton")
+    runner = panel.costEstimate.runner
+    counted: list[str] = []
+    runner.progressed.connect(lambda *_: counted.append(panel.findChild(QLabel, "estimateProgressLabel").text()))
+    with qtbot.waitSignal(runner.job_succeeded, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.estimateButton, Qt.MouseButton.LeftButton)
+    assert [text.split(" · ")[0] for text in counted] == [f"Estimating 'three phases': phase {n} of 3"
+                                                          for n in (1, 2, 3)]
+
+    counted.clear()
+    with qtbot.waitSignal(runner.job_cancelled, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.estimateButton, Qt.MouseButton.LeftButton)
+        assert cancel.isVisibleTo(panel)
+        qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)  # stops before the first phase is measured
+    assert counted == [] and panel.estimate is None and panel.estimateLabel.text() == "Estimate cancelled."
+    assert panel.estimateButton.isEnabled() and not cancel.isVisibleTo(panel)
 
 
 # --- a head fitted to convergence --------------------------------------------------------------------------------
