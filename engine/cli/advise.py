@@ -66,9 +66,8 @@ def cmd_advise(args) -> int:
 def _save(recipe, preset: str, path: str) -> None:
     import copy
 
-    from engine.io_files import write_text_atomic
     from engine.planning.presets import apply_strategy
 
     out = copy.deepcopy(recipe)
     apply_strategy(out, preset)
-    write_text_atomic(path, json.dumps(out.validate().to_dict(), indent=2) + "\n", "recipe file")
+    out.validate().save(path)
