@@ -110,6 +110,16 @@ def test_the_domain_shift_is_zero_on_the_pretraining_statistics_and_grows_with_t
     assert model.training  # the caller's mode restored
 
 
+def test_the_shift_of_a_channel_is_the_kl_divergence_of_two_gaussians():
+    from engine.advise.domain_shift import gaussian_kl
+
+    mean_p, var_p = torch.tensor([0.0, -2.0, 1.0]), torch.tensor([1.0, 0.5, 4.0])
+    mean_q, var_q = torch.tensor([0.0, 1.0, 1.0]), torch.tensor([1.0, 2.0, 1.0])
+    expected = torch.distributions.kl_divergence(torch.distributions.Normal(mean_p, var_p.sqrt()),
+                                                 torch.distributions.Normal(mean_q, var_q.sqrt()))
+    assert torch.allclose(gaussian_kl(mean_p, var_p, mean_q, var_q), expected)
+
+
 def test_the_heads_batchnorm_is_not_the_backbones_and_a_model_without_one_has_no_shift():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Sequential(nn.BatchNorm1d(4 * 14 * 14)))
     assert measure_domain_shift(model, "2", [(torch.randn(4, 3, 16, 16), None)], torch.device("cpu")) is None
@@ -150,7 +160,8 @@ def test_advise_json_holds_the_strategy_reasons_with_the_measured_numbers(cli, a
     assert set(data) >= {"strategy", "reasons", "measurements"}
     m = data["measurements"]
     text = " ".join(data["reasons"])
-    assert f"{100 * m['cv_accuracy']:.1f} %" in text  # the numbers it measured, as measured
+    assert f"{100 * m['cv_accuracy']:.1f} % cross-validated accuracy" in text  # the numbers it measured, as measured
+    assert f"{100 * m['val_accuracy']:.1f} % on the {m['val_images']} validation images" in text
     assert f"{m['domain_shift']['score']:.3f}" in text
     assert f"{m['images_per_class']['smallest']} in the smallest class" in text
     assert m["images_per_class"]["smallest"] == 6 and data["strategy"] in adv.PRESETS
