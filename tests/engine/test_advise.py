@@ -199,3 +199,10 @@ def test_ctrl_c_during_the_probe_exits_3_without_advice(cli, advise_data, tmp_pa
 def test_advise_refuses_a_missing_recipe_in_one_line(cli, tmp_path):
     code, out, err = cli("advise", tmp_path / "nope.json")
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+
+
+def test_advise_without_local_weights_offline_names_the_file_as_train_does(cli, image_folder, tmp_path):
+    path = tmp_path / "recipe.json"
+    tiny_recipe(image_folder, arch="resnet50").save(path)
+    code, out, err = cli("advise", path)
+    assert code == 1 and out == "" and "resnet50-11ad3fa6.pth" in err and "Traceback" not in err
