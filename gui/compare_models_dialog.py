@@ -11,6 +11,7 @@ import pyqtgraph as pg  # PySide6 is imported first (gui/__init__ via the measur
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -27,15 +28,15 @@ from gui.measure_dialog import MeasureDialog
 from gui.widgets.plot_style import new_plot, series_color
 
 DEFAULT_MODELS = "resnet18,resnet50,mobilenet_v3_large,mobilenet_v3_small,efficientnet_b0,convnext_tiny"
-COLUMNS = ("Model", "CV accuracy", "Val accuracy", "Features s", "Latency ms", "Params M", "File MB", "Peak MB",
-           "Status")
+COLUMNS = ("Model", "CV accuracy", "Val accuracy", "Features s", "Latency ms", "ONNX ms", "Params M", "File MB",
+           "Peak MB", "Status")
 
 
-def run_comparison(recipe, archs, should_stop, progress):
+def run_comparison(recipe, archs, should_stop, progress, onnx: bool = False):
     """The worker's engine call: the comparison, kept under the runs folder."""
     from engine.advise.compare import CompareSettings, compare_models, default_results_path, save_comparison
 
-    comparison = compare_models(recipe, archs, CompareSettings(),
+    comparison = compare_models(recipe, archs, CompareSettings(onnx=onnx),
                                 lambda p: progress(f"[{p.index + 1}/{p.models}] {p.arch}: {p.stage}", p.done,
                                                    p.total), should_stop)
     save_comparison(comparison, default_results_path(recipe))
@@ -57,6 +58,10 @@ class CompareModelsDialog(MeasureDialog):
         self.models_edit.setObjectName("compareModelsEdit")
         self.models_edit.setToolTip("Architectures to compare, comma-separated. Only those whose pretrained weights "
                                     "are on this machine are measured; the others are listed, never downloaded.")
+        self.onnx_check = QCheckBox("ONNX latency too")
+        self.onnx_check.setObjectName("compareOnnxCheck")
+        self.onnx_check.setToolTip("Also export each model to ONNX and time it on onnxruntime (seconds to minutes "
+                                   "a model)")
         self.measure_button = QPushButton("Compare")
         self.measure_button.setObjectName("compareMeasureButton")
         self.use_button = QPushButton("Use in recipe")
@@ -88,6 +93,7 @@ class CompareModelsDialog(MeasureDialog):
         top = QHBoxLayout()
         top.addWidget(QLabel("Models:"))
         top.addWidget(self.models_edit, 1)
+        top.addWidget(self.onnx_check)
         top.addWidget(self.measure_button)
         top.addWidget(self.cancel_button)
         split = QSplitter(Qt.Orientation.Vertical)
@@ -116,12 +122,14 @@ class CompareModelsDialog(MeasureDialog):
             self.status.setText(str(exc))
             return
         recipe = copy.deepcopy(self.document.recipe)
+        onnx = self.onnx_check.isChecked()
         self.start_measure("compareModelsThread", lambda stop, progress: run_comparison(recipe, archs, stop,
-                                                                                          progress))
+                                                                                          progress, onnx))
 
     def running_changed(self, running: bool) -> None:
         self.measure_button.setEnabled(not running)
         self.models_edit.setEnabled(not running)
+        self.onnx_check.setEnabled(not running)
         self._update_use()
 
     def on_result(self, comparison) -> None:
@@ -140,12 +148,15 @@ class CompareModelsDialog(MeasureDialog):
             status = ("Pareto front" if pareto else "measured") if r.status == "measured" else r.status
             values = (r.arch, _cell(r.cv_accuracy and 100 * r.cv_accuracy, ".1f"),
                       _cell(r.val_accuracy and 100 * r.val_accuracy, ".1f"), _cell(r.extraction_seconds, ".1f"),
-                      _cell(r.latency_ms, ".2f"), _cell(r.parameters and r.parameters / 1e6, ".2f"),
+                      _cell(r.latency_ms, ".2f"), _cell(r.onnx_latency_ms, ".2f"),
+                      _cell(r.parameters and r.parameters / 1e6, ".2f"),
                       _cell(r.file_mb, ".1f"), _cell(r.peak_memory_mb, ".0f"), status)
             for j, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 if j == len(values) - 1 and r.detail:
                     item.setToolTip(r.detail)
+                if j == COLUMNS.index("ONNX ms") and r.onnx_note:
+                    item.setToolTip(r.onnx_note)
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
 

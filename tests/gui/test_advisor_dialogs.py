@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gui.compare_models_dialog import CompareModelsDialog
+from gui.compare_models_dialog import COLUMNS, CompareModelsDialog
 from gui.document import RecipeDocument
 from gui.panels.phases_panel import PhasesPanel
 from tests.helpers import tiny_recipe
@@ -55,6 +55,16 @@ def test_the_comparison_fills_the_table_and_the_plot_and_puts_the_chosen_model_i
     model = document.recipe.model
     assert (model.arch, model.weights) == ("mobilenet_v3_small", compare.comparison.rows[1].weights)
     assert all(not t.isRunning() for t in no_thread_left_running)
+
+
+def test_onnx_latency_is_measured_when_asked(qtbot, compare):
+    compare.models_edit.setText("tiny_resnet")
+    compare.onnx_check.setChecked(True)
+    with qtbot.waitSignal(compare.measurement_finished, timeout=TIMEOUT_MS):
+        compare.measure_button.click()
+        assert not compare.onnx_check.isEnabled()
+    onnx = compare.table.item(0, COLUMNS.index("ONNX ms")).text()
+    assert float(onnx) > 0 and onnx == f"{compare.comparison.rows[0].onnx_latency_ms:.2f}"
 
 
 def test_cancel_stops_the_comparison_and_leaves_no_thread(qtbot, compare, no_thread_left_running):
