@@ -43,6 +43,9 @@ SOURCES = "tests/engine/test_data_sources.py"
 DOWNLOAD = "tests/engine/test_download.py"
 CLI_DATASETS = "tests/engine/test_cli_datasets.py"
 DIALOG = "tests/gui/test_dataset_dialog.py"
+ADVISE = "tests/engine/test_advise.py"
+COMPARE = "tests/engine/test_compare_models.py"
+ADVICE_GUI = "tests/gui/test_advisor_dialogs.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
 
 BUGS: list[Bug] = [
@@ -269,6 +272,65 @@ BUGS: list[Bug] = [
     Bug("gui/dataset_dialog.py", "DatasetDialog.cancel_download", "Cancel does not reach the worker",
         "            self._worker.cancel()\n", "",
         (f"{DIALOG}::test_cancel_stops_the_download_and_keeps_what_was_fetched",)),
+    # issue 23 items 3-4: the strategy advisor and compare-models
+    Bug("engine/advise/advisor.py", "advise", "a shift exactly at the line counts as near",
+        "far = shift is not None and shift >= rules.far_shift", "far = shift is not None and shift > rules.far_shift",
+        (f"{ADVISE}::test_a_far_domain_means_fine_tuning_a_near_one_with_small_data_feature_extraction",)),
+    Bug("engine/advise/advisor.py", "advise", "the median class decides instead of the smallest",
+        "smallest, classes = probe.smallest_class, len(probe.classes)",
+        "smallest, classes = int(probe.median_per_class), len(probe.classes)",
+        (f"{ADVISE}::test_the_smallest_class_decides_not_the_typical_one",)),
+    Bug("engine/advise/advisor.py", "advise", "ten images in a far domain sent to pre-training",
+        "elif far and smallest < rules.few_per_class:", "elif far and smallest <= rules.few_per_class:",
+        (f"{ADVISE}::test_a_far_domain_with_a_handful_of_images_means_domain_pretraining",)),
+    Bug("engine/advise/advisor.py", "advise", "the size rule reads the median class",
+        "elif smallest >= rules.many_per_class:", "elif probe.median_per_class >= rules.many_per_class:",
+        (f"{ADVISE}::test_the_smallest_class_decides_not_the_typical_one",)),
+    Bug("engine/advise/advisor.py", "advise", "the reasons lose the measured CV accuracy",
+        "(f\"the frozen {probe.arch} features with a fitted head: {_pct(cv)} cross-validated",
+        "(f\"the frozen {probe.arch} features with a fitted head: cross-validated",
+        (f"{ADVISE}::test_advise_json_holds_the_strategy_reasons_with_the_measured_numbers",)),
+    Bug("engine/advise/domain_shift.py", "measure_domain_shift", "the head's BatchNorm counted as the backbone's",
+        "and not covers(head_path, name)]", "]",
+        (f"{ADVISE}::test_the_heads_batchnorm_is_not_the_backbones_and_a_model_without_one_has_no_shift",)),
+    Bug("engine/advise/domain_shift.py", "measure_domain_shift", "measured in train mode: the statistics move",
+        "    model.eval()  # running statistics are read, never updated\n", "",
+        (f"{ADVISE}::test_the_domain_shift_is_zero_on_the_pretraining_statistics_and_grows_with_the_shift",)),
+    Bug("engine/advise/domain_shift.py", "gaussian_kl", "the mean difference not squared",
+        "(var_p + (mean_p - mean_q) ** 2) / var_q", "(var_p + (mean_p - mean_q)) / var_q",
+        (f"{ADVISE}::test_the_shift_of_a_channel_is_the_kl_divergence_of_two_gaussians",)),
+    Bug("engine/advise/probe.py", "run_probe", "the shift measured on as many images as the validation split has",
+        "indices = evenly_spaced(len(data.train), settings.shift_images)",
+        "indices = evenly_spaced(len(data.val), settings.shift_images)",
+        (f"{ADVISE}::test_the_probe_measures_the_data_and_the_frozen_features",)),
+    Bug("engine/advise/compare.py", "compare_models", "no local-weights check: a missing model is downloaded",
+        "        if not path.is_file():\n", "        if False:\n",
+        (f"{COMPARE}::test_compare_models_measures_local_models_and_lists_the_others_without_downloading",)),
+    Bug("engine/advise/compare.py", "pareto_front", "an equal model beats another on the Pareto front",
+        "and (o.cv_accuracy > r.cv_accuracy or o.latency_ms < r.latency_ms)", "",
+        (f"{COMPARE}::test_the_pareto_front_is_the_models_nothing_beats_on_accuracy_and_latency",)),
+    Bug("engine/advise/compare.py", "CompareSettings", "cached features: no feature-extraction time measured",
+        "ProbeSettings(measure_shift=False, reuse_features=False)", "ProbeSettings(measure_shift=False)",
+        (f"{COMPARE}::test_the_feature_pass_is_timed_even_when_its_features_are_cached",)),
+    Bug("engine/cli/compare_models.py", "cmd_compare_models", "Ctrl-C: exit 0 as if every model was measured",
+        "    if comparison.stopped:\n", "    if False:\n",
+        (f"{COMPARE}::test_ctrl_c_exits_3_and_keeps_the_models_measured_so_far",)),
+    Bug("engine/cli/advise.py", "cmd_advise", "Ctrl-C during the probe: a traceback instead of exit 3",
+        "    if probe is None:\n", "    if False:\n",
+        (f"{ADVISE}::test_ctrl_c_during_the_probe_exits_3_without_advice",)),
+    Bug("gui/compare_models_dialog.py", "CompareModelsDialog.selected_arch", "Use in recipe takes the first row",
+        "row = self.comparison.rows[rows[0].row()]", "row = self.comparison.rows[0]",
+        (f"{ADVICE_GUI}::test_the_comparison_fills_the_table_and_the_plot_and_puts_the_chosen_model_into_the_recipe",)),
+    Bug("gui/measure_dialog.py", "MeasureDialog.cancel", "Cancel does not reach the worker",
+        "            self._worker.cancel()\n", "            pass\n",
+        (f"{ADVICE_GUI}::test_cancel_stops_the_comparison_and_leaves_no_thread",
+         f"{ADVICE_GUI}::test_cancelling_the_advisor_gives_no_advice_and_leaves_no_thread")),
+    Bug("gui/advisor_dialog.py", "AdvisorDialog.apply", "Apply leaves the recipe as it was",
+        "self.document.edit(lambda recipe: apply_strategy(recipe, preset))", "pass",
+        (f"{ADVICE_GUI}::test_the_advisor_shows_its_reasons_and_applies_its_preset_in_one_click",)),
+    Bug("gui/compare_models_dialog.py", "run_comparison", "the ONNX box not passed on: no ONNX figure",
+        "compare_models(recipe, archs, CompareSettings(onnx=onnx),", "compare_models(recipe, archs, CompareSettings(),",
+        (f"{ADVICE_GUI}::test_onnx_latency_is_measured_when_asked",)),
 ]
 
 

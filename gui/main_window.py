@@ -269,6 +269,13 @@ class MainWindow(QMainWindow):
             strategy_menu.addAction(action)
             self.strategy_actions[name] = action
 
+        model_menu = bar.addMenu("&Model")
+        self.compareModelsAction = self._action("compareModelsAction", "&Compare architectures…",
+                                                self._on_compare_models, None,
+                                                "Measure architectures on this recipe's data: accuracy of a fitted "
+                                                "head on frozen features against latency and size")
+        model_menu.addAction(self.compareModelsAction)
+
         run_menu = bar.addMenu("&Run")
         panel = self.training_panel
         self.startRunAction = self._action("startRunAction", "&Start", self._on_start_run, "Ctrl+Return",
@@ -552,6 +559,13 @@ class MainWindow(QMainWindow):
         self.exportRunAction.setEnabled(finished)
 
     @Slot()
+    def _on_compare_models(self) -> None:
+        from gui.compare_models_dialog import CompareModelsDialog
+
+        dialog = CompareModelsDialog(self.document, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+
     def _on_export_run(self) -> None:
         if self._exportable_run:
             self.runs_panel.open_export_dialog(self._exportable_run)

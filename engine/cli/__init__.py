@@ -20,7 +20,7 @@ from engine.errors import BadInputError, ThawError
 # The modules that register commands, in the order `--help` lists them.
 COMMAND_MODULES = ("engine.cli.train", "engine.cli.lr_find", "engine.cli.predict", "engine.cli.evaluate",
                    "engine.cli.export",
-                   "engine.cli.info", "engine.cli.datasets")
+                   "engine.cli.info", "engine.cli.datasets", "engine.cli.advise", "engine.cli.compare_models")
 
 
 def build_parser() -> argparse.ArgumentParser:

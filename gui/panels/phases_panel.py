@@ -334,6 +334,12 @@ class PhasesPanel(QWidget):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self._gradual_button)
+        self.advisor_button = QPushButton("Advise a strategy…")
+        self.advisor_button.setObjectName("advisorButton")
+        self.advisor_button.setToolTip("Measure your data and the frozen backbone, and get a recommended strategy "
+                                       "with its reasons; apply it in one click")
+        self.advisor_button.clicked.connect(self.open_advisor)
+        buttons.addWidget(self.advisor_button)
 
         self._error_label = QLabel()
         self._error_label.setObjectName("phasesErrorLabel")
@@ -374,6 +380,14 @@ class PhasesPanel(QWidget):
             self._selection.set_index(current.row())
 
     # --- edits ---------------------------------------------------------------------------------------------
+    def open_advisor(self):
+        from gui.advisor_dialog import AdvisorDialog
+
+        dialog = AdvisorDialog(self._document, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
     def apply_gradual_preset(self) -> None:
         """The lesson's gradual unfreezing, exactly as the Strategy menu and the Model tab apply it."""
         self._document.edit(lambda recipe: apply_strategy(recipe, "gradual_unfreezing"))
