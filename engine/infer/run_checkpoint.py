@@ -22,6 +22,7 @@ from engine.data.preprocessing import Preprocessing
 from engine.data.transforms import eval_transform
 from engine.errors import BadInputError
 from engine.model.build import BuiltModel, build_model
+from engine.model.pruned_structure import PRUNING_KEY, apply_structure
 from engine.recipe import Recipe
 from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import CHECKPOINT_DIR, RECIPE_FILE, check_run_identity, checkpoint_path
@@ -40,6 +41,7 @@ class RunCheckpoint:
     head_path: str
     weights_name: str
     model_state: dict[str, torch.Tensor]
+    pruning: dict | None = None  # a pruned model's structure (engine/model/pruned_structure.py)
 
     @property
     def channels(self) -> int:
@@ -71,13 +73,15 @@ def open_checkpoint(target: str | Path, kind: str = "best") -> RunCheckpoint:
     recipe = Recipe.from_dict(state["recipe"])
     return RunCheckpoint(path, run_dir, kind, recipe, list(state["class_names"]),
                          Preprocessing.from_dict(state["preprocessing"]), str(state.get("head_path", "")),
-                         str(state.get("weights_name", recipe.model.weights)), state["model"])
+                         str(state.get("weights_name", recipe.model.weights)), state["model"],
+                         state.get(PRUNING_KEY) or None)
 
 
 def trained_model(checkpoint: RunCheckpoint) -> BuiltModel:
     """The checkpoint's model (no pretrained weights are loaded: the checkpoint holds every tensor)."""
     built = build_model(checkpoint.recipe.model, len(checkpoint.class_names), checkpoint.recipe.data,
                         pretrained=False)
+    apply_structure(built.model, checkpoint.pruning, f"checkpoint {checkpoint.path}")  # a pruned run's channels
     built.model.load_state_dict(checkpoint.model_state)
     built.model.eval()
     return built
