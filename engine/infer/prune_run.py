@@ -58,6 +58,7 @@ REPORT_FILE = "prune.json"  # in the new run folder
 FAILED_SUFFIX = ".prune-failed.json"  # beside where the new run would have been
 CHECKPOINT_KINDS = ("best", "last")
 TEMP_PREFIX = ".thaw-prune-"
+LATENCY_ROUNDS = 3
 
 
 @dataclass
@@ -229,17 +230,28 @@ class _Prune:
         return data
 
     def measure(self, label: str, model: nn.Module, data: PreparedData, device: torch.device) -> ModelCost:
-        r = self.request
+        """Parameters, file size and validation accuracy now; the latency later, with the others' (latencies)."""
         self.emit("measure", f"{label}: validation accuracy")
         accuracy, _ = evaluate(model, data.val, device, max(1, self.recipe.batch_size), self.should_stop,
                                loader_workers(self.recipe, len(data.val)))
-        latency = None
-        if r.latency_runs:
-            self.check_stop()
-            self.emit("measure", f"{label}: batch-1 latency")
-            one = data.val[0][0].unsqueeze(0).to(device)
-            latency = measure_latency(_synchronised(model, device), one, runs=r.latency_runs).median_ms
-        return ModelCost(label, count_parameters(model), weights_file_bytes(model), latency, accuracy)
+        return ModelCost(label, count_parameters(model), weights_file_bytes(model), None, accuracy)
+
+    def latencies(self, rows: list[tuple[ModelCost, nn.Module]], one: torch.Tensor, device: torch.device) -> None:
+        """Every model's batch-1 latency, measured in turns (LATENCY_ROUNDS rounds, a third of the runs each) and
+        the best round's median kept: on a shared machine the load drifts over minutes, and models measured minutes
+        apart would compare that drift, not the models."""
+        runs = self.request.latency_runs
+        if not runs:
+            return
+        self.emit("measure", f"batch-1 latency of {len(rows)} models, {LATENCY_ROUNDS} rounds")
+        one = one.to(device)
+        for _ in range(LATENCY_ROUNDS):
+            for cost, model in rows:
+                self.check_stop()
+                model.to(device).eval()
+                median = measure_latency(_synchronised(model, device), one,
+                                         runs=max(5, math.ceil(runs / LATENCY_ROUNDS))).median_ms
+                cost.latency_ms = median if cost.latency_ms is None else min(cost.latency_ms, median)
 
     def prune_and_keep(self, checkpoint: RunCheckpoint, data: PreparedData, device: torch.device,
                        root: Path) -> PruneResult:
@@ -251,13 +263,14 @@ class _Prune:
 
         self.emit("prune", f"pruning {100 * r.amount:g} % of each layer's channels (L2 magnitude)")
         model = copy.deepcopy(original).cpu()
-        original.cpu()  # its tensors are no longer needed on the device
+        original.cpu()  # kept on the CPU until the latencies are measured
         reference = build_model(recipe.model, len(checkpoint.class_names), recipe.data, pretrained=False).model.eval()
         example = data.val[0][0].unsqueeze(0)
         outcome = prune_channels(model, reference, example, original_head(checkpoint), r.amount)
-        del original, reference
+        del reference
         model.to(device)
         costs.append(self.measure("pruned", model, data, device))
+        timed = [(costs[0], original), (costs[1], copy.deepcopy(model).cpu() if r.epochs else model)]
         self.check_stop()
 
         settings = RecoverySettings(epochs=r.epochs, lr=r.lr, batch_size=max(1, recipe.batch_size),
@@ -273,7 +286,10 @@ class _Prune:
                                f"val loss {e.val_loss:.4f}, acc {e.val_acc:.3f}")
         if r.epochs:
             costs.append(self.measure(f"pruned + fine-tuned ({r.epochs} ep)", model, data, device))
+            timed.append((costs[2], model))
         self.check_stop()
+        self.latencies(timed, example, device)
+        del timed, original
 
         drop = 100 * (costs[0].val_accuracy - costs[-1].val_accuracy)
         name = f"{recipe.name}-pruned{round(100 * r.amount)}"[:MAX_RUN_NAME_CHARS]
