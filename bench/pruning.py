@@ -4,7 +4,7 @@ of each layer's channels with `prune` (torch-pruning, L2 magnitude, head kept; t
 prints parameters, weights file size, batch-1 CPU latency and validation accuracy of the unpruned, the pruned and
 the fine-tuned model side by side, with the machine's load.
 
-    .venv/bin/python bench/pruning.py [--task a|b] [--epochs 8] [--recovery-epochs 3] [--amounts 0.3,0.5]
+    .venv/bin/python bench/pruning.py [--task a|b] [--epochs 8] [--recovery-epochs 3] [--amounts 0.3,0.5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -42,9 +42,14 @@ def main() -> int:
     parser.add_argument("--recovery-epochs", type=int, default=3)
     parser.add_argument("--amounts", default="0.3,0.5")
     parser.add_argument("--latency-runs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch's CPU threads for everything (1: on a shared 2-core machine two OpenMP threads "
+                             "wait on each other and a latency measures that, see 'Export' below)")
     args = parser.parse_args()
 
     import torch
+
+    torch.set_num_threads(args.threads)
 
     from engine.infer.prune_run import PruneRequest, prune_run
 
