@@ -4,7 +4,7 @@ of each layer's channels with `prune` (torch-pruning, L2 magnitude, head kept; t
 prints parameters, weights file size, batch-1 CPU latency and validation accuracy of the unpruned, the pruned and
 the fine-tuned model side by side, with the machine's load.
 
-    .venv/bin/python bench/pruning.py [--task a|b] [--epochs 8] [--recovery-epochs 3] [--amounts 0.3,0.5] [--threads 1]
+    .venv/bin/python bench/pruning.py [--task a|b] [--epochs 8] [--recovery-epochs 10] [--amounts 0.3,0.5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="a", choices=("a", "b"))
     parser.add_argument("--epochs", type=int, default=8, help="the unpruned run's epochs")
-    parser.add_argument("--recovery-epochs", type=int, default=3)
+    parser.add_argument("--recovery-epochs", type=int, default=10)
     parser.add_argument("--amounts", default="0.3,0.5")
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1,

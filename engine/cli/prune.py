@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN", help="a run folder (or one of its checkpoint files)")
     p.add_argument("--amount", type=float, default=0.3,
                    help="share of each layer's channels to remove, between 0 and 1 (0.3); the head keeps its classes")
-    p.add_argument("--epochs", type=int, default=3, help="recovery fine-tune epochs on the run's training images (3; "
+    p.add_argument("--epochs", type=int, default=10, help="recovery fine-tune epochs on the run's training images (10; "
                                                          "0: none)")
     p.add_argument("--max-drop", type=float, default=2.0, metavar="POINTS",
                    help="refuse the pruned model when its validation accuracy is more than this many points below "

@@ -65,7 +65,7 @@ LATENCY_ROUNDS = 3
 class PruneRequest:
     run: str  # a run folder, or a checkpoint file
     amount: float = 0.3  # share of each prunable layer's channels removed
-    epochs: int = 3  # recovery fine-tune; 0: none
+    epochs: int = 10  # recovery fine-tune; 0: none (bench/README.md: 3 epochs recovered far less)
     max_drop: float = 2.0  # validation accuracy points the pruned model may lose against the original
     checkpoint: str = "best"
     out: str = ""  # runs folder for the new run; empty: the original run's

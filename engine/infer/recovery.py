@@ -26,7 +26,7 @@ class RecoveryStopped(Exception):
 
 @dataclass(frozen=True)
 class RecoverySettings:
-    epochs: int = 3
+    epochs: int = 10
     lr: float = 1e-4
     weight_decay: float = 0.01
     batch_size: int = 32
