@@ -315,6 +315,9 @@ BUGS: list[Bug] = [
     Bug("engine/train/trainer.py", "Trainer.from_run_dir", "resume of a pruned run not refused by name",
         "        if is_pruned(checkpoint):", "        if False:",
         (f"{PRUNE}::test_the_new_run_is_a_run_the_runs_table_reads_and_resume_refuses",)),
+    Bug("engine/model/pruned_structure.py", "apply_structure", "any attribute a checkpoint names is set",
+        "            if name not in ALLOWED_INTS or not hasattr(module, name):", "            if False:",
+        (f"{PRUNE}::test_a_tampered_structure_is_refused_naming_the_entry",)),
 ]
 
 

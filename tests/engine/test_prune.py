@@ -235,3 +235,21 @@ def test_ctrl_c_exits_3_and_writes_nothing(source_run, tmp_path, monkeypatch, cl
 def test_nan_amount_is_refused_by_the_job_too():
     with pytest.raises(Exception, match="--amount"):
         PruneRequest("x", amount=math.nan).validate()
+
+
+@pytest.mark.parametrize("tamper, phrase", [
+    (lambda m: m.update({"layer9.conv": m["layer1.0.conv1"]}), "does not have"),
+    (lambda m: m["layer1.0.conv1"].update(type="Linear"), "not what the structure says"),
+    (lambda m: m["layer1.0.conv1"]["ints"].update(forward=1), "not a size Thaw sets"),
+    (lambda m: m["layer1.0.conv1"]["ints"].update(out_channels=-4), "not a size"),
+    (lambda m: m["layer1.0.conv1"]["shapes"].update(weight=[4, 4, 3]), "no usable shape"),
+    (lambda m: m["layer1.0.conv1"]["shapes"].update(running_mean=[4]), "has no tensor"),
+], ids=["unknown module", "other type", "not a size attribute", "negative size", "wrong rank", "no such tensor"])
+def test_a_tampered_structure_is_refused_naming_the_entry(pruned, tamper, phrase, image_folder, tmp_path, cli):
+    run, _ = pruned
+    state = load_checkpoint(checkpoint_path(run, "best"))
+    tamper(state[PRUNING_KEY]["modules"])
+    loose = save_checkpoint(tmp_path / "tampered.pt", state)
+    code, _, stderr = cli("predict", loose, image_folder / "dog")
+    assert code == EXIT_BAD_INPUT and len(stderr.strip().splitlines()) == 1, stderr
+    assert "its pruned structure" in stderr and phrase in stderr, stderr
