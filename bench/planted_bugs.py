@@ -46,6 +46,7 @@ DIALOG = "tests/gui/test_dataset_dialog.py"
 ADVISE = "tests/engine/test_advise.py"
 COMPARE = "tests/engine/test_compare_models.py"
 ADVICE_GUI = "tests/gui/test_advisor_dialogs.py"
+PRUNE = "tests/engine/test_prune.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
 
 BUGS: list[Bug] = [
@@ -331,6 +332,54 @@ BUGS: list[Bug] = [
     Bug("gui/compare_models_dialog.py", "run_comparison", "the ONNX box not passed on: no ONNX figure",
         "compare_models(recipe, archs, CompareSettings(onnx=onnx),", "compare_models(recipe, archs, CompareSettings(),",
         (f"{ADVICE_GUI}::test_onnx_latency_is_measured_when_asked",)),
+    # issue 25 item 3: pruning
+    Bug("engine/train/checkpoints.py", "model_of_checkpoint", "a pruned checkpoint's structure not re-applied",
+        '    apply_structure(built.model, state.get(PRUNING_KEY), f"checkpoint {source}")\n', "",
+        (f"{PRUNE}::test_the_structure_round_trips_through_the_checkpoint_without_pickle",
+         f"{PRUNE}::test_predict_and_evaluate_use_the_pruned_model")),
+    Bug("engine/infer/run_checkpoint.py", "trained_model", "the analyses' model built without the pruned structure",
+        '    apply_structure(built.model, checkpoint.pruning, f"checkpoint {checkpoint.path}")  # a pruned run\'s '
+        'channels\n', "",
+        (f"{PRUNE}::test_the_pruned_run_lost_the_channels_asked_for_and_the_head_keeps_its_classes",
+         f"{PRUNE}::test_predict_and_evaluate_use_the_pruned_model")),
+    Bug("engine/infer/pruning.py", "prune_channels", "the head pruned like any layer (it loses classes)",
+        "ignored_layers=_head_modules(model, head_path)", "ignored_layers=[]",
+        (f"{PRUNE}::test_the_pruned_run_lost_the_channels_asked_for_and_the_head_keeps_its_classes",)),
+    Bug("engine/infer/pruning.py", "check_amount", "--amount 0 and 1 accepted",
+        "    if not 0.0 < value < 1.0:", "    if not 0.0 <= value <= 1.0:",
+        (f"{PRUNE}::test_a_bad_amount_is_refused_in_one_line",)),
+    Bug("engine/infer/pruning.py", "check_amount", "--amount nan accepted (a comparison that nan passes)",
+        "    if not 0.0 < value < 1.0:", "    if value <= 0.0 or value >= 1.0:",
+        (f"{PRUNE}::test_a_bad_amount_is_refused_in_one_line",)),
+    Bug("engine/infer/pruning.py", "require_torch_pruning", "a missing torch-pruning not checked (a traceback)",
+        '    if importlib.util.find_spec("torch_pruning") is None:', "    if False:",
+        (f"{PRUNE}::test_without_torch_pruning_one_line_names_the_package",)),
+    Bug("engine/model/pruned_structure.py", "capture_structure", "the size attributes not stored (only the shapes)",
+        "                ints[name] = value\n", "                pass\n",
+        (f"{PRUNE}::test_the_structure_round_trips_through_the_checkpoint_without_pickle",)),
+    Bug("engine/infer/prune_run.py", "_Prune.prune_and_keep", "a pruned model kept whatever it lost",
+        "            kept=drop <= r.max_drop,", "            kept=True,",
+        (f"{PRUNE}::test_a_model_that_lost_more_than_max_drop_is_refused_leaving_only_the_report",)),
+    Bug("engine/infer/prune_run.py", "_Prune.write_run", "the torch module pickled into the checkpoint",
+        '                 "epoch": r.epochs, PRUNING_KEY: pruning}',
+        '                 "epoch": r.epochs, PRUNING_KEY: pruning, "module": model}',
+        (f"{PRUNE}::test_the_pruned_run_lost_the_channels_asked_for_and_the_head_keeps_its_classes",)),
+    Bug("engine/infer/recovery.py", "fine_tune", "a stop not heard between the fine-tune's batches",
+        "            if should_stop():\n                raise RecoveryStopped\n            lr =",
+        "            lr =",
+        (f"{PRUNE}::test_a_stop_during_the_fine_tune_writes_nothing",)),
+    Bug("engine/infer/recovery.py", "fine_tune", "the fine-tune trains only norms and biases",
+        "        p.requires_grad_(True)", "        p.requires_grad_(p.ndim <= 1)",
+        (f"{PRUNE}::test_the_recovery_fine_tune_trains_every_layer",)),
+    Bug("engine/cli/prune.py", "cmd_prune", "Ctrl-C: the first one aborts (exit 130) instead of stopping",
+        "        if stop:\n            raise KeyboardInterrupt", "        raise KeyboardInterrupt",
+        (f"{PRUNE}::test_ctrl_c_exits_3_and_writes_nothing",)),
+    Bug("engine/train/trainer.py", "Trainer.from_run_dir", "resume of a pruned run not refused by name",
+        "        if is_pruned(checkpoint):", "        if False:",
+        (f"{PRUNE}::test_the_new_run_is_a_run_the_runs_table_reads_and_resume_refuses",)),
+    Bug("engine/model/pruned_structure.py", "apply_structure", "any attribute a checkpoint names is set",
+        "            if name not in ALLOWED_INTS or not hasattr(module, name):", "            if False:",
+        (f"{PRUNE}::test_a_tampered_structure_is_refused_naming_the_entry",)),
 ]
 
 

@@ -33,6 +33,7 @@ torch.set_num_threads(1)
 LONGEST_FILES = (
     "tests/engine/test_distributed_runs.py",  # two-process runs (torchrun): ~3 torch imports and a run each
     "tests/engine/test_export.py",  # every format of every family, parity-checked
+    "tests/engine/test_prune.py",  # a pruned run exported in every format, parity-checked
     "tests/gui/test_training_processes.py",  # the studio's child and two-process runs
     "tests/engine/test_hostile_cli.py",
     "tests/gui/test_strategy_presets.py",

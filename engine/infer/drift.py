@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from engine.errors import BadInputError
 from engine.infer.run_checkpoint import RunCheckpoint, start_model, trained_model
 from engine.model.stages import StageMap
 
@@ -109,6 +110,9 @@ def module_drift(drift: WeightDrift) -> dict[str, float | None]:
 
 def run_weight_drift(checkpoint: RunCheckpoint) -> WeightDrift:
     """The drift of a checkpoint from its run's start (needs the pretrained weights in the local cache)."""
+    if checkpoint.pruning:
+        raise BadInputError(f"{checkpoint.path} holds a pruned model: its layers lost channels the pretrained "
+                            f"model has, so there is no drift to measure; measure the run it was pruned from")
     trained = trained_model(checkpoint)
     start = start_model(checkpoint)
     return weight_drift(trained.model, dict(start.model.named_parameters()), trained.stages)

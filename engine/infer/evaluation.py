@@ -391,6 +391,9 @@ def _calibrate(checkpoint: RunCheckpoint, data, built, device, notes: list[str])
 
 
 def _drift(checkpoint: RunCheckpoint, built, notes: list[str]) -> WeightDrift | None:
+    if checkpoint.pruning:  # its layers have fewer channels than the pretrained ones: nothing to compare with
+        notes.append("weight drift: not measured for a pruned model (its layers lost channels the start had)")
+        return None
     try:
         start = start_model(checkpoint)
     except ThawError as exc:  # e.g. the pretrained weights are no longer in the cache, and offline

@@ -22,6 +22,7 @@ from engine.data.preprocessing import Preprocessing
 from engine.data.transforms import eval_transform
 from engine.errors import BadInputError
 from engine.model.build import BuiltModel, build_model
+from engine.model.pruned_structure import PRUNING_KEY, apply_structure
 from engine.recipe import Recipe
 from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import CHECKPOINT_DIR, RECIPE_FILE, check_run_identity, checkpoint_path
@@ -43,6 +44,7 @@ class RunCheckpoint:
     epoch: int | None = None  # epochs done when it was saved (None: no position recorded)
     batch: int = 0  # > 0: saved by a stop in the middle of epoch `epoch` + 1
     phase: int | None = None
+    pruning: dict | None = None  # a pruned model's structure (engine/model/pruned_structure.py)
 
     @property
     def channels(self) -> int:
@@ -90,7 +92,7 @@ def open_checkpoint(target: str | Path, kind: str = "best") -> RunCheckpoint:
                          Preprocessing.from_dict(state["preprocessing"]), str(state.get("head_path", "")),
                          str(state.get("weights_name", recipe.model.weights)), state["model"],
                          _int_or_none(state.get("epoch")), int(state.get("batch") or 0),
-                         _int_or_none(state.get("phase")))
+                         _int_or_none(state.get("phase")), state.get(PRUNING_KEY) or None)
 
 
 def _int_or_none(value) -> int | None:
@@ -101,6 +103,7 @@ def trained_model(checkpoint: RunCheckpoint) -> BuiltModel:
     """The checkpoint's model (no pretrained weights are loaded: the checkpoint holds every tensor)."""
     built = build_model(checkpoint.recipe.model, len(checkpoint.class_names), checkpoint.recipe.data,
                         pretrained=False)
+    apply_structure(built.model, checkpoint.pruning, f"checkpoint {checkpoint.path}")  # a pruned run's channels
     built.model.load_state_dict(checkpoint.model_state)
     built.model.eval()
     return built

@@ -30,6 +30,7 @@ import torch
 from engine.errors import BadInputError, CheckpointWriteError, NonFiniteError, RecipeError, ThawError
 from engine.io_files import check_target
 from engine.model.build import build_model
+from engine.model.pruned_structure import PRUNING_KEY, apply_structure
 from engine.recipe import Recipe
 from engine.torch_files import load_plain
 
@@ -347,18 +348,23 @@ def model_of_checkpoint(state: dict[str, Any], source: str | Path, meta: bool = 
     BadInputError about the checkpoint. Call after `validate_checkpoint`."""
     recipe = Recipe.from_dict(state["recipe"])
     classes = len(state["class_names"])
+    built = None
     try:
         if meta:
             try:
                 with torch.device("meta"):
-                    return build_model(recipe.model, classes, recipe.data, pretrained=False)
+                    built = build_model(recipe.model, classes, recipe.data, pretrained=False)
             except ThawError:
                 raise
             except Exception:  # noqa: BLE001 - RegNet computes its widths with real tensors; build it for real
                 pass
-        return build_model(recipe.model, classes, recipe.data, pretrained=False)
+        if built is None:
+            built = build_model(recipe.model, classes, recipe.data, pretrained=False)
     except ThawError as exc:
         raise BadInputError(f"checkpoint {source}: its recipe's model cannot be built ({exc})") from None
+    # A pruned model (python main.py prune) has fewer channels than the architecture builds: put them back.
+    apply_structure(built.model, state.get(PRUNING_KEY), f"checkpoint {source}")
+    return built
 
 
 def check_checkpoint_fits(state: dict[str, Any], source: str | Path) -> None:

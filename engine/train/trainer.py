@@ -30,6 +30,7 @@ import torch
 from engine.data.datasets import check_same_classes
 from engine.errors import BadInputError, ThawError
 from engine.model.groups import current_lrs
+from engine.model.pruned_structure import is_pruned
 from engine.recipe import Recipe
 from engine.train import distributed_resume
 from engine.train import events as ev
@@ -108,6 +109,11 @@ class Trainer:
         if not last.is_file():
             raise BadInputError(f"{run_dir} has no checkpoint to resume from ({last} is missing)")
         checkpoint = load_checkpoint(last)
+        if is_pruned(checkpoint):
+            # Its channels are not the recipe's architecture and it kept no optimizer state: there is nothing to
+            # continue. A further fine-tune is `prune` again, or a recipe trained from its weights.
+            raise BadInputError(f"{run_dir} holds a pruned model (python main.py prune): it cannot be resumed; "
+                                f"prune the original run again with more --epochs instead")
         validate_checkpoint(checkpoint, last, "resume")
         check_run_identity(checkpoint, last)  # another run's last.pt copied here is refused, naming both runs
         done = checkpoint["epoch"]
