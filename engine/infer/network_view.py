@@ -122,6 +122,10 @@ class NetworkViews:
     """The pretrained (start) and the fine-tuned model of a checkpoint, built once, viewed side by side."""
 
     def __init__(self, checkpoint: RunCheckpoint):
+        if checkpoint.pruning:  # channel i of a pruned layer is not channel i of the pretrained one
+            raise BadInputError(f"{checkpoint.path} holds a pruned model: its layers lost channels the pretrained "
+                                f"model has, so its filters and feature maps cannot be set beside the start's "
+                                f"channel by channel; open the run it was pruned from")
         self.checkpoint = checkpoint
         self.transform = eval_transform(checkpoint.preprocessing)
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from engine.cli.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from engine.errors import BadInputError
 from engine.infer import prune_run as prune_run_module
 from engine.infer.export_metadata import FORMATS, SUFFIXES
 from engine.infer.inference import Predictor
@@ -253,3 +254,13 @@ def test_a_tampered_structure_is_refused_naming_the_entry(pruned, tamper, phrase
     code, _, stderr = cli("predict", loose, image_folder / "dog")
     assert code == EXIT_BAD_INPUT and len(stderr.strip().splitlines()) == 1, stderr
     assert "its pruned structure" in stderr and phrase in stderr, stderr
+
+
+def test_the_network_views_refuse_a_pruned_run_in_one_line(pruned):
+    """Filters and feature maps are set beside the pretrained model's channel by channel: a pruned layer's channel
+    i is not the start's channel i (the studio's worker showed the start's order on fewer channels)."""
+    from engine.infer.network_view import NetworkViews
+
+    run, _ = pruned
+    with pytest.raises(BadInputError, match="holds a pruned model"):
+        NetworkViews(open_checkpoint(run, "best"))
