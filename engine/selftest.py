@@ -264,6 +264,8 @@ class EngineChecks:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
+        self.run_dir: Path | None = None  # the engine run's folder, which the evaluation check evaluates
+        self.images: Path | None = None
         self.restore: Callable[[], None] = lambda: None
 
     def checks(self) -> list[Check]:
@@ -277,6 +279,9 @@ class EngineChecks:
             ("engine run", self.check_engine_run, 120.0),
             ("data loader worker", self.check_worker, 150.0),  # the DataLoader's own timeout is 120 s
             ("export", self.check_export, 180.0),
+            ("evaluation", self.check_evaluation, 120.0),
+            ("OpenVINO export", self.check_openvino, 180.0),
+            ("distributed run", self.check_distributed, 180.0),
         )]
 
     # --- torch ------------------------------------------------------------------------------------------------
@@ -398,6 +403,7 @@ class EngineChecks:
         recipe.device = "cpu"
         recipe.output_dir = str(self.workdir / "runs")
         recipe.validate()
+        doing("a one-batch training run")
         result = fit(recipe)
         if result.status != "finished":
             raise AssertionError(f"run {result.status}: {result.error or 'no error recorded'}")
@@ -405,6 +411,7 @@ class EngineChecks:
         state = load_checkpoint(last)
         if "model" not in state:
             raise AssertionError(f"{last} has no model state")
+        self.run_dir, self.images = Path(result.run_dir), data
         return f"mobilenet_v3_small, one 1-batch epoch from scratch: {result.status}, checkpoint read back"
 
     def check_export(self) -> str:
@@ -412,6 +419,84 @@ class EngineChecks:
         from engine.infer.export_selfcheck import check_export
 
         return check_export(self.workdir)
+
+    def check_evaluation(self) -> str:
+        """The engine run's checkpoint evaluated on its 12 generated images (evaluation, calibration, metrics)."""
+        if self.run_dir is None:
+            raise CheckSkipped("needs the engine run's checkpoint")
+        from engine.infer.evaluation import evaluate_checkpoint
+
+        doing("evaluating the engine run's checkpoint")
+        evaluation = evaluate_checkpoint(self.run_dir, self.images, kind="last")
+        text = evaluation.format_text(listed=0)
+        if not text.strip():
+            raise AssertionError("the evaluation produced no report")
+        return f"{text.strip().splitlines()[0][:100]}"
+
+    def check_openvino(self) -> str:
+        """A small net exported as OpenVINO IR (from torch.export), read back by Thaw's reader, parity-checked on
+        OpenVINO's CPU plugin: its native plugins and frontends are loaded by path, which a bundle can lack."""
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None:
+            raise CheckSkipped("openvino is not installed (the OpenVINO export format is offered only with it)")
+        import torch
+        from torch import nn
+
+        from engine.data.preprocessing import Preprocessing
+        from engine.infer.export import write_export
+        from engine.infer.export_metadata import ExportMetadata
+        from engine.infer.exported import open_export
+        from engine.infer.parity import ParityCriteria, compare
+
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                              nn.Linear(4, 2)).eval()
+        images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        path = self.workdir / "check.xml"
+        doing("converting to OpenVINO IR")
+        written = write_export(model, images[:1], "openvino", path, ExportMetadata("openvino", ["a", "b"],
+                                                                                  Preprocessing(16, 16), "self-check"))
+        doing("running the IR on OpenVINO's CPU plugin")
+        with torch.no_grad():
+            report = compare("openvino", model(images), open_export(path, threads=1).logits(images),
+                             ParityCriteria.fp32())
+        if not report.passed:
+            raise AssertionError(report.summary())
+        return f"{written.exporter}: parity max |Δlogit| {report.max_abs_logit_diff:.1g}"
+
+    def check_distributed(self) -> str:
+        """Two processes under torchrun (torch.distributed.run) agree through gloo, as `train --processes 2` starts
+        them. A packaged app refuses multi-process runs (engine/train/launch.py check_can_launch): said, skipped."""
+        import subprocess
+
+        from engine.errors import BadInputError
+        from engine.train.launch import check_can_launch
+
+        try:
+            check_can_launch(2)
+        except BadInputError as exc:
+            raise CheckSkipped(f"refused in this build: {exc}") from exc
+        script = self.workdir / "gloo_check.py"
+        script.write_text(
+            "import torch, torch.distributed as dist\n"
+            "dist.init_process_group('gloo')\n"
+            "x = torch.tensor([float(dist.get_rank() + 1)])\n"
+            "dist.all_reduce(x)\n"
+            "print('sum', int(x.item()), flush=True)\n"
+            "dist.destroy_process_group()\n", encoding="utf-8")
+        doing("waiting for 2 processes under torchrun to all-reduce through gloo")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            env.pop(key, None)
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                               str(script)], capture_output=True, text=True, timeout=170, env=env,
+                              cwd=self.workdir)
+        sums = [line for line in proc.stdout.splitlines() if line.strip().endswith("sum 3")]
+        if proc.returncode != 0 or len(sums) != 2:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise AssertionError(f"torchrun exited {proc.returncode}: {tail}")
+        return "2 processes (torchrun --standalone, gloo): all_reduce gave 1 + 2 = 3 on both"
 
     def check_worker(self) -> str:
         import torch
