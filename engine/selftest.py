@@ -466,37 +466,27 @@ class EngineChecks:
         return f"{written.exporter}: parity max |Δlogit| {report.max_abs_logit_diff:.1g}"
 
     def check_distributed(self) -> str:
-        """Two processes under torchrun (torch.distributed.run) agree through gloo, as `train --processes 2` starts
-        them. A packaged app refuses multi-process runs (engine/train/launch.py check_can_launch): said, skipped."""
+        """Two processes under torchrun agree through gloo, started as `train --processes 2` starts them
+        (engine/train/launch.py torchrun_command): `python -m torch.distributed.run` from source, the bundle running
+        torchrun itself and starting itself as each worker in a packaged app."""
         import subprocess
 
-        from engine.errors import BadInputError
-        from engine.train.launch import check_can_launch
+        from engine.train.launch import frozen, torchrun_command
 
-        try:
-            check_can_launch(2)
-        except BadInputError as exc:
-            raise CheckSkipped(f"refused in this build: {exc}") from exc
-        script = self.workdir / "gloo_check.py"
-        script.write_text(
-            "import torch, torch.distributed as dist\n"
-            "dist.init_process_group('gloo')\n"
-            "x = torch.tensor([float(dist.get_rank() + 1)])\n"
-            "dist.all_reduce(x)\n"
-            "print('sum', int(x.item()), flush=True)\n"
-            "dist.destroy_process_group()\n", encoding="utf-8")
+        worker = [GLOO_WORKER_FLAG]
+        command = torchrun_command(2, [], worker)  # the workers run main.py's (or the bundle's) child entry
         doing("waiting for 2 processes under torchrun to all-reduce through gloo")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
             env.pop(key, None)
-        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                               str(script)], capture_output=True, text=True, timeout=170, env=env,
-                              cwd=self.workdir)
-        sums = [line for line in proc.stdout.splitlines() if line.strip().endswith("sum 3")]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=170, env=env, cwd=self.workdir,
+                              stdin=subprocess.DEVNULL)
+        sums = [line for line in proc.stdout.splitlines() if line.strip().endswith("gloo sum 3")]
         if proc.returncode != 0 or len(sums) != 2:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise AssertionError(f"torchrun exited {proc.returncode}: {tail}")
-        return "2 processes (torchrun --standalone, gloo): all_reduce gave 1 + 2 = 3 on both"
+            raise AssertionError(f"torchrun exited {proc.returncode} with {len(sums)} of 2 workers done: {tail}")
+        how = "the bundle's own torchrun (--no-python)" if frozen() else "python -m torch.distributed.run"
+        return f"2 processes under {how}, gloo: all_reduce gave 1 + 2 = 3 on both"
 
     def check_worker(self) -> str:
         import torch
@@ -515,6 +505,25 @@ class EngineChecks:
             raise AssertionError(f"worker returned a wrong sum {total}")
         note = f"; the engine uses none ({MAX_WORKERS_ENV}=0)" if worker_cap(1) == 0 else ""
         return f"1 worker process ({torch.multiprocessing.get_start_method()}) delivered 2 batches{note}"
+
+
+GLOO_WORKER_FLAG = "--self-test-gloo-worker"
+
+
+def gloo_worker() -> int:
+    """One rank of the distributed check (`main.py --self-test-gloo-worker` under torchrun): all-reduce its rank + 1
+    through gloo and print the sum."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    try:
+        value = torch.tensor([float(dist.get_rank() + 1)])
+        dist.all_reduce(value)
+        print(f"rank {dist.get_rank()}: gloo sum {int(value.item())}", flush=True)
+    finally:
+        dist.destroy_process_group()
+    return 0
 
 
 class _SquaresDataset:

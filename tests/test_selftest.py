@@ -437,3 +437,45 @@ def test_package_test_has_an_overall_limit_and_names_the_step(tmp_path):
     assert time.perf_counter() - started < 30
     assert proc.returncode != 0
     assert "step '1. self-test' did not finish within the test's limit of 2 s" in proc.stderr
+
+
+# --- multi-process runs from a packaged app: it runs torchrun itself and starts itself as each worker ----------------
+def _fake_frozen_app(tmp_path) -> Path:
+    """An executable that behaves as the bundle's `Thaw` does (main.py with the arguments), to stand for it."""
+    return _fake_bundle(tmp_path, f'exec "{sys.executable}" "{ROOT / "main.py"}" "$@"\n')
+
+
+def test_a_packaged_app_starts_training_processes_through_its_own_torchrun(monkeypatch, tmp_path):
+    from engine.train import launch
+
+    exe = str(_fake_frozen_app(tmp_path))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", exe)
+    run = launch.ProcessRun(["train", "recipe.json"], processes=2, channel=tmp_path / "channel")  # not refused
+    command = run.command
+    assert command[:2] == [exe, "--torchrun"] and "--nproc-per-node=2" in command
+    assert command[command.index("--no-python") + 1:] == [exe, "train", "recipe.json"]
+    assert "-m" not in command and "-u" not in command  # a bundle has no python options
+    assert launch.ProcessRun(["train", "r.json"], processes=1, channel=tmp_path / "c1").command == [
+        exe, "train", "r.json"]
+
+
+def test_the_frozen_torchrun_command_really_runs_two_gloo_workers(tmp_path):
+    """The command a packaged app builds, run for real with a stand-in executable: torchrun through `--torchrun`, two
+    workers through main.py's child entry, gloo between them."""
+    exe = _fake_frozen_app(tmp_path)
+    script = (
+        "import subprocess, sys\n"
+        f"sys.frozen = True; sys.executable = {str(exe)!r}\n"
+        "from engine.train.launch import torchrun_command\n"
+        "command = torchrun_command(2, [], ['--self-test-gloo-worker'])\n"
+        "sys.exit(subprocess.run(command, timeout=150).returncode)\n"
+    )
+    env = _env(OMP_NUM_THREADS="1")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(line.split(":")[0] for line in proc.stdout.splitlines() if line.endswith("gloo sum 3")) == [
+        "rank 0", "rank 1"]
