@@ -13,6 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--self-test":
         return self_test(argv[1:])
+    if argv and argv[0] in ("--torchrun", "--self-test-gloo-worker"):  # a packaged app's child processes
+        return child_process(argv[0], argv[1:])
     from engine.cli import command_names
 
     commands = command_names()
@@ -49,6 +51,18 @@ def self_test(argv: list[str]) -> int:
         return run_self_test(argv, lambda _work, _args: Unimportable())
     studio.prepare_display()
     return run_self_test(argv, studio.StudioChecks.from_args, studio.add_arguments, studio.where())
+
+
+def child_process(flag: str, argv: list[str]) -> int:
+    """What a packaged app starts as its own children, having no `python -m`: torchrun (engine/train/launch.py
+    torchrun_command) and the self-test's gloo worker."""
+    if flag == "--torchrun":
+        from engine.train.launch import run_torchrun
+
+        return run_torchrun(argv)
+    from engine.selftest import gloo_worker
+
+    return gloo_worker()
 
 
 def unknown_command(word: str, commands: list[str]) -> int:

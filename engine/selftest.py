@@ -25,7 +25,9 @@ import argparse
 import os
 import platform
 import sys
+import sysconfig
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -35,9 +37,28 @@ from pathlib import Path
 
 from engine.environment import MAX_WORKERS_ENV
 
-Check = tuple[str, Callable[[], str]]
+OK, FAIL, WARN, SKIP, TIMEOUT = "ok", "FAIL", "warn", "skip", "TIMEOUT"
 
-OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
+# Every check has a time limit (a hung self-test reports nothing, which is how issue 27's bundle hid its failures).
+# Generous: a first `import torch` from a bundle on a busy machine takes tens of seconds.
+DEFAULT_LIMIT_S = 120.0
+LIMIT_SCALE_ENV = "THAW_SELFTEST_LIMIT_SCALE"  # e.g. 3 on a very slow machine: every limit × 3
+
+
+@dataclass(frozen=True)
+class TimedCheck:
+    """A check with its time limit. `in_thread`: it runs in a worker thread, so a check that hangs is reported as
+    TIMEOUT and the self-test goes on (the thread is abandoned). Checks that need the main thread (Qt's) run there
+    under a watchdog that, past the limit, prints the TIMEOUT line and the summary and ends the process: a thread
+    that cannot return cannot be taken back, and a self-test that never ends reports nothing."""
+
+    name: str
+    run: Callable[[], str]
+    limit_s: float = DEFAULT_LIMIT_S
+    in_thread: bool = False
+
+
+Check = tuple[str, Callable[[], str]] | TimedCheck
 
 
 class CheckWarning(Exception):
@@ -48,16 +69,27 @@ class CheckSkipped(Exception):
     """Raised by a check that cannot run here (e.g. it needs an earlier check that failed)."""
 
 
+class _Activity:
+    """What the running check says it is doing (`doing()`), for its TIMEOUT line."""
+
+    text = ""
+
+
+def doing(text: str) -> None:
+    """Called by a check before each step that could take long: a TIMEOUT names the step it was in."""
+    _Activity.text = text
+
+
 @dataclass
 class CheckResult:
     name: str
-    status: str  # ok, FAIL, warn, skip
+    status: str  # ok, FAIL, warn, skip, TIMEOUT
     seconds: float
     detail: str
 
     @property
     def failed(self) -> bool:
-        return self.status == FAIL
+        return self.status in (FAIL, TIMEOUT)
 
     def line(self) -> str:
         return f"{self.status:<5} {self.name:<18} {self.seconds:6.2f} s  {self.detail}"
@@ -68,24 +100,129 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def run_checks(checks: list[Check], out=None) -> list[CheckResult]:
-    """Run each check, print its line at once (a later hard crash still leaves the earlier lines)."""
-    results = []
-    for name, check in checks:
+def _as_timed(check: Check) -> TimedCheck:
+    # A plain (name, function) runs in the main thread, as before limits existed (Qt needs it), with the default limit.
+    return check if isinstance(check, TimedCheck) else TimedCheck(check[0], check[1])
+
+
+def _limit(check: TimedCheck) -> float:
+    try:
+        scale = float(os.environ.get(LIMIT_SCALE_ENV, "") or 1.0)
+    except ValueError:
+        scale = 1.0
+    return check.limit_s * max(scale, 0.01)
+
+
+def _where(thread_id: int | None) -> str:
+    """Where a stuck thread is: its innermost frame outside Python's standard library (the check's own code or the
+    library it called), and the innermost frame when that is another (e.g. threading.py's wait), as file:line."""
+    frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+    if frame is None:
+        return ""
+
+    def text(f) -> str:
+        return f"{Path(f.f_code.co_filename).name}:{f.f_lineno} in {f.f_code.co_name}"
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    own, probe = None, frame
+    while probe is not None and own is None:
+        if not Path(probe.f_code.co_filename).resolve().is_relative_to(stdlib):
+            own = probe
+        probe = probe.f_back
+    if own is None or own is frame:
+        return text(frame)
+    return f"{text(own)} (innermost {text(frame)})"
+
+
+def _timeout_detail(limit: float, thread_id: int | None) -> str:
+    where = _where(thread_id)
+    return (f"did not finish within its {limit:.0f} s limit while {_Activity.text or 'starting'}"
+            + (f"; at {where}" if where else ""))
+
+
+def _outcome(check: TimedCheck) -> tuple[str, str]:
+    try:
+        return OK, check.run() or ""
+    except CheckWarning as exc:
+        return WARN, str(exc)
+    except CheckSkipped as exc:
+        return SKIP, str(exc)
+    except BaseException as exc:  # noqa: BLE001 - a self-test reports every failure, SystemExit included
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        detail = _describe(exc)
+        if os.environ.get("THAW_SELFTEST_TRACEBACK"):
+            detail += "\n" + traceback.format_exc()
+        return FAIL, detail
+
+
+def _in_thread(check: TimedCheck, limit: float) -> tuple[str, str]:
+    box: list[tuple[str, str]] = []
+    worker = threading.Thread(target=lambda: box.append(_outcome(check)), name=f"self-test {check.name}",
+                              daemon=True)  # daemon: a hung check never keeps the process alive at exit
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive() or not box:
+        return TIMEOUT, _timeout_detail(limit, worker.ident)
+    return box[0]
+
+
+class _Watchdog:
+    """For a check in the main thread: past its limit, print its TIMEOUT line and the summary, then `on_hang(1)`
+    (os._exit: the main thread is stuck, nothing else can end the process)."""
+
+    def __init__(self, check: TimedCheck, limit: float, done: list[CheckResult], started: float, out,
+                 on_hang: Callable[[int], None]):
+        self.check, self.limit, self.done, self.started, self.out, self.on_hang = (check, limit, done, started, out,
+                                                                                  on_hang)
+        self._lock = threading.Lock()
+        self._finished = False
+        self._timer = threading.Timer(limit, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._finished = True
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            result = CheckResult(self.check.name, TIMEOUT, time.perf_counter() - self.started,
+                                 _timeout_detail(self.limit, threading.main_thread().ident)
+                                 + " (in the main thread: the self-test stops here)")
+            _print(result.line(), self.out)
+            _print(summary_line([*self.done, result], time.perf_counter() - _RunClock.started), self.out)
+            self.on_hang(1)
+
+
+class _RunClock:
+    started = time.perf_counter()
+
+
+def _hard_exit(code: int) -> None:
+    os._exit(code)
+
+
+def run_checks(checks: list[Check], out=None, on_hang: Callable[[int], None] = _hard_exit) -> list[CheckResult]:
+    """Run each check within its limit, print its line at once (a later hard crash still leaves the earlier lines)."""
+    results: list[CheckResult] = []
+    for check in map(_as_timed, checks):
+        limit = _limit(check)
+        doing("")
         start = time.perf_counter()
-        try:
-            status, detail = OK, check() or ""
-        except CheckWarning as exc:
-            status, detail = WARN, str(exc)
-        except CheckSkipped as exc:
-            status, detail = SKIP, str(exc)
-        except BaseException as exc:  # noqa: BLE001 - a self-test reports every failure, SystemExit included
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            status, detail = FAIL, _describe(exc)
-            if os.environ.get("THAW_SELFTEST_TRACEBACK"):
-                detail += "\n" + traceback.format_exc()
-        result = CheckResult(name, status, time.perf_counter() - start, detail)
+        if check.in_thread:
+            status, detail = _in_thread(check, limit)
+        else:
+            with _Watchdog(check, limit, results, start, out, on_hang):
+                status, detail = _outcome(check)
+        result = CheckResult(check.name, status, time.perf_counter() - start, detail)
         results.append(result)
         _print(result.line(), out)
     return results
@@ -127,19 +264,25 @@ class EngineChecks:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
+        self.run_dir: Path | None = None  # the engine run's folder, which the evaluation check evaluates
+        self.images: Path | None = None
         self.restore: Callable[[], None] = lambda: None
 
     def checks(self) -> list[Check]:
-        return [
-            ("torch", self.check_torch),
-            ("torch._dynamo", self.check_dynamo),
-            ("torchvision ops", self.check_torchvision_ops),
-            ("image decode", self.check_image_decode),
-            ("train step", self.check_train_step),
-            ("engine run", self.check_engine_run),
-            ("data loader worker", self.check_worker),
-            ("export", self.check_export),
-        ]
+        # In worker threads: none needs the main thread, and a hung one is reported while the others still run.
+        return [TimedCheck(name, run, limit, in_thread=True) for name, run, limit in (
+            ("torch", self.check_torch, 180.0),  # the first import of torch, from a cold bundle on a busy machine
+            ("torch._dynamo", self.check_dynamo, 120.0),
+            ("torchvision ops", self.check_torchvision_ops, 60.0),
+            ("image decode", self.check_image_decode, 60.0),
+            ("train step", self.check_train_step, 60.0),
+            ("engine run", self.check_engine_run, 120.0),
+            ("data loader worker", self.check_worker, 150.0),  # the DataLoader's own timeout is 120 s
+            ("export", self.check_export, 180.0),
+            ("evaluation", self.check_evaluation, 120.0),
+            ("OpenVINO export", self.check_openvino, 180.0),
+            ("distributed run", self.check_distributed, 180.0),
+        )]
 
     # --- torch ------------------------------------------------------------------------------------------------
     def check_torch(self) -> str:
@@ -260,6 +403,7 @@ class EngineChecks:
         recipe.device = "cpu"
         recipe.output_dir = str(self.workdir / "runs")
         recipe.validate()
+        doing("a one-batch training run")
         result = fit(recipe)
         if result.status != "finished":
             raise AssertionError(f"run {result.status}: {result.error or 'no error recorded'}")
@@ -267,6 +411,7 @@ class EngineChecks:
         state = load_checkpoint(last)
         if "model" not in state:
             raise AssertionError(f"{last} has no model state")
+        self.run_dir, self.images = Path(result.run_dir), data
         return f"mobilenet_v3_small, one 1-batch epoch from scratch: {result.status}, checkpoint read back"
 
     def check_export(self) -> str:
@@ -274,6 +419,74 @@ class EngineChecks:
         from engine.infer.export_selfcheck import check_export
 
         return check_export(self.workdir)
+
+    def check_evaluation(self) -> str:
+        """The engine run's checkpoint evaluated on its 12 generated images (evaluation, calibration, metrics)."""
+        if self.run_dir is None:
+            raise CheckSkipped("needs the engine run's checkpoint")
+        from engine.infer.evaluation import evaluate_checkpoint
+
+        doing("evaluating the engine run's checkpoint")
+        evaluation = evaluate_checkpoint(self.run_dir, self.images, kind="last")
+        text = evaluation.format_text(listed=0)
+        if not text.strip():
+            raise AssertionError("the evaluation produced no report")
+        return f"{text.strip().splitlines()[0][:100]}"
+
+    def check_openvino(self) -> str:
+        """A small net exported as OpenVINO IR (from torch.export), read back by Thaw's reader, parity-checked on
+        OpenVINO's CPU plugin: its native plugins and frontends are loaded by path, which a bundle can lack."""
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None:
+            raise CheckSkipped("openvino is not installed (the OpenVINO export format is offered only with it)")
+        import torch
+        from torch import nn
+
+        from engine.data.preprocessing import Preprocessing
+        from engine.infer.export import write_export
+        from engine.infer.export_metadata import ExportMetadata
+        from engine.infer.exported import open_export
+        from engine.infer.parity import ParityCriteria, compare
+
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                              nn.Linear(4, 2)).eval()
+        images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        path = self.workdir / "check.xml"
+        doing("converting to OpenVINO IR")
+        written = write_export(model, images[:1], "openvino", path, ExportMetadata("openvino", ["a", "b"],
+                                                                                  Preprocessing(16, 16), "self-check"))
+        doing("running the IR on OpenVINO's CPU plugin")
+        with torch.no_grad():
+            report = compare("openvino", model(images), open_export(path, threads=1).logits(images),
+                             ParityCriteria.fp32())
+        if not report.passed:
+            raise AssertionError(report.summary())
+        return f"{written.exporter}: parity max |Δlogit| {report.max_abs_logit_diff:.1g}"
+
+    def check_distributed(self) -> str:
+        """Two processes under torchrun agree through gloo, started as `train --processes 2` starts them
+        (engine/train/launch.py torchrun_command): `python -m torch.distributed.run` from source, the bundle running
+        torchrun itself and starting itself as each worker in a packaged app."""
+        import subprocess
+
+        from engine.train.launch import frozen, torchrun_command
+
+        worker = [GLOO_WORKER_FLAG]
+        command = torchrun_command(2, [], worker)  # the workers run main.py's (or the bundle's) child entry
+        doing("waiting for 2 processes under torchrun to all-reduce through gloo")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            env.pop(key, None)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=170, env=env, cwd=self.workdir,
+                              stdin=subprocess.DEVNULL)
+        sums = [line for line in proc.stdout.splitlines() if line.strip().endswith("gloo sum 3")]
+        if proc.returncode != 0 or len(sums) != 2:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise AssertionError(f"torchrun exited {proc.returncode} with {len(sums)} of 2 workers done: {tail}")
+        how = "the bundle's own torchrun (--no-python)" if frozen() else "python -m torch.distributed.run"
+        return f"2 processes under {how}, gloo: all_reduce gave 1 + 2 = 3 on both"
 
     def check_worker(self) -> str:
         import torch
@@ -292,6 +505,25 @@ class EngineChecks:
             raise AssertionError(f"worker returned a wrong sum {total}")
         note = f"; the engine uses none ({MAX_WORKERS_ENV}=0)" if worker_cap(1) == 0 else ""
         return f"1 worker process ({torch.multiprocessing.get_start_method()}) delivered 2 batches{note}"
+
+
+GLOO_WORKER_FLAG = "--self-test-gloo-worker"
+
+
+def gloo_worker() -> int:
+    """One rank of the distributed check (`main.py --self-test-gloo-worker` under torchrun): all-reduce its rank + 1
+    through gloo and print the sum."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    try:
+        value = torch.tensor([float(dist.get_rank() + 1)])
+        dist.all_reduce(value)
+        print(f"rank {dist.get_rank()}: gloo sum {int(value.item())}", flush=True)
+    finally:
+        dist.destroy_process_group()
+    return 0
 
 
 class _SquaresDataset:
@@ -334,7 +566,7 @@ def main(argv: list[str] | None = None,
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(list(argv or []))
-    start = time.perf_counter()
+    start = _RunClock.started = time.perf_counter()
     _print(header(where))
     with tempfile.TemporaryDirectory(prefix="thaw-selftest-") as tmp:
         work = Path(tmp)

@@ -3,6 +3,10 @@ resources, the system libraries of Qt's X11 plugin (named when missing, before Q
 (platform plugin, image formats, the icon, pyqtgraph), and the main window created offscreen as `Thaw`
 starts it (`--screenshot PNG` saves a grab of it, `--open PATH` first opens a recipe or an image folder in it, as
 `Thaw PATH` would).
+
+A self-test must end on its own (issue 27: the window check sat idle for minutes behind a modal "Unsaved changes"
+box nobody could see): from the Qt check on, a dialog that opens is never shown on screen, is closed at once, and
+fails the check it opened in, naming its title and text; each check has a time limit (engine/selftest.py).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from engine.selftest import Check, CheckSkipped, CheckWarning, ExtraChecks
+from engine.selftest import Check, CheckSkipped, CheckWarning, ExtraChecks, TimedCheck, doing
 from gui.xcb_libraries import missing_text, missing_xcb_libraries, xcb_plugin, xcb_will_be_used
 
 
@@ -45,18 +49,38 @@ class StudioChecks(ExtraChecks):
         self.open_paths = list(open_paths or [])
         self.app = None
         self.qt_ok = False
+        self.dialogs = None  # the _DialogGuard, from the Qt check on
 
     @classmethod
     def from_args(cls, workdir: Path, args: argparse.Namespace) -> StudioChecks:
         return cls(workdir, args.screenshot, [str(Path(p).resolve()) for p in args.open])
 
     def checks(self) -> list[Check]:
-        return [("resources", self.check_resources), ("Qt platform libraries", self.check_platform_libraries),
-                ("Qt", self.check_qt), ("main window", self.check_main_window)]
+        # In the main thread (Qt's widgets live there), each under its limit; a dialog fails the check it opened in.
+        return [TimedCheck(name, self._guarded(run), limit) for name, run, limit in (
+            ("resources", self.check_resources, 60.0),
+            ("Qt platform libraries", self.check_platform_libraries, 60.0),
+            ("Qt", self.check_qt, 120.0),
+            ("main window", self.check_main_window, 150.0),  # it waits up to 60 s for the panels itself
+        )]
+
+    def _guarded(self, run):
+        def guarded() -> str:
+            try:
+                detail = run()
+            finally:
+                opened = self.dialogs.take() if self.dialogs is not None else []
+            if opened:
+                raise AssertionError(f"a dialog opened (closed by the self-test): {'; '.join(opened)}")
+            return detail
+
+        return guarded
 
     def close(self) -> None:
         if self.app is not None:
             _run_event_loop_for(0.05)
+        if self.dialogs is not None:
+            self.dialogs.remove()
 
     def check_resources(self) -> str:
         from gui.resources import ICON_PNG, ICON_SVG, SAMPLE_IMAGE, resource_path, resources_dir
@@ -114,6 +138,7 @@ class StudioChecks(ExtraChecks):
             except ImportError:
                 app = QApplication([sys.argv[0] if sys.argv else "thaw"])
         self.app = app
+        self.dialogs = _DialogGuard(app)
         self.qt_ok = True  # the main window can be tried even if a check below fails
         from gui.resources import app_icon
 
@@ -146,6 +171,7 @@ class StudioChecks(ExtraChecks):
             window.setWindowIcon(self.app.windowIcon())
         window.resize(1200, 800)
         window.show()
+        doing("waiting for the window's panels (torch is imported in a thread)")
         _run_event_loop_until(lambda: window.is_ready, 60.0)
         if not window.is_ready:
             raise AssertionError("the window's panels were not built within 60 s of showing it")
@@ -153,8 +179,10 @@ class StudioChecks(ExtraChecks):
         if self.open_paths:  # what `Thaw recipe.json image_folder/` does at start-up
             from gui.app import apply_arguments
 
+            doing(f"opening {', '.join(self.open_paths)}")
             apply_arguments(window, self.open_paths)
             opened = f", opened {len(self.open_paths)} argument(s)"
+        doing("letting the window paint and a folder scan finish")
         _run_event_loop_for(3.0 if self.open_paths else 0.05)  # let a folder scan finish and the window paint
         pixmap = window.grab()
         if pixmap.isNull() or pixmap.width() < 100:
@@ -167,11 +195,53 @@ class StudioChecks(ExtraChecks):
         title = window.windowTitle()
         tabs = window.findChildren(_qtabwidget())
         count = tabs[0].count() if tabs else 0
+        doing("closing the window")
+        # The edits are the self-test's own (the opened folder changes the recipe): closing must not ask the user to
+        # save them, a question nobody is there to answer.
+        if getattr(window, "document", None) is not None:
+            window.document.set_modified(False)
         window.close()
         window.deleteLater()
         _run_event_loop_for(0.05)  # deliver the deferred deletion
         return (f"{type(window).__name__} {pixmap.width()}×{pixmap.height()}, {count} tabs, "
                 f"title {title!r}{opened}{saved}")
+
+
+class _DialogGuard:
+    """An application-wide event filter for the self-test: a dialog (QMessageBox.warning, an "Unsaved changes" box,
+    any QDialog) is kept off the screen (WA_DontShowOnScreen before it is first shown), recorded by its title and
+    text, and rejected as soon as its event loop runs, so a modal `exec()` returns instead of waiting forever."""
+
+    def __init__(self, app):
+        from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+        from PySide6.QtWidgets import QDialog, QMessageBox
+
+        self.opened: list[str] = []
+        guard = self
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+                kind = event.type()
+                if kind in (QEvent.Type.Polish, QEvent.Type.Show) and isinstance(obj, QDialog):
+                    if kind == QEvent.Type.Polish:  # before the first show: never on the user's screen
+                        obj.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
+                    elif obj.isModal() or obj.isWindow():
+                        text = obj.text() if isinstance(obj, QMessageBox) else ""
+                        first = text.strip().splitlines()[0] if text.strip() else ""
+                        guard.opened.append(f"“{obj.windowTitle()}”" + (f": {first}" if first else ""))
+                        QTimer.singleShot(0, obj.reject)  # once exec()'s own loop runs
+                return False
+
+        self._app = app
+        self._filter = Filter(app)
+        app.installEventFilter(self._filter)
+
+    def remove(self) -> None:
+        self._app.removeEventFilter(self._filter)
+
+    def take(self) -> list[str]:
+        opened, self.opened = self.opened, []
+        return opened
 
 
 def _run_event_loop_until(condition, timeout_s: float) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ("torch", "torch._dynamo", "torchvision ops", "resources", "image decode", "train step", "engine run",
-          "export", "data loader worker", "Qt", "main window")
+          "export", "evaluation", "OpenVINO export", "distributed run", "data loader worker", "Qt", "main window")
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -272,7 +272,7 @@ def test_the_self_test_names_missing_xcb_libraries(monkeypatch, tmp_path, capsys
     monkeypatch.setattr(selftest_checks, "missing_xcb_libraries", lambda: ["libxcb-cursor.so.0"])
     monkeypatch.setenv("QT_QPA_PLATFORM", platform)
     checks = selftest_checks.StudioChecks(tmp_path)
-    (check,) = [c for c in checks.checks() if c[0] == "Qt platform libraries"]
+    (check,) = [c for c in checks.checks() if c.name == "Qt platform libraries"]
 
     (result,) = run_checks([check])
 
@@ -305,3 +305,177 @@ def test_python_main_py_on_x11_without_the_libraries_says_which(tmp_path):
     assert proc.returncode == 1
     assert all(name in proc.stderr for name in missing) and "apt-get install" in proc.stderr
     assert "could not load the Qt platform plugin" not in proc.stderr.lower()
+
+
+# --- a self-test that cannot hang (issue 27) -------------------------------------------------------------------------
+def test_a_check_that_blocks_is_reported_timeout_within_its_limit_and_the_others_still_run():
+    import threading
+    import time
+
+    from engine.selftest import TimedCheck, doing, run_checks
+
+    release = threading.Event()
+
+    def stuck() -> str:
+        doing("waiting for a lock nobody releases")
+        release.wait(30)  # bounded, so a runner without limits fails this test instead of hanging it
+        return "released"
+
+    started = time.perf_counter()
+    hangs = []  # never ends pytest's process, should the check run in the main thread after all
+    try:
+        results = run_checks([TimedCheck("stuck", stuck, limit_s=0.5, in_thread=True),
+                              TimedCheck("after", lambda: "ran", limit_s=5, in_thread=True)], on_hang=hangs.append)
+    finally:
+        release.set()
+    assert time.perf_counter() - started < 10
+    assert [(r.name, r.status) for r in results] == [("stuck", "TIMEOUT"), ("after", "ok")]
+    assert results[0].failed and results[0].seconds < 5
+    detail = results[0].detail
+    assert "0 s limit" in detail and "waiting for a lock nobody releases" in detail
+    assert "test_selftest.py" in detail and "in stuck" in detail  # where it was stuck
+
+
+def test_a_main_thread_check_that_hangs_ends_the_self_test_with_timeout_and_a_summary():
+    """A Qt check runs in the main thread, which nothing can take back: past its limit the self-test prints the
+    TIMEOUT line (what it was doing) and a FAILED summary, and the process ends with status 1."""
+    script = (
+        "import threading\n"
+        "from engine.selftest import TimedCheck, doing, run_checks\n"
+        "def hangs():\n"
+        "    doing('showing a dialog nobody answers')\n"
+        "    threading.Event().wait(120)\n"
+        "run_checks([('fine', lambda: 'all good'), TimedCheck('main window', hangs, limit_s=1.0)])\n"
+        "print('NOT REACHED')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=60)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.match(r"^ok\s+fine", lines[0])
+    assert re.match(r"^TIMEOUT main window\s+1\.\d\d s  did not finish within its 1 s limit while showing a dialog "
+                    r"nobody answers; at <string>:5 in hangs \(innermost threading.py:\d+ in wait\) \(in the main "
+                    r"thread: the self-test stops here\)$", lines[1]), lines
+    assert lines[2].startswith("self-test FAILED: 1 of 2 checks failed (main window)")
+    assert "NOT REACHED" not in proc.stdout
+
+
+def _window_checks(qapp, tmp_path, monkeypatch, open_paths):
+    """The studio's Qt and main-window checks as the self-test runs them, in this process, with a safety net: a modal
+    dialog still open after 45 s is closed by the test (and counted), so a regression fails instead of hanging."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from engine.selftest import run_checks
+    from gui.selftest_checks import StudioChecks
+
+    monkeypatch.setenv("THAW_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("THAW_OFFLINE", "1")
+    rescued = []
+
+    def rescue():
+        modal = QApplication.activeModalWidget()
+        if modal is not None:
+            rescued.append(modal.windowTitle())
+            modal.reject()
+
+    net = QTimer()
+    net.timeout.connect(rescue)
+    net.start(45_000)
+    checks = StudioChecks(tmp_path, open_paths=[str(p) for p in open_paths])
+    hangs = []
+    try:
+        results = run_checks([c for c in checks.checks() if c.name in ("Qt", "main window")], on_hang=hangs.append)
+    finally:
+        net.stop()
+        checks.close()
+    return {r.name: r for r in results}, rescued, hangs
+
+
+def test_a_dialog_in_the_self_test_fails_its_check_and_is_never_left_open(qapp, tmp_path, monkeypatch):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{ not a recipe", encoding="utf-8")  # the window answers with QMessageBox.warning
+    results, rescued, hangs = _window_checks(qapp, tmp_path, monkeypatch, [bad])
+    assert rescued == [] and hangs == []  # the self-test closed it itself, at once
+    window = results["main window"]
+    assert window.status == "FAIL", window.line()
+    assert "a dialog opened" in window.detail and "Cannot open recipe" in window.detail
+
+
+def test_opening_a_recipe_and_a_folder_then_closing_asks_nothing(qapp, tmp_path, monkeypatch):
+    """What package_test.sh does (`--open recipe.json --open images/`): the folder edits the recipe, and closing the
+    window must not ask to save that edit (the box that hung the bundle's self-test for minutes)."""
+    from PIL import Image
+
+    recipe = tmp_path / "recipe.json"
+    shutil.copy(ROOT / "examples" / "fine_tune_all.json", recipe)
+    for cls in ("ice", "water"):
+        (tmp_path / "images" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (16, 16), (40 * i, 90, 200)).save(tmp_path / "images" / cls / f"{i}.png")
+    results, rescued, hangs = _window_checks(qapp, tmp_path, monkeypatch, [recipe, tmp_path / "images"])
+    assert rescued == [] and hangs == []
+    assert results["main window"].status == "ok", results["main window"].line()
+
+
+def _fake_bundle(tmp_path, body: str) -> Path:
+    exe = tmp_path / "Thaw"
+    exe.write_text("#!/usr/bin/env bash\n" + body)
+    exe.chmod(0o755)
+    return exe
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="coreutils' timeout")
+def test_package_test_has_an_overall_limit_and_names_the_step(tmp_path):
+    import time
+
+    exe = _fake_bundle(tmp_path, "exec sleep 300\n")  # a bundle whose self-test never ends
+    env = _env(THAW_BUNDLE_EXE=str(exe), THAW_PACKAGE_TEST_LIMIT="2", SCREENSHOT=str(tmp_path / "shot.png"))
+    started = time.perf_counter()
+    proc = subprocess.run([str(ROOT / "packaging" / "package_test.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert time.perf_counter() - started < 30
+    assert proc.returncode != 0
+    assert "step '1. self-test' did not finish within the test's limit of 2 s" in proc.stderr
+
+
+# --- multi-process runs from a packaged app: it runs torchrun itself and starts itself as each worker ----------------
+def _fake_frozen_app(tmp_path) -> Path:
+    """An executable that behaves as the bundle's `Thaw` does (main.py with the arguments), to stand for it."""
+    return _fake_bundle(tmp_path, f'exec "{sys.executable}" "{ROOT / "main.py"}" "$@"\n')
+
+
+def test_a_packaged_app_starts_training_processes_through_its_own_torchrun(monkeypatch, tmp_path):
+    from engine.train import launch
+
+    exe = str(_fake_frozen_app(tmp_path))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", exe)
+    run = launch.ProcessRun(["train", "recipe.json"], processes=2, channel=tmp_path / "channel")  # not refused
+    command = run.command
+    assert command[:2] == [exe, "--torchrun"] and "--nproc-per-node=2" in command
+    assert command[command.index("--no-python") + 1:] == [exe, "train", "recipe.json"]
+    assert "-m" not in command and "-u" not in command  # a bundle has no python options
+    assert launch.ProcessRun(["train", "r.json"], processes=1, channel=tmp_path / "c1").command == [
+        exe, "train", "r.json"]
+
+
+def test_the_frozen_torchrun_command_really_runs_two_gloo_workers(tmp_path):
+    """The command a packaged app builds, run for real with a stand-in executable: torchrun through `--torchrun`, two
+    workers through main.py's child entry, gloo between them."""
+    exe = _fake_frozen_app(tmp_path)
+    script = (
+        "import subprocess, sys\n"
+        f"sys.frozen = True; sys.executable = {str(exe)!r}\n"
+        "from engine.train.launch import torchrun_command\n"
+        "command = torchrun_command(2, [], ['--self-test-gloo-worker'])\n"
+        "sys.exit(subprocess.run(command, timeout=150).returncode)\n"
+    )
+    env = _env(OMP_NUM_THREADS="1")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(line.split(":")[0] for line in proc.stdout.splitlines() if line.endswith("gloo sum 3")) == [
+        "rank 0", "rank 1"]

@@ -65,10 +65,46 @@ def entry_command() -> list[str]:
     return [str(main)] if main.is_file() else ["-m", "engine.cli"]
 
 
+TORCHRUN_FLAG = "--torchrun"  # `Thaw --torchrun ARGS…` is torchrun inside a packaged app (main.py)
+
+
+def frozen() -> bool:
+    return bool(getattr(sys, "frozen", False))
+
+
+def child_command(argv: list[str]) -> list[str]:
+    """How a child process runs Thaw with `argv`: the bundle's executable itself in a packaged app (it has no
+    `python`), else this Python with main.py or the engine.cli module."""
+    return [sys.executable, *argv] if frozen() else [sys.executable, "-u", *entry_command(), *argv]
+
+
+def torchrun_command(processes: int, torchrun_args: list[str], argv: list[str]) -> list[str]:
+    """torchrun (torch.distributed.run) with `processes` workers, each running Thaw with `argv`. A packaged app has
+    no `python -m`: it runs torchrun itself (`Thaw --torchrun`, main.py) and has torchrun start the executable as
+    each worker (`--no-python`)."""
+    options = ["--standalone", f"--nproc-per-node={processes}", *torchrun_args]
+    if frozen():
+        return [sys.executable, TORCHRUN_FLAG, *options, "--no-python", sys.executable, *argv]
+    return [sys.executable, "-m", "torch.distributed.run", *options, *entry_command(), *argv]
+
+
+def run_torchrun(args: list[str]) -> int:
+    """`Thaw --torchrun ARGS…`: torch.distributed.run's own main; a failed worker is one line, never a traceback."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    try:
+        torchrun_main(args)
+    except ChildFailedError as exc:
+        print(f"error: a training process failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def check_can_launch(processes: int) -> None:
-    if getattr(sys, "frozen", False):
-        raise BadInputError(f"this packaged Thaw cannot start {processes} training processes (it has no Python to "
-                            f"run torchrun with); install it with pip, or train with one process")
+    """Kept for the callers: every build can launch now (a packaged app runs torchrun itself, see torchrun_command)."""
+    if processes < 1:
+        raise BadInputError(f"cannot start {processes} training processes")
 
 
 # --- rank 0's side -------------------------------------------------------------------------------------------
@@ -182,10 +218,9 @@ class ProcessRun:
     @property
     def command(self) -> list[str]:
         if self.processes == 1:
-            return [sys.executable, "-u", *entry_command(), *self.argv]
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={self.processes}",
-                "--redirects=3", f"--log-dir={self.channel / LOGS_DIR}", "--monitor-interval=0.2",
-                *entry_command(), *self.argv]
+            return child_command(self.argv)
+        return torchrun_command(self.processes, ["--redirects=3", f"--log-dir={self.channel / LOGS_DIR}",
+                                                 "--monitor-interval=0.2"], self.argv)
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
