@@ -154,13 +154,14 @@ print(json.dumps({"added": added, "injected": injected, "failed": failed}))
 
 
 def _package_relative(folder: str) -> tuple[str, ...] | None:
-    """('onnxruntime', 'transformers') for …/site-packages/onnxruntime/transformers."""
-    for entry in sys.path:
-        if entry and os.path.isdir(entry):
-            base = os.path.realpath(entry)
-            if folder.startswith(base + os.sep):
-                return tuple(Path(os.path.relpath(folder, base)).parts)
-    return None
+    """('onnxruntime', 'transformers') for …/site-packages/onnxruntime/transformers: relative to the deepest
+    sys.path entry holding it (a virtual environment inside the checkout, as `make test` makes, is also under the
+    checkout's own entry)."""
+    bases = [os.path.realpath(e) for e in sys.path if e and os.path.isdir(e)]
+    holding = [base for base in bases if folder.startswith(base + os.sep)]
+    if not holding:
+        return None
+    return tuple(Path(os.path.relpath(folder, max(holding, key=len))).parts)
 
 
 def test_modules_found_through_sys_path_are_collected():
