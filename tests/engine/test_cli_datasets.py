@@ -96,7 +96,7 @@ def test_a_real_ctrl_c_stops_a_download_with_exit_3_and_the_same_command_resumes
     """A subprocess, because the point is the signal: Python's SIGINT lands in a socket read mid-file."""
     body = eurosat_zip(tmp_path, padding=2_000_000)
     with LoopbackServer() as server:
-        server.delay = 0.01  # ~1.6 MB/s: the download is under way for about a second
+        server.hold_after = 300_000  # the first 300 kB, then nothing until released: surely mid-file at the Ctrl-C
         url = server.serve("EuroSAT.zip", body)
         script = (
             "import dataclasses, sys\n"
@@ -116,9 +116,11 @@ def test_a_real_ctrl_c_stops_a_download_with_exit_3_and_the_same_command_resumes
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
         finally:
+            server.released.set()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        server.hold_after = None
         assert proc.returncode == 3, err
         assert "Traceback" not in err
         assert err.strip().splitlines()[-1].startswith("stopped: what was fetched is kept; `python main.py download "

@@ -550,7 +550,7 @@ def test_the_export_self_check_exports_checks_and_quantizes_and_fails_on_a_wrong
     from engine.infer import export_selfcheck
 
     summary = export_selfcheck.check_export(tmp_path)
-    assert summary.startswith(DYNAMO_EXPORTER) and "int8 quantized" in summary
+    assert summary.startswith(DYNAMO_EXPORTER) and "int8 calibrated on 2 images" in summary
     assert not list(tmp_path.iterdir())  # it works in a temporary folder of its own
 
     real = export_selfcheck.write_export
