@@ -25,29 +25,29 @@ ROOT = Path(__file__).parents[1]
 # test thread do not fight over OpenMP's spinning threads.
 torch.set_num_threads(1)
 
-# The files that take longest, longest first (measured with `--durations=0`, 2026-12-07). `make test` hands whole
+# The files that take longest, longest first (--junitxml on an idle machine, 2026-12-07). `make test` hands whole
 # files to its two processes in collection order (pytest-xdist's loadfile with --no-loadscope-reorder); xdist's own
 # order (most tests first) left the few-test, many-process files last, and one process then ran them alone for
 # minutes while the other idled. Longest first keeps both busy to the end. A file not listed keeps its place after
 # these; a slow new file belongs here.
 LONGEST_FILES = (
-    "tests/engine/test_distributed_runs.py",  # two-process runs (torchrun): ~3 torch imports and a run each
     "tests/engine/test_export.py",  # every format of every family, parity-checked
-    "tests/engine/test_prune.py",  # a pruned run exported in every format, parity-checked
+    "tests/engine/test_distributed_runs.py",  # two-process runs (torchrun): ~3 torch imports and a run each
+    "tests/test_selftest.py",  # the self-test from source, in child processes
     "tests/gui/test_training_processes.py",  # the studio's child and two-process runs
-    "tests/engine/test_hostile_cli.py",
-    "tests/gui/test_strategy_presets.py",
     "tests/engine/test_surgery.py",
-    "tests/gui/test_recipe_files.py",
     "tests/engine/test_hostile_issue22.py",
+    "tests/gui/test_strategy_presets.py",
     "tests/gui/test_main_window.py",
     "tests/gui/test_evaluate_panel.py",
+    "tests/engine/test_prune.py",  # a pruned run exported in every format, parity-checked
+    "tests/gui/test_quitting.py",  # the studio quit mid-job, as a real process
+    "tests/gui/test_export_dialog.py",
     "tests/engine/test_training.py",
-    "tests/engine/test_evaluation.py",
     "tests/engine/test_head_fit.py",
-    "tests/engine/test_transfer.py",
-    "tests/engine/test_feature_cache.py",
-    "tests/engine/test_promises_estimate.py",
+    "tests/test_bundle_contents.py",  # one child process importing every lazily imported library
+    "tests/gui/test_recipe_files.py",
+    "tests/engine/test_hostile_cli.py",
 )
 
 
