@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import sys
 import sysconfig
 import tempfile
@@ -481,7 +482,8 @@ class EngineChecks:
             env.pop(key, None)
         proc = subprocess.run(command, capture_output=True, text=True, timeout=170, env=env, cwd=self.workdir,
                               stdin=subprocess.DEVNULL)
-        sums = [line for line in proc.stdout.splitlines() if line.strip().endswith("gloo sum 3")]
+        # Searched, not split into lines: two workers printing to one pipe can run their lines together.
+        sums = sorted(set(re.findall(r"rank (\d+): gloo sum 3", proc.stdout)))
         if proc.returncode != 0 or len(sums) != 2:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise AssertionError(f"torchrun exited {proc.returncode} with {len(sums)} of 2 workers done: {tail}")

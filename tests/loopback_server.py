@@ -18,10 +18,6 @@ class LoopbackServer:
         self.honour_range = True
         self.sent = 0  # body bytes sent, all responses together
         self.delay = 0.0  # seconds between 16 kB pieces of a body: a slow link, so a cancel lands mid-file
-        # Stop sending after this many body bytes until `released` is set: a download that is surely mid-file
-        # however loaded the machine (a delay alone left a Ctrl-C test racing the end of the file).
-        self.hold_after: int | None = None
-        self.released = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,10 +52,8 @@ class LoopbackServer:
                     self.wfile.write(payload)
                     self.close_connection = True
                     return
-                step = 16384 if server.delay or server.hold_after is not None else len(payload) or 1
+                step = 16384 if server.delay else len(payload) or 1
                 for start_piece in range(0, len(payload), step):
-                    if server.hold_after is not None and start_piece >= server.hold_after:
-                        server.released.wait(120)
                     piece = payload[start_piece:start_piece + step]
                     server.sent += len(piece)  # counted first: the client may check before this thread goes on
                     try:
@@ -89,7 +83,6 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.released.set()  # a held response ends, so its handler thread does too
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)

@@ -96,7 +96,10 @@ def test_a_real_ctrl_c_stops_a_download_with_exit_3_and_the_same_command_resumes
     """A subprocess, because the point is the signal: Python's SIGINT lands in a socket read mid-file."""
     body = eurosat_zip(tmp_path, padding=2_000_000)
     with LoopbackServer() as server:
-        server.hold_after = 300_000  # the first 300 kB, then nothing until released: surely mid-file at the Ctrl-C
+        # ~320 kB/s: the 2 MB file takes ~6 s, so the Ctrl-C sent at 100 kB lands mid-file even on a busy machine
+        # (at 1.6 MB/s an idle clean clone finished first). A steady link, not a stalled one: a read that waits on a
+        # stalled server outlasted the signal until its 30 s timeout in one clean-clone run.
+        server.delay = 0.05
         url = server.serve("EuroSAT.zip", body)
         script = (
             "import dataclasses, sys\n"
@@ -116,11 +119,10 @@ def test_a_real_ctrl_c_stops_a_download_with_exit_3_and_the_same_command_resumes
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
         finally:
-            server.released.set()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        server.hold_after = None
+        server.delay = 0.0
         assert proc.returncode == 3, err
         assert "Traceback" not in err
         assert err.strip().splitlines()[-1].startswith("stopped: what was fetched is kept; `python main.py download "
