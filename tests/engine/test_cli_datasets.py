@@ -96,10 +96,7 @@ def test_a_real_ctrl_c_stops_a_download_with_exit_3_and_the_same_command_resumes
     """A subprocess, because the point is the signal: Python's SIGINT lands in a socket read mid-file."""
     body = eurosat_zip(tmp_path, padding=2_000_000)
     with LoopbackServer() as server:
-        # ~320 kB/s: the 2 MB file takes ~6 s, so the Ctrl-C sent at 100 kB lands mid-file even on a busy machine
-        # (at 1.6 MB/s an idle clean clone finished first). A steady link, not a stalled one: a read that waits on a
-        # stalled server outlasted the signal until its 30 s timeout in one clean-clone run.
-        server.delay = 0.05
+        server.delay = 0.05  # ~320 kB/s: the 2 MB file takes ~6 s, so the Ctrl-C sent at 100 kB lands mid-file
         url = server.serve("EuroSAT.zip", body)
         script = (
             "import dataclasses, sys\n"
@@ -111,7 +108,10 @@ def test_a_real_ctrl_c_stops_a_download_with_exit_3_and_the_same_command_resumes
             "sys.exit(main.main(['download', 'EuroSAT', '--root', sys.argv[3]]))\n")
         part = tmp_path / "data" / "eurosat" / "EuroSAT.zip.part"
         proc = subprocess.Popen([sys.executable, "-c", script, url, md5(body), str(tmp_path / "data")], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                # as from a terminal: a test command started in the background (`make test &`, a CI
+                                # job) ignores SIGINT, and a child inheriting SIG_IGN never hears the Ctrl-C
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 60
             while not (part.exists() and part.stat().st_size > 100_000) and time.monotonic() < deadline:
