@@ -111,8 +111,7 @@ class MainWindow(QMainWindow):
         if deferred:
             self._show_loading_page()
             self._pending_document = document
-            self._importer, self._import_thread = start_imports()
-            self._importer.finished.connect(self._on_imports_finished)  # queued: the window lives in this thread
+            self._importer, self._import_thread = start_imports(self._on_imports_finished)
             # pyqtgraph makes Qt objects as it loads: the GUI thread imports it meanwhile, once the page is shown.
             QTimer.singleShot(LOADING_PAGE_PAINT_MS, _import_pyqtgraph)
         else:

@@ -43,7 +43,11 @@ class Importer(QObject):
             self.finished.emit()
 
 
-def start_imports() -> tuple[Importer, WorkerThread]:
+def start_imports(on_finished) -> tuple[Importer, WorkerThread]:
+    """Start the imports; `on_finished` (a slot of an object in the GUI thread) runs once they end. It is connected
+    before the thread starts: imports that are already in sys.modules can end before a later connect() would run,
+    and the signal would be lost (the loading page would wait forever)."""
     importer = Importer()
+    importer.finished.connect(on_finished)  # queued: the receiver lives in the GUI thread
     thread = WorkerThread("studioImportThread", [importer], job=importer.run, done=importer.finished)
     return importer, thread.start()

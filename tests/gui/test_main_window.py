@@ -13,6 +13,7 @@ from engine.train.runs import SUMMARY_FILE, checkpoint_path
 from gui.app import apply_arguments, create_app
 from gui.document import RecipeDocument
 from gui.main_window import MainWindow
+from gui.workers.threads import WorkerThread
 from tests.gui.running import still_running
 from tests.helpers import tiny_recipe
 
@@ -237,6 +238,14 @@ def test_closing_a_deferred_window_while_it_loads_waits_for_the_import_and_build
 
 def test_a_deferred_window_whose_imports_fail_says_so_and_builds_nothing(qtbot, monkeypatch):
     monkeypatch.setattr("gui.workers.loading.BACKGROUND_IMPORTS", ("torch", "thaw_no_such_module"))
+    # The worst scheduling, made certain: the imports end before start() returns (torch is already in
+    # sys.modules here). A `finished` connected after the start would be lost and the page would wait forever.
+    def start_and_finish(thread):
+        thread.qthread.start()
+        thread.qthread.wait()
+        return thread
+
+    monkeypatch.setattr(WorkerThread, "start", start_and_finish)
     window = MainWindow(deferred=True)
     qtbot.addWidget(window)
     window.show()
