@@ -96,3 +96,50 @@ def tiny_resnet(*, weights: TinyResNet_Weights | None = None, progress: bool = T
 
 
 zoo.register_architecture(NAME, tiny_resnet)
+
+
+# --- shallow members of two more families, for the export tests ----------------------------------------------------
+# torchvision's own MobileNetV3 and EfficientNet classes with 3 and 2 inverted-residual stages instead of 11 and 16:
+# every op kind their exports meet (hardswish, hardsigmoid squeeze-excitation, SiLU, sigmoid squeeze-excitation,
+# stochastic depth, depthwise convolutions, the families' classifier layouts) at a third of the export time.
+
+
+def _test_weights(name: str, arch: str) -> type[WeightsEnum]:
+    # A weights enum only because the zoo asks every builder for one (torchvision's check); these architectures are
+    # only ever built untrained.
+    meta = {"categories": CATEGORIES, "num_params": 0, "min_size": (1, 1), "recipe": "tests/tiny_arch.py",
+            "_metrics": {"ImageNet-1K": {"acc@1": 1.0, "acc@5": 5.0}}, "_file_size": 0.1, "_ops": 0.001,
+            "_docs": "A test architecture, never pretrained."}
+    weights = Weights(url=f"https://thaw.invalid/weights/{arch}.pth",
+                      transforms=partial(ImageClassification, crop_size=32, resize_size=36), meta=meta)
+    return WeightsEnum(name, {"IMAGENET1K_V1": weights, "DEFAULT": weights})
+
+
+ShallowMobileNetV3_Weights = _test_weights("ShallowMobileNetV3_Weights", "shallow_mobilenet_v3")
+ShallowEfficientNet_Weights = _test_weights("ShallowEfficientNet_Weights", "shallow_efficientnet")
+
+
+def shallow_mobilenet_v3(*, weights: ShallowMobileNetV3_Weights | None = None, progress: bool = True,
+                         **kwargs: Any) -> nn.Module:
+    from torchvision.models.mobilenetv3 import InvertedResidualConfig, MobileNetV3
+
+    if weights is not None:
+        raise ValueError("shallow_mobilenet_v3 has no pretrained weights")
+    block = partial(InvertedResidualConfig, width_mult=1.0)
+    setting = [block(16, 3, 16, 16, True, "RE", 2, 1), block(16, 3, 72, 24, False, "RE", 2, 1),
+               block(24, 5, 96, 40, True, "HS", 2, 1)]
+    return MobileNetV3(setting, last_channel=128, **kwargs)
+
+
+def shallow_efficientnet(*, weights: ShallowEfficientNet_Weights | None = None, progress: bool = True,
+                         **kwargs: Any) -> nn.Module:
+    from torchvision.models.efficientnet import EfficientNet, MBConvConfig
+
+    if weights is not None:
+        raise ValueError("shallow_efficientnet has no pretrained weights")
+    setting = [MBConvConfig(1, 3, 1, 32, 16, 1, 1.0, 1.0), MBConvConfig(6, 3, 2, 16, 24, 2, 1.0, 1.0)]
+    return EfficientNet(setting, dropout=0.2, **kwargs)
+
+
+zoo.register_architecture("shallow_mobilenet_v3", shallow_mobilenet_v3)
+zoo.register_architecture("shallow_efficientnet", shallow_efficientnet)

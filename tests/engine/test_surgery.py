@@ -28,7 +28,8 @@ HEAD_PATHS = [
     ("mobilenet_v3", "classifier.3"), ("mobilenet_v2", "classifier.1"), ("mnasnet", "classifier.1"),
     ("efficientnet", "classifier.1"), ("squeezenet", "classifier.1"), ("convnext", "classifier.2"),
     ("densenet", "classifier"), ("maxvit", "classifier.5"), ("swin", "head"), ("vit", "heads.head"),
-    ("tiny_resnet", "fc"),  # the suite's own architecture (tests/tiny_arch.py), registered through the zoo
+    # the suite's own architectures (tests/tiny_arch.py), registered through the zoo
+    ("tiny_resnet", "fc"), ("shallow_mobilenet_v3", "classifier.3"), ("shallow_efficientnet", "classifier.1"),
 ]
 
 
