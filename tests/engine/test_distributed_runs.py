@@ -162,7 +162,9 @@ def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_
     assert kept["epoch"] >= 1 and kept["world_size"] == 2
     assert not list(run_dir.rglob("*.tmp"))
 
-    resumed = cli("resume", run_dir, "--quiet")  # from this process: the launch killed above was the CLI's own
+    # Continued by one process, in this one (a 2-process resume is the first test's): the launch killed above was
+    # the CLI's own, and a launch here would add a torchrun and two ranks for nothing this test is about.
+    resumed = cli("resume", run_dir, "--processes", "1", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"

@@ -267,10 +267,10 @@ def test_evaluate_lists_unreadable_files_and_evaluates_the_rest(alike_run, image
     assert "files not evaluated (2)" in stdout and "confusion matrix" in stdout
 
 
-def test_evaluate_exits_2_naming_classes_the_checkpoint_does_not_know(alike_run, tmp_path, capsys, cli, thaw):
+def test_evaluate_exits_2_naming_classes_the_checkpoint_does_not_know(alike_run, tmp_path, capsys, cli):
     run, _ = alike_run
     folder = make_styled_folder(tmp_path / "other", {"cat": "cat", "owl": "owl", "yak": "fox"}, per_class=2)
-    out = thaw("evaluate", run, folder)
+    out = cli("evaluate", run, folder)  # main.py's own error handling: tests/engine/test_hostile_cli.py
     assert out.returncode == 2
     assert "'owl', 'yak'" in out.stderr and "cat, dog, fox" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
