@@ -60,6 +60,7 @@ def test_weights_rewritten_at_the_same_path_change_the_cache_key(image_folder, t
     write_backbone(1)
     recipe = tiny_recipe(image_folder, "feature_extraction", epochs=1, out=tmp_path / "runs")
     recipe.model.weights_file = str(weights)
+    recipe.phases[0].head_fit = "epochs"  # one pass over the cached features: the cross-validated fit adds nothing here
     first = features_cached(recipe)
     assert not first.from_disk and first.seconds > 0
     FeatureStore.forget_memory()
