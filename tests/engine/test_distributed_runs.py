@@ -185,7 +185,7 @@ def test_a_head_fitted_over_two_processes_is_the_one_process_head(forty_images, 
     """Feature extraction fits its head to convergence: every rank fits on the gathered features and rank 0's head
     is the one kept (broadcast); the epoch reports the fit."""
     def recipe_for(out: Path, processes: int):
-        recipe = tiny_recipe(forty_images, "feature_extraction", epochs=1, out=out, batch_size=4)
+        recipe = tiny_recipe(forty_images, "feature_extraction", epochs=1, out=out, batch_size=4, head_fit="converge")
         recipe.distributed.processes = processes
         return recipe.validate()
 

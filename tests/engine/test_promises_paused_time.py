@@ -54,7 +54,8 @@ PHASE_KINDS = {
 def test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase(kind, image_folder, tmp_path, monkeypatch,
                                                                     recorder):
     strategy, pause_after, fit = PHASE_KINDS[kind]
-    recipe = tiny_recipe(image_folder, strategy, epochs=2, out=tmp_path / "runs")
+    recipe = tiny_recipe(image_folder, strategy, epochs=2, out=tmp_path / "runs",
+                         head_fit="converge" if fit == "lbfgs" else "epochs")
     recipe.data.max_train_batches = 3
     control = AnHourLongPause(monkeypatch)
 

@@ -19,7 +19,7 @@ from tests.helpers import tiny_recipe
 
 
 def make_panel(qtbot, image_folder, strategy: str = "fine_tune_all", epochs: int = 2) -> OptimizerPanel:
-    panel = OptimizerPanel(RecipeDocument(tiny_recipe(image_folder, strategy, epochs=epochs)))
+    panel = OptimizerPanel(RecipeDocument(tiny_recipe(image_folder, strategy, epochs=epochs, head_fit="converge")))
     qtbot.addWidget(panel)
     return panel
 

@@ -273,7 +273,8 @@ def estimate_and_wait(qtbot, panel: TrainingPanel) -> None:
 
 def test_the_estimate_is_shown_before_start_and_goes_stale_when_the_recipe_changes(qtbot, controller, image_folder,
                                                                                     runs_root):
-    document = RecipeDocument(tiny_recipe(image_folder, "gradual_unfreezing", epochs=3, out=runs_root))
+    document = RecipeDocument(tiny_recipe(image_folder, "gradual_unfreezing", epochs=3, out=runs_root,
+                                          head_fit="converge"))
     panel = TrainingPanel(document, controller)
     qtbot.addWidget(panel)
     estimate_and_wait(qtbot, panel)
@@ -319,8 +320,8 @@ def test_the_estimate_counts_its_phases_and_cancel_stops_it(qtbot, controller, i
 # --- a head fitted to convergence --------------------------------------------------------------------------------
 
 def test_a_fitted_head_shows_its_fit_on_its_own_axes(qtbot, controller, image_folder, runs_root):
-    panel = TrainingPanel(RecipeDocument(tiny_recipe(image_folder, "feature_extraction", epochs=2, out=runs_root)),
-                          controller)
+    panel = TrainingPanel(RecipeDocument(tiny_recipe(image_folder, "feature_extraction", epochs=2, out=runs_root,
+                                                     head_fit="converge")), controller)
     panel.show_error_dialogs = False
     qtbot.addWidget(panel)
     seen = Recorder(panel, controller)
