@@ -231,6 +231,17 @@ def scan_folder(
     )
 
 
+def class_folders(root: str | os.PathLike) -> tuple[str, list[tuple[str, str, str]]]:
+    """The layout of `root` and its class folders as (split, class name, folder path), exactly as `scan_folder`
+    finds them, without reading a single image (for moving files between classes: engine/data/relabel.py)."""
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise DatasetError(f"dataset folder not found: {root}")
+    problems: list[Problem] = []
+    layout, found = _find_class_folders(root, problems)
+    return layout, _without_aliases(found, problems)
+
+
 # --- layout --------------------------------------------------------------------------------------------------
 
 
