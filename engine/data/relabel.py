@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from engine.data.scan import LAYOUT_TRAIN_VAL, class_folders
+from engine.data.scan import LAYOUT_TRAIN_VAL, VAL_FOLDER_NAMES, class_folders
 from engine.errors import BadInputError
 
 STATE_FOLDER = ".thaw"
@@ -160,6 +160,34 @@ def locate(root: str | os.PathLike, path: str | os.PathLike) -> ImagePlace:
             return ImagePlace(root, split, name, folder)
     where = "root/train/<class>/ or root/val/<class>/" if layout == LAYOUT_TRAIN_VAL else "root/<class>/"
     raise RelabelError(f"{image} is not in a class folder of {root} ({where}): it has no label to change")
+
+
+def find_root(path: str | os.PathLike, hints: tuple[str | os.PathLike, ...] = ()) -> Path | None:
+    """The data folder an image belongs to, or None: the first of `hints` (e.g. the run's data folder) that holds
+    it in a class folder; else the folder above its class folder (two above, in a train/val layout). An image
+    whose folder is not a class folder of anything has no label to fix."""
+    image = Path(os.path.abspath(path))
+    for hint in hints:
+        if hint and Path(os.path.abspath(hint)) in image.parents:
+            # Inside a known data folder but not in one of its class folders (a loose file at its root): no label,
+            # and not a "class" of the folder above either.
+            try:
+                return locate(hint, image).root
+            except BadInputError:
+                return None
+    class_folder = image.parent
+    split_parent = class_folder.parent.parent
+    candidates = [class_folder.parent]
+    if class_folder.parent.name.lower() in ("train", *VAL_FOLDER_NAMES):
+        candidates.insert(0, split_parent)
+    for candidate in candidates:
+        try:
+            place = locate(candidate, image)
+        except (RelabelError, BadInputError):
+            continue
+        if place.class_folder == class_folder:
+            return place.root
+    return None
 
 
 def move_to_class(root: str | os.PathLike, path: str | os.PathLike, label: str) -> Change:

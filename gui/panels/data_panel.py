@@ -359,6 +359,14 @@ class DataPanel(QWidget):
         self._scan_key = None
         self._sync_scan()
 
+    @Slot(str, object)
+    def follow_relabel(self, root: str, _change=None) -> None:
+        """An image of `root` moved between classes (or to its trash) elsewhere in the studio: rescan when it is
+        the folder on display."""
+        current = self.document.recipe.data.root
+        if current and os.path.abspath(current) == os.path.abspath(root):
+            self.rescan()
+
     def shutdown(self) -> None:
         """Stop the worker thread (the main window calls this on close; safe to call twice)."""
         self.worker_thread.shutdown()

@@ -43,6 +43,7 @@ from gui.panels.predictions_table import (
 )
 from gui.widgets.colour_scale import ColourScale
 from gui.widgets.image_utils import local_paths, rgb_to_qimage
+from gui.widgets.relabel_bar import RelabelBar, run_data_root
 from gui.workers.inference import InferenceWorker
 from gui.workers.requests import PanelThread
 
@@ -144,6 +145,7 @@ class InferencePanel(QWidget):
         self._inputs: list[str] = []  # what was dropped or opened last (re-predicted on a new checkpoint)
         self._request = 0  # id of the predict request whose results the table should show
         self._results: list[dict] = []
+        self._loaded_classes: list[str] = []  # the loaded checkpoint's classes (a relabelled row's verdict)
         self._pending: list[str] = []  # what the request in flight predicts
         self._appending = False  # whether its rows are added to the table (else they replace it)
         self._explanations: dict[str, dict] = {}  # path → the worker's explanation, for the loaded checkpoint
@@ -233,8 +235,16 @@ class InferencePanel(QWidget):
         heat_row.addWidget(self.heatmapOpacitySlider, 1)
         explanation_layout.addLayout(heat_row)
         explanation_layout.addWidget(self.heatmapCaption)
+        self.inferenceRelabelBar = RelabelBar("inference")
+        self.inferenceRelabelBar.setToolTip("For an image from a class folder: move it to the predicted class, to "
+                                            "another class or to the data folder's trash (journalled, with undo)")
+        table_box = QWidget()
+        table_layout = QVBoxLayout(table_box)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.addWidget(self.predictionsTable, 1)
+        table_layout.addWidget(self.inferenceRelabelBar)
         body = QSplitter(Qt.Orientation.Horizontal)
-        body.addWidget(self.predictionsTable)
+        body.addWidget(table_box)
         body.addWidget(explanation)
         body.setStretchFactor(0, 3)
         body.setStretchFactor(1, 2)
@@ -260,6 +270,7 @@ class InferencePanel(QWidget):
         self.heatmapToggle.toggled.connect(self.heatmapOpacitySlider.setEnabled)
         self.heatmapOpacitySlider.valueChanged.connect(lambda _value: self._show_selected())
 
+        self.inferenceRelabelBar.image_relabelled.connect(self._on_image_relabelled)
         self.checkpoint_requested.connect(self._worker.load_checkpoint)
         self.predict_requested.connect(self._worker.predict)
         self.explain_requested.connect(self._worker.explain)
@@ -386,6 +397,7 @@ class InferencePanel(QWidget):
         if info["path"] != self._requested_checkpoint:
             return  # a newer choice is already on its way
         classes = info["class_names"]
+        self._loaded_classes = list(classes)
         shown = ", ".join(classes[:12]) + (f", … ({len(classes)} classes)" if len(classes) > 12 else "")
         ood = info.get("ood")
         calibration = (f"out-of-distribution check calibrated on {ood['validation_images']} validation images"
@@ -492,6 +504,7 @@ class InferencePanel(QWidget):
     def _on_row_selected(self) -> None:
         """Show the selected image's heat map, asking the worker for it the first time."""
         result = self._selected_result()
+        self._offer_relabel(result)
         needs_explanation = result is not None and not result["error"] and result["path"] not in self._explanations
         if not needs_explanation:
             self._show_selected()
@@ -500,6 +513,35 @@ class InferencePanel(QWidget):
             self.heatmapView.clear()
             self.heatmapCaption.setText("Computing the heat map …")
             self.explain_requested.emit(result["path"])
+
+    @Slot(str, object)
+    def _on_image_relabelled(self, root: str, change) -> None:
+        """The row follows its image to its new folder (its class verdict with it); a trashed image's row says so."""
+        before, after = os.path.join(root, change.source), os.path.join(root, change.target)
+        for result in self._results:
+            if os.path.abspath(result["path"]) == os.path.abspath(before):
+                result["path"] = after
+                names = set(self._loaded_classes)
+                moved_to = os.path.basename(os.path.dirname(after))
+                result["true_class"] = moved_to if moved_to in names else ""
+                top = result.get("top") or []
+                result["correct"] = (top[0][0] == result["true_class"]) if result["true_class"] and top else None
+                if change.action == "trash":
+                    result["error"] = "moved to the data folder's trash (Undo brings it back)"
+                elif change.action == "undo" and result["error"].startswith("moved to the data folder's trash"):
+                    result["error"] = ""
+        self.predictionsTable.show_results(self._results)
+
+    def _offer_relabel(self, result: dict | None) -> None:
+        """An image of a class folder can be moved: the checkpoint's run's data folder is looked in first."""
+        checkpoint = Path(self._requested_checkpoint) if self._requested_checkpoint else None
+        hints = [run_data_root(checkpoint.parent.parent)] if checkpoint is not None else []
+        self.inferenceRelabelBar.set_data_roots(*hints)
+        if result is None or result["error"]:
+            self.inferenceRelabelBar.set_image("")
+            return
+        top = result.get("top") or []
+        self.inferenceRelabelBar.set_image(result["path"], suggested=top[0][0] if top else "")
 
     @Slot(dict)
     def _on_explanation_ready(self, explanation: dict) -> None:
