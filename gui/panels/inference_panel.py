@@ -34,6 +34,7 @@ from engine.data.images import IMAGE_EXTENSIONS
 from engine.infer.explain import ATTENTION_ROLLOUT, overlay
 from engine.train.runs import checkpoint_path, list_runs
 from gui.document import RecipeDocument
+from gui.panels.live_preview import LivePreviewView
 from gui.panels.predictions_table import (
     ERROR_COLOUR,
     UNFAMILIAR_MARK,
@@ -255,7 +256,14 @@ class InferencePanel(QWidget):
         layout.addLayout(input_row)
         layout.addWidget(self.inferenceProgress)
         layout.addWidget(self.inferenceStatusLabel)
-        layout.addWidget(body, 1)
+        # The live preview (a camera or a video, classified continuously) shares the tab's checkpoint.
+        self.live_preview = LivePreviewView()
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(body)
+        split.addWidget(self.live_preview)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout.addWidget(split, 1)
 
     def _connect(self) -> None:
         self.checkpointCombo.currentIndexChanged.connect(self._on_checkpoint_chosen)
@@ -352,7 +360,8 @@ class InferencePanel(QWidget):
         return list(self._results)
 
     def shutdown(self) -> None:
-        """Stop the worker thread (the main window calls this on close; safe to call twice)."""
+        """Stop the worker threads (the main window calls this on close; safe to call twice)."""
+        self.live_preview.shutdown()
         self.worker_thread.shutdown()
 
     # --- checkpoints ------------------------------------------------------------------------------------------
@@ -382,6 +391,7 @@ class InferencePanel(QWidget):
         del blocker
 
     def _load(self, path: str) -> None:
+        self.live_preview.set_checkpoint(path)
         if path == self._requested_checkpoint or not self._ensure_thread():
             return
         self._requested_checkpoint = path
