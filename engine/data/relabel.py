@@ -204,18 +204,18 @@ def move_to_class(root: str | os.PathLike, path: str | os.PathLike, label: str) 
     for split, name, folder in class_folders(place.root)[1]:
         if name == label and split == place.split:
             target_folder = Path(folder)
-    _check_writable(place.class_folder, f"class folder '{place.label}'", image)
+    check_writable(place.class_folder, f"class folder '{place.label}'", image)
     if target_folder.exists():
-        _check_writable(target_folder, f"class folder '{label}'", image)
+        check_writable(target_folder, f"class folder '{label}'", image)
     else:
-        _check_writable(target_folder.parent, f"folder {target_folder.parent}", image)
+        check_writable(target_folder.parent, f"folder {target_folder.parent}", image)
     return _apply(place.root, image, target_folder, MOVE, image.name)
 
 
 def trash(root: str | os.PathLike, path: str | os.PathLike) -> Change:
     """Move an image into the data folder's trash (restorable by undo) and journal it."""
     place, image = _source(root, path)
-    _check_writable(place.class_folder, f"class folder '{place.label}'", image)
+    check_writable(place.class_folder, f"class folder '{place.label}'", image)
     number = _next_number(place.root)
     return _apply(place.root, image, trash_folder(place.root), TRASH, f"{number}-{image.name}")
 
@@ -238,9 +238,9 @@ def undo_last(root: str | os.PathLike) -> Change:
     if digest != last.sha256:
         raise RelabelError(f"cannot undo #{last.number}: {last.target} changed since (its bytes differ); "
                            f"nothing was moved")
-    _check_writable(current.parent, f"folder {current.parent.name}", current)
+    check_writable(current.parent, f"folder {current.parent.name}", current)
     if original.parent.exists():
-        _check_writable(original.parent, f"class folder '{original.parent.name}'", current)
+        check_writable(original.parent, f"class folder '{original.parent.name}'", current)
     original.parent.mkdir(parents=True, exist_ok=True)
     _rename(current, original)
     change = Change(_next_number(root), _now(), UNDO, last.target, last.source, last.sha256, last.size, last.number)
@@ -272,7 +272,7 @@ def _source(root: str | os.PathLike, path: str | os.PathLike) -> tuple[ImagePlac
     return locate(root, image), image
 
 
-def _check_writable(folder: Path, what: str, image: Path) -> None:
+def check_writable(folder: Path, what: str, image: Path | None = None) -> None:
     """A folder without any write bit is read-only to Thaw even for a user who could write it (root): the
     owner marked it so. os.access covers the rest (another owner, a read-only mount)."""
     try:
@@ -280,7 +280,7 @@ def _check_writable(folder: Path, what: str, image: Path) -> None:
     except OSError as exc:
         raise RelabelError(f"cannot read {folder}: {exc.strerror or exc}") from exc
     if not (mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)) or not os.access(folder, os.W_OK):
-        raise RelabelError(f"the {what} ({folder}) is read-only: {image.name} was not moved")
+        raise RelabelError(f"the {what} ({folder}) is read-only" + (f": {image.name} was not moved" if image else ""))
 
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -300,7 +300,7 @@ def _apply(root: Path, image: Path, folder: Path, action: str, name: str) -> Cha
     digest, size = _digest(image)
     state = root / STATE_FOLDER
     if not state.exists():
-        _check_writable(root, "data folder", image)  # the journal must be writable before anything moves
+        check_writable(root, "data folder", image)  # the journal must be writable before anything moves
     elif not os.access(state, os.W_OK):
         raise RelabelError(f"the journal's folder {state} is read-only: {image.name} was not moved")
     try:
