@@ -314,6 +314,7 @@ class DataPanel(QWidget):
         self.dataPagesTabs.addTab(right, "Split and preprocessing")
         self.dataPagesTabs.addTab(self.capture_page, "Capture")
         self.dataPagesTabs.setTabToolTip(1, "Record images from a camera (or a video) into a class folder")
+        self.dataPagesTabs.setToolTip("How the images are split and prepared; capturing new ones from a camera")
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(report_splitter)
         body.addWidget(self.dataPagesTabs)

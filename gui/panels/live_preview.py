@@ -124,6 +124,9 @@ class LivePreviewView(QGroupBox):
                                              "instead of the checkpoint chosen above")
         self.liveStartButton = QPushButton("Start", objectName="liveStartButton")
         self.liveStopButton = QPushButton("Stop", objectName="liveStopButton")
+        self.liveStartButton.setToolTip("Classify the source's frames continuously (the newest frame each time the "
+                                        "model is free: a slow model skips frames rather than lag behind)")
+        self.liveStopButton.setToolTip("Stop the camera or the video and the classification")
         self.liveFrameView = QLabel(objectName="liveFrameView")
         self.liveFrameView.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.liveFrameView.setMinimumSize(240, 180)
