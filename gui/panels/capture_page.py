@@ -80,10 +80,17 @@ class CapturePage(QWidget):
         self._folder = ""
         self._label = ""
         self._captured: dict[str, int] = {}  # class → frames written since the last scan
+        self._listed = False  # cameras are listed when the page is first shown
         self._build()
         self._connect()
-        self.refresh_sources()
+        fill_sources(self.captureSourceCombo, cameras=False)
         self._on_data_scanned()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self._listed:
+            self._listed = True
+            self.refresh_sources()
 
     def _build(self) -> None:
         self.captureSourceCombo = QComboBox(objectName="captureSourceCombo")

@@ -42,13 +42,19 @@ VIDEO_FILTER = "Videos (" + " ".join(f"*{e}" for e in sorted(VIDEO_EXTENSIONS)) 
 EXPORT_FILTER = "Exported models (*.onnx *.pt2 *.ts *.xml);;All files (*)"
 
 
-def fill_sources(combo: QComboBox) -> str:
-    """Cameras first, then "Video file…"; the message when no camera can be used ("" when there are some)."""
-    combo.clear()
-    cameras, message = camera_names()
-    for camera_id, description in cameras:
-        combo.addItem(description, ("camera", camera_id, description))
+def fill_sources(combo: QComboBox, cameras: bool = True) -> str:
+    """Cameras first, then the video files chosen so far, then "Video file…"; the message when no camera can be
+    used ("" when there are some). `cameras=False` lists none: Qt Multimedia (FFmpeg's libraries, a device scan) is
+    loaded when a page is first shown, not at the studio's start."""
+    for index in reversed(range(combo.count())):
+        if combo.itemData(index)[0] in ("camera", OPEN_VIDEO):
+            combo.removeItem(index)
+    found, message = camera_names() if cameras else ([], "")
+    for row, (camera_id, description) in enumerate(found):
+        combo.insertItem(row, description, ("camera", camera_id, description))
     combo.addItem("Video file…", (OPEN_VIDEO, "", ""))
+    if found:
+        combo.setCurrentIndex(0)
     return message
 
 
@@ -110,9 +116,16 @@ class LivePreviewView(QGroupBox):
         self.frames_drawn = 0
         self.frames_classified = 0
         self.shown_rate, self.classified_rate = Rate(), Rate()
+        self._listed = False  # cameras are listed when the preview is first shown
         self._build()
         self._connect()
-        self.refresh_sources()
+        fill_sources(self.liveSourceCombo, cameras=False)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self._listed:
+            self._listed = True
+            self.refresh_sources()
 
     def _build(self) -> None:
         self.liveSourceCombo = QComboBox(objectName="liveSourceCombo")
@@ -192,6 +205,7 @@ class LivePreviewView(QGroupBox):
         message = fill_sources(self.liveSourceCombo)
         if message:
             self._say(message)
+        self._update_buttons()
 
     def set_video(self, path: str) -> None:
         """Use a video file as the source (listed after the cameras)."""

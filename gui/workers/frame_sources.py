@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QLoggingCategory, QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
 from engine.data.video import VideoError, iter_frames
@@ -29,6 +29,9 @@ MULTIMEDIA_MISSING = ("Cameras need Qt Multimedia, which is not installed here: 
 
 def _multimedia():
     """The QtMultimedia module, or the reason it cannot be imported (a missing wheel or system library)."""
+    # FFmpeg's optional libraries (PipeWire, VA-API) that Qt Multimedia probes for and logs as missing at import:
+    # noise for a user, whose cameras work without them.
+    QLoggingCategory.setFilterRules("qt.multimedia.symbolsresolver=false\nqt.multimedia.ffmpeg.info=false")
     try:
         from PySide6 import QtMultimedia
     except ImportError as exc:

@@ -108,5 +108,8 @@ def test_without_a_camera_the_page_says_so(qtbot, panel):
 
     if camera_names()[0]:
         pytest.skip("this machine has a camera")
+    assert panel.capture_page.captureStatusLabel.text() == ""  # cameras are looked for when the page is first seen
+    panel.show()
+    qtbot.waitExposed(panel)
     text = panel.capture_page.captureStatusLabel.text()
     assert "camera" in text.lower() and "video file" in text

@@ -4,10 +4,11 @@ out-of-distribution warning shows, and nothing is left running after Stop."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 
 from engine.train.runs import checkpoint_path
 from gui.panels.live_preview import LivePreviewView
@@ -46,6 +47,9 @@ def test_frames_are_labelled_while_the_gui_thread_stays_responsive(qtbot, view):
     heartbeat = QTimer(interval=10)
     heartbeat.timeout.connect(tick)
     heartbeat.start()
+    model_threads = set()  # where the model ran: a direct connection runs in the emitting (worker) thread
+    view._worker.frame_classified.connect(lambda _result: model_threads.add(threading.get_ident()),
+                                          Qt.ConnectionType.DirectConnection)
     assert view.liveStartButton.isEnabled()
     with qtbot.waitSignal(view.preview_started):
         view.liveStartButton.click()
@@ -57,6 +61,7 @@ def test_frames_are_labelled_while_the_gui_thread_stays_responsive(qtbot, view):
     assert view.findChild(type(view.liveFpsLabel), "liveTopkName0").text().startswith(top[0][0])
     assert "frames/s shown" in view.liveFpsLabel.text() and "classified" in view.liveFpsLabel.text()
     assert max(gaps) < 0.5, f"the GUI thread stalled for {max(gaps):.3f} s"
+    assert model_threads and threading.get_ident() not in model_threads  # off the GUI thread
     with qtbot.waitSignal(view.preview_stopped):
         view.liveStopButton.click()
     assert not view.liveStopButton.isEnabled() and view.liveStartButton.isEnabled()
