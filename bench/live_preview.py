@@ -8,7 +8,7 @@ Two measurements per model and runtime, in one invocation:
 - the studio's pipeline: a generated 640×480 video at 30 frames/s plays in real time as the camera
   (gui/workers/frame_sources.py) into the live preview (gui/panels/live_preview.py), offscreen, for `--seconds`:
   frames classified per second, frames dropped (latest frame wins), the added latency (frame arrived on the GUI
-  thread → its result back on the GUI thread: mean and 95th percentile) and the GUI thread's latency (the longest
+  thread → its result ready in the worker: mean and 95th percentile) and the GUI thread's latency (the longest
   and the 99th-percentile gap of a 10 ms timer, whose ideal is 10 ms).
 
 Random-initialised weights (there are no pretrained ones offline): the speed does not depend on the values. The ONNX

@@ -45,6 +45,8 @@ def cmd_predict(args) -> int:
     paths = expand_inputs([raw for raw in args.inputs if Path(raw) not in videos])
     if not paths and not videos:
         raise BadInputError(f"no image or video files found in {', '.join(args.inputs)}")
+    if args.every and not videos:
+        raise BadInputError("--every applies to video files, and none was given")
     if looks_like_export(checkpoint):
         predictor = Predictor.from_export(checkpoint, args.device)
     else:

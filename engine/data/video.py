@@ -19,7 +19,7 @@ from engine.errors import BadInputError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
                               ".ogv", ".3gp"})
-INSTALL_HINT = "reading video files needs PyAV: pip install av (or pip install thaw[video])"
+INSTALL_HINT = "reading video files needs PyAV: pip install av (in Thaw's folder: pip install -e '.[video]')"
 
 
 class VideoError(BadInputError):

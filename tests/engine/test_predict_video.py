@@ -63,6 +63,8 @@ def test_a_video_that_cannot_be_read_is_one_line(cli, run, tmp_path, content, wo
     assert code == 2 and out == "" and words in err and "Traceback" not in err
 
 
-def test_a_negative_interval_is_refused(cli, run, video):
+def test_a_negative_interval_is_refused(cli, run, video, image_folder):
     code, _, err = cli("predict", run, video, "--every", "-1")
     assert code == 2 and "--every must be 0 or more" in err and err.count("\n") == 1
+    code, _, err = cli("predict", run, image_folder / "cat" / "cat_000.png", "--every", "1")
+    assert code == 2 and "--every applies to video files" in err  # never silently ignored

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -153,7 +154,20 @@ def test_bad_requests_are_one_line_and_exit_2(data, cli, args, words):
 
 
 def test_the_train_val_layout_moves_within_the_split(tmp_path):
-    data = make_image_folder(tmp_path / "tv", classes=2, per_class=3, size=16, layout="train_val")
-    change = relabel.move_to_class(data, data / "val" / "cat" / "cat_000.png", "dog")
-    assert change.target == "val/dog/cat_000.png"
+    data = make_image_folder(tmp_path / "tv", classes=3, per_class=3, size=16, layout="train_val")
+    assert relabel.move_to_class(data, data / "val" / "cat" / "cat_000.png", "dog").target == "val/dog/cat_000.png"
+    assert relabel.move_to_class(data, data / "train" / "cat" / "cat_001.png", "dog").target == "train/dog/cat_001.png"
     assert relabel.locate(data, data / "val" / "dog" / "cat_000.png").split == "val"
+    shutil.rmtree(data / "val" / "fox")  # a class without a validation folder gets one
+    assert relabel.move_to_class(data, data / "val" / "dog" / "dog_000.png", "fox").target == "val/fox/dog_000.png"
+
+
+def test_a_target_taken_at_the_last_moment_is_refused_and_both_files_kept(data, monkeypatch):
+    """A file appearing under the chosen name between the choice and the move (another program) is never
+    replaced: the move is atomic-or-refused."""
+    (data / "dog" / "cat_000.png").write_bytes(b"written meanwhile")
+    before = _tree(data)
+    monkeypatch.setattr(relabel, "_free_name", lambda folder, name: folder / name)
+    with pytest.raises(relabel.RelabelError, match="appeared meanwhile"):
+        relabel.move_to_class(data, data / "cat" / "cat_000.png", "dog")
+    assert _tree(data) == before and relabel.read_journal(data) == []
