@@ -4,6 +4,7 @@ times, the same top-k as the frames saved as images; a video that cannot be read
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -68,3 +69,9 @@ def test_a_negative_interval_is_refused(cli, run, video, image_folder):
     assert code == 2 and "--every must be 0 or more" in err and err.count("\n") == 1
     code, _, err = cli("predict", run, image_folder / "cat" / "cat_000.png", "--every", "1")
     assert code == 2 and "--every applies to video files" in err  # never silently ignored
+
+
+def test_without_pyav_a_video_is_one_line_saying_what_to_install(cli, run, video, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError, as where it is not installed
+    code, out, err = cli("predict", run, video)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "pip install av" in err

@@ -103,3 +103,38 @@ def test_the_class_menu_lists_the_other_classes(qtbot, data):
     bar.classMenu.actions()[1].trigger()
     assert (data / "fox" / "cat_000.png").is_file()
     assert bar.path == str(data / "fox" / "cat_000.png")  # the bar follows the image
+
+
+@pytest.fixture
+def inference_panel(qtbot, runs_dir, monkeypatch):
+    from gui.document import RecipeDocument
+    from gui.panels.inference_panel import InferencePanel
+
+    monkeypatch.setenv("THAW_RUNS_DIR", str(runs_dir))
+    panel = InferencePanel(RecipeDocument())
+    qtbot.addWidget(panel)
+    yield panel
+    panel.shutdown()
+
+
+def test_an_image_of_the_inference_table_moves_and_its_row_follows(qtbot, trained_runs, data, inference_panel):
+    from engine.train.runs import checkpoint_path
+
+    panel = inference_panel
+    best = str(checkpoint_path(trained_runs.get("feature_extraction", epochs=1), "best"))
+    with qtbot.waitSignal(panel.checkpoint_loaded, timeout=20_000):
+        panel.set_checkpoint(best)
+    image = data / "cat" / "cat_000.png"
+    with qtbot.waitSignal(panel.predictions_shown, timeout=20_000):
+        panel.predict_files([str(image)])
+    panel.predictionsTable.selectRow(0)
+    bar = panel.inferenceRelabelBar
+    assert bar.root == data and bar.suggested == panel.results[0]["top"][0][0]
+    dog = next(a for a in bar.classMenu.actions() if a.data() == "dog")
+    dog.trigger()
+    assert (data / "dog" / "cat_000.png").is_file() and not image.exists()
+    result = panel.results[0]
+    assert result["path"] == str(data / "dog" / "cat_000.png") and result["true_class"] == "dog"
+    assert panel.predictionsTable.text(0, "True class") == "dog"
+    bar.undo()
+    assert image.is_file() and panel.results[0]["true_class"] == "cat"
