@@ -75,3 +75,19 @@ def test_without_pyav_a_video_is_one_line_saying_what_to_install(cli, run, video
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError, as where it is not installed
     code, out, err = cli("predict", run, video, "--json")  # --json: without the note about the OOD calibration
     assert code == 2 and out == "" and err.count("\n") == 1 and "pip install av" in err
+
+
+def test_an_exported_model_labels_the_frames_as_its_checkpoint_does(cli, run, video, tmp_path):
+    out = tmp_path / "model.ts"  # TorchScript: the quickest export to make (ONNX's exporter takes ~8 s here)
+    code, _, err = cli("export", run, "--format", "torchscript", "--out", out, "--latency-runs", "0", "--max-images", "8")
+    assert code == 0, err
+    rows = {}
+    for model in (run, out):
+        code, text, err = cli("predict", model, video, "--json", "--every", "0.5")
+        assert code == 0, err
+        rows[model] = [json.loads(line) for line in text.splitlines()]
+    assert [r["time"] for r in rows[out]] == [r["time"] for r in rows[run]] and len(rows[out]) == 2
+    for exported, eager in zip(rows[out], rows[run]):
+        assert [t["class"] for t in exported["top"]] == [t["class"] for t in eager["top"]]
+        assert np.allclose([t["probability"] for t in exported["top"]], [t["probability"] for t in eager["top"]],
+                           atol=1e-4)
