@@ -79,7 +79,8 @@ def test_without_pyav_a_video_is_one_line_saying_what_to_install(cli, run, video
 
 def test_an_exported_model_labels_the_frames_as_its_checkpoint_does(cli, run, video, tmp_path):
     out = tmp_path / "model.ts"  # TorchScript: the quickest export to make (ONNX's exporter takes ~8 s here)
-    code, _, err = cli("export", run, "--format", "torchscript", "--out", out, "--latency-runs", "0", "--max-images", "8")
+    code, _, err = cli("export", run, "--format", "torchscript", "--out", out, "--latency-runs", "0",
+                       "--max-images", "8")
     assert code == 0, err
     rows = {}
     for model in (run, out):
