@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from engine.data.video import iter_frames
+from engine.errors import BadInputError
 from engine.infer.inference import Predictor
 
 
@@ -40,6 +41,9 @@ class FrameClassifier:
     """A Predictor applied to frames. Not thread-safe: one per thread (the studio's worker owns one)."""
 
     def __init__(self, predictor: Predictor, topk: int = 5):
+        if predictor.channels not in (1, 3):
+            raise BadInputError(f"this model takes {predictor.channels}-channel input (.npy arrays): camera and "
+                                f"video frames are RGB")
         self.predictor = predictor
         self.topk = max(1, min(topk, len(predictor.class_names)))
 
@@ -53,8 +57,8 @@ class FrameClassifier:
             array = rgb
         elif channels == 1:
             array = np.asarray(Image.fromarray(rgb).convert("L"))[:, :, None]
-        else:
-            raise ValueError(f"a {channels}-channel model cannot classify camera or video frames (RGB)")
+        else:  # refused in __init__
+            raise BadInputError(f"a {channels}-channel model cannot classify camera or video frames (RGB)")
         tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
         return self.predictor.transform(tensor)
 

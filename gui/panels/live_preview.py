@@ -226,7 +226,10 @@ class LivePreviewView(QGroupBox):
         self._update_buttons()
 
     def set_checkpoint(self, path: str) -> None:
-        """The Inference tab's checkpoint (used unless an exported model was opened here)."""
+        """The Inference tab's checkpoint: used unless an exported model was opened here, and chosen again over it
+        when the tab's choice changes (the newest choice wins)."""
+        if path != self._checkpoint:
+            self._export_path = ""
         self._checkpoint = path
         self._show_model()
 
@@ -248,7 +251,8 @@ class LivePreviewView(QGroupBox):
         if path != self.model_path:
             self.model_path = path
             if self.is_running and path and self.worker_thread.ensure():
-                self.model_requested.emit(path)
+                self.model_requested.emit(path)  # the running preview goes on with the new model
+                self._loaded = path
         self._update_buttons()
 
     def _update_buttons(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
+from engine.errors import BadInputError
 from engine.infer.exported import looks_like_export
 from engine.infer.inference import Predictor
 from engine.infer.live import FrameClassifier
@@ -88,7 +89,12 @@ class LiveClassifier(QObject):
             self._classifier = None
             self.model_failed.emit(f"cannot load {path}: {exc}")
             return
-        self._classifier = FrameClassifier(predictor, self.topk)
+        try:
+            self._classifier = FrameClassifier(predictor, self.topk)
+        except BadInputError as exc:  # a model of .npy arrays with other than 1 or 3 channels
+            self._classifier = None
+            self.model_failed.emit(f"cannot use {path} here: {exc}")
+            return
         self.model_loaded.emit({"path": path, "kind": kind, "class_names": list(predictor.class_names),
                                 "ood": predictor.ood is not None})
 
