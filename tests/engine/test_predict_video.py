@@ -92,3 +92,14 @@ def test_an_exported_model_labels_the_frames_as_its_checkpoint_does(cli, run, vi
         assert [t["class"] for t in exported["top"]] == [t["class"] for t in eager["top"]]
         assert np.allclose([t["probability"] for t in exported["top"]], [t["probability"] for t in eager["top"]],
                            atol=1e-4)
+
+
+def test_a_model_of_other_channels_is_refused_for_frames_in_words():
+    from torch import nn
+
+    from engine.data.preprocessing import Preprocessing
+    from engine.errors import BadInputError
+
+    four = Predictor(nn.Identity(), ["a", "b"], Preprocessing(mean=[0.5] * 4, std=[0.5] * 4))
+    with pytest.raises(BadInputError, match="4-channel input"):
+        FrameClassifier(four)
