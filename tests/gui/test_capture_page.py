@@ -113,3 +113,27 @@ def test_without_a_camera_the_page_says_so(qtbot, panel):
     qtbot.waitExposed(panel)
     text = panel.capture_page.captureStatusLabel.text()
     assert "camera" in text.lower() and "video file" in text
+
+
+def test_a_dataset_starts_from_an_empty_folder(qtbot, tmp_path, video):
+    """Teachable Machine's first screen: an empty folder, a class typed in, frames recorded, a dataset scanned."""
+    empty = tmp_path / "new"
+    empty.mkdir()
+    document = RecipeDocument()
+    panel = DataPanel(document)
+    qtbot.addWidget(panel)
+    try:
+        with qtbot.waitSignal(document.data_scanned, timeout=TIMEOUT_MS):
+            panel.set_data_folder(str(empty))
+        assert document.scan is None  # no class folder yet
+        page = panel.capture_page
+        page.set_video(str(video))
+        started(qtbot, page)
+        page.captureClassCombo.setEditText("mug")
+        page.captureBurstSpin.setValue(2)
+        page.captureIntervalSpin.setValue(0.0)
+        with qtbot.waitSignal(document.data_scanned, timeout=TIMEOUT_MS):
+            page.captureBurstButton.click()
+        assert document.scan is not None and document.scan.counts == {"mug": 2}
+    finally:
+        panel.shutdown()
