@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
-from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image
+from engine.data.image_types import IMAGE_EXTENSIONS
 from engine.errors import BadInputError
 
 LAYOUT_FOLDER = "folder"
@@ -403,6 +403,10 @@ def verify_files(paths: list[str], channels: int = 3, progress: ProgressCallback
 
 
 def _decode_reason(path: str, channels: int) -> str | None:
+    # Imported here: decoding brings torch (engine/data/images.py), which the layout alone (`class_folders`, the
+    # relabel command) does not need — a file move should not wait seconds for torch.
+    from engine.data.images import UnreadableImageError, load_image
+
     try:
         load_image(path, channels)
     except UnreadableImageError as exc:

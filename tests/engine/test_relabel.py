@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,14 @@ def test_a_target_taken_at_the_last_moment_is_refused_and_both_files_kept(data, 
     with pytest.raises(relabel.RelabelError, match="appeared meanwhile"):
         relabel.move_to_class(data, data / "cat" / "cat_000.png", "dog")
     assert _tree(data) == before and relabel.read_journal(data) == []
+
+
+def test_a_relabel_does_not_wait_for_torch(data):
+    """Moving a file needs the folder's layout, not a decoder: torch (seconds to import) stays unloaded."""
+    code = ("import sys; from engine.cli import main; "
+            f"assert main(['relabel', {str(data)!r}, 'cat/cat_000.png', '--to', 'dog']) == 0; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (data / "dog" / "cat_000.png").is_file()
