@@ -92,3 +92,13 @@ def test_without_a_camera_the_message_says_what_to_do(qtbot):
     if cameras:
         pytest.skip("this machine has a camera")
     assert "video file" in message and ("No camera found" in message or "pip install PySide6-Addons" in message)
+
+
+def test_a_camera_that_is_gone_is_said_in_words(qtbot):
+    from gui.workers.frame_sources import CameraSource
+
+    source = CameraSource("no-such-camera", "USB camera")
+    with qtbot.waitSignal(source.source_failed) as failed:
+        source.start()
+    assert "USB camera is gone" in failed.args[0] or "pip install PySide6-Addons" in failed.args[0]
+    source.stop()
