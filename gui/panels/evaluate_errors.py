@@ -32,7 +32,7 @@ from gui.models.class_metrics_model import ClassMetricsModel, ValueRole
 from gui.models.confusion_model import ConfusionModel
 from gui.widgets.gallery import SORT_ORDERS, ImageGallery, PathRole, sort_results
 from gui.widgets.heat_cell import HeatCellDelegate
-from gui.widgets.relabel_bar import RelabelBar
+from gui.widgets.relabel_bar import RelabelBar, label_after
 from gui.workers.evaluation import ExplanationWorker
 from gui.workers.requests import PanelThread
 
@@ -250,7 +250,7 @@ class ErrorsView(QWidget):
         for row in range(self.gallery.count()):
             item = self.gallery.item(row)
             if os.path.abspath(item.data(PathRole)) == os.path.abspath(before):
-                where = "trash" if change.action == "trash" else os.path.basename(os.path.dirname(after))
+                where = label_after(root, change) or "trash"
                 item.setText(item.text().split("\n⇒")[0] + f"\n⇒ {where}")
                 item.setData(PathRole, after)
 

@@ -29,7 +29,7 @@ from engine.infer.label_issues import NEAR_DUPLICATE_THRESHOLD, DuplicatePair, L
 from gui.jobs.progress_view import JobProgress
 from gui.jobs.runner import JobRunner
 from gui.widgets.captioned_image import CaptionedImage
-from gui.widgets.relabel_bar import RelabelBar, run_data_root
+from gui.widgets.relabel_bar import RelabelBar, label_after, run_data_root
 from gui.workers.label_issues import LabelIssuesWorker, label_issues_work
 from gui.workers.requests import PanelThread
 
@@ -303,11 +303,11 @@ class LabelIssuesView(QWidget):
             if os.path.abspath(suspect.path) != os.path.abspath(before):
                 continue
             suspect.path = after
-            trashed = f"{os.sep}.thaw{os.sep}trash{os.sep}" in after
-            given = "(in the trash)" if trashed else os.path.basename(os.path.dirname(after))
-            suspect.given = given if not trashed else suspect.given
+            label = label_after(root, change)
+            if label:
+                suspect.given = label
             self.suspectsTable.setItem(row, 0, _item(os.path.basename(after), after, after))
-            self.suspectsTable.setItem(row, 2, _item(given))
+            self.suspectsTable.setItem(row, 2, _item(label or "(in the trash)"))
 
     # --- side by side ------------------------------------------------------------------------------------------------
     @Slot()

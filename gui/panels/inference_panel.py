@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.data.images import IMAGE_EXTENSIONS
+from engine.data.relabel import TRASH, UNDO
 from engine.infer.explain import ATTENTION_ROLLOUT, overlay
 from engine.train.runs import checkpoint_path, list_runs
 from gui.document import RecipeDocument
@@ -44,7 +45,7 @@ from gui.panels.predictions_table import (
 )
 from gui.widgets.colour_scale import ColourScale
 from gui.widgets.image_utils import local_paths, rgb_to_qimage
-from gui.widgets.relabel_bar import RelabelBar, run_data_root
+from gui.widgets.relabel_bar import RelabelBar, label_after, run_data_root
 from gui.workers.inference import InferenceWorker
 from gui.workers.requests import PanelThread
 
@@ -531,14 +532,13 @@ class InferencePanel(QWidget):
         for result in self._results:
             if os.path.abspath(result["path"]) == os.path.abspath(before):
                 result["path"] = after
-                names = set(self._loaded_classes)
-                moved_to = os.path.basename(os.path.dirname(after))
-                result["true_class"] = moved_to if moved_to in names else ""
+                moved_to = label_after(root, change)
+                result["true_class"] = moved_to if moved_to in self._loaded_classes else ""
                 top = result.get("top") or []
                 result["correct"] = (top[0][0] == result["true_class"]) if result["true_class"] and top else None
-                if change.action == "trash":
+                if change.action == TRASH:
                     result["error"] = "moved to the data folder's trash (Undo brings it back)"
-                elif change.action == "undo" and result["error"].startswith("moved to the data folder's trash"):
+                elif change.action == UNDO and result["error"].startswith("moved to the data folder's trash"):
                     result["error"] = ""
         self.predictionsTable.show_results(self._results)
 

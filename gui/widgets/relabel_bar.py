@@ -32,6 +32,16 @@ def run_data_root(run_dir: str | os.PathLike) -> str:
     return str(data.get("root", "")) if data.get("dataset", "folder") == "folder" else ""
 
 
+def label_after(root: str, change: relabel.Change) -> str:
+    """The class an image has after `change` ("" when it went to the trash or lies outside the class folders)."""
+    if change.action == relabel.TRASH:
+        return ""
+    try:
+        return relabel.locate(root, Path(root) / change.target).label
+    except BadInputError:
+        return ""
+
+
 class RelabelBar(QWidget):
     image_relabelled = Signal(str, object)  # the data folder and the journalled Change (a move, a trash or an undo)
 
