@@ -138,3 +138,23 @@ def test_an_image_of_the_inference_table_moves_and_its_row_follows(qtbot, traine
     assert panel.predictionsTable.text(0, "True class") == "dog"
     bar.undo()
     assert image.is_file() and panel.results[0]["true_class"] == "cat"
+
+
+def test_a_gallery_image_moves_to_its_predicted_class(qtbot, data):
+    from engine.infer.evaluation import ImageResult
+    from gui.panels.evaluate_errors import ErrorsView
+
+    view = ErrorsView()
+    qtbot.addWidget(view)
+    try:
+        view.galleryRelabelBar.set_data_roots(str(data))
+        image = str(data / "fox" / "fox_001.png")
+        view.gallery.show_results([ImageResult(image, "fox", "dog", 0.8, 1.6, [("dog", 0.8), ("fox", 0.2)])])
+        view.gallery.setCurrentRow(0)
+        bar = view.galleryRelabelBar
+        assert bar.moveToSuggestedButton.text() == "Move to dog"
+        bar.moveToSuggestedButton.click()
+        assert (data / "dog" / "fox_001.png").is_file()
+        assert view.gallery.item(0).text().endswith("⇒ dog")
+    finally:
+        view.shutdown()
