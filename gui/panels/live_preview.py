@@ -92,7 +92,7 @@ class Rate:
 
 class LivePreviewView(QGroupBox):
     model_requested = Signal(str)  # → LiveClassifier.load
-    classify_wanted = Signal()  # → LiveClassifier.drain
+    classify_requested = Signal()  # → LiveClassifier.drain
     preview_started = Signal()
     preview_stopped = Signal()
     frame_drawn = Signal(int)  # frames drawn so far (the throttled redraw ran)
@@ -195,7 +195,7 @@ class LivePreviewView(QGroupBox):
         self.liveStopButton.clicked.connect(self.stop)
         self._draw_timer.timeout.connect(self._draw)
         self.model_requested.connect(self._worker.load)
-        self.classify_wanted.connect(self._worker.drain)
+        self.classify_requested.connect(self._worker.drain)
         self._worker.model_loaded.connect(self._on_model_loaded)
         self._worker.model_failed.connect(self._on_model_failed)
         self._worker.frame_classified.connect(self._on_frame_classified)
@@ -309,7 +309,7 @@ class LivePreviewView(QGroupBox):
             return  # a frame queued before the stop
         self._frame, self._frame_dirty = image, True
         if self.mailbox.put(image, at):
-            self.classify_wanted.emit()
+            self.classify_requested.emit()
 
     @Slot(dict)
     def _on_frame_classified(self, result: dict) -> None:

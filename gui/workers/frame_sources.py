@@ -71,7 +71,7 @@ class _VideoDecoder(QObject):
 
     frame_decoded = Signal(QImage, float)
     decoding_failed = Signal(str)
-    done = Signal(bool)  # True: the video ended (not stopped)
+    decoding_ended = Signal(bool)  # True: the video ended (not stopped)
 
     def __init__(self, path: str, loop: bool, speed: float):
         super().__init__()
@@ -104,7 +104,7 @@ class _VideoDecoder(QObject):
                 break
         except VideoError as exc:
             self.decoding_failed.emit(str(exc))
-        self.done.emit(ended)
+        self.decoding_ended.emit(ended)
 
 
 class VideoFileSource(FrameSource):
@@ -123,13 +123,13 @@ class VideoFileSource(FrameSource):
         decoder = _VideoDecoder(self.path, self._loop, self._speed)
         decoder.frame_decoded.connect(self.frame_arrived)
         decoder.decoding_failed.connect(self.source_failed)
-        decoder.done.connect(self._on_done)
+        decoder.decoding_ended.connect(self._on_decoding_ended)
         self._decoder = decoder
         self._thread = WorkerThread("videoSourceThread", [decoder], owner=self, job=decoder.run,
-                                    done=decoder.done).start()
+                                    done=decoder.decoding_ended).start()
 
     @Slot(bool)
-    def _on_done(self, ended: bool) -> None:
+    def _on_decoding_ended(self, ended: bool) -> None:
         if ended:
             self.source_finished.emit()
 

@@ -102,3 +102,18 @@ def test_a_camera_that_is_gone_is_said_in_words(qtbot):
         source.start()
     assert "USB camera is gone" in failed.args[0] or "pip install PySide6-Addons" in failed.args[0]
     source.stop()
+
+
+def test_a_video_source_delivers_every_frame_in_order_then_finishes(qtbot, video):
+    from gui.workers.frame_sources import VideoFileSource
+
+    source = VideoFileSource(str(video), loop=False, speed=8.0)
+    times = []
+    source.frame_arrived.connect(lambda image, at: times.append((at, image.width())))
+    with qtbot.waitSignal(source.source_finished, timeout=TIMEOUT_MS):
+        source.start()
+    qtbot.waitUntil(lambda: len(times) == 12, timeout=TIMEOUT_MS)  # queued frames land before or after the end
+    assert [round(at, 3) for at, _ in times] == [round(i / 12, 3) for i in range(12)]
+    assert {width for _, width in times} == {40}
+    source.stop()
+    assert not source.is_running
