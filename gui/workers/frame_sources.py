@@ -87,8 +87,9 @@ class _VideoDecoder(QObject):
         ended = False
         try:
             while not self._stop.is_set():
-                last = 0.0
+                last, frames = 0.0, 0
                 for frame in iter_frames(self.path):
+                    frames += 1
                     at = offset + frame.time
                     # Wait for the frame's moment like a camera would deliver it; the event wakes a stop at once.
                     if self._stop.wait(max(0.0, started + at / self.speed - time.perf_counter())):
@@ -96,6 +97,9 @@ class _VideoDecoder(QObject):
                     self.frame_decoded.emit(rgb_to_qimage(frame.rgb), at)
                     last = frame.time
                 else:
+                    if not frames:  # looping over a video without a frame would spin for ever
+                        self.decoding_failed.emit(f"{self.path} has no frame that can be decoded")
+                        break
                     if not self.loop:
                         ended = True
                         break

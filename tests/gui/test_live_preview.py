@@ -117,3 +117,13 @@ def test_a_video_source_delivers_every_frame_in_order_then_finishes(qtbot, video
     assert {width for _, width in times} == {40}
     source.stop()
     assert not source.is_running
+
+
+def test_a_video_that_cannot_be_read_stops_the_preview_in_words(qtbot, view, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    view.set_video(str(broken))
+    with qtbot.waitSignal(view.preview_stopped, timeout=TIMEOUT_MS):
+        view.liveStartButton.click()
+    assert "cannot be read as a video" in view.liveStatusLabel.text()
+    assert view.source is None and view.liveStartButton.isEnabled()
