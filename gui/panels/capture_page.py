@@ -9,15 +9,12 @@ read-only folder is refused in words with nothing written (engine/data/capture.p
 
 from __future__ import annotations
 
-import os
-
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -35,8 +32,9 @@ from engine.data.capture import JPEG_QUALITY, capture_folder, next_capture_path
 from engine.data.scan import LAYOUT_TRAIN_VAL
 from engine.errors import BadInputError
 from gui.document import RecipeDocument
-from gui.panels.live_preview import DRAW_HZ, OPEN_VIDEO, VIDEO_FILTER, fill_sources, make_source
-from gui.workers.frame_sources import VIDEO_SOURCE, FrameSource
+from gui.panels.live_preview import DRAW_HZ
+from gui.panels.source_combo import SourceCombo
+from gui.workers.frame_sources import FrameSource
 from gui.workers.requests import PanelThread
 
 ERROR_STYLE = "color: #c62828;"
@@ -83,7 +81,6 @@ class CapturePage(QWidget):
         self._listed = False  # cameras are listed when the page is first shown
         self._build()
         self._connect()
-        fill_sources(self.captureSourceCombo, cameras=False)
         self._on_data_scanned()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
@@ -93,8 +90,7 @@ class CapturePage(QWidget):
             self.refresh_sources()
 
     def _build(self) -> None:
-        self.captureSourceCombo = QComboBox(objectName="captureSourceCombo")
-        self.captureSourceCombo.setToolTip("A camera, or a video file that stands in for one")
+        self.captureSourceCombo = SourceCombo("captureSourceCombo", "Open a video to stand in for a camera")
         self.captureStartButton = QPushButton("Start camera", objectName="captureStartButton")
         self.captureStopButton = QPushButton("Stop", objectName="captureStopButton")
         self.captureStartButton.setToolTip("Show the camera's (or the video's) live image")
@@ -162,7 +158,7 @@ class CapturePage(QWidget):
         self._draw_timer = QTimer(self, interval=1000 // DRAW_HZ)
 
     def _connect(self) -> None:
-        self.captureSourceCombo.activated.connect(self._on_source_chosen)
+        self.captureSourceCombo.source_changed.connect(self._update_buttons)
         self.captureStartButton.clicked.connect(self.start_source)
         self.captureStopButton.clicked.connect(self.stop_source)
         self.captureOneButton.clicked.connect(self.capture_one)
@@ -178,34 +174,19 @@ class CapturePage(QWidget):
 
     # --- the source -------------------------------------------------------------------------------------------------
     def refresh_sources(self) -> None:
-        message = fill_sources(self.captureSourceCombo)
+        message = self.captureSourceCombo.refresh()
         if message:
             self._say(message)
-        self._update_buttons()
 
     def set_video(self, path: str) -> None:
-        data = (VIDEO_SOURCE, path, os.path.basename(path))
-        index = self.captureSourceCombo.findData(data)
-        if index < 0:
-            self.captureSourceCombo.insertItem(self.captureSourceCombo.count() - 1, os.path.basename(path), data)
-            index = self.captureSourceCombo.count() - 2
-        self.captureSourceCombo.setCurrentIndex(index)
-        self._update_buttons()
-
-    @Slot(int)
-    def _on_source_chosen(self, index: int) -> None:
-        if self.captureSourceCombo.itemData(index)[0] == OPEN_VIDEO:
-            path, _ = QFileDialog.getOpenFileName(self, "Open a video to stand in for a camera", "", VIDEO_FILTER)
-            if path:
-                self.set_video(path)
-        self._update_buttons()
+        """Use a video file as the camera."""
+        self.captureSourceCombo.set_video(path)
 
     @Slot()
     def start_source(self) -> bool:
-        data = self.captureSourceCombo.currentData()
-        if self.source is not None or not data:
+        if self.source is not None:
             return False
-        source = make_source(data, self)
+        source = self.captureSourceCombo.make_source(self)
         if source is None:
             return False
         self.source = source
@@ -356,9 +337,8 @@ class CapturePage(QWidget):
                 Qt.TransformationMode.FastTransformation))
 
     def _update_buttons(self) -> None:
-        data = self.captureSourceCombo.currentData()
         running = self.source is not None
-        self.captureStartButton.setEnabled(not running and bool(data) and data[0] != OPEN_VIDEO)
+        self.captureStartButton.setEnabled(not running and self.captureSourceCombo.has_source)
         self.captureStopButton.setEnabled(running)
         ready = running and bool(self.captureClassCombo.currentText().strip()) and not self.is_capturing
         self.captureOneButton.setEnabled(ready)

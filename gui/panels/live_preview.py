@@ -14,7 +14,6 @@ from collections import deque
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QGridLayout,
     QGroupBox,
@@ -27,44 +26,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.data.video import VIDEO_EXTENSIONS
-from gui.workers.frame_sources import VIDEO_SOURCE, CameraSource, FrameSource, VideoFileSource, camera_names
+from gui.panels.source_combo import SourceCombo
+from gui.workers.frame_sources import FrameSource
 from gui.workers.live_preview import FrameMailbox, LiveClassifier
 from gui.workers.requests import PanelThread
 
 DRAW_HZ = 25
 RATE_WINDOW_S = 2.0  # frames per second over the last two seconds
 TOPK_ROWS = 5
-OPEN_VIDEO = "open-video"
 ERROR_STYLE = "color: #c62828;"
 WARNING_STYLE = "color: #b26a00; font-weight: bold;"
-VIDEO_FILTER = "Videos (" + " ".join(f"*{e}" for e in sorted(VIDEO_EXTENSIONS)) + ");;All files (*)"
 EXPORT_FILTER = "Exported models (*.onnx *.pt2 *.ts *.xml);;All files (*)"
-
-
-def fill_sources(combo: QComboBox, cameras: bool = True) -> str:
-    """Cameras first, then the video files chosen so far, then "Video file…"; the message when no camera can be
-    used ("" when there are some). `cameras=False` lists none: Qt Multimedia (FFmpeg's libraries, a device scan) is
-    loaded when a page is first shown, not at the studio's start."""
-    for index in reversed(range(combo.count())):
-        if combo.itemData(index)[0] in ("camera", OPEN_VIDEO):
-            combo.removeItem(index)
-    found, message = camera_names() if cameras else ([], "")
-    for row, (camera_id, description) in enumerate(found):
-        combo.insertItem(row, description, ("camera", camera_id, description))
-    combo.addItem("Video file…", (OPEN_VIDEO, "", ""))
-    if found:
-        combo.setCurrentIndex(0)
-    return message
-
-
-def make_source(data: tuple, parent) -> FrameSource | None:
-    kind, ident, description = data
-    if kind == "camera":
-        return CameraSource(ident, description, parent)
-    if kind == VIDEO_SOURCE:
-        return VideoFileSource(ident, loop=True, parent=parent)
-    return None
 
 
 class Rate:
@@ -119,7 +91,6 @@ class LivePreviewView(QGroupBox):
         self._listed = False  # cameras are listed when the preview is first shown
         self._build()
         self._connect()
-        fill_sources(self.liveSourceCombo, cameras=False)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
@@ -128,8 +99,7 @@ class LivePreviewView(QGroupBox):
             self.refresh_sources()
 
     def _build(self) -> None:
-        self.liveSourceCombo = QComboBox(objectName="liveSourceCombo")
-        self.liveSourceCombo.setToolTip("A camera, or a video file that stands in for one")
+        self.liveSourceCombo = SourceCombo("liveSourceCombo", "Open a video")
         self.liveModelLabel = QLabel(objectName="liveModelLabel")
         self.liveModelLabel.setWordWrap(True)
         self.liveOpenExportButton = QPushButton("Exported model…", objectName="liveOpenExportButton")
@@ -189,7 +159,7 @@ class LivePreviewView(QGroupBox):
         self._update_buttons()
 
     def _connect(self) -> None:
-        self.liveSourceCombo.activated.connect(self._on_source_chosen)
+        self.liveSourceCombo.source_changed.connect(self._update_buttons)
         self.liveOpenExportButton.clicked.connect(self._on_open_export_clicked)
         self.liveStartButton.clicked.connect(self.start)
         self.liveStopButton.clicked.connect(self.stop)
@@ -202,28 +172,13 @@ class LivePreviewView(QGroupBox):
 
     # --- choices ----------------------------------------------------------------------------------------------------
     def refresh_sources(self) -> None:
-        message = fill_sources(self.liveSourceCombo)
+        message = self.liveSourceCombo.refresh()
         if message:
             self._say(message)
-        self._update_buttons()
 
     def set_video(self, path: str) -> None:
         """Use a video file as the source (listed after the cameras)."""
-        index = self.liveSourceCombo.findData((VIDEO_SOURCE, path, os.path.basename(path)))
-        if index < 0:
-            self.liveSourceCombo.insertItem(self.liveSourceCombo.count() - 1, os.path.basename(path),
-                                            (VIDEO_SOURCE, path, os.path.basename(path)))
-            index = self.liveSourceCombo.count() - 2
-        self.liveSourceCombo.setCurrentIndex(index)
-        self._update_buttons()
-
-    @Slot(int)
-    def _on_source_chosen(self, index: int) -> None:
-        if self.liveSourceCombo.itemData(index)[0] == OPEN_VIDEO:
-            path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
-            if path:
-                self.set_video(path)
-        self._update_buttons()
+        self.liveSourceCombo.set_video(path)
 
     def set_checkpoint(self, path: str) -> None:
         """The Inference tab's checkpoint: used unless an exported model was opened here, and chosen again over it
@@ -256,9 +211,8 @@ class LivePreviewView(QGroupBox):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        data = self.liveSourceCombo.currentData()
-        has_source = bool(data) and data[0] != OPEN_VIDEO
-        self.liveStartButton.setEnabled(has_source and bool(self.model_path) and not self.is_running)
+        ready = self.liveSourceCombo.has_source and bool(self.model_path)
+        self.liveStartButton.setEnabled(ready and not self.is_running)
         self.liveStopButton.setEnabled(self.is_running)
 
     # --- running ----------------------------------------------------------------------------------------------------
@@ -268,14 +222,14 @@ class LivePreviewView(QGroupBox):
 
     @Slot()
     def start(self) -> bool:
-        data = self.liveSourceCombo.currentData()
-        if self.is_running or not data or not self.model_path or not self.worker_thread.ensure():
+        if (self.is_running or not self.liveSourceCombo.has_source or not self.model_path
+                or not self.worker_thread.ensure()):
             return False
         if self._loaded != self.model_path:
             self._say(f"Loading {os.path.basename(self.model_path)} …")
             self.model_requested.emit(self.model_path)  # queued before any frame: the first frames find it loaded
             self._loaded = self.model_path
-        source = make_source(data, self)
+        source = self.liveSourceCombo.make_source(self)
         if source is None:
             return False
         self.mailbox.clear()
