@@ -86,6 +86,8 @@ class RelabelBar(QWidget):
 
     def set_image(self, path: str, suggested: str = "") -> None:
         """The image the buttons act on ("" : none) and the class to offer first."""
+        if (path or "") != self.path:
+            self._say("")  # what was said was about the image selected before
         self.path, self.suggested = path or "", suggested
         self.root = relabel.find_root(path, self._hints) if path and os.path.isfile(path) else None
         self._refresh()
