@@ -362,6 +362,9 @@ class MainWindow(QMainWindow):
         c.event_emitted.connect(self._on_event)
         c.event_emitted.connect(self.evaluate_panel.handle_event)  # a finished run's evaluation.json is shown
         self.evaluate_panel.drift_shown.connect(self.model_panel.show_drift)  # the layer tree's Drift column
+        for bar in (self.evaluate_panel.labels_view.suspectRelabelBar,
+                    self.evaluate_panel.errors_view.galleryRelabelBar, self.inference_panel.inferenceRelabelBar):
+            bar.image_relabelled.connect(self.data_panel.follow_relabel)  # the Data tab's counts follow a move
         self.training_panel.run_ended.connect(self._on_run_ended)
         self.runs_panel.checkpoint_chosen.connect(self._on_checkpoint_chosen)
         self.runs_panel.runs_deleted.connect(self._on_runs_deleted)

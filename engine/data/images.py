@@ -19,11 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.data.image_types import IMAGE_EXTENSIONS  # noqa: F401 - re-exported (its users import it from here)
 from engine.errors import BadInputError
-
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".npy"}
-)
 
 # The reason an image file cannot feed a model with another channel count (engine/data/datasets.py looks for it).
 CHANNELS_REASON = "image files have 1, 3 or 4 channels"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
-from engine.data.images import IMAGE_EXTENSIONS, UnreadableImageError, load_image
+from engine.data.image_types import IMAGE_EXTENSIONS
 from engine.errors import BadInputError
 
 LAYOUT_FOLDER = "folder"
@@ -231,6 +231,17 @@ def scan_folder(
     )
 
 
+def class_folders(root: str | os.PathLike) -> tuple[str, list[tuple[str, str, str]]]:
+    """The layout of `root` and its class folders as (split, class name, folder path), exactly as `scan_folder`
+    finds them, without reading a single image (for moving files between classes: engine/data/relabel.py)."""
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise DatasetError(f"dataset folder not found: {root}")
+    problems: list[Problem] = []
+    layout, found = _find_class_folders(root, problems)
+    return layout, _without_aliases(found, problems)
+
+
 # --- layout --------------------------------------------------------------------------------------------------
 
 
@@ -392,6 +403,10 @@ def verify_files(paths: list[str], channels: int = 3, progress: ProgressCallback
 
 
 def _decode_reason(path: str, channels: int) -> str | None:
+    # Imported here: decoding brings torch (engine/data/images.py), which the layout alone (`class_folders`, the
+    # relabel command) does not need — a file move should not wait seconds for torch.
+    from engine.data.images import UnreadableImageError, load_image
+
     try:
         load_image(path, channels)
     except UnreadableImageError as exc:

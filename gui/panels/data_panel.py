@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -50,6 +51,7 @@ from engine.model.build import resolve_preprocessing
 from engine.recipe import AUGMENTATIONS, BUILTIN_DATASETS, Recipe
 from gui.dataset_dialog import DatasetDialog
 from gui.document import RecipeDocument
+from gui.panels.capture_page import CapturePage
 from gui.widgets.image_utils import local_paths
 from gui.widgets.tooltips import set_tooltips
 from gui.workers.requests import PanelThread
@@ -306,9 +308,16 @@ class DataPanel(QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addWidget(settings)
         right_layout.addWidget(preview, 1)
+        # The right column's pages: how the images are prepared, and capturing new ones from a camera.
+        self.capture_page = CapturePage(self.document)
+        self.dataPagesTabs = QTabWidget(objectName="dataPagesTabs")
+        self.dataPagesTabs.addTab(right, "Split and preprocessing")
+        self.dataPagesTabs.addTab(self.capture_page, "Capture")
+        self.dataPagesTabs.setTabToolTip(1, "Record images from a camera (or a video) into a class folder")
+        self.dataPagesTabs.setToolTip("How the images are split and prepared; capturing new ones from a camera")
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(report_splitter)
-        body.addWidget(right)
+        body.addWidget(self.dataPagesTabs)
         body.setStretchFactor(0, 3)
         body.setStretchFactor(1, 2)
 
@@ -325,6 +334,7 @@ class DataPanel(QWidget):
         self.browseDataButton.clicked.connect(self._on_browse_clicked)
         self.getDatasetButton.clicked.connect(self.open_dataset_dialog)
         self.rescanButton.clicked.connect(self.rescan)
+        self.capture_page.capture_finished.connect(self.follow_relabel)  # the same rescan: new images are counted
         self.valFractionSpin.valueChanged.connect(lambda v: self._edit_data("val_fraction", round(float(v), 4)))
         self.splitSeedSpin.valueChanged.connect(lambda v: self._edit_data("split_seed", int(v)))
         self.augmentationCombo.currentIndexChanged.connect(
@@ -359,8 +369,17 @@ class DataPanel(QWidget):
         self._scan_key = None
         self._sync_scan()
 
+    @Slot(str, object)
+    def follow_relabel(self, root: str, _change=None) -> None:
+        """An image of `root` moved between classes (or to its trash) elsewhere in the studio, or frames were
+        captured into it: rescan when it is the folder on display."""
+        current = self.document.recipe.data.root
+        if current and os.path.abspath(current) == os.path.abspath(root):
+            self.rescan()
+
     def shutdown(self) -> None:
-        """Stop the worker thread (the main window calls this on close; safe to call twice)."""
+        """Stop the worker threads (the main window calls this on close; safe to call twice)."""
+        self.capture_page.shutdown()
         self.worker_thread.shutdown()
 
     # --- editing the recipe ------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ order (the first MAX_EXPLAINED of them); clicking another cell abandons the prev
 
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,6 +32,7 @@ from gui.models.class_metrics_model import ClassMetricsModel, ValueRole
 from gui.models.confusion_model import ConfusionModel
 from gui.widgets.gallery import SORT_ORDERS, ImageGallery, PathRole, sort_results
 from gui.widgets.heat_cell import HeatCellDelegate
+from gui.widgets.relabel_bar import RelabelBar, label_after
 from gui.workers.evaluation import ExplanationWorker
 from gui.workers.requests import PanelThread
 
@@ -125,6 +128,7 @@ class ErrorsView(QWidget):
                                 "feature maps on the Network page")
         self.galleryStatusLabel = QLabel(objectName="galleryStatusLabel")
         self.galleryStatusLabel.setWordWrap(True)
+        self.galleryRelabelBar = RelabelBar("gallery")
         controls = QHBoxLayout()
         controls.addWidget(self.gallerySortCombo, 1)
         controls.addWidget(self.galleryHeatmapToggle)
@@ -136,6 +140,7 @@ class ErrorsView(QWidget):
         right_layout.addWidget(self.galleryLabel)
         right_layout.addLayout(controls)
         right_layout.addWidget(self.gallery, 1)
+        right_layout.addWidget(self.galleryRelabelBar)
         right_layout.addWidget(self.galleryStatusLabel)
 
         body = QSplitter(Qt.Orientation.Horizontal)
@@ -158,6 +163,7 @@ class ErrorsView(QWidget):
         self.explain_requested.connect(self._worker.explain_images)
         self._worker.image_explained.connect(self._on_image_explained)
         self._worker.images_explained.connect(self._on_images_explained)
+        self.galleryRelabelBar.image_relabelled.connect(self._on_image_relabelled)
 
     # --- an evaluation ------------------------------------------------------------------------------------------
     def show_evaluation(self, evaluation: Evaluation | None) -> None:
@@ -229,8 +235,24 @@ class ErrorsView(QWidget):
 
     @Slot()
     def _on_gallery_item_changed(self, current, _previous) -> None:
+        self.galleryRelabelBar.set_image("")
         if current is not None:
-            self.image_selected.emit(current.data(PathRole))
+            path = current.data(PathRole)
+            result = next((r for r in self.gallery.results() if r.path == path), None)
+            self.galleryRelabelBar.set_image(path, suggested=result.predicted if result is not None else "")
+            self.image_selected.emit(path)
+
+    @Slot(str, object)
+    def _on_image_relabelled(self, root: str, change) -> None:
+        """The gallery item follows its image: its caption says where it went (the evaluation keeps what was
+        measured; evaluate again to score the fixed labels)."""
+        before, after = os.path.join(root, change.source), os.path.join(root, change.target)
+        for row in range(self.gallery.count()):
+            item = self.gallery.item(row)
+            if os.path.abspath(item.data(PathRole)) == os.path.abspath(before):
+                where = label_after(root, change) or "trash"
+                item.setText(item.text().split("\n⇒")[0] + f"\n⇒ {where}")
+                item.setData(PathRole, after)
 
     # --- heat maps ----------------------------------------------------------------------------------------------
     def _request_thumbnails(self) -> None:

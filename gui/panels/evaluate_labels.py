@@ -29,6 +29,7 @@ from engine.infer.label_issues import NEAR_DUPLICATE_THRESHOLD, DuplicatePair, L
 from gui.jobs.progress_view import JobProgress
 from gui.jobs.runner import JobRunner
 from gui.widgets.captioned_image import CaptionedImage
+from gui.widgets.relabel_bar import RelabelBar, label_after, run_data_root
 from gui.workers.label_issues import LabelIssuesWorker, label_issues_work
 from gui.workers.requests import PanelThread
 
@@ -109,6 +110,12 @@ class LabelIssuesView(QWidget):
                                                     "A typical image of the class the head suggests")
         suspects = self._side_by_side(self.suspectsTable, "Suspect labels",
                                       [self.suspectImage, self.givenExampleImage, self.suggestedExampleImage])
+        self.suspectRelabelBar = RelabelBar("suspect")
+        suspects_box = QWidget()
+        suspects_layout = QVBoxLayout(suspects_box)
+        suspects_layout.setContentsMargins(0, 0, 0, 0)
+        suspects_layout.addWidget(suspects, 1)
+        suspects_layout.addWidget(self.suspectRelabelBar)
 
         self.duplicatesFilterCombo = QComboBox(objectName="duplicatesFilterCombo")
         self.duplicatesFilterCombo.addItem("Train/validation leaks", LEAKS)
@@ -123,7 +130,7 @@ class LabelIssuesView(QWidget):
                                    self.duplicatesFilterCombo)
 
         body = QSplitter(Qt.Orientation.Vertical)
-        body.addWidget(suspects)
+        body.addWidget(suspects_box)
         body.addWidget(pairs)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -168,6 +175,7 @@ class LabelIssuesView(QWidget):
         self.labelIssuesRunner.job_finished.connect(self._update_button)
         self._worker.report_failed.connect(self._on_report_failed)
         self._worker.previews_ready.connect(self._on_previews_ready)
+        self.suspectRelabelBar.image_relabelled.connect(self._on_image_relabelled)
 
     # --- a run ----------------------------------------------------------------------------------------------------
     def set_run(self, run_dir: str) -> None:
@@ -177,6 +185,7 @@ class LabelIssuesView(QWidget):
             return
         self.labelIssuesRunner.cancel()  # it searched another run
         self.run_dir = run_dir
+        self.suspectRelabelBar.set_data_roots(run_data_root(run_dir))
         self._show_report(None)
         self._update_button()
         if run_dir and self._ensure_thread():
@@ -235,6 +244,7 @@ class LabelIssuesView(QWidget):
                       self.duplicateImageB):
             image.clear()
         self.suspectsTable.setRowCount(0)
+        self.suspectRelabelBar.set_image("")
         if report is None:
             self._pairs = []
             self.duplicatesTable.setRowCount(0)
@@ -284,6 +294,21 @@ class LabelIssuesView(QWidget):
         """The pairs listed now (leaks or every near-duplicate)."""
         return list(self._pairs)
 
+    @Slot(str, object)
+    def _on_image_relabelled(self, root: str, change) -> None:
+        """The suspect's row follows its image: the new class (or the trash) in the Given column; an undo brings
+        the old one back. The report file keeps what was found."""
+        before, after = os.path.join(root, change.source), os.path.join(root, change.target)
+        for row, suspect in enumerate(self.report.suspects if self.report is not None else []):
+            if os.path.abspath(suspect.path) != os.path.abspath(before):
+                continue
+            suspect.path = after
+            label = label_after(root, change)
+            if label:
+                suspect.given = label
+            self.suspectsTable.setItem(row, 0, _item(os.path.basename(after), after, after))
+            self.suspectsTable.setItem(row, 2, _item(label or "(in the trash)"))
+
     # --- side by side ------------------------------------------------------------------------------------------------
     @Slot()
     def _on_suspect_selected(self) -> None:
@@ -291,6 +316,7 @@ class LabelIssuesView(QWidget):
         if self.report is None or not 0 <= row < len(self.report.suspects):
             return
         suspect = self.report.suspects[row]
+        self.suspectRelabelBar.set_image(suspect.path, suggested=suspect.suggested)
         examples = self.report.examples
         given, suggested = examples.get(suspect.given, ""), examples.get(suspect.suggested, "")
         missing = "no example stored (find label issues again)"

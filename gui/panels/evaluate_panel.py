@@ -42,6 +42,7 @@ from gui.panels.evaluate_errors import ErrorsView
 from gui.panels.evaluate_labels import LabelIssuesView
 from gui.panels.evaluate_network import NetworkView
 from gui.widgets.formatting import seconds_text
+from gui.widgets.relabel_bar import run_data_root
 from gui.workers.evaluation import EvaluationWorker, evaluation_work
 from gui.workers.requests import PanelThread
 from gui.workers.training import runs_root_for
@@ -345,6 +346,7 @@ class EvaluatePanel(QWidget):
         self.evaluationSummaryLabel.setText(text)
         self.evaluationSummaryLabel.setToolTip("\n".join(f"not evaluated: {p}: {reason}"
                                                          for p, reason in (evaluation.skipped if evaluation else [])))
+        self.errors_view.galleryRelabelBar.set_data_roots(run_data_root(run_dir))
         self.errors_view.show_evaluation(evaluation)
         self.labels_view.set_run(run_dir)
         first_image = evaluation.images[0].path if evaluation is not None and evaluation.images else ""

@@ -31,9 +31,11 @@ from PySide6.QtWidgets import (
 )
 
 from engine.data.images import IMAGE_EXTENSIONS
+from engine.data.relabel import TRASH, UNDO
 from engine.infer.explain import ATTENTION_ROLLOUT, overlay
 from engine.train.runs import checkpoint_path, list_runs
 from gui.document import RecipeDocument
+from gui.panels.live_preview import LivePreviewView
 from gui.panels.predictions_table import (
     ERROR_COLOUR,
     UNFAMILIAR_MARK,
@@ -43,6 +45,7 @@ from gui.panels.predictions_table import (
 )
 from gui.widgets.colour_scale import ColourScale
 from gui.widgets.image_utils import local_paths, rgb_to_qimage
+from gui.widgets.relabel_bar import RelabelBar, label_after, run_data_root
 from gui.workers.inference import InferenceWorker
 from gui.workers.requests import PanelThread
 
@@ -144,6 +147,7 @@ class InferencePanel(QWidget):
         self._inputs: list[str] = []  # what was dropped or opened last (re-predicted on a new checkpoint)
         self._request = 0  # id of the predict request whose results the table should show
         self._results: list[dict] = []
+        self._loaded_classes: list[str] = []  # the loaded checkpoint's classes (a relabelled row's verdict)
         self._pending: list[str] = []  # what the request in flight predicts
         self._appending = False  # whether its rows are added to the table (else they replace it)
         self._explanations: dict[str, dict] = {}  # path → the worker's explanation, for the loaded checkpoint
@@ -233,8 +237,16 @@ class InferencePanel(QWidget):
         heat_row.addWidget(self.heatmapOpacitySlider, 1)
         explanation_layout.addLayout(heat_row)
         explanation_layout.addWidget(self.heatmapCaption)
+        self.inferenceRelabelBar = RelabelBar("inference")
+        self.inferenceRelabelBar.setToolTip("For an image from a class folder: move it to the predicted class, to "
+                                            "another class or to the data folder's trash (journalled, with undo)")
+        table_box = QWidget()
+        table_layout = QVBoxLayout(table_box)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.addWidget(self.predictionsTable, 1)
+        table_layout.addWidget(self.inferenceRelabelBar)
         body = QSplitter(Qt.Orientation.Horizontal)
-        body.addWidget(self.predictionsTable)
+        body.addWidget(table_box)
         body.addWidget(explanation)
         body.setStretchFactor(0, 3)
         body.setStretchFactor(1, 2)
@@ -245,7 +257,14 @@ class InferencePanel(QWidget):
         layout.addLayout(input_row)
         layout.addWidget(self.inferenceProgress)
         layout.addWidget(self.inferenceStatusLabel)
-        layout.addWidget(body, 1)
+        # The live preview (a camera or a video, classified continuously) shares the tab's checkpoint.
+        self.live_preview = LivePreviewView()
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(body)
+        split.addWidget(self.live_preview)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout.addWidget(split, 1)
 
     def _connect(self) -> None:
         self.checkpointCombo.currentIndexChanged.connect(self._on_checkpoint_chosen)
@@ -260,6 +279,7 @@ class InferencePanel(QWidget):
         self.heatmapToggle.toggled.connect(self.heatmapOpacitySlider.setEnabled)
         self.heatmapOpacitySlider.valueChanged.connect(lambda _value: self._show_selected())
 
+        self.inferenceRelabelBar.image_relabelled.connect(self._on_image_relabelled)
         self.checkpoint_requested.connect(self._worker.load_checkpoint)
         self.predict_requested.connect(self._worker.predict)
         self.explain_requested.connect(self._worker.explain)
@@ -341,7 +361,8 @@ class InferencePanel(QWidget):
         return list(self._results)
 
     def shutdown(self) -> None:
-        """Stop the worker thread (the main window calls this on close; safe to call twice)."""
+        """Stop the worker threads (the main window calls this on close; safe to call twice)."""
+        self.live_preview.shutdown()
         self.worker_thread.shutdown()
 
     # --- checkpoints ------------------------------------------------------------------------------------------
@@ -371,6 +392,7 @@ class InferencePanel(QWidget):
         del blocker
 
     def _load(self, path: str) -> None:
+        self.live_preview.set_checkpoint(path)
         if path == self._requested_checkpoint or not self._ensure_thread():
             return
         self._requested_checkpoint = path
@@ -386,6 +408,7 @@ class InferencePanel(QWidget):
         if info["path"] != self._requested_checkpoint:
             return  # a newer choice is already on its way
         classes = info["class_names"]
+        self._loaded_classes = list(classes)
         shown = ", ".join(classes[:12]) + (f", … ({len(classes)} classes)" if len(classes) > 12 else "")
         ood = info.get("ood")
         calibration = (f"out-of-distribution check calibrated on {ood['validation_images']} validation images"
@@ -492,6 +515,7 @@ class InferencePanel(QWidget):
     def _on_row_selected(self) -> None:
         """Show the selected image's heat map, asking the worker for it the first time."""
         result = self._selected_result()
+        self._offer_relabel(result)
         needs_explanation = result is not None and not result["error"] and result["path"] not in self._explanations
         if not needs_explanation:
             self._show_selected()
@@ -500,6 +524,34 @@ class InferencePanel(QWidget):
             self.heatmapView.clear()
             self.heatmapCaption.setText("Computing the heat map …")
             self.explain_requested.emit(result["path"])
+
+    @Slot(str, object)
+    def _on_image_relabelled(self, root: str, change) -> None:
+        """The row follows its image to its new folder (its class verdict with it); a trashed image's row says so."""
+        before, after = os.path.join(root, change.source), os.path.join(root, change.target)
+        for result in self._results:
+            if os.path.abspath(result["path"]) == os.path.abspath(before):
+                result["path"] = after
+                moved_to = label_after(root, change)
+                result["true_class"] = moved_to if moved_to in self._loaded_classes else ""
+                top = result.get("top") or []
+                result["correct"] = (top[0][0] == result["true_class"]) if result["true_class"] and top else None
+                if change.action == TRASH:
+                    result["error"] = "moved to the data folder's trash (Undo brings it back)"
+                elif change.action == UNDO and result["error"].startswith("moved to the data folder's trash"):
+                    result["error"] = ""
+        self.predictionsTable.show_results(self._results)
+
+    def _offer_relabel(self, result: dict | None) -> None:
+        """An image of a class folder can be moved: the checkpoint's run's data folder is looked in first."""
+        checkpoint = Path(self._requested_checkpoint) if self._requested_checkpoint else None
+        hints = [run_data_root(checkpoint.parent.parent)] if checkpoint is not None else []
+        self.inferenceRelabelBar.set_data_roots(*hints)
+        if result is None or result["error"]:
+            self.inferenceRelabelBar.set_image("")
+            return
+        top = result.get("top") or []
+        self.inferenceRelabelBar.set_image(result["path"], suggested=top[0][0] if top else "")
 
     @Slot(dict)
     def _on_explanation_ready(self, explanation: dict) -> None:
