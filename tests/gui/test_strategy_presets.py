@@ -65,20 +65,21 @@ def type_run_name(qtbot, window: MainWindow, text: str) -> None:
     qtbot.keyClick(edit, Qt.Key.Key_Return)
 
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_every_place_a_strategy_is_chosen_gives_the_same_recipe(window, image_folder, tmp_path, strategy):
-    start = start_recipe(image_folder, tmp_path)
-    results = {}
-    for place, apply in entry_points_for(strategy).items():
-        window.document.set_recipe(start)
-        apply(window, strategy)
-        results[place] = window.document.recipe.to_dict()
-    expected = start.copy()
-    apply_strategy(expected, strategy)  # the engine's one rule
-    for place, result in results.items():
-        assert result == expected.to_dict(), place
-    assert window.document.recipe.strategy == strategy
-    assert window.strategy_actions[strategy].isChecked()
+def test_every_place_a_strategy_is_chosen_gives_the_same_recipe(window, image_folder, tmp_path):
+    # Every strategy in one window (a window costs 1–3 s to build); each place starts from the same recipe.
+    for strategy in STRATEGIES:
+        start = start_recipe(image_folder, tmp_path)
+        results = {}
+        for place, apply in entry_points_for(strategy).items():
+            window.document.set_recipe(start)
+            apply(window, strategy)
+            results[place] = window.document.recipe.to_dict()
+        expected = start.copy()
+        apply_strategy(expected, strategy)  # the engine's one rule
+        for place, result in results.items():
+            assert result == expected.to_dict(), (strategy, place)
+        assert window.document.recipe.strategy == strategy
+        assert window.strategy_actions[strategy].isChecked(), strategy
 
 
 def test_the_gradual_preset_gives_the_lessons_epochs_from_every_place(window, image_folder, tmp_path):
@@ -101,16 +102,16 @@ def test_a_new_document_is_the_feature_extraction_preset_exactly(qtbot):
 
 # --- the run name ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_a_generated_run_name_follows_the_strategy_from_every_place(window, image_folder, tmp_path, strategy):
-    for place, apply in entry_points_for(strategy).items():
-        window.document.set_recipe(start_recipe(image_folder, tmp_path))
-        assert window.document.recipe.name == "tiny_resnet-feature_extraction"
-        apply(window, strategy)
-        assert window.document.recipe.name == f"tiny_resnet-{strategy}", place
-        assert window.windowTitle() == f"Thaw — tiny_resnet-{strategy}[*]"
-        edit = run_name_edit(window)
-        assert edit.text() == "" and edit.placeholderText() == f"tiny_resnet-{strategy}"  # shown greyed: generated
+def test_a_generated_run_name_follows_the_strategy_from_every_place(window, image_folder, tmp_path):
+    for strategy in STRATEGIES:
+        for place, apply in entry_points_for(strategy).items():
+            window.document.set_recipe(start_recipe(image_folder, tmp_path))
+            assert window.document.recipe.name == "tiny_resnet-feature_extraction"
+            apply(window, strategy)
+            assert window.document.recipe.name == f"tiny_resnet-{strategy}", place
+            assert window.windowTitle() == f"Thaw — tiny_resnet-{strategy}[*]"
+            edit = run_name_edit(window)
+            assert edit.text() == "" and edit.placeholderText() == f"tiny_resnet-{strategy}"  # greyed: generated
 
 
 def test_the_issues_path_fresh_start_then_the_gradual_button_names_the_run_gradual(qtbot):
