@@ -45,8 +45,9 @@ class PretrainFolder:
     def __call__(self, event: Event) -> None:
         if isinstance(event, PretrainStarted):
             self.summary.update(images=event.images, skipped=len(event.skipped),
-                                skipped_files=[{"path": p, "reason": r} for p, r in event.skipped], weights=event.weights,
-                                batch_size=event.batch_size, lr=event.lr, device=event.device, knn=event.knn)
+                                skipped_files=[{"path": p, "reason": r} for p, r in event.skipped],
+                                weights=event.weights, batch_size=event.batch_size, lr=event.lr, device=event.device,
+                                knn=event.knn)
             self._write(files=True)
         elif isinstance(event, PretrainBatchFinished):
             self.batches.append({"epoch": event.epoch, "batch": event.batch, "global_step": event.global_step,
