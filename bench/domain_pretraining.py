@@ -51,13 +51,13 @@ def labelled_data(labels: int) -> Path:
 def unlabeled_data(count: int) -> Path:
     """`count` drawings of the same 6 shapes in one folder, no labels."""
     root = bench_base() / f"drawings-unlabeled-{count}"
-    if (root / "done").exists():
+    if (root / ".done").exists():  # hidden: the scan skips it (a visible file would be listed as "not an image")
         return root
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(242)
     for i in range(count):
         Image.fromarray(line_drawing(SHAPES[i % len(SHAPES)], rng)).save(root / f"{i:05d}.jpg", quality=92)
-    (root / "done").write_text("ok")
+    (root / ".done").write_text("ok")
     return root
 
 

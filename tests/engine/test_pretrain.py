@@ -120,6 +120,37 @@ def test_a_stop_at_an_epoch_end_resumes_at_the_next_epoch(images, tmp_path, reco
     assert len(_losses(run.run_dir)) == 4
 
 
+def test_an_images_views_depend_on_seed_epoch_and_index_only(images):
+    """lightly's SimCLR views draw from torch's, NumPy's and Python's generators (its blur and solarisation use
+    NumPy): whatever state those are in, the views of (seed, epoch, index) are the same — a resumed run, or a loader
+    worker, makes the views the uninterrupted run made — and another epoch gives other views."""
+    import random
+
+    import numpy as np
+
+    from engine.model.build import resolve_preprocessing
+    from engine.pretrain.methods import METHODS
+    from engine.pretrain.views import UnlabeledViews
+    from engine.recipe import DataConfig, ModelConfig
+
+    prep = resolve_preprocessing(ModelConfig(arch="tiny_resnet"), DataConfig(resize_size=18, crop_size=16))
+    paths = sorted(str(p) for p in images.rglob("*.png"))
+    views = UnlabeledViews(paths, METHODS["simclr"].views(prep, True), seed=3)
+
+    def draw(global_seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(global_seed)
+        np.random.seed(global_seed)
+        random.seed(global_seed)
+        return views[2]
+
+    first, again = draw(1), draw(2)
+    assert len(first) == 2 and first[0].shape == (3, 16, 16)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], first[1])  # two different views of the image
+    views.set_epoch(1)
+    assert not torch.equal(draw(1)[0], first[0])
+
+
 def test_the_knn_vote_takes_the_nearest_labels():
     bank = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]]), dim=1)
     labels = torch.tensor([0, 0, 1, 1])
