@@ -29,8 +29,8 @@ def images(tmp_path_factory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("unlabeled"), classes=2, per_class=4, size=20, broken=True)
 
 
-def _recipe(images: Path, out: Path, **overrides):
-    recipe = tiny_recipe(images, out=out, **overrides)
+def _recipe(images: Path, out: Path, strategy: str = "feature_extraction"):
+    recipe = tiny_recipe(images, strategy, out=out)
     recipe.data.resize_size, recipe.data.crop_size = 18, 16
     recipe.batch_size = 4
     return recipe.validate()
@@ -63,6 +63,7 @@ def test_one_epoch_writes_the_backbone_that_train_accepts(images, tmp_path, cli,
     assert len(_losses(run_dir)) == 2  # 8 images, batches of 4
     assert "truncated.jpg" in err and "notes.jpg" in err  # the unusable files are named, and skipped
 
+    _recipe(images, tmp_path / "runs", strategy="fine_tune_all").save(recipe_file)  # a run that trains the backbone
     code, _, err = cli("train", recipe_file, "--weights-file", out, "--epochs", "1", "--quiet")
 
     assert code == 0, err
