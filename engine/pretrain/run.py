@@ -15,6 +15,7 @@ from every process, BYOL and DINO their teacher kept identical on every process;
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -48,6 +49,7 @@ from engine.pretrain.events import (
     PretrainStopped,
 )
 from engine.pretrain.knn import knn_accuracy
+from engine.pretrain.lightly_import import lightly_module
 from engine.pretrain.methods import MethodInfo, Objective, get_method
 from engine.pretrain.record import PretrainFolder
 from engine.pretrain.views import UnlabeledViews
@@ -97,12 +99,12 @@ def _prepare(recipe: Recipe, config: PretrainConfig) -> _Prepared:
         raise BadInputError("pre-training runs in one process: no method supports several processes yet "
                             "(SimCLR and MoCo need the negatives of every process, BYOL and DINO one teacher)")
     method.check_family(recipe.model.arch, zoo.family_of(recipe.model.arch))
+    lightly_module("loss")  # a missing lightly is said before the images are scanned or the model built
     if config.out:
         check_target(Path(config.out).expanduser(), "weights file")
     if recipe.model.in_channels != 3:
         raise BadInputError(f"pre-training needs RGB images (model.in_channels 3, not {recipe.model.in_channels}): "
                             f"its augmentations change colours")
-    views_of = method.views  # imports lightly's transforms: a missing lightly is said before the data is scanned
     scan = scan_unlabeled(config.unlabeled)
     skipped = [(p.path, p.reason) for p in scan.problems]
     if len(scan.images) < 2:
@@ -119,7 +121,7 @@ def _prepare(recipe: Recipe, config: PretrainConfig) -> _Prepared:
         raise BadInputError(f"{recipe.model.arch}: its classifier is not a Linear layer; no method can pre-train it")
     features = head.in_features
     set_submodule(built.model, built.head_path, nn.Identity())
-    views = views_of(built.preprocessing, recipe.data.horizontal_flip)
+    views = method.views(built.preprocessing, recipe.data.horizontal_flip)
     knn_sets, note = _knn_sets(recipe, built.preprocessing)
     return _Prepared(method, scan.images, skipped, built.model, features, built.weights_name, views, knn_sets, note)
 
@@ -138,6 +140,11 @@ def _knn_sets(recipe: Recipe, preprocessing) -> tuple[tuple | None, str]:
         bank = torch.utils.data.Subset(bank, list(range(0, len(bank), math.ceil(len(bank) / MAX_KNN_BANK))))
     return ((bank, data.val, len(data.classes)),
             f"{len(bank)} labelled training images vote for {len(data.val)} validation images")
+
+
+def images_digest(paths: list[str]) -> str:
+    """Which images, in which order: a resume needs the very list the run started with."""
+    return hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _save_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
@@ -221,6 +228,10 @@ class PretrainRun:
             raise BadInputError(f"{checkpoint} belongs to another run (id {state.get('run_id')}, the folder's "
                                 f"{saved.get('run_id')})")
         run.run_id = state["run_id"]
+        before, now = state.get("images"), images_digest(run.dataset.paths)
+        if before is not None and before != now:
+            raise BadInputError(f"the images under {config.unlabeled} changed since the run started (now "
+                                f"{len(run.dataset)}): an exact resume needs the same images; start a new run")
         run.objective.load_full_state(state["objective"])
         run.optimizer.load_state_dict(state["optimizer"])
         run.epoch, run.batch, run.step = state["epoch"], state["batch"], state["step"]
@@ -260,7 +271,8 @@ class PretrainRun:
 
     def _save(self, epoch: int, batch: int, clock: RunClock, mid_epoch: bool) -> Path:
         payload = {
-            "kind": "pretrain", "run_id": self.run_id, "model": self.backbone_state(),
+            "kind": "pretrain", "run_id": self.run_id, "images": images_digest(self.dataset.paths),
+            "model": self.backbone_state(),
             "objective": {k: v.cpu() for k, v in self.objective.full_state().items()},
             "optimizer": self.optimizer.state_dict(), "epoch": epoch, "batch": batch, "step": self.step,
             "elapsed_seconds": clock.elapsed(), "knn_start": self.knn_start,

@@ -121,6 +121,19 @@ def test_a_stop_at_an_epoch_end_resumes_at_the_next_epoch(images, tmp_path, reco
     assert len(_losses(run.run_dir)) == 4
 
 
+def test_a_run_whose_images_changed_is_not_resumed(tmp_path, cli):
+    images = make_image_folder(tmp_path / "images", classes=2, per_class=3, size=20)
+    control = RunControl()
+    run = PretrainRun(_recipe(images, tmp_path / "runs"), PretrainConfig(unlabeled=str(images), epochs=2),
+                      [lambda e: isinstance(e, PretrainBatchFinished) and control.request_stop()], control)
+    assert run.run() == "stopped"
+    (images / "cat" / "cat_000.png").unlink()
+
+    code, _, err = cli("resume", run.run_dir)
+
+    assert code == 2 and "changed since the run started (now 5)" in err and err.count("\n") == 1, err
+
+
 def test_an_images_views_depend_on_seed_epoch_and_index_only(images):
     """lightly's SimCLR views draw from torch's, NumPy's and Python's generators (its blur and solarisation use
     NumPy): whatever state those are in, the views of (seed, epoch, index) are the same — a resumed run, or a loader
