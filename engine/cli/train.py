@@ -117,6 +117,11 @@ def cmd_resume(args) -> int:
     if is_pretrain_run(args.run_dir):  # a domain pre-training run (engine/cli/pretrain.py) resumes as its own kind
         from engine.cli.pretrain import cmd_resume as resume_pretraining
 
+        if args.processes not in (None, 1):
+            raise BadInputError(f"--processes {args.processes}: {args.run_dir} is a pre-training run, which runs in "
+                                f"one process")
+        if args.data:
+            raise BadInputError(f"--data: {args.run_dir} is a pre-training run; its unlabeled folder cannot move")
         return resume_pretraining(args.run_dir, args.quiet)
 
     processes = _processes(args.processes) if args.processes is not None else None
