@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--ft-epochs", type=int, default=10, help="epochs of each evaluation recipe")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--weights", default="", help="evaluate these domain-pretrained weights (a backbone file, or a "
+                                                      "pre-training run's checkpoints/last.pt) instead of pre-training")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     pretrained_torch_home()  # the texture ResNet-18 as torchvision's default weights (trained once, reused)
@@ -128,13 +130,17 @@ def main() -> None:
     print(f"task: 6 classes of line drawings, {args.labels} labelled training + {VAL_PER_CLASS} validation images a "
           f"class, {args.unlabeled} unlabeled; backbone: ResNet-18 pretrained here on 24 texture classes; "
           f"{CROP} px. Load average at start {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)", flush=True)
-    weights, pre = pretrain(args, data, unlabeled, runs)
-    per_image = pre["seconds"] / (args.epochs * pre["images"])
-    knn = (f"k-NN accuracy {100 * pre['knn_start']:.1f} % → {100 * pre['knn_end']:.1f} %"
-           if pre["knn_start"] is not None else "")
-    print(f"pre-training ({args.method}): {args.epochs} epochs × {pre['images']} images in {pre['seconds']:.0f} s "
-          f"({per_image * 1000:.1f} ms per image-epoch, k-NN passes included); {knn}; load "
-          f"{os.getloadavg()[0]:.2f}", flush=True)
+    if args.weights:  # pre-trained before (e.g. a run stopped after some epochs): only the comparison
+        weights, pre = Path(args.weights), {"seconds": 0.0}
+        print(f"domain weights: {weights} (not pre-trained in this invocation)", flush=True)
+    else:
+        weights, pre = pretrain(args, data, unlabeled, runs)
+        per_image = pre["seconds"] / (args.epochs * pre["images"])
+        knn = (f"k-NN accuracy {100 * pre['knn_start']:.1f} % → {100 * pre['knn_end']:.1f} %"
+               if pre["knn_start"] is not None else "")
+        print(f"pre-training ({args.method}): {args.epochs} epochs × {pre['images']} images in {pre['seconds']:.0f} s "
+              f"({per_image * 1000:.1f} ms per image-epoch, k-NN passes included); {knn}; load "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
     results: dict[tuple[str, str], list[dict]] = {}
     for seed in seeds:
         for strategy in args.strategies.split(","):

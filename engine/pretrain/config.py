@@ -15,7 +15,7 @@ MAX_EPOCHS = 10_000
 class PretrainConfig:
     method: str = "simclr"  # engine/pretrain/methods.py: simclr, moco, byol, dino
     unlabeled: str = ""  # the folder of images (every image below it; class folders are ignored)
-    epochs: int = 10
+    epochs: int = 10  # 0: only the BatchNorm statistics re-estimated on the images (AdaBN), no training
     out: str = ""  # the weights file written when the run finishes ("" : only the run folder's backbone.pth)
     batch_size: int = 0  # 0: the recipe's
     lr: float = 0.0  # 0: the method's rate, scaled to the batch
@@ -29,7 +29,7 @@ class PretrainConfig:
         get_method(self.method)
         if not self.unlabeled:
             raise BadInputError("the unlabeled image folder is missing (--unlabeled DIR)")
-        checks = (("epochs", 1 <= self.epochs <= MAX_EPOCHS, f"in [1, {MAX_EPOCHS}]"),
+        checks = (("epochs", 0 <= self.epochs <= MAX_EPOCHS, f"in [0, {MAX_EPOCHS}] (0: BatchNorm statistics only)"),
                   ("batch_size", 0 <= self.batch_size <= 65536, "in [0, 65536] (0: the recipe's)"),
                   ("lr", math.isfinite(self.lr) and 0 <= self.lr <= 10, "in [0, 10] (0: the method's)"),
                   ("knn_k", 1 <= self.knn_k <= 1000, "in [1, 1000]"),

@@ -67,7 +67,8 @@ class PretrainFinished(Event):
     weights_file: str  # the backbone's state dict, for model.weights_file
     epochs: int
     knn_start: float | None
-    knn_end: float | None
+    knn_end: float | None  # after the BatchNorm statistics were re-estimated on the images
+    batchnorm_layers: int  # whose statistics were re-estimated on the unlabeled images (0: the model has none)
     elapsed_seconds: float
 
 
@@ -111,7 +112,9 @@ def describe(event: Event) -> str | None:
         gain = ""
         if event.knn_start is not None and event.knn_end is not None:
             gain = f"; k-NN accuracy {event.knn_start:.1%} → {event.knn_end:.1%}"
-        return (f"Pre-training finished in {event.elapsed_seconds:.0f} s{gain}. Weights: {event.weights_file} "
+        bn = (f"; BatchNorm statistics of {event.batchnorm_layers} layers re-estimated on the images"
+              if event.batchnorm_layers else "")
+        return (f"Pre-training finished in {event.elapsed_seconds:.0f} s{gain}{bn}. Weights: {event.weights_file} "
                 f"(set model.weights_file to it, or train --weights-file {event.weights_file})")
     if isinstance(event, PretrainStopped):
         return (f"Stopped at epoch {event.epoch + 1}, batch {event.batch}; checkpoint {event.checkpoint}. "

@@ -64,8 +64,8 @@ class PretrainFolder:
             self.summary.update(status="stopped", elapsed_seconds=event.elapsed_seconds)
             self._write(files=True)
         elif isinstance(event, PretrainFinished):
-            self.summary.update(status="finished", weights_file=event.weights_file,
-                                elapsed_seconds=event.elapsed_seconds)
+            self.summary.update(status="finished", weights_file=event.weights_file, knn_end=event.knn_end,
+                                batchnorm_layers=event.batchnorm_layers, elapsed_seconds=event.elapsed_seconds)
             self._write(files=False)
         elif isinstance(event, PretrainFailed):
             self.summary.update(status="failed", error=event.error)

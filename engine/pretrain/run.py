@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from engine.data.datasets import prepare_data
+from engine.data.datasets import ImageFiles, prepare_data
 from engine.data.scan import scan_unlabeled
 from engine.data.transforms import eval_transform
 from engine.errors import BadInputError
@@ -37,6 +37,7 @@ from engine.io_files import check_target, replace_into, write_json_atomic
 from engine.model import zoo
 from engine.model.build import build_model
 from engine.model.surgery import set_submodule
+from engine.pretrain.batchnorm import recalibrate_batchnorm
 from engine.pretrain.config import PretrainConfig
 from engine.pretrain.events import (
     KnnMeasured,
@@ -87,6 +88,7 @@ class _Prepared:
     features: int
     weights_name: str
     views: Any
+    preprocessing: Any
     knn_sets: tuple | None  # (bank, queries, classes) or None
     knn_note: str
 
@@ -123,7 +125,8 @@ def _prepare(recipe: Recipe, config: PretrainConfig) -> _Prepared:
     set_submodule(built.model, built.head_path, nn.Identity())
     views = method.views(built.preprocessing, recipe.data.horizontal_flip)
     knn_sets, note = _knn_sets(recipe, built.preprocessing)
-    return _Prepared(method, scan.images, skipped, built.model, features, built.weights_name, views, knn_sets, note)
+    return _Prepared(method, scan.images, skipped, built.model, features, built.weights_name, views,
+                     built.preprocessing, knn_sets, note)
 
 
 def _knn_sets(recipe: Recipe, preprocessing) -> tuple[tuple | None, str]:
@@ -367,12 +370,18 @@ class PretrainRun:
         return "stopped"
 
     def _finish(self, clock: RunClock) -> str:
+        # The running statistics followed the augmented views; the weights file gets those of the images as
+        # feature extraction and evaluation see them (engine/pretrain/batchnorm.py).
+        clean = ImageFiles([(path, 0) for path in self.dataset.paths], eval_transform(self.prepared.preprocessing))
+        layers = recalibrate_batchnorm(self.objective.backbone, clean, self.device, control=self.control)
+        if self.control.stop_requested:
+            return self._stop(self.config.epochs, 0, clock)
+        knn_end = self._knn(stoppable=False)
         state = self.backbone_state()
         written = _save_weights(state, self.run_dir / BACKBONE_FILE)
         if self.config.out:
             written = _save_weights(state, self.config.out)
-        ends = [row["knn_acc"] for row in self.folder.epochs if row.get("knn_acc") is not None]
         self.bus.emit(PretrainFinished(run_dir=str(self.run_dir), weights_file=str(written),
-                                       epochs=self.config.epochs, knn_start=self.knn_start,
-                                       knn_end=ends[-1] if ends else None, elapsed_seconds=clock.elapsed()))
+                                       epochs=self.config.epochs, knn_start=self.knn_start, knn_end=knn_end,
+                                       batchnorm_layers=layers, elapsed_seconds=clock.elapsed()))
         return "finished"

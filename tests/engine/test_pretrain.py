@@ -71,6 +71,21 @@ def test_one_epoch_writes_the_backbone_that_train_accepts(images, tmp_path, cli,
     assert f"loaded {out}: {required} of {required} backbone tensors" in err
 
 
+def test_zero_epochs_only_reestimate_the_batchnorm_statistics_on_the_images(images, tmp_path, offline_torch_home):
+    """AdaBN: the weights as they were, every BatchNorm layer's running statistics those of the unlabeled images
+    (as every run ends: its statistics had followed the augmented views)."""
+    run = PretrainRun(_recipe(images, tmp_path), PretrainConfig(unlabeled=str(images), epochs=0))
+    assert run.run() == "finished"
+    written = torch.load(run.run_dir / "backbone.pth", weights_only=True)
+    start = torch.load(offline_torch_home["files"]["tiny_resnet"], weights_only=True)
+    statistics = [k for k in written if "running_" in k]
+    assert len(statistics) == 2 * 20  # tiny_resnet's 20 BatchNorm layers
+    assert all(not torch.equal(written[k], start[k]) for k in statistics)
+    assert all(torch.equal(written[k], start[k]) for k in written if "running_" not in k and "num_batches" not in k)
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert summary["batchnorm_layers"] == 20 and summary["knn_end"] is not None and not _losses(run.run_dir)
+
+
 @pytest.mark.parametrize("method", ["moco", "byol"])
 def test_a_stopped_run_resumes_to_the_same_losses_and_weights(images, tmp_path, cli, method):
     """MoCo keeps a queue of keys (lightly's memory bank, outside the state dict) and a momentum encoder; BYOL a
