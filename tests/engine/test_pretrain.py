@@ -13,10 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.data.images import load_image
+from engine.data.scan import scan_unlabeled
+from engine.data.transforms import eval_transform
+from engine.model.build import resolve_preprocessing
 from engine.pretrain.config import PretrainConfig
 from engine.pretrain.events import KnnMeasured, PretrainBatchFinished, PretrainStarted, PretrainStopped
 from engine.pretrain.knn import knn_predict
 from engine.pretrain.run import PretrainRun
+from engine.recipe import DataConfig, ModelConfig
 from engine.train.events import RunControl
 from tests.helpers import make_image_folder, tiny_recipe
 
@@ -82,6 +87,13 @@ def test_zero_epochs_only_reestimate_the_batchnorm_statistics_on_the_images(imag
     assert len(statistics) == 2 * 20  # tiny_resnet's 20 BatchNorm layers
     assert all(not torch.equal(written[k], start[k]) for k in statistics)
     assert all(torch.equal(written[k], start[k]) for k in written if "running_" not in k and "num_batches" not in k)
+    # The first layer's statistics are those of every usable image as evaluation sees it: conv1's output averaged
+    # over the images and positions (not a moving average of the last batches).
+    prep = resolve_preprocessing(ModelConfig(arch="tiny_resnet"), DataConfig(resize_size=18, crop_size=16))
+    transform = eval_transform(prep)
+    x = torch.stack([transform(load_image(p, 3)) for p in scan_unlabeled(images).images])
+    conv1 = torch.nn.functional.conv2d(x, start["conv1.weight"], padding=1)
+    torch.testing.assert_close(written["bn1.running_mean"], conv1.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
     summary = json.loads((run.run_dir / "summary.json").read_text())
     assert summary["batchnorm_layers"] == 20 and summary["knn_end"] is not None and not _losses(run.run_dir)
 
@@ -157,10 +169,8 @@ def test_an_images_views_depend_on_seed_epoch_and_index_only(images):
 
     import numpy as np
 
-    from engine.model.build import resolve_preprocessing
     from engine.pretrain.methods import METHODS
     from engine.pretrain.views import UnlabeledViews
-    from engine.recipe import DataConfig, ModelConfig
 
     prep = resolve_preprocessing(ModelConfig(arch="tiny_resnet"), DataConfig(resize_size=18, crop_size=16))
     paths = sorted(str(p) for p in images.rglob("*.png"))
