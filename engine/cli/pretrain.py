@@ -32,7 +32,7 @@ def register(sub) -> None:
                    help=f"one of {', '.join(METHOD_NAMES)} (default simclr; see docs/RECIPES.md for which to pick)")
     p.add_argument("--epochs", type=int, default=10,
                    help="epochs over the unlabeled images (default 10); 0: only re-estimate the BatchNorm statistics "
-                        "on them (AdaBN: one forward pass, no training; every run ends with it)")
+                        "on them (AdaBN: one forward pass, no training)")
     p.add_argument("--out", required=True, metavar="WEIGHTS.pth", help="the backbone's weights file to write")
     p.add_argument("--batch-size", type=int, default=0, help="images per step (default: the recipe's batch_size)")
     p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the method's, for the batch)")

@@ -36,13 +36,13 @@ class PretrainEstimate:
 
     def lines(self) -> list[str]:
         per_image = self.step_seconds / self.batch_size
+        adabn = "; --epochs 0: one pass over the images for their BatchNorm statistics" if self.epochs == 0 else ""
         return [f"method {self.method}: {self.images} unlabeled images ({self.skipped} skipped), batches of "
                 f"{self.batch_size}, {self.batches_per_epoch} per epoch, {self.epochs} epochs, on {self.device}",
                 f"measured: {self.step_seconds:.3f} s per step ({per_image * 1000:.1f} ms per image), "
                 f"k-NN pass {self.knn_seconds:.1f} s ({self.knn})",
                 f"estimated time: {self.total_seconds / 60:.1f} min "
-                f"(= {self.epochs} epochs × {self.images} images × {per_image:.4f} s + a pass over the images for "
-                f"their BatchNorm statistics + {self.epochs + 2} k-NN passes)"]
+                f"(= {self.epochs} epochs × {self.images} images × {per_image:.4f} s + the k-NN passes{adabn})"]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,9 +79,9 @@ def estimate_pretrain(recipe: Recipe, config: PretrainConfig) -> PretrainEstimat
         knn = (time.perf_counter() - tick) * (len(bank) + len(queries)) / max(len(queries), 1)
     order = epoch_order(len(prepared.images), batch, recipe.seed, 0, config.max_batches)
     per_epoch = math.ceil(len(order) / batch)
-    # The run ends with one forward pass over the images (their BatchNorm statistics): about a sixth of a step's
-    # time per image (one view of two, no backward), then a last k-NN pass.
-    recalibration = step / batch / 6 * len(prepared.images)
-    total = config.epochs * per_epoch * step + recalibration + (config.epochs + 2) * knn
+    # --epochs 0 is one forward pass over the images (their BatchNorm statistics): about a sixth of a step's time
+    # per image (one view of two, no backward), then a last k-NN pass.
+    recalibration = step / batch / 6 * len(prepared.images) if config.epochs == 0 else 0.0
+    total = config.epochs * per_epoch * step + recalibration + (config.epochs + 1 + (config.epochs == 0)) * knn
     return PretrainEstimate(config.method, len(prepared.images), len(prepared.skipped), batch, per_epoch,
                             config.epochs, step, knn, total, str(device), prepared.knn_note)

@@ -67,8 +67,8 @@ class PretrainFinished(Event):
     weights_file: str  # the backbone's state dict, for model.weights_file
     epochs: int
     knn_start: float | None
-    knn_end: float | None  # after the BatchNorm statistics were re-estimated on the images
-    batchnorm_layers: int  # whose statistics were re-estimated on the unlabeled images (0: the model has none)
+    knn_end: float | None
+    batchnorm_layers: int  # --epochs 0: layers whose statistics were re-estimated on the images (0 otherwise)
     elapsed_seconds: float
 
 

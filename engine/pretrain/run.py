@@ -370,13 +370,21 @@ class PretrainRun:
         return "stopped"
 
     def _finish(self, clock: RunClock) -> str:
-        # The running statistics followed the augmented views; the weights file gets those of the images as
-        # feature extraction and evaluation see them (engine/pretrain/batchnorm.py).
-        clean = ImageFiles([(path, 0) for path in self.dataset.paths], eval_transform(self.prepared.preprocessing))
-        layers = recalibrate_batchnorm(self.objective.backbone, clean, self.device, control=self.control)
-        if self.control.stop_requested:
-            return self._stop(self.config.epochs, 0, clock)
-        knn_end = self._knn(stoppable=False)
+        layers, knn_end = 0, None
+        if self.config.epochs == 0:
+            # AdaBN (engine/pretrain/batchnorm.py): the statistics of the images as evaluation sees them. Only
+            # without training: after the objective trained, its weights fit the statistics of the augmented views
+            # it trained on, and re-estimating them on clean images lost points in both runs measured
+            # (bench/README.md "Issue 24").
+            clean = ImageFiles([(path, 0) for path in self.dataset.paths],
+                               eval_transform(self.prepared.preprocessing))
+            layers = recalibrate_batchnorm(self.objective.backbone, clean, self.device, control=self.control)
+            if self.control.stop_requested:
+                return self._stop(self.config.epochs, 0, clock)
+            knn_end = self._knn(stoppable=False)
+        else:
+            ends = [row["knn_acc"] for row in self.folder.epochs if row.get("knn_acc") is not None]
+            knn_end = ends[-1] if ends else None
         state = self.backbone_state()
         written = _save_weights(state, self.run_dir / BACKBONE_FILE)
         if self.config.out:
