@@ -449,9 +449,10 @@ BUGS: list[Bug] = [
         '        if before is not None and before != now:',
         '        if False:',
         (f"{PRETRAIN}::test_a_run_whose_images_changed_is_not_resumed",)),
-    Bug('engine/pretrain/run.py', 'PretrainRun._finish', 'the BatchNorm statistics not re-estimated at the end',
-        '        layers = recalibrate_batchnorm(self.objective.backbone, clean, self.device, control=self.control)\n',
-        '        layers = 0\n',
+    Bug('engine/pretrain/run.py', 'PretrainRun._finish', 'with --epochs 0 the BatchNorm statistics not re-estimated',
+        '            layers = recalibrate_batchnorm(self.objective.backbone, clean, self.device, '
+        'control=self.control)\n',
+        '            layers = 0\n',
         (f"{PRETRAIN}::test_zero_epochs_only_reestimate_the_batchnorm_statistics_on_the_images",)),
     Bug('engine/pretrain/batchnorm.py', 'recalibrate_batchnorm',
         'the statistics a moving average (momentum 0.1) of the last batches, not of every image',
