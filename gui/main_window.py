@@ -274,6 +274,11 @@ class MainWindow(QMainWindow):
                                                 "Measure architectures on this recipe's data: accuracy of a fitted "
                                                 "head on frozen features against latency and size")
         model_menu.addAction(self.compareModelsAction)
+        self.domainPretrainAction = self._action("domainPretrainAction", "&Domain pre-training…",
+                                                 self._on_domain_pretraining, None,
+                                                 "Continue the recipe's backbone self-supervised on unlabeled images "
+                                                 "of your domain, then start the recipe from those weights")
+        model_menu.addAction(self.domainPretrainAction)
 
         run_menu = bar.addMenu("&Run")
         panel = self.training_panel
@@ -565,6 +570,14 @@ class MainWindow(QMainWindow):
         from gui.compare_models_dialog import CompareModelsDialog
 
         dialog = CompareModelsDialog(self.document, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+
+    @Slot()
+    def _on_domain_pretraining(self) -> None:
+        from gui.pretrain_dialog import PretrainDialog
+
+        dialog = PretrainDialog(self.document, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
 

@@ -16,7 +16,8 @@ The rules, in the order they are tried (the first that holds decides):
      at most a few points to win, for 10-80× the time (bench/README.md, wall times of issue 20);
   2. the domain is far (shift ≥ 0.15 nats: between 0.043 for a and c and 0.458 for b) and the smallest class
      has fewer than 10 images → domain pre-training: too few labels to move the backbone, and its features do
-     not fit (Thaw has no pre-training preset yet: feature extraction is applied meanwhile);
+     not fit (pre-training is a run of its own, engine/pretrain/: the advice says how to start it, and Apply
+     sets feature extraction, to be trained from the pre-trained weights);
   3. the domain is far and the smallest class has ≥ 1000 images → fine-tune every layer with discriminative
      rates (the lesson's rule; not measured here: at 48 a class gradual unfreezing beat it, 88.3 against 85.0);
   4. the domain is far → gradual unfreezing (task b);
@@ -33,7 +34,8 @@ from engine.advise.probe import Probe
 
 FEATURE_EXTRACTION, FINE_TUNE, GRADUAL, PRETRAIN = ("feature_extraction", "fine_tune_all", "gradual_unfreezing",
                                                     "domain_pretraining")
-# The recipe preset each recommendation applies (engine/planning/presets.py). Domain pre-training has none yet.
+# The recipe preset each recommendation applies (engine/planning/presets.py). Domain pre-training is a run of its
+# own (engine/pretrain/), not a preset: feature extraction is what to train from its weights.
 PRESETS = {FEATURE_EXTRACTION: "feature_extraction", FINE_TUNE: "fine_tune_all", GRADUAL: "gradual_unfreezing",
            PRETRAIN: "feature_extraction"}
 TITLES = {FEATURE_EXTRACTION: "feature extraction", FINE_TUNE: "fine-tuning with discriminative learning rates",
@@ -97,7 +99,9 @@ def advise(probe: Probe, rules: AdvisorRules = AdvisorRules()) -> Advice:
         rule, strategy = 2, PRETRAIN
         why = (f"Very different domain (shift {shift:.3f} ≥ {rules.far_shift}) with only {smallest} images in the "
                f"smallest class (< {rules.few_per_class}): custom pre-training on unlabelled images of your domain. "
-               "Thaw has no pre-training preset yet: feature extraction is applied, the safest with so few labels.")
+               "Pre-training is a run of its own, not a recipe preset (no pre-training preset): `python main.py "
+               "pretrain RECIPE --unlabeled DIR --out W.pth` or Model ▸ Domain pre-training…, then start the recipe "
+               "from its weights (model.weights_file). Apply sets feature extraction, the safest with so few labels.")
     elif far and smallest >= rules.large_per_class:
         rule, strategy = 3, FINE_TUNE
         why = (f"Large dataset ({smallest} ≥ {rules.large_per_class} images in the smallest class) and a different "

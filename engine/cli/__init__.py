@@ -19,7 +19,7 @@ from engine.errors import BadInputError, ThawError
 
 # The modules that register commands, in the order `--help` lists them.
 COMMAND_MODULES = ("engine.cli.train", "engine.cli.lr_find", "engine.cli.predict", "engine.cli.evaluate",
-                   "engine.cli.export", "engine.cli.prune", "engine.cli.relabel",
+                   "engine.cli.export", "engine.cli.prune", "engine.cli.relabel", "engine.cli.pretrain",
                    "engine.cli.info", "engine.cli.datasets", "engine.cli.advise", "engine.cli.compare_models")
 
 

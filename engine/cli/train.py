@@ -50,7 +50,8 @@ def register(sub) -> None:
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("resume", help="continue a stopped or failed run from its last checkpoint",
-                       description="continue a stopped or failed run from its last checkpoint")
+                       description="continue a stopped or failed run (a training or a pre-training run) from its "
+                                   "last checkpoint")
     p.add_argument("run_dir", help="a run folder (holds checkpoints/last.pt)")
     p.add_argument("--data", help="the run's data folder, if it moved (same classes)")
     p.add_argument("--processes", type=int, metavar="N",
@@ -110,7 +111,18 @@ def dry_run(recipe, as_json: bool) -> int:
 
 
 def cmd_resume(args) -> int:
+    from engine.pretrain.run import is_pretrain_run
     from engine.train.launch import recorded_processes, under_torchrun
+
+    if is_pretrain_run(args.run_dir):  # a domain pre-training run (engine/cli/pretrain.py) resumes as its own kind
+        from engine.cli.pretrain import cmd_resume as resume_pretraining
+
+        if args.processes not in (None, 1):
+            raise BadInputError(f"--processes {args.processes}: {args.run_dir} is a pre-training run, which runs in "
+                                f"one process")
+        if args.data:
+            raise BadInputError(f"--data: {args.run_dir} is a pre-training run; its unlabeled folder cannot move")
+        return resume_pretraining(args.run_dir, args.quiet)
 
     processes = _processes(args.processes) if args.processes is not None else None
     if not under_torchrun():

@@ -242,6 +242,34 @@ def class_folders(root: str | os.PathLike) -> tuple[str, list[tuple[str, str, st
     return layout, _without_aliases(found, problems)
 
 
+@dataclass
+class UnlabeledScan:
+    """Every usable image under a folder whatever its layout (class folders are ignored: self-supervised
+    pre-training reads no labels), and what cannot be used, in the scan's own words."""
+
+    root: str
+    images: list[str]
+    problems: list[Problem]
+
+
+def scan_unlabeled(root: str | os.PathLike, channels: int = 3, progress: ProgressCallback | None = None,
+                   workers: int | None = None) -> UnlabeledScan:
+    """Walk `root` (subfolders included) and decode every image file as `scan_folder` does; unreadable files
+    and non-images become problems. An empty result is the caller's to refuse (it knows what the images are
+    for)."""
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.exists(root):
+        raise DatasetError(f"image folder not found: {root}")
+    if not os.path.isdir(root):
+        raise DatasetError(f"image path is not a folder: {root}")
+    problems: list[Problem] = []
+    paths = sorted(_files_under(root, problems))
+    reasons = _verify([(path, 0, "") for path in paths], channels, progress, workers)
+    problems += [Problem(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
+    problems.sort(key=lambda p: (p.path, p.reason))
+    return UnlabeledScan(root, [path for path, reason in zip(paths, reasons) if reason is None], problems)
+
+
 # --- layout --------------------------------------------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ def test_a_far_domain_with_a_handful_of_images_means_domain_pretraining(smallest
     assert advice.strategy == expected
     if expected == adv.PRETRAIN:  # no pre-training preset yet: the safest one is applied, and the reason says so
         assert advice.preset == "feature_extraction" and "no pre-training preset" in advice.reasons[0]
+        assert "python main.py pretrain" in advice.reasons[0]  # how to run it instead
 
 
 @pytest.mark.parametrize(("shift", "expected"), [(0.15, adv.GRADUAL), (0.1499, adv.FEATURE_EXTRACTION)])
