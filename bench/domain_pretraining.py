@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from common import bench_dirs
 from PIL import Image
-from tasks import SHAPES, line_drawing
+from tasks import SHAPES, drawings_data, line_drawing
 from transfer_task import bench_base, pretrained_torch_home
 
 STRATEGIES = ("feature_extraction", "gradual_unfreezing")
@@ -35,18 +35,7 @@ CROP, RESIZE, VAL_PER_CLASS = 64, 73, 40
 
 def labelled_data(labels: int) -> Path:
     """train/ (labels a class) and val/ (40 a class) folders of drawings, seeded apart from the unlabeled ones."""
-    root = bench_base() / f"drawings-few-{labels}+{VAL_PER_CLASS}"
-    if (root / "done").exists():
-        return root
-    rng = np.random.default_rng(241)
-    for split, count in (("train", labels), ("val", VAL_PER_CLASS)):
-        for shape in SHAPES:
-            folder = root / split / shape
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                Image.fromarray(line_drawing(shape, rng)).save(folder / f"{i:04d}.jpg", quality=92)
-    (root / "done").write_text("ok")
-    return root
+    return drawings_data(labels, VAL_PER_CLASS, seed=241, name=f"drawings-few-{labels}+{VAL_PER_CLASS}")
 
 
 def unlabeled_data(count: int) -> Path:

@@ -87,11 +87,12 @@ def line_drawing(shape: str, rng: np.random.Generator, size: int = SIZE) -> np.n
     return (out[..., None] * tint).clip(0, 255).astype(np.uint8)
 
 
-def drawings_data(train: int, val: int) -> Path:
-    root = bench_base() / f"drawings-{train}+{val}"
+def drawings_data(train: int, val: int, seed: int = 23, name: str = "") -> Path:
+    """train/ and val/ folders of line drawings (`train` and `val` a shape), made once under the bench folder."""
+    root = bench_base() / (name or f"drawings-{train}+{val}")
     if (root / "done").exists():
         return root
-    rng = np.random.default_rng(23)
+    rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("val", val)):
         for shape in SHAPES:
             folder = root / split / shape
