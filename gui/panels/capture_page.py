@@ -138,7 +138,7 @@ class CapturePage(QWidget):
         source_row.addWidget(self.captureSourceCombo, 1)
         source_row.addWidget(self.captureStartButton)
         source_row.addWidget(self.captureStopButton)
-        form = QFormLayout()
+        form = self._form = QFormLayout()
         form.addRow("Class", self.captureClassCombo)
         form.addRow("Split", self.captureSplitCombo)
         burst = QHBoxLayout()
@@ -304,7 +304,8 @@ class CapturePage(QWidget):
         self.captureClassCombo.addItems(report.classes if report is not None else [])
         self.captureClassCombo.setEditText(current)
         self.captureClassCombo.blockSignals(False)
-        self.captureSplitCombo.setVisible(report is not None and report.layout == LAYOUT_TRAIN_VAL)
+        # The row, label included (the combo alone left a "Split" label beside nothing in a class-folder layout).
+        self._form.setRowVisible(self.captureSplitCombo, report is not None and report.layout == LAYOUT_TRAIN_VAL)
         self._show_counts()
         self._update_buttons()
 

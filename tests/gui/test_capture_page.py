@@ -137,3 +137,13 @@ def test_a_dataset_starts_from_an_empty_folder(qtbot, tmp_path, video):
         assert document.scan is not None and document.scan.counts == {"mug": 2}
     finally:
         panel.shutdown()
+
+
+def test_the_split_row_shows_only_for_a_train_val_layout(qtbot, panel, tmp_path):
+    page = panel.capture_page
+    label = page._form.labelForField(page.captureSplitCombo)
+    assert label.isHidden() and page.captureSplitCombo.isHidden()  # class folders: no "Split" beside nothing
+    folder = make_image_folder(tmp_path / "split", classes=2, per_class=2, size=16, layout="train_val")
+    with qtbot.waitSignal(panel.document.data_scanned, timeout=TIMEOUT_MS):
+        panel.set_data_folder(str(folder))
+    assert not label.isHidden() and not page.captureSplitCombo.isHidden()
