@@ -102,7 +102,9 @@ def main() -> None:
             for seed in range(args.seeds):
                 out = thaw_run(task, strategy, args.epochs, seed, runs)
                 results.setdefault(strategy, []).append(out)
-                phases = " → ".join(f"{p['name']} {pct(p['final_val_acc']).strip()}" for p in out["phases"])
+                phases = " → ".join(f"{p['name']} {pct(p['final_val_acc']).strip()}"
+                                    + (f" (kept epoch {p['kept_epoch']}: {pct(p['kept_val_acc']).strip()})"
+                                       if p.get("kept_epoch") else "") for p in out["phases"])
                 warn = f"  ⚠ {len(out['setbacks'])} setback(s)" if out["setbacks"] else ""
                 print(f"  {strategy + f' (seed {seed})':34s} {out['seconds']:7.1f} {pct(out['best'])} "
                       f"{pct(out['final'])}   {phases}{warn}", flush=True)

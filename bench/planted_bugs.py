@@ -54,6 +54,7 @@ LIVE = "tests/gui/test_live_preview.py"
 CAPTURE = "tests/gui/test_capture_page.py"
 PRETRAIN = "tests/engine/test_pretrain.py"
 PRETRAIN_GUI = "tests/gui/test_pretrain_dialog.py"
+RESTORE = "tests/engine/test_restore_best.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
 
 BUGS: list[Bug] = [
@@ -536,6 +537,50 @@ BUGS: list[Bug] = [
         '        m.momentum = None  # a cumulative moving average: every image counts the same\n',
         '',
         (f"{PRETRAIN}::test_zero_epochs_only_reestimate_the_batchnorm_statistics_on_the_images",)),
+    Bug('engine/train/trainer.py', 'Trainer._end_epoch', 'restore_best ignored: the phase hands on its last weights',
+        '        if last_of_phase and phase.config.restore_best and stopping.last_is_worse():',
+        '        if False:',
+        (f"{RESTORE}",)),
+    Bug('engine/train/stopping.py', 'EarlyStopping.last_is_worse',
+        'a tie counts as worse (an equal later epoch set aside)',
+        '                and self.last_score < self.best_score)',
+        '                and self.last_score <= self.best_score)',
+        (f"{RESTORE}",)),
+    Bug('engine/train/stopping.py', 'EarlyStopping.update',
+        'the last score not signed by the direction (val_loss compared as if higher were better)',
+        '        self.last_val_acc, self.last_score, self.restored_epoch = val_acc, score, None',
+        '        self.last_val_acc, self.last_score, self.restored_epoch = val_acc, value, None',
+        (f"{RESTORE}",)),
+    Bug('engine/train/trainer.py', 'Trainer._restore_best',
+        "the optimizer's moments of the weights set aside carried into the next phase",
+        '        phase.optimizer.state.clear()\n',
+        '',
+        (f"{RESTORE}",)),
+    Bug('engine/train/trainer.py', 'Trainer._end_epoch',
+        'the restore after the checkpoint (last.pt holds the weights set aside; a resume there is not exact)',
+        '            self._restore_best(phase, state, stopping, watch, figures)\n        state.next_epoch()\n'
+        '        state.stopping = stopping.state_dict()\n        state.watch = watch.state_dict()\n'
+        '        self._save(phase, state, clock, is_best)',
+        '            pass\n        state.next_epoch()\n        state.stopping = stopping.state_dict()\n'
+        '        state.watch = watch.state_dict()\n        self._save(phase, state, clock, is_best)\n'
+        '        if last_of_phase and phase.config.restore_best and stopping.last_is_worse():\n'
+        '            self._restore_best(phase, state, stopping, watch, figures)',
+        (f"{RESTORE}",)),
+    Bug('engine/train/run_folder.py', 'RunFolder._summarise_epochs',
+        "summary.json's final accuracy the last epoch's after a restore",
+        '            s["final_val_acc"], s["final_train_acc"] = ended["val_acc"], ended["train_acc"]\n',
+        '',
+        (f"{RESTORE}",)),
+    Bug('engine/planning/presets.py', '_after_fitted_head', 'the presets without restore_best',
+        '    phase.restore_best = True',
+        '    phase.restore_best = False',
+        (f"{RESTORE}",)),
+    Bug('gui/panels/optimizer_panel.py', 'OptimizerPanel._make_bindings',
+        'the box edits every phase, not the chosen one',
+        'lambda p, v: setattr(p, "restore_best", v)),',
+        'lambda p, v: [setattr(q, "restore_best", v) for q in self._document.recipe.phases]),',
+        ("tests/gui/test_optimizer_panel.py::"
+         "test_the_restore_best_box_shows_each_phase_s_choice_and_edits_only_that_phase",)),
 ]
 
 

@@ -271,6 +271,10 @@ class PhaseConfig:
     # chosen by cross-validation; engine/train/head_fit.py) as one step of the run; "epochs" trains it for
     # `epochs` with the optimizer and schedule. Phases that train more than the head always train epochs.
     head_fit: str = "converge"
+    # When the phase's last epoch is worse than the run's best epoch (early_stopping.metric), the model goes on from
+    # the best epoch's weights (checkpoints/best.pt), as Keras' restore_best_weights does for a whole run: a
+    # fine-tuning phase that damages a fitted head hands on the head, said in the log (engine/train/trainer.py).
+    restore_best: bool = False
 
     def validate(self, prefix: str) -> None:
         if not self.name:

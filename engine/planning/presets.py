@@ -11,7 +11,8 @@ extract_then_finetune      the lesson's CIFAR pipeline: feature extraction (the 
 from_scratch               no pretrained weights, everything trains (the baseline to compare against)
 
 Every phase after a fitted head keeps BatchNorm's pretrained statistics and warms its rates up over one epoch,
-then follows a cosine (`_after_fitted_head`; why: docs/RECIPES.md, "Fine-tuning after a fitted head").
+then follows a cosine, and if it still ends worse than the best epoch the run goes on from the best epoch's weights
+(`_after_fitted_head`; why: docs/RECIPES.md, "Fine-tuning after a fitted head").
 
 Why a fitted head: with cached features a step of the head costs microseconds, yet the lesson's schedule gives
 it ~30 Adam steps before cutting the rate, and the frozen features' accuracy is left on the table (issue 11:
@@ -49,6 +50,7 @@ def _after_fitted_head(phase: PhaseConfig) -> PhaseConfig:
     trains: a frozen_stats entry trains a layer's scale and shift, and the frozen stages must stay frozen."""
     phase.bn_modes = {path: "frozen_stats" for path in phase.trainable}
     phase.schedule = ScheduleConfig(name="cosine", warmup_epochs=1)
+    phase.restore_best = True  # a phase that still ends worse hands on the best epoch's weights, said in the log
     return phase
 
 

@@ -269,6 +269,23 @@ class PhaseSetBack(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BestRestored(Event):
+    """A phase with `restore_best` ended worse than the run's best epoch (by the monitored metric): the model goes on
+    from that epoch's weights (checkpoints/best.pt), not its last epoch's. Accuracies 0..1."""
+
+    phase_index: int
+    phase_name: str
+    epoch: int  # global, 0-based: the phase's last epoch, the one set aside
+    best_epoch: int  # 1-based, as metrics.csv counts: the epoch whose weights the model takes
+    metric: str  # "val_acc" or "val_loss": what "worse" was judged by
+    val_acc_last: float
+    val_loss_last: float
+    val_acc_best: float
+    val_loss_best: float
+    train_acc_best: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class CheckpointSaved(Event):
     path: str
     kind: str  # "last" (every epoch end and at a stop); best.pt is a link the run folder makes when is_best
@@ -293,8 +310,9 @@ class RunFinished(Event):
     epochs_done: int
     best_epoch: int | None  # 1-based, as metrics.csv counts
     best_val_acc: float | None
-    final_val_acc: float | None
+    final_val_acc: float | None  # of the weights the run ends with
     elapsed_seconds: float
+    restored_epoch: int | None = None  # the run ends with this (best) epoch's weights, not its last's (restore_best)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -165,8 +165,28 @@ def _freeze_verified(e: ev.FreezeVerified, _total: int) -> list[str]:
 
 
 def phase_results_text(results: list[dict]) -> str:
-    """Each phase's final validation accuracy, in order: "head 92.5 % → head+layer4 87.5 % → all 90.0 %"."""
-    return " → ".join(f"{r.get('name')} {percent(r.get('final_val_acc'))}" for r in results)
+    """Each phase's final validation accuracy, in order: "head 92.5 % → head+layer4 87.5 % → all 90.0 %"; a phase
+    that restored its best epoch: "all 87.5 % (kept epoch 1: 92.5 %)"."""
+    def one(r: dict) -> str:
+        kept = (f" (kept epoch {r['kept_epoch']}: {percent(r.get('kept_val_acc'))})"
+                if r.get("kept_epoch") is not None else "")
+        return f"{r.get('name')} {percent(r.get('final_val_acc'))}{kept}"
+
+    return " → ".join(one(r) for r in results)
+
+
+def restored_line(e: ev.BestRestored) -> str:
+    """One line: a phase ended worse than the best epoch, and the run goes on from the best epoch's weights."""
+    if e.metric == "val_loss":
+        figures = f"validation loss {e.val_loss_last:.4g} against {e.val_loss_best:.4g}"
+    else:
+        figures = f"validation accuracy {percent(e.val_acc_last)} against {percent(e.val_acc_best)}"
+    return (f"Phase {e.phase_index + 1} '{e.phase_name}' ended worse than epoch {e.best_epoch} ({figures}): "
+            f"the model goes on with epoch {e.best_epoch}'s weights (restore_best)")
+
+
+def _best_restored(e: ev.BestRestored, _total: int) -> list[str]:
+    return [restored_line(e)]
 
 
 def setback_line(e: ev.PhaseSetBack) -> str:
@@ -198,7 +218,9 @@ def finish_line(e: ev.RunFinished) -> str:
     verb = "Stopped early (no improvement)" if e.status == "early_stopped" else "Finished"
     best = f"best val accuracy {percent(e.best_val_acc)} (epoch {e.best_epoch})" if e.best_val_acc is not None else \
         "no epoch was a best"
-    if e.best_epoch is not None and e.final_val_acc is not None and e.best_epoch != e.epochs_done:
+    if e.restored_epoch is not None:
+        best += f"; the model ends with epoch {e.restored_epoch}'s weights (restore_best), not epoch {e.epochs_done}'s"
+    elif e.best_epoch is not None and e.final_val_acc is not None and e.best_epoch != e.epochs_done:
         best += f", final {percent(e.final_val_acc)} (epoch {e.epochs_done}; best.pt holds epoch {e.best_epoch})"
     return f"{verb}: {best} in {duration_text(e.elapsed_seconds)}"
 
@@ -224,7 +246,7 @@ _NARRATORS = {
     ev.RunStarted: _run_started, ev.DistributedStarted: _distributed_started,
     ev.PhaseStarted: _phase_started, ev.DecodedCacheEstimated: _cache_estimated,
     ev.DecodedCacheFilled: _cache_filled, ev.FeaturesCached: _features_cached, ev.HeadFitted: _head_fitted,
-    ev.EpochFinished: _epoch_finished, ev.PhaseSetBack: _phase_set_back,
+    ev.EpochFinished: _epoch_finished, ev.PhaseSetBack: _phase_set_back, ev.BestRestored: _best_restored,
     ev.FreezeVerified: _freeze_verified, ev.RunStopped: _run_stopped, ev.RunFinished: _run_finished,
     ev.RunFailed: _run_failed, ev.EvaluationWritten: _evaluation_written,
 }

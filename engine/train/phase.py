@@ -77,6 +77,7 @@ class ActivePhase:
         epochs = phase_epochs(setup)
         self.end_epoch = start_epochs(epochs)[index] + epochs[index]  # the global epoch after its last
         self.setback_context = self._setback_context()
+        self.freeze_told = False  # the trainer says the phase's freeze verification once
 
     @classmethod
     def begin(cls, setup: RunSetup, index: int, epoch_mode: str, previous: torch.optim.Optimizer | None = None,

@@ -23,7 +23,7 @@ from engine.io_files import write_json_atomic, write_text_atomic
 from engine.train import events as ev
 from engine.train.checkpoints import link_checkpoint
 from engine.train.metrics import BATCH_COLUMNS, EPOCH_COLUMNS, batch_row, epoch_row, lr_columns
-from engine.train.narrate import folds_text, setback_line
+from engine.train.narrate import folds_text, restored_line, setback_line
 from engine.train.runs import (
     BATCHES_FILE,
     METRICS_FILE,
@@ -80,7 +80,7 @@ class RunFolder:
             ev.HeadFitted: self._on_head_fitted,
             ev.BatchFinished: self._on_batch, ev.EpochFinished: self._on_epoch_finished,
             ev.CheckpointSaved: self._on_checkpoint_saved, ev.FreezeVerified: self._on_freeze_verified,
-            ev.PhaseSetBack: self._on_phase_set_back,
+            ev.PhaseSetBack: self._on_phase_set_back, ev.BestRestored: self._on_best_restored,
             ev.RunStopped: self._on_run_stopped, ev.RunFinished: self._on_run_finished,
             ev.RunFailed: self._on_run_failed,
         }
@@ -134,7 +134,16 @@ class RunFolder:
         s["final_val_acc"], s["final_train_acc"] = last.get("val_acc"), last.get("train_acc")
         best = [r for r in rows if r.get("is_best")]
         s["best_val_acc"], s["best_epoch"] = (best[-1]["val_acc"], best[-1]["epoch"]) if best else (None, None)
-        s["phase_results"] = phase_results(rows)
+        s["phase_results"] = phase_results(rows, s.get("phases", []))
+        ended = next((p["restored"] for p in s.get("phases", [])
+                      if rows and p.get("restored", {}).get("after_epoch") == len(rows)), None)
+        if ended is not None:  # the run ends with the best epoch's weights, not the last epoch's
+            s["final_val_acc"], s["final_train_acc"] = ended["val_acc"], ended["train_acc"]
+            s["last_epoch_val_acc"] = last.get("val_acc")
+            s["restored_epoch"] = ended["epoch"]
+        else:
+            s.pop("last_epoch_val_acc", None)
+            s.pop("restored_epoch", None)
         images = sum(r.get("train_images") or 0 for r in rows)
         seconds = sum(r.get("seconds") or 0.0 for r in rows)
         s["train_images_per_s"] = images / seconds if images and seconds > 0 else None
@@ -212,6 +221,14 @@ class RunFolder:
                                                                   if k != "event"}}]
         self._save()
 
+    def _on_best_restored(self, e: ev.BestRestored) -> None:
+        self._phase_entry(e.phase_index)["restored"] = {
+            "line": restored_line(e), "after_epoch": e.epoch + 1, "epoch": e.best_epoch, "metric": e.metric,
+            "val_acc": e.val_acc_best, "val_loss": e.val_loss_best, "train_acc": e.train_acc_best,
+            "val_acc_last": e.val_acc_last, "val_loss_last": e.val_loss_last}
+        self._summarise_epochs(read_csv_rows(self._metrics.path))
+        self._save()
+
     def _on_freeze_verified(self, e: ev.FreezeVerified) -> None:
         entry = self._phase_entry(e.phase_index)
         held_before = entry.get("freeze_verified") in (None, True)  # a phase resumed after a breach stays breached
@@ -242,9 +259,12 @@ class RunFolder:
         write_json_atomic(self.run_dir / SUMMARY_FILE, self.summary)
 
 
-def phase_results(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def phase_results(rows: list[dict[str, Any]], phases: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Where each phase left the model, from metrics.csv's rows: its last epoch's training and validation accuracy
-    and its best validation epoch — the lesson's "feature extraction vs fine-tuning" read off one table."""
+    and its best validation epoch — the lesson's "feature extraction vs fine-tuning" read off one table. A phase that
+    ended by restoring the best epoch's weights (summary.json's `phases[].restored`) left the model at that epoch:
+    `kept_epoch` and `kept_val_acc` say so beside its last epoch's figures."""
+    restored = {int(p.get("index", -1)): p["restored"] for p in phases or [] if p.get("restored")}
     by_phase: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         by_phase.setdefault(int(row.get("phase") or 0), []).append(row)
@@ -257,6 +277,9 @@ def phase_results(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "last_epoch": last.get("epoch"), "final_train_acc": last.get("train_acc"),
                     "final_val_acc": last.get("val_acc"), "final_val_loss": last.get("val_loss"),
                     "best_val_acc": best.get("val_acc"), "best_epoch": best.get("epoch")})
+        kept = restored.get(index)
+        if kept is not None and kept.get("after_epoch") == last.get("epoch"):
+            out[-1].update(kept_epoch=kept["epoch"], kept_val_acc=kept["val_acc"])
     return out
 
 

@@ -89,6 +89,10 @@ class PhaseWatch:
         self.previous = figures
         return out
 
+    def restored(self, best: EpochFigures) -> None:
+        """The model took the best epoch's weights (restore_best): the next phase begins where that epoch left it."""
+        self.previous = best
+
     def _event(self, kind: str, now: EpochFigures, context: PhaseContext, val_after: float) -> ev.PhaseSetBack:
         start = self.start
         return ev.PhaseSetBack(

@@ -225,9 +225,9 @@ class Trainer:
                     return self._stop(phase, state, clock)
                 self._end_epoch(phase, state, stopping, watch, clock)
                 if stopping.should_stop:
-                    self.bus.emit(phase.verify_freeze())
+                    self._tell_freeze(phase)
                     return self._complete("early_stopped", state, stopping, clock)
-            self.bus.emit(phase.verify_freeze())
+            self._tell_freeze(phase)
             resuming, previous = None, phase.optimizer
         return self._complete("finished", state, stopping, clock)
 
@@ -262,10 +262,44 @@ class Trainer:
         last_of_phase = state.epoch + 1 >= phase.end_epoch or stopping.should_stop
         for setback in watch.epoch_finished(figures, phase.setback_context, last_of_phase):
             self.bus.emit(setback)
+        if last_of_phase and phase.config.restore_best and stopping.last_is_worse():
+            self._restore_best(phase, state, stopping, watch, figures)
         state.next_epoch()
         state.stopping = stopping.state_dict()
         state.watch = watch.state_dict()
         self._save(phase, state, clock, is_best)
+
+    def _tell_freeze(self, phase: ActivePhase) -> None:
+        """The phase's freeze verification, said once (a restore says it before it loads other weights)."""
+        if not phase.freeze_told:
+            phase.freeze_told = True
+            self.bus.emit(phase.verify_freeze())
+
+    def _restore_best(self, phase: ActivePhase, state: TrainingState, stopping: EarlyStopping, watch: PhaseWatch,
+                      last: EpochFigures) -> None:
+        """`restore_best`: the phase ended worse than the run's best epoch, so the model goes on from best.pt's
+        weights. Done before the epoch's checkpoint is written, so last.pt holds the weights the run goes on with
+        and a resume at this boundary continues exactly. Every process reads best.pt (rank 0 wrote it at an earlier
+        epoch's end, before that epoch's collective calls); the optimizer's moments belong to the weights set aside
+        and are dropped, so the next phase carries none of them."""
+        self._tell_freeze(phase)  # the freeze held over what the phase trained, before other weights come in
+        path = checkpoint_path(self.run_dir, "best")
+        try:
+            best = load_checkpoint(path)
+            figures = EpochFigures(**best["watch"]["previous"])
+            phase.setup.model.load_state_dict(best["model"])
+        except (BadInputError, KeyError, TypeError, RuntimeError) as exc:
+            raise TrainingError(f"phase '{phase.config.name}' ended worse than epoch {stopping.best_epoch} and has "
+                                f"restore_best, but {path} cannot be restored ({exc}); the last good checkpoint is "
+                                f"kept") from exc
+        phase.optimizer.state.clear()
+        stopping.restored(figures.val_acc)
+        watch.restored(figures)
+        self.bus.emit(ev.BestRestored(phase_index=phase.index, phase_name=phase.config.name, epoch=state.epoch,
+                                      best_epoch=figures.epoch + 1, metric=stopping.config.metric,
+                                      val_acc_last=last.val_acc, val_loss_last=last.val_loss,
+                                      val_acc_best=figures.val_acc, val_loss_best=figures.val_loss,
+                                      train_acc_best=figures.train_acc))
 
     # --- checkpoints and endings ------------------------------------------------------------------------------
     def _save(self, phase: ActivePhase, state: TrainingState, clock: RunClock, is_best: bool) -> None:
@@ -290,7 +324,8 @@ class Trainer:
     def _complete(self, status: str, state: TrainingState, stopping: EarlyStopping, clock: RunClock) -> str:
         self.bus.emit(ev.RunFinished(run_dir=str(self.run_dir), status=status, epochs_done=state.epoch,
                                      best_epoch=stopping.best_epoch, best_val_acc=stopping.best_val_acc,
-                                     final_val_acc=stopping.last_val_acc, elapsed_seconds=clock.elapsed()))
+                                     final_val_acc=stopping.last_val_acc, elapsed_seconds=clock.elapsed(),
+                                     restored_epoch=stopping.restored_epoch))
         return status
 
     def _fail(self, exc: Exception, folder: RunFolder) -> RunResult:

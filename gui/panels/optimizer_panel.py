@@ -62,6 +62,9 @@ TIPS = {
     "momentumSpin": "SGD's momentum: how much of the previous step each step keeps",
     "nesterovCheck": "Nesterov's look-ahead momentum (SGD)",
     "noDecayNormBiasCheck": "Exempt normalisation layers and biases from weight decay (timm's rule)",
+    "restoreBestCheck": "If the phase's last epoch is worse than the run's best epoch (by the early-stopping "
+                        "metric), the run goes on from the best epoch's weights (best.pt) and says so "
+                        "(restore_best); the presets set it on every phase after a fitted head",
     "scheduleCombo": "How the rates change over the phase: constant, stepped, cosine (with warm-up), one-cycle, or "
                      "lowered when validation stops improving",
     "stepSizeSpin": "Epochs between two steps down of the rate",
@@ -244,6 +247,8 @@ class OptimizerPanel(QWidget):
         self._head_fit_check.setToolTip("On cached features, fit the head with L-BFGS and an L2 penalty chosen by "
                                         "cross-validation, as one epoch (head_fit 'converge'); unchecked, train it "
                                         "for the phase's epochs with this optimizer and schedule (the lesson's way)")
+        self._restore_best_check = QCheckBox("End at the best epoch if the phase ends worse")
+        self._restore_best_check.setObjectName("restoreBestCheck")
         self._head_fit_label = QLabel()
         self._head_fit_label.setObjectName("headFitLabel")
         self._head_fit_label.setWordWrap(True)
@@ -254,6 +259,7 @@ class OptimizerPanel(QWidget):
         opt_form.addRow("", self._nesterov_check)
         opt_form.addRow("", self._no_decay_check)
         opt_form.addRow("", self._head_fit_check)
+        opt_form.addRow("", self._restore_best_check)
         opt_form.addRow(self._head_fit_label)
         self._opt_form = opt_form
 
@@ -357,6 +363,8 @@ class OptimizerPanel(QWidget):
             _PhaseBinding(self._optimizer_combo, lambda p: p.optimizer.name, set_optimizer),
             _PhaseBinding(self._head_fit_check, lambda p: p.head_fit == "converge",
                           lambda p, v: setattr(p, "head_fit", "converge" if v else "epochs")),
+            _PhaseBinding(self._restore_best_check, lambda p: p.restore_best,
+                          lambda p, v: setattr(p, "restore_best", v)),
             _PhaseBinding(self._momentum_spin, lambda p: p.optimizer.momentum, set_momentum),
             opt("weight_decay"), opt("nesterov"), opt("no_decay_norm_bias"),
             _PhaseBinding(self._schedule_combo, lambda p: p.schedule.name,

@@ -35,7 +35,15 @@ from engine.errors import RecipeError
 from engine.train import events as ev
 from engine.train.devices import pick_device
 from engine.train.metrics import batch_event, epoch_event
-from engine.train.narrate import describe, finish_line, freeze_line, l2_text, setback_line, stop_line
+from engine.train.narrate import (
+    describe,
+    finish_line,
+    freeze_line,
+    l2_text,
+    restored_line,
+    setback_line,
+    stop_line,
+)
 from engine.train.runs import SUMMARY_FILE, checkpoint_path, list_runs, read_batches, read_metrics
 from gui.document import RecipeDocument
 from gui.jobs.board import TrainingWaiter, job_board
@@ -595,7 +603,7 @@ class TrainingPanel(QWidget):
             ev.EpochFinished: self._on_epoch_finished,
             ev.FreezeVerified: self._on_freeze_verified, ev.RunFinished: self._on_run_finished,
             ev.RunStopped: self._on_run_stopped, ev.RunFailed: self._on_run_failed,
-            ev.PhaseSetBack: self._on_phase_set_back,
+            ev.PhaseSetBack: self._on_phase_set_back, ev.BestRestored: self._on_best_restored,
         }
         document.recipe_changed.connect(self._on_recipe_changed)
 
@@ -863,6 +871,12 @@ class TrainingPanel(QWidget):
     def _on_phase_set_back(self, e: ev.PhaseSetBack) -> None:
         lines = [self.setbackLabel.text()] if self.setbackLabel.text() else []
         self.setbackLabel.setText("\n".join([*lines, setback_line(e), *(f"  likely: {c}" for c in e.causes[:2])]))
+        self.setbackLabel.show()
+
+    def _on_best_restored(self, e: ev.BestRestored) -> None:
+        """Beside the setback it answers: what the run goes on with."""
+        lines = [self.setbackLabel.text()] if self.setbackLabel.text() else []
+        self.setbackLabel.setText("\n".join([*lines, restored_line(e)]))
         self.setbackLabel.show()
 
     def _on_run_finished(self, e: ev.RunFinished) -> None:

@@ -276,6 +276,24 @@ def test_a_head_only_phase_says_its_head_is_fitted_and_can_train_epochs_instead(
     assert not check.isVisible() and not label.isVisible()
 
 
+def test_the_restore_best_box_shows_each_phase_s_choice_and_edits_only_that_phase(qtbot, image_folder):
+    panel = make_panel(qtbot, image_folder, "gradual_unfreezing", epochs=3)
+    check = panel.findChild(QCheckBox, "restoreBestCheck")
+    phases = panel.findChild(QComboBox, "optimizerPhaseCombo")
+    recipe = document_of(panel).recipe
+    assert not check.isChecked() and check.toolTip()  # the fitted head's phase: the presets leave it off
+    phases.setCurrentIndex(1)
+    assert check.isChecked()  # every phase after the fitted head, as the preset set it
+    check.setChecked(False)
+    assert [p.restore_best for p in document_of(panel).recipe.phases] == [False, False, True]
+    phases.setCurrentIndex(2)
+    assert check.isChecked()
+    phases.setCurrentIndex(0)
+    check.setChecked(True)
+    assert [p.restore_best for p in document_of(panel).recipe.phases] == [True, False, True]
+    assert recipe is document_of(panel).recipe
+
+
 def test_the_lr_finder_draws_each_step_as_it_comes_and_cancel_stops_it_between_steps(qtbot, image_folder):
     """A phase that trains the backbone: each step can take seconds, so the sweep is drawn as it goes, its steps are
     counted, and Cancel stops it at the next step, the model left as it was (issue 28, bug 2)."""

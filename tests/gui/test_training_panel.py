@@ -354,3 +354,25 @@ def test_a_resumed_run_replays_its_fit_from_the_summary(image_folder, runs_root)
     events: list[ev.Event] = []
     result = fit(tiny_recipe(image_folder, "feature_extraction", epochs=1, out=runs_root), [events.append])
     assert _fitted_heads(result.run_dir) == [e for e in events if isinstance(e, ev.HeadFitted)]  # every field
+
+
+def test_a_setback_and_the_restore_that_answers_it_are_shown_beside_the_curves(qtbot, panel):
+    """What the user reads when a phase ended worse: the setback, its likely causes, and the weights the run goes on
+    with (restore_best), in the side label and the log, until the next run starts."""
+    setback = ev.PhaseSetBack(kind="whole_phase", phase_index=1, phase_name="fine_tune", epoch=4,
+                              previous_name="feature_extraction", train_acc_before=1.0, train_acc_after=0.9,
+                              train_loss_before=0.01, train_loss_after=0.3, val_acc_before=0.836,
+                              val_acc_after=0.824, causes=["overfitting: fewer epochs"])
+    restored = ev.BestRestored(phase_index=1, phase_name="fine_tune", epoch=4, best_epoch=1, metric="val_acc",
+                               val_acc_last=0.824, val_loss_last=0.6, val_acc_best=0.836, val_loss_best=0.5,
+                               train_acc_best=1.0)
+    label = panel.findChild(QLabel, "setbackLabel")
+    assert label.isHidden()
+    panel._on_event(setback)
+    panel._on_event(restored)
+    lines = label.text().splitlines()
+    assert lines[0].startswith("⚠ Phase 2 'fine_tune' ended below where it began") and "overfitting" in lines[1]
+    assert lines[-1] == ("Phase 2 'fine_tune' ended worse than epoch 1 (validation accuracy 82.4 % against 83.6 %): "
+                         "the model goes on with epoch 1's weights (restore_best)")
+    assert not label.isHidden()
+    assert lines[-1] in panel.runLog.toPlainText()
