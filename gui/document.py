@@ -112,6 +112,33 @@ class RecipeDocument(QObject):
     def plan_error(self) -> str:
         return self._plan_error
 
+    def trains_only_the_head(self, index: int) -> bool:
+        """Does phase `index` train the head's parameters and nothing else (False when the recipe cannot be
+        planned)?"""
+        plan = self.plan()
+        if plan is None:
+            return False
+        phase = plan.phases[index]
+
+        def find(node):
+            if node.path == plan.head_path:
+                return node
+            return next((found for child in node.children if (found := find(child)) is not None), None)
+
+        head = find(phase.tree)
+        return head is not None and 0 < phase.trainable_params == head.trainable_params
+
+    def fits_head(self, index: int) -> bool:
+        """Will phase `index` fit its head to convergence, as one epoch of the run: it asks for it, trains only the
+        head and the features can be cached (engine/train/phase.py's head_fit_plan, before a model is built)."""
+        phase = self._recipe.phases[index]
+        return (phase.head_fit == "converge" and self._recipe.data.cache_features != "off"
+                and self.trains_only_the_head(index))
+
+    def run_epochs(self) -> list[int]:
+        """Epochs per phase as the run will count them (a fitted head is one), for the views that draw phases."""
+        return [1 if self.fits_head(i) else p.epochs for i, p in enumerate(self._recipe.phases)]
+
     def module_index(self) -> ModuleIndex | None:
         """The structure the freeze and group edits work on (the plan's model); None when the recipe cannot be
         planned (an unknown architecture)."""

@@ -421,8 +421,7 @@ class OptimizerPanel(QWidget):
 
     def _show_head_fit(self, phase: PhaseConfig) -> None:
         """Say when the rates above will not be used: a head-only phase whose head is fitted to convergence."""
-        plan = self._document.plan()
-        head_only = plan is not None and _trains_only_the_head(plan, self._selection.index)
+        head_only = self._document.trains_only_the_head(self._selection.index)
         fitted = head_only and phase.head_fit == "converge"
         self._opt_form.setRowVisible(self._head_fit_check, head_only)
         self._head_fit_label.setText(
@@ -668,19 +667,6 @@ class LrFinderBox(QGroupBox):
         if self._panel.groups_model.update_row(row, lr=self.suggested_lr):
             self.status.setText(f"Applied: group '{group}' now trains at {scientific(self.suggested_lr)}.")
             self.apply_button.setEnabled(False)
-
-
-def _trains_only_the_head(plan, index: int) -> bool:
-    """Does phase `index` of the plan train the head's parameters and nothing else?"""
-    phase = plan.phases[index]
-
-    def find(node):
-        if node.path == plan.head_path:
-            return node
-        return next((found for child in node.children if (found := find(child)) is not None), None)
-
-    head = find(phase.tree)
-    return head is not None and 0 < phase.trainable_params == head.trainable_params
 
 
 def _with_gaps(points: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:

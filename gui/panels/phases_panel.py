@@ -244,12 +244,14 @@ class PhasesTimeline(QWidget):
         selection.index_changed.connect(self.update)
 
     def segments(self) -> list[tuple[str, int, int]]:
-        """(name, first epoch, epochs) per phase."""
-        phases = self._document.recipe.phases
-        return [(p.name, start, p.epochs) for p, start in zip(phases, self._document.recipe.phase_start_epochs())]
+        """(name, first epoch, epochs) per phase, as the run counts them: a head fitted to convergence is one epoch
+        (the Training tab's axis counts the same), whatever the phase's `epochs` says."""
+        epochs = self._document.run_epochs()
+        starts = [sum(epochs[:i]) for i in range(len(epochs))]
+        return [(p.name, start, n) for p, start, n in zip(self._document.recipe.phases, starts, epochs)]
 
     def _block_rects(self) -> list[QRectF]:
-        total = max(1, self._document.recipe.total_epochs)
+        total = max(1, sum(n for _, _, n in self.segments()))
         width = self.width() - 2 * self.MARGIN
         scale = width / total
         return [QRectF(self.MARGIN + start * scale, self.MARGIN, epochs * scale, self.height() - 2 * self.MARGIN - 16)
@@ -258,13 +260,15 @@ class PhasesTimeline(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        total = self._document.recipe.total_epochs
-        for i, ((name, _, epochs), rect) in enumerate(zip(self.segments(), self._block_rects())):
+        segments = self.segments()
+        total = sum(n for _, _, n in segments)
+        for i, ((name, _, epochs), rect) in enumerate(zip(segments, self._block_rects())):
             painter.setBrush(QColor(PHASE_COLOURS[i % len(PHASE_COLOURS)]))
             painter.setPen(QPen(QColor("#222"), 2.5) if i == self._selection.index else QPen(QColor("#fff"), 1))
             painter.drawRoundedRect(rect.adjusted(1, 0, -1, 0), 4, 4)
             painter.setPen(QColor("#fff"))
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"{name}\n{epochs} ep")
+            count = "head fitted once" if self._document.fits_head(i) else f"{epochs} ep"
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"{name}\n{count}")
         # The epoch axis under the blocks.
         painter.setPen(QColor("#555"))
         axis_y = self.height() - self.MARGIN - 12

@@ -12,9 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from engine.train import events as ev
 from engine.train.checkpoints import load_checkpoint, save_checkpoint
@@ -51,6 +48,11 @@ def overlapping_classes(seed: int, n: int, dim: int = 48, classes: int = 4, spre
 
 def probe_accuracy(train_x, train_y, val_x, val_y) -> float:
     """The yardstick of issue 11: a 5-fold cross-validated logistic regression on the same features."""
+    # sklearn takes ~4 s to import: only the worker that runs this file's probe tests pays it, not every collection
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     probe = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, scoring="accuracy",
                                                                  l1_ratios=(0.0,), use_legacy_attributes=False))
     probe.fit(train_x.numpy(), train_y.numpy())

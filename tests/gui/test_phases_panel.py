@@ -114,3 +114,19 @@ def test_the_chosen_phase_is_shared_with_the_model_tab(qtbot, panel):
 def test_the_phases_model_passes_qts_model_checks(panel, qtmodeltester):
     click(panel, "gradualPresetButton")
     qtmodeltester.check(panel.phases_model, force_py=True)
+
+
+def test_the_timeline_counts_a_fitted_head_as_the_one_epoch_the_run_counts(qtbot, image_folder):
+    recipe = tiny_recipe(image_folder, "gradual_unfreezing", epochs=7, head_fit="converge")
+    panel = PhasesPanel(RecipeDocument(recipe))
+    qtbot.addWidget(panel)
+    timeline = panel.findChild(PhasesTimeline, "phasesTimeline")
+    head, tail, everything = (p.epochs for p in recipe.phases)
+    assert head > 1  # what the recipe says; the run fits the head once
+    assert timeline.segments() == [("head", 0, 1), ("head+layer4", 1, tail), ("all", 1 + tail, everything)]
+    assert [panel._document.fits_head(i) for i in range(3)] == [True, False, False]
+    panel._document.edit(lambda r: setattr(r.data, "cache_features", "off"))  # no cached features: epochs again
+    assert timeline.segments()[0] == ("head", 0, head)
+    panel._document.edit(lambda r: setattr(r.data, "cache_features", "auto"))
+    panel._document.edit(lambda r: setattr(r.phases[0], "head_fit", "epochs"))  # the lesson's way: epochs
+    assert timeline.segments()[0] == ("head", 0, head) and not panel._document.fits_head(0)
