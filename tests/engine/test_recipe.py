@@ -70,3 +70,18 @@ def test_lesson_gradual_unfreezing_schedule():
     assert [(p.epochs, p.trainable) for p in recipe.phases] == [(5, ["head"]), (5, ["layer4", "head"]), (10, ["all"])]
     plan = plan_run(recipe, 10)
     assert plan.phases[2].groups == pytest.approx({"early": 1e-5, "middle": 1e-4, "head": 1e-3})
+
+
+def test_examples_restore_the_best_epoch_where_their_presets_do():
+    from engine.planning.presets import strategy_phases
+
+    checked = 0
+    for path in EXAMPLES:
+        data = json.loads(path.read_text())
+        if data["strategy"] not in STRATEGIES:
+            continue
+        preset = strategy_phases(data["strategy"])
+        if len(preset) == len(data["phases"]):
+            assert [p.get("restore_best", False) for p in data["phases"]] == [p.restore_best for p in preset], path.name
+            checked += 1
+    assert checked >= 8
