@@ -267,7 +267,7 @@ class PhasesTimeline(QWidget):
             painter.setPen(QPen(QColor("#222"), 2.5) if i == self._selection.index else QPen(QColor("#fff"), 1))
             painter.drawRoundedRect(rect.adjusted(1, 0, -1, 0), 4, 4)
             painter.setPen(QColor("#fff"))
-            count = "head fitted once" if self._document.fits_head(i) else f"{epochs} ep"
+            count = "fitted once" if self._document.fits_head(i) else f"{epochs} ep"
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"{name}\n{count}")
         # The epoch axis under the blocks.
         painter.setPen(QColor("#555"))

@@ -1,6 +1,7 @@
 """Runs over two real processes (torchrun, gloo on the CPU), as `train --processes 2` and the studio start them:
 the same weights as one process with the whole batch, one run folder, an exact resume after a stop, a failed run
-when a rank is killed (and `resume` continuing it), a resume by another number of processes."""
+when a rank is killed (and `resume` continuing it), a head fitted over two processes that is the one-process head, a
+resume by another number of processes."""
 
 from __future__ import annotations
 
@@ -140,9 +141,22 @@ def rank_process(launcher: subprocess.Popen, rank: int) -> psutil.Process:
     raise AssertionError(f"no process of rank {rank}")
 
 
-def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_path, cli):
-    recipe = tiny_recipe(forty_images, "fine_tune_all", epochs=4, out=tmp_path / "runs", batch_size=4)
-    recipe.save(tmp_path / "recipe.json")
+def fitted_then_tuned(data: Path, out: Path, processes: int):
+    """The head fitted to convergence on cached features, then everything fine-tuned for 3 epochs."""
+    recipe = tiny_recipe(data, "extract_then_finetune", epochs=4, out=out, batch_size=4, head_fit="converge")
+    recipe.phases[1].epochs = 3
+    recipe.distributed.processes = processes
+    return recipe.validate()
+
+
+def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_path, monkeypatch, cli):
+    """Also: the head fitted over two processes is the one-process head. Every rank fits on the gathered features
+    (computed sharded) and rank 0's head is kept; the epoch reports the fit. The kill comes when that epoch's line
+    is printed: the next phase cannot take a step without the killed rank, so last.pt is the fitted epoch's."""
+    one = Trainer(fitted_then_tuned(forty_images, tmp_path / "one", 1)).fit()
+    assert one.status == "finished", one.error
+    monkeypatch.setenv("THAW_CACHE_DIR", str(tmp_path / "fresh-cache"))  # computed sharded, then gathered
+    fitted_then_tuned(forty_images, tmp_path / "runs", 1).save(tmp_path / "recipe.json")
     launcher = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "train", str(tmp_path / "recipe.json"),
                                  "--processes", "2", "--quiet"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     seen = []
@@ -159,8 +173,18 @@ def test_killing_a_rank_fails_the_run_and_resume_continues_it(forty_images, tmp_
     assert summary["status"] == "failed" and "a process of this 2-process run" in summary["error"]
     kept = load_checkpoint(checkpoint_path(run_dir, "last"))
     validate_checkpoint(kept, "last.pt", "resume")
-    assert kept["epoch"] >= 1 and kept["world_size"] == 2
+    assert kept["epoch"] == 1 and kept["world_size"] == 2
     assert not list(run_dir.rglob("*.tmp"))
+
+    fit = summary["phases"][0]["head_fit"]  # HeadFitted, said once by rank 0, for the whole training set
+    assert fit["method"] == "lbfgs" and fit["rows"] == 40
+    fitted_epoch = read_metrics(run_dir)[0]
+    assert fitted_epoch["train_loss"] == pytest.approx(fit["train_loss"], rel=1e-6)
+    assert fitted_epoch["train_images"] == 40  # rank 0's sums, counted once
+    one_fit = json.loads((Path(one.run_dir) / "summary.json").read_text())["phases"][0]["head_fit"]
+    assert fit["l2"] == one_fit["l2"] and fit["train_loss"] == pytest.approx(one_fit["train_loss"], rel=1e-4)
+    head_one = load_checkpoint(checkpoint_path(Path(one.run_dir), "best"))["model"]["fc.weight"]
+    assert float((head_one - kept["model"]["fc.weight"]).abs().max()) < 1e-3  # the same fit, to float rounding
 
     # Continued by one process, in this one (a 2-process resume is the first test's): the launch killed above was
     # the CLI's own, and a launch here would add a torchrun and two ranks for nothing this test is about.
@@ -179,28 +203,3 @@ def test_bad_input_found_by_rank_zero_is_one_line_and_exit_2(forty_images, tmp_p
     errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
     assert out.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: "), out.stderr
     assert "a-file" in errors[0] and "Traceback" not in out.stderr
-
-
-def test_a_head_fitted_over_two_processes_is_the_one_process_head(forty_images, tmp_path, monkeypatch):
-    """Feature extraction fits its head to convergence: every rank fits on the gathered features and rank 0's head
-    is the one kept (broadcast); the epoch reports the fit."""
-    def recipe_for(out: Path, processes: int):
-        recipe = tiny_recipe(forty_images, "feature_extraction", epochs=1, out=out, batch_size=4, head_fit="converge")
-        recipe.distributed.processes = processes
-        return recipe.validate()
-
-    one = Trainer(recipe_for(tmp_path / "one", 1)).fit()
-    assert one.status == "finished", one.error
-    monkeypatch.setenv("THAW_CACHE_DIR", str(tmp_path / "fresh-cache"))  # computed sharded, then gathered
-    recipe_for(tmp_path / "two", 2).save(tmp_path / "two.json")
-    run = ProcessRun(["train", str(tmp_path / "two.json")], 2).start()
-    events = list(run.events())
-    assert run.wait() == 0 and run.exit is not None and run.exit.code == 0, run.failure_text()
-    fitted = [e for e in events if isinstance(e, ev.HeadFitted)]
-    assert len(fitted) == 1 and fitted[0].rows == 40  # rank 0 speaks, for the whole training set
-    epoch = next(e for e in events if isinstance(e, ev.EpochFinished))
-    assert epoch.train_loss == pytest.approx(fitted[0].train_loss, rel=1e-6)
-    assert epoch.train_acc == pytest.approx(fitted[0].train_acc, abs=1e-9)
-    head_one = load_checkpoint(checkpoint_path(Path(one.run_dir), "last"))["model"]["fc.weight"]
-    head_two = load_checkpoint(checkpoint_path(only_run(tmp_path / "two"), "last"))["model"]["fc.weight"]
-    assert float((head_one - head_two).abs().max()) < 1e-3  # the same fit, on features equal to float rounding
