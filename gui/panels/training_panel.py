@@ -365,8 +365,29 @@ class HeadFitPlots(QWidget):
         return [item for _, item in self._items if isinstance(item, pg.PlotDataItem)]
 
 
+def epoch_costs(estimate, phase_start_epochs: list[int], total_epochs: int) -> list[float] | None:
+    """Seconds per epoch of the run, from a cost estimate made for this recipe (engine/train/estimate.py: each
+    phase's epoch, its feature pass on its first epoch), so that the progress and the ETA weigh an epoch of a phase
+    that trains everything more than one that trains the head; None without an estimate, or one whose phases do not
+    count the run's epochs."""
+    if estimate is None:
+        return None
+    ends = [*phase_start_epochs[1:], total_epochs]
+    epochs = [end - start for start, end in zip(phase_start_epochs, ends)]
+    if [p.epochs for p in estimate.phases] != epochs:
+        return None
+    costs = []
+    for phase in estimate.phases:
+        per_epoch = [phase.epoch_seconds] * phase.epochs
+        if per_epoch:
+            per_epoch[0] += phase.features_seconds
+        costs.extend(per_epoch)
+    return costs if costs and all(c > 0 for c in costs) else None
+
+
 class RunProgress(QWidget):
-    """The progress bar over the whole run and a line with epoch, batch, images/s and ETA."""
+    """The progress bar over the whole run and a line with epoch, batch, images/s and ETA. Progress is the share
+    of the run's cost done: every epoch costs the same unless `start` gets each epoch's seconds from an estimate."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -386,12 +407,15 @@ class RunProgress(QWidget):
         self._paused_since: float | None = None
         self._latest: ev.BatchFinished | None = None
         self._resumed_at = (0, 0)  # (epoch, batch) this session started at
+        self._costs = [1.0]  # each epoch's share of the run's cost (seconds from an estimate, or equal)
         self._rate = "…"  # the last rate measured over more than one batch
         self._redraw = Coalescer(self, PROGRESS_REDRAW_MS, self._draw_latest)
 
-    def start(self, total_epochs: int, start_epoch: int, start_batch: int = 0) -> None:
+    def start(self, total_epochs: int, start_epoch: int, start_batch: int = 0,
+              costs: list[float] | None = None) -> None:
         self._total_epochs = max(1, total_epochs)
-        self._start_fraction = start_epoch / self._total_epochs
+        self._costs = list(costs) if costs and len(costs) == self._total_epochs else [1.0] * self._total_epochs
+        self._start_fraction = self._fraction(start_epoch)
         self._started = time.monotonic()
         self._paused_since = None
         self._resumed_at = (start_epoch, start_batch)
@@ -405,8 +429,7 @@ class RunProgress(QWidget):
 
     def _draw_latest(self) -> None:
         b = self._latest
-        done = b.epoch + (b.batch + 1) / max(1, b.batches)
-        fraction = min(1.0, done / self._total_epochs)
+        fraction = self._fraction(b.epoch, (b.batch + 1) / max(1, b.batches))
         self.trainProgress.setValue(round(fraction * PROGRESS_STEPS))
         # An epoch's (or a resumed session's) first batch pays for start-up (loader workers, warm-up): its rate
         # alone reads far too low, so the last rate measured over several batches stays until a second one.
@@ -421,7 +444,7 @@ class RunProgress(QWidget):
     def show_fit(self, e: ev.HeadFitProgressed) -> None:
         """A head being fitted: the epoch advances with the fits done (cross-validation, then the final fit)."""
         self._redraw.cancel()
-        fraction = min(1.0, (e.epoch + e.done / max(1, e.total)) / self._total_epochs)
+        fraction = self._fraction(e.epoch, e.done / max(1, e.total))
         self.trainProgress.setValue(round(fraction * PROGRESS_STEPS))
         if e.fold:
             what = f"cross-validation fit {e.done}/{e.total - 1} (fold {e.fold}, L2 {l2_text(e.l2)})"
@@ -441,6 +464,12 @@ class RunProgress(QWidget):
             self._started += now - self._paused_since
             self._paused_since = None
         self.progressLabel.setText((PAUSED_PREFIX if paused else "") + text)
+
+    def _fraction(self, epoch: int, of_epoch: float = 0.0) -> float:
+        """The share of the run's cost done after `epoch` whole epochs and `of_epoch` of the next."""
+        costs = self._costs
+        done = sum(costs[:epoch]) + (costs[epoch] * of_epoch if epoch < len(costs) else 0.0)
+        return min(1.0, done / sum(costs))
 
     def _eta(self, fraction: float) -> str:
         progressed = fraction - self._start_fraction
@@ -830,7 +859,9 @@ class TrainingPanel(QWidget):
         self.curves.mark_phases(e.phase_start_epochs, self._phase_names)
         if e.resumed:
             self._replay_history(e)
-        self.progress.start(e.total_epochs, e.start_epoch, e.start_batch)
+        # A new run was started from the recipe the estimate measured (an edit clears it); a resumed one may not be.
+        costs = None if e.resumed else epoch_costs(self.estimate, e.phase_start_epochs, e.total_epochs)
+        self.progress.start(e.total_epochs, e.start_epoch, e.start_batch, costs)
         self._show_device(e.device, e.device_warning)
 
     def _on_distributed_started(self, e: ev.DistributedStarted) -> None:
