@@ -136,8 +136,15 @@ class PruneResult:
         return [cost_table(self.costs, self.latency_threads, self.device),
                 f"pruned {self.layers_pruned} layers ({100 * self.amount:g} % of each one's channels); "
                 f"fine-tune: {self.epochs} epoch(s), {self.optimizer}",
-                f"validation accuracy {'fell' if self.drop_points > 0 else 'changed'} by {self.drop_points:+.2f} "
-                f"points against the original (limit --max-drop {self.max_drop:g})"]
+                f"validation accuracy {accuracy_change(self.drop_points)} against the original "
+                f"(limit --max-drop {self.max_drop:g})"]
+
+
+def accuracy_change(drop_points: float) -> str:
+    """"fell by 1.50 points", "rose by 0.50 points" or "did not change": a sign in words, never "fell by +50"."""
+    if drop_points > 0:
+        return f"fell by {drop_points:.2f} points"
+    return f"rose by {-drop_points:.2f} points" if drop_points < 0 else "did not change"
 
 
 class PruneRefusedError(ThawError):

@@ -264,3 +264,11 @@ def test_the_network_views_refuse_a_pruned_run_in_one_line(pruned):
     run, _ = pruned
     with pytest.raises(BadInputError, match="holds a pruned model"):
         NetworkViews(open_checkpoint(run, "best"))
+
+
+@pytest.mark.parametrize(("drop", "said"), [(50.0, "fell by 50.00 points"), (-0.5, "rose by 0.50 points"),
+                                            (0.0, "did not change")])
+def test_the_accuracy_change_is_said_in_words_without_a_sign(drop, said):
+    from engine.infer.prune_run import accuracy_change
+
+    assert accuracy_change(drop) == said
