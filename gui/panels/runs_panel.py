@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMessageBox,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -375,6 +376,9 @@ class RunsPanel(QWidget):
         self.runsRootLabel = QLabel()
         self.runsRootLabel.setObjectName("runsRootLabel")
         self.runsRootLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A long runs folder is cut at the window's edge (the whole path in the tooltip), never a reason for the tab
+        # to scroll sideways (issue 28: a 1024-pixel screen)
+        self.runsRootLabel.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.refreshRunsButton = named_button("refreshRunsButton", "Refresh", "Read the runs folder again")
         self.openRecipeButton = named_button("openRecipeButton", "Open recipe",
                                              "Load the selected run's recipe into the editor, to re-run or change it")
@@ -505,6 +509,7 @@ class RunsPanel(QWidget):
         if root != self._root:
             self._root = root
             self.runsRootLabel.setText(f"Runs folder: {root}")
+            self.runsRootLabel.setToolTip(str(root))
             self.refresh()
 
     def _on_selection_changed(self, *_args) -> None:

@@ -69,3 +69,14 @@ def test_shows_on_a_screen_needs_most_of_the_window_and_its_title_bar_on_a_scree
     assert not shows_on_a_screen(QRect(4000, 3000, 800, 600), screens)  # on no screen
     assert not shows_on_a_screen(QRect(1000, 800, 800, 600), screens)  # mostly below the first screen
     assert not shows_on_a_screen(QRect(100, -300, 800, 600), screens)  # title bar above every screen
+
+
+def test_no_tab_scrolls_sideways_on_a_1024_pixel_wide_screen(qtbot, image_folder, tmp_path):
+    """Issue 28: at 1024×640 the Evaluate tab scrolled sideways with its buttons cut off. Scrolling down is fine on
+    such a screen; sideways hides what is at the right. (The offscreen screen is 800 pixels wide, narrower than any
+    laptop's: the pages' own minimum widths are what is checked, against a 1024-pixel window less its frames.)"""
+    window = make(qtbot, image_folder, tmp_path)
+    tabs = window.tabs
+    too_wide = {tabs.tabText(i): tabs.widget(i).minimumSizeHint().width() for i in range(tabs.count())
+                if tabs.widget(i).minimumSizeHint().width() > 1000}
+    assert not too_wide, too_wide
