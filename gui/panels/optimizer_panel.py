@@ -324,7 +324,6 @@ class OptimizerPanel(QWidget):
 
         self._plot = new_plot("lrPreviewPlot", "", "epoch", "learning rate", legend=True)  # the studio's style
         self._plot.setLogMode(y=True)
-        self._plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" next to a log axis misleads
 
         right_top = QWidget()
         table_box = QVBoxLayout(right_top)
@@ -543,7 +542,6 @@ class LrFinderBox(QGroupBox):
                              tooltip="The learning-rate range test: the training loss while the rate grows batch "
                                      "by batch; the line marks the suggested rate")
         self.plot.setLogMode(x=True)
-        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.raw_curve = self.plot.plot([], [], name="loss per batch", pen=pg.mkPen("#bbbbbb", width=1))
         self.smoothed_curve = self.plot.plot([], [], name="smoothed", pen=pg.mkPen(series_color(0), width=2))
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(series_color(3), width=1.5),

@@ -284,7 +284,6 @@ class RunComparison(QWidget):
                                         legend=True)
         self._legend = self.runsComparePlot.getPlotItem().legend
         self.runsTimePlot = new_plot("runsTimePlot", "Training time")
-        self.runsTimePlot.getAxis("bottom").enableAutoSIPrefix(False)
         self.runsTimePlot.invertY(True)  # the first selected run on top, as in the table
         self._bars = pg.BarGraphItem(x0=0, y=[], width=[], height=0.6, pen=None)  # horizontal: names fit on the y axis
         self.runsTimePlot.addItem(self._bars)

@@ -196,7 +196,6 @@ class TrainingCurves(QWidget):
         self.accuracyPlot = _new_plot("accuracyPlot", "Accuracy", "accuracy (%)")
         self.lrPlot = _new_plot("lrPlot", "Learning rate per group", "lr")
         self.lrPlot.setLogMode(y=True)
-        self.lrPlot.getAxis("left").enableAutoSIPrefix(False)  # "lr (x0.001)" on a log axis only confuses
         self.smoothed_loss_curve = _new_curve(self.lossPlot, "train loss (smoothed, per batch)", (150, 150, 150), 1)
         self.train_loss_curve = _new_curve(self.lossPlot, "train loss", series_color(0), symbol="o")
         self.val_loss_curve = _new_curve(self.lossPlot, "val loss", series_color(1), symbol="o")
@@ -325,7 +324,6 @@ class HeadFitPlots(QWidget):
         self.cvPlot = _new_plot("headFitCvPlot", "Head fit: cross-validation", "held-out accuracy (%)")
         self.cvPlot.setLabel("bottom", "L2 strength")
         self.cvPlot.setLogMode(x=True)
-        self.cvPlot.getAxis("bottom").enableAutoSIPrefix(False)
         self.pathPlot = _new_plot("headFitPathPlot", "Head fit: final fit", "loss + penalty")
         self.pathPlot.setLabel("bottom", "L-BFGS iteration")
         self.cvPlot.setToolTip("Cross-validation on the training features: held-out accuracy for each L2 strength "

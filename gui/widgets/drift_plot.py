@@ -28,7 +28,6 @@ class DriftPlot:
         if parent is not None:
             self.widget.setParent(parent)
         self.widget.invertY(True)
-        self.widget.getAxis("bottom").enableAutoSIPrefix(False)
         self._bars = pg.BarGraphItem(x0=0, y=[], width=[], height=BAR_HEIGHT, pen=None)
         self.widget.addItem(self._bars)
         self._labels: list[pg.TextItem] = []

@@ -101,6 +101,9 @@ def new_plot(object_name: str, title: str = "", x_label: str = "", y_label: str 
         plot.setToolTip(tooltip)
     for side in ("left", "bottom"):  # axes are the costliest part of a redraw; repaint them only when they change
         plot.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        # The numbers as they are: pyqtgraph's SI prefix wrote "loss (x0.001)" under a fitted head's tiny losses and
+        # "lr (x0.001)" beside log axes (issue 28)
+        plot.getAxis(side).enableAutoSIPrefix(False)
     return plot
 
 

@@ -98,3 +98,18 @@ def test_the_lr_preview_takes_the_studios_style_with_distinct_colours(qtbot, ima
         plot.getPlotItem().getViewBox().sceneBoundingRect())
     major, minor = plot.getAxis("left")._tickLevels
     assert all(label.startswith("10") for _, label in major) and all(label == "" for _, label in minor)
+
+
+def test_small_values_are_labelled_as_they_are_not_with_an_si_factor(qtbot):
+    """Issue 28: "loss (x0.001)" under a fitted head's tiny losses; the axes show 0.002, not 2 × 0.001."""
+    curves = training_panel.TrainingCurves()
+    qtbot.addWidget(curves)
+    curves.lossPlot.plot([0.0, 1.0, 2.0], [0.001, 0.002, 0.004])
+    curves.lossPlot.getPlotItem().vb.autoRange()
+    fit = training_panel.HeadFitPlots()
+    qtbot.addWidget(fit)
+    for plot in (curves.lossPlot, curves.accuracyPlot, curves.lrPlot, fit.cvPlot, fit.pathPlot):
+        for side in ("left", "bottom"):
+            axis = plot.getAxis(side)
+            assert not axis.autoSIPrefix and "(x" not in axis.labelString(), (plot.objectName(), side)
+    assert curves.lossPlot.getAxis("left").labelString().endswith(">loss </span>")
