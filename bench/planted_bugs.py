@@ -608,6 +608,15 @@ BUGS: list[Bug] = [
         '            per_epoch[0] += phase.features_seconds\n',
         '            pass\n',
         ("tests/gui/test_run_progress.py",)),
+    Bug('gui/main_window.py', 'MainWindow.show_guide', 'a new guide window each time Help is asked',
+        '        if self._guide is None:\n            self._guide = GuideDialog(self)',
+        '        if True:\n            self._guide = GuideDialog(self)',
+        ("tests/gui/test_help.py",)),
+    Bug('gui/help_dialogs.py', 'GuideDialog.__init__', 'a missing guide is a blank page',
+        '            self.browser.setPlainText(f"The guide is not part of this installation: {path} cannot be read "\n'
+        '                                      f"({exc.strerror or exc}). It is docs/GUI.md in Thaw\'s source.")',
+        '            pass',
+        ("tests/gui/test_help.py",)),
 ]
 
 

@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         self._closing_after_stop = False
         self._placed = False  # geometry restored or placed (by the loading page, when deferred)
         self._exportable_run = ""  # the last finished run, for Run → Export this run…
+        self._guide = None  # Help ▸ User guide, made when first asked for
         self._importer: Importer | None = None
         self._import_thread: WorkerThread | None = None
         if deferred:
@@ -299,7 +300,15 @@ class MainWindow(QMainWindow):
             run_menu.addAction(action)
 
         help_menu = bar.addMenu("&Help")
+        self.guideAction = self._action("guideAction", "&User guide", self.show_guide,
+                                        QKeySequence.StandardKey.HelpContents,
+                                        "The studio's guide: every tab, what it does and why")
+        self.shortcutsAction = self._action("shortcutsAction", "&Keyboard shortcuts", self.show_shortcuts, None,
+                                            "Every action that has a key, with its key")
         self.aboutAction = self._action("aboutAction", "&About Thaw", self._on_about)
+        help_menu.addAction(self.guideAction)
+        help_menu.addAction(self.shortcutsAction)
+        help_menu.addSeparator()
         help_menu.addAction(self.aboutAction)
 
     def _build_status_bar(self) -> None:
@@ -633,6 +642,22 @@ class MainWindow(QMainWindow):
                 f"Device: {device}{' — ' + warning if warning else ''}</p>")
 
     @Slot()
+    def show_guide(self) -> None:
+        """Help ▸ User guide: docs/GUI.md beside the window (one dialog, raised again when asked twice)."""
+        from gui.help_dialogs import GuideDialog
+
+        if self._guide is None:
+            self._guide = GuideDialog(self)
+        self._guide.show()
+        self._guide.raise_()
+
+    def show_shortcuts(self) -> None:
+        from gui.help_dialogs import ShortcutsDialog
+
+        dialog = ShortcutsDialog(self.findChildren(QAction), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+
     def _on_about(self) -> None:
         QMessageBox.about(self, "About Thaw", self.about_text())
 

@@ -35,6 +35,14 @@ def resources_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "resources"
 
 
+def docs_dir() -> Path:
+    """The folder holding the guides (docs/GUI.md …): the bundle's copy (the spec packs docs/) or the checkout's."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        return Path(bundle) / "docs"
+    return Path(__file__).resolve().parent.parent / "docs"
+
+
 def resource_path(name: str) -> Path:
     """The path of a bundled file, e.g. resource_path("thaw.png"); raises ResourceNotFoundError if absent."""
     path = resources_dir() / name
