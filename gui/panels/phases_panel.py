@@ -250,19 +250,19 @@ class PhasesTimeline(QWidget):
         starts = [sum(epochs[:i]) for i in range(len(epochs))]
         return [(p.name, start, n) for p, start, n in zip(self._document.recipe.phases, starts, epochs)]
 
-    def _block_rects(self) -> list[QRectF]:
-        total = max(1, sum(n for _, _, n in self.segments()))
+    def _block_rects(self, segments: list[tuple[str, int, int]]) -> list[QRectF]:
+        total = max(1, sum(n for _, _, n in segments))
         width = self.width() - 2 * self.MARGIN
         scale = width / total
         return [QRectF(self.MARGIN + start * scale, self.MARGIN, epochs * scale, self.height() - 2 * self.MARGIN - 16)
-                for _, start, epochs in self.segments()]
+                for _, start, epochs in segments]
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         segments = self.segments()
         total = sum(n for _, _, n in segments)
-        for i, ((name, _, epochs), rect) in enumerate(zip(segments, self._block_rects())):
+        for i, ((name, _, epochs), rect) in enumerate(zip(segments, self._block_rects(segments))):
             painter.setBrush(QColor(PHASE_COLOURS[i % len(PHASE_COLOURS)]))
             painter.setPen(QPen(QColor("#222"), 2.5) if i == self._selection.index else QPen(QColor("#fff"), 1))
             painter.drawRoundedRect(rect.adjusted(1, 0, -1, 0), 4, 4)
@@ -281,7 +281,7 @@ class PhasesTimeline(QWidget):
         painter.end()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        for i, rect in enumerate(self._block_rects()):
+        for i, rect in enumerate(self._block_rects(self.segments())):
             if rect.contains(event.position()):
                 self.phase_clicked.emit(i)
                 return
