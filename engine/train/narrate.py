@@ -218,11 +218,12 @@ def finish_line(e: ev.RunFinished) -> str:
     verb = "Stopped early (no improvement)" if e.status == "early_stopped" else "Finished"
     best = f"best val accuracy {percent(e.best_val_acc)} (epoch {e.best_epoch})" if e.best_val_acc is not None else \
         "no epoch was a best"
+    kept = ""
     if e.restored_epoch is not None:
-        best += f"; the model ends with epoch {e.restored_epoch}'s weights (restore_best), not epoch {e.epochs_done}'s"
+        kept = f"; the model ends with epoch {e.restored_epoch}'s weights (restore_best), not epoch {e.epochs_done}'s"
     elif e.best_epoch is not None and e.final_val_acc is not None and e.best_epoch != e.epochs_done:
         best += f", final {percent(e.final_val_acc)} (epoch {e.epochs_done}; best.pt holds epoch {e.best_epoch})"
-    return f"{verb}: {best} in {duration_text(e.elapsed_seconds)}"
+    return f"{verb}: {best} in {duration_text(e.elapsed_seconds)}{kept}"
 
 
 def _run_finished(e: ev.RunFinished, _total: int) -> list[str]:
