@@ -1,6 +1,7 @@
 """The Phases tab's "Advise a strategy…": the strategy advisor (engine/advise/advisor.py) on the current recipe's
-data — a quick measured probe of the frozen features off the GUI thread, then the recommendation with its reasons
-and numbers, and "Apply" that puts the recommended preset into the recipe in one click."""
+data — a quick measured probe of the frozen features, run as a studio job that waits for the device
+(gui/measure_dialog.py), then the recommendation with its reasons and numbers, and "Apply" that puts the recommended
+preset into the recipe in one click."""
 
 from __future__ import annotations
 
@@ -15,18 +16,18 @@ from gui.measure_dialog import MeasureDialog
 
 
 def advise_recipe(recipe, should_stop, progress):
-    """The engine call the worker runs: the probe, then the rules; None when stopped."""
+    """The engine call the job runs: the probe, then the rules; None when stopped."""
     from engine.advise.advisor import advise
     from engine.advise.probe import run_probe
 
-    probe = run_probe(recipe, progress=lambda p: progress(f"Probe: {p.stage}", p.done, p.total),
+    probe = run_probe(recipe, progress=lambda p: progress(p.stage, p.done, p.total),
                       should_stop=should_stop)
     return None if probe is None else advise(probe)
 
 
 class AdvisorDialog(MeasureDialog):
     def __init__(self, document: RecipeDocument, parent: QWidget | None = None):
-        super().__init__("advisor", parent)
+        super().__init__("advisor", "Advisor probe", parent)
         self.setObjectName("advisorDialog")
         self.setWindowTitle("Strategy advisor")
         self.document = document
@@ -49,8 +50,7 @@ class AdvisorDialog(MeasureDialog):
         self.apply_button.clicked.connect(self.apply)
         self.close_button.clicked.connect(self.reject)
         buttons = QHBoxLayout()
-        for button in (self.measure_button, self.cancel_button):
-            buttons.addWidget(button)
+        buttons.addWidget(self.measure_button)
         buttons.addStretch(1)
         buttons.addWidget(self.apply_button)
         buttons.addWidget(self.close_button)
@@ -66,7 +66,8 @@ class AdvisorDialog(MeasureDialog):
         recipe = copy.deepcopy(self.document.recipe)  # a snapshot: the user may edit while it measures
         self.advice = None
         self.apply_button.setEnabled(False)
-        self.start_measure("advisorThread", lambda stop, progress: advise_recipe(recipe, stop, progress))
+        self.start_measure("Measuring for the advisor",
+                           lambda stop, progress: advise_recipe(recipe, stop, progress))
 
     def running_changed(self, running: bool) -> None:
         self.measure_button.setEnabled(not running)

@@ -1,7 +1,8 @@
-"""Model → "Compare architectures…": compare-models (engine/advise/compare.py) on the current recipe's data, off
-the GUI thread with progress and Cancel; a table of every model (measured, or why not: no local weights), an
-accuracy-vs-latency scatter with the Pareto front, and "Use in recipe" that puts the chosen model into the recipe.
-The results are kept as the CLI keeps them (the runs folder's comparisons/)."""
+"""Model → "Compare architectures…": compare-models (engine/advise/compare.py) on the current recipe's data, run as a
+studio job that waits for the device, with each model's stage, progress and Cancel (gui/measure_dialog.py); a table
+of every model (measured, or why not: no local weights), an accuracy-vs-latency scatter with the Pareto front, and
+"Use in recipe" that puts the chosen model into the recipe. The results are kept as the CLI keeps them (the runs
+folder's comparisons/), those of a comparison stopped part-way too."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ COLUMNS = ("Model", "CV accuracy", "Val accuracy", "Features s", "Latency ms", "
 
 
 def run_comparison(recipe, archs, should_stop, progress, onnx: bool = False):
-    """The worker's engine call: the comparison, kept under the runs folder."""
+    """The job's engine call: the comparison (the models measured so far, when stopped), kept under the runs
+    folder."""
     from engine.advise.compare import CompareSettings, compare_models, default_results_path, save_comparison
 
     comparison = compare_models(recipe, archs, CompareSettings(onnx=onnx),
@@ -49,7 +51,7 @@ def _cell(value, fmt: str) -> str:
 
 class CompareModelsDialog(MeasureDialog):
     def __init__(self, document: RecipeDocument, parent: QWidget | None = None):
-        super().__init__("compare", parent)
+        super().__init__("compare", "Model comparison", parent)
         self.setObjectName("compareModelsDialog")
         self.setWindowTitle("Compare architectures")
         self.document = document
@@ -95,7 +97,6 @@ class CompareModelsDialog(MeasureDialog):
         top.addWidget(self.models_edit, 1)
         top.addWidget(self.onnx_check)
         top.addWidget(self.measure_button)
-        top.addWidget(self.cancel_button)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         split.addWidget(self.plot)
@@ -123,8 +124,8 @@ class CompareModelsDialog(MeasureDialog):
             return
         recipe = copy.deepcopy(self.document.recipe)
         onnx = self.onnx_check.isChecked()
-        self.start_measure("compareModelsThread", lambda stop, progress: run_comparison(recipe, archs, stop,
-                                                                                          progress, onnx))
+        self.start_measure(f"Comparing {len(archs)} architecture{'s' if len(archs) != 1 else ''}",
+                           lambda stop, progress: run_comparison(recipe, archs, stop, progress, onnx))
 
     def running_changed(self, running: bool) -> None:
         self.measure_button.setEnabled(not running)

@@ -1,5 +1,6 @@
-"""A job's progress as every panel shows it: a bar (busy until the job counts), a line saying what it does or
-where it waits in the device queue, and Cancel. Hidden while its JobRunner (gui/jobs/runner.py) is idle."""
+"""A job's progress as every panel shows it: a bar (busy until the job counts), a line saying what it does — and
+at which stage, for a job that names its stages — or where it waits in the device queue, and Cancel. Hidden while
+its JobRunner (gui/jobs/runner.py) is idle."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class JobProgress(QWidget):
         self._unit = unit
         self._bound = total_is_bound
         self._first_count: tuple[float, int] | None = None  # (when, done) of the job's first count
+        self._stage = ""  # the stage the job last named (TaskState.progress's `stage`)
         self.bar = QProgressBar()
         self.bar.setObjectName(f"{name}ProgressBar")
         self.bar.setMaximumWidth(220)
@@ -38,14 +40,16 @@ class JobProgress(QWidget):
         layout.addWidget(self.bar)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.cancelButton)
-        self.cancelButton.clicked.connect(self._on_cancel_clicked)
+        self.cancelButton.clicked.connect(self.cancel)
         runner.state_changed.connect(self._on_state_changed)
+        runner.stage_changed.connect(self._on_stage_changed)
         runner.progressed.connect(self._on_progressed)
         job_board().jobs_changed.connect(self._on_jobs_changed)
         self._on_state_changed(runner.state)
 
     @Slot()
-    def _on_cancel_clicked(self) -> None:
+    def cancel(self) -> None:
+        """What Cancel does (a dialog closed while its job runs does it too): the job stops, and the line says so."""
         self._runner.cancel()
         if self._runner.is_running:
             self.label.setText(f"{self._runner.description}: stopping at the next step …")
@@ -54,9 +58,10 @@ class JobProgress(QWidget):
     @Slot(str)
     def _on_state_changed(self, state: str) -> None:
         self.setVisible(state in (QUEUED, RUNNING))
-        self.cancelButton.setEnabled(True)
+        self.cancelButton.setEnabled(state in (QUEUED, RUNNING))
         self.bar.setRange(0, 0)  # busy until the job counts
         self._first_count = None
+        self._stage = ""
         if state == RUNNING:
             self.label.setText(f"{self._runner.description} …")
         elif state == QUEUED:
@@ -74,13 +79,25 @@ class JobProgress(QWidget):
         self.label.setText(f"{self._runner.description}: waiting for the {holder} to end (place {place} in the "
                            f"queue)")
 
+    @Slot(str)
+    def _on_stage_changed(self, stage: str) -> None:
+        self._stage = stage  # shown by the stage's first count, which follows at once (TaskState.progress)
+
     @Slot(int, int)
     def _on_progressed(self, done: int, total: int) -> None:
         if self._runner.cancel_requested:
             return
+        if self._stage and total <= 0:  # a stage without a count (a comparison's latency runs)
+            self.bar.setRange(0, 0)
+            self.label.setText(f"{self._runner.description} · {self._stage} …")
+            return
         self.bar.setRange(0, max(1, total))
         self.bar.setValue(done)
         count = f"{self._unit} {done} of {total}" if self._unit else f"{done} / {total}"
+        if self._stage:
+            # No pace: the count starts again with each stage, so the time left would be the stage's, not the job's.
+            self.label.setText(f"{self._runner.description} · {self._stage} · {count}")
+            return
         self.label.setText(f"{self._runner.description}: {count}{self._pace(done, total)}")
 
     def _pace(self, done: int, total: int) -> str:

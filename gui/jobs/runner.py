@@ -5,7 +5,9 @@ or a one-line failure, cancel, and shutdown when its owner closes.
 
 The work is a plain function `work(task)` that runs in a thread of its own (a WorkerThread, which ends with the
 job) and sees only a `TaskState` — `task.should_stop()`, `task.progress(done, total)`, `task.partial(value)` —
-so engine code stays free of Qt and is stopped cooperatively between its steps, never terminated.
+so engine code stays free of Qt and is stopped cooperatively between its steps, never terminated. A job that goes
+through stages (a comparison: each model's features, fit, latency) names the stage with its count,
+`task.progress(done, total, stage)`.
 
 The job runs torch with the training thread's count (gui/workers/torch_threads.py): an estimate or a sweep timed
 on one thread would say a run takes twice as long as it does. The thread, and with it its OpenMP pool, ends with
@@ -47,6 +49,7 @@ class TaskState:
         self._job = job
         self._cancelled = threading.Event()
         self._last_progress: tuple[int, int] | None = None
+        self._stage: str | None = None
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -58,8 +61,14 @@ class TaskState:
         if self._cancelled.is_set():
             raise JobCancelled
 
-    def progress(self, done: int, total: int) -> None:
-        """Report progress; a repeat of the last report is dropped (a signal per batch would flood the GUI)."""
+    def progress(self, done: int, total: int, stage: str | None = None) -> None:
+        """Report progress; a repeat of the last report is dropped (a signal per batch would flood the GUI).
+        `stage`: what the job is at, when it goes through stages whose counts start again (None: unchanged);
+        `total` 0: the stage has no count."""
+        if stage is not None and stage != self._stage:
+            self._stage = stage
+            self._last_progress = None  # a new stage may start with the count the last one ended on
+            self._job.stage_changed.emit(stage)
         if (done, total) != self._last_progress:
             self._last_progress = (done, total)
             self._job.progressed.emit(int(done), int(total))
@@ -76,6 +85,7 @@ class Job(QObject):
     """The QObject that runs one `work` call in its thread and reports back through queued signals."""
 
     progressed = Signal(int, int)  # done, total
+    stage_changed = Signal(str)
     partial_result_produced = Signal(object)
     succeeded = Signal(object)
     failed = Signal(str)  # one line a user can act on
@@ -117,6 +127,7 @@ class JobRunner(QObject):
 
     state_changed = Signal(str)  # IDLE, QUEUED or RUNNING
     progressed = Signal(int, int)  # done, total
+    stage_changed = Signal(str)  # before the stage's first `progressed`
     partial_result_produced = Signal(object)
     job_succeeded = Signal(object)  # the work's return value
     job_failed = Signal(str)
@@ -212,6 +223,7 @@ class JobRunner(QObject):
     def _launch(self) -> None:
         job = Job(self._work)
         job.cancel = job.task.cancel  # WorkerThread.stop() cancels a worker through its `cancel`
+        job.stage_changed.connect(self.stage_changed)
         job.progressed.connect(self.progressed)
         job.partial_result_produced.connect(self.partial_result_produced)
         job.succeeded.connect(self._on_succeeded)  # queued: the runner lives in the GUI thread
