@@ -282,6 +282,7 @@ class EngineChecks:
             ("export", self.check_export, 180.0),
             ("evaluation", self.check_evaluation, 120.0),
             ("OpenVINO export", self.check_openvino, 180.0),
+            ("ExecuTorch export", self.check_executorch, 180.0),
             ("distributed run", self.check_distributed, 180.0),
         )]
 
@@ -437,10 +438,24 @@ class EngineChecks:
     def check_openvino(self) -> str:
         """A small net exported as OpenVINO IR (from torch.export), read back by Thaw's reader, parity-checked on
         OpenVINO's CPU plugin: its native plugins and frontends are loaded by path, which a bundle can lack."""
+        return self._check_export_format("openvino", "check.xml", "converting to OpenVINO IR",
+                                         "running the IR on OpenVINO's CPU plugin")
+
+    def check_executorch(self) -> str:
+        """A small net lowered to an ExecuTorch program (XNNPACK), run by ExecuTorch's runtime and parity-checked:
+        the lowering reads operator tables as package data and the runtime is native, both of which a bundle can
+        lack."""
+        return self._check_export_format("executorch", "check.pte", "lowering to ExecuTorch (XNNPACK)",
+                                         "running the program on ExecuTorch's runtime")
+
+    def _check_export_format(self, fmt: str, file_name: str, converting: str, running: str) -> str:
         import importlib.util
 
-        if importlib.util.find_spec("openvino") is None:
-            raise CheckSkipped("openvino is not installed (the OpenVINO export format is offered only with it)")
+        from engine.infer.export_formats import export_format
+
+        record = export_format(fmt)
+        if importlib.util.find_spec(record.package) is None:
+            raise CheckSkipped(f"{record.package} is not installed (the {fmt} export format is offered only with it)")
         import torch
         from torch import nn
 
@@ -454,14 +469,13 @@ class EngineChecks:
         model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                               nn.Linear(4, 2)).eval()
         images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-        path = self.workdir / "check.xml"
-        doing("converting to OpenVINO IR")
-        written = write_export(model, images[:1], "openvino", path, ExportMetadata("openvino", ["a", "b"],
-                                                                                  Preprocessing(16, 16), "self-check"))
-        doing("running the IR on OpenVINO's CPU plugin")
+        path = self.workdir / file_name
+        doing(converting)
+        written = write_export(model, images[:1], fmt, path, ExportMetadata(fmt, ["a", "b"], Preprocessing(16, 16),
+                                                                            "self-check"))
+        doing(running)
         with torch.no_grad():
-            report = compare("openvino", model(images), open_export(path, threads=1).logits(images),
-                             ParityCriteria.fp32())
+            report = compare(fmt, model(images), open_export(path, threads=1).logits(images), ParityCriteria.fp32())
         if not report.passed:
             raise AssertionError(report.summary())
         return f"{written.exporter}: parity max |Δlogit| {report.max_abs_logit_diff:.1g}"

@@ -1,12 +1,16 @@
-"""Write a model to a file in one format with Thaw's metadata inside: ONNX, torch.export (.pt2), TorchScript or
-OpenVINO IR (the formats: engine/infer/export_formats.py; one writer each in WRITERS).
+"""Write a model to a file in one format with Thaw's metadata inside: ONNX, torch.export (.pt2), TorchScript,
+OpenVINO IR or ExecuTorch (the formats: engine/infer/export_formats.py; one writer each in WRITERS).
 
-Every format has a dynamic batch dimension. ONNX goes through torch's current exporter,
-`torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's translation); only where that fails does
-the legacy TorchScript-based exporter run, and the metadata and the result say which one wrote the file and why.
+Every format but ExecuTorch has a dynamic batch dimension; an ExecuTorch program takes one image, as a phone
+classifies one camera frame at a time (XNNPACK plans its memory for one fixed shape).
+ONNX goes through torch's current exporter, `torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's
+translation); only where that fails does the legacy TorchScript-based exporter run, and the metadata and the result
+say which one wrote the file and why.
 TorchScript (`torch.jit.trace`) is deprecated in torch 2.14; it is kept for libtorch users only while its parity
 check passes. OpenVINO IR is converted by OpenVINO's own converter from the torch.export program (the same graph
 the .pt2 and ONNX files come from), kept in float32 (OpenVINO would compress the weights to fp16 by default).
+ExecuTorch (.pte) is lowered from the torch.export program to its XNNPACK delegate (the CPU backend of its Android
+and iOS runtimes), the metadata a constant method of the program (`thaw_metadata`).
 Nothing here decides whether a file is good: the parity check (engine/infer/parity.py) does.
 """
 
@@ -25,7 +29,18 @@ from torch import nn
 from engine.errors import ThawError
 from engine.infer.export_formats import export_format
 from engine.infer.export_metadata import EXTRA_FILE, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ExportMetadata
-from engine.infer.exported import OPENVINO_METADATA_PATH, onnx_digest, openvino_digest, program_digest, script_digest
+from engine.infer.exported import (
+    EXECUTORCH_METADATA_METHOD,
+    OPENVINO_METADATA_PATH,
+    UNSEALED_DIGEST,
+    executorch_digest,
+    executorch_imported_quietly,
+    onnx_digest,
+    openvino_digest,
+    program_digest,
+    script_digest,
+    unsealed_executorch_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -219,5 +234,40 @@ def _write_openvino(model: nn.Module, example: torch.Tensor, path: Path, metadat
     return WrittenExport(path, "openvino", metadata.exporter["name"])
 
 
+def _write_executorch(model: nn.Module, example: torch.Tensor, path: Path, metadata: ExportMetadata,
+                      opset: int | None = None) -> WrittenExport:
+    with executorch_imported_quietly():
+        from executorch import version as et_version
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+    try:
+        with _quiet():
+            program = torch.export.export(model, (example[:1],))
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"the model cannot be exported with torch.export: {_first_line(exc)}") from exc
+    metadata.exporter = {"name": f"executorch {et_version.__version__} (XNNPACK delegate, from torch.export)",
+                         "notes": ["an ExecuTorch program takes one image at a time (batch 1)"]}
+    # The file's checksum cannot be inside the file it covers: it is taken over the program written with a
+    # placeholder of the same length in its place (exported.py's unsealed_executorch_bytes undoes the seal).
+    metadata.seal(UNSEALED_DIGEST)
+    unsealed_json = metadata.to_json()
+    try:
+        with _quiet():
+            lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                                  constant_methods={EXECUTORCH_METADATA_METHOD: unsealed_json})
+            unsealed = bytes(lowered.to_executorch().buffer)
+    except Exception as exc:  # noqa: BLE001 - the lowering raises its own types for an unsupported op
+        raise ExportError(f"ExecuTorch cannot lower the model: {_first_line(exc)}") from exc
+    digest = executorch_digest(unsealed)
+    metadata.seal(digest)
+    sealed = unsealed.replace(unsealed_json.encode("utf-8"), metadata.to_json().encode("utf-8"))
+    if unsealed_executorch_bytes(sealed, metadata.to_json(), digest) != unsealed:
+        raise ExportError("ExecuTorch stored Thaw's metadata in a form its checksum cannot be checked in")
+    path.write_bytes(sealed)
+    return WrittenExport(path, "executorch", metadata.exporter["name"], list(metadata.exporter["notes"]))
+
+
 # One writer per format of engine/infer/export_formats.py: (model, example, path, metadata, opset) -> WrittenExport.
-WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2, "torchscript": _write_torchscript, "openvino": _write_openvino}
+WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2, "torchscript": _write_torchscript, "openvino": _write_openvino,
+           "executorch": _write_executorch}

@@ -28,6 +28,7 @@ class ExportFormat:
     install: str = ""  # how to get it
     quantizable: bool = False  # whether `--quantize int8` applies
     runs_on: str = "the CPU"  # where its parity check and `predict` run
+    one_image: bool = False  # a fixed batch of one image instead of a dynamic batch (engine/infer/export.py)
 
     @property
     def suffix(self) -> str:
@@ -62,6 +63,10 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("openvino", "OpenVINO IR (.xml + .bin; Intel CPUs, GPUs, NPUs, edge boxes)", "OpenVINO IR model",
                  (".xml",), companions=("~.bin",), package="openvino",
                  install="pip install openvino (or pip install -e '.[edge]')", runs_on="the CPU (OpenVINO)"),
+    ExportFormat("executorch", "ExecuTorch (.pte, XNNPACK; Android and iOS apps, one image at a time)",
+                 "ExecuTorch program (.pte)", (".pte",), package="executorch",
+                 install="pip install executorch (or pip install -e '.[mobile]')",
+                 runs_on="the CPU (ExecuTorch's runtime, XNNPACK)", one_image=True),
 )}
 FORMAT_NAMES = tuple(FORMATS)
 

@@ -66,13 +66,15 @@ class ExportMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         prep = self.preprocessing
+        record = _REGISTRY.get(self.format)
+        batch = 1 if record is not None and record.one_image else "batch"
         return {
             "thaw_export_version": METADATA_VERSION,
             "format": self.format,
-            "input": {"name": INPUT_NAME, "shape": ["batch", self.channels, prep.crop_size, prep.crop_size],
+            "input": {"name": INPUT_NAME, "shape": [batch, self.channels, prep.crop_size, prep.crop_size],
                       "dtype": "float32", "layout": "NCHW", "channels": self.channels,
                       "channel_order": channel_order(self.channels)},
-            "output": {"name": OUTPUT_NAME, "shape": ["batch", len(self.class_names)], "kind": "logits"},
+            "output": {"name": OUTPUT_NAME, "shape": [batch, len(self.class_names)], "kind": "logits"},
             "preprocessing": {**prep.to_dict(), "pixel_scale": 255, "steps": list(PREPROCESSING_STEPS)},
             "class_names": list(self.class_names),
             "model": {"arch": self.arch, "weights": self.weights, "in_channels": self.channels},

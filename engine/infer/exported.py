@@ -10,7 +10,9 @@ name what a damaged file was meant to be.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import warnings
 import zipfile
@@ -28,6 +30,11 @@ from engine.infer.export_metadata import EXTRA_FILE, METADATA_KEY, ExportFileErr
 EXPORT_SUFFIXES = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
 FORMAT_NAMES = {f.name: f.noun for f in FORMATS.values()}
 OPENVINO_METADATA_PATH = (METADATA_KEY,)  # where the metadata sits in an OpenVINO model's runtime information
+EXECUTORCH_METADATA_METHOD = "thaw_metadata"  # an ExecuTorch program's constant method that returns the metadata
+UNSEALED_DIGEST = "0" * 64  # in place of an ExecuTorch file's checksum while it is taken (a SHA-256 in hex)
+# The start of the metadata's JSON as ExportMetadata.to_json writes it: how it is found in an ExecuTorch file's bytes
+# before anything of the file is handed to the runtime.
+EXECUTORCH_METADATA_START = b'{\n "thaw_export_version"'
 
 
 # --- checksums of the weights -------------------------------------------------------------------------------
@@ -82,13 +89,84 @@ def openvino_digest(model) -> str:
     return digest.hexdigest()
 
 
+def executorch_digest(unsealed: bytes) -> str:
+    """The checksum of an ExecuTorch file: every byte of the program, the metadata's own checksum a placeholder."""
+    return hashlib.sha256(unsealed).hexdigest()
+
+
+def unsealed_executorch_bytes(data: bytes, sealed_json: str, weights_sha256: str) -> bytes | None:
+    """`data` as it was before its checksum went into its metadata (the placeholder back in its place); None
+    when the metadata is not in the file exactly once."""
+    sealed = sealed_json.encode("utf-8")
+    if data.count(sealed) != 1 or sealed_json.count(weights_sha256) != 1:
+        return None
+    return data.replace(sealed, sealed_json.replace(weights_sha256, UNSEALED_DIGEST).encode("utf-8"))
+
+
+def executorch_expected_size(data: bytes) -> int | None:
+    """The length an ExecuTorch file says it has, from its extended header ("eh00" at byte 8: the program's size,
+    the offset and size of its data segments, little-endian), or None without one."""
+    if len(data) < 40 or data[8:12] != b"eh00":
+        return None
+    program_size, segment_base, segment_size = (int.from_bytes(data[at:at + 8], "little") for at in (16, 24, 32))
+    return segment_base + segment_size if segment_base and segment_size else program_size
+
+
+def executorch_metadata_text(data: bytes) -> str | None:
+    """The metadata's JSON inside an ExecuTorch file, read from its bytes (the constant method's string is stored
+    verbatim), or None."""
+    start = data.find(EXECUTORCH_METADATA_START)
+    if start < 0:
+        return None
+    end = data.find(b"\x00", start)  # a flatbuffer string ends with a NUL byte
+    return data[start:end if end >= 0 else len(data)].decode("utf-8", errors="replace")
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(what: str):
+    """ExecuTorch's runtime writes its own info lines (cpuinfo's probing of the CPU) to the process' stderr from
+    C++, past Python's sys.stderr: they go to the log (--verbose) instead of a user's terminal."""
+    import tempfile
+
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to redirect (a windowed app)
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode("utf-8", errors="replace").strip()
+            if text:
+                logging.getLogger(__name__).info("%s printed:\n%s", what, text)
+
+
+@contextlib.contextmanager
+def executorch_imported_quietly():
+    """ExecuTorch's import (torchao's, through it) logs a deprecation warning of torch's pytree to the terminal:
+    not a user's concern."""
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        pytree_log.setLevel(level)
+
+
 # --- recognising a file ---------------------------------------------------------------------------------------
 
 def sniff(path: str | Path) -> str:
-    """'onnx', 'pt2', 'torchscript', 'openvino', 'checkpoint' (a torch.save file), 'zip' (another or a damaged
-    archive) or 'unknown'."""
+    """'onnx', 'pt2', 'torchscript', 'openvino', 'executorch', 'checkpoint' (a torch.save file), 'zip' (another or
+    a damaged archive) or 'unknown'."""
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(8)
+    head4, head = head[4:6], head[:4]
     if head.startswith(b"PK"):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -104,6 +182,8 @@ def sniff(path: str | Path) -> str:
         return "zip"
     if head[:1] == b"\x08":  # an ONNX ModelProto starts with field 1 (ir_version, a varint)
         return "onnx"
+    if head4 == b"ET":  # an ExecuTorch flatbuffer's file identifier ("ET12") sits at bytes 4–7
+        return "executorch"
     if head.startswith((b"<?xm", b"<net")):
         with open(path, "rb") as f:
             return "openvino" if b"<net " in f.read(4096) else "unknown"
@@ -124,8 +204,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _no_metadata(path: Path, fmt: str) -> ExportFileError:
-    where = {"onnx": f"metadata property '{METADATA_KEY}'", "openvino": f"runtime information '{METADATA_KEY}'"}.get(
-        fmt, f"extra file '{EXTRA_FILE}'")
+    where = {"onnx": f"metadata property '{METADATA_KEY}'", "openvino": f"runtime information '{METADATA_KEY}'",
+             "executorch": f"constant method '{EXECUTORCH_METADATA_METHOD}'"}.get(fmt, f"extra file '{EXTRA_FILE}'")
     return ExportFileError(f"{path} ({FORMAT_NAMES[fmt]}) has no Thaw metadata ({where}): it was not exported "
                            f"by Thaw, so its preprocessing and class names are unknown. Export the run with "
                            f"`python main.py export RUN_DIR --format {fmt} --out FILE`")
@@ -398,5 +478,47 @@ def _open_openvino(path: Path, device: torch.device, threads: int) -> ExportedMo
     return ExportedModel(path, "openvino", metadata, run, device)
 
 
+def _open_executorch(path: Path, device: torch.device, threads: int) -> ExportedModel:
+    if device.type != "cpu":
+        raise BadInputError(f"ExecuTorch programs run on the CPU here (its XNNPACK delegate), not on {device}")
+    data = path.read_bytes()
+    expected = executorch_expected_size(data)
+    if expected is not None and len(data) < expected:
+        raise ExportFileError(f"{path} is corrupted or truncated: it is not a complete {FORMAT_NAMES['executorch']} "
+                              f"({len(data)} of the {expected} bytes its header announces)")
+    # The checksum is checked on the bytes before the runtime reads them: a damaged program never reaches it.
+    text = executorch_metadata_text(data)
+    if text is None:
+        raise _no_metadata(path, "executorch")
+    metadata = ExportMetadata.from_json(text, str(path))
+    weights = metadata.integrity.get("weights_sha256", "")
+    if weights:
+        unsealed = unsealed_executorch_bytes(data, text, weights)
+        if unsealed is None:
+            raise ExportFileError(f"{path} was changed after it was exported: its metadata is not where it was "
+                                  f"written; export it again")
+        _check_digest(path, metadata, executorch_digest(unsealed))
+    with executorch_imported_quietly():
+        from executorch.runtime import Runtime
+    try:
+        with native_stderr_to_log("ExecuTorch's runtime"):
+            program = Runtime.get().load_program(data)
+            forward = program.load_method("forward")
+    except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError with its loader's text
+        raise _read_error(path, "executorch", exc) from exc
+    if EXECUTORCH_METADATA_METHOD not in program.method_names:
+        raise _no_metadata(path, "executorch")
+
+    def run(batch: torch.Tensor, program=program) -> torch.Tensor:
+        # The program takes one image (export.py): a batch is run image by image, as a phone would. The method
+        # lives in its program's memory (so the program is held as long as `run`), and its output tensor is that
+        # memory too, overwritten by the next image: each is copied.
+        rows = batch.detach().to("cpu", torch.float32)
+        return torch.cat([forward.execute([rows[i:i + 1].contiguous()])[0].clone() for i in range(len(rows))])
+
+    return ExportedModel(path, "executorch", metadata, run, device)
+
+
 # One opener per format of engine/infer/export_formats.py: (path, device, threads) -> ExportedModel.
-OPENERS = {"onnx": _open_onnx, "pt2": _open_pt2, "torchscript": _open_torchscript, "openvino": _open_openvino}
+OPENERS = {"onnx": _open_onnx, "pt2": _open_pt2, "torchscript": _open_torchscript, "openvino": _open_openvino,
+           "executorch": _open_executorch}
