@@ -300,7 +300,7 @@ def thread_run(recipe, probe: LatencyProbe, timeout_s: float) -> dict:
 def curve_benchmark(points: int, chunk: int, redraws: int) -> dict:
     from PySide6.QtWidgets import QApplication
 
-    from gui.panels.training_panel import TrainingCurves
+    from gui.widgets.live_curves import TrainingCurves
 
     curves = TrainingCurves()
     curves.resize(840, 820)  # about what the Training tab gives the plots in a 1400×900 window

@@ -595,7 +595,7 @@ BUGS: list[Bug] = [
         '    if dist.is_main:\n        state.running.add(fit.train_loss',
         '    if True:\n        state.running.add(fit.train_loss',
         ("tests/engine/test_distributed_runs.py::test_killing_a_rank_fails_the_run_and_resume_continues_it",)),
-    Bug('gui/panels/training_panel.py', 'RunProgress._fraction', 'every epoch counts the same whatever it costs',
+    Bug('gui/widgets/run_progress.py', 'RunProgress._fraction', 'every epoch counts the same whatever it costs',
         '        done = sum(costs[:epoch]) + (costs[epoch] * of_epoch if epoch < len(costs) else 0.0)\n'
         '        return min(1.0, done / sum(costs))',
         '        return min(1.0, (epoch + of_epoch) / len(costs))',
@@ -604,7 +604,7 @@ BUGS: list[Bug] = [
         "recipe's estimate", '        costs = None if e.resumed else epoch_costs(',
         '        costs = epoch_costs(',
         ("tests/gui/test_run_progress.py",)),
-    Bug('gui/panels/training_panel.py', 'epoch_costs', "a phase's feature pass not counted on its first epoch",
+    Bug('gui/widgets/run_progress.py', 'epoch_costs', "a phase's feature pass not counted on its first epoch",
         '            per_epoch[0] += phase.features_seconds\n',
         '            pass\n',
         ("tests/gui/test_run_progress.py",)),

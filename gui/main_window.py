@@ -58,6 +58,7 @@ STATUS_INTERVAL_MS = 1000
 STOP_ON_QUIT_TIMEOUT_MS = 120_000
 STATUS_MESSAGE_MS = 15_000  # how long a start-up note (the reopened recipe) stays in the status bar
 LOADING_PAGE_PAINT_MS = 50  # the loading page paints before the GUI thread imports pyqtgraph
+WALKTHROUGH_WIDTH = 320  # pixels: the walkthrough's dock beside the tabs, narrow enough to leave them room
 
 
 def process_memory_bytes() -> tuple[int, bool] | None:
@@ -96,7 +97,9 @@ class MainWindow(QMainWindow):
     ready = Signal()  # the panels are built (at once unless deferred)
 
     def __init__(self, document: RecipeDocument | None = None, settings: StudioSettings | None = None,
-                 parent: QWidget | None = None, deferred: bool = False):
+                 parent: QWidget | None = None, deferred: bool = False, first_run_walkthrough: bool = False):
+        """`first_run_walkthrough`: the lesson walkthrough opens once the tabs are built, unless it was finished or
+        skipped before (`python main.py` asks for it; tests and the self-test do not, so it never shows unasked)."""
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowIcon(app_icon())
@@ -107,6 +110,7 @@ class MainWindow(QMainWindow):
         self._placed = False  # geometry restored or placed (by the loading page, when deferred)
         self._exportable_run = ""  # the last finished run, for Run → Export this run…
         self._guide = None  # Help ▸ User guide, made when first asked for
+        self._walkthrough = None  # Help ▸ Lesson walkthrough, made when first shown
         self._importer: Importer | None = None
         self._import_thread: WorkerThread | None = None
         if deferred:
@@ -117,6 +121,8 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(LOADING_PAGE_PAINT_MS, _import_pyqtgraph)
         else:
             self._build(document)
+        if first_run_walkthrough:
+            self.when_ready(self._show_walkthrough_on_first_start)
 
     @Slot()
     def _on_imports_finished(self) -> None:
@@ -282,15 +288,11 @@ class MainWindow(QMainWindow):
         model_menu.addAction(self.domainPretrainAction)
 
         run_menu = bar.addMenu("&Run")
-        panel = self.training_panel
-        self.startRunAction = self._action("startRunAction", "&Start", self._on_start_run, "Ctrl+Return",
-                                           "Train the current recipe")
-        self.pauseRunAction = self._action("pauseRunAction", "&Pause", panel.toggle_pause, "Ctrl+P",
-                                           "Hold the run between two batches, or let it continue")
-        self.stopRunAction = self._action("stopRunAction", "S&top", panel.stop_run, "Ctrl+.",
-                                          "Stop after the current batch; a checkpoint is saved")
-        self.resumeRunAction = self._action("resumeRunAction", "&Resume last run", self._on_resume_last_run,
-                                            "Ctrl+Shift+Return", "Continue the last stopped run")
+        run_actions = self.training_panel.run_actions  # the Training tab's buttons show these same actions
+        self.startRunAction, self.pauseRunAction = run_actions.start, run_actions.pause
+        self.stopRunAction, self.resumeRunAction = run_actions.stop, run_actions.resume
+        for action in (self.startRunAction, self.resumeRunAction):  # a run started from the menu is shown
+            action.triggered.connect(self._show_training_tab)
         self.exportRunAction = self._action("exportRunAction", "&Export this run…", self._on_export_run, None,
                                             "Export the last finished run's best checkpoint (ONNX, torch.export, "
                                             "TorchScript), checked against it")
@@ -303,21 +305,25 @@ class MainWindow(QMainWindow):
         self.guideAction = self._action("guideAction", "&User guide", self.show_guide,
                                         QKeySequence.StandardKey.HelpContents,
                                         "The studio's guide: every tab, what it does and why")
+        self.walkthroughAction = self._action("walkthroughAction", "&Lesson walkthrough", self.show_walkthrough,
+                                              None, "The lesson's path, tab by tab: data, model, phases, optimizer, "
+                                                    "training, runs, evaluate, inference")
         self.shortcutsAction = self._action("shortcutsAction", "&Keyboard shortcuts", self.show_shortcuts, None,
                                             "Every action that has a key, with its key")
         self.aboutAction = self._action("aboutAction", "&About Thaw", self._on_about)
         help_menu.addAction(self.guideAction)
+        help_menu.addAction(self.walkthroughAction)
         help_menu.addAction(self.shortcutsAction)
         help_menu.addSeparator()
         help_menu.addAction(self.aboutAction)
 
     def _build_status_bar(self) -> None:
-        from gui.panels.training_panel import expected_device
+        from engine.train.devices import expected_device
 
-        device, warning = expected_device("auto")
-        self.deviceStatusLabel = QLabel(f"Device: {device}" + (" (no GPU found)" if warning else ""))
+        device = expected_device("auto")
+        self.deviceStatusLabel = QLabel(f"Device: {device.text}" + (" (no GPU found)" if device.warning else ""))
         self.deviceStatusLabel.setObjectName("deviceStatusLabel")
-        self.deviceStatusLabel.setToolTip(warning or "Where training runs with device 'auto'")
+        self.deviceStatusLabel.setToolTip(device.warning or "Where training runs with device 'auto'")
         self.memoryStatusLabel = QLabel()
         self.memoryStatusLabel.setObjectName("memoryStatusLabel")
         self._build_jobs_dock()
@@ -372,7 +378,6 @@ class MainWindow(QMainWindow):
             "opening the run's recipe")
         c.running_changed.connect(self._on_running_changed)
         c.running_changed.connect(job_board().set_training)  # a run holds the device: other jobs queue behind it
-        c.paused_changed.connect(self._on_paused_changed)
         c.event_emitted.connect(self._on_event)
         c.event_emitted.connect(self.evaluate_panel.handle_event)  # a finished run's evaluation.json is shown
         self.evaluate_panel.drift_shown.connect(self.model_panel.show_drift)  # the layer tree's Drift column
@@ -386,7 +391,6 @@ class MainWindow(QMainWindow):
         if app is not None:
             # Any other way out (Ctrl+C, app.quit()) must still not destroy a running thread.
             app.aboutToQuit.connect(self._on_about_to_quit)
-        self._on_running_changed(False)
         self._on_recipe_changed()
 
     # --- recipe files ----------------------------------------------------------------------------------------
@@ -526,29 +530,13 @@ class MainWindow(QMainWindow):
 
     # --- runs ------------------------------------------------------------------------------------------------
     @Slot()
-    def _on_start_run(self) -> None:
+    def _show_training_tab(self) -> None:
         self.tabs.setCurrentWidget(self.training_panel)
-        self.training_panel.start_run()
-
-    @Slot()
-    def _on_resume_last_run(self) -> None:
-        self.tabs.setCurrentWidget(self.training_panel)
-        self.training_panel.resume_last_run()
 
     @Slot(bool)
     def _on_running_changed(self, running: bool) -> None:
-        self.startRunAction.setEnabled(not running)
-        self.pauseRunAction.setEnabled(running)
-        self.stopRunAction.setEnabled(running)
-        self.resumeRunAction.setEnabled(not running and bool(self.training_panel.resumable_run))
-        if not running:
-            self._on_paused_changed(False)
-            if self._closing_after_stop:
-                self.close()
-
-    @Slot(bool)
-    def _on_paused_changed(self, paused: bool) -> None:
-        self.pauseRunAction.setText("&Continue" if paused else "&Pause")
+        if not running and self._closing_after_stop:
+            self.close()
 
     @Slot(object)
     def _on_event(self, event) -> None:
@@ -564,7 +552,6 @@ class MainWindow(QMainWindow):
         self.runs_panel.refresh()
         self.evaluate_panel.refresh_runs()
         self.inference_panel.refresh_checkpoints()
-        self.resumeRunAction.setEnabled(not self.controller.is_running and bool(self.training_panel.resumable_run))
         if run_dir:
             self.runs_panel.select_run(run_dir)
         best = checkpoint_path(run_dir, "best") if run_dir else None
@@ -633,13 +620,13 @@ class MainWindow(QMainWindow):
         import torch
         import torchvision
 
-        from gui.panels.training_panel import expected_device
+        from engine.train.devices import expected_device
 
-        device, warning = expected_device("auto")
+        device = expected_device("auto")
         return (f"<h3>Thaw {thaw_version}</h3><p>A studio for transfer learning and fine-tuning of image "
                 f"classifiers.</p><p>torch {torch.__version__} · torchvision {torchvision.__version__}<br>"
                 f"PySide6 {pyside_version} (Qt {qVersion()}) · pyqtgraph {pg.__version__}<br>"
-                f"Device: {device}{' — ' + warning if warning else ''}</p>")
+                f"Device: {device.text}{' — ' + device.warning if device.warning else ''}</p>")
 
     @Slot()
     def show_guide(self) -> None:
@@ -651,10 +638,29 @@ class MainWindow(QMainWindow):
         self._guide.show()
         self._guide.raise_()
 
+    @Slot()
+    def show_walkthrough(self) -> None:
+        """Help ▸ Lesson walkthrough: the lesson's path from its first step, in a dock beside the tabs (one dock,
+        started again when asked twice)."""
+        from gui.walkthrough import LessonWalkthrough
+
+        if self._walkthrough is None:
+            self._walkthrough = LessonWalkthrough(self.tabs, self.settings, self)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self._walkthrough)
+            self.resizeDocks([self._walkthrough], [WALKTHROUGH_WIDTH], Qt.Orientation.Horizontal)
+        self._walkthrough.start()
+
+    @Slot()
+    def _show_walkthrough_on_first_start(self) -> None:
+        if not self.settings.walkthrough_done:
+            self.show_walkthrough()
+
     def show_shortcuts(self) -> None:
         from gui.help_dialogs import ShortcutsDialog
 
-        dialog = ShortcutsDialog(self.findChildren(QAction), self)
+        # In menu order: the Run menu's actions are the Training tab's, which findChildren would list first.
+        in_menus = [a for menu in self.menuBar().actions() if menu.menu() for a in menu.menu().actions()]
+        dialog = ShortcutsDialog(in_menus + [a for a in self.findChildren(QAction) if a not in in_menus], self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
 

@@ -63,6 +63,28 @@ def pick_device(requested: str = "auto") -> tuple[torch.device, str]:
     return torch.device(requested), ""
 
 
+@dataclass(frozen=True)
+class ExpectedDevice:
+    """Where a run with a recipe's `device` would train, said before it starts (the studio's device label, its status
+    bar and About box). Views decide on `type`, never on `text`."""
+
+    type: str  # torch.device.type: "cuda", "mps", "cpu"; "" when the request cannot be met
+    text: str  # "CUDA (NVIDIA H200)", "MPS (Apple GPU)", "CPU"; the request itself when it cannot be met
+    warning: str = ""  # why the run would not train where asked (a fallback to the CPU, a missing device)
+
+
+def expected_device(requested: str = "auto") -> ExpectedDevice:
+    try:
+        device, warning = pick_device(requested)
+    except RecipeError as exc:
+        return ExpectedDevice("", requested, exc.message)
+    if device.type == "cuda":
+        return ExpectedDevice("cuda", f"CUDA ({torch.cuda.get_device_name(device)})", warning)
+    if device.type == "mps":
+        return ExpectedDevice("mps", "MPS (Apple GPU)", warning)
+    return ExpectedDevice(device.type, device.type.upper(), warning)
+
+
 def setup_device(requested: str = "auto", precision: str = "auto", channels_last: str = "auto") -> DeviceSetup:
     device, warning = pick_device(requested)
     if precision == "auto":

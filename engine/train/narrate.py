@@ -2,7 +2,8 @@
 console and the studio's log alike (so that a stop is described the same way in both).
 
 `describe(event, total_epochs)` returns the lines for an event, or [] for events that are not narrated (batches
-and progress reports are drawn as bars, not written as lines).
+and progress reports are drawn as bars, not written as lines). What a run is doing right now, in the one line a
+view redraws in place (the studio's progress line), is the `*_progress` functions' text.
 """
 
 from __future__ import annotations
@@ -240,6 +241,42 @@ def _evaluation_written(e: ev.EvaluationWritten, _total: int) -> list[str]:
 def _run_failed(e: ev.RunFailed, _total: int) -> list[str]:
     kept = f"; last checkpoint kept: {e.checkpoint}" if e.checkpoint else ""
     return [f"Run failed: {e.error}{kept}"]
+
+
+# --- the progress line: redrawn in place while the run goes on ---------------------------------------------------
+def starting_progress(start_epoch: int, total_epochs: int) -> str:
+    return f"Epoch {start_epoch + 1}/{total_epochs} · starting"
+
+
+def batch_progress(e: ev.BatchFinished, total_epochs: int, images_per_s: float | None,
+                   eta_seconds: float | None) -> str:
+    """None for a rate or an ETA not measured yet ("…")."""
+    rate = "…" if images_per_s is None else f"{images_per_s:.0f}"
+    return (f"Epoch {e.epoch + 1}/{total_epochs} · batch {e.batch + 1}/{e.batches} · {rate} images/s · "
+            f"ETA {_eta_text(eta_seconds)}")
+
+
+def head_fit_progress(e: ev.HeadFitProgressed, total_epochs: int, eta_seconds: float | None) -> str:
+    """A head being fitted: the cross-validation's fits (the final fit is the last of `total`), then L-BFGS."""
+    if e.fold:
+        what = f"cross-validation fit {e.done}/{e.total - 1} (fold {e.fold}, L2 {l2_text(e.l2)})"
+    else:
+        what = f"final fit (L2 {l2_text(e.l2)}), L-BFGS iteration {e.iteration}, loss + penalty {e.objective:.4f}"
+    return f"Epoch {e.epoch + 1}/{total_epochs} · fitting the head: {what} · ETA {_eta_text(eta_seconds)}"
+
+
+def download_progress(e: ev.WeightsDownloadProgress) -> str:
+    done, total = e.done_bytes / 1e6, e.total_bytes / 1e6
+    amount = f"{done:.1f} / {total:.1f} MB" if total else f"{done:.1f} MB"
+    return f"Downloading {e.weights}: {amount}"
+
+
+def features_progress(e: ev.FeaturesProgressed) -> str:
+    return f"Computing the frozen backbone's features (phase {e.phase_index + 1}): {e.done}/{e.total}"
+
+
+def _eta_text(seconds: float | None) -> str:
+    return "…" if seconds is None else duration_text(seconds)
 
 
 _NARRATORS = {

@@ -23,12 +23,13 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from engine.errors import BadInputError, RunLockedError, ThawError
 from engine.io_files import write_json_atomic
+from engine.train.events import HeadFitted
 from engine.train.run_lock import LOCK_FILE, lock_holder, run_is_live
 
 RECIPE_FILE = "recipe.json"
@@ -180,6 +181,16 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 def read_batches(run_dir: str | Path) -> list[dict[str, Any]]:
     """batches.csv's rows (one per optimizer step): loss, running accuracy and every group's learning rate."""
     return read_csv_rows(Path(run_dir) / BATCHES_FILE)
+
+
+def read_fitted_heads(run_dir: str | Path) -> list[HeadFitted]:
+    """The heads a run fitted to convergence, as the HeadFitted events they were written from: summary.json keeps
+    each fitted phase's event fields in its `head_fit` entry (engine/train/run_folder.py), so that a resumed run
+    can show its fits again. [] for a run without a summary or without a fitted head."""
+    names = [f.name for f in fields(HeadFitted)]
+    phases = _read_json(Path(run_dir) / SUMMARY_FILE).get("phases", [])
+    return [HeadFitted(**{name: phase["head_fit"][name] for name in names if name in phase["head_fit"]})
+            for phase in phases if "l2" in phase.get("head_fit", {})]
 
 
 def read_csv_rows(path: Path) -> list[dict[str, Any]]:

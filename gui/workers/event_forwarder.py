@@ -20,7 +20,7 @@ from engine.train import events as ev
 if TYPE_CHECKING:
     from engine.train.trainer import Trainer
 
-# The progress line redraws at most 4 times a second (gui/panels/training_panel.py), so batches are handed over at
+# The progress line redraws at most 4 times a second (gui/widgets/run_progress.py), so batches are handed over at
 # that rate: every hand-over wakes the GUI thread, which then competes with training for the GIL and the cores.
 BATCH_EMIT_INTERVAL_S = 0.25
 PROGRESS_EVENTS = (ev.WeightsDownloadProgress, ev.FeaturesProgressed, ev.HeadFitProgressed)

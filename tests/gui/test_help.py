@@ -21,8 +21,8 @@ def make(qtbot, image_folder, tmp_path) -> MainWindow:
 def test_the_guide_opens_from_help_and_f1_with_the_studio_guide(qtbot, image_folder, tmp_path):
     window = make(qtbot, image_folder, tmp_path)
     help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
-    assert [a.objectName() for a in help_menu.actions() if a.objectName()] == ["guideAction", "shortcutsAction",
-                                                                               "aboutAction"]
+    assert [a.objectName() for a in help_menu.actions() if a.objectName()] == ["guideAction", "walkthroughAction",
+                                                                               "shortcutsAction", "aboutAction"]
     assert window.guideAction.shortcut() == QKeySequence(QKeySequence.StandardKey.HelpContents)
     window.guideAction.trigger()
     dialog = window.findChild(help_dialogs.GuideDialog, "guideDialog")

@@ -15,8 +15,8 @@ from engine.train.runs import SUMMARY_FILE, read_metrics
 from gui.document import RecipeDocument
 from gui.main_window import MainWindow
 from gui.panels.runs_panel import COLUMNS
-from gui.panels.training_panel import RunProgress
 from gui.widgets.formatting import duration_text
+from gui.widgets.run_progress import RunProgress
 from tests.helpers import jump_clocks, tiny_recipe
 
 RUN_TIMEOUT_MS = 60_000

@@ -9,7 +9,8 @@ from PySide6.QtCore import Qt
 from engine.train import events as ev
 from engine.train.runs import read_batches
 from gui.document import RecipeDocument
-from gui.panels.training_panel import RunProgress, TrainingPanel
+from gui.panels.training_panel import TrainingPanel
+from gui.widgets.run_progress import RunProgress
 from gui.workers.training import TrainingController
 from tests.helpers import tiny_recipe
 

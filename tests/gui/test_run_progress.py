@@ -7,7 +7,7 @@ import pytest
 
 from engine.train import events as ev
 from engine.train.estimate import PhaseCost, RunEstimate
-from gui.panels.training_panel import PROGRESS_STEPS, RunProgress, epoch_costs
+from gui.widgets.run_progress import PROGRESS_STEPS, RunProgress, epoch_costs
 from tests.helpers import jump_clocks
 
 

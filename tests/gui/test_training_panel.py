@@ -349,12 +349,12 @@ def test_a_fitted_head_shows_its_fit_on_its_own_axes(qtbot, controller, image_fo
 
 
 def test_a_resumed_run_replays_its_fit_from_the_summary(image_folder, runs_root):
+    from engine.train.runs import read_fitted_heads
     from engine.train.trainer import fit
-    from gui.panels.training_panel import _fitted_heads
 
     events: list[ev.Event] = []
     result = fit(tiny_recipe(image_folder, "feature_extraction", epochs=1, out=runs_root), [events.append])
-    assert _fitted_heads(result.run_dir) == [e for e in events if isinstance(e, ev.HeadFitted)]  # every field
+    assert read_fitted_heads(result.run_dir) == [e for e in events if isinstance(e, ev.HeadFitted)]  # every field
 
 
 def test_a_setback_and_the_restore_that_answers_it_are_shown_beside_the_curves(qtbot, panel):
