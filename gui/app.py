@@ -74,7 +74,8 @@ def run_studio(argv: list[str] | None = None) -> int:
 
     collect_in_gui_thread()  # never in the training thread (gui/garbage.py)
 
-    window = MainWindow(deferred=True)  # shown at once; torch loads in a thread, then the panels are built
+    # Shown at once; torch loads in a thread, then the panels are built (and, the very first time, the walkthrough).
+    window = MainWindow(deferred=True, first_run_walkthrough=True)
     window.show()
     arguments = app.arguments()[1:]  # Qt has removed its own options (-style …) by now
     window.when_ready(lambda: open_at_start(window, arguments))

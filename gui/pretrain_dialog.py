@@ -102,7 +102,7 @@ class PretrainDialog(QDialog):
         self.loss_curve.setClipToView(True)
         self.loss_curve.setDownsampling(auto=True, method="peak")
         self.knn_plot = new_plot("pretrainKnnPlot", "k-NN accuracy on the recipe's validation images", "epochs done",
-                                 "accuracy")
+                                 "accuracy (%)")
         self.knn_curve = self.knn_plot.plot([], [], pen=pg.mkPen(series_color(1), width=2), symbol="o")
         self.steps: list[float] = []
         self.losses: list[float] = []
@@ -197,7 +197,7 @@ class PretrainDialog(QDialog):
             self.steps.append(float(event.global_step))
             self.losses.append(event.loss)
         elif isinstance(event, KnnMeasured):
-            self.knn.append((float(event.epochs_done), event.knn_acc))
+            self.knn.append((float(event.epochs_done), 100 * event.knn_acc))  # in % as on every accuracy axis
         line = describe(event)
         if line:
             self.status.setText(line.splitlines()[0])

@@ -1,5 +1,5 @@
 """What the studio remembers between sessions: window geometry and state, the current tab, last folders, the last
-recipe file.
+recipe file, whether the first-start walkthrough was done.
 
 The settings live where QSettings puts an application's settings (organisation and application "Thaw"), unless
 env THAW_SETTINGS names an INI file: tests point it at a temporary file so they never touch the user's settings.
@@ -71,6 +71,16 @@ class StudioSettings:
     @last_recipe.setter
     def last_recipe(self, path: str) -> None:
         self._settings.setValue("recipe/last_path", path)
+
+    # --- the lesson walkthrough (gui/walkthrough.py) --------------------------------------------------------------
+    @property
+    def walkthrough_done(self) -> bool:
+        """The first-start walkthrough was finished or skipped: it does not open by itself again."""
+        return bool(self._settings.value("help/walkthrough_done", False, type=bool))
+
+    @walkthrough_done.setter
+    def walkthrough_done(self, done: bool) -> None:
+        self._settings.setValue("help/walkthrough_done", done)
 
     # --- folders used by file dialogs --------------------------------------------------------------------------
     def last_folder(self, kind: str) -> str:

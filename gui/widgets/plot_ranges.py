@@ -17,7 +17,6 @@ import numpy as np
 import pyqtgraph as pg
 
 NICE_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
-SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def nice_ceil(value: float) -> float:
@@ -45,20 +44,11 @@ def decade_bounds(low: float, high: float) -> tuple[float, float]:
     return float(bottom), float(max(top, bottom + 1))
 
 
-def decade_ticks(bottom: int, top: int) -> list[list[tuple[float, str]]]:
-    """pyqtgraph ticks for a log axis from 10^bottom to 10^top: a label on each decade only (10⁻⁴), unlabelled
-    ticks at 2…9 × 10^k; the automatic labels of every minor tick overlap on a short plot."""
-    major = [(float(k), "10" + str(k).translate(SUPERSCRIPT)) for k in range(bottom, top + 1)]
-    minor = [(k + math.log10(m), "") for k in range(bottom, top) for m in range(2, 10)]
-    return [major, minor]
-
-
 class SteadyYRange:
     """Owns one plot's y range while the user has not zoomed: `fit(values)` at each redraw."""
 
     def __init__(self, plot: pg.PlotWidget, log: bool = False, fixed: tuple[float, float] | None = None):
         self._view = plot.getPlotItem().getViewBox()
-        self._axis = plot.getAxis("left")
         self._log = log
         self._fixed = fixed
         self._applied: tuple[float, float] | None = None
@@ -71,8 +61,6 @@ class SteadyYRange:
 
     def reset(self) -> None:
         """A new run: the range is ours again."""
-        if self._log:
-            self._axis.setTicks(None)  # pyqtgraph's own until bounds are known
         self._user_range = False
         self._applied = None
         self._view.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
@@ -84,8 +72,6 @@ class SteadyYRange:
             self._view.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
             self._user_range, self._applied = False, None
         if self._user_range:
-            if self._log:
-                self._axis.setTicks(None)  # a zoom may show a fraction of a decade: pyqtgraph's ticks fit it
             return
         if self._fixed is not None:
             if self._applied != self._fixed:
@@ -103,8 +89,6 @@ class SteadyYRange:
 
     def _apply(self, bounds: tuple[float, float]) -> None:
         self._applied = bounds
-        if self._log:
-            self._axis.setTicks(decade_ticks(int(bounds[0]), int(bounds[1])))
         # A rate often sits exactly on a decade: more room on a log axis keeps its line and label off the frame.
         self._view.setYRange(*bounds, padding=0.08 if self._log else 0.02)
 

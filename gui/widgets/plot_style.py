@@ -1,6 +1,7 @@
 """One look for every plot of the studio: white background, a light grid, dark readable text, matplotlib's tab10
 palette, legends under the axes (never over a curve), phase boundaries as dashed lines named on the top axis (never
-over a curve either), log axes labelled on whole decades only, and the colours of heat maps (the confusion matrix)
+over a curve either), log axes labelled on every decade and, over two decades or less, on the 2× and 5× between
+them (gui/widgets/log_axis.py), and the colours of heat maps (the confusion matrix)
 taken from the same palette.
 
 Every panel's plots take it from here (the Training tab's curves, the Runs tab's comparison, the Evaluate tab's
@@ -16,7 +17,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
-from gui.widgets.plot_ranges import decade_bounds, decade_ticks
+from gui.widgets.log_axis import LogAwareAxis
+from gui.widgets.plot_ranges import decade_bounds
 
 # A qualitative palette (matplotlib's tab10) that reads well on white; series i takes colour i.
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -26,6 +28,8 @@ GRID_ALPHA = 0.3
 TEXT = (40, 40, 40)  # titles, axis labels and legends: dark on white
 AXIS = (110, 110, 110)
 PHASE_LINE = (120, 120, 120)
+# A log range's margin: its end decades' labels lie whole inside the axis (pyqtgraph drops one that sticks out).
+LOG_PADDING = 0.08
 LEGEND_COLUMNS = 4
 LEGEND_ROW = 4  # in a PlotItem's grid: title 0, top axis 1, view 2, bottom axis 3, legend 4
 # Heat maps: right answers in the palette's blue, errors in its red, from white (none) to full colour (all).
@@ -76,7 +80,8 @@ def _natural_width(item) -> float:
 def new_plot(object_name: str, title: str = "", x_label: str = "", y_label: str = "", legend: bool = False,
              tooltip: str = "") -> pg.PlotWidget:
     """A PlotWidget in the studio's style; `legend`: curves plotted with a name are listed under the x axis."""
-    plot = pg.PlotWidget()
+    # Left and bottom only: pyqtgraph shows every axis it is given (the top one shows phase names, when asked).
+    plot = pg.PlotWidget(axisItems={side: LogAwareAxis(side) for side in ("left", "bottom")})
     plot.setObjectName(object_name)
     plot.setBackground(BACKGROUND)
     plot.showGrid(x=True, y=True, alpha=GRID_ALPHA)
@@ -131,14 +136,12 @@ def phase_names(plot: pg.PlotWidget) -> list[tuple[float, str]]:
 
 
 def fit_log_y(plot: pg.PlotWidget, values) -> None:
-    """A log y axis on whole decades holding every positive value, labelled on the decades only (the automatic
-    labels of every minor tick crowd a short plot)."""
+    """A log y axis on whole decades holding every positive value (the axis labels them, see LogAwareAxis)."""
     positive = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
     if not positive:
         return
     bottom, top = decade_bounds(min(positive), max(positive))
-    plot.getAxis("left").setTicks(decade_ticks(int(bottom), int(top)))
-    plot.setYRange(bottom, top, padding=0.02)
+    plot.setYRange(bottom, top, padding=LOG_PADDING)
 
 
 def heat_color(fraction: float, wrong: bool = False) -> QColor:

@@ -12,8 +12,8 @@ from PySide6.QtWidgets import QApplication
 
 import gui.workers.torch_threads as torch_threads
 from engine.train import events as ev
-from gui.panels.training_panel import TrainingCurves
-from gui.widgets.plot_ranges import decade_bounds, decade_ticks, nice_bounds, nice_ceil
+from gui.widgets.live_curves import TrainingCurves
+from gui.widgets.plot_ranges import decade_bounds, nice_bounds, nice_ceil
 from gui.workers.torch_threads import OneTorchThreadQThread
 from gui.workers.training import TrainingController
 from tests.helpers import tiny_recipe
@@ -149,13 +149,6 @@ def test_nice_and_decade_bounds():
     assert nice_bounds(0.0, 0.0) == (0.0, 1.0)
     assert decade_bounds(2e-5, 3e-3) == (-5.0, -2.0)
     assert decade_bounds(1e-3, 1e-3) == (-3.0, -2.0)
-
-
-def test_a_log_axis_labels_decades_only():
-    major, minor = decade_ticks(-5, -3)
-    assert major == [(-5.0, "10⁻⁵"), (-4.0, "10⁻⁴"), (-3.0, "10⁻³")]
-    assert len(minor) == 16 and all(label == "" for _, label in minor)
-    assert minor[0][0] == pytest.approx(-5 + np.log10(2))
 
 
 class Probe(QObject):

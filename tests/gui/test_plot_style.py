@@ -2,16 +2,111 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor
+import math
+
+import pyqtgraph as pg
+import pytest
+from PySide6.QtGui import QColor, QPainter, QPicture
+from PySide6.QtWidgets import QApplication
 
 from engine.infer.drift import LayerDrift, StageDrift, WeightDrift
-from gui.panels import training_panel
 from gui.widgets.drift_plot import DriftPlot
+from gui.widgets.head_fit_plots import HeadFitPlots
+from gui.widgets.live_curves import TrainingCurves
+from gui.widgets.log_axis import LogAwareAxis
 from gui.widgets.plot_style import PALETTE, heat_color, new_plot, series_color, text_color_on
 
 
+def drawn_labels(plot: pg.PlotWidget, side: str) -> list[tuple[object, str]]:
+    """(rectangle, text) of each tick label pyqtgraph paints on the `side` axis of a shown plot: the ticks and
+    strings it asks of the axis (tickValues, tickStrings) less those it leaves out (off the axis, crowded)."""
+    plot.grab()  # a first paint sizes the axis to its labels; the layout then gives it that size
+    QApplication.processEvents()
+    axis = plot.getAxis(side)
+    picture = QPicture()
+    painter = QPainter(picture)
+    try:
+        _, _, texts = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [(rect, text) for rect, _, text in texts]
+
+
+def assert_readable(labels: list[tuple[object, str]]) -> list[str]:
+    """At least three labels, none overlapping another; returns their texts."""
+    texts = [text for _, text in labels if text]
+    assert len(texts) >= 3, texts
+    rects = [rect for rect, text in labels if text]
+    assert not any(a.intersects(b) for i, a in enumerate(rects) for b in rects[i + 1:]), texts
+    return texts
+
+
+@pytest.fixture
+def log_plot(qtbot):
+    plot = new_plot("logPlot", "", "learning rate", "loss")
+    qtbot.addWidget(plot)
+    plot.setLogMode(x=True, y=True)
+    plot.resize(500, 300)
+    plot.show()
+    qtbot.waitExposed(plot)
+    return plot
+
+
+def show_range(plot: pg.PlotWidget, low: float, high: float, padding: float = 0.05) -> None:
+    """Both axes over [low, high] (values, not exponents), with a plot's usual margin."""
+    plot.setXRange(math.log10(low), math.log10(high), padding=padding)
+    plot.setYRange(math.log10(low), math.log10(high), padding=padding)
+
+
+@pytest.mark.parametrize("side", ["left", "bottom"])
+def test_a_log_axis_over_many_decades_labels_every_decade(log_plot, side):
+    """Issue 28: log axes carried almost no labels (and pyqtgraph's own mix 0.0001 with 10⁻⁵)."""
+    show_range(log_plot, 1e-6, 1e-1)
+    texts = assert_readable(drawn_labels(log_plot, side))
+    assert texts == ["10⁻⁶", "10⁻⁵", "10⁻⁴", "10⁻³", "10⁻²", "10⁻¹"]
+
+
+@pytest.mark.parametrize("side", ["left", "bottom"])
+def test_a_log_axis_over_two_decades_labels_the_2x_and_5x_ticks_too(log_plot, side):
+    show_range(log_plot, 1e-5, 1e-3, padding=0.08)  # the Training tab's lr plot around 1e-5 … 1e-3
+    texts = assert_readable(drawn_labels(log_plot, side))
+    assert {"10⁻⁵", "10⁻⁴", "10⁻³", "2·10⁻⁵", "5·10⁻⁵", "2·10⁻⁴", "5·10⁻⁴"} <= set(texts)
+
+
+@pytest.mark.parametrize("side", ["left", "bottom"])
+@pytest.mark.parametrize("low, high, some_labels", [(1e-4, 5e-4, {"10⁻⁴", "2·10⁻⁴"}),
+                                                    (1e-4, 1.2e-4, {"1.1·10⁻⁴"})])
+def test_a_log_axis_over_a_fraction_of_a_decade_still_labels_three_ticks(log_plot, side, low, high, some_labels):
+    show_range(log_plot, low, high)
+    texts = assert_readable(drawn_labels(log_plot, side))
+    assert some_labels <= set(texts)
+
+
+def test_linear_axes_are_pyqtgraphs_own(log_plot):
+    log_plot.setLogMode(x=False, y=False)
+    axis, own = log_plot.getAxis("left"), pg.AxisItem("left")
+    levels = axis.tickValues(0.5, 2.5, 200)
+    assert levels == own.tickValues(0.5, 2.5, 200)
+    assert [axis.tickStrings(v, 1.0, s) for s, v in levels] == [own.tickStrings(v, 1.0, s) for s, v in levels]
+
+
+def test_every_log_axis_of_the_studio_is_log_aware(qtbot, image_folder):
+    from gui.document import RecipeDocument
+    from gui.panels.optimizer_panel import OptimizerPanel
+    from tests.helpers import tiny_recipe
+
+    curves, fit = TrainingCurves(), HeadFitPlots()
+    panel = OptimizerPanel(RecipeDocument(tiny_recipe(image_folder, "gradual_unfreezing", epochs=3)))
+    for widget in (curves, fit, panel):
+        qtbot.addWidget(widget)
+    log_axes = [curves.lrPlot.getAxis("left"), fit.cvPlot.getAxis("bottom"),
+                panel.findChild(pg.PlotWidget, "lrPreviewPlot").getAxis("left"),
+                panel.findChild(pg.PlotWidget, "lrFindPlot").getAxis("bottom")]
+    assert all(isinstance(axis, LogAwareAxis) and axis.logMode for axis in log_axes)
+
+
 def test_the_training_tabs_plots_take_the_studios_style(qtbot):
-    curves = training_panel.TrainingCurves()
+    curves = TrainingCurves()
     qtbot.addWidget(curves)
     for plot in (curves.lossPlot, curves.accuracyPlot, curves.lrPlot):
         assert plot.backgroundBrush().color() == QColor("white") and plot.getAxis("left").grid
@@ -25,6 +120,7 @@ def test_new_plots_are_white_with_a_grid(qtbot):
     assert plot.objectName() == "somePlot" and plot.toolTip() == "what it shows"
     assert plot.backgroundBrush().color() == QColor("white")
     assert plot.getAxis("bottom").grid and plot.getAxis("left").grid
+    assert not plot.getAxis("top").isVisible() and not plot.getAxis("right").isVisible()  # two axes, not four
 
 
 def test_heat_colours_run_from_white_to_the_palettes_blue_or_red():
@@ -51,7 +147,7 @@ def test_the_drift_plot_draws_frozen_stages_as_exactly_zero(qtbot):
 def test_legends_sit_under_the_axes_and_never_cover_a_curve(qtbot):
     from engine.train import events as ev
 
-    curves = training_panel.TrainingCurves()
+    curves = TrainingCurves()
     qtbot.addWidget(curves)
     curves.resize(600, 900)
     curves.add_batches([ev.BatchFinished(epoch=0, batch=0, batches=4, global_step=1, train_loss=1.0, train_acc=0.5,
@@ -81,8 +177,6 @@ def test_phases_are_named_above_the_plot_not_over_its_curves(qtbot):
 
 
 def test_the_lr_preview_takes_the_studios_style_with_distinct_colours(qtbot, image_folder):
-    import pyqtgraph as pg
-
     from gui.document import RecipeDocument
     from gui.panels.optimizer_panel import OptimizerPanel
     from tests.helpers import tiny_recipe
@@ -96,17 +190,19 @@ def test_the_lr_preview_takes_the_studios_style_with_distinct_colours(qtbot, ima
     assert len(items) >= 3 and len(set(colours)) == len(colours)  # no two groups alike
     assert plot.getPlotItem().legend.items and not plot.getPlotItem().legend.sceneBoundingRect().intersects(
         plot.getPlotItem().getViewBox().sceneBoundingRect())
-    major, minor = plot.getAxis("left")._tickLevels
-    assert all(label.startswith("10") for _, label in major) and all(label == "" for _, label in minor)
+    panel.resize(1000, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    assert "10⁻³" in assert_readable(drawn_labels(plot, "left"))  # the head's rate, on a labelled log axis
 
 
 def test_small_values_are_labelled_as_they_are_not_with_an_si_factor(qtbot):
     """Issue 28: "loss (x0.001)" under a fitted head's tiny losses; the axes show 0.002, not 2 × 0.001."""
-    curves = training_panel.TrainingCurves()
+    curves = TrainingCurves()
     qtbot.addWidget(curves)
     curves.lossPlot.plot([0.0, 1.0, 2.0], [0.001, 0.002, 0.004])
     curves.lossPlot.getPlotItem().vb.autoRange()
-    fit = training_panel.HeadFitPlots()
+    fit = HeadFitPlots()
     qtbot.addWidget(fit)
     for plot in (curves.lossPlot, curves.accuracyPlot, curves.lrPlot, fit.cvPlot, fit.pathPlot):
         for side in ("left", "bottom"):
