@@ -1,6 +1,6 @@
-"""Export: batch-1 CPU latency of the ONNX and OpenVINO exports vs the checkpoint in torch eager, for ResNet-18 and
-MobileNet V3, and what int8 costs (size, latency, validation accuracy) beside fp32 — all in one invocation, on one
-machine. (OpenVINO only where the `openvino` package is installed.)
+"""Export: batch-1 CPU latency of the ONNX, OpenVINO and ExecuTorch exports vs the checkpoint in torch eager, for
+ResNet-18 and MobileNet V3, and what int8 costs (size, latency, validation accuracy) beside fp32 — all in one
+invocation, on one machine. (OpenVINO and ExecuTorch only where their packages are installed.)
 
 Per model: a short feature-extraction run on the generated JPEGs (10 classes, 256 px → 224 crop; the backbone's
 seeded weights have batch-norm statistics estimated on calibration images, like a released checkpoint), then
@@ -91,11 +91,20 @@ def measure(arch: str, run: Path, folder: Path, repeats: int, runs: int, method:
         openvino = export_run(ExportRequest(str(run), "openvino", out=str(folder / f"{arch}.xml"), latency_runs=0))
         openvino_seconds = time.perf_counter() - tick
 
+    executorch = None
+    if FORMATS["executorch"].available():
+        tick = time.perf_counter()
+        executorch = export_run(ExportRequest(str(run), "executorch", out=str(folder / f"{arch}.pte"),
+                                              latency_runs=0))
+        executorch_seconds = time.perf_counter() - tick
+
     predictor = Predictor.from_checkpoint(checkpoint_path(run, "best"))
     models = {"torch eager": predictor.logits, "onnx fp32": open_export(fp32.path).logits,
               "onnx int8": open_export(int8.path).logits}
     if openvino:
         models["openvino fp32"] = open_export(openvino.path).logits
+    if executorch:
+        models["executorch"] = open_export(executorch.path).logits
     one = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     medians: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
@@ -120,6 +129,13 @@ def measure(arch: str, run: Path, folder: Path, repeats: int, runs: int, method:
         result["agreement"]["openvino fp32"] = ov_check.top1_agreement
         result["max_diff"]["openvino fp32"] = ov_check.max_abs_logit_diff
         result["openvino_export_s"] = openvino_seconds
+    if executorch:
+        et_check = executorch.parity[0]
+        result["sizes"]["executorch"] = executorch.costs[1].size_bytes
+        result["accuracy"]["executorch"] = et_check.exported_accuracy
+        result["agreement"]["executorch"] = et_check.top1_agreement
+        result["max_diff"]["executorch"] = et_check.max_abs_logit_diff
+        result["executorch_export_s"] = executorch_seconds
     return result
 
 
@@ -162,7 +178,7 @@ def main() -> None:
               f"parity on {r['images']} validation images)")
         print(f"  {'':12} {'size':>9} {'batch-1 latency':>16} {'val acc':>8} {'top-1 = ckpt':>13} "
               f"{'max |Δlogit|':>13}")
-        for name in [n for n in ("torch eager", "onnx fp32", "onnx int8", "openvino fp32") if n in lat]:
+        for name in [n for n in ("torch eager", "onnx fp32", "onnx int8", "openvino fp32", "executorch") if n in lat]:
             agreement = r["agreement"].get(name)
             diff = r["max_diff"].get(name)
             print(f"  {name:12} {size[name] / 1e6:7.1f} MB {lat[name]:13.2f} ms {100 * acc[name]:7.1f} % "
@@ -175,7 +191,9 @@ def main() -> None:
               f"onnx fp32 / onnx int8 = {lat['onnx fp32'] / lat['onnx int8']:.2f}×; size fp32 / int8 = "
               f"{size['onnx fp32'] / size['onnx int8']:.2f}×"
               + (f"; onnx fp32 / openvino fp32 = {lat['onnx fp32'] / lat['openvino fp32']:.2f}× "
-                 f"(OpenVINO export {r['openvino_export_s']:.1f} s)" if "openvino fp32" in lat else ""))
+                 f"(OpenVINO export {r['openvino_export_s']:.1f} s)" if "openvino fp32" in lat else "")
+              + (f"; torch eager / executorch = {lat['torch eager'] / lat['executorch']:.2f}× "
+                 f"(ExecuTorch export {r['executorch_export_s']:.1f} s)" if "executorch" in lat else ""))
         print("  repeats (ms): " + "; ".join(f"{k} " + " ".join(f"{v:.1f}" for v in vs)
                                               for k, vs in r["repeats"].items()))
 

@@ -15,6 +15,7 @@ cannot find, and these tests look for:
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import json
 import os
@@ -94,6 +95,7 @@ def spec_collected_packages() -> set[str]:
     return names
 
 
+@functools.cache  # four tests ask; the scan parses every engine file and imports the data sources
 def needed_modules() -> dict[str, set[str]]:
     needed: dict[str, set[str]] = {}
     for table in (lazy_imports(), launched_modules(), data_source_needs()):
