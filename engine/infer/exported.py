@@ -511,10 +511,9 @@ def _open_executorch(path: Path, device: torch.device, threads: int) -> Exported
 
     def run(batch: torch.Tensor, program=program) -> torch.Tensor:
         # The program takes one image (export.py): a batch is run image by image, as a phone would. The method
-        # lives in its program's memory (so the program is held as long as `run`), and its output tensor is that
-        # memory too, overwritten by the next image: each is copied.
+        # lives in its program's memory, so the program is held as long as `run` (freed, the next call crashed).
         rows = batch.detach().to("cpu", torch.float32)
-        return torch.cat([forward.execute([rows[i:i + 1].contiguous()])[0].clone() for i in range(len(rows))])
+        return torch.cat([forward.execute([rows[i:i + 1].contiguous()])[0] for i in range(len(rows))])
 
     return ExportedModel(path, "executorch", metadata, run, device)
 

@@ -41,6 +41,8 @@ class LogAwareAxis(pg.AxisItem):
         low, high = sorted((float(minVal), float(maxVal)))
         if not (math.isfinite(low) and math.isfinite(high)) or high - low <= 0 or size <= 0:
             return []
+        if self._shows_no_data():  # an empty plot's range is pyqtgraph's default, 10⁰…10¹: no learning rate's
+            return []
         pixels_per_decade = size / (high - low)
         decades = self._every_decade_that_fits(low, high, pixels_per_decade)
         if high - low > LABELLED_MINOR_SPAN:
@@ -56,6 +58,13 @@ class LogAwareAxis(pg.AxisItem):
             if len(drawn) > best_readable:
                 best, best_readable = (labelled, unlabelled), len(drawn)
         return [(1.0, best[0]), (None, best[1])]
+
+    def _shows_no_data(self) -> bool:
+        view = self.linkedView()
+        if view is None:
+            return False
+        bounds = view.childrenBounds()
+        return all(axis_bounds is None for axis_bounds in bounds)
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
         """`spacing` is None on the unlabelled level (see logTickValues). The studio never scales an axis."""

@@ -46,6 +46,7 @@ def log_plot(qtbot):
     plot = new_plot("logPlot", "", "learning rate", "loss")
     qtbot.addWidget(plot)
     plot.setLogMode(x=True, y=True)
+    plot.plot([1e-7, 1.0], [1e-7, 1.0])  # data over every range the tests show (an empty plot labels nothing)
     plot.resize(500, 300)
     plot.show()
     qtbot.waitExposed(plot)
@@ -80,6 +81,21 @@ def test_a_log_axis_over_a_fraction_of_a_decade_still_labels_three_ticks(log_plo
     show_range(log_plot, low, high)
     texts = assert_readable(drawn_labels(log_plot, side))
     assert some_labels <= set(texts)
+
+
+def test_an_empty_log_plot_labels_no_values_it_has_not_got(qtbot):
+    """An LR finder not yet run showed 2.5·10⁰ … 7.5·10⁰ (pyqtgraph's default range) as learning rates."""
+    plot = new_plot("emptyLogPlot", "", "learning rate", "loss")
+    qtbot.addWidget(plot)
+    plot.setLogMode(x=True, y=False)
+    curve = plot.plot([], [])
+    plot.resize(500, 300)
+    plot.show()
+    qtbot.waitExposed(plot)
+    assert [text for _, text in drawn_labels(plot, "bottom") if text] == []
+    curve.setData([1e-5, 1e-1], [1.0, 2.0])  # the sweep's points arrive: the axis labels them
+    plot.autoRange()
+    assert {"10⁻⁵", "10⁻³", "10⁻¹"} <= set(assert_readable(drawn_labels(plot, "bottom")))
 
 
 def test_linear_axes_are_pyqtgraphs_own(log_plot):

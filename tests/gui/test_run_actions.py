@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QCoreApplication, QObject
 
 from engine.train.devices import ExpectedDevice
 from gui.document import RecipeDocument
@@ -71,10 +71,11 @@ def test_the_menus_actions_drive_a_run_and_both_views_follow_it(qtbot, window, p
     window.startRunAction.trigger()  # Run ▸ Start: the run starts, and is shown
     assert controller.is_running and window.tabs.currentWidget() is window.training_panel
     worker = controller.worker
-    # The pause is taken in the training thread; the actions hear of it when its signal reaches the GUI thread.
-    qtbot.waitUntil(lambda: worker.control.holding and window.pauseRunAction.text() == "&Continue",
-                    timeout=RUN_TIMEOUT_MS)
-    assert usable(window) == RUNNING
+    # The pause is taken in the training thread, which posts its signal before it holds; the actions hear of it
+    # once the GUI thread has delivered what was posted.
+    qtbot.waitUntil(lambda: worker.control.holding, timeout=RUN_TIMEOUT_MS)
+    QCoreApplication.processEvents()
+    assert window.pauseRunAction.text() == "&Continue" and usable(window) == RUNNING
 
     window.pauseRunAction.trigger()  # Run ▸ Continue
     assert not worker.control.paused and window.training_panel.pauseButton.text() == "Pause"
