@@ -727,6 +727,20 @@ BUGS: list[Bug] = [
     Bug("gui/main_window.py", "MainWindow._build_menus", "Run ▸ Start does not show the Training tab",
         "            action.triggered.connect(self._show_training_tab)", "            pass",
         (f"{RUN_ACTIONS}::test_the_menus_actions_drive_a_run_and_both_views_follow_it",)),
+    # --- the pre-training dialog's Pause and Resume (issue 24) ---
+    Bug("gui/pretrain_dialog.py", "PretrainDialog.toggle_pause", "Continue leaves the run paused",
+        "        if control.paused:\n            control.unpause()", "        if control.paused:\n            pass",
+        (f"{PRETRAIN_GUI}::test_pause_holds_the_run_between_two_batches_and_continue_finishes_it",)),
+    Bug("gui/pretrain_dialog.py", "PretrainDialog.resume", "resuming the run stopped here drops its curves",
+        "        if self.stopped_run_dir != run_dir:", "        if True:",
+        (f"{PRETRAIN_GUI}::test_cancel_while_paused_stops_and_resume_continues_the_same_run_to_its_end",)),
+    Bug("gui/pretrain_dialog.py", "PretrainDialog._on_state", "Pause offered to a run still waiting for the device",
+        '        self.pause_button.setEnabled(state == "running")', "        self.pause_button.setEnabled(busy)",
+        (f"{PRETRAIN_GUI}::test_a_run_waiting_for_the_device_cannot_be_paused_yet",)),
+    Bug("gui/pretrain_dialog.py", "PretrainDialog._on_state", "a run cancelled while paused leaves 'Continue'",
+        '        if not busy:\n            self.pause_button.setText("Pause")',
+        '        if False:\n            self.pause_button.setText("Pause")',
+        (f"{PRETRAIN_GUI}::test_cancel_while_paused_stops_and_resume_continues_the_same_run_to_its_end",)),
 ]
 
 

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.train.events import RunControl
 from gui.document import RecipeDocument
 from gui.jobs.runner import JobRunner, TaskState
 from gui.widgets.plot_style import new_plot, series_color
@@ -31,29 +32,59 @@ from gui.widgets.plot_style import new_plot, series_color
 REDRAW_MS = 250  # the curves redraw at most 4 times a second, whatever the batch rate
 
 
-def pretraining_work(recipe, config, task: TaskState):
-    """The job's work (its own thread): the run, its events handed to the dialog, Cancel turned into a stop
-    between two batches (a checkpoint is kept: `python main.py resume RUN_DIR` continues it)."""
+class JobRunControl(RunControl):
+    """The run's pause and stop: Pause and Continue from the dialog, a stop also from its job (Cancel, the dialog
+    closed, the studio quitting), which wakes a paused run too (RunControl.wait_while_paused asks
+    `stop_requested`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.task: TaskState | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        return super().stop_requested or (self.task is not None and self.task.should_stop())
+
+
+def pretraining_work(make_run, control: JobRunControl, task: TaskState):
+    """The job's work (its own thread): the run `make_run(callbacks, control)` builds (a new one, or a stopped one
+    continued), its events handed to the dialog, Cancel turned into a stop between two batches (a checkpoint is
+    kept: Resume, or `python main.py resume RUN_DIR`, continues it)."""
     from engine.pretrain.events import KnnMeasured, PretrainBatchFinished, PretrainEpochFinished, PretrainStarted
-    from engine.pretrain.run import PretrainRun
-    from engine.train.events import RunControl
 
-    class TaskControl(RunControl):
-        @property
-        def stop_requested(self) -> bool:
-            return super().stop_requested or task.should_stop()
-
+    control.task = task
     shown = (PretrainStarted, PretrainBatchFinished, KnnMeasured, PretrainEpochFinished)
+    epochs = [1]
 
     def forward(event) -> None:
+        if isinstance(event, PretrainStarted):
+            epochs[0] = max(1, event.epochs)
         if isinstance(event, shown):
             task.partial(event)
         if isinstance(event, PretrainBatchFinished):
-            task.progress(event.epoch * event.batches + event.batch + 1, config.epochs * event.batches)
+            task.progress(event.epoch * event.batches + event.batch + 1, epochs[0] * event.batches)
 
-    run = PretrainRun(recipe, config, [forward], TaskControl())
+    run = make_run([forward], control)
     status = run.run()
     return {"status": status, "run_dir": str(run.run_dir), "weights_file": str(run.run_dir / "backbone.pth")}
+
+
+def new_run(recipe, config):
+    def make(callbacks, control):
+        from engine.pretrain.run import PretrainRun
+
+        return PretrainRun(recipe, config, callbacks, control)
+
+    return make
+
+
+def continued_run(run_dir: str):
+    def make(callbacks, control):
+        from engine.pretrain.run import PretrainRun
+
+        return PretrainRun.from_run_dir(run_dir, callbacks, control)
+
+    return make
 
 
 class PretrainDialog(QDialog):
@@ -65,6 +96,9 @@ class PretrainDialog(QDialog):
         self.setWindowTitle("Domain pre-training")
         self.document = document
         self.weights_file = ""
+        self.control: JobRunControl | None = None  # the job's, while one runs
+        self.run_dir = ""  # the folder of the run shown (a new one, or the one continued)
+        self.stopped_run_dir = ""  # a run stopped in this dialog: Resume continues it
         self.runner = JobRunner("pretrainJob", "Domain pre-training", self, uses_device=True)
         self.runner.partial_result_produced.connect(self._on_event)
         self.runner.progressed.connect(self._on_progress)
@@ -124,7 +158,17 @@ class PretrainDialog(QDialog):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("pretrainCancelButton")
         self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.runner.cancel)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setObjectName("pretrainPauseButton")
+        self.pause_button.setToolTip("Hold the run after the current batch; Continue goes on")
+        self.pause_button.setEnabled(False)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.resume_button = QPushButton("Resume…")
+        self.resume_button.setObjectName("pretrainResumeButton")
+        self.resume_button.setToolTip("Continue a stopped pre-training run from its checkpoint (the images must "
+                                      "be the same)")
+        self.resume_button.clicked.connect(self.resume)
         self.use_button = QPushButton("Use these weights")
         self.use_button.setObjectName("pretrainUseButton")
         self.use_button.setToolTip("Set the recipe's model.weights_file to the pre-trained backbone")
@@ -134,7 +178,7 @@ class PretrainDialog(QDialog):
         self.close_button.setObjectName("pretrainCloseButton")
         self.close_button.clicked.connect(self.reject)
         buttons = QHBoxLayout()
-        for button in (self.start_button, self.cancel_button):
+        for button in (self.start_button, self.pause_button, self.cancel_button, self.resume_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.use_button)
@@ -167,16 +211,61 @@ class PretrainDialog(QDialog):
             self.status.setText(str(exc))
             return
         recipe = copy.deepcopy(self.document.recipe)  # a snapshot: the user may edit while it runs
-        self.steps, self.losses, self.knn, self.weights_file = [], [], [], ""
+        self.steps, self.losses, self.knn = [], [], []
         self._draw()
+        self._start_job(new_run(recipe, config), f"{config.method} pre-training")
+
+    @Slot()
+    def resume(self) -> None:
+        """Continue the run stopped in this dialog, or one picked from disk (a run folder of `pretrain`)."""
+        run_dir = self.stopped_run_dir
+        if not run_dir:
+            from engine.train.runs import runs_root_for
+
+            run_dir = QFileDialog.getExistingDirectory(self, "A stopped pre-training run",
+                                                       str(runs_root_for(self.document.recipe.output_dir)))
+            if not run_dir:
+                return
+        if self.stopped_run_dir != run_dir:  # another run's curves: start them afresh (its history is in its folder)
+            self.steps, self.losses, self.knn = [], [], []
+            self._draw()
+        self._start_job(continued_run(run_dir), "resumed pre-training")
+
+    def _start_job(self, make_run, description: str) -> None:
+        self.weights_file = ""
         self.use_button.setEnabled(False)
-        self.runner.start(lambda task: pretraining_work(recipe, config, task), f"{config.method} pre-training")
+        control = self.control = JobRunControl()
+        self.runner.start(lambda task: pretraining_work(make_run, control, task), description)
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        control = self.control
+        if control is None or not self.runner.is_busy:
+            return
+        if control.paused:
+            control.unpause()
+            self.status.setText("Continuing …")
+        else:
+            control.pause()
+            self.status.setText("Paused after the current batch: Continue goes on, Cancel stops and keeps a "
+                                "checkpoint.")
+        self.pause_button.setText("Continue" if control.paused else "Pause")
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.control is not None:
+            self.control.request_stop()  # wakes a paused run, which then stops at once
+        self.runner.cancel()
 
     @Slot(str)
     def _on_state(self, state: str) -> None:
         busy = state != "idle"
         self.start_button.setEnabled(not busy)
+        self.resume_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
+        self.pause_button.setEnabled(state == "running")
+        if not busy:
+            self.pause_button.setText("Pause")
         self.progress.setVisible(busy)
         if state == "queued":
             self.status.setText("Waiting for the device (a run or another job holds it) …")
@@ -191,15 +280,17 @@ class PretrainDialog(QDialog):
 
     @Slot(object)
     def _on_event(self, event) -> None:
-        from engine.pretrain.events import KnnMeasured, PretrainBatchFinished, describe
+        from engine.pretrain.events import KnnMeasured, PretrainBatchFinished, PretrainStarted, describe
 
-        if isinstance(event, PretrainBatchFinished):
+        if isinstance(event, PretrainStarted):
+            self.run_dir = event.run_dir
+        elif isinstance(event, PretrainBatchFinished):
             self.steps.append(float(event.global_step))
             self.losses.append(event.loss)
         elif isinstance(event, KnnMeasured):
             self.knn.append((float(event.epochs_done), 100 * event.knn_acc))  # in % as on every accuracy axis
         line = describe(event)
-        if line:
+        if line and not (self.control is not None and self.control.paused):  # "Paused" stays while it is
             self.status.setText(line.splitlines()[0])
         if not self._redraw.isActive():
             self._redraw.start()
@@ -213,11 +304,12 @@ class PretrainDialog(QDialog):
     def _on_succeeded(self, result: dict) -> None:
         self._draw()
         if result["status"] == "finished":
+            self.stopped_run_dir = ""
             self.weights_file = result["weights_file"]
             self.use_button.setEnabled(True)
             self.status.setText(f"Finished: {self.weights_file}. Use these weights to start the recipe from them.")
         else:
-            self.status.setText(f"Stopped; continue with: python main.py resume {result['run_dir']}")
+            self._stopped(result["run_dir"])
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -226,7 +318,14 @@ class PretrainDialog(QDialog):
     @Slot()
     def _on_cancelled(self) -> None:
         self._draw()
-        self.status.setText("Stopped after the batch; the run folder keeps a checkpoint (python main.py resume).")
+        self._stopped(self.run_dir)
+
+    def _stopped(self, run_dir: str) -> None:
+        self.stopped_run_dir = run_dir
+        self.resume_button.setToolTip(f"Continue {run_dir} from its checkpoint" if run_dir else
+                                      "Continue a stopped pre-training run from its checkpoint")
+        self.status.setText(f"Stopped after the batch; {run_dir or 'the run folder'} keeps a checkpoint: Resume "
+                            f"continues it (or python main.py resume RUN_DIR).")
 
     @Slot()
     def use_weights(self) -> None:
@@ -241,5 +340,7 @@ class PretrainDialog(QDialog):
         self.status.setText(f"The recipe's model.weights_file is now {path}.")
 
     def done(self, result: int) -> None:  # Close, Escape, the window's ×: the job stops and its thread ends first
+        if self.control is not None:
+            self.control.request_stop()  # a paused run wakes to stop
         self.runner.shutdown()
         super().done(result)

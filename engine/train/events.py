@@ -440,7 +440,7 @@ class RunControl:
         self._holding.set()
         try:
             while not self._running.wait(timeout=0.2):
-                if self._stop.is_set():
+                if self.stop_requested:  # the property: a subclass may add where a stop comes from
                     break
         finally:
             self._holding.clear()
