@@ -25,6 +25,9 @@ from common import bench_dirs, calibration_images, make_jpeg_dataset, seeded_tor
 
 from engine.infer.parity import INT8_MIN_TOP1_AGREEMENT  # noqa: E402 - common put the repository on sys.path
 
+# Measured beside ONNX where their package is installed: (format, the label its row has).
+OPTIONAL_FORMATS = (("openvino", "openvino fp32"), ("executorch", "executorch"))
+
 
 def seed_weights(home: Path, arch: str) -> None:
     """Seeded DEFAULT weights of `arch` in torchvision's cache layout, batch-norm statistics estimated on the
@@ -85,26 +88,19 @@ def measure(arch: str, run: Path, folder: Path, repeats: int, runs: int, method:
     int8_seconds = time.perf_counter() - tick
     from engine.infer.export_formats import FORMATS
 
-    openvino = None
-    if FORMATS["openvino"].available():
-        tick = time.perf_counter()
-        openvino = export_run(ExportRequest(str(run), "openvino", out=str(folder / f"{arch}.xml"), latency_runs=0))
-        openvino_seconds = time.perf_counter() - tick
-
-    executorch = None
-    if FORMATS["executorch"].available():
-        tick = time.perf_counter()
-        executorch = export_run(ExportRequest(str(run), "executorch", out=str(folder / f"{arch}.pte"),
-                                              latency_runs=0))
-        executorch_seconds = time.perf_counter() - tick
+    optional = {}  # label → (export result, seconds), for the formats whose package is installed
+    for fmt, label in OPTIONAL_FORMATS:
+        if FORMATS[fmt].available():
+            tick = time.perf_counter()
+            exported = export_run(ExportRequest(str(run), fmt, out=str(folder / f"{arch}{FORMATS[fmt].suffix}"),
+                                                latency_runs=0))
+            optional[label] = exported, time.perf_counter() - tick
 
     predictor = Predictor.from_checkpoint(checkpoint_path(run, "best"))
     models = {"torch eager": predictor.logits, "onnx fp32": open_export(fp32.path).logits,
               "onnx int8": open_export(int8.path).logits}
-    if openvino:
-        models["openvino fp32"] = open_export(openvino.path).logits
-    if executorch:
-        models["executorch"] = open_export(executorch.path).logits
+    for label, (exported, _) in optional.items():
+        models[label] = open_export(exported.path).logits
     one = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     medians: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
@@ -122,20 +118,13 @@ def measure(arch: str, run: Path, folder: Path, repeats: int, runs: int, method:
         "images": check.images, "method": method, "exporter": fp32.exporter, "export_s": fp32_seconds,
         "int8_export_s": int8_seconds,
     }
-    if openvino:
-        ov_check = openvino.parity[0]
-        result["sizes"]["openvino fp32"] = openvino.costs[1].size_bytes
-        result["accuracy"]["openvino fp32"] = ov_check.exported_accuracy
-        result["agreement"]["openvino fp32"] = ov_check.top1_agreement
-        result["max_diff"]["openvino fp32"] = ov_check.max_abs_logit_diff
-        result["openvino_export_s"] = openvino_seconds
-    if executorch:
-        et_check = executorch.parity[0]
-        result["sizes"]["executorch"] = executorch.costs[1].size_bytes
-        result["accuracy"]["executorch"] = et_check.exported_accuracy
-        result["agreement"]["executorch"] = et_check.top1_agreement
-        result["max_diff"]["executorch"] = et_check.max_abs_logit_diff
-        result["executorch_export_s"] = executorch_seconds
+    for label, (exported, seconds) in optional.items():
+        parity = exported.parity[0]
+        result["sizes"][label] = exported.costs[1].size_bytes
+        result["accuracy"][label] = parity.exported_accuracy
+        result["agreement"][label] = parity.top1_agreement
+        result["max_diff"][label] = parity.max_abs_logit_diff
+        result[f"{label}_export_s"] = seconds
     return result
 
 
@@ -191,7 +180,7 @@ def main() -> None:
               f"onnx fp32 / onnx int8 = {lat['onnx fp32'] / lat['onnx int8']:.2f}×; size fp32 / int8 = "
               f"{size['onnx fp32'] / size['onnx int8']:.2f}×"
               + (f"; onnx fp32 / openvino fp32 = {lat['onnx fp32'] / lat['openvino fp32']:.2f}× "
-                 f"(OpenVINO export {r['openvino_export_s']:.1f} s)" if "openvino fp32" in lat else "")
+                 f"(OpenVINO export {r['openvino fp32_export_s']:.1f} s)" if "openvino fp32" in lat else "")
               + (f"; torch eager / executorch = {lat['torch eager'] / lat['executorch']:.2f}× "
                  f"(ExecuTorch export {r['executorch_export_s']:.1f} s)" if "executorch" in lat else ""))
         print("  repeats (ms): " + "; ".join(f"{k} " + " ".join(f"{v:.1f}" for v in vs)

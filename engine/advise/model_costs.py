@@ -3,11 +3,8 @@ model exports), parameters, the weights file's size and the peak memory of one b
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from engine.infer.export_metadata import ExportMetadata
 from engine.infer.exported import open_export
 from engine.infer.latency import measure_latency
 from engine.model.build import BuiltModel
+from engine.native_output import native_stderr_to_log
 
 log = logging.getLogger(__name__)
 
@@ -32,28 +30,6 @@ class ModelCosts:
     peak_memory_mb: float  # weights + the largest live activations of a batch-1 forward
     onnx_latency_ms: float | None = None  # batch-1 median on onnxruntime's CPU provider
     onnx_note: str = ""  # why there is no ONNX figure (not asked, or the export's one-line failure)
-
-
-@contextlib.contextmanager
-def _native_stderr_to_log() -> Iterator[None]:
-    """The profiler's C++ side prints start/stop lines (and a GPU probe's error on a machine without one) straight
-    to file descriptor 2: a user of the CLI would see them between the progress lines. They go to the log."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode(errors="replace").strip()
-            if text:
-                log.debug("profiler output:\n%s", text)
 
 
 def _synchronised(model: nn.Module, device: torch.device):
@@ -80,7 +56,9 @@ def peak_memory_mb(model: nn.Module, example: torch.Tensor, device: torch.device
         return torch.cuda.max_memory_allocated(device) / 2**20
     from torch.autograd.profiler import profile
 
-    with _native_stderr_to_log(), profile(profile_memory=True, use_kineto=False) as prof:
+    # The profiler's C++ side prints start/stop lines (and a GPU probe's error on a machine without one).
+    with native_stderr_to_log(log, "the profiler", logging.DEBUG), \
+            profile(profile_memory=True, use_kineto=False) as prof:
         model(example)
     live = peak = 0
     for event in sorted(prof.function_events, key=lambda e: e.time_range.start):

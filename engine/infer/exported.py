@@ -26,6 +26,7 @@ from torch import nn
 from engine.errors import BadInputError
 from engine.infer.export_formats import FORMATS, export_format
 from engine.infer.export_metadata import EXTRA_FILE, METADATA_KEY, ExportFileError, ExportMetadata
+from engine.native_output import native_stderr_to_log
 
 EXPORT_SUFFIXES = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
 FORMAT_NAMES = {f.name: f.noun for f in FORMATS.values()}
@@ -120,30 +121,6 @@ def executorch_metadata_text(data: bytes) -> str | None:
         return None
     end = data.find(b"\x00", start)  # a flatbuffer string ends with a NUL byte
     return data[start:end if end >= 0 else len(data)].decode("utf-8", errors="replace")
-
-
-@contextlib.contextmanager
-def native_stderr_to_log(what: str):
-    """ExecuTorch's runtime writes its own info lines (cpuinfo's probing of the CPU) to the process' stderr from
-    C++, past Python's sys.stderr: they go to the log (--verbose) instead of a user's terminal."""
-    import tempfile
-
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to redirect (a windowed app)
-        yield
-        return
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            text = caught.read().decode("utf-8", errors="replace").strip()
-            if text:
-                logging.getLogger(__name__).info("%s printed:\n%s", what, text)
 
 
 @contextlib.contextmanager
@@ -501,7 +478,8 @@ def _open_executorch(path: Path, device: torch.device, threads: int) -> Exported
     with executorch_imported_quietly():
         from executorch.runtime import Runtime
     try:
-        with native_stderr_to_log("ExecuTorch's runtime"):
+        # Its C++ side prints cpuinfo's probing of the CPU.
+        with native_stderr_to_log(logging.getLogger(__name__), "ExecuTorch's runtime"):
             program = Runtime.get().load_program(data)
             forward = program.load_method("forward")
     except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError with its loader's text

@@ -108,13 +108,18 @@ def test_cancel_while_paused_stops_and_resume_continues_the_same_run_to_its_end(
     assert dialog.stopped_run_dir == ""
 
 
-def test_closing_the_dialog_while_paused_stops_the_run_and_its_thread(qtbot, dialog, no_thread_left_running):
+def start_and_hold(qtbot, dialog) -> None:
+    """A long run started, paused, and held between two batches."""
     dialog.method_combo.setCurrentText("moco")
     dialog.epochs_spin.setValue(50)
     dialog.start_button.click()
     qtbot.waitUntil(lambda: dialog.pause_button.isEnabled(), timeout=TIMEOUT_MS)
     dialog.pause_button.click()
     qtbot.waitUntil(lambda: dialog.control.holding, timeout=TIMEOUT_MS)
+
+
+def test_closing_the_dialog_while_paused_stops_the_run_and_its_thread(qtbot, dialog, no_thread_left_running):
+    start_and_hold(qtbot, dialog)
     dialog.close_button.click()  # shutdown waits for the thread: it must not wait for a Continue
     assert not dialog.runner.is_busy
     assert all(not t.isRunning() for t in no_thread_left_running)
@@ -124,12 +129,7 @@ def test_the_studio_quitting_while_the_run_is_paused_stops_it(qtbot, dialog, no_
     """Quit cancels every job through the board (gui/main_window.py): that cancel alone must wake a paused run."""
     from gui.jobs.board import job_board
 
-    dialog.method_combo.setCurrentText("moco")
-    dialog.epochs_spin.setValue(50)
-    dialog.start_button.click()
-    qtbot.waitUntil(lambda: dialog.pause_button.isEnabled(), timeout=TIMEOUT_MS)
-    dialog.pause_button.click()
-    qtbot.waitUntil(lambda: dialog.control.holding, timeout=TIMEOUT_MS)
+    start_and_hold(qtbot, dialog)
     job_board().shutdown([dialog.runner])  # waits for the thread
     assert not dialog.runner.is_busy and not dialog.control.holding
 
