@@ -9,6 +9,8 @@ sees half of one.
 - `temp_dir_beside(path)`: an owner-only hidden folder `.NAME.<pid>.XXXX.partial` beside the target for writers
   that make several files (export); the folders of a killed process are removed by the next call.
 - `replace_into(src, path)`: checks the target again, then renames.
+- `replace_folder_into(src, path)`: the same for a folder written whole (a Core ML package): an earlier one at
+  `path` is moved aside, the new one renamed in, the old one removed; `path` never holds a half-written folder.
 
 The lowest layer of the engine besides engine/errors.py: no torch, nothing of the engine imported but its errors.
 """
@@ -22,6 +24,7 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,8 @@ os.umask(_UMASK)
 
 
 def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a file"
     if stat.S_ISCHR(mode):
         return "a character device"
     if stat.S_ISBLK(mode):
@@ -70,9 +75,11 @@ def _mount_type(path: Path) -> str:
     return fstype
 
 
-def check_target(path: str | Path, what: str = "output file") -> Path:
+def check_target(path: str | Path, what: str = "output file", folder: bool = False) -> Path:
     """`path` if a regular file may be written there (replacing a regular file already there); else
-    UnwritableError (a BadInputError) in one line naming `what`, the path and why. Makes nothing."""
+    UnwritableError (a BadInputError) in one line naming `what`, the path and why. Makes nothing. `folder`: a
+    folder is to be written there instead (replacing a folder already there; whether that folder may be replaced
+    is the caller's judgement)."""
     path = Path(path)
     try:
         info = path.stat()  # a symlink is judged by what it points at
@@ -80,7 +87,9 @@ def check_target(path: str | Path, what: str = "output file") -> Path:
         info = None
     except OSError as exc:
         raise UnwritableError(f"{what} {path} cannot be used: {exc.strerror or exc}") from None
-    if info is not None and not stat.S_ISREG(info.st_mode):
+    if info is not None and folder and not stat.S_ISDIR(info.st_mode):
+        raise UnwritableError(f"{what} {path} is {_kind(info.st_mode)}; what Thaw writes there is a folder")
+    if info is not None and not folder and not stat.S_ISREG(info.st_mode):
         raise UnwritableError(f"{what} {path} is {_kind(info.st_mode)}; Thaw writes only regular files")
     resolved = Path(os.path.realpath(path))
     fstype = _mount_type(resolved)
@@ -101,6 +110,37 @@ def replace_into(source: str | Path, path: str | Path, what: str = "output file"
     check_target(path, what)
     os.replace(source, path)
     return Path(path)
+
+
+def replace_folder_into(source: str | Path, path: str | Path, what: str,
+                        replaceable: Callable[[Path], bool]) -> Path:
+    """Rename the folder `source` (complete) to `path`. A folder already there is replaced only when
+    `replaceable(path)` says so (an earlier export, never a folder of the user's): it is renamed aside beside
+    `source`, the new one renamed in, then the old one removed; if the second rename fails the old one is put back.
+    A reader of `path` sees the old folder or the whole new one (a folder cannot be renamed over a folder, so for
+    an instant between the two renames `path` does not exist)."""
+    source, path = Path(source), Path(path)
+    check_target(path, what, folder=True)
+    try:
+        if not os.path.lexists(path):
+            os.rename(source, path)
+            return path
+        if not replaceable(path):
+            raise UnwritableError(f"{what} {path} is a folder Thaw did not write; it is left as it is")
+        aside = source.with_name(f".{source.name}.replaced")
+        os.rename(path, aside)
+        try:
+            os.rename(source, path)
+        except OSError:
+            os.rename(aside, path)
+            raise
+    except OSError as exc:
+        raise UnwritableError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    if aside.is_symlink():
+        aside.unlink()  # a link to the earlier folder: the link is replaced, what it pointed at is not removed
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
+    return path
 
 
 def _open_temp(path: Path, what: str) -> tuple[int, str]:
@@ -175,11 +215,11 @@ def remove_stale_partials(path: Path) -> list[Path]:
     return removed
 
 
-def temp_dir_beside(path: str | Path, what: str = "output file") -> Path:
+def temp_dir_beside(path: str | Path, what: str = "output file", folder: bool = False) -> Path:
     """An owner-only (0700) hidden folder beside `path` for the files of one write; the caller removes it.
-    Checks `path` first and clears the stale folders of killed processes."""
+    Checks `path` first (`folder`: as check_target's) and clears the stale folders of killed processes."""
     path = Path(path)
-    check_target(path, what)
+    check_target(path, what, folder)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(path)

@@ -17,8 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ("torch", "torch._dynamo", "torchvision ops", "resources", "image decode", "train step", "engine run",
-          "export", "evaluation", "OpenVINO export", "ExecuTorch export", "distributed run", "data loader worker", "Qt",
-          "main window")
+          "export", "evaluation", "OpenVINO export", "ExecuTorch export", "Core ML export", "distributed run",
+          "data loader worker", "Qt", "main window")
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -14,7 +14,8 @@ def register(sub) -> None:
     help_ = "top-k predictions of a checkpoint for images or folders"
     p = sub.add_parser("predict", help=help_, description=help_)
     p.add_argument("checkpoint", help="a checkpoint (.pt), a run folder (uses its best.pt) or an export of "
-                                      "`python main.py export` (.onnx, .pt2, .ts)")
+                                      "`python main.py export` (.onnx, .pt2, .ts, .xml, .pte; a Core ML .mlpackage "
+                                      "on macOS only)")
     p.add_argument("inputs", nargs="+", help="image files and/or folders, and/or video files (.mp4, .mov, .avi, .mkv, "
                                              ".webm …: every frame, or one per --every seconds)")
     p.add_argument("--topk", type=int, default=5)
@@ -37,7 +38,7 @@ def cmd_predict(args) -> int:
     if not args.every >= 0:  # also refuses nan
         raise BadInputError(f"--every must be 0 or more seconds, got {args.every}")
     checkpoint = Path(args.checkpoint)
-    if checkpoint.is_dir():
+    if checkpoint.is_dir() and not looks_like_export(checkpoint):  # a run folder (a Core ML package is a folder)
         checkpoint = checkpoint_path(checkpoint, "best")
     from engine.data.video import is_video
 

@@ -1,7 +1,7 @@
 """Write a model to a file in one format with Thaw's metadata inside: ONNX, torch.export (.pt2), TorchScript,
-OpenVINO IR or ExecuTorch (the formats: engine/infer/export_formats.py; one writer each in WRITERS).
+OpenVINO IR, ExecuTorch or Core ML (the formats: engine/infer/export_formats.py; one writer each in WRITERS).
 
-Every format but ExecuTorch has a dynamic batch dimension; an ExecuTorch program takes one image, as a phone
+Every format but ExecuTorch and Core ML has a dynamic batch dimension; an ExecuTorch program takes one image, as a phone
 classifies one camera frame at a time (XNNPACK plans its memory for one fixed shape).
 ONNX goes through torch's current exporter, `torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's
 translation); only where that fails does the legacy TorchScript-based exporter run, and the metadata and the result
@@ -11,6 +11,10 @@ check passes. OpenVINO IR is converted by OpenVINO's own converter from the torc
 the .pt2 and ONNX files come from), kept in float32 (OpenVINO would compress the weights to fp16 by default).
 ExecuTorch (.pte) is lowered from the torch.export program to its XNNPACK delegate (the CPU backend of its Android
 and iOS runtimes), the metadata a constant method of the program (`thaw_metadata`).
+Core ML (.mlpackage, a folder) is converted by coremltools from the torch.export program of one image to an ML
+program for iOS 16 / macOS 13, in float32 (coremltools' default is float16) or, asked for (`quantization.method`
+"fp16" in the metadata), in float16; the metadata is the package's user-defined metadata `thaw`
+(engine/infer/coreml_package.py). Like ExecuTorch it takes one image: a fixed shape is what the Neural Engine runs.
 Nothing here decides whether a file is good: the parity check (engine/infer/parity.py) does.
 """
 
@@ -19,16 +23,26 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from engine.errors import ThawError
+from engine.infer import coreml_package
 from engine.infer.export_formats import export_format
-from engine.infer.export_metadata import EXTRA_FILE, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ExportMetadata
+from engine.infer.export_metadata import (
+    EXTRA_FILE,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    ExportMetadata,
+    channel_order,
+)
 from engine.infer.exported import (
     EXECUTORCH_METADATA_METHOD,
     OPENVINO_METADATA_PATH,
@@ -268,6 +282,66 @@ def _write_executorch(model: nn.Module, example: torch.Tensor, path: Path, metad
     return WrittenExport(path, "executorch", metadata.exporter["name"], list(metadata.exporter["notes"]))
 
 
+def _coreml_descriptions(metadata: ExportMetadata) -> tuple[str, str, str]:
+    """What Xcode shows of a Core ML package: the model's description, its input's and its output's."""
+    prep, size = metadata.preprocessing, metadata.crop_size
+    source = metadata.source
+    model = (f"{metadata.arch} classifier of {len(metadata.class_names)} classes, exported by Thaw"
+             + (f" from run {source['run']} ({source.get('checkpoint', '')}.pt)" if source.get("run") else "")
+             + f". Class names, preprocessing and source: the metadata entry '{METADATA_KEY}' (JSON).")
+    image = (f"float32 {metadata.channels} × {size} × {size} ({channel_order(metadata.channels)}), one image: "
+             f"resized to {prep.resize_size} on the shorter side ({prep.interpolation}), centre-cropped to {size}, "
+             f"scaled to [0, 1], then (x − mean) / std with mean {[round(v, 4) for v in prep.mean]} and std "
+             f"{[round(v, 4) for v in prep.std]}")
+    logits = "logits, one per class in the order of the metadata's class_names (softmax gives probabilities)"
+    return model, image, logits
+
+
+def _write_coreml(model: nn.Module, example: torch.Tensor, path: Path, metadata: ExportMetadata,
+                  opset: int | None = None) -> WrittenExport:
+    with coreml_package.coremltools_imported_quietly():
+        import coremltools as ct
+
+    half = metadata.quantization.get("method") == "fp16"
+    try:
+        with _quiet():
+            # coremltools converts core ATen operators: the program is decomposed to them first
+            program = torch.export.export(model, (example[:1],)).run_decompositions({})
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"the model cannot be exported with torch.export: {_first_line(exc)}") from exc
+    try:
+        with _quiet(), coreml_package.coremltools_imported_quietly():
+            converted = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+                                   compute_precision=ct.precision.FLOAT16 if half else ct.precision.FLOAT32,
+                                   inputs=[ct.TensorType(name=INPUT_NAME, dtype=np.float32)],
+                                   outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)])
+    except Exception as exc:  # noqa: BLE001 - the converter raises its own types for an unsupported op
+        raise ExportError(f"coremltools cannot convert the model: {_first_line(exc)}") from exc
+    precision = "float16" if half else "float32"
+    metadata.exporter = {"name": f"coremltools {ct.__version__} (ML program, {precision}, iOS 16 / macOS 13, "
+                                 f"from torch.export)",
+                         "notes": ["a Core ML package takes one image at a time (batch 1)"]}
+    description, image, logits = _coreml_descriptions(metadata)
+    converted.author = "Thaw"
+    converted.short_description = description
+    source = metadata.source
+    converted.version = ", ".join(part for part in (f"epoch {source['epoch']}" if source.get("epoch") else "",
+                                                    f"checkpoint {str(source.get('checkpoint_sha256', ''))[:12]}"
+                                                    if source.get("checkpoint_sha256") else "") if part)
+    converted.input_description[INPUT_NAME] = image
+    converted.output_description[OUTPUT_NAME] = logits
+    try:
+        with _quiet():
+            converted.save(str(path))
+    finally:
+        if converted.is_temp_package:  # coremltools' own copy in the temp folder, else removed only at exit
+            shutil.rmtree(converted.package_path, ignore_errors=True)
+    # The checksum is taken over the package as saved, without the metadata entry it is then written into.
+    metadata.seal(coreml_package.package_digest(path, coreml_package.read_spec(path)))
+    coreml_package.write_metadata(path, metadata.to_json())
+    return WrittenExport(path, "coreml", metadata.exporter["name"], list(metadata.exporter["notes"]))
+
+
 # One writer per format of engine/infer/export_formats.py: (model, example, path, metadata, opset) -> WrittenExport.
 WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2, "torchscript": _write_torchscript, "openvino": _write_openvino,
-           "executorch": _write_executorch}
+           "executorch": _write_executorch, "coreml": _write_coreml}

@@ -6,11 +6,17 @@ name, `predict` on an exported file (by suffix where the content is ambiguous), 
 messages that name a format. The code that writes a format is `engine/infer/export.py` (`WRITERS`), the code that
 opens one `engine/infer/exported.py` (`OPENERS`), both keyed by the record's name; tests/engine/test_export.py
 checks that every record has both. Adding a format: a record here, a writer, an opener.
+
+A format whose runtime exists only on some systems (Core ML: macOS and iOS) names them in `platforms`; elsewhere
+its file is written and its metadata and checksum are read, but it is never run: the parity check reports it as
+not checkable on this OS and `predict` refuses it. A format whose export is a folder (an .mlpackage) says `folder`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +35,9 @@ class ExportFormat:
     quantizable: bool = False  # whether `--quantize int8` applies
     runs_on: str = "the CPU"  # where its parity check and `predict` run
     one_image: bool = False  # a fixed batch of one image instead of a dynamic batch (engine/infer/export.py)
+    platforms: tuple[str, ...] = ()  # the sys.platform values where its runtime exists; (): wherever torch runs
+    folder: bool = False  # the export is a folder, not a file (a Core ML package)
+    fp16: bool = False  # whether `--quantize fp16` applies (weights and arithmetic in half precision)
 
     @property
     def suffix(self) -> str:
@@ -41,6 +50,19 @@ class ExportFormat:
             out.append(path.with_suffix(companion[1:]) if companion.startswith("~") else
                        path.with_name(path.name + companion))
         return out
+
+    def size_bytes(self, path: Path) -> int:
+        """What an export at `path` takes: the file and its companions, or every file of a folder format."""
+        if self.folder:
+            return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
+        return Path(path).stat().st_size + sum(c.stat().st_size for c in self.companion_paths(Path(path))
+                                               if c.is_file())
+
+    def unavailable_here(self) -> str:
+        """Why files of this format cannot run on this machine's operating system ("" where they can)."""
+        if not self.platforms or sys.platform in self.platforms:
+            return ""
+        return f"a {self.noun} runs only on {self.runs_on}; this is {platform.system() or sys.platform}"
 
     def available(self) -> bool:
         return not self.package or importlib.util.find_spec(self.package) is not None
@@ -67,6 +89,11 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
                  "ExecuTorch program (.pte)", (".pte",), package="executorch",
                  install="pip install executorch (or pip install -e '.[mobile]')",
                  runs_on="the CPU (ExecuTorch's runtime, XNNPACK)", one_image=True),
+    ExportFormat("coreml", "Core ML (.mlpackage; iOS and macOS apps, one image at a time; checked only on macOS)",
+                 "Core ML package (.mlpackage)", (".mlpackage",), package="coremltools",
+                 install="pip install coremltools (or pip install -e '.[mobile]')",
+                 runs_on="macOS 13 or later and iOS 16 or later (Apple's Core ML)", platforms=("darwin",),
+                 folder=True, fp16=True, one_image=True),
 )}
 FORMAT_NAMES = tuple(FORMATS)
 

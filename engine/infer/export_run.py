@@ -9,6 +9,11 @@
 A file appears at --out only after its parity check passed (it is renamed there from the temporary folder); when
 a check fails, the file is deleted and only FILE.failed.json tells what went wrong. Progress goes to subscribers
 as ExportProgress events, like the trainer's events (the CLI prints them, the studio's dialog shows them).
+
+A format that cannot run on this system (Core ML off macOS) is written, read back (its metadata and checksum) and
+kept with FILE.report.json whose verdict is "not checked" and says why: the user asked for a file and has it, but
+nothing claims it agrees with the checkpoint. A folder export (an .mlpackage) replaces an earlier one at --out only
+once it is complete, and never a folder that is not an export of its format.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ from engine.errors import BadInputError, ThawError
 from engine.infer.export import save_onnx, stamp_onnx, write_export
 from engine.infer.export_formats import FORMATS
 from engine.infer.export_metadata import INPUT_NAME, SUFFIXES, ExportMetadata
-from engine.infer.exported import open_export
+from engine.infer.exported import open_export, sniff
 from engine.infer.inference import Predictor
 from engine.infer.latency import measure_latency
 from engine.infer.parity import (
+    FAILED,
     FP32_RELATIVE_TOLERANCE,
     INT8_MIN_TOP1_AGREEMENT,
+    NOT_CHECKED,
+    PASSED,
     ParityCriteria,
     ParityReport,
     batch_plan,
@@ -47,13 +55,14 @@ from engine.infer.parity import (
     compare,
 )
 from engine.infer.quantize import CALIBRATION_METHODS, Int8Settings, quantize_int8
-from engine.io_files import check_target, replace_into, temp_dir_beside, write_json_atomic
+from engine.io_files import check_target, replace_folder_into, replace_into, temp_dir_beside, write_json_atomic
 from engine.train.checkpoints import load_checkpoint
 from engine.train.runs import CHECKPOINT_DIR, check_run_identity, checkpoint_path
 
 REPORT_SUFFIX = ".report.json"
 FAILED_SUFFIX = ".failed.json"
 CHECKPOINT_KINDS = ("best", "last")
+QUANTIZE_CHOICES = ("none", "int8", "fp16")
 
 
 @dataclass
@@ -62,7 +71,7 @@ class ExportRequest:
     format: str = "onnx"
     out: str = ""  # empty: <run>/exports/<checkpoint>[-int8].<suffix>
     checkpoint: str = "best"  # best | last (a run folder only)
-    quantize: str = "none"  # none | int8 (ONNX only)
+    quantize: str = "none"  # none | int8 (ONNX only) | fp16 (formats with half precision: Core ML)
     data_root: str = ""  # images for the check and the calibration instead of the run's data.root
     max_images: int = 256  # validation images through every model
     calibration_images: int = 128
@@ -78,11 +87,14 @@ class ExportRequest:
             raise BadInputError(f"--format '{self.format}' is not one of {', '.join(FORMATS)}")
         if self.checkpoint not in CHECKPOINT_KINDS:
             raise BadInputError(f"--checkpoint '{self.checkpoint}' is not one of {', '.join(CHECKPOINT_KINDS)}")
-        if self.quantize not in ("none", "int8"):
-            raise BadInputError(f"--quantize '{self.quantize}' is not one of none, int8")
+        if self.quantize not in QUANTIZE_CHOICES:
+            raise BadInputError(f"--quantize '{self.quantize}' is not one of {', '.join(QUANTIZE_CHOICES)}")
         if self.quantize == "int8" and not FORMATS[self.format].quantizable:
             raise BadInputError(f"--quantize int8 needs --format onnx (onnxruntime quantizes ONNX models), "
                                 f"not {self.format}")
+        if self.quantize == "fp16" and not FORMATS[self.format].fp16:
+            raise BadInputError(f"--quantize fp16 needs --format "
+                                f"{' or '.join(f.name for f in FORMATS.values() if f.fp16)}, not {self.format}")
         if self.calibration_method not in CALIBRATION_METHODS:
             raise BadInputError(f"--calibration-method '{self.calibration_method}' is not one of "
                                 f"{', '.join(CALIBRATION_METHODS)}")
@@ -137,8 +149,8 @@ class ModelCost:
 
 @dataclass
 class ExportResult:
-    passed: bool
-    path: str  # the export (only when passed)
+    passed: bool  # every file was checked and agrees (False when one was not checked)
+    path: str  # the export (when it passed or was not checked)
     report_path: str  # FILE.report.json, or FILE.failed.json
     format: str
     exporter: str
@@ -152,9 +164,21 @@ class ExportResult:
     failure: str = ""
     fp32_path: str = ""  # the fp32 model kept beside an int8 export (keep_fp32, when passed)
 
+    @property
+    def verdict(self) -> str:
+        """passed, failed (one check failed), or not checked (no check failed, one file could not run here)."""
+        verdicts = {p.verdict for p in self.parity}
+        return FAILED if FAILED in verdicts or not verdicts else NOT_CHECKED if NOT_CHECKED in verdicts else PASSED
+
+    @property
+    def not_checked(self) -> str:
+        """Why a file was not checked ("" when every one was)."""
+        return "; ".join(f"{p.label}: {p.not_checked}" for p in self.parity if p.not_checked)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["parity"] = [p.to_dict() for p in self.parity]
+        data["verdict"] = self.verdict
         return data
 
     def summary_lines(self) -> list[str]:
@@ -192,7 +216,7 @@ def cost_table(costs: list[ModelCost]) -> str:
 
 
 def default_out(run_dir: Path, checkpoint: str, fmt: str, quantize: str) -> Path:
-    return run_dir / "exports" / f"{checkpoint}{'-int8' if quantize == 'int8' else ''}{SUFFIXES[fmt]}"
+    return run_dir / "exports" / f"{checkpoint}{'' if quantize == 'none' else '-' + quantize}{SUFFIXES[fmt]}"
 
 
 def fp32_out(out: Path) -> Path:
@@ -272,11 +296,16 @@ class _Export:
         r = self.request
         run_dir, checkpoint, kind = resolve_checkpoint(r.run, r.checkpoint)
         out = Path(r.out).expanduser() if r.out else default_out(run_dir, kind, r.format, r.quantize)
-        if out.is_dir():
+        record = FORMATS[r.format]
+        if out.is_dir() and not record.folder:
             raise BadInputError(f"--out {out} is a folder; give the file to write, e.g. "
                                 f"{out / ('model' + SUFFIXES[r.format])}")
-        # Before any work: the export, its .data file and its reports go only where regular files may go.
-        check_target(out, "--out")
+        if out.is_dir() and not self.replaceable(out):
+            raise BadInputError(f"--out {out} is a folder that is not a {record.noun}; Thaw replaces only an "
+                                f"earlier export there: give a new name, e.g. {out / ('model' + record.suffix)}")
+        # Before any work: the export, its .data file and its reports go only where regular files may go (a
+        # folder format's package where a folder may go).
+        check_target(out, "--out", folder=record.folder)
         for companion in [*FORMATS[r.format].companion_paths(out),
                           *(out.with_name(out.name + suffix) for suffix in (REPORT_SUFFIX, FAILED_SUFFIX))]:
             check_target(companion, "--out's companion file")
@@ -294,11 +323,15 @@ class _Export:
         data = self.prepare_images(predictor)
         self.check_stop()
         metadata = self.metadata(predictor, state, run_dir, checkpoint, kind)
-        work = temp_dir_beside(out, "--out")
+        work = temp_dir_beside(out, "--out", folder=record.folder)
         try:
             return self.export_and_check(predictor, data, metadata, out, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def replaceable(self, path: Path) -> bool:
+        """Whether the folder at `path` is an earlier export of this format (a user's folder never is)."""
+        return sniff(path) == self.request.format
 
     # --- the images ---------------------------------------------------------------------------------------------
     def prepare_images(self, predictor: Predictor) -> PreparedData:
@@ -343,12 +376,14 @@ class _Export:
         self.emit("export", f"exporting to {r.format}")
         # Named as it will be kept: an ONNX file refers to its .data companion by name.
         fp32_name = fp32_out(out).name if self.keeps_fp32 else f"fp32{SUFFIXES[r.format]}"
-        fp32_path = work / (out.name if r.quantize == "none" else fp32_name)
+        fp32_path = work / (out.name if r.quantize != "int8" else fp32_name)
+        if r.quantize == "fp16":  # the writer converts in half precision because the metadata says so
+            metadata.quantization = {"method": "fp16", "weights": "float16", "compute": "float16"}
         # The exporter gets a copy: whatever tracing does to a module, the reference stays the checkpoint's.
         written = write_export(copy.deepcopy(predictor.model), example, r.format, fp32_path, metadata,
                                r.opset or None)
         notes = list(written.notes)
-        files = {r.format: fp32_path}
+        files = {f"{r.format} fp16" if r.quantize == "fp16" else r.format: fp32_path}
         if r.quantize == "int8":
             self.check_stop()
             files["onnx int8"], quantization = self.quantize(data, metadata, fp32_path, work / out.name)
@@ -360,9 +395,11 @@ class _Export:
         labels_match = list(data.classes) == list(predictor.class_names)
         names = [_sample_name(val, i) for i in val_indices]
         labels = [int(val.targets[i]) for i in val_indices] if labels_match else None
-        exported = {label: open_export(path) for label, path in files.items()}
+        # Read back and checked (metadata, checksum) even where it cannot run; what cannot run is not compared.
+        exported = {label: open_export(path, require_runtime=False) for label, path in files.items()}
         plan = batch_plan(len(val_indices))
-        models = {"checkpoint": predictor.logits, **{label: e.logits for label, e in exported.items()}}
+        models = {"checkpoint": predictor.logits,
+                  **{label: e.logits for label, e in exported.items() if not e.not_runnable}}
         self.emit("check", "running the validation images through the checkpoint and the export", 0, len(names))
         try:
             logits = collect_logits(models, batches_of(lambda i: val[val_indices[i]][0], len(val_indices), plan),
@@ -372,24 +409,28 @@ class _Export:
             raise ExportCancelled("export stopped; nothing was written") from exc
         reports = []
         for label in files:
+            if exported[label].not_runnable:
+                reports.append(ParityReport.unchecked(label, exported[label].not_runnable))
+                continue
             criteria = ParityCriteria.int8(r.int8_min_agreement) if label.endswith("int8") else \
-                ParityCriteria.fp32(r.tolerance)
+                ParityCriteria.fp16() if label.endswith("fp16") else ParityCriteria.fp32(r.tolerance)
             reports.append(compare(label, logits["checkpoint"], logits[label], criteria, names, labels, plan))
 
-        costs = self.costs(predictor, exported, reports, example[:1], labels_match)
+        costs = self.costs(predictor, exported, reports, example[:1], labels_match, logits, labels)
         passed = all(p.passed for p in reports)
-        final = (exported["onnx int8"] if r.quantize == "int8" else exported[r.format]).metadata.to_dict()
+        keep = all(p.passed or p.not_checked for p in reports)  # kept unless a check ran and failed
+        final = exported[list(files)[-1]].metadata.to_dict()  # the int8 model's after the fp32 one
         # Release the loaded files before they are moved (Windows cannot rename a file that is open).
         models.clear()
         exported.clear()
         result = ExportResult(
-            passed=passed, path=str(out) if passed else "",
-            report_path=str(out.with_name(out.name + (REPORT_SUFFIX if passed else FAILED_SUFFIX))),
+            passed=passed, path=str(out) if keep else "",
+            report_path=str(out.with_name(out.name + (REPORT_SUFFIX if keep else FAILED_SUFFIX))),
             format=r.format, exporter=written.exporter, notes=notes, parity=reports, costs=costs,
             metadata=final, images=len(val_indices), labels_match=labels_match,
             seconds=time.perf_counter() - self.started,
-            failure="; ".join(f"{p.label}: {p.failure}" for p in reports if not p.passed),
-            fp32_path=str(fp32_out(out)) if passed and self.keeps_fp32 else "")
+            failure="; ".join(f"{p.label}: {p.failure}" for p in reports if p.failure),
+            fp32_path=str(fp32_out(out)) if keep and self.keeps_fp32 else "")
         self.finish(result, files, out)
         return result
 
@@ -417,22 +458,25 @@ class _Export:
         return int8_path, description
 
     def costs(self, predictor: Predictor, exported: dict, reports: list[ParityReport], one: torch.Tensor,
-              labels_match: bool) -> list[ModelCost]:
+              labels_match: bool, logits: dict[str, torch.Tensor], labels: list[int] | None) -> list[ModelCost]:
         r = self.request
         by_label = {p.label: p for p in reports}
         weights = sum(t.numel() * t.element_size() for t in predictor.model.state_dict().values())
         rows = [("checkpoint (torch)", weights, predictor.logits, None)]
-        rows += [(label, e.size_bytes, e.logits, by_label[label]) for label, e in exported.items()]
+        # A file that cannot run here has a size, and no latency or accuracy (never a made-up one).
+        rows += [(label, e.size_bytes, None if e.not_runnable else e.logits, by_label[label])
+                 for label, e in exported.items()]
         costs = []
         for label, size, run, report in rows:
             latency = None
-            if r.latency_runs:
+            if r.latency_runs and run is not None:
                 self.check_stop()
                 self.emit("latency", f"batch-1 latency of {label}")
                 latency = measure_latency(run, one, runs=r.latency_runs)
             accuracy = None
-            if labels_match and reports:
-                accuracy = report.exported_accuracy if report else reports[0].reference_accuracy
+            if labels_match and labels is not None and len(logits["checkpoint"]):
+                accuracy = report.exported_accuracy if report else \
+                    float((logits["checkpoint"].argmax(1) == torch.tensor(labels)).float().mean())
             costs.append(ModelCost(label, size, latency.median_ms if latency else None,
                                    latency.threads if latency else torch.get_num_threads(), accuracy,
                                    report.top1_agreement if report else None,
@@ -442,18 +486,21 @@ class _Export:
     def finish(self, result: ExportResult, files: dict[str, Path], out: Path) -> None:
         """Passed: move the file into place and write its report. Failed: write FILE.failed.json only."""
         report = Path(result.report_path)
-        if not result.passed:
+        if not result.path:  # a check failed
             write_json_atomic(report, result.to_dict())
             raise ExportFailedError(f"the export disagrees with the checkpoint ({result.failure}); nothing was "
                                     f"saved at {out}" + (" (the file already there is an earlier export, left "
                                                          "unchanged)" if out.exists() else "")
                                     + f"; details in {report}", result)
-        final = files["onnx int8"] if "onnx int8" in files else files[result.format]
+        final = list(files.values())[-1]  # the int8 model's after the fp32 one
         written_format = FORMATS["onnx" if "onnx int8" in files else result.format]
         for companion, target in zip(written_format.companion_paths(final), written_format.companion_paths(out)):
             if companion.is_file():
                 replace_into(companion, target, "--out's companion file")
-        replace_into(final, out, "--out")
+        if written_format.folder:  # an earlier package is replaced only by a complete one (io_files.py)
+            replace_folder_into(final, out, "--out", self.replaceable)
+        else:
+            replace_into(final, out, "--out")
         write_json_atomic(report, result.to_dict())
         if result.fp32_path:  # "also quantize": the fp32 model is kept, checked as the report says
             fp32, kept = files[result.format], Path(result.fp32_path)
@@ -466,7 +513,7 @@ class _Export:
         stale = out.with_name(out.name + FAILED_SUFFIX)
         if stale.exists():
             stale.unlink()
-        self.emit("done", f"saved {out}")
+        self.emit("done", f"saved {out}" + (" (not checked on this OS)" if result.verdict == NOT_CHECKED else ""))
 
 
 def _sample_name(dataset, index: int) -> str:

@@ -1,11 +1,17 @@
-"""Open an exported model (ONNX, torch.export .pt2, TorchScript, OpenVINO IR; one opener each in OPENERS) and run it:
+"""Open an exported model (ONNX, torch.export .pt2, TorchScript, OpenVINO IR, ExecuTorch, Core ML; one opener each in
+OPENERS) and run it:
 the reader behind the parity check and `predict`. Every way a file can be unusable ends in one ExportFileError that
 says which: missing, empty, truncated or corrupted (including a flipped byte in the weights, caught by the checksum
 in the metadata), not an export at all, or an export without Thaw's metadata (another tool's file).
 
 The format is recognised by content, not by the file's suffix: ONNX is a protocol buffer, .pt2 and TorchScript are
-zip archives with different layouts, OpenVINO IR an XML network beside its .bin weights; the suffix only helps to
-name what a damaged file was meant to be.
+zip archives with different layouts, OpenVINO IR an XML network beside its .bin weights, a Core ML package a folder
+with a manifest; the suffix only helps to name what a damaged file was meant to be.
+
+A format that runs only on some systems (Core ML: macOS) is still opened elsewhere: its metadata and checksum are
+read and checked, but the ExportedModel cannot run (`not_runnable` says why). `open_export` refuses such a file
+(ExportNotRunnableError, one line) unless the caller asked only to read it (`require_runtime=False`: the parity
+check, which then reports "not checkable on this OS").
 """
 
 from __future__ import annotations
@@ -24,8 +30,16 @@ import torch
 from torch import nn
 
 from engine.errors import BadInputError
+from engine.infer import coreml_package
 from engine.infer.export_formats import FORMATS, export_format
-from engine.infer.export_metadata import EXTRA_FILE, METADATA_KEY, ExportFileError, ExportMetadata
+from engine.infer.export_metadata import (
+    EXTRA_FILE,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    ExportFileError,
+    ExportMetadata,
+)
 from engine.native_output import native_stderr_to_log
 
 EXPORT_SUFFIXES = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
@@ -139,8 +153,10 @@ def executorch_imported_quietly():
 # --- recognising a file ---------------------------------------------------------------------------------------
 
 def sniff(path: str | Path) -> str:
-    """'onnx', 'pt2', 'torchscript', 'openvino', 'executorch', 'checkpoint' (a torch.save file), 'zip' (another or
-    a damaged archive) or 'unknown'."""
+    """'onnx', 'pt2', 'torchscript', 'openvino', 'executorch', 'coreml', 'checkpoint' (a torch.save file), 'zip'
+    (another or a damaged archive), 'folder' (any other folder) or 'unknown'."""
+    if os.path.isdir(path):
+        return "coreml" if coreml_package.is_package(path) else "folder"
     with open(path, "rb") as f:
         head = f.read(8)
     head4, head = head[4:6], head[:4]
@@ -172,7 +188,7 @@ def looks_like_export(path: str | Path) -> bool:
     path = Path(path)
     if path.suffix.lower() in EXPORT_SUFFIXES:
         return True
-    return path.is_file() and sniff(path) in FORMATS
+    return (path.is_file() or path.is_dir()) and sniff(path) in FORMATS
 
 
 def _first_line(exc: BaseException) -> str:
@@ -182,7 +198,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _no_metadata(path: Path, fmt: str) -> ExportFileError:
     where = {"onnx": f"metadata property '{METADATA_KEY}'", "openvino": f"runtime information '{METADATA_KEY}'",
-             "executorch": f"constant method '{EXECUTORCH_METADATA_METHOD}'"}.get(fmt, f"extra file '{EXTRA_FILE}'")
+             "executorch": f"constant method '{EXECUTORCH_METADATA_METHOD}'",
+             "coreml": f"user-defined metadata '{METADATA_KEY}'"}.get(fmt, f"extra file '{EXTRA_FILE}'")
     return ExportFileError(f"{path} ({FORMAT_NAMES[fmt]}) has no Thaw metadata ({where}): it was not exported "
                            f"by Thaw, so its preprocessing and class names are unknown. Export the run with "
                            f"`python main.py export RUN_DIR --format {fmt} --out FILE`")
@@ -201,19 +218,27 @@ def _check_digest(path: Path, metadata: ExportMetadata, actual: str) -> None:
 
 # --- running an export ------------------------------------------------------------------------------------------
 
-class ExportedModel:
-    """A loaded export: `logits(batch)` takes a float32 NCHW tensor and returns float32 logits on the CPU."""
+class ExportNotRunnableError(ExportFileError):
+    """A sound export whose runtime does not exist here (a Core ML package off macOS): exit 2, in one line."""
 
-    def __init__(self, path: Path, fmt: str, metadata: ExportMetadata, run: Callable[[torch.Tensor], torch.Tensor],
-                 device: torch.device):
+
+class ExportedModel:
+    """A loaded export: `logits(batch)` takes a float32 NCHW tensor and returns float32 logits on the CPU. Its
+    metadata and checksum were checked; `not_runnable` (when `run` is None) says why it cannot run here."""
+
+    def __init__(self, path: Path, fmt: str, metadata: ExportMetadata,
+                 run: Callable[[torch.Tensor], torch.Tensor] | None, device: torch.device, not_runnable: str = ""):
         self.path = path
         self.format = fmt
         self.metadata = metadata
         self._run = run
         self.device = device
+        self.not_runnable = not_runnable if run is None else ""
 
     @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._run is None:
+            raise ExportNotRunnableError(f"{self.path} cannot be run here: {self.not_runnable}")
         output = self._run(batch)
         logits = (output.logits if hasattr(output, "logits") else output).float().cpu()
         names = len(self.metadata.class_names)
@@ -224,9 +249,8 @@ class ExportedModel:
 
     @property
     def size_bytes(self) -> int:
-        """The file's size, with its companions (ONNX external data, OpenVINO's .bin)."""
-        companions = FORMATS[self.format].companion_paths(self.path)
-        return self.path.stat().st_size + sum(c.stat().st_size for c in companions if c.is_file())
+        """The file's size, with its companions (ONNX external data, OpenVINO's .bin); a folder's files."""
+        return FORMATS[self.format].size_bytes(self.path)
 
 
 class ExportedModule(nn.Module):
@@ -241,27 +265,48 @@ class ExportedModule(nn.Module):
         return self.exported.logits(batch)
 
 
-def open_export(path: str | Path, device: str | torch.device = "cpu", threads: int = 0) -> ExportedModel:
+def open_export(path: str | Path, device: str | torch.device = "cpu", threads: int = 0,
+                require_runtime: bool = True) -> ExportedModel:
     """Load `path`, check its metadata and weights, and return something that runs it. `threads`: CPU threads
-    for onnxruntime (0: torch's count in this thread, so both frameworks are timed alike)."""
+    for onnxruntime (0: torch's count in this thread, so both frameworks are timed alike). A format that cannot run
+    on this system is refused in one line (before its library is imported) unless `require_runtime` is False: then
+    it is read and checked, and the result's `not_runnable` says why it cannot run."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ExportFileError(f"export file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise ExportFileError(f"{path} is empty")
-    kind = sniff(path)
     intended = EXPORT_SUFFIXES.get(path.suffix.lower())
+    if not path.is_file() and not path.is_dir():
+        raise ExportFileError(f"export file {path} does not exist")
+    if path.is_dir():
+        kind = sniff(path)
+        if kind == "folder":
+            if intended and FORMATS[intended].folder:
+                raise ExportFileError(f"{path} is " + ("empty" if not any(path.iterdir()) else
+                                                       f"corrupted or incomplete: it is not a complete "
+                                                       f"{FORMAT_NAMES[intended]} (it has no "
+                                                       f"{coreml_package.MANIFEST})"))
+            raise ExportFileError(f"{path} is a folder, not a model export Thaw can read "
+                                  f"({', '.join(FORMAT_NAMES.values())})")
+    elif path.stat().st_size == 0:
+        raise ExportFileError(f"{path} is empty")
+    else:
+        kind = sniff(path)
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError(f"device {device}: no CUDA device is available here; use --device cpu")
     if kind == "unknown" and intended == "onnx":
         kind = "onnx"  # a damaged protocol buffer: onnx's parser says how
     if kind in OPENERS:
+        record = export_format(kind)
+        if require_runtime and record.unavailable_here():
+            raise ExportNotRunnableError(f"{path} cannot be run here: {record.unavailable_here()}. Run the "
+                                         f"checkpoint, or another export of the run (ONNX runs everywhere)")
         try:
-            export_format(kind).require()
+            record.require()
         except BadInputError as exc:
             raise ExportFileError(f"{path} is an {FORMAT_NAMES[kind]}: {exc}") from None
-        return OPENERS[kind](path, device, threads or torch.get_num_threads())
+        exported = OPENERS[kind](path, device, threads or torch.get_num_threads())
+        if require_runtime and exported.not_runnable:
+            raise ExportNotRunnableError(f"{path} cannot be run here: {exported.not_runnable}")
+        return exported
     if kind == "checkpoint":
         raise ExportFileError(f"{path} is a PyTorch checkpoint, not an export; `predict` reads Thaw checkpoints "
                               f"directly, `export` turns one into {', '.join(FORMAT_NAMES.values())}")
@@ -496,6 +541,33 @@ def _open_executorch(path: Path, device: torch.device, threads: int) -> Exported
     return ExportedModel(path, "executorch", metadata, run, device)
 
 
+def _open_coreml(path: Path, device: torch.device, threads: int) -> ExportedModel:
+    if device.type != "cpu":
+        raise BadInputError(f"Core ML packages are checked and run on Core ML's CPU compute unit here, not on {device}")
+    spec = coreml_package.read_spec(path)
+    text = coreml_package.metadata_text(spec)
+    if text is None:
+        raise _no_metadata(path, "coreml")
+    metadata = ExportMetadata.from_json(text, str(path))
+    _check_digest(path, metadata, coreml_package.package_digest(path, spec))
+    reason = coreml_package.runtime_missing()
+    if reason:
+        return ExportedModel(path, "coreml", metadata, None, device, not_runnable=reason)
+    # Where Core ML runs (macOS) from here; the suite on Linux runs these lines with a stand-in for Core ML.
+    try:
+        model = coreml_package.load_model(path)
+    except Exception as exc:  # noqa: BLE001 - Core ML reports a package it cannot compile in its own words
+        raise _read_error(path, "coreml", exc) from exc
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        # The package takes one image (export.py): a batch is run image by image, as an app would.
+        rows = batch.detach().to("cpu", torch.float32).numpy()
+        return torch.cat([torch.from_numpy(np.asarray(model.predict({INPUT_NAME: rows[i:i + 1]})[OUTPUT_NAME],
+                                                      dtype=np.float32)) for i in range(len(rows))])
+
+    return ExportedModel(path, "coreml", metadata, run, device)
+
+
 # One opener per format of engine/infer/export_formats.py: (path, device, threads) -> ExportedModel.
 OPENERS = {"onnx": _open_onnx, "pt2": _open_pt2, "torchscript": _open_torchscript, "openvino": _open_openvino,
-           "executorch": _open_executorch}
+           "executorch": _open_executorch, "coreml": _open_coreml}

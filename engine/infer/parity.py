@@ -4,6 +4,10 @@ top-1 agreement, accuracies) is stored beside the file.
 
 Batches start with a batch of one, then full batches and a remainder, so the dynamic batch dimension is exercised
 at several sizes, not only at the size the exporter traced.
+
+A check has three verdicts: passed, failed, and not checked — for a file whose runtime does not exist on this
+system (a Core ML package off macOS). A file that was not checked is never reported as passed: its report says
+why it was not compared, and its numbers are absent, not zero.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import torch
 FP32_RELATIVE_TOLERANCE = 1e-3
 # int8 changes logits by design; what must hold is the decision. Below this agreement the file is refused.
 INT8_MIN_TOP1_AGREEMENT = 0.9
+# fp16 keeps about three significant digits per operation, and the rounding adds up over a network's layers: 5 % of
+# the largest logit is above what that gives a classifier and below a real error (a changed bias, a wrong op).
+FP16_RELATIVE_TOLERANCE = 5e-2
+PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
 
 
 @dataclass
@@ -35,28 +43,47 @@ class ParityCriteria:
     def int8(cls, min_top1_agreement: float = INT8_MIN_TOP1_AGREEMENT) -> ParityCriteria:
         return cls(None, min_top1_agreement)
 
+    @classmethod
+    def fp16(cls) -> ParityCriteria:
+        return cls(FP16_RELATIVE_TOLERANCE, 0.0)
+
 
 @dataclass
 class ParityReport:
     label: str  # what was compared with the checkpoint: "onnx", "onnx int8", "pt2" …
     images: int
-    max_abs_logit_diff: float
-    mean_abs_logit_diff: float
-    top1_agreement: float
-    max_abs_reference_logit: float
+    max_abs_logit_diff: float | None  # None: not checked
+    mean_abs_logit_diff: float | None
+    top1_agreement: float | None
+    max_abs_reference_logit: float | None
     tolerance: float | None  # the absolute max |Δlogit| allowed; None: not a criterion (int8)
     min_top1_agreement: float
-    passed: bool
+    passed: bool  # False when it failed and when it was not checked
     failure: str = ""  # why it did not pass
+    not_checked: str = ""  # why it was not compared (its runtime does not exist here); then passed is False
     worst_image: str = ""  # where |Δlogit| was largest
     batch_sizes: list[int] = field(default_factory=list)
     reference_accuracy: float | None = None  # on the same images, when their labels are the model's classes
     exported_accuracy: float | None = None
 
+    @classmethod
+    def unchecked(cls, label: str, reason: str) -> ParityReport:
+        """The report of a file that could not be run here: no numbers, `passed` False, the reason kept."""
+        return cls(label=label, images=0, max_abs_logit_diff=None, mean_abs_logit_diff=None, top1_agreement=None,
+                   max_abs_reference_logit=None, tolerance=None, min_top1_agreement=0.0, passed=False,
+                   not_checked=reason)
+
+    @property
+    def verdict(self) -> str:
+        return NOT_CHECKED if self.not_checked else PASSED if self.passed else FAILED
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "verdict": self.verdict}
 
     def summary(self) -> str:
+        if self.not_checked:
+            return (f"parity {self.label} vs checkpoint: NOT CHECKED on this OS — {self.not_checked}; the file was "
+                    f"written but never compared with the checkpoint")
         verdict = "passed" if self.passed else f"FAILED: {self.failure}"
         bound = f" (tolerance {self.tolerance:.2g})" if self.tolerance is not None else ""
         return (f"parity {self.label} vs checkpoint on {self.images} validation images: max |Δlogit| "

@@ -44,6 +44,10 @@ from tests.helpers import tiny_recipe
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "predict_onnx.py"
 CLASSES = ["cat", "dog", "fox"]
+# The formats whose files run on this system, and of those the ones written as a single file: Core ML runs only on
+# macOS (elsewhere tests/engine/test_export_coreml.py checks what can be: the package, its metadata, the verdict).
+RUNNABLE = tuple(f for f in FORMATS if not EXPORT_FORMATS[f].unavailable_here())
+RUNNABLE_FILES = tuple(f for f in RUNNABLE if not EXPORT_FORMATS[f].folder)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -116,7 +120,7 @@ def resnet_exports(trained_run, tmp_path_factory, cli) -> dict[str, Path]:
     """The trained tiny_resnet exported by the CLI in every format (TorchScript to the default place in the run)."""
     folder = tmp_path_factory.mktemp("exports")
     paths = {}
-    for fmt in FORMATS:
+    for fmt in RUNNABLE:
         out = [] if fmt == "torchscript" else ["--out", folder / f"resnet{SUFFIXES[fmt]}"]
         as_json = ["--json"] if fmt == "pt2" else []
         code, stdout, stderr = cli("export", trained_run, "--format", fmt, *out, "--latency-runs", "2", *as_json)
@@ -135,7 +139,7 @@ def resnet_exports(trained_run, tmp_path_factory, cli) -> dict[str, Path]:
 
 # --- every format of every family passes its parity check ----------------------------------------------------------
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", RUNNABLE)
 def test_resnet_exports_pass_parity_and_carry_their_metadata(resnet_exports, trained_run, fmt):
     path = resnet_exports[fmt]
     report = report_of(path)
@@ -160,7 +164,7 @@ def test_resnet_exports_pass_parity_and_carry_their_metadata(resnet_exports, tra
     assert meta.source["checkpoint_sha256"] == hashlib.sha256(best.read_bytes()).hexdigest()
     assert meta.source["epoch"] == 1
     document = meta.to_dict()
-    batch = 1 if fmt == "executorch" else "batch"  # an ExecuTorch program takes one image; the others any batch
+    batch = 1 if EXPORT_FORMATS[fmt].one_image else "batch"  # ExecuTorch and Core ML: one image; others any batch
     assert document["input"] == {"name": "input", "shape": [batch, 3, 32, 32], "dtype": "float32",
                                  "layout": "NCHW", "channels": 3, "channel_order": "RGB"}
     assert document["output"]["shape"] == [batch, len(CLASSES)]
@@ -181,7 +185,7 @@ def test_resnet_exports_pass_parity_and_carry_their_metadata(resnet_exports, tra
 # Not .pt2 for these families: the ONNX exporter traces them with torch.export (asserted below), with the same
 # dynamic batch, and what .pt2 adds — saving the ExportedProgram, loading it, running it — is the same for every
 # family (resnet and ViT cover it above and below).
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "pt2"])
+@pytest.mark.parametrize("fmt", [f for f in RUNNABLE if f != "pt2"])
 @pytest.mark.parametrize("arch", ["shallow_mobilenet_v3", "shallow_efficientnet"])
 def test_mobilenet_and_efficientnet_exports_pass_parity(arch, fmt, image_folder, tmp_path):
     recipe = tiny_recipe(image_folder, "fine_tune_all", epochs=1, arch=arch, name=arch)
@@ -210,7 +214,7 @@ def small_vit() -> nn.Module:
 # Not ExecuTorch for ViT: its program is lowered from the same torch.export graph as the .pt2 file (tested here), and
 # its XNNPACK lowering of a transformer took 14 s of the suite; the phone families (MobileNet, EfficientNet) and
 # tiny_resnet are lowered above.
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "executorch"])
+@pytest.mark.parametrize("fmt", [f for f in RUNNABLE if f != "executorch"])
 def test_vit_exports_pass_parity(fmt, image_folder, tmp_path):
     prep = Preprocessing(36, 32)
     transform = eval_transform(prep)
@@ -377,7 +381,7 @@ def checkpoint_predictions(trained_run, image_folder, cli) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", RUNNABLE)
 def test_predict_on_an_export_gives_the_checkpoints_top_k(resnet_exports, checkpoint_predictions, image_folder, fmt,
                                                           cli):
     code, stdout, stderr = cli("predict", resnet_exports[fmt], image_folder, "--json", "--topk", "3")
@@ -453,7 +457,7 @@ def small_exports(tmp_path_factory) -> dict[str, Path]:
     """Thaw exports of Tiny in every format: what the damage tests start from (kilobytes)."""
     folder = tmp_path_factory.mktemp("small-exports")
     paths = {}
-    for fmt in FORMATS:
+    for fmt in RUNNABLE_FILES:
         paths[fmt] = folder / f"tiny{SUFFIXES[fmt]}"
         write_export(Tiny().eval(), torch.rand(2, 3, 16, 16), fmt, paths[fmt],
                      ExportMetadata(fmt, CLASSES, Preprocessing(20, 16), "tiny"))
@@ -499,7 +503,7 @@ DAMAGES = {
 }
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", RUNNABLE_FILES)  # a Core ML package's damage: tests/engine/test_export_coreml.py
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_path, fmt, damage, cli):
     make, phrase = DAMAGES[damage]
@@ -522,7 +526,7 @@ def test_a_damaged_export_gives_one_clear_line(small_exports, image_folder, tmp_
         assert_one_clear_line(example.stderr, str(target))
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", RUNNABLE_FILES)
 def test_an_export_from_another_tool_is_refused_for_its_missing_metadata(image_folder, tmp_path, fmt, cli):
     path = tmp_path / f"foreign{SUFFIXES[fmt]}"
     _foreign(fmt, path)
