@@ -1,5 +1,8 @@
-"""The Export dialog: a run's checkpoint as ONNX / torch.export / TorchScript (optionally int8), with the parity
-check's verdict and the models' size, latency and accuracy side by side.
+"""The Export dialog: a run's checkpoint in any format of the engine's registry (optionally int8, or fp16 where the
+format has it), with the parity check's verdict and the models' size, latency and accuracy side by side.
+
+The verdict is one of three: passed (green), failed (red, nothing kept), or not checked on this OS (neither: a
+Core ML package off macOS is written, but Core ML cannot run it here, so nothing says it agrees).
 
 The export runs as a job (gui/jobs/runner.py: engine.infer.export_run.export_run, the same function as
 `python main.py export`), which waits for the device while a run or another job holds it; the dialog only builds
@@ -40,6 +43,7 @@ from engine.infer.export_run import (
     default_out,
     export_run,
 )
+from engine.infer.parity import FAILED, NOT_CHECKED, PASSED
 from engine.train.runs import checkpoint_path
 from gui.jobs.runner import QUEUED, JobCancelled, JobRunner
 from gui.widgets.buttons import named_button
@@ -47,6 +51,18 @@ from gui.widgets.buttons import named_button
 COST_COLUMNS = ("Model", "Size", "Batch-1 latency", "Val accuracy", "Top-1 = checkpoint", "Max |Δlogit|")
 PASSED_COLOUR = "#1b7a2f"
 FAILED_COLOUR = "#b01e1e"
+NOT_CHECKED_COLOUR = "#6b5a00"  # neither green nor red: a file written and never compared
+VERDICT_COLOURS = {PASSED: PASSED_COLOUR, FAILED: FAILED_COLOUR, NOT_CHECKED: NOT_CHECKED_COLOUR}
+
+
+def format_tooltip(fmt) -> str:
+    """What a format needs and what its check is, for its row in the format list."""
+    if not fmt.available():
+        return f"not installed: {fmt.install}"
+    if fmt.unavailable_here():
+        return (f"checked on {fmt.runs_on} only: here the file is written and reported as not checked "
+                f"({fmt.unavailable_here()})")
+    return f"checked on {fmt.runs_on}"
 
 
 def export_work(request: ExportRequest):
@@ -90,13 +106,13 @@ class ExportDialog(QDialog):
             self.exportFormatCombo.addItem(fmt.label if fmt.available() else f"{fmt.label} — needs {fmt.package}",
                                            fmt.name)
             index = self.exportFormatCombo.count() - 1
-            self.exportFormatCombo.setItemData(index, f"checked on {fmt.runs_on}" if fmt.available() else
-                                               f"not installed: {fmt.install}", Qt.ItemDataRole.ToolTipRole)
+            self.exportFormatCombo.setItemData(index, format_tooltip(fmt), Qt.ItemDataRole.ToolTipRole)
             if not fmt.available():
                 self.exportFormatCombo.model().item(index).setEnabled(False)
         self.exportFormatCombo.setToolTip("ONNX runs almost anywhere; .pt2 is torch.export's own format; "
                                           "TorchScript is deprecated and kept only while its check passes; "
-                                          "OpenVINO IR runs on Intel CPUs, GPUs and NPUs")
+                                          "OpenVINO IR runs on Intel CPUs, GPUs and NPUs; ExecuTorch and Core ML "
+                                          "are for phone apps (Core ML is checked only on macOS)")
         self.exportCheckpointCombo = QComboBox(objectName="exportCheckpointCombo")
         for kind in CHECKPOINT_KINDS:
             if checkpoint_path(self.run_dir, kind).is_file():
@@ -106,6 +122,10 @@ class ExportDialog(QDialog):
         self.exportInt8Check.setToolTip("Static int8 quantization with onnxruntime, calibrated on training images: "
                                         "about 4× smaller and often faster; its accuracy cost is measured here "
                                         "(ONNX only)")
+        self.exportFp16Check = QCheckBox("Half precision (fp16)", objectName="exportFp16Check")
+        self.exportFp16Check.setToolTip("Weights and arithmetic in 16-bit floats: half the size, what Apple's Neural "
+                                        "Engine computes in; checked with a looser tolerance (5 % of the largest "
+                                        "logit) where the format runs (Core ML only)")
         self.exportPathEdit = QLineEdit(objectName="exportPathEdit")
         self.exportPathEdit.setToolTip("The file to write; FILE.report.json is written beside it")
         self.exportBrowseButton = named_button("exportBrowseButton", "Browse…", "Choose where to save the export")
@@ -137,6 +157,7 @@ class ExportDialog(QDialog):
         self.exportFormatCombo.currentIndexChanged.connect(self._on_choice_changed)
         self.exportCheckpointCombo.currentIndexChanged.connect(self._on_choice_changed)
         self.exportInt8Check.toggled.connect(self._on_choice_changed)
+        self.exportFp16Check.toggled.connect(self._on_choice_changed)
         self.exportPathEdit.textEdited.connect(self._on_path_edited)
         self.exportBrowseButton.clicked.connect(self._on_browse)
         self.exportStartButton.clicked.connect(self.start_export)
@@ -149,7 +170,7 @@ class ExportDialog(QDialog):
         self._on_choice_changed()
         if self.exportCheckpointCombo.count() == 0:
             self.exportStartButton.setEnabled(False)
-            self._show_verdict(f"{self.run_dir} has no checkpoint to export.", False)
+            self._show_verdict(f"{self.run_dir} has no checkpoint to export.", FAILED)
 
     def _layout(self) -> None:
         form = QFormLayout()
@@ -157,6 +178,7 @@ class ExportDialog(QDialog):
         form.addRow("Format:", self.exportFormatCombo)
         form.addRow("Checkpoint:", self.exportCheckpointCombo)
         form.addRow("", self.exportInt8Check)
+        form.addRow("", self.exportFp16Check)
         path_row = QHBoxLayout()
         path_row.addWidget(self.exportPathEdit, 1)
         path_row.addWidget(self.exportBrowseButton)
@@ -177,24 +199,28 @@ class ExportDialog(QDialog):
     def format(self) -> str:
         return self.exportFormatCombo.currentData()
 
+    def quantize(self) -> str:
+        return "int8" if self.exportInt8Check.isChecked() else "fp16" if self.exportFp16Check.isChecked() else "none"
+
     def request(self) -> ExportRequest:
         return ExportRequest(run=str(self.run_dir), format=self.format(),
                              checkpoint=self.exportCheckpointCombo.currentData() or "best",
-                             quantize="int8" if self.exportInt8Check.isChecked() else "none",
+                             quantize=self.quantize(),
                              keep_fp32=True,  # "Also quantize": the fp32 model is kept beside the int8 one
                              out=self.exportPathEdit.text().strip())
 
     @Slot()
     def _on_choice_changed(self, *_args) -> None:
-        quantizable = FORMATS[self.format()].quantizable
-        self.exportInt8Check.setEnabled(quantizable and not self._running)
-        if not quantizable and self.exportInt8Check.isChecked():
-            self.exportInt8Check.setChecked(False)  # re-enters with the box cleared
-            return
+        record = FORMATS[self.format()]
+        self.exportInt8Check.setEnabled(record.quantizable and not self._running)
+        self.exportFp16Check.setEnabled(record.fp16 and not self._running)
+        for box, offered in ((self.exportInt8Check, record.quantizable), (self.exportFp16Check, record.fp16)):
+            if not offered and box.isChecked():
+                box.setChecked(False)  # re-enters with the box cleared
+                return
         if not self._path_edited:
             kind = self.exportCheckpointCombo.currentData() or "best"
-            quantize = "int8" if self.exportInt8Check.isChecked() else "none"
-            self.exportPathEdit.setText(str(default_out(self.run_dir, kind, self.format(), quantize)))
+            self.exportPathEdit.setText(str(default_out(self.run_dir, kind, self.format(), self.quantize())))
 
     @Slot(str)
     def _on_path_edited(self, _text: str) -> None:
@@ -221,12 +247,12 @@ class ExportDialog(QDialog):
         try:
             request = self.request().validate()
         except Exception as exc:  # noqa: BLE001 - a bad choice is shown, never raised into Qt
-            self._show_verdict(str(exc), False)
+            self._show_verdict(str(exc), FAILED)
             return
         self._set_running(True)
         self.last_result = None
         self.exportResultsTable.setRowCount(0)
-        self._show_verdict("", True)
+        self._show_verdict("", PASSED)
         self.exportStatusLabel.setText("starting…")
         self.exportRunner.start(export_work(request), f"Exporting {self.run_dir.name} to {request.format}")
 
@@ -241,6 +267,7 @@ class ExportDialog(QDialog):
                        self.exportBrowseButton, self.exportStartButton):
             widget.setEnabled(not running)
         self.exportInt8Check.setEnabled(not running and FORMATS[self.format()].quantizable)
+        self.exportFp16Check.setEnabled(not running and FORMATS[self.format()].fp16)
         self.exportCloseButton.setText("Stop" if running else "Close")
         if running:
             self.exportProgressBar.setRange(0, 0)  # busy until a step reports a count
@@ -265,25 +292,29 @@ class ExportDialog(QDialog):
     def _on_succeeded(self, result: ExportResult) -> None:
         self._finish(result)
         checks = "; ".join(f"{p.label}: max |Δlogit| {p.max_abs_logit_diff:.3g}, top-1 agreement "
-                           f"{100 * p.top1_agreement:.1f} %" for p in result.parity)
+                           f"{100 * p.top1_agreement:.1f} %" for p in result.parity if p.verdict == PASSED)
         notes = "".join(f"\nNote: {note}" for note in result.notes)
         saved = f"Saved {result.path}" + (f" and the fp32 model {result.fp32_path}" if result.fp32_path else "")
         beside = "reports beside them" if result.fp32_path else "report beside it"
-        self._show_verdict(f"Parity check passed on {result.images} validation images ({checks}).\n"
-                           f"{saved} ({beside}).{notes}", True)
+        if result.verdict == NOT_CHECKED:
+            verdict = (f"Not checked on this OS: {result.not_checked}. The file was written but never compared "
+                       f"with the checkpoint" + (f" (the others passed: {checks})" if checks else "") + ".")
+        else:
+            verdict = f"Parity check passed on {result.images} validation images ({checks})."
+        self._show_verdict(f"{verdict}\n{saved} ({beside}).{notes}", result.verdict)
         self.export_succeeded.emit(result.path)
 
     @Slot(str, object)
     def _on_failed(self, message: str, result: ExportResult | None) -> None:
         self._finish(result)
-        self._show_verdict(message, False)
+        self._show_verdict(message, FAILED)
         self.export_failed.emit(message)
 
     def _finish(self, result: ExportResult | None) -> None:
         self.last_result = result
         self._set_running(False)
         self.exportProgressBar.setRange(0, 1)
-        self.exportProgressBar.setValue(1 if result is not None and result.passed else 0)
+        self.exportProgressBar.setValue(1 if result is not None and result.path else 0)  # done, checked or not
         self.exportStatusLabel.setText("")
         if result is not None:
             self._show_costs(result)
@@ -307,15 +338,18 @@ class ExportDialog(QDialog):
                 if column:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 table.setItem(row, column, item)
-        failed = {p.label for p in result.parity if not p.passed}
+        marked = {p.label: VERDICT_COLOURS[p.verdict] for p in result.parity if p.verdict != PASSED}
         for row, cost in enumerate(result.costs):
-            if cost.label in failed:
+            if cost.label in marked:
                 for column in range(table.columnCount()):
-                    table.item(row, column).setForeground(QColor(FAILED_COLOUR))
+                    table.item(row, column).setForeground(QColor(marked[cost.label]))
+                table.item(row, 0).setToolTip(next(p.not_checked or p.failure for p in result.parity
+                                                   if p.label == cost.label))
 
-    def _show_verdict(self, text: str, ok: bool) -> None:
+    def _show_verdict(self, text: str, verdict: str) -> None:
+        """`verdict`: PASSED, FAILED or NOT_CHECKED (engine/infer/parity.py), which sets the colour."""
         self.exportVerdictLabel.setText(text)
-        self.exportVerdictLabel.setStyleSheet(f"color: {PASSED_COLOUR if ok else FAILED_COLOUR};")
+        self.exportVerdictLabel.setStyleSheet(f"color: {VERDICT_COLOURS[verdict]};")
 
     # --- closing ------------------------------------------------------------------------------------------------
     def reject(self) -> None:

@@ -16,7 +16,7 @@ from engine.infer.exported import open_export
 from engine.model.surgery import find_classifier
 from engine.train.trainer import fit
 from gui.document import RecipeDocument
-from gui.panels.export_dialog import ExportDialog
+from gui.panels.export_dialog import FAILED_COLOUR, NOT_CHECKED_COLOUR, PASSED_COLOUR, ExportDialog
 from gui.panels.runs_panel import RunsPanel
 from tests.helpers import tiny_recipe
 
@@ -53,7 +53,7 @@ def choose(dialog: ExportDialog, fmt: str, out: Path) -> None:
 
 
 def test_every_control_has_a_name_and_a_tooltip(dialog):
-    for name in ("exportFormatCombo", "exportCheckpointCombo", "exportInt8Check", "exportPathEdit",
+    for name in ("exportFormatCombo", "exportCheckpointCombo", "exportInt8Check", "exportFp16Check", "exportPathEdit",
                  "exportBrowseButton", "exportStartButton", "exportCloseButton", "exportResultsTable"):
         widget = getattr(dialog, name)
         assert widget.objectName() == name and widget.toolTip()
@@ -120,6 +120,35 @@ def test_also_quantizing_to_int8_keeps_the_fp32_model_beside_it(qtbot, dialog, t
     table = dialog.exportResultsTable
     assert [table.item(row, 0).text() for row in range(table.rowCount())] == ["checkpoint (torch)", "onnx",
                                                                               "onnx int8"]
+
+
+def test_a_core_ml_export_is_shown_as_not_checked_on_this_os_neither_passed_nor_failed(qtbot, dialog, run_dir,
+                                                                                        tmp_path):
+    combo = dialog.exportFormatCombo
+    assert "not checked" in combo.itemData(combo.findData("coreml"), Qt.ItemDataRole.ToolTipRole)
+    assert not dialog.exportFp16Check.isEnabled()
+    choose(dialog, "coreml", tmp_path / "unused.mlpackage")
+    assert dialog.exportFp16Check.isEnabled() and not dialog.exportInt8Check.isEnabled()
+    dialog._path_edited = False
+    dialog.exportFp16Check.setChecked(True)  # fp16: offered for Core ML, named in the default file
+    assert dialog.exportPathEdit.text() == str(run_dir / "exports" / "best-fp16.mlpackage")
+    dialog.exportFp16Check.setChecked(False)
+    out = tmp_path / "model.mlpackage"
+    dialog.exportPathEdit.setText(str(out))
+    with qtbot.waitSignal(dialog.export_succeeded, timeout=WAIT_MS) as blocker:
+        qtbot.mouseClick(dialog.exportStartButton, Qt.MouseButton.LeftButton)
+    assert blocker.args == [str(out)] and out.is_dir() and dialog.last_result.verdict == "not checked"
+    text = dialog.exportVerdictLabel.text()
+    assert text.startswith("Not checked on this OS: coreml: a Core ML package") and "passed" not in text
+    assert f"Saved {out}" in text
+    colour = dialog.exportVerdictLabel.styleSheet()
+    assert NOT_CHECKED_COLOUR in colour and PASSED_COLOUR not in colour and FAILED_COLOUR not in colour
+    table = dialog.exportResultsTable
+    assert [table.item(row, 0).text() for row in range(table.rowCount())] == ["checkpoint (torch)", "coreml"]
+    assert [table.item(1, column).text() for column in (2, 4, 5)] == ["—", "—", "—"]  # no number made up
+    assert table.item(1, 0).foreground().color().name() == NOT_CHECKED_COLOUR
+    assert "runs only on macOS" in table.item(1, 0).toolTip()
+    assert dialog.exportProgressBar.value() == 1
 
 
 def test_a_disagreeing_export_is_shown_as_failed_and_nothing_is_saved(qtbot, dialog, tmp_path, monkeypatch):
