@@ -1,6 +1,7 @@
 """Export: batch-1 CPU latency of the ONNX, OpenVINO and ExecuTorch exports vs the checkpoint in torch eager, for
 ResNet-18 and MobileNet V3, and what int8 costs (size, latency, validation accuracy) beside fp32 — all in one
-invocation, on one machine. (OpenVINO and ExecuTorch only where their packages are installed.)
+invocation, on one machine. (OpenVINO, ExecuTorch and Core ML only where their packages are installed. A Core ML
+package runs only on macOS: elsewhere its row has its size and conversion time, and says it cannot run here.)
 
 Per model: a short feature-extraction run on the generated JPEGs (10 classes, 256 px → 224 crop; the backbone's
 seeded weights have batch-norm statistics estimated on calibration images, like a released checkpoint), then
@@ -26,7 +27,7 @@ from common import bench_dirs, calibration_images, make_jpeg_dataset, seeded_tor
 from engine.infer.parity import INT8_MIN_TOP1_AGREEMENT  # noqa: E402 - common put the repository on sys.path
 
 # Measured beside ONNX where their package is installed: (format, the label its row has).
-OPTIONAL_FORMATS = (("openvino", "openvino fp32"), ("executorch", "executorch"))
+OPTIONAL_FORMATS = (("openvino", "openvino fp32"), ("executorch", "executorch"), ("coreml", "coreml"))
 
 
 def seed_weights(home: Path, arch: str) -> None:
@@ -100,7 +101,8 @@ def measure(arch: str, run: Path, folder: Path, repeats: int, runs: int, method:
     models = {"torch eager": predictor.logits, "onnx fp32": open_export(fp32.path).logits,
               "onnx int8": open_export(int8.path).logits}
     for label, (exported, _) in optional.items():
-        models[label] = open_export(exported.path).logits
+        if not exported.not_checked:  # a Core ML package off macOS: written, sized, never run
+            models[label] = open_export(exported.path).logits
     one = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     medians: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
@@ -125,6 +127,8 @@ def measure(arch: str, run: Path, folder: Path, repeats: int, runs: int, method:
         result["agreement"][label] = parity.top1_agreement
         result["max_diff"][label] = parity.max_abs_logit_diff
         result[f"{label}_export_s"] = seconds
+        if parity.not_checked:
+            result.setdefault("not_runnable", {})[label] = parity.not_checked
     return result
 
 
@@ -167,7 +171,12 @@ def main() -> None:
               f"parity on {r['images']} validation images)")
         print(f"  {'':12} {'size':>9} {'batch-1 latency':>16} {'val acc':>8} {'top-1 = ckpt':>13} "
               f"{'max |Δlogit|':>13}")
-        for name in [n for n in ("torch eager", "onnx fp32", "onnx int8", "openvino fp32", "executorch") if n in lat]:
+        for name in [n for n in ("torch eager", "onnx fp32", "onnx int8", "openvino fp32", "executorch", "coreml")
+                     if n in size]:
+            if name in r.get("not_runnable", {}):
+                print(f"  {name:12} {size[name] / 1e6:7.1f} MB  not runnable here: {r['not_runnable'][name]} "
+                      f"(converted in {r[f'{name}_export_s']:.1f} s)")
+                continue
             agreement = r["agreement"].get(name)
             diff = r["max_diff"].get(name)
             print(f"  {name:12} {size[name] / 1e6:7.1f} MB {lat[name]:13.2f} ms {100 * acc[name]:7.1f} % "
