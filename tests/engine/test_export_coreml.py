@@ -30,7 +30,8 @@ from engine.infer.export_run import (
     ExportRequest,
     export_run,
 )
-from engine.infer.exported import open_export
+from engine.infer.exported import ExportNotRunnableError, open_export
+from engine.infer.inference import Predictor
 from engine.infer.parity import ParityReport, compare
 from engine.model.surgery import find_classifier
 from engine.train.runs import checkpoint_path
@@ -121,6 +122,8 @@ def test_predict_refuses_a_package_in_one_line_naming_it(exported, image_folder,
     code, stdout, stderr = cli("predict", out, image_folder / "dog" / "dog_000.png")
     assert code == EXIT_BAD_INPUT and not stdout
     assert_one_clear_line(stderr, str(out), "cannot be run here", "runs only on macOS 13 or later and iOS 16")
+    with pytest.raises(ExportNotRunnableError):  # when it is opened, not at its first image
+        Predictor.from_export(out)
 
 
 def test_fp16_is_for_core_ml_only_and_halves_the_weights(exported, run, cli):
@@ -352,8 +355,6 @@ class FakeCoreML:
 
 @pytest.mark.parametrize("skew", [0.0, 0.5])
 def test_where_core_ml_runs_the_parity_check_runs_and_decides(run, tmp_path, monkeypatch, skew):
-    from engine.infer.inference import Predictor
-
     model = Predictor.from_checkpoint(checkpoint_path(run, "best")).model.eval()
     with torch.no_grad():
         model.get_submodule(find_classifier(model)).bias[0] += skew
