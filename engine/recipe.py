@@ -44,6 +44,7 @@ BUILTIN_DATASETS = ("folder", "csv", "Caltech101", "Caltech256", "Food101", "Flo
 METRICS = ("val_acc", "val_loss")
 HEAD_FITS = ("converge", "epochs")
 LR_SCALINGS = ("none", "linear", "sqrt")
+NO_WEIGHTS = ("none", "", "random", "scratch")  # model.weights values that mean no pretrained weights
 MAX_PROCESSES = 1024  # torchrun's world size; more than any single job Thaw's users run
 
 MAX_RECIPE_BYTES = 4 * 2**20  # a recipe is a few kB; a larger file is not one
@@ -175,7 +176,7 @@ class HeadConfig:
 @dataclass
 class ModelConfig:
     arch: str = text("resnet18", required=True)  # a torchvision classification model name
-    # "DEFAULT", a weights name ("IMAGENET1K_V2" or "ResNet50_Weights.IMAGENET1K_V2"), or "none"
+    # "DEFAULT", a weights name ("IMAGENET1K_V2" or "ResNet50_Weights.IMAGENET1K_V2"), or "none" (NO_WEIGHTS)
     weights: str = text("DEFAULT", 200)
     weights_file: str = text("", MAX_PATH_CHARS)  # a local state dict (.pth/.pt); overrides `weights`
     in_channels: int = number(3, 1, 1024)

@@ -9,7 +9,6 @@ different number of loader workers, sees exactly the same augmented images.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from engine.data.images import UnreadableImageError, load_image
 from engine.data.scan import Problem, ScanReport
 from engine.data.sources import get_source
+from engine.data.split import stratified_split
 from engine.data.usable import check_usable  # noqa: F401 - its home was here; the studio imports it from here
 from engine.errors import BadInputError
 from engine.recipe import DataConfig
@@ -125,27 +125,6 @@ class PreparedData:
     classes: list[str]
     skipped: list[Problem] = field(default_factory=list)
     report: ScanReport | None = None
-
-
-def stratified_split(samples: list[tuple[str, int]], val_fraction: float, seed: int
-                     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """Per class: shuffle with `seed`, put round(n × fraction) in validation (at least one when n ≥ 2)."""
-    by_class: dict[int, list[tuple[str, int]]] = {}
-    for sample in samples:
-        by_class.setdefault(sample[1], []).append(sample)
-    rng = random.Random(seed)
-    train, val = [], []
-    for label in sorted(by_class):
-        items = sorted(by_class[label])
-        rng.shuffle(items)
-        n_val = round(len(items) * val_fraction)
-        if len(items) >= 2:
-            n_val = min(max(1, n_val), len(items) - 1)
-        else:
-            n_val = 0
-        val.extend(items[:n_val])
-        train.extend(items[n_val:])
-    return train, val
 
 
 def prepare_data(config: DataConfig, train_transform: Callable, eval_transform: Callable, channels: int,

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.data.image_types import IMAGE_EXTENSIONS  # noqa: F401 - re-exported (its users import it from here)
 from engine.errors import BadInputError
+
+if TYPE_CHECKING:
+    import torch
 
 # The reason an image file cannot feed a model with another channel count (engine/data/datasets.py looks for it).
 CHANNELS_REASON = "image files have 1, 3 or 4 channels"
@@ -51,12 +54,19 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
     channels=1 gives luminance, 3 gives RGB composited on white, 4 gives RGBA; any other count needs a `.npy`
     file. Raises UnreadableImageError for anything that cannot be decoded.
     """
+    import torch  # here, not above: a scan decodes without torch (the studio's Data tab, before torch is loaded)
+
+    return torch.from_numpy(decode_image(path, channels))
+
+
+def decode_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
+    """load_image's decoding without torch: a contiguous uint8 (channels, H, W) array, the same rules and errors."""
     path = str(path)
     if channels < 1:
         raise ValueError(f"channels must be >= 1, got {channels}")
     _check_file(path)
     if _is_npy(path):
-        return torch.from_numpy(_npy_to_chw(_read_npy(path), channels, path))
+        return _npy_to_chw(_read_npy(path), channels, path)
     if channels not in (1, 3, 4):
         raise UnreadableImageError(path, f"{CHANNELS_REASON}; needs .npy arrays for {channels}-channel input")
     img = _open_decoded(path)
@@ -67,7 +77,7 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
         raise UnreadableImageError(path, _reason_for(exc)) from exc
     if array.ndim == 2:
         array = array[:, :, None]
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
 def load_pil_rgb(path: str | os.PathLike) -> Image.Image:

@@ -431,12 +431,12 @@ def verify_files(paths: list[str], channels: int = 3, progress: ProgressCallback
 
 
 def _decode_reason(path: str, channels: int) -> str | None:
-    # Imported here: decoding brings torch (engine/data/images.py), which the layout alone (`class_folders`, the
-    # relabel command) does not need — a file move should not wait seconds for torch.
-    from engine.data.images import UnreadableImageError, load_image
+    # Imported here: decoding brings numpy and PIL (engine/data/images.py), which the layout alone
+    # (`class_folders`, the relabel command) does not need.
+    from engine.data.images import UnreadableImageError, decode_image
 
     try:
-        load_image(path, channels)
+        decode_image(path, channels)
     except UnreadableImageError as exc:
         return exc.reason
     return None

@@ -37,11 +37,11 @@ from torchvision import models as tvm
 from engine.data.preprocessing import Preprocessing
 from engine.errors import BadInputError, RecipeError, WeightsUnavailableError
 from engine.model.stages import covers
+from engine.recipe import NO_WEIGHTS  # noqa: F401 - part of this module's interface (weights specs)
 from engine.torch_files import load_plain
 
 OFFLINE_ENV = "THAW_OFFLINE"  # set to 1 to never try a download
 ARCH_MODULES_ENV = "THAW_ARCH_MODULES"  # modules that register more architectures (comma-separated)
-NO_WEIGHTS = ("none", "", "random", "scratch")
 
 _REGISTERED: dict[str, Callable[..., torch.nn.Module]] = {}  # architectures beyond torchvision's own
 

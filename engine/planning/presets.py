@@ -21,9 +21,8 @@ it ~30 Adam steps before cutting the rate, and the frozen features' accuracy is 
 
 from __future__ import annotations
 
-from engine.model.zoo import NO_WEIGHTS
 from engine.planning.run_name import generated_name, name_follows
-from engine.recipe import DataConfig, ModelConfig, OptimizerConfig, PhaseConfig, Recipe, ScheduleConfig
+from engine.recipe import NO_WEIGHTS, DataConfig, ModelConfig, OptimizerConfig, PhaseConfig, Recipe, ScheduleConfig
 
 STRATEGIES = {
     "feature_extraction": "Freeze the pretrained backbone; fit the new head to convergence on cached features "
@@ -135,7 +134,9 @@ def apply_strategy(recipe: Recipe, strategy: str, last_stage: str | list[str] = 
     model, batch, device and precision settings stay. A generated run name follows (engine/planning/run_name.py),
     a typed one stays.
     """
-    phases = strategy_phases(strategy, None, last_stage or tail_stages(recipe.model.arch))  # raises when unknown
+    if not last_stage and strategy == "gradual_unfreezing":  # the one strategy that names a stage: the model's
+        last_stage = tail_stages(recipe.model.arch)  # stages are known once it is built (torch, on demand)
+    phases = strategy_phases(strategy, None, last_stage or "last_stage")  # raises when the strategy is unknown
     model = recipe.model
     with name_follows(recipe):
         recipe.strategy = strategy

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data.datasets import ImageFiles, stratified_split
+from engine.data.datasets import ImageFiles
 from engine.data.preprocessing import Preprocessing
+from engine.data.split import stratified_split
 from engine.data.transforms import train_transform
 from engine.infer.inference import Predictor
 from engine.train.runs import checkpoint_path

@@ -10,9 +10,10 @@ import random
 import pytest
 import torch
 
-from engine.data.datasets import ImageFiles, prepare_data, stratified_split
+from engine.data.datasets import ImageFiles, prepare_data
 from engine.data.images import load_image
 from engine.data.preprocessing import Preprocessing
+from engine.data.split import stratified_split
 from engine.data.transforms import eval_transform, train_transform
 from engine.recipe import DataConfig
 
