@@ -1,11 +1,14 @@
-"""Goal 6 of the speed issue: from `python main.py` to the window shown, ≤ 3 s on this machine.
+"""Issue 28, goal 6: from `python main.py` to the window painted and usable, ≤ 1.5 s on an idle machine.
 
 Each start runs the real main.py (runpy, as `python main.py` would: freeze_support, prepare_process, main) in a
 fresh interpreter with QT_QPA_PLATFORM=offscreen. The only addition is a hook installed before main.py runs:
 gui.app.create_app is wrapped so that an application-wide event filter sees the QMainWindow's paints. The studio
-shows its window with a loading page while torch and torchvision import in a thread (gui/workers/loading.py), then
-builds its panels. Two moments are timed: the window's first paint has been processed (a 0 ms timer posted from it
-fires: "window shown", the goal) and the first paint after the panels were built ("ready": the studio is usable).
+shows its window with its eight tabs and a working Data tab (choose, scan and browse a folder: no torch needed)
+while torch and torchvision import in a thread (gui/workers/loading.py); then it builds the other tabs in place,
+one per turn of the event loop. Three things are timed: the window's first paint has been processed (a 0 ms timer
+posted from it fires: "window shown", the tabs answer and the Data tab works: the goal); the first paint after every
+panel was built ("ready"); and, from the first paint to ready, the longest the event loop went without running a
+10 ms timer ("longest stall": how long a click may wait while the rest loads).
 The parent measures the wall time from spawning the interpreter to each line the child prints, so interpreter
 start-up and every import are included. 5 starts (the first reported on its own: the coldest, when files are least
 likely cached), `python main.py --help` (the CLI's start-up) as the baseline in the same invocation, and the
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GOAL_S = 3.0
+GOAL_S = 1.5
 SHOWN, READY = "THAW-BENCH-SHOWN ", "THAW-BENCH-READY "
 
 # Runs in the child, before main.py. Times are perf_counter values, converted to "seconds since the interpreter
@@ -53,15 +56,39 @@ def create_app(argv=None):
     marks["QApplication created"] = now()
     import gui.main_window  # what run_studio imports next, timed on its own (it then finds it in sys.modules)
     marks["gui.main_window imported"] = now()
+    _start_imports = gui.main_window.start_imports
+
+    def start_imports(on_finished):  # the window starts the import thread after its first paint
+        marks["torch import started (thread)"] = now()
+        importer, thread = _start_imports(on_finished)
+        importer.finished.connect(lambda: marks.setdefault("torch imported", now()))  # in the import thread
+        return importer, thread
+
+    gui.main_window.start_imports = start_imports
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtWidgets import QMainWindow
+
+    ticks = {"last": None, "longest": 0.0}
+
+    def tick():  # the event loop's pulse, from the first paint until ready: its longest gap is the longest stall
+        t = now()
+        if ticks["last"] is not None:
+            ticks["longest"] = max(ticks["longest"], t - ticks["last"])
+        ticks["last"] = t
 
     def shown():
         marks["window painted, event loop running"] = now()
         report("SHOWN")
+        global _pulse
+        _pulse = QTimer()
+        _pulse.setInterval(10)
+        _pulse.timeout.connect(tick)
+        _pulse.start()
 
     def ready_painted():
         marks["studio painted, event loop running"] = now()
+        tick()
+        marks["longest stall"] = ticks["longest"]
         report("READY")
         os._exit(0)  # the studio is built and drawn: that is all this start has to prove
 
@@ -71,8 +98,6 @@ def create_app(argv=None):
             if isinstance(obj, QMainWindow) and obj.isWindow():
                 if kind == QEvent.Type.Show and "show()" not in marks:
                     marks["show()"] = now()
-                    if getattr(obj, "_importer", None) is not None:  # called in the import thread, as it ends
-                        obj._importer.finished.connect(lambda: marks.setdefault("torch imported", now()))
                     obj.when_ready(lambda: marks.setdefault("panels built (ready)", now()))
                 elif kind == QEvent.Type.Paint:
                     if "first paint" not in marks:
@@ -128,7 +153,9 @@ def start_once(env: dict, timeout: float) -> dict:
         raise SystemExit(f"the studio did not show its window (exit {proc.returncode}):\n{err[-2000:]}")
     # The child's clock starts when the driver's first line runs: the interpreter's own start-up precedes it.
     offset = walls["ready"] - marks["studio painted, event loop running"]
-    return {"wall": walls["shown"], "ready": walls["ready"], "marks": {k: v + offset for k, v in marks.items()}}
+    stall = marks.pop("longest stall")
+    return {"wall": walls["shown"], "ready": walls["ready"], "stall": stall,
+            "marks": {k: v + offset for k, v in marks.items()}}
 
 
 def cli_once(env: dict) -> float:
@@ -176,6 +203,8 @@ def main() -> None:
     print(f"studio, first start : window shown {first['wall']:.2f} s, ready {first['ready']:.2f} s")
     print(f"studio, later starts: window shown median {median:.2f} s ({seconds(s['wall'] for s in rest)}); "
           f"ready (panels built and painted) median {ready:.2f} s ({seconds(s['ready'] for s in rest)})")
+    print(f"  longest stall of the event loop between the two (a click waits at most this long): "
+          f"{seconds(s['stall'] for s in starts)} s")
     phases = sorted(first["marks"], key=first["marks"].get)
     typical = min(rest, key=lambda s: abs(s["wall"] - median))
     previous = 0.0
@@ -187,18 +216,19 @@ def main() -> None:
                  "gui.app imported": "import gui.app (PySide6, engine)",
                  "QApplication created": "QApplication created",
                  "gui.main_window imported": "import gui.main_window (no torch)",
-                 "show()": "MainWindow(deferred) made, show() called",
-                 "first paint": "first paint: the loading page",
+                 "show()": "MainWindow(deferred) made (Data tab), show()",
+                 "first paint": "first paint: tabs, the Data tab usable",
                  "window painted, event loop running": "paint done, event loop running",
+                 "torch import started (thread)": "torch import started (thread)",
                  "torch imported": "torch, torchvision, engine imported (thread)",
-                 "panels built (ready)": "panels imported and built (GUI thread)",
+                 "panels built (ready)": "other tabs built in place (GUI thread)",
                  "studio painted": "first paint of the studio",
                  "studio painted, event loop running": "paint done: the studio is usable"}.get(phase, phase)
         print(f"    {label:42s} {at:5.2f} s  (+{at - previous:.2f})")
         previous = at
     cli_median = statistics.median(cli)
     print(f"CLI `main.py --help`: median {cli_median:.2f} s ({seconds(cli)})")
-    print(f"ratio: window shown / {GOAL_S:.0f} s goal = {median / GOAL_S:.2f} "
+    print(f"ratio: window shown / {GOAL_S:.1f} s goal = {median / GOAL_S:.2f} "
           f"({'met' if median <= GOAL_S else 'NOT met'}); studio ready / goal = {ready / GOAL_S:.2f} "
           f"({'within' if ready <= GOAL_S else 'over'}); window shown / CLI --help = {median / cli_median:.2f}x")
 

@@ -74,9 +74,10 @@ def run_studio(argv: list[str] | None = None) -> int:
 
     collect_in_gui_thread()  # never in the training thread (gui/garbage.py)
 
-    # Shown at once; torch loads in a thread, then the panels are built (and, the very first time, the walkthrough).
+    # Shown at once with a working Data tab; torch loads in a thread, then the other tabs are built in place (and,
+    # the very first time, the walkthrough opens). The recipe and folder to open need no torch: opened before the
+    # window shows, so the Data tab never shows another recipe's data first.
     window = MainWindow(deferred=True, first_run_walkthrough=True)
+    open_at_start(window, app.arguments()[1:])  # Qt has removed its own options (-style …) by now
     window.show()
-    arguments = app.arguments()[1:]  # Qt has removed its own options (-style …) by now
-    window.when_ready(lambda: open_at_start(window, arguments))
     return app.exec()

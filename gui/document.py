@@ -10,25 +10,39 @@ recipe read from a file): the main window asks before unsaved edits would be los
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
 from engine.data.scan import ScanReport
-from engine.model.zoo import preferred_weights
-from engine.planning.module_index import ModuleIndex, index_for
-from engine.planning.plan import RunPlan, plan_run
 from engine.planning.presets import make_recipe
 from engine.recipe import Recipe
+from engine.train.runs import runs_root_for
+
+if TYPE_CHECKING:
+    from engine.planning.module_index import ModuleIndex
+    from engine.planning.plan import RunPlan
 
 STUDIO_STRATEGY, STUDIO_ARCH = "feature_extraction", "resnet18"
+LOADING_TEXT = "Loading torch and the model zoo …"  # what a view that needs the engine says while it loads
 
 
-def fresh_recipe(data_root: str = "") -> Recipe:
+def fresh_recipe(data_root: str = "", weights_resolved: bool = True) -> Recipe:
     """The recipe a new document starts with: the feature-extraction preset exactly as the Strategy menu gives it,
-    with the pretrained weights this machine can use (offline, a cached version rather than an absent default)."""
+    with the pretrained weights this machine can use (offline, a cached version rather than an absent default).
+    `weights_resolved=False` leaves the preset's "DEFAULT" (no torch needed): RecipeDocument.set_engine_loaded
+    resolves it once the model zoo is imported."""
     recipe = make_recipe(STUDIO_STRATEGY, STUDIO_ARCH, data_root)
-    recipe.model.weights = preferred_weights(recipe.model.arch)
+    if weights_resolved:
+        _resolve_weights(recipe)
     return recipe
+
+
+def _resolve_weights(recipe: Recipe) -> None:
+    from engine.model.zoo import preferred_weights  # torch: the studio imports it off the GUI thread first
+
+    recipe.model.weights = preferred_weights(recipe.model.arch)
 
 
 class RecipeDocument(QObject):
@@ -36,15 +50,39 @@ class RecipeDocument(QObject):
     data_scanned = Signal()  # a new scan report is available (or it was cleared)
     path_changed = Signal(str)  # the recipe file this document is saved to
     modified_changed = Signal(bool)  # edits not saved yet (True), or saved / freshly read (False)
+    engine_loaded = Signal()  # torch and the model zoo are imported: the plan and the model's facts can be read
 
-    def __init__(self, recipe: Recipe | None = None, parent: QObject | None = None):
+    def __init__(self, recipe: Recipe | None = None, parent: QObject | None = None, engine_loaded: bool = True):
+        """`engine_loaded=False`: the studio is starting and imports torch in a thread (gui/workers/loading.py); the
+        document is usable for the data meanwhile, its plan is None ("loading") until set_engine_loaded()."""
         super().__init__(parent)
-        self._recipe = recipe or fresh_recipe()
+        self._engine_loaded = engine_loaded
+        self._weights_pending = recipe is None and not engine_loaded  # a fresh recipe's weights, see fresh_recipe
+        self._recipe = recipe or fresh_recipe(weights_resolved=engine_loaded)
         self._scan: ScanReport | None = None
         self._plan: RunPlan | None = None
         self._plan_error = ""
         self._modified = False
         self.path = ""
+
+    # --- the engine ---------------------------------------------------------------------------------------------
+    @property
+    def is_engine_loaded(self) -> bool:
+        """torch and the model zoo are imported (always, except while the studio starts)."""
+        return self._engine_loaded
+
+    def set_engine_loaded(self) -> None:
+        """The studio's background imports ended: a fresh recipe gets its weights (as fresh_recipe gives them, not
+        an edit: the modified state stays), the plan can be made, and every view refreshes."""
+        if self._engine_loaded:
+            return
+        self._engine_loaded = True
+        if self._weights_pending and self._recipe.model.weights == "DEFAULT":  # not chosen meanwhile
+            _resolve_weights(self._recipe)
+        self._weights_pending = False
+        self._plan = None
+        self.engine_loaded.emit()
+        self.recipe_changed.emit()
 
     # --- the recipe -------------------------------------------------------------------------------------------
     @property
@@ -53,6 +91,7 @@ class RecipeDocument(QObject):
         return self._recipe
 
     def set_recipe(self, recipe: Recipe) -> None:
+        self._weights_pending = False  # the recipe names its own weights
         self._recipe = recipe.copy()
         self._changed()
 
@@ -65,6 +104,11 @@ class RecipeDocument(QObject):
         self._plan = None
         self.set_modified(True)
         self.recipe_changed.emit()
+
+    @property
+    def runs_root(self) -> Path:
+        """Where the recipe's runs are written (the engine's rule: its output_dir, else the default runs folder)."""
+        return runs_root_for(self._recipe.output_dir)
 
     def set_path(self, path: str) -> None:
         self.path = path
@@ -99,7 +143,12 @@ class RecipeDocument(QObject):
     # --- the derived plan -------------------------------------------------------------------------------------
     def plan(self) -> RunPlan | None:
         """What the recipe will do per phase (layer tree, groups, lr curves); None if it cannot be planned."""
+        if not self._engine_loaded:
+            self._plan_error = LOADING_TEXT
+            return None
         if self._plan is None:
+            from engine.planning.plan import plan_run  # torch (see fresh_recipe)
+
             try:
                 self._plan = plan_run(self._recipe, self.num_classes)
                 self._plan_error = ""
@@ -144,4 +193,6 @@ class RecipeDocument(QObject):
         planned (an unknown architecture)."""
         if self.plan() is None:
             return None
+        from engine.planning.module_index import index_for
+
         return index_for(self._recipe.model, self.num_classes)

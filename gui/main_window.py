@@ -4,13 +4,15 @@ It holds no facts of its own: the recipe lives in the document, runs in the runs
 lost silently: New, Open, opening a run's recipe and closing ask Save / Discard / Cancel first, as document
 applications do; the recipe file open last is reopened at the next start (and the status bar says so).
 
-This module imports no torch: with `deferred=True` (how `python main.py` starts) the window shows at once with a
-loading page while gui/workers/loading.py imports torch and torchvision in a thread, then builds its panels and says
-`ready`. Without it (tests, benchmarks) everything is built in the constructor.
+This module imports no torch: with `deferred=True` (how `python main.py` starts) the window shows at once with its
+eight tabs and a working Data tab (choose, scan, browse a folder: none of it needs torch) while gui/workers/loading.py
+imports torch and torchvision in a thread; the other tabs say they are loading until then, when they are built in
+place and the window says `ready`. Without it (tests, benchmarks) everything is built in the constructor.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6 import __version__ as pyside_version
-from PySide6.QtCore import Qt, QTimer, Signal, Slot, qVersion
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -30,9 +32,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -44,6 +44,7 @@ from gui.jobs.board import TrainingWaiter, job_board
 from gui.jobs.runner import JobRunner
 from gui.resources import app_icon
 from gui.settings import StudioSettings
+from gui.widgets.engine_loading_page import EngineLoadingPage
 from gui.widgets.scrolling_tabs import ScrollingTabs
 from gui.widgets.tooltips import install_wrapping_tooltips
 from gui.workers.loading import Importer, start_imports
@@ -57,7 +58,29 @@ RECIPE_FILTER = "Thaw recipe (*.json);;All files (*)"
 STATUS_INTERVAL_MS = 1000
 STOP_ON_QUIT_TIMEOUT_MS = 120_000
 STATUS_MESSAGE_MS = 15_000  # how long a start-up note (the reopened recipe) stays in the status bar
-LOADING_PAGE_PAINT_MS = 50  # the loading page paints before the GUI thread imports pyqtgraph
+# The tabs, in order: (attribute, title, object name, tooltip). The Data tab is the one built before torch is loaded.
+TABS = (
+    ("data_panel", "Data", "dataPanel", "Which images, how they are split and augmented, and what cannot be used"),
+    ("model_panel", "Model", "modelPanel", "The pretrained model, its weights and new head; tick what stays frozen"),
+    ("optimizer_panel", "Optimizer", "optimizerPanel", "Learning rates per parameter group, the optimizer and the "
+                                                       "schedule"),
+    ("phases_panel", "Phases", "phasesPanel", "The run as phases: what trains, for how long"),
+    ("training_panel", "Training", "trainingPanel", "Start, pause, stop and resume; live curves and the log"),
+    ("runs_panel", "Runs", "runsPanel", "Every run: compare, rename, annotate, export, delete"),
+    ("evaluate_panel", "Evaluate", "evaluatePanel", "Where a run's model errs, and why"),
+    ("inference_panel", "Inference", "inferencePanel", "Classify images with a trained checkpoint"),
+)
+IMPORTS_UNPAINTED_MS = 200  # a shown window that has not painted by then starts loading torch anyway
+PANEL_CLASSES = {  # attribute → (module, class): imported when the panel is made (deferred: once torch is there)
+    "data_panel": ("gui.panels.data_panel", "DataPanel"),
+    "model_panel": ("gui.panels.model_panel", "ModelPanel"),
+    "optimizer_panel": ("gui.panels.optimizer_panel", "OptimizerPanel"),
+    "phases_panel": ("gui.panels.phases_panel", "PhasesPanel"),
+    "training_panel": ("gui.panels.training_panel", "TrainingPanel"),
+    "runs_panel": ("gui.panels.runs_panel", "RunsPanel"),
+    "evaluate_panel": ("gui.panels.evaluate_panel", "EvaluatePanel"),
+    "inference_panel": ("gui.panels.inference_panel", "InferencePanel"),
+}
 WALKTHROUGH_WIDTH = 320  # pixels: the walkthrough's dock beside the tabs, narrow enough to leave them room
 
 
@@ -113,20 +136,13 @@ class MainWindow(QMainWindow):
         self._walkthrough = None  # Help ▸ Lesson walkthrough, made when first shown
         self._importer: Importer | None = None
         self._import_thread: WorkerThread | None = None
+        self._imports_wanted = deferred  # started once the window has painted (see event())
         if deferred:
-            self._show_loading_page()
-            self._pending_document = document
-            self._importer, self._import_thread = start_imports(self._on_imports_finished)
-            # pyqtgraph makes Qt objects as it loads: the GUI thread imports it meanwhile, once the page is shown.
-            QTimer.singleShot(LOADING_PAGE_PAINT_MS, _import_pyqtgraph)
+            self._build_before_torch(document)
         else:
             self._build(document)
         if first_run_walkthrough:
             self.when_ready(self._show_walkthrough_on_first_start)
-
-    @Slot()
-    def _on_imports_finished(self) -> None:
-        self._build(self._pending_document)
 
     def when_ready(self, callback) -> None:
         """Call `callback` once the panels are built (now, if they are)."""
@@ -135,96 +151,131 @@ class MainWindow(QMainWindow):
         else:
             self.ready.connect(callback, Qt.ConnectionType.SingleShotConnection)
 
-    def _show_loading_page(self) -> None:
-        self.setWindowTitle("Thaw")
-        page = QWidget()
-        page.setObjectName("loadingPage")
-        icon = QLabel()
-        icon.setPixmap(app_icon().pixmap(96, 96))
-        icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        label = self.loadingLabel = QLabel("Loading torch and torchvision …")
-        label.setObjectName("loadingLabel")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        busy = QProgressBar()
-        busy.setRange(0, 0)  # indeterminate
-        busy.setTextVisible(False)
-        busy.setFixedWidth(320)
-        self._loading_bar = busy
-        layout = QVBoxLayout(page)
-        layout.addStretch()
-        layout.addWidget(icon)
-        layout.addWidget(label)
-        layout.addWidget(busy, alignment=Qt.AlignmentFlag.AlignCenter)
-        layout.addStretch()
-        self.setCentralWidget(page)
-        self.settings.restore_window(self)
-        self._placed = True
-
-    def _build(self, document: RecipeDocument | None) -> None:
-        if self._import_thread is not None:
-            if self._importer.closed_early:
-                return  # the window was closed while torch loaded
-            self._import_thread.wait()
-            if self._importer.error:  # a broken install: say so on the page, build nothing that would crash
-                logging.getLogger(__name__).error("loading torch failed:\n%s", self._importer.error)
-                last = self._importer.error.strip().splitlines()[-1]
-                self.loadingLabel.setText(f"Thaw could not load torch and torchvision:\n{last}\n\nThe log has the "
-                                          f"details; `--self-test` checks the installation.")
-                self._loading_bar.hide()
-                return
-        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/workers/torch_threads.py)
+    def _build_before_torch(self, document: RecipeDocument | None) -> None:
+        """The tabs, the Data tab built and the others saying they are loading: what needs no torch."""
         from gui.document import RecipeDocument
-        from gui.panels.data_panel import DataPanel
-        from gui.panels.evaluate_panel import EvaluatePanel
-        from gui.panels.inference_panel import InferencePanel
-        from gui.panels.model_panel import ModelPanel
-        from gui.panels.optimizer_panel import OptimizerPanel
-        from gui.panels.phases_panel import PhasesPanel
-        from gui.panels.runs_panel import RunsPanel
-        from gui.panels.training_panel import TrainingPanel
-        from gui.workers.training import TrainingController
 
-        self.document = document or RecipeDocument()
-        self.controller = TrainingController(self)
-
-        d = self.document
-        self.data_panel = DataPanel(d)
-        self.model_panel = ModelPanel(d)
-        self.optimizer_panel = OptimizerPanel(d)
-        self.phases_panel = PhasesPanel(d)
-        self.training_panel = TrainingPanel(d, self.controller)
-        self.runs_panel = RunsPanel(d)
-        self.evaluate_panel = EvaluatePanel(d)
-        self.inference_panel = InferencePanel(d)
+        self.document = document or RecipeDocument(engine_loaded=False)
+        self._make_panel("data_panel")
         self.tabs = ScrollingTabs()  # pages scroll on a small screen instead of pushing the window off it
         self.tabs.setObjectName("mainTabs")
-        for panel, title, name, tip in (
-                (self.data_panel, "Data", "dataPanel", "Which images, how they are split and augmented, and what "
-                                                       "cannot be used"),
-                (self.model_panel, "Model", "modelPanel", "The pretrained model, its weights and new head; tick what "
-                                                          "stays frozen"),
-                (self.optimizer_panel, "Optimizer", "optimizerPanel", "Learning rates per parameter group, the "
-                                                                      "optimizer and the schedule"),
-                (self.phases_panel, "Phases", "phasesPanel", "The run as phases: what trains, for how long"),
-                (self.training_panel, "Training", "trainingPanel", "Start, pause, stop and resume; live curves and "
-                                                                   "the log"),
-                (self.runs_panel, "Runs", "runsPanel", "Every run: compare, rename, annotate, export, delete"),
-                (self.evaluate_panel, "Evaluate", "evaluatePanel", "Where a run's model errs, and why"),
-                (self.inference_panel, "Inference", "inferencePanel", "Classify images with a trained checkpoint")):
-            if not panel.objectName():
-                panel.setObjectName(name)
-            self.tabs.setTabToolTip(self.tabs.addTab(panel, title), tip)
+        self.loading_pages: list[EngineLoadingPage] = []
+        for attribute, title, name, tip in TABS:
+            if attribute == "data_panel":
+                page = self.data_panel
+            else:
+                page = EngineLoadingPage(name, title)
+                self.loading_pages.append(page)
+            self.tabs.setTabToolTip(self.tabs.addTab(page, title), tip)
         self.setCentralWidget(self.tabs)
+        self.settings.restore_window(self)
+        self._placed = True
+        self._restore_current_tab()
+        self._update_title()
 
+    def event(self, event: QEvent) -> bool:  # noqa: N802 - Qt's name (called during __init__ as well)
+        handled = super().event(event)
+        kind = event.type()
+        if getattr(self, "_imports_wanted", False) and kind in (QEvent.Type.Paint, QEvent.Type.Show):
+            # The import thread holds the GIL much of the time (a library's load holds it ~0.4 s): started after
+            # the first paint, it cannot delay it. A window that is never exposed (the self-test's) has no paint.
+            QTimer.singleShot(0 if kind == QEvent.Type.Paint else IMPORTS_UNPAINTED_MS, self._start_imports)
+        return handled
+
+    @Slot()
+    def _start_imports(self) -> None:
+        if self._imports_wanted:
+            self._imports_wanted = False
+            self._importer, self._import_thread = start_imports(self._on_imports_finished)
+
+    @Slot()
+    def _on_imports_finished(self) -> None:
+        """torch is imported (deferred start): the other tabs are built in place, one per turn of the event loop so
+        that the window keeps answering (each takes a fraction of a second), then the menus; then `ready`."""
+        if self._importer.closed_early:
+            return  # the window was closed while torch loaded
+        self._import_thread.wait()
+        if self._importer.error:  # a broken install: say so on the pages, build nothing that would crash
+            logging.getLogger(__name__).error("loading torch failed:\n%s", self._importer.error)
+            last = self._importer.error.strip().splitlines()[-1]
+            for page in self.loading_pages:
+                page.show_failure(f"Thaw could not load torch and torchvision:\n{last}\n\nThe log has the "
+                                  f"details; `--self-test` checks the installation.")
+            return
+        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/workers/torch_threads.py)
+        modified = self.document.is_modified  # the Data tab may have been used: its edits stay edits
+        self.document.set_engine_loaded()  # before the panels: they read the plan as they are built
+        self._build_steps = [_import_pyqtgraph, self._make_controller,
+                             *(functools.partial(self._build_in_place, tab[0]) for tab in TABS
+                               if tab[0] != "data_panel"),
+                             functools.partial(self._finish_build, modified, False)]
+        self._next_build_step()
+
+    @Slot()
+    def _next_build_step(self) -> None:
+        if self._importer.closed_early:  # closed meanwhile (closeEvent)
+            return
+        self._build_steps.pop(0)()
+        if self._build_steps:
+            QTimer.singleShot(0, self._next_build_step)
+
+    def _make_controller(self) -> None:
+        from gui.workers.training import TrainingController
+
+        self.controller = TrainingController(self)
+
+    def _make_panel(self, attribute: str) -> QWidget:
+        """The panel of a tab (TABS), made for the document; its module imported here (most import torch)."""
+        import importlib
+
+        module, class_name = PANEL_CLASSES[attribute]
+        panel_class = getattr(importlib.import_module(module), class_name)
+        if attribute == "training_panel":
+            panel = panel_class(self.document, self.controller)
+        else:
+            panel = panel_class(self.document)
+        setattr(self, attribute, panel)
+        if not panel.objectName():
+            panel.setObjectName(next(tab[2] for tab in TABS if tab[0] == attribute))
+        return panel
+
+    def _build_in_place(self, attribute: str) -> None:
+        """A panel takes its loading page's place; the tab the user is on stays the current one."""
+        _attribute, title, name, tip = next(tab for tab in TABS if tab[0] == attribute)
+        page = next(page for page in self.loading_pages if page.objectName() == name)
+        panel = self._make_panel(attribute)
+        current, index = self.tabs.currentIndex(), self.tabs.indexOf(page)
+        self.tabs.removeTab(index)
+        self.tabs.insertTab(index, panel, title)
+        self.tabs.setTabToolTip(index, tip)
+        self.tabs.setCurrentIndex(current)
+        self.loading_pages.remove(page)
+        page.deleteLater()
+
+    def _build(self, document: RecipeDocument | None) -> None:
+        """Everything at once (not deferred: tests, benchmarks, the self-test's second window)."""
+        use_torch_threads(1)  # the GUI thread never starts a torch thread pool (gui/workers/torch_threads.py)
+        from gui.document import RecipeDocument
+
+        self.document = document or RecipeDocument()
+        self._make_controller()
+        self.tabs = ScrollingTabs()  # pages scroll on a small screen instead of pushing the window off it
+        self.tabs.setObjectName("mainTabs")
+        for attribute, title, _name, tip in TABS:
+            self.tabs.setTabToolTip(self.tabs.addTab(self._make_panel(attribute), title), tip)
+        self.setCentralWidget(self.tabs)
+        self._finish_build(False, True)
+
+    def _finish_build(self, modified: bool, restore_current_tab: bool) -> None:
+        """The menus, the status bar and the wiring, once every panel is there; then `ready`."""
         self._build_menus()
         self._build_status_bar()
         self._wire_panels()
-        self._restore_settings()
+        self._restore_settings(restore_current_tab)  # a deferred start restored it, and the user may have moved
         self._release_tab_key()
-        self.document.set_modified(False)
+        self.document.set_modified(modified)
         self._update_title()
-        self.setWindowModified(False)
+        self.setWindowModified(self.document.is_modified)
         self.is_ready = True
         self.ready.emit()
 
@@ -668,10 +719,14 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About Thaw", self.about_text())
 
     # --- settings and closing --------------------------------------------------------------------------------
-    def _restore_settings(self) -> None:
-        if not self._placed:  # the loading page placed the window already, and the user may have moved it since
+    def _restore_settings(self, current_tab: bool = True) -> None:
+        if not self._placed:  # a deferred start placed the window already, and the user may have moved it since
             self.settings.restore_window(self)
             self._placed = True
+        if current_tab:
+            self._restore_current_tab()
+
+    def _restore_current_tab(self) -> None:
         name = self.settings.current_tab
         for i in range(self.tabs.count()):
             if self.tabs.widget(i).objectName() == name:
@@ -694,13 +749,22 @@ class MainWindow(QMainWindow):
         return box.clickedButton() is stop
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        asked = False
         if not self.is_ready:  # closed while loading: the import cannot be interrupted, it ends in a moment
-            self._importer.closed_early = True
-            self._import_thread.wait()
-            self.settings.save_window(self)
+            if not self.maybe_save_changes("quitting"):  # the Data tab may have been edited meanwhile
+                event.ignore()
+                return
+            asked = True
+        if not self.is_ready:  # (the question's event loop may have let the rest be built: then as any close)
+            self._imports_wanted = False
+            if self._importer is not None:
+                self._importer.closed_early = True
+                self._import_thread.wait()
+            self.shutdown_jobs()  # the Data tab's scan may be running, and the tabs built so far may have jobs
+            self._save_settings()
             super().closeEvent(event)
             return
-        if not self._closing_after_stop and not self.maybe_save_changes("quitting"):
+        if not asked and not self._closing_after_stop and not self.maybe_save_changes("quitting"):
             event.ignore()
             return
         if self.controller.is_running:
@@ -723,8 +787,10 @@ class MainWindow(QMainWindow):
         for waiter in self.findChildren(TrainingWaiter):  # a start that waited for the device never comes
             waiter.cancel()
         job_board().shutdown(self.findChildren(JobRunner))
-        for panel in (self.data_panel, self.evaluate_panel, self.inference_panel):
-            panel.shutdown()
+        for attribute in ("data_panel", "evaluate_panel", "inference_panel"):
+            panel = getattr(self, attribute, None)  # closed while the tabs were being built: some are not there
+            if panel is not None:
+                panel.shutdown()
 
     @Slot()
     def _on_about_to_quit(self) -> None:

@@ -220,10 +220,8 @@ class PretrainDialog(QDialog):
         """Continue the run stopped in this dialog, or one picked from disk (a run folder of `pretrain`)."""
         run_dir = self.stopped_run_dir
         if not run_dir:
-            from engine.train.runs import runs_root_for
-
             run_dir = QFileDialog.getExistingDirectory(self, "A stopped pre-training run",
-                                                       str(runs_root_for(self.document.recipe.output_dir)))
+                                                       str(self.document.runs_root))
             if not run_dir:
                 return
         if self.stopped_run_dir != run_dir:  # another run's curves: start them afresh (its history is in its folder)

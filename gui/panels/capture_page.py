@@ -32,9 +32,8 @@ from engine.data.capture import JPEG_QUALITY, capture_folder, next_capture_path
 from engine.data.scan import LAYOUT_TRAIN_VAL
 from engine.errors import BadInputError
 from gui.document import RecipeDocument
-from gui.panels.live_preview import DRAW_HZ
 from gui.panels.source_combo import SourceCombo
-from gui.workers.frame_sources import FrameSource
+from gui.workers.frame_sources import DRAW_HZ, FrameSource
 from gui.workers.requests import PanelThread
 
 ERROR_STYLE = "color: #c62828;"

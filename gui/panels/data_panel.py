@@ -43,14 +43,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.data.datasets import stratified_split
 from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport
 from engine.data.sources import get_source
+from engine.data.split import stratified_split
 from engine.errors import BadInputError
-from engine.model.build import resolve_preprocessing
 from engine.recipe import AUGMENTATIONS, BUILTIN_DATASETS, Recipe
 from gui.dataset_dialog import DatasetDialog
-from gui.document import RecipeDocument
+from gui.document import LOADING_TEXT, RecipeDocument
 from gui.panels.capture_page import CapturePage
 from gui.widgets.image_utils import local_paths
 from gui.widgets.tooltips import set_tooltips
@@ -329,6 +328,7 @@ class DataPanel(QWidget):
     def _connect(self) -> None:
         self.document.recipe_changed.connect(self._on_recipe_changed)
         self.document.data_scanned.connect(self._on_data_scanned)
+        self.document.engine_loaded.connect(self._on_engine_loaded)
         self.datasetCombo.currentIndexChanged.connect(self._on_dataset_chosen)
         self.dataFolderEdit.editingFinished.connect(self._on_folder_edited)
         self.browseDataButton.clicked.connect(self._on_browse_clicked)
@@ -470,15 +470,27 @@ class DataPanel(QWidget):
         self._show_flip_warning()
         self._refresh_preview()
 
+    def _preprocessing(self, recipe: Recipe):
+        """The model's preprocessing for this data (its weights' sizes and statistics); None while the studio is
+        still loading the model zoo (torch): the views that need it refresh when it has loaded."""
+        if not self.document.is_engine_loaded:
+            return None
+        from engine.model.build import resolve_preprocessing
+
+        return resolve_preprocessing(recipe.model, recipe.data)
+
     def _show_effective_sizes(self, recipe: Recipe) -> None:
         try:
             recipe.data.validate()
-            prep = resolve_preprocessing(recipe.model, recipe.data)
+            prep = self._preprocessing(recipe)
         except BadInputError as exc:
             self.dataHintLabel.setText(str(exc))
             self.effectiveSizeLabel.setText("")
             return
         self.dataHintLabel.setText("")
+        if prep is None:
+            self.effectiveSizeLabel.setText(f"The model's image size follows once it has loaded ({LOADING_TEXT})")
+            return
         self.effectiveSizeLabel.setText(
             f"Images are resized to {prep.resize_size} px (shorter side) and cropped to "
             f"{prep.crop_size}×{prep.crop_size}; {prep.channels} channel(s).")
@@ -609,9 +621,12 @@ class DataPanel(QWidget):
         self._preview_path = path
         self._preview_settings = self._look()
         try:
-            preprocessing = resolve_preprocessing(recipe.model, recipe.data)
+            preprocessing = self._preprocessing(recipe)
         except BadInputError as exc:
             self._show_preview_failure(str(exc))
+            return
+        if preprocessing is None:  # asked again when the engine has loaded (_on_recipe_changed → _refresh_preview)
+            self._show_preview_failure(f"The preview shows the model's training transform: {LOADING_TEXT}")
             return
         if not self._ensure_thread():
             return
@@ -629,6 +644,11 @@ class DataPanel(QWidget):
         data, model = self.document.recipe.data, self.document.recipe.model
         return (data.augmentation, data.horizontal_flip, data.resize_size, data.crop_size, model.arch,
                 model.weights, model.weights_file, model.in_channels)
+
+    @Slot()
+    def _on_engine_loaded(self) -> None:
+        if self._preview_path:  # it said "loading": the model's transform can be drawn now
+            self.preview(self._preview_path)
 
     def _refresh_preview(self) -> None:
         """A preview on display follows the settings that decide its look: it is drawn again when they change."""

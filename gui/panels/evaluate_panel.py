@@ -45,7 +45,6 @@ from gui.widgets.formatting import seconds_text
 from gui.widgets.relabel_bar import run_data_root
 from gui.workers.evaluation import EvaluationWorker, evaluation_work
 from gui.workers.requests import PanelThread
-from gui.workers.training import runs_root_for
 
 FINISHED = ("finished", "early_stopped")
 ERROR_STYLE = "color: #c62828;"
@@ -192,7 +191,7 @@ class EvaluatePanel(QWidget):
     # --- runs ---------------------------------------------------------------------------------------------------
     @Slot()
     def _on_recipe_changed(self) -> None:
-        root = runs_root_for(self._document.recipe)
+        root = self._document.runs_root
         if root != self._root:
             self._root = root
             self.refresh_runs()

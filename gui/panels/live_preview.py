@@ -27,11 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from gui.panels.source_combo import SourceCombo
-from gui.workers.frame_sources import FrameSource
+from gui.workers.frame_sources import DRAW_HZ, FrameSource
 from gui.workers.live_preview import FrameMailbox, LiveClassifier
 from gui.workers.requests import PanelThread
 
-DRAW_HZ = 25
 RATE_WINDOW_S = 2.0  # frames per second over the last two seconds
 TOPK_ROWS = 5
 ERROR_STYLE = "color: #c62828;"

@@ -54,7 +54,6 @@ from gui.widgets.buttons import named_button
 from gui.widgets.formatting import duration_text
 from gui.widgets.plot_style import new_plot, series_color
 from gui.widgets.tooltips import set_tooltips
-from gui.workers.training import runs_root_for
 
 
 def _percent(value: float) -> str:
@@ -504,7 +503,7 @@ class RunsPanel(QWidget):
 
     @Slot()
     def _on_recipe_changed(self) -> None:
-        root = runs_root_for(self._document.recipe)
+        root = self._document.runs_root
         if root != self._root:
             self._root = root
             self.runsRootLabel.setText(f"Runs folder: {root}")

@@ -52,7 +52,7 @@ from gui.widgets.live_curves import CURVE_REDRAW_MS, TrainingCurves
 from gui.widgets.log_view import FollowingLog
 from gui.widgets.run_progress import RunProgress, epoch_costs
 from gui.widgets.tooltips import set_tooltips
-from gui.workers.training import TrainingController, runs_root_for
+from gui.workers.training import TrainingController
 
 TIPS = {
     "lossPlot": "Training loss per batch (grey, smoothed) and per epoch, validation loss per epoch; dashed lines "
@@ -269,7 +269,7 @@ class TrainingPanel(QWidget):
             self.progress.set_paused(False)
 
     def _newest_stopped_run(self) -> str:
-        root = runs_root_for(self._document.recipe)
+        root = self._document.runs_root
         stopped = [r for r in list_runs(root)
                    if r.status == "stopped" and checkpoint_path(r.path, "last").is_file()]
         return max(stopped, key=lambda r: Path(r.path).name).path if stopped else ""

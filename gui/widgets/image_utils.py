@@ -7,11 +7,15 @@ from can go away.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QImage
+
+if TYPE_CHECKING:
+    import torch
 
 
 def chw_to_rgb(tensor: torch.Tensor) -> np.ndarray:
@@ -20,6 +24,8 @@ def chw_to_rgb(tensor: torch.Tensor) -> np.ndarray:
     One channel is shown as grey, two as grey of the first, more than three as their first three (the RGB of an
     RGB+IR stack).
     """
+    import torch  # a tensor exists, so torch is loaded: here rather than above, the Data tab is built before it is
+
     if tensor.dim() != 3:
         raise ValueError(f"expected a (C, H, W) tensor, got shape {tuple(tensor.shape)}")
     if tensor.dtype != torch.uint8:

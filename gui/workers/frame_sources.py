@@ -22,6 +22,10 @@ from engine.data.video import VideoError, iter_frames
 from gui.widgets.image_utils import rgb_to_qimage
 from gui.workers.threads import WorkerThread
 
+# The views of a frame source (live preview, capture) draw at most this often: a fast camera never floods the event
+# loop.
+DRAW_HZ = 25
+
 VIDEO_SOURCE = "video"
 MULTIMEDIA_MISSING = ("Cameras need Qt Multimedia, which is not installed here: pip install PySide6-Addons (the "
                       "same version as PySide6-Essentials){linux}. A video file can stand in for a camera.")

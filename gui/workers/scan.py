@@ -6,15 +6,17 @@ signals and report back through signals. Images cross threads as QImage, never Q
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine.data.images import load_image, load_pil_rgb
-from engine.data.preprocessing import Preprocessing
 from engine.data.scan import LAYOUT_TRAIN_VAL, ScanReport, scan_folder
-from engine.data.transforms import denormalize, train_transform
 from gui.widgets.image_utils import chw_to_rgb, pil_to_qimage, rgb_to_qimage
 from gui.workers.requests import RequestWorker
+
+if TYPE_CHECKING:
+    from engine.data.preprocessing import Preprocessing
 
 THUMBNAIL_SIZE = 64
 THUMBNAILS_PER_CLASS = 4
@@ -92,6 +94,15 @@ class AugmentationPreviewer(QObject):
     @Slot(str, object, str, bool, int, int)
     def preview(self, path: str, preprocessing: Preprocessing, augmentation: str, horizontal_flip: bool, seed: int,
                 count: int) -> None:
+        # torch here, not above: the Data tab scans while the studio still loads it; a preview is asked for once
+        # it has loaded (DataPanel.preview)
+        import torch
+
+        from engine.data.transforms import denormalize, train_transform
+        from gui.workers.torch_threads import one_torch_thread_here
+
+        one_torch_thread_here()  # this thread may have started before torch was loaded
+
         try:
             transform = train_transform(preprocessing, augmentation, horizontal_flip)
             image = load_image(path, preprocessing.channels)

@@ -14,9 +14,13 @@ The headless CLI trains on its main thread and keeps torch's default.
 
 from __future__ import annotations
 
+import sys
+import threading
+
 from PySide6.QtCore import QThread
 
 _training_threads: int | None = None
+_this_thread = threading.local()  # .limited: use_torch_threads(1) was applied to this thread
 
 
 def training_threads() -> int:
@@ -42,9 +46,26 @@ def use_torch_threads(count: int) -> None:
     torch.set_num_threads(count)
 
 
+def torch_loaded() -> bool:
+    """torch is imported, not just being imported (the studio imports it in a thread as it starts)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and not getattr(getattr(torch, "__spec__", None), "_initializing", False)
+
+
+def one_torch_thread_here() -> None:
+    """use_torch_threads(1) for the calling thread, once: what a worker calls before its first torch work when it
+    was started before torch was loaded (OneTorchThreadQThread)."""
+    if not getattr(_this_thread, "limited", False):
+        use_torch_threads(1)
+        _this_thread.limited = True
+
+
 class OneTorchThreadQThread(QThread):
-    """A worker QThread whose event loop runs torch with one thread (see the module's note)."""
+    """A worker QThread whose event loop runs torch with one thread (see the module's note). One started before
+    torch is loaded (the Data tab's scan, as the studio starts) does not wait for it: its workers call
+    one_torch_thread_here() before they use torch."""
 
     def run(self) -> None:
-        use_torch_threads(1)
+        if torch_loaded():
+            one_torch_thread_here()
         self.exec()

@@ -28,7 +28,6 @@ from engine.infer.fit_and_evaluate import fit_and_evaluate
 from engine.recipe import Recipe
 from engine.train import events as ev
 from engine.train.launch import recorded_processes
-from engine.train.runs import runs_root_for as engine_runs_root_for
 from engine.train.trainer import Trainer
 from gui.start_checks import studio_error_text
 from gui.workers.event_forwarder import BATCH_EMIT_INTERVAL_S, EventForwarder
@@ -39,11 +38,6 @@ from gui.workers.training_process import ProcessTrainingWorker
 log = logging.getLogger(__name__)
 
 TERMINATE_WAIT_MS = 40_000  # torchrun gives its workers 30 s to end after SIGTERM before it kills them
-
-
-def runs_root_for(recipe: Recipe) -> Path:
-    """Where the runs of `recipe` are written (the engine's rule)."""
-    return engine_runs_root_for(recipe.output_dir)
 
 
 class TrainingWorker(EventForwarder):

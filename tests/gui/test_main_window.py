@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QLabel, QTabWidget
+from PySide6.QtWidgets import QLabel, QTabWidget
 
 from engine.recipe import Recipe
 from engine.train.runs import SUMMARY_FILE, checkpoint_path
 from gui.app import apply_arguments, create_app
 from gui.document import RecipeDocument
 from gui.main_window import MainWindow
-from gui.workers.threads import WorkerThread
 from tests.gui.running import still_running
 from tests.helpers import tiny_recipe
 
@@ -203,56 +202,6 @@ def test_close_mid_run_stops_saves_and_leaves_no_thread(qtbot, make_window, monk
     assert not still_running(no_thread_left_running)
     assert checkpoint_path(run_dir, "last").is_file()
     assert json.loads((Path(run_dir) / SUMMARY_FILE).read_text())["status"] == "stopped"
-
-
-def test_a_deferred_window_shows_a_loading_page_then_builds_the_studio(qtbot, image_folder, runs_root):
-    recipe = tiny_recipe(image_folder, epochs=2, out=runs_root)
-    window = MainWindow(RecipeDocument(recipe), deferred=True)
-    qtbot.addWidget(window)
-    window.show()
-    assert not window.is_ready and window.centralWidget().objectName() == "loadingPage"
-    assert window.windowTitle() == "Thaw"
-    opened = []
-    window.when_ready(lambda: opened.append(window.document.recipe.name))  # what run_studio does with arguments
-
-    with qtbot.waitSignal(window.ready, timeout=RUN_TIMEOUT_MS):
-        pass
-
-    assert window.is_ready and opened == [recipe.name]
-    assert window.centralWidget() is window.tabs and window.tabs.count() == 8
-    assert window.windowTitle() == f"Thaw — {recipe.name}[*]"
-    window.when_ready(lambda: opened.append("again"))  # ready already: called at once
-    assert opened == [recipe.name, "again"]
-
-
-def test_closing_a_deferred_window_while_it_loads_waits_for_the_import_and_builds_nothing(qtbot):
-    window = MainWindow(deferred=True)
-    qtbot.addWidget(window)
-    window.show()
-    assert window.close()
-    assert not window.isVisible() and not window.is_ready
-    assert not window._import_thread.is_running
-    QApplication.processEvents()  # a queued `finished` must not build the panels of a closed window
-    assert not window.is_ready and not hasattr(window, "tabs")
-
-
-def test_a_deferred_window_whose_imports_fail_says_so_and_builds_nothing(qtbot, monkeypatch):
-    monkeypatch.setattr("gui.workers.loading.BACKGROUND_IMPORTS", ("torch", "thaw_no_such_module"))
-    # The worst scheduling, made certain: the imports end before start() returns (torch is already in
-    # sys.modules here). A `finished` connected after the start would be lost and the page would wait forever.
-    def start_and_finish(thread):
-        thread.qthread.start()
-        thread.qthread.wait()
-        return thread
-
-    monkeypatch.setattr(WorkerThread, "start", start_and_finish)
-    window = MainWindow(deferred=True)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: "could not load" in window.loadingLabel.text(), timeout=RUN_TIMEOUT_MS)
-    assert "thaw_no_such_module" in window.loadingLabel.text()
-    assert not window.is_ready and not hasattr(window, "tabs")
-    assert window.close()
 
 
 def test_jobs_that_compete_for_the_device_wait_in_a_visible_queue(qtbot, make_window, pause_at_first, image_folder,

@@ -131,6 +131,9 @@ def test_the_studio_asks_for_it_when_it_starts(qapp, monkeypatch):
         def when_ready(self, callback) -> None:
             pass
 
+        def reopen_last_recipe(self) -> bool:  # what run_studio does before it shows the window
+            return False
+
     monkeypatch.setattr(gui.main_window, "MainWindow", RecordedWindow)
     monkeypatch.setattr(gui.garbage, "collect_in_gui_thread", lambda: None)
     monkeypatch.setattr(type(qapp), "exec", lambda self: 0)
