@@ -57,6 +57,7 @@ LIVE = "tests/gui/test_live_preview.py"
 CAPTURE = "tests/gui/test_capture_page.py"
 PRETRAIN = "tests/engine/test_pretrain.py"
 PRETRAIN_GUI = "tests/gui/test_pretrain_dialog.py"
+START = "tests/gui/test_start_before_torch.py"
 RESTORE = "tests/engine/test_restore_best.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
 
@@ -741,6 +742,53 @@ BUGS: list[Bug] = [
         '        if not busy:\n            self.pause_button.setText("Pause")',
         '        if False:\n            self.pause_button.setText("Pause")',
         (f"{PRETRAIN_GUI}::test_cancel_while_paused_stops_and_resume_continues_the_same_run_to_its_end",)),
+    # --- the studio's start before torch (issue 28, goal 6) ---
+    Bug("gui/panels/data_panel.py", "module imports", "the Data tab imports torch again (at the top)",
+        "from engine.errors import BadInputError\n",
+        "from engine.errors import BadInputError\nfrom engine.model.build import resolve_preprocessing  # noqa: F401\n",
+        (f"{START}::test_the_data_tab_scans_and_shows_a_folder_where_torch_cannot_be_imported",)),
+    Bug("engine/data/scan.py", "_decode_reason", "the scan decodes through load_image (a tensor: torch)",
+        "        decode_image(path, channels)",
+        "        __import__('engine.data.images').data.images.load_image(path, channels)",
+        (f"{START}::test_the_data_tab_scans_and_shows_a_folder_where_torch_cannot_be_imported",)),
+    Bug("gui/main_window.py", "MainWindow._build_in_place", "a panel built in place moves the user to its tab",
+        "        self.tabs.setCurrentIndex(current)\n        self.loading_pages.remove(page)",
+        "        self.tabs.setCurrentIndex(index)\n        self.loading_pages.remove(page)",
+        (f"{START}::test_the_window_shows_its_tabs_before_torch_and_builds_the_rest_in_place",)),
+    Bug("gui/main_window.py", "MainWindow._on_imports_finished", "an edit made while loading is forgotten",
+        "        modified = self.document.is_modified  # the Data tab", "        modified = False  # the Data tab",
+        (f"{START}::test_the_window_shows_its_tabs_before_torch_and_builds_the_rest_in_place",)),
+    Bug("gui/document.py", "RecipeDocument.set_engine_loaded", "a fresh recipe keeps 'DEFAULT' offline",
+        "            _resolve_weights(self._recipe)\n        self._weights_pending = False",
+        "            pass\n        self._weights_pending = False",
+        (f"{START}::test_a_fresh_recipe_gets_the_weights_it_would_have_had",)),
+    Bug("gui/document.py", "RecipeDocument.set_recipe", "a recipe opened while loading gets the fresh recipe's weights",
+        "        self._weights_pending = False  # the recipe names its own weights\n", "",
+        (f"{START}::test_a_recipe_opened_while_loading_keeps_its_own_weights",)),
+    Bug("gui/main_window.py", "MainWindow._next_build_step", "closing while the tabs are built goes on building",
+        "        if self._importer.closed_early:  # closed meanwhile (closeEvent)\n            return",
+        "        if False:\n            return",
+        (f"{START}::test_closing_while_the_tabs_are_being_built_stops_there_and_leaves_no_thread",)),
+    Bug("gui/main_window.py", "MainWindow.closeEvent", "closing while loading discards the Data tab's edits unasked",
+        '            if not self.maybe_save_changes("quitting"):  # the Data tab may have been edited meanwhile',
+        '            if False:  # the Data tab may have been edited meanwhile',
+        (f"{START}::test_closing_with_data_edits_made_while_loading_asks_first",)),
+    Bug("gui/main_window.py", "MainWindow._start_imports", "a window closed before its first paint still loads torch",
+        "        if self._imports_wanted:\n            self._imports_wanted = False",
+        "        if True:\n            self._imports_wanted = False",
+        (f"{START}::test_closing_before_the_import_started_starts_none",)),
+    Bug("gui/panels/data_panel.py", "DataPanel._on_engine_loaded", "a preview asked for while loading is never drawn",
+        '        if self._preview_path:  # it said "loading"', '        if False:  # it said "loading"',
+        (f"{START}::test_a_preview_asked_for_while_loading_says_so_then_is_drawn_when_torch_is_there",)),
+    Bug("gui/document.py", "RecipeDocument.plan", "the plan is made (torch) before the engine is loaded",
+        "        if not self._engine_loaded:\n            self._plan_error = LOADING_TEXT\n            return None\n",
+        "",
+        (f"{START}::test_a_document_that_is_loading_has_no_plan_until_the_engine_is_there",)),
+    Bug("gui/main_window.py", "MainWindow._on_imports_finished", "a failed import is said on one tab only",
+        "            for page in self.loading_pages:\n                page.show_failure(",
+        "            for page in self.loading_pages[:1]:\n                page.show_failure(",
+        (f"{START}::test_imports_that_fail_are_said_on_every_tab_that_needs_them_and_the_data_tab_stays",
+         )),
 ]
 
 

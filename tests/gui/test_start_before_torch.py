@@ -13,10 +13,11 @@ import textwrap
 import threading
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from gui.document import LOADING_TEXT, RecipeDocument, fresh_recipe
-from gui.main_window import TABS, MainWindow
+from gui.main_window import IMPORTS_UNPAINTED_MS, TABS, MainWindow
 from gui.panels.data_panel import DataPanel
 from gui.widgets.engine_loading_page import EngineLoadingPage
 from gui.workers.loading import BACKGROUND_IMPORTS
@@ -44,7 +45,7 @@ WITHOUT_TORCH = textwrap.dedent("""
     deadline = time.monotonic() + 60
     panel = window.data_panel
     while time.monotonic() < deadline and not (panel.thumbnailsView.count() and window.loading_pages
-                                               and not window.loading_pages[0].busy.isVisible()):
+                                               and window.loading_pages[0].busy.isHidden()):
         app.processEvents()
     report = window.document.scan
     print(json.dumps({"classes": report.classes if report else None,
@@ -85,7 +86,7 @@ def test_the_window_shows_its_tabs_before_torch_and_builds_the_rest_in_place(qtb
     assert window._importer is None and not window.is_ready
     assert isinstance(window.tabs.widget(0), DataPanel) and window.tabs.count() == 8
     pages = [window.tabs.widget(i) for i in range(1, 8)]
-    assert all(isinstance(page, EngineLoadingPage) and page.busy.isVisible() is False for page in pages)
+    assert all(isinstance(page, EngineLoadingPage) and not page.busy.isHidden() for page in pages)
     assert [page.objectName() for page in pages] == [tab[2] for tab in TABS[1:]]
     assert window.document.plan() is None and window.document.plan_error == LOADING_TEXT
     assert window.open_recipe(str(path))  # what run_studio does with its arguments, before showing the window
@@ -138,10 +139,12 @@ def test_a_recipe_opened_while_loading_keeps_its_own_weights(qtbot, monkeypatch,
 def test_closing_before_the_import_started_starts_none(qtbot, no_thread_left_running):
     window = MainWindow(deferred=True)
     qtbot.addWidget(window)
-    window.show()  # the import starts after the first paint, which has not happened yet
+    window.show()  # the import starts after the first paint (or IMPORTS_UNPAINTED_MS after show), not yet
     assert window.close()
-    QApplication.processEvents()  # the paint's queued start must not start an import for a closed window
-    assert window._importer is None and not window.is_ready
+    later = QTimer(singleShot=True)  # fires after every start the show or a paint queued
+    with qtbot.waitSignal(later.timeout, timeout=RUN_TIMEOUT_MS):
+        later.start(2 * IMPORTS_UNPAINTED_MS)
+    assert window._importer is None and not window.is_ready  # none started for a closed window
     assert not still_running(no_thread_left_running)
 
 
@@ -193,7 +196,7 @@ def test_imports_that_fail_are_said_on_every_tab_that_needs_them_and_the_data_ta
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: "could not load" in window.loading_pages[0].label.text(), timeout=RUN_TIMEOUT_MS)
-    assert all("thaw_no_such_module" in page.label.text() and not page.busy.isVisible()
+    assert all("thaw_no_such_module" in page.label.text() and page.busy.isHidden()
                for page in window.loading_pages)
     assert not window.is_ready and isinstance(window.tabs.widget(0), DataPanel)
     assert window.close()
