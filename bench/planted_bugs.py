@@ -58,6 +58,8 @@ CAPTURE = "tests/gui/test_capture_page.py"
 PRETRAIN = "tests/engine/test_pretrain.py"
 PRETRAIN_GUI = "tests/gui/test_pretrain_dialog.py"
 START = "tests/gui/test_start_before_torch.py"
+PRUNE_GUI = "tests/gui/test_prune_page.py"
+PRUNE_KEPT = "test_a_pruned_model_within_the_limit_is_kept_as_a_new_run_with_its_costs_beside_the_original"
 RESTORE = "tests/engine/test_restore_best.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
 
@@ -789,6 +791,22 @@ BUGS: list[Bug] = [
         "            for page in self.loading_pages[:1]:\n                page.show_failure(",
         (f"{START}::test_imports_that_fail_are_said_on_every_tab_that_needs_them_and_the_data_tab_stays",
          )),
+    # --- pruning in the Export dialog (issue 25) ---
+    Bug("gui/panels/prune_page.py", "PrunePage.request", "the amount goes to the engine in percent, not as a share",
+        "amount=self.pruneAmountSpin.value() / 100,", "amount=self.pruneAmountSpin.value(),",
+        (f"{PRUNE_GUI}::test_the_page_starts_from_the_clis_defaults_and_every_control_says_what_it_does",)),
+    Bug("gui/panels/prune_page.py", "PrunePage._finish", "a kept run is shown in the refusal colour",
+        "               KEPT_COLOUR)\n            self.run_pruned.emit",
+        "               REFUSED_COLOUR)\n            self.run_pruned.emit",
+        (f"{PRUNE_GUI}::{PRUNE_KEPT}",)),
+    Bug("gui/panels/prune_page.py", "PrunePage._show_costs", "the pruned share is of the row above, not the original",
+        "            share = \"\" if cost is first else f\" ({100 * cost.parameters / first.parameters:.0f} %)\"",
+        "            share = \"\" if cost is first else "
+        "f\" ({100 * cost.parameters / result.costs[row - 1].parameters:.0f} %)\"",
+        (f"{PRUNE_GUI}::{PRUNE_KEPT}",)),
+    Bug("gui/panels/export_dialog.py", "ExportDialog.reject", "closing the dialog while pruning does not stop it",
+        "        if self._running or self.prunePage.running:", "        if self._running:",
+        (f"{PRUNE_GUI}::test_closing_the_dialog_while_pruning_stops_it_and_closes_with_no_thread_left",)),
 ]
 
 

@@ -7,7 +7,9 @@ Core ML package off macOS is written, but Core ML cannot run it here, so nothing
 The export runs as a job (gui/jobs/runner.py: engine.infer.export_run.export_run, the same function as
 `python main.py export`), which waits for the device while a run or another job holds it; the dialog only builds
 the request and shows the job's steps and result.
-Closing the dialog while an export runs asks it to stop and closes once it has (nothing is written then).
+Its second page prunes the run (gui/panels/prune_page.py: channels removed, a recovery fine-tune, the costs side by
+side, a new run kept only within an accuracy limit). Closing the dialog while an export or pruning runs asks it to
+stop and closes once it has (nothing is written then).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -46,6 +49,7 @@ from engine.infer.export_run import (
 from engine.infer.parity import FAILED, NOT_CHECKED, PASSED
 from engine.train.runs import checkpoint_path
 from gui.jobs.runner import QUEUED, JobCancelled, JobRunner
+from gui.panels.prune_page import PrunePage
 from gui.widgets.buttons import named_button
 
 COST_COLUMNS = ("Model", "Size", "Batch-1 latency", "Val accuracy", "Top-1 = checkpoint", "Max |Δlogit|")
@@ -152,6 +156,9 @@ class ExportDialog(QDialog):
         self.exportResultsTable.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.exportResultsTable.verticalHeader().hide()
         self.exportResultsTable.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.prunePage = PrunePage(self.run_dir)
+        self.prunePage.run_pruned.connect(self._close_if_stopping)
+        self.prunePage.prune_ended.connect(self._close_if_stopping)
         self._layout()
 
         self.exportFormatCombo.currentIndexChanged.connect(self._on_choice_changed)
@@ -187,13 +194,21 @@ class ExportDialog(QDialog):
         buttons.addWidget(self.exportStatusLabel, 1)
         buttons.addWidget(self.exportStartButton)
         buttons.addWidget(self.exportCloseButton)
-        layout = QVBoxLayout(self)
+        page = QWidget(objectName="exportPage")
+        layout = QVBoxLayout(page)
         layout.addLayout(form)
         layout.addWidget(self.exportProgressBar)
         layout.addLayout(buttons)
         layout.addWidget(self.exportVerdictLabel)
         layout.addWidget(self.exportResultsTable, 1)
-        self.resize(820, 460)
+        self.exportTabs = QTabWidget(objectName="exportTabs")
+        self.exportTabs.addTab(page, "Export")
+        self.exportTabs.addTab(self.prunePage, "Prune")
+        self.exportTabs.setTabToolTip(0, "Write the checkpoint in a format for another runtime, checked against it")
+        self.exportTabs.setTabToolTip(1, "Remove channels for a smaller, faster model; kept as a new run only if it "
+                                         "stays accurate enough")
+        QVBoxLayout(self).addWidget(self.exportTabs)
+        self.resize(820, 500)
 
     # --- choices ------------------------------------------------------------------------------------------------
     def format(self) -> str:
@@ -318,7 +333,12 @@ class ExportDialog(QDialog):
         self.exportStatusLabel.setText("")
         if result is not None:
             self._show_costs(result)
-        if self._close_when_stopped:
+        self._close_if_stopping()
+
+    @Slot()
+    def _close_if_stopping(self, *_args) -> None:
+        """Closing was asked while a job ran: close once none runs any more."""
+        if self._close_when_stopped and not self._running and not self.prunePage.running:
             self._close_when_stopped = False
             self.exportCloseButton.setEnabled(True)
             self.reject()
@@ -354,16 +374,19 @@ class ExportDialog(QDialog):
     # --- closing ------------------------------------------------------------------------------------------------
     def reject(self) -> None:
         """Close, Escape and the window's close button all come here (QDialog.closeEvent calls reject)."""
-        if self._running:
-            # The worker stops at its next step; the dialog closes when it reports back (nothing is written).
+        if self._running or self.prunePage.running:
+            # The job stops at its next step; the dialog closes when it reports back (nothing is written).
             self._close_when_stopped = True
-            self.exportStatusLabel.setText("stopping…")
             self.exportCloseButton.setEnabled(False)
-            self.exportRunner.cancel()
+            if self._running:
+                self.exportStatusLabel.setText("stopping…")
+                self.exportRunner.cancel()
+            self.prunePage.stop()
             return
         self.shutdown()
         super().reject()
 
     def shutdown(self) -> None:
-        """Stop the export (waits for it to reach its next step); safe to call twice."""
+        """Stop the export and the pruning (waits for them to reach their next step); safe to call twice."""
         self.exportRunner.shutdown()
+        self.prunePage.shutdown()
