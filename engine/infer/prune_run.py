@@ -96,6 +96,7 @@ class PruneProgress:
     message: str
     done: int = 0
     total: int = 0
+    step: str = ""  # what a count is within, where it starts again ("epoch 2/10"): a progress view's stage
 
 
 @dataclass
@@ -190,8 +191,8 @@ class _Prune:
         self.should_stop = should_stop
         self.started = time.perf_counter()
 
-    def emit(self, stage: str, message: str, done: int = 0, total: int = 0) -> None:
-        event = PruneProgress(stage, message, done, total)
+    def emit(self, stage: str, message: str, done: int = 0, total: int = 0, step: str = "") -> None:
+        event = PruneProgress(stage, message, done, total, step)
         for subscriber in self.subscribers:
             subscriber(event)
 
@@ -287,7 +288,8 @@ class _Prune:
             self.emit("fine-tune", f"recovery fine-tune: {settings.optimizer_text}")
         log = fine_tune(model, data.train, data.val, settings, device, self.should_stop,
                         lambda epoch, done, total, loss: self.emit("fine-tune", f"epoch {epoch + 1}/{r.epochs} "
-                                                                   f"loss {loss:.4f}", done, total))
+                                                                   f"loss {loss:.4f}", done, total,
+                                                                   f"fine-tune epoch {epoch + 1}/{r.epochs}"))
         for e in log:
             self.emit("epoch", f"epoch {e.epoch}/{r.epochs}: train loss {e.train_loss:.4f}, acc {e.train_acc:.3f}; "
                                f"val loss {e.val_loss:.4f}, acc {e.val_acc:.3f}")

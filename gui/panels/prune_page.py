@@ -3,8 +3,9 @@ recover, and the original and pruned models side by side (parameters, weights si
 validation accuracy) — kept as a new run only when the accuracy fell by no more than the limit the user sets.
 
 The job is engine.infer.prune_run.prune_run, the same function as `python main.py prune`, run as a studio job
-(gui/jobs/runner.py): it waits for the device while a run or another job holds it, shows its steps, and Stop (or
-closing the dialog) ends it at its next step with nothing written. The new run appears in the Runs tab (which
+(gui/jobs/runner.py) with the progress line every job has (gui/jobs/progress_view.py): it waits for the device while
+a run or another job holds it, shows its steps, and Cancel (or closing the dialog) ends it at its next step with
+nothing written. The new run appears in the Runs tab (which
 follows the runs folder), where it is exported like any other run.
 """
 
@@ -21,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QProgressBar,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -39,7 +39,8 @@ from engine.infer.prune_run import (
     prune_run,
 )
 from engine.train.runs import checkpoint_path
-from gui.jobs.runner import QUEUED, JobCancelled, JobRunner
+from gui.jobs.progress_view import JobProgress
+from gui.jobs.runner import JobCancelled, JobRunner
 from gui.widgets.buttons import named_button
 
 PRUNE_COLUMNS = ("Model", "Parameters", "Size", "Batch-1 latency", "Val accuracy")
@@ -53,7 +54,9 @@ def prune_work(request: PruneRequest):
 
     def work(task):
         try:
-            return prune_run(request, [task.partial], task.should_stop), ""
+            # A count is within its step (a fine-tune epoch's batches); a step without one is its own line
+            return prune_run(request, [lambda event: task.progress(event.done, event.total, event.step or
+                                                                   event.message)], task.should_stop), ""
         except PruneRefusedError as exc:
             return exc.result, str(exc)
         except PruneCancelled as exc:
@@ -96,15 +99,7 @@ class PrunePage(QWidget):
         self.pruneStartButton = named_button("pruneStartButton", "Prune",
                                              "Prune, fine-tune and measure; keep the result as a new run if it is "
                                              "accurate enough")
-        self.pruneStopButton = named_button("pruneStopButton", "Stop", "Stop pruning at its next step: nothing "
-                                                                       "is written")
-        self.pruneStopButton.setEnabled(False)
-        self.pruneProgressBar = QProgressBar(objectName="pruneProgressBar")
-        self.pruneProgressBar.setToolTip("Progress of the current step")
-        self.pruneProgressBar.setRange(0, 1)
-        self.pruneProgressBar.setValue(0)
-        self.pruneStatusLabel = QLabel("", objectName="pruneStatusLabel")
-        self.pruneStatusLabel.setToolTip("The step pruning is at")
+        self.pruneProgress = JobProgress(self.pruneRunner)  # bar, step, queue place and Cancel, as every job shows
         self.pruneVerdictLabel = QLabel("", objectName="pruneVerdictLabel")
         self.pruneVerdictLabel.setToolTip("Whether the pruned model was kept, and why")
         self.pruneVerdictLabel.setWordWrap(True)
@@ -123,23 +118,18 @@ class PrunePage(QWidget):
         form.addRow("Recovery fine-tune:", self._with_unit(self.pruneEpochsSpin, "epochs"))
         form.addRow("Keep if accuracy falls at most:", self.pruneMaxDropSpin)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.pruneStatusLabel, 1)
+        buttons.addWidget(self.pruneProgress, 1)
         buttons.addWidget(self.pruneStartButton)
-        buttons.addWidget(self.pruneStopButton)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.pruneProgressBar)
         layout.addLayout(buttons)
         layout.addWidget(self.pruneVerdictLabel)
         layout.addWidget(self.pruneResultsTable, 1)
 
         self.pruneStartButton.clicked.connect(self.start_prune)
-        self.pruneStopButton.clicked.connect(self.stop)
-        self.pruneRunner.partial_result_produced.connect(self._on_progress)
         self.pruneRunner.job_succeeded.connect(self._on_done)
         self.pruneRunner.job_failed.connect(lambda message: self._finish(None, message))
         self.pruneRunner.job_cancelled.connect(lambda: self._finish(None, "pruning stopped; nothing was written"))
-        self.pruneRunner.state_changed.connect(self._on_state_changed)
         if self.pruneCheckpointCombo.count() == 0:
             self.pruneStartButton.setEnabled(False)
             self._show_verdict(f"{run_dir} has no checkpoint to prune.", REFUSED_COLOUR)
@@ -176,39 +166,20 @@ class PrunePage(QWidget):
         self.last_result = None
         self.pruneResultsTable.setRowCount(0)
         self._show_verdict("", KEPT_COLOUR)
-        self.pruneStatusLabel.setText("starting…")
         self.pruneRunner.start(prune_work(request),
                                f"Pruning {self.run_dir.name} ({100 * request.amount:g} % of the channels)")
 
     @Slot()
     def stop(self) -> None:
+        """Cancel (the progress line's button does the same): the job stops at its next step, nothing written."""
         if self._running:
-            self.pruneStatusLabel.setText("stopping…")
-            self.pruneStopButton.setEnabled(False)
-            self.pruneRunner.cancel()
+            self.pruneProgress.cancel()
 
     def _set_running(self, running: bool) -> None:
         self._running = running
         for widget in (self.pruneCheckpointCombo, self.pruneAmountSpin, self.pruneEpochsSpin, self.pruneMaxDropSpin,
                        self.pruneStartButton):
             widget.setEnabled(not running)
-        self.pruneStopButton.setEnabled(running)
-        if running:
-            self.pruneProgressBar.setRange(0, 0)  # busy until a step reports a count
-
-    @Slot(str)
-    def _on_state_changed(self, state: str) -> None:
-        if state == QUEUED:
-            self.pruneStatusLabel.setText("waiting for the device (see the Jobs list) …")
-
-    @Slot(object)
-    def _on_progress(self, event) -> None:
-        self.pruneStatusLabel.setText(event.message)
-        if event.total:
-            self.pruneProgressBar.setRange(0, event.total)
-            self.pruneProgressBar.setValue(event.done)
-        else:
-            self.pruneProgressBar.setRange(0, 0)
 
     @Slot(object)
     def _on_done(self, outcome: tuple) -> None:
@@ -218,9 +189,6 @@ class PrunePage(QWidget):
     def _finish(self, result: PruneResult | None, failure: str) -> None:
         self.last_result = result
         self._set_running(False)
-        self.pruneProgressBar.setRange(0, 1)
-        self.pruneProgressBar.setValue(1 if result is not None and result.kept else 0)
-        self.pruneStatusLabel.setText("")
         if result is not None:
             self._show_costs(result)
         if result is not None and result.kept:
@@ -237,6 +205,9 @@ class PrunePage(QWidget):
     def _show_costs(self, result: PruneResult) -> None:
         table = self.pruneResultsTable
         table.setRowCount(len(result.costs))
+        threads = f", {result.latency_threads} thread{'s' * (result.latency_threads > 1)}" if result.device == "cpu" \
+            else ""
+        table.setHorizontalHeaderItem(3, QTableWidgetItem(f"Batch-1 latency ({result.device}{threads})"))
         first = result.costs[0]
         for row, cost in enumerate(result.costs):
             share = "" if cost is first else f" ({100 * cost.parameters / first.parameters:.0f} %)"

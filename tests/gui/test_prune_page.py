@@ -48,10 +48,11 @@ def test_the_page_starts_from_the_clis_defaults_and_every_control_says_what_it_d
     assert (request.amount, request.epochs, request.max_drop, request.checkpoint) == (
         DEFAULTS.amount, DEFAULTS.epochs, DEFAULTS.max_drop, "best")
     for name in ("pruneCheckpointCombo", "pruneAmountSpin", "pruneEpochsSpin", "pruneMaxDropSpin",
-                 "pruneStartButton", "pruneStopButton", "pruneResultsTable"):
+                 "pruneStartButton", "pruneResultsTable"):
         widget = getattr(page, name)
         assert widget.objectName() == name and widget.toolTip()
-    assert not page.pruneStopButton.isEnabled()
+    assert page.pruneProgress.cancelButton.objectName() == "pruneCancelButton"
+    assert page.pruneProgress.isHidden()  # the progress line shows only while the job waits or runs
 
 
 def test_a_pruned_model_within_the_limit_is_kept_as_a_new_run_with_its_costs_beside_the_original(qtbot, dialog,
@@ -62,7 +63,7 @@ def test_a_pruned_model_within_the_limit_is_kept_as_a_new_run_with_its_costs_bes
     page.pruneMaxDropSpin.setValue(100)
     with qtbot.waitSignal(page.run_pruned, timeout=WAIT_MS) as kept:
         qtbot.mouseClick(page.pruneStartButton, Qt.MouseButton.LeftButton)
-        assert page.running and page.pruneStopButton.isEnabled() and not page.pruneStartButton.isEnabled()
+        assert page.running and page.pruneProgress.cancelButton.isEnabled() and not page.pruneStartButton.isEnabled()
     new_run = Path(kept.args[0])
     assert others(source_run) == [new_run] and (new_run / REPORT_FILE).is_file()
     report = json.loads((new_run / REPORT_FILE).read_text())
@@ -74,9 +75,11 @@ def test_a_pruned_model_within_the_limit_is_kept_as_a_new_run_with_its_costs_bes
     assert (original, pruned) == (report["costs"][0]["parameters"], report["costs"][2]["parameters"])
     assert pruned < original and f"({100 * pruned / original:.0f} %)" in table.item(2, 1).text()
     assert table.item(2, 4).text() == f"{100 * report['costs'][2]['val_accuracy']:.1f} %"
+    assert table.horizontalHeaderItem(3).text() == (f"Batch-1 latency (cpu, {report['latency_threads']} thread"
+                                                    f"{'s' * (report['latency_threads'] > 1)})")
     assert "Kept as a new run" in page.pruneVerdictLabel.text() and str(new_run) in page.pruneVerdictLabel.text()
     assert KEPT_COLOUR in page.pruneVerdictLabel.styleSheet()
-    assert not page.running and page.pruneStartButton.isEnabled() and not page.pruneStopButton.isEnabled()
+    assert not page.running and page.pruneStartButton.isEnabled() and page.pruneProgress.isHidden()
 
 
 def test_a_model_that_lost_more_than_allowed_is_refused_with_only_its_report(qtbot, dialog, source_run):
@@ -99,17 +102,20 @@ def test_stop_during_the_fine_tune_writes_nothing(qtbot, dialog, source_run, mon
 
     def stop_at_first_batch(model, train_set, val_set, settings, device, should_stop, on_batch):
         def first(*args):
-            page.stop()  # a click on Stop, from the job's thread: the runner's cancel is thread-safe
+            page.pruneRunner.cancel()  # what Cancel asks, from the job's thread (the runner's cancel is thread-safe)
             on_batch(*args)
 
         return real(model, train_set, val_set, settings, device, should_stop, first)
 
+    seen = []
+    page.pruneRunner.stage_changed.connect(seen.append)  # the progress line's steps, in this (the GUI) thread
     monkeypatch.setattr(prune_run_module, "fine_tune", stop_at_first_batch)
     page.pruneEpochsSpin.setValue(2)
     with qtbot.waitSignal(page.prune_ended, timeout=WAIT_MS) as ended:
         qtbot.mouseClick(page.pruneStartButton, Qt.MouseButton.LeftButton)
     assert ended.args[0] == "pruning stopped; nothing was written"
     assert others(source_run) == [] and "nothing was written" in page.pruneVerdictLabel.text()
+    assert seen[0].startswith("loading ") and "fine-tune epoch 1/2" in seen  # each step, the epoch the count is in
 
 
 def test_closing_the_dialog_while_pruning_stops_it_and_closes_with_no_thread_left(qtbot, dialog, source_run,
