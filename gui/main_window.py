@@ -117,7 +117,7 @@ def _import_pyqtgraph() -> None:
 
 
 class MainWindow(QMainWindow):
-    ready = Signal()  # the panels are built (at once unless deferred)
+    ready = Signal()  # every panel is built (at once unless deferred), the menus too
 
     def __init__(self, document: RecipeDocument | None = None, settings: StudioSettings | None = None,
                  parent: QWidget | None = None, deferred: bool = False, first_run_walkthrough: bool = False):
@@ -130,7 +130,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or StudioSettings()
         self.is_ready = False
         self._closing_after_stop = False
-        self._placed = False  # geometry restored or placed (by the loading page, when deferred)
+        self._placed = False  # geometry restored or placed (before torch, when deferred)
         self._exportable_run = ""  # the last finished run, for Run → Export this run…
         self._guide = None  # Help ▸ User guide, made when first asked for
         self._walkthrough = None  # Help ▸ Lesson walkthrough, made when first shown
