@@ -59,6 +59,7 @@ PRETRAIN = "tests/engine/test_pretrain.py"
 PRETRAIN_GUI = "tests/gui/test_pretrain_dialog.py"
 START = "tests/gui/test_start_before_torch.py"
 PRUNE_GUI = "tests/gui/test_prune_page.py"
+COREML = "tests/engine/test_export_coreml.py"
 PRUNE_KEPT = "test_a_pruned_model_within_the_limit_is_kept_as_a_new_run_with_its_costs_beside_the_original"
 RESTORE = "tests/engine/test_restore_best.py"
 PAUSED = "tests/engine/test_promises_paused_time.py::test_an_hour_of_pause_is_in_no_time_or_rate_of_any_kind_of_phase"
@@ -807,6 +808,18 @@ BUGS: list[Bug] = [
     Bug("gui/panels/export_dialog.py", "ExportDialog.reject", "closing the dialog while pruning does not stop it",
         "        if self._running or self.prunePage.running:", "        if self._running:",
         (f"{PRUNE_GUI}::test_closing_the_dialog_while_pruning_stops_it_and_closes_with_no_thread_left",)),
+    # --- the Core ML export (issue 25; the first of the 21 bugs planted when it was written, docs/TESTING.md) ---
+    Bug("engine/infer/parity.py", "ParityReport.verdict", "a file never compared reads as passed",
+        "        return NOT_CHECKED if self.not_checked else PASSED if self.passed else FAILED",
+        "        return PASSED if self.not_checked else PASSED if self.passed else FAILED",
+        (f"{COREML}::test_the_export_is_a_package_with_its_metadata_and_is_reported_not_checked_never_passed",)),
+    Bug("engine/io_files.py", "replace_folder_into", "the old package is not put back when the second rename fails",
+        "        except OSError:\n            os.rename(aside, path)\n            raise",
+        "        except OSError:\n            raise",
+        (f"{COREML}::test_a_failed_second_rename_puts_the_earlier_folder_back",)),
+    Bug("engine/io_files.py", "replace_folder_into", "any folder at --out is replaced, the user's too",
+        "        if not replaceable(path):", "        if False:",
+        (f"{COREML}::test_a_folder_that_appeared_at_out_after_the_first_check_is_still_left_alone",)),
 ]
 
 

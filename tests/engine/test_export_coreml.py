@@ -232,6 +232,21 @@ def test_a_folder_or_file_that_is_not_a_package_is_refused_before_any_work(run, 
     assert file.read_bytes() == b"not a folder" and not leftovers(tmp_path)
 
 
+def test_a_folder_that_appeared_at_out_after_the_first_check_is_still_left_alone(tmp_path):
+    """The last line of defence: a folder made at --out while the export ran (after the checks before any work) is
+    not a package Thaw wrote, and the swap refuses it too, leaving both folders as they were."""
+    from engine import io_files
+
+    theirs, new = tmp_path / "out.mlpackage", tmp_path / "work" / "out.mlpackage"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    new.mkdir(parents=True)
+    (new / "a").write_text("new")
+    with pytest.raises(io_files.UnwritableError, match="a folder Thaw did not write"):
+        io_files.replace_folder_into(new, theirs, "--out", lambda path: False)
+    assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"] and (new / "a").read_text() == "new"
+
+
 def test_a_failed_second_rename_puts_the_earlier_folder_back(tmp_path, monkeypatch):
     from engine import io_files
 
