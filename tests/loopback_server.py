@@ -1,12 +1,12 @@
 """A tiny HTTP server on 127.0.0.1 for the download tests: it serves files from memory, honours `Range: bytes=N-`
 (206 with Content-Range) unless told not to, and can drop the connection after a number of bytes of a response
-to play an interrupted download. It records every request's path and Range header."""
+to play an interrupted download, or hold a response after a number of bytes until the test releases it (so that a
+cancel or a Ctrl-C lands mid-file, whatever the machine's load). It records every request's path and Range header."""
 
 from __future__ import annotations
 
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -17,7 +17,9 @@ class LoopbackServer:
         self.cut_after: int | None = None  # drop the next response after this many body bytes
         self.honour_range = True
         self.sent = 0  # body bytes sent, all responses together
-        self.delay = 0.0  # seconds between 16 kB pieces of a body: a slow link, so a cancel lands mid-file
+        self.hold_after: int | None = None  # body bytes of a response sent before it waits for `released`
+        self.held = threading.Event()  # set when a response has sent hold_after bytes and waits
+        self.released = threading.Event()  # set by the test (and on exit): the held response goes on
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,16 +54,18 @@ class LoopbackServer:
                     self.wfile.write(payload)
                     self.close_connection = True
                     return
-                step = 16384 if server.delay else len(payload) or 1
-                for start_piece in range(0, len(payload), step):
-                    piece = payload[start_piece:start_piece + step]
+                hold = server.hold_after
+                pieces = [payload] if hold is None else [payload[:hold], payload[hold:]]
+                for number, piece in enumerate(pieces):
+                    if number:  # the first piece is out: wait until the test lets the rest go
+                        server.held.set()
+                        server.released.wait(60)
                     server.sent += len(piece)  # counted first: the client may check before this thread goes on
                     try:
                         self.wfile.write(piece)
+                        self.wfile.flush()
                     except OSError:  # the client went away (a cancelled download)
                         return
-                    if server.delay:
-                        time.sleep(server.delay)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         # A short poll: shutdown() waits for the next one (0.5 s by default, in every test that serves)
@@ -83,6 +87,7 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.released.set()  # a response still held ends (its client is gone or done)
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -96,14 +95,22 @@ def test_a_real_ctrl_c_stops_a_download_with_exit_3_and_the_same_command_resumes
     """A subprocess, because the point is the signal: Python's SIGINT lands in a socket read mid-file."""
     body = eurosat_zip(tmp_path, padding=2_000_000)
     with LoopbackServer() as server:
-        server.delay = 0.05  # ~320 kB/s: the 2 MB file takes ~6 s, so the Ctrl-C sent at 100 kB lands mid-file
+        server.hold_after = 300_000  # the rest waits: the Ctrl-C lands while the child waits for it in a socket read
         url = server.serve("EuroSAT.zip", body)
         script = (
             "import dataclasses, sys\n"
-            "from engine.data import sources\n"
+            "from engine.data import fetch, sources\n"
             "archive = sources.Archive(sys.argv[1], 'EuroSAT.zip', sys.argv[2], 'eurosat', 'zip')\n"
             "sources._REGISTRY['EuroSAT'] = dataclasses.replace(sources._REGISTRY['EuroSAT'], "
             "archives=lambda: (archive,))\n"
+            # Each chunk written to the .part file is said on stdout: the test waits for that line, not for time
+            "copy = fetch._copy\n"
+            "def said(response, part, have, total, url, target, progress, should_stop):\n"
+            "    def told(done, total):\n"
+            "        print('fetched', done, flush=True)\n"
+            "        if progress: progress(done, total)\n"
+            "    return copy(response, part, have, total, url, target, told, should_stop)\n"
+            "fetch._copy = said\n"
             "import main\n"
             "sys.exit(main.main(['download', 'EuroSAT', '--root', sys.argv[3]]))\n")
         part = tmp_path / "data" / "eurosat" / "EuroSAT.zip.part"
@@ -113,16 +120,17 @@ def test_a_real_ctrl_c_stops_a_download_with_exit_3_and_the_same_command_resumes
                                 # job) ignores SIGINT, and a child inheriting SIG_IGN never hears the Ctrl-C
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
-            deadline = time.monotonic() + 60
-            while not (part.exists() and part.stat().st_size > 100_000) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            for line in proc.stdout:  # blocks until the child has written 100 kB or more (or ended)
+                if line.startswith("fetched ") and int(line.split()[1]) >= 100_000:
+                    break
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        server.delay = 0.0
+        server.hold_after = None
+        server.released.set()
         assert proc.returncode == 3, err
         assert "Traceback" not in err
         assert err.strip().splitlines()[-1].startswith("stopped: what was fetched is kept; `python main.py download "

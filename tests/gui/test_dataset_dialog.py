@@ -68,12 +68,14 @@ def test_a_download_shows_progress_and_the_set_can_be_used_in_the_recipe(qtbot, 
 
 def test_cancel_stops_the_download_and_keeps_what_was_fetched(qtbot, dialog, tmp_path, monkeypatch):
     with LoopbackServer() as server:
-        server.delay = 0.02  # ~0.8 MB/s, 2.5 s in all: the cancel lands mid-file even on a loaded machine
+        server.hold_after = 300_000  # the rest waits until the cancel was clicked: it lands mid-file, always
         serve_eurosat(server, monkeypatch, tmp_path, padding=2_000_000)
         dialog.select("EuroSAT")
         dialog.datasetDownloadButton.click()
-        qtbot.waitUntil(lambda: "downloading" in dialog.datasetStatusLabel.text(), timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: "downloading" in dialog.datasetStatusLabel.text() and server.held.is_set(),
+                        timeout=TIMEOUT_MS)
         dialog.datasetCancelButton.click()
+        server.released.set()  # the download reads its next chunk, then sees the cancel
         qtbot.waitUntil(lambda: not dialog.running, timeout=TIMEOUT_MS)
     assert dialog.datasetStatusLabel.text().startswith("Stopped")
     assert (tmp_path / "data" / "eurosat" / "EuroSAT.zip.part").stat().st_size > 0
