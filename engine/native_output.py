@@ -1,5 +1,6 @@
-"""What native libraries print past Python: C++ code (torch's profiler, ExecuTorch's runtime) writes straight to
-file descriptor 2, which `sys.stderr` redirection cannot catch; a CLI user would see its lines between Thaw's."""
+"""What libraries print that is not a user's concern: C++ code (torch's profiler, ExecuTorch's runtime) writes
+straight to file descriptor 2, which `sys.stderr` redirection cannot catch, and imports log warnings through their
+loggers; a CLI user would see their lines between Thaw's."""
 
 from __future__ import annotations
 
@@ -30,3 +31,21 @@ def native_stderr_to_log(log: logging.Logger, what: str, level: int = logging.IN
             text = caught.read().decode("utf-8", errors="replace").strip()
             if text:
                 log.log(level, "%s printed:\n%s", what, text)
+
+
+PYTREE_LOGGER = "torch.utils._pytree"  # warns of a deprecation when ExecuTorch (through torchao) is imported
+
+
+@contextlib.contextmanager
+def loggers_quieted(*names: str) -> Iterator[None]:
+    """The loggers `names` drop everything below errors inside the block (a library's import-time warnings), and
+    are put back as they were after it."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)

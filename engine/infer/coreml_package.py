@@ -16,18 +16,16 @@ Core ML runs only on Apple's systems. coremltools converts and reads packages on
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 import os
 import platform
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from engine.infer.export_formats import FORMATS
 from engine.infer.export_metadata import METADATA_KEY, ExportFileError
+from engine.native_output import PYTREE_LOGGER, loggers_quieted
 
 MANIFEST = "Manifest.json"
 DATA_FOLDER = "Data"
@@ -35,20 +33,11 @@ SPEC_IN_DATA = "com.apple.CoreML/model.mlmodel"  # where coremltools puts it; th
 MIN_MACOS = (13, 0)  # an ML program for iOS 16 / macOS 13 (the deployment target of the writer)
 
 
-@contextlib.contextmanager
-def coremltools_imported_quietly() -> Iterator[None]:
+def coremltools_imported_quietly():
     """coremltools' import warns through its logger that its native part is missing (everywhere but macOS, by
     design) and that this torch is newer than those it was tested with, and imports ExecuTorch, whose import logs a
     deprecation of torch's pytree: none of it is a user's concern, so below errors they are dropped."""
-    loggers = [logging.getLogger(name) for name in ("coremltools", "torch.utils._pytree")]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for log, level in zip(loggers, levels):
-            log.setLevel(level)
+    return loggers_quieted("coremltools", PYTREE_LOGGER)
 
 
 def is_package(path: str | Path) -> bool:

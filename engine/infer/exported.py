@@ -16,7 +16,6 @@ check, which then reports "not checkable on this OS").
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -40,7 +39,7 @@ from engine.infer.export_metadata import (
     ExportFileError,
     ExportMetadata,
 )
-from engine.native_output import native_stderr_to_log
+from engine.native_output import PYTREE_LOGGER, loggers_quieted, native_stderr_to_log
 
 EXPORT_SUFFIXES = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
 FORMAT_NAMES = {f.name: f.noun for f in FORMATS.values()}
@@ -137,17 +136,10 @@ def executorch_metadata_text(data: bytes) -> str | None:
     return data[start:end if end >= 0 else len(data)].decode("utf-8", errors="replace")
 
 
-@contextlib.contextmanager
 def executorch_imported_quietly():
     """ExecuTorch's import (torchao's, through it) logs a deprecation warning of torch's pytree to the terminal:
     not a user's concern."""
-    pytree_log = logging.getLogger("torch.utils._pytree")
-    level = pytree_log.level
-    pytree_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        pytree_log.setLevel(level)
+    return loggers_quieted(PYTREE_LOGGER)
 
 
 # --- recognising a file ---------------------------------------------------------------------------------------
