@@ -13,9 +13,12 @@ from PySide6.QtCore import Qt
 from engine.infer import prune_run as prune_run_module
 from engine.infer.prune_run import FAILED_SUFFIX, REPORT_FILE
 from engine.recipe import PhaseConfig
+from gui.document import RecipeDocument
+from gui.main_window import MainWindow
 from gui.panels.export_dialog import ExportDialog
 from gui.panels.prune_page import DEFAULTS, KEPT_COLOUR, REFUSED_COLOUR
 from tests.gui.running import still_running
+from tests.helpers import tiny_recipe
 
 WAIT_MS = 180_000
 FINE_TUNE_ALL = PhaseConfig("all", 2, ["all"], lr=1e-2)  # the run tests/engine/test_prune.py prunes
@@ -129,3 +132,20 @@ def test_closing_the_dialog_while_pruning_stops_it_and_closes_with_no_thread_lef
     qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT_MS)
     assert others(source_run) == []
     assert not still_running(no_thread_left_running)
+
+
+def test_quitting_the_studio_while_pruning_cancels_it_writes_nothing_and_leaves_no_thread(
+        qtbot, source_run, image_folder, monkeypatch, no_thread_left_running):
+    window = MainWindow(RecipeDocument(tiny_recipe(image_folder, out=source_run.parent)))
+    qtbot.addWidget(window)
+    monkeypatch.setattr(window, "_confirm_close", lambda: True)
+    dialog = window.runs_panel.open_export_dialog(str(source_run))  # the Runs tab's Export…, a child of the window
+    page = dialog.prunePage
+    page.pruneEpochsSpin.setValue(5)
+    with qtbot.waitSignal(page.pruneRunner.stage_changed, timeout=WAIT_MS,
+                          check_params_cb=lambda stage: stage.startswith("fine-tune epoch")):
+        page.start_prune()
+    assert page.running
+    assert window.close()  # the studio's quit: every job of the window is cancelled and waited for
+    assert not still_running(no_thread_left_running)
+    assert others(source_run) == []  # stopped mid fine-tune: no run, no report
